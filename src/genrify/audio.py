@@ -1,0 +1,395 @@
+"""Decode audio files to mono float32 at a target sample rate.
+
+soundfile (libsndfile) reads wav, flac, ogg, mp3, aiff and au quickly and seeks precisely; PyAV (the
+ffmpeg libraries, shipped in its wheel) reads everything else (m4a/aac, opus, wma, ...). Channels are
+averaged to mono and soxr resamples, as ``librosa.load`` does, so features computed from our
+waveforms match librosa's.
+
+Files are read in blocks (:func:`stream`), so a one-hour file never sits in memory whole, and a part
+of a long file can be read (``offset``/``duration``) without decoding what comes before it where
+the format allows seeking.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genrify.errors import AudioError, ParameterError
+
+#: Extensions libsndfile decodes natively.
+SOUNDFILE_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd", ".w64", ".caf"}
+)
+#: Extensions left to ffmpeg (through PyAV).
+AV_EXTENSIONS = frozenset(
+    {".m4a", ".m4b", ".mp4", ".aac", ".alac", ".opus", ".wma", ".webm", ".mka", ".ape", ".wv", ".mp2", ".ac3", ".amr", ".3gp"}
+)
+#: Every extension genrify treats as audio when scanning a folder.
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | AV_EXTENSIONS
+
+DEFAULT_SAMPLE_RATE = 22050
+# Native-rate seconds decoded at a time: large enough that per-block overhead is negligible,
+# small enough that a long 48 kHz stereo file costs a few MB, not a few GB.
+_BLOCK_SECONDS = 20.0
+# A file that decodes to less than its header promises by more than this is truncated or corrupt.
+_SHORTFALL_TOLERANCE_S = 0.5
+_AV_PREROLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says about its audio stream."""
+
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+    backend: str
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds (as declared by the header; 0 where it declares none)."""
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def is_audio_file(path: str | Path) -> bool:
+    """True where ``path``'s extension is one genrify decodes (case-insensitive)."""
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def info(path: str | Path) -> AudioInfo:
+    """Read a file's sample rate, channel count and length without decoding it.
+
+    Raises
+    ------
+    AudioError
+        The file is missing, empty, unreadable or not audio.
+    """
+    path = _check_file(path)
+    if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
+        try:
+            return _soundfile_info(path)
+        except AudioError:
+            raise
+        except Exception:  # noqa: BLE001 - libsndfile refuses; ffmpeg may still know the format
+            pass
+    return _av_info(path)
+
+
+def load(
+    path: str | Path,
+    sr: int = DEFAULT_SAMPLE_RATE,
+    *,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> np.ndarray:
+    """Decode a file (or a part of it) to one mono float32 array at ``sr`` Hz.
+
+    Parameters
+    ----------
+    path
+        The audio file.
+    sr
+        Target sample rate in Hz.
+    offset
+        Start reading this many seconds into the file.
+    duration
+        Read at most this many seconds; ``None`` reads to the end.
+
+    Returns
+    -------
+    numpy.ndarray
+        1-D float32 waveform.
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded, holds no samples in the requested range, or is truncated.
+    """
+    blocks = list(stream(path, sr, offset=offset, duration=duration))
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
+def stream(
+    path: str | Path,
+    sr: int = DEFAULT_SAMPLE_RATE,
+    *,
+    offset: float = 0.0,
+    duration: float | None = None,
+    block_seconds: float = _BLOCK_SECONDS,
+) -> Iterator[np.ndarray]:
+    """Decode a file block by block: yields mono float32 arrays at ``sr`` Hz.
+
+    Concatenated, the blocks equal :func:`load`'s result; memory stays bounded by the block size
+    whatever the file's length. Errors found late (a truncated file) are raised after the blocks
+    already decoded, so a caller must treat the stream as failed as a whole.
+
+    Raises
+    ------
+    AudioError
+        As :func:`load`.
+    ParameterError
+        ``sr``, ``offset``, ``duration`` or ``block_seconds`` out of range.
+    """
+    if sr <= 0:
+        raise ParameterError(f"sample rate must be positive, not {sr}")
+    if offset < 0:
+        raise ParameterError(f"offset must be >= 0 seconds, not {offset}")
+    if duration is not None and duration <= 0:
+        raise ParameterError(f"duration must be > 0 seconds, not {duration}")
+    if block_seconds <= 0:
+        raise ParameterError(f"block_seconds must be > 0, not {block_seconds}")
+    path = _check_file(path)
+    native: Iterator[tuple[np.ndarray, int]] | None = None
+    if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
+        try:
+            native = _soundfile_blocks(path, offset, duration, block_seconds)
+            first = next(native, None)
+        except AudioError:
+            raise
+        except Exception:  # noqa: BLE001 - libsndfile refuses the file; ffmpeg may decode it
+            native = None
+        else:
+            if first is not None:
+                native = _chain_first(first, native)
+    if native is None:
+        native = _av_blocks(path, offset, duration, block_seconds)
+    yielded = 0
+    for block in _resample_blocks(native, sr):
+        yielded += block.size
+        yield block
+    if yielded == 0:
+        where = f" after {offset:g} s" if offset else ""
+        raise AudioError(path, f"no audio samples{where}")
+
+
+def _chain_first(first: tuple[np.ndarray, int], rest: Iterator[tuple[np.ndarray, int]]) -> Iterator[tuple[np.ndarray, int]]:
+    yield first
+    yield from rest
+
+
+def _check_file(path: str | Path) -> Path:
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise AudioError(path, "file not found") from None
+    except OSError as exc:
+        raise AudioError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not path.is_file():
+        raise AudioError(path, "not a regular file")
+    if st.st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise AudioError(path, "cannot read: permission denied")
+    return path
+
+
+# --- soundfile -------------------------------------------------------------------------------
+
+
+def _soundfile_info(path: Path) -> AudioInfo:
+    import soundfile as sf
+
+    with sf.SoundFile(path) as f:
+        return AudioInfo(str(path), int(f.samplerate), int(f.channels), int(f.frames), "soundfile")
+
+
+def _soundfile_blocks(
+    path: Path, offset: float, duration: float | None, block_seconds: float
+) -> Iterator[tuple[np.ndarray, int]]:
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(path)
+    except PermissionError as exc:
+        raise AudioError(path, f"cannot read: {exc.strerror}") from None
+    with f:
+        rate = int(f.samplerate)
+        declared = int(f.frames)
+        if f.format in ("WAV", "WAVEX", "RF64"):
+            # libsndfile quietly shortens a WAV whose data chunk was cut off; we want to know.
+            _check_wav_complete(path)
+        start = int(round(offset * rate))
+        if declared > 0 and start >= declared:
+            return
+        if start:
+            f.seek(start)
+        wanted = declared - start if declared > 0 else None
+        if duration is not None:
+            limit = int(round(duration * rate))
+            wanted = limit if wanted is None else min(wanted, limit)
+        block = max(1, int(block_seconds * rate))
+        read = 0
+        while wanted is None or read < wanted:
+            n = block if wanted is None else min(block, wanted - read)
+            try:
+                data = f.read(n, dtype="float32", always_2d=True)
+            except sf.LibsndfileError as exc:
+                raise AudioError(path, f"corrupt audio data: {exc}") from None
+            if data.shape[0] == 0:
+                break
+            read += data.shape[0]
+            yield data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0], rate
+        if wanted is not None and wanted - read > _SHORTFALL_TOLERANCE_S * rate:
+            raise AudioError(
+                path,
+                f"truncated or corrupt: decoded {read / rate:.1f} s of the {wanted / rate:.1f} s its header declares",
+            )
+
+
+def _check_wav_complete(path: Path) -> None:
+    """Raise AudioError where a RIFF/WAVE file's data chunk is cut short."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+            return
+        if head[:4] == b"RF64":  # 64-bit sizes live in a ds64 chunk; libsndfile handles those
+            return
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", fh.read(8))
+            if chunk_id == b"data":
+                available = size - pos - 8
+                # 0 and 0xFFFFFFFF mark streamed WAVs whose size was never filled in.
+                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
+                    raise AudioError(
+                        path,
+                        f"truncated: the data chunk declares {chunk_size} bytes but only {available} are present",
+                    )
+                return
+            pos += 8 + chunk_size + (chunk_size & 1)
+
+
+# --- PyAV (ffmpeg) ---------------------------------------------------------------------------
+
+
+def _open_av(path: Path):  # noqa: ANN202 - av types are optional at import time
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.PermissionError:
+        raise AudioError(path, "cannot read: permission denied") from None
+    except (av.error.InvalidDataError, av.error.EOFError):
+        raise AudioError(path, "not a recognised audio format (cannot decode)") from None
+    except av.FFmpegError as exc:
+        raise AudioError(path, f"cannot decode: {_av_reason(exc)}") from None
+    if not container.streams.audio:
+        container.close()
+        raise AudioError(path, "no audio stream in this file")
+    return container
+
+
+def _av_reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _av_info(path: Path) -> AudioInfo:
+    container = _open_av(path)
+    with container:
+        audio = container.streams.audio[0]
+        rate = int(audio.codec_context.sample_rate or audio.rate or 0)
+        seconds = 0.0
+        if audio.duration is not None and audio.time_base is not None:
+            seconds = float(audio.duration * audio.time_base)
+        elif container.duration is not None:
+            seconds = container.duration / 1_000_000
+        channels = int(audio.codec_context.channels or 0)
+        return AudioInfo(str(path), rate, channels, int(round(seconds * rate)), "av")
+
+
+def _av_blocks(
+    path: Path, offset: float, duration: float | None, block_seconds: float
+) -> Iterator[tuple[np.ndarray, int]]:
+    import av
+
+    container = _open_av(path)
+    with container:
+        audio = container.streams.audio[0]
+        # Normalise whatever sample format the codec gives to planar float; rate and layout stay.
+        converter = av.AudioResampler(format="fltp")
+        rate = 0
+        block = 0
+        skip = 0  # native samples still to drop before ``offset``
+        remaining: int | None = None
+        seeked = False
+        if offset > 0:
+            try:
+                # Seek a little early: a transform codec's first frame after a seek lacks the
+                # overlap of the one before, so its samples are wrong; those are dropped below.
+                container.seek(int(max(0.0, offset - _AV_PREROLL_S) * 1_000_000), any_frame=False)
+                seeked = True
+            except av.FFmpegError:
+                pass  # unseekable stream: decode from the start and drop samples below
+        pending: list[np.ndarray] = []
+        pending_n = 0
+        try:
+            for frame in container.decode(audio):
+                if rate == 0:
+                    rate = int(frame.sample_rate)
+                    block = max(1, int(block_seconds * rate))
+                    if duration is not None:
+                        remaining = int(round(duration * rate))
+                    # A seek lands on a packet at or before the offset; drop what precedes it.
+                    start = 0.0
+                    if seeked and frame.pts is not None and frame.time_base is not None:
+                        start = float(frame.pts * frame.time_base)
+                    skip = max(0, int(round((offset - start) * rate)))
+                for converted in converter.resample(frame):
+                    samples = converted.to_ndarray().mean(axis=0, dtype=np.float32)
+                    if skip:
+                        cut = min(skip, samples.size)
+                        samples, skip = samples[cut:], skip - cut
+                    if remaining is not None:
+                        samples = samples[:remaining]
+                        remaining -= samples.size
+                    if samples.size:
+                        pending.append(samples)
+                        pending_n += samples.size
+                    if pending_n >= block:
+                        yield np.concatenate(pending), rate
+                        pending, pending_n = [], 0
+                if remaining is not None and remaining <= 0:
+                    break
+        except av.FFmpegError as exc:
+            raise AudioError(path, f"corrupt audio data: {_av_reason(exc)}") from None
+        if pending_n:
+            yield np.concatenate(pending), rate
+
+
+# --- resampling ------------------------------------------------------------------------------
+
+
+def _resample_blocks(blocks: Iterator[tuple[np.ndarray, int]], sr: int) -> Iterator[np.ndarray]:
+    """Resample a stream of (mono block, native rate) to ``sr`` with soxr's streaming resampler.
+
+    The streaming resampler carries its filter state across blocks, so the result equals
+    ``soxr.resample`` over the whole signal (which is what librosa.load uses) up to rounding.
+    """
+    import soxr
+
+    resampler = None
+    for samples, rate in blocks:
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        if rate == sr:
+            if samples.size:
+                yield samples
+            continue
+        if resampler is None:
+            resampler = soxr.ResampleStream(rate, sr, 1, dtype="float32", quality="HQ")
+        out = resampler.resample_chunk(samples)
+        if out.size:
+            yield out
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        if tail.size:
+            yield tail

@@ -1,0 +1,35 @@
+"""The exceptions genrify raises.
+
+Every error a user can cause derives from :class:`GenrifyError`, so a caller (the CLI, the web app)
+can catch one type and print one line. The message always names the file or object concerned and
+what is wrong with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class GenrifyError(Exception):
+    """Base class of every error caused by bad input or a bad request."""
+
+
+class ParameterError(GenrifyError, ValueError):
+    """An argument is out of range or inconsistent with another."""
+
+
+class AudioError(GenrifyError):
+    """An audio file cannot be decoded: unreadable, empty, truncated or unsupported."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class LibraryError(GenrifyError):
+    """A music folder cannot be scanned (missing, empty, or not laid out by genre)."""
+
+
+class StoreError(GenrifyError):
+    """A feature store cannot be opened or does not match the requested parameters."""

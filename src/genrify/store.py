@@ -1,0 +1,384 @@
+"""The feature store: a SQLite manifest and one float16 ``.npy`` array per track.
+
+Layout of a store directory::
+
+    STORE/
+      manifest.sqlite     tracks (path, genre, artist, duration, size, mtime, frames, status, ...)
+                          and meta (feature parameters, format version)
+      arrays/ab/<hash>.npy  log-mel of one track, float16, shape (n_mels, frames)
+
+Safety rests on two rules. Arrays are written under a temporary name and renamed into place, so an
+array file is always whole; and a manifest row marks a track done only after its array is in place.
+A run killed at any moment therefore leaves at worst a stray temporary file or an array without a
+row, both cleaned up and redone by the next run; the array's name derives from the track's path, so
+a track is never stored twice. Only one process (the extraction's parent) writes the manifest.
+
+Arrays are read memory-mapped: training over a store of any size holds only the chunks it uses.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genrify import __version__
+from genrify.errors import StoreError
+from genrify.features import FeatureParams
+
+MANIFEST_NAME = "manifest.sqlite"
+ARRAYS_DIR = "arrays"
+FORMAT_VERSION = 1
+_TMP_PREFIX = ".tmp-"
+
+DONE = "done"
+FAILED = "failed"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tracks (
+    path      TEXT PRIMARY KEY,
+    genre     TEXT NOT NULL,
+    artist    TEXT,
+    duration  REAL,
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    frames    INTEGER,
+    status    TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    error     TEXT,
+    array     TEXT,
+    flags     TEXT NOT NULL DEFAULT '',
+    updated   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tracks_status_genre ON tracks (status, genre);
+"""
+
+
+@dataclass(frozen=True)
+class StoredTrack:
+    """One row of the manifest."""
+
+    path: str
+    genre: str
+    artist: str | None
+    duration: float | None
+    size: int
+    mtime_ns: int
+    frames: int | None
+    status: str
+    error: str | None
+    array: str | None
+    flags: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The file name without folders, e.g. ``blues.00012.wav``."""
+        return os.path.basename(self.path)
+
+
+def array_name(track_path: str) -> str:
+    """Store-relative file name of a track's array: derived from its path, so stable across runs."""
+    digest = hashlib.sha1(track_path.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return f"{digest[:2]}/{digest}.npy"
+
+
+def write_array(store_dir: str | Path, track_path: str, features: np.ndarray) -> str:
+    """Write a track's features into the store atomically; returns the array's name.
+
+    Safe to call from any process that sees the store's directory (extraction workers do): the array
+    appears under its final name whole or not at all.
+    """
+    name = array_name(track_path)
+    final = Path(store_dir) / ARRAYS_DIR / name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{_TMP_PREFIX}{os.getpid()}-{final.name}")
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(features, dtype=np.float16), allow_pickle=False)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return name
+
+
+class FeatureStore:
+    """A feature store directory. Use :meth:`open` or :meth:`create`, ideally as a context manager.
+
+    Parameters
+    ----------
+    root
+        The store's directory.
+    connection
+        An open connection to its manifest.
+    params
+        The feature parameters the store was made with.
+    """
+
+    def __init__(self, root: Path, connection: sqlite3.Connection, params: FeatureParams) -> None:
+        self.root = root
+        self._db = connection
+        self.params = params
+        self._lock_fd: int | None = None
+
+    # --- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: str | Path, params: FeatureParams | None = None) -> FeatureStore:
+        """Open the store at ``root`` for writing, creating it if needed.
+
+        Parameters
+        ----------
+        root
+            Store directory (created if missing).
+        params
+            Feature parameters. ``None`` means the store's own (or the defaults for a new store);
+            parameters that differ from an existing store's are refused.
+
+        Raises
+        ------
+        StoreError
+            ``root`` is not a store, or was made with other parameters.
+        """
+        root = Path(root).expanduser()
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root}: exists and is not a folder")
+        manifest = root / MANIFEST_NAME
+        if root.exists() and not manifest.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+            raise StoreError(f"{root}: folder is not empty and holds no genrify store ({MANIFEST_NAME} missing)")
+        try:
+            (root / ARRAYS_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{root}: cannot create the store: {exc.strerror or exc}") from None
+        db = _connect(manifest)
+        stored = _read_params(db, root)
+        if stored is None:
+            params = params or FeatureParams()
+            with db:
+                db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("params", params.to_json()), ("format", str(FORMAT_VERSION)), ("created_by", __version__)],
+                )
+        else:
+            params = _check_params(root, stored, params)
+        return cls(root, db, params)
+
+    @classmethod
+    def open(cls, root: str | Path, params: FeatureParams | None = None) -> FeatureStore:
+        """Open an existing store (for reading, or writing by its single writer).
+
+        Raises
+        ------
+        StoreError
+            No store at ``root``, or its parameters differ from ``params``.
+        """
+        root = Path(root).expanduser()
+        manifest = root / MANIFEST_NAME
+        if not manifest.is_file():
+            raise StoreError(f"{root}: no feature store here (run `genrify extract MUSIC_DIR --store {root}` first)")
+        db = _connect(manifest)
+        stored = _read_params(db, root)
+        if stored is None:
+            raise StoreError(f"{root}: the manifest records no feature parameters; the store is incomplete")
+        return cls(root, db, _check_params(root, stored, params))
+
+    def close(self) -> None:
+        """Close the manifest and release the writer's lock."""
+        self._db.close()
+        self.unlock()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the single writer ----------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the store's writer lock, so that two extractions never fill one store at once.
+
+        Raises
+        ------
+        StoreError
+            Another process holds it.
+        """
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{self.root}: another genrify process is writing this store") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Release the writer lock (no-op where not held)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def clean(self) -> int:
+        """Remove what an interrupted run left: temporary files and arrays no done row points to.
+
+        Call only while holding :meth:`lock`. Returns the number of files removed.
+        """
+        referenced = {row[0] for row in self._db.execute("SELECT array FROM tracks WHERE status = 'done'")}
+        removed = 0
+        arrays = self.root / ARRAYS_DIR
+        for dirpath, _dirs, files in os.walk(arrays):
+            for name in files:
+                rel = os.path.relpath(os.path.join(dirpath, name), arrays)
+                if name.startswith(_TMP_PREFIX) or (name.endswith(".npy") and rel not in referenced):
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+        return removed
+
+    def record_done(
+        self,
+        *,
+        path: str,
+        genre: str,
+        size: int,
+        mtime_ns: int,
+        artist: str | None,
+        duration: float,
+        frames: int,
+        array: str,
+        flags: Iterable[str] = (),
+    ) -> None:
+        """Mark a track done; its array must already be in place (see :func:`write_array`)."""
+        self._upsert(path, genre, artist, duration, size, mtime_ns, frames, DONE, None, array, ",".join(flags))
+
+    def record_failed(self, *, path: str, genre: str, size: int, mtime_ns: int, error: str) -> None:
+        """Mark a track failed with its reason; a previous array of it is removed."""
+        old = self.get(path)
+        self._upsert(path, genre, None, None, size, mtime_ns, None, FAILED, error, None, "")
+        if old is not None and old.array:
+            (self.root / ARRAYS_DIR / old.array).unlink(missing_ok=True)
+
+    def _upsert(self, *values: object) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO tracks (path, genre, artist, duration, size, mtime_ns, frames, status,"
+                " error, array, flags, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, time.time()),
+            )
+
+    def remove(self, paths: Iterable[str]) -> int:
+        """Forget tracks (rows and arrays). Returns how many were removed."""
+        count = 0
+        for path in paths:
+            old = self.get(path)
+            if old is None:
+                continue
+            with self._db:
+                self._db.execute("DELETE FROM tracks WHERE path = ?", (path,))
+            if old.array:
+                (self.root / ARRAYS_DIR / old.array).unlink(missing_ok=True)
+            count += 1
+        return count
+
+    # --- reading --------------------------------------------------------------------------
+
+    def get(self, path: str) -> StoredTrack | None:
+        """The manifest row of one track, or ``None``."""
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM tracks WHERE path = ?", (path,)).fetchone()
+        return _row(row) if row else None
+
+    def tracks(self, status: str | None = DONE, under: str | None = None) -> list[StoredTrack]:
+        """Manifest rows sorted by path: done ones by default, ``status=None`` for all.
+
+        ``under`` keeps the tracks whose path lies below that folder.
+        """
+        query = f"SELECT {_COLUMNS} FROM tracks"
+        clauses, args = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        if under is not None:
+            clauses.append("substr(path, 1, ?) = ?")
+            prefix = under.rstrip(os.sep) + os.sep
+            args += [len(prefix), prefix]
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        return [_row(r) for r in self._db.execute(query + " ORDER BY path", args)]
+
+    def __iter__(self) -> Iterator[StoredTrack]:
+        return iter(self.tracks())
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM tracks WHERE status = 'done'").fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        """Number of done tracks per genre, sorted by genre."""
+        rows = self._db.execute(
+            "SELECT genre, count(*) FROM tracks WHERE status = 'done' GROUP BY genre ORDER BY genre"
+        )
+        return {g: int(n) for g, n in rows}
+
+    def load(self, track: StoredTrack | str, *, mmap: bool = True) -> np.ndarray:
+        """A done track's log-mel array, float16 ``(n_mels, frames)``, memory-mapped by default.
+
+        Raises
+        ------
+        StoreError
+            The track is not done in this store, or its array is missing or damaged.
+        """
+        row = self.get(track) if isinstance(track, str) else track
+        if row is None or row.status != DONE or not row.array:
+            name = track if isinstance(track, str) else track.path
+            raise StoreError(f"{name}: no features for this track in {self.root}")
+        file = self.root / ARRAYS_DIR / row.array
+        try:
+            return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{file}: cannot read the features of {row.path}: {exc}") from None
+
+
+_COLUMNS = "path, genre, artist, duration, size, mtime_ns, frames, status, error, array, flags"
+
+
+def _row(row: tuple) -> StoredTrack:
+    values = list(row)
+    values[-1] = tuple(f for f in (values[-1] or "").split(",") if f)
+    return StoredTrack(*values)
+
+
+def _connect(manifest: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(manifest, timeout=30)
+        # WAL: readers (a training run) never block the writer, and a killed writer leaves the last
+        # committed state. NORMAL sync is durable across process kills, which is what we guard.
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{manifest}: not a readable genrify manifest: {exc}") from None
+    return db
+
+
+def _read_params(db: sqlite3.Connection, root: Path) -> FeatureParams | None:
+    row = db.execute("SELECT value FROM meta WHERE key = 'params'").fetchone()
+    if row is None:
+        return None
+    try:
+        return FeatureParams.from_dict(json.loads(row[0]))
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"{root}: the manifest's feature parameters are unreadable: {exc}") from None
+
+
+def _check_params(root: Path, stored: FeatureParams, wanted: FeatureParams | None) -> FeatureParams:
+    if wanted is not None and wanted != stored:
+        diff = "; ".join(stored.differences(wanted))
+        raise StoreError(f"{root}: this store was made with other feature parameters: {diff}")
+    return stored

@@ -1,0 +1,100 @@
+"""Shared fixtures: small generated audio, and the real clips of ../shared where present."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GENRIFY_SHARED", REPO.parent / "shared"))
+REAL = SHARED / "data" / "real"
+AUDIO_SUFFIXES = {".mp3", ".ogg", ".wav", ".flac"}
+
+
+def real_clips() -> list[Path]:
+    """Every real clip in ../shared/data/real (empty where that folder is absent)."""
+    if not REAL.is_dir():
+        return []
+    return sorted(p for p in REAL.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+@pytest.fixture
+def real_clip_paths() -> list[Path]:
+    clips = real_clips()
+    if not clips:
+        pytest.skip(f"no real clips at {REAL}")
+    return clips
+
+
+def tone(seconds: float, sr: int = 22050, channels: int = 1, freq: float = 440.0, seed: int = 0) -> np.ndarray:
+    """A tone with a little noise: audible, deterministic, not trivially periodic."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    mono = 0.4 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
+    if channels == 1:
+        return mono.astype(np.float32)
+    return np.stack([mono * (1 - 0.3 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+@pytest.fixture
+def write_audio(tmp_path: Path) -> Callable[..., Path]:
+    """write_audio(name, seconds=2, sr=22050, channels=1, freq=440) -> path under tmp_path."""
+
+    def _write(name: str, seconds: float = 2.0, sr: int = 22050, channels: int = 1, freq: float = 440.0) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = tone(seconds, sr, channels, freq)
+        if path.suffix in (".m4a", ".opus"):
+            write_with_av(path, data, sr)
+        else:
+            sf.write(path, data, sr)
+        return path
+
+    return _write
+
+
+def write_with_av(path: Path, data: np.ndarray, sr: int) -> None:
+    """Encode with ffmpeg (PyAV): AAC in .m4a or Opus in .opus."""
+    import av
+
+    codec = "aac" if path.suffix == ".m4a" else "libopus"
+    rate = sr if codec == "aac" else 48000
+    if rate != sr:
+        import soxr
+
+        data = soxr.resample(data, sr, rate)
+    mono = data if data.ndim == 1 else data.mean(axis=1)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        frame_size = 1024 if codec == "aac" else 960
+        for start in range(0, mono.size, frame_size):
+            chunk = np.ascontiguousarray(mono[start : start + frame_size], dtype=np.float32)[None, :]
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+@pytest.fixture
+def make_library(tmp_path: Path) -> Callable[..., Path]:
+    """make_library(layout={genre: [names]}, seconds=3) -> a small MUSIC_DIR of generated tones."""
+
+    def _make(layout: dict[str, list[str]], seconds: float = 3.0, root: str = "music") -> Path:
+        music = tmp_path / root
+        for g, (genre, names) in enumerate(sorted(layout.items())):
+            for i, name in enumerate(names):
+                path = music / genre / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, tone(seconds, freq=220.0 * (g + 1) + 10 * i, seed=i), 22050)
+        return music
+
+    return _make

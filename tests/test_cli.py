@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from genrify.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("synth", "extract", "inspect", "demo"):
+        assert command in result.output
+
+
+def test_extract_then_inspect(make_library, tmp_path):
+    music = make_library({"blues": ["a.wav", "b.wav"], "rock": ["c.wav"]}, seconds=1.0)
+    (music / "rock" / "broken.mp3").write_text("nope")
+    store = tmp_path / "store"
+    result = runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Extracted 3 tracks" in result.output
+    assert "failed 1" in result.output and "broken.mp3: not a recognised audio format" in result.output
+    again = runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1"])
+    assert again.exit_code == 0 and "unchanged 3" in again.output
+    shown = runner.invoke(app, ["inspect", str(store), "--failed"])
+    assert shown.exit_code == 0
+    assert "blues" in shown.output and "3 tracks stored, 1 failed" in shown.output
+
+
+def _one_line_error(args: list[str]) -> str:
+    result = subprocess.run([sys.executable, "-m", "genrify.cli", *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_missing_music_folder_is_one_line_and_exit_1(tmp_path):
+    line = _one_line_error(["extract", str(tmp_path / "nowhere"), "--store", str(tmp_path / "s")])
+    assert "nowhere: no such folder" in line
+
+
+def test_folder_with_no_genre_sub_folders(tmp_path):
+    (tmp_path / "flat").mkdir()
+    line = _one_line_error(["extract", str(tmp_path / "flat"), "--store", str(tmp_path / "s")])
+    assert "no genre sub-folders" in line
+
+
+def test_nothing_extractable_exits_1(tmp_path):
+    (tmp_path / "lib" / "pop").mkdir(parents=True)
+    (tmp_path / "lib" / "pop" / "a.mp3").write_text("text")
+    (tmp_path / "lib" / "pop" / "b.wav").touch()
+    result = subprocess.run(
+        [sys.executable, "-m", "genrify.cli", "extract", str(tmp_path / "lib"), "--store", str(tmp_path / "s"), "-j", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "none of its 2 tracks could be extracted" in result.stderr
+    assert "a.mp3: not a recognised audio format" in result.stdout
+
+
+def test_store_made_with_other_parameters(make_library, tmp_path):
+    music = make_library({"pop": ["a.wav"]}, seconds=0.5)
+    assert runner.invoke(app, ["extract", str(music), "--store", str(tmp_path / "s"), "-j", "1"]).exit_code == 0
+    line = _one_line_error(["extract", str(music), "--store", str(tmp_path / "s"), "--n-mels", "64"])
+    assert "other feature parameters: n_mels=128 (not 64)" in line
+
+
+def test_inspect_a_folder_that_is_no_store(tmp_path):
+    assert "no feature store here" in _one_line_error(["inspect", str(tmp_path)])
+
+
+def test_usage_errors_exit_2():
+    result = runner.invoke(app, ["extract"])
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mixed"])
+def test_synth_writes_genre_folders(tmp_path, fmt):
+    result = runner.invoke(
+        app, ["synth", str(tmp_path / "out"), "--genres", "3", "--per-genre", "2", "--seconds", "2", "--format", fmt, "--jobs", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    folders = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert folders == ["blues", "classical", "country"]
+    assert len(list((tmp_path / "out").rglob("*.*"))) == 6
+    assert "Wrote 6 songs" in result.output
+
+
+def test_synth_unknown_genre(tmp_path):
+    line = _one_line_error(["synth", str(tmp_path / "o"), "--genre-names", "rock,polka"])
+    assert "polka" in line

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genrify.extract import extract
+from genrify.features import FeatureParams, log_mel
+from genrify.store import ARRAYS_DIR, FeatureStore
+
+from conftest import tone
+
+
+def _stored(store: Path) -> dict[str, int]:
+    with FeatureStore.open(store) as fs:
+        return {os.path.basename(t.path): t.frames for t in fs.tracks()}
+
+
+def test_extracts_every_track_and_matches_the_transform(make_library, tmp_path):
+    music = make_library({"blues": ["a.wav", "b.wav"], "metal": ["c.wav"]}, seconds=2.0)
+    summary = extract(music, tmp_path / "store", jobs=1)
+    assert (summary.done, summary.unchanged, summary.failed, summary.total) == (3, 0, [], 3)
+    assert summary.audio_seconds == pytest.approx(6.0, abs=0.01)
+    with FeatureStore.open(tmp_path / "store") as fs:
+        row = fs.get(str(music / "metal" / "c.wav"))
+        assert row.genre == "metal" and row.duration == pytest.approx(2.0)
+        y, _ = sf.read(row.path, dtype="float32")
+        expected = log_mel(y, fs.params)
+        stored = fs.load(row)
+        assert stored.shape == expected.shape == (128, row.frames)
+        # float16 keeps about three significant digits of values up to ~100 dB.
+        np.testing.assert_allclose(stored.astype(np.float32), expected, atol=0.05)
+
+
+def test_rerun_skips_unchanged_redoes_changed_and_forgets_removed(make_library, tmp_path):
+    music = make_library({"pop": ["a.wav", "b.wav", "c.wav"]}, seconds=1.0)
+    store = tmp_path / "store"
+    extract(music, store, jobs=1)
+    again = extract(music, store, jobs=1)
+    assert (again.done, again.unchanged) == (0, 3)
+
+    sf.write(music / "pop" / "b.wav", tone(3.0, freq=300.0), 22050)  # changed: longer
+    (music / "pop" / "c.wav").unlink()
+    third = extract(music, store, jobs=1)
+    assert (third.done, third.unchanged, third.removed) == (1, 1, 1)
+    assert _stored(store) == {"a.wav": 44, "b.wav": 130}
+
+    forced = extract(music, store, jobs=1, force=True)
+    assert (forced.done, forced.unchanged) == (2, 0)
+
+
+def test_bad_files_are_reported_and_do_not_stop_the_run(make_library, tmp_path):
+    music = make_library({"rock": ["good1.wav", "good2.wav"], "jazz": ["good3.wav"]}, seconds=1.0)
+    (music / "rock" / "empty.mp3").touch()
+    (music / "rock" / "text.mp3").write_text("not audio at all\n" * 50)
+    good = music / "jazz" / "good3.wav"
+    (music / "jazz" / "cut.wav").write_bytes(good.read_bytes()[:3000])
+    summary = extract(music, tmp_path / "store", jobs=2)
+    failed = {os.path.basename(p): reason for p, reason in summary.failed}
+    assert set(failed) == {"empty.mp3", "text.mp3", "cut.wav"}
+    assert "empty" in failed["empty.mp3"] and "truncated" in failed["cut.wav"]
+    assert summary.done == 3 and summary.stored == 3
+    with FeatureStore.open(tmp_path / "store") as fs:
+        assert {os.path.basename(t.path) for t in fs.tracks(status="failed")} == set(failed)
+
+
+def test_short_and_silent_tracks_are_stored_and_flagged(tmp_path):
+    music = tmp_path / "music"
+    (music / "ambient").mkdir(parents=True)
+    sf.write(music / "ambient" / "blip.wav", tone(0.5), 22050)
+    sf.write(music / "ambient" / "quiet.wav", np.zeros(22050 * 8, dtype=np.float32), 22050)
+    summary = extract(music, tmp_path / "store", jobs=1)
+    flags = {os.path.basename(p): f for p, f in summary.flagged}
+    assert flags == {"blip.wav": ("short",), "quiet.wav": ("silent",)}
+    with FeatureStore.open(tmp_path / "store") as fs:
+        quiet = fs.load(str(music / "ambient" / "quiet.wav"))
+        assert np.isfinite(quiet.astype(np.float32)).all() and quiet.shape[1] > 300
+        assert fs.get(str(music / "ambient" / "blip.wav")).flags == ("short",)
+
+
+def test_artist_is_read_from_tags(write_audio, tmp_path):
+    from mutagen.flac import FLAC
+
+    path = write_audio("music/folk/song.flac", seconds=1.0)
+    tagged = FLAC(path)
+    tagged["artist"] = "Nick Drake"
+    tagged.save()
+    extract(tmp_path / "music", tmp_path / "store", jobs=1)
+    with FeatureStore.open(tmp_path / "store") as fs:
+        assert fs.get(str(path)).artist == "Nick Drake"
+
+
+def test_store_parameters_follow_the_store(make_library, tmp_path):
+    music = make_library({"pop": ["a.wav"]}, seconds=1.0)
+    extract(music, tmp_path / "store", jobs=1, params=FeatureParams(n_mels=40))
+    extract(music, tmp_path / "store", jobs=1, force=True)  # no params: the store's are used
+    with FeatureStore.open(tmp_path / "store") as fs:
+        assert fs.load(fs.tracks()[0]).shape[0] == 40
+
+
+def test_pool_and_single_process_give_identical_arrays(make_library, tmp_path):
+    music = make_library({"a": ["1.wav", "2.wav", "3.wav"], "b": ["4.wav", "5.wav"]}, seconds=1.5)
+    extract(music, tmp_path / "one", jobs=1)
+    extract(music, tmp_path / "two", jobs=2)
+    with FeatureStore.open(tmp_path / "one") as one, FeatureStore.open(tmp_path / "two") as two:
+        assert [t.path for t in one.tracks()] == [t.path for t in two.tracks()]
+        for t in one.tracks():
+            np.testing.assert_array_equal(one.load(t), two.load(t.path))
+
+
+def _run_cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "genrify.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, so the kill reaches every worker
+        **kwargs,
+    )
+
+
+def _rows(store: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{store / 'manifest.sqlite'}?mode=ro", uri=True, timeout=1) as db:
+            return int(db.execute("SELECT count(*) FROM tracks").fetchone()[0])
+    except sqlite3.Error:
+        return 0  # not created yet
+
+
+def test_sigkill_at_any_moment_then_resume_stores_every_track_once(tmp_path):
+    music = tmp_path / "music"
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(30):
+        genre = ("blues", "jazz", "rock")[i % 3]
+        path = music / genre / f"song {i:02d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, tone(15.0 + rng.random(), freq=200.0 + 20 * i, seed=i), 22050)
+        names.append(path.name)
+    store = tmp_path / "store"
+    # Kill the whole process tree (parent, forkserver, workers) at several moments: during start-up,
+    # and as soon as the manifest holds 1, 9 and 20 tracks, with workers busy writing arrays.
+    kills = []
+    for target in (None, 1, 9, 20):
+        proc = _run_cli("extract", str(music), "--store", str(store), "--jobs", "2")
+        deadline = time.monotonic() + 120
+        if target is None:
+            time.sleep(0.5)
+        else:
+            while _rows(store) < target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills.append(_rows(store))
+    assert kills[-1] < len(names), f"the last kill came after the run had finished: {kills}"
+    done = subprocess.run(
+        [sys.executable, "-m", "genrify.cli", "extract", str(music), "--store", str(store), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"unchanged {kills[-1]}" in done.stdout
+    stored = _stored(store)
+    assert sorted(stored) == sorted(names)
+    arrays = [p for p in (store / ARRAYS_DIR).rglob("*") if p.is_file()]
+    assert len(arrays) == len(names), "every track stored exactly once, no temporaries"
+    with FeatureStore.open(store) as fs:
+        for t in fs.tracks():
+            full = np.load(fs.root / ARRAYS_DIR / t.array)  # not memory-mapped: reads every byte
+            assert full.shape == (128, t.frames) and np.isfinite(full.astype(np.float32)).all()

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genrify.errors import StoreError
+from genrify.features import FeatureParams
+from genrify.store import ARRAYS_DIR, FeatureStore, array_name, write_array
+
+
+def _done(store: FeatureStore, path: str, genre: str = "rock", frames: int = 10) -> None:
+    name = write_array(store.root, path, np.full((128, frames), 1.5, dtype=np.float32))
+    store.record_done(path=path, genre=genre, size=1, mtime_ns=2, artist="A", duration=1.0, frames=frames, array=name)
+
+
+def test_create_record_and_load_memory_mapped(tmp_path):
+    with FeatureStore.create(tmp_path / "s") as store:
+        _done(store, "/music/rock/a.wav")
+        _done(store, "/music/jazz/b.wav", genre="jazz", frames=7)
+        store.record_failed(path="/music/jazz/c.wav", genre="jazz", size=1, mtime_ns=2, error="bad")
+    with FeatureStore.open(tmp_path / "s") as store:
+        assert len(store) == 2
+        assert store.counts() == {"jazz": 1, "rock": 1}
+        arr = store.load("/music/jazz/b.wav")
+        assert isinstance(arr, np.memmap) and arr.dtype == np.float16 and arr.shape == (128, 7)
+        assert float(arr[0, 0]) == 1.5
+        failed = store.tracks(status="failed")
+        assert [(t.path, t.error) for t in failed] == [("/music/jazz/c.wav", "bad")]
+        with pytest.raises(StoreError, match="no features for this track"):
+            store.load("/music/jazz/c.wav")
+
+
+def test_parameters_are_recorded_and_enforced(tmp_path):
+    FeatureStore.create(tmp_path / "s", FeatureParams(n_mels=64)).close()
+    with FeatureStore.open(tmp_path / "s") as store:
+        assert store.params.n_mels == 64
+    with pytest.raises(StoreError, match=r"other feature parameters: n_mels=64 \(not 128\)"):
+        FeatureStore.open(tmp_path / "s", FeatureParams())
+    with pytest.raises(StoreError, match="other feature parameters"):
+        FeatureStore.create(tmp_path / "s", FeatureParams(hop_length=256, n_mels=64))
+
+
+def test_open_missing_store(tmp_path):
+    with pytest.raises(StoreError, match="no feature store here"):
+        FeatureStore.open(tmp_path / "nothing")
+
+
+def test_refuses_a_folder_holding_other_things(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "thesis.pdf").write_bytes(b"%PDF")
+    with pytest.raises(StoreError, match="holds no genrify store"):
+        FeatureStore.create(tmp_path / "docs")
+
+
+def test_array_names_are_stable_and_distinct():
+    assert array_name("/a/b.wav") == array_name("/a/b.wav")
+    assert array_name("/a/b.wav") != array_name("/a/c.wav")
+
+
+def test_write_array_leaves_no_temporary_file(tmp_path):
+    name = write_array(tmp_path, "/x.wav", np.zeros((4, 3)))
+    files = [p.name for p in (tmp_path / ARRAYS_DIR).rglob("*") if p.is_file()]
+    assert files == [name.split("/")[1]]
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("genrify.store.os.replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_array(tmp_path, "/x.wav", np.zeros((4, 3)))
+    assert not [p for p in (tmp_path / ARRAYS_DIR).rglob("*") if p.is_file()]
+
+
+def test_clean_removes_temporaries_and_orphans_but_keeps_done_arrays(tmp_path):
+    with FeatureStore.create(tmp_path / "s") as store:
+        _done(store, "/m/rock/kept.wav")
+        orphan = write_array(store.root, "/m/rock/orphan.wav", np.zeros((128, 3)))
+        tmp = store.root / ARRAYS_DIR / "ab" / ".tmp-123-x.npy"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(b"half")
+        store.lock()
+        assert store.clean() == 2
+        assert not (store.root / ARRAYS_DIR / orphan).exists() and not tmp.exists()
+        assert store.load("/m/rock/kept.wav").shape == (128, 10)
+
+
+def test_one_writer_at_a_time(tmp_path):
+    with FeatureStore.create(tmp_path / "s") as a, FeatureStore.open(tmp_path / "s") as b:
+        a.lock()
+        with pytest.raises(StoreError, match="another genrify process is writing"):
+            b.lock()
+        a.unlock()
+        b.lock()
+
+
+def test_remove_forgets_row_and_array(tmp_path):
+    with FeatureStore.create(tmp_path / "s") as store:
+        _done(store, "/m/rock/a.wav")
+        row = store.get("/m/rock/a.wav")
+        assert store.remove(["/m/rock/a.wav", "/m/rock/never.wav"]) == 1
+        assert store.get("/m/rock/a.wav") is None
+        assert not (store.root / ARRAYS_DIR / row.array).exists()
+
+
+def test_tracks_under_a_folder(tmp_path):
+    with FeatureStore.create(tmp_path / "s") as store:
+        _done(store, "/m/rock/a.wav")
+        _done(store, "/m2/rock/b.wav")
+        _done(store, "/m-other/rock/c.wav")
+        assert [t.path for t in store.tracks(under="/m")] == ["/m/rock/a.wav"]
