@@ -135,6 +135,10 @@ def _rows(store: Path) -> int:
         return 0  # not created yet
 
 
+def _arrays(store: Path) -> int:
+    return sum(1 for p in (store / ARRAYS_DIR).rglob("*.npy") if not p.name.startswith("."))
+
+
 def test_sigkill_at_any_moment_then_resume_stores_every_track_once(tmp_path):
     music = tmp_path / "music"
     rng = np.random.default_rng(0)
@@ -147,7 +151,7 @@ def test_sigkill_at_any_moment_then_resume_stores_every_track_once(tmp_path):
         names.append(path.name)
     store = tmp_path / "store"
     # Kill the whole process tree (parent, forkserver, workers) at several moments: during start-up,
-    # and as soon as the manifest holds 1, 9 and 20 tracks, with workers busy writing arrays.
+    # and as soon as workers have written 1, 9 and 20 arrays, with more being written.
     kills = []
     for target in (None, 1, 9, 20):
         proc = _run_cli("extract", str(music), "--store", str(store), "--jobs", "2")
@@ -155,12 +159,12 @@ def test_sigkill_at_any_moment_then_resume_stores_every_track_once(tmp_path):
         if target is None:
             time.sleep(0.5)
         else:
-            while _rows(store) < target and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.005)
+            while _arrays(store) < target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         kills.append(_rows(store))
-    assert kills[-1] < len(names), f"the last kill came after the run had finished: {kills}"
+    assert proc.returncode == -signal.SIGKILL and kills[-1] < len(names), f"a kill came too late: {kills}"
     done = subprocess.run(
         [sys.executable, "-m", "genrify.cli", "extract", str(music), "--store", str(store), "--jobs", "2"],
         capture_output=True,
@@ -177,3 +181,18 @@ def test_sigkill_at_any_moment_then_resume_stores_every_track_once(tmp_path):
         for t in fs.tracks():
             full = np.load(fs.root / ARRAYS_DIR / t.array)  # not memory-mapped: reads every byte
             assert full.shape == (128, t.frames) and np.isfinite(full.astype(np.float32)).all()
+
+
+def test_a_crashing_decoder_costs_only_its_own_file(make_library, tmp_path):
+    from crashing_worker import crash_on_some
+
+    from genrify.extract import _run_pool
+    from genrify.library import scan
+
+    music = make_library({"rock": [f"ok{i}.wav" for i in range(12)] + ["crash.wav", "crash2.wav"]}, seconds=0.5)
+    (tmp_path / "store").mkdir()
+    results = list(_run_pool(scan(music).tracks, str(tmp_path / "store"), FeatureParams(), 2, task=crash_on_some))
+    by_name = {os.path.basename(r.track.path): r for r in results}
+    assert len(results) == 14 and len(by_name) == 14, "every track reported exactly once"
+    assert by_name["crash.wav"].error == by_name["crash2.wav"].error == "the decoder crashed on this file"
+    assert all(r.ok for name, r in by_name.items() if not name.startswith("crash"))

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +10,8 @@ import torch
 
 from genrify import audio
 from genrify.errors import ParameterError
-from genrify.features import FeatureParams, LogMelSpectrogram, log_mel, log_mel_stream
+from genrify.features import FeatureParams, log_mel, log_mel_stream
+from genrify.transforms import LogMelSpectrogram
 
 from conftest import real_clips, tone
 
@@ -129,3 +132,19 @@ def test_unknown_saved_parameter():
 def test_log_mel_rejects_stereo():
     with pytest.raises(ParameterError, match="mono"):
         log_mel(np.zeros((100, 2), dtype=np.float32))
+
+
+def test_packaged_filter_banks_equal_librosa():
+    from genrify.features import filter_bank_key, mel_filter_bank
+
+    path = Path(__file__).resolve().parents[1] / "src" / "genrify" / "mel_filters.npz"
+    with np.load(path) as packaged:
+        keys = packaged.files
+    assert filter_bank_key(FeatureParams()) in keys
+    for key in keys:
+        sr, n_fft, n_mels, fmin, fmax = re.fullmatch(r"sr(\d+)_nfft(\d+)_mels(\d+)_fmin([\d.]+)_fmax(\S+)", key).groups()
+        p = FeatureParams(sample_rate=int(sr), n_fft=int(n_fft), hop_length=int(n_fft) // 4, n_mels=int(n_mels),
+                          fmin=float(fmin), fmax=None if fmax == "None" else float(fmax))
+        assert filter_bank_key(p) == key
+        expected = librosa.filters.mel(sr=p.sample_rate, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax)
+        np.testing.assert_array_equal(mel_filter_bank(p), expected)

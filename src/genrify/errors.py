@@ -33,3 +33,15 @@ class LibraryError(GenrifyError):
 
 class StoreError(GenrifyError):
     """A feature store cannot be opened or does not match the requested parameters."""
+
+
+class SplitError(GenrifyError):
+    """Tracks cannot be split into train, validation and test sets as asked."""
+
+
+class ModelFileError(GenrifyError):
+    """A model file is missing, damaged, not a genrify model, or made for other features."""
+
+
+class TrainingError(GenrifyError):
+    """Training cannot start or cannot go on (bad features, diverging loss)."""

@@ -7,7 +7,8 @@ writes the array into the store atomically, reads the artist tag, and returns a 
 
 A track that cannot be decoded is recorded as failed with its reason and the run goes on. A worker
 that dies outright (a decoder crash) breaks the pool: the pool is rebuilt and the tracks that were
-in flight are tried again, each at most twice, so one poisonous file cannot end the run.
+in flight are tried again one at a time, so the file that crashed is found and reported, and one
+poisonous file cannot end the run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from genrify.store import FeatureStore
 SHORT_FRAMES = 128
 #: Peak amplitude under which a track counts as silent (-80 dBFS).
 SILENCE_PEAK = 1e-4
-_MAX_ATTEMPTS = 2
+_TRACKS_PER_TASK = 4
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def extract_track(track: Track, store_dir: str, params: FeatureParams) -> TrackR
         nonlocal peak, samples
         for block in blocks:
             if block.size:
-                peak = max(peak, float(np.max(np.abs(block))))
+                peak = max(peak, float(block.max()), -float(block.min()))
             samples += block.size
             yield block
 
@@ -130,11 +131,14 @@ def extract_track(track: Track, store_dir: str, params: FeatureParams) -> TrackR
     )
 
 
-def _init_worker(quiet: bool) -> None:
+def _init_worker(params: FeatureParams, quiet: bool) -> None:
     import torch
+
+    from genrify.features import _cached_transform
 
     # One thread per process: the pool already fills every core, and oversubscription is slower.
     torch.set_num_threads(1)
+    _cached_transform(params, False)  # build the transform while the pool starts, not in the first task
     if quiet:
         # libmpg123 prints resync notes for damaged mp3s straight to fd 2, over the progress bar;
         # every real error reaches the parent as a TrackResult instead.
@@ -192,6 +196,8 @@ def extract(
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise ParameterError(f"jobs must be at least 1, not {jobs}")
+    if in_process is None:
+        in_process = jobs == 1
     library = library or scan(music_dir)
     with FeatureStore.create(store_dir, params) as store:
         store.lock()
@@ -217,8 +223,6 @@ def extract(
                 todo.append(track)
         if on_start:
             on_start(len(todo))
-        if in_process is None:
-            in_process = jobs == 1
         workers = min(jobs, max(1, len(todo)))
         for result in _run(todo, str(store.root), store.params, workers, in_process):
             _record(store, result, summary)
@@ -265,49 +269,66 @@ def _run(
     yield from _run_pool(todo, store_dir, params, jobs)
 
 
-def _new_pool(jobs: int) -> ProcessPoolExecutor:
+def _new_pool(jobs: int, params: FeatureParams) -> ProcessPoolExecutor:
     import multiprocessing
 
     # forkserver: workers start from a clean process, not a fork of a parent running a progress
-    # thread; torch and librosa are imported once per worker, not once per track.
+    # thread; torch is imported and the transform built once per worker, not once per track.
     context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(True,))
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(params, True))
 
 
-def _run_pool(todo: list[Track], store_dir: str, params: FeatureParams, jobs: int) -> Iterator[TrackResult]:
-    queue = list(reversed(todo))  # pop() from the end keeps the library's order
-    attempts: dict[str, int] = {}
-    window = jobs * 4  # enough queued work to keep workers busy; bounded so memory is too
-    pool = _new_pool(jobs)
-    in_flight: dict[Future[TrackResult], Track] = {}
+def extract_tracks(tracks: list[Track], store_dir: str, params: FeatureParams) -> list[TrackResult]:
+    """:func:`extract_track` over a few tracks: one task, one round trip to a worker."""
+    return [extract_track(track, store_dir, params) for track in tracks]
+
+
+def _run_pool(
+    todo: list[Track],
+    store_dir: str,
+    params: FeatureParams,
+    jobs: int,
+    task: Callable[[list[Track], str, FeatureParams], list[TrackResult]] | None = None,
+) -> Iterator[TrackResult]:
+    task = task or extract_tracks
+    # A few tracks per task halve the inter-process traffic.
+    per_task = max(1, min(_TRACKS_PER_TASK, len(todo) // (jobs * 8)))
+    queue = [todo[i : i + per_task] for i in range(0, len(todo), per_task)][::-1]  # pop() keeps order
+    # Tracks that were in flight when a worker died: one of them killed it. They run one at a time,
+    # alone in the pool, so the culprit is known for sure and takes no other track down with it.
+    suspects: list[Track] = []
+    window = jobs * 3  # enough queued work to keep workers busy; bounded so memory is too
+    pool = _new_pool(jobs, params)
+    in_flight: dict[Future[list[TrackResult]], list[Track]] = {}
     try:
-        while queue or in_flight:
-            while queue and len(in_flight) < window:
-                track = queue.pop()
-                attempts[track.path] = attempts.get(track.path, 0) + 1
-                in_flight[pool.submit(extract_track, track, store_dir, params)] = track
+        while queue or in_flight or suspects:
+            if suspects:
+                if not in_flight:
+                    batch = [suspects.pop()]
+                    in_flight[pool.submit(task, batch, store_dir, params)] = batch
+            else:
+                while queue and len(in_flight) < window:
+                    batch = queue.pop()
+                    in_flight[pool.submit(task, batch, store_dir, params)] = batch
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            alone = len(in_flight) == 1
             broken = False
             for future in finished:
-                track = in_flight.pop(future)
+                batch = in_flight.pop(future)
                 try:
-                    yield future.result()
+                    yield from future.result()
                 except BrokenProcessPool:
                     broken = True
-                    if attempts[track.path] >= _MAX_ATTEMPTS:
-                        yield TrackResult(track, error="the decoder crashed on this file")
+                    if alone and len(batch) == 1:
+                        yield TrackResult(batch[0], error="the decoder crashed on this file")
                     else:
-                        queue.append(track)
+                        suspects.extend(batch)
             if broken:
-                # Every task still in flight died with the pool; retry them in a fresh one.
-                for future, track in in_flight.items():
+                for future, batch in in_flight.items():  # died with the pool, innocent or not
                     future.cancel()
-                    if attempts[track.path] >= _MAX_ATTEMPTS:
-                        yield TrackResult(track, error="the decoder crashed on this file")
-                    else:
-                        queue.append(track)
+                    suspects.extend(batch)
                 in_flight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = _new_pool(jobs)
+                pool = _new_pool(jobs, params)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

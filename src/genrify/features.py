@@ -1,13 +1,15 @@
-"""Log-mel spectrograms: the parameters as one frozen object, and the transform.
+"""Log-mel spectrograms: the parameters as one frozen object, and functions over numpy waveforms.
 
-The transform is a small :class:`torch.nn.Module` (:class:`LogMelSpectrogram`), so the same code runs
-in extraction workers, in prediction and on a GPU. It matches ``librosa.feature.melspectrogram``
-followed by ``librosa.power_to_db(ref=1.0)``: a Hann-windowed STFT centred with zero padding, the
-Slaney mel filter bank (taken from librosa itself), power 2, and decibels against a fixed
-reference, so one track's values do not depend on its own loudest moment.
+The transform itself is a small :class:`torch.nn.Module`,
+:class:`genrify.transforms.LogMelSpectrogram`, so the same code runs in extraction workers, in
+prediction and on a GPU. It matches ``librosa.feature.melspectrogram`` followed by
+``librosa.power_to_db(ref=1.0)``: a Hann-windowed STFT centred with zero padding, the Slaney mel
+filter bank (taken from librosa itself), power 2, and decibels against a fixed reference, so one
+track's values do not depend on its own loudest moment.
 
 :func:`log_mel_stream` computes the same frames from a waveform that arrives in blocks, keeping
-memory bounded for hour-long files.
+memory bounded for hour-long files. This module imports torch only when a transform is computed, so
+the parameters are cheap to use in processes that compute nothing (the extraction's parent).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from genrify.errors import ParameterError
+
+if TYPE_CHECKING:
+    from genrify.transforms import LogMelSpectrogram
 
 
 @dataclass(frozen=True)
@@ -120,9 +125,22 @@ class FeatureParams:
         return [f"{k}={mine[k]!r} (not {theirs[k]!r})" for k in mine if mine[k] != theirs[k]]
 
 
+def filter_bank_key(params: FeatureParams) -> str:
+    """Name of a parameter set's filter bank in the packaged ``mel_filters.npz``."""
+    return f"sr{params.sample_rate}_nfft{params.n_fft}_mels{params.n_mels}_fmin{params.fmin:g}_fmax{params.fmax}"
+
+
 @lru_cache(maxsize=8)
 def mel_filter_bank(params: FeatureParams) -> np.ndarray:
-    """The Slaney-style mel filter bank, shape ``(n_mels, 1 + n_fft // 2)``, from librosa."""
+    """The Slaney-style mel filter bank, shape ``(n_mels, 1 + n_fft // 2)``, from librosa.
+
+    Banks for common parameters ship with genrify (made by ``scripts/make_mel_filters.py`` and
+    tested equal to librosa's), which spares each extraction worker importing librosa.
+    """
+    key = filter_bank_key(params)
+    with np.load(Path(__file__).with_name("mel_filters.npz")) as packaged:
+        if key in packaged.files:
+            return packaged[key]
     import librosa.filters  # deferred: librosa pulls in numba and scipy.signal (about 1 s)
 
     return librosa.filters.mel(
@@ -137,59 +155,10 @@ def mel_filter_bank(params: FeatureParams) -> np.ndarray:
     )
 
 
-class LogMelSpectrogram(torch.nn.Module):
-    """Waveform ``(..., samples)`` to log-mel ``(..., n_mels, frames)`` in dB.
-
-    Parameters
-    ----------
-    params
-        The feature parameters.
-    center
-        Centre frames on ``t * hop_length`` with zero padding (librosa's default). Block-wise
-        callers pad themselves and pass ``center=False``.
-    """
-
-    def __init__(self, params: FeatureParams | None = None, *, center: bool = True) -> None:
-        super().__init__()
-        self.params = params or FeatureParams()
-        self.center = center
-        self.register_buffer("window", torch.hann_window(self.params.n_fft, periodic=True), persistent=False)
-        self.register_buffer("mel_basis", torch.from_numpy(mel_filter_bank(self.params)), persistent=False)
-
-    def power_mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Mel power spectrogram (before decibels)."""
-        p = self.params
-        shape = waveform.shape
-        flat = waveform.reshape(-1, shape[-1]).to(self.window.dtype)
-        spec = torch.stft(
-            flat,
-            n_fft=p.n_fft,
-            hop_length=p.hop_length,
-            window=self.window,
-            center=self.center,
-            pad_mode="constant",
-            return_complex=True,
-        )
-        magnitude = spec.abs()
-        power = magnitude.square() if p.power == 2.0 else magnitude.pow(p.power)
-        mel = torch.matmul(self.mel_basis, power)
-        return mel.reshape(*shape[:-1], p.n_mels, mel.shape[-1])
-
-    def to_db(self, mel: torch.Tensor, *, clip: bool = True) -> torch.Tensor:
-        """Power to decibels against the fixed reference, then (``clip``) the ``top_db`` floor."""
-        p = self.params
-        db = 10.0 * torch.log10(torch.clamp(mel, min=p.amin)) - 10.0 * float(np.log10(max(p.amin, p.ref)))
-        if clip and p.top_db is not None:
-            peak = db.amax(dim=(-2, -1), keepdim=True)
-            db = torch.maximum(db, peak - p.top_db)
-        return db
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.to_db(self.power_mel(waveform))
-
-
 @lru_cache(maxsize=4)
 def _cached_transform(params: FeatureParams, center: bool) -> LogMelSpectrogram:
+    from genrify.transforms import LogMelSpectrogram
+
     return LogMelSpectrogram(params, center=center).eval()
 
 
@@ -212,6 +181,8 @@ def log_mel(waveform: np.ndarray, params: FeatureParams | None = None) -> np.nda
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1:
         raise ParameterError(f"expected a 1-D mono waveform, got shape {waveform.shape}")
+    import torch
+
     with torch.inference_mode():
         return _cached_transform(params, True)(torch.from_numpy(waveform)).numpy()
 
@@ -245,6 +216,8 @@ def log_mel_stream(
     numpy.ndarray
         Array of shape ``(n_mels, frames)``.
     """
+    import torch
+
     params = params or FeatureParams()
     n_fft, hop = params.n_fft, params.hop_length
     transform = _cached_transform(params, False)

@@ -41,6 +41,9 @@ _TMP_PREFIX = ".tmp-"
 
 DONE = "done"
 FAILED = "failed"
+# Rows are committed in groups at most this far apart: one commit per track would cost more than the
+# track's own bookkeeping, and a killed run only redoes the tracks of its last uncommitted group.
+_COMMIT_INTERVAL_S = 0.5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -128,6 +131,7 @@ class FeatureStore:
         self._db = connection
         self.params = params
         self._lock_fd: int | None = None
+        self._last_commit = time.monotonic()
 
     # --- opening ------------------------------------------------------------------------
 
@@ -190,8 +194,14 @@ class FeatureStore:
             raise StoreError(f"{root}: the manifest records no feature parameters; the store is incomplete")
         return cls(root, db, _check_params(root, stored, params))
 
+    def commit(self) -> None:
+        """Make the rows recorded so far durable (they are also committed every half second)."""
+        self._db.commit()
+        self._last_commit = time.monotonic()
+
     def close(self) -> None:
-        """Close the manifest and release the writer's lock."""
+        """Commit, close the manifest and release the writer's lock."""
+        self.commit()
         self._db.close()
         self.unlock()
 
@@ -264,29 +274,32 @@ class FeatureStore:
         old = self.get(path)
         self._upsert(path, genre, None, None, size, mtime_ns, None, FAILED, error, None, "")
         if old is not None and old.array:
+            self.commit()  # no committed row may ever point to a deleted array
             (self.root / ARRAYS_DIR / old.array).unlink(missing_ok=True)
 
     def _upsert(self, *values: object) -> None:
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO tracks (path, genre, artist, duration, size, mtime_ns, frames, status,"
-                " error, array, flags, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, time.time()),
-            )
+        self._db.execute(
+            "INSERT OR REPLACE INTO tracks (path, genre, artist, duration, size, mtime_ns, frames, status,"
+            " error, array, flags, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*values, time.time()),
+        )
+        if time.monotonic() - self._last_commit > _COMMIT_INTERVAL_S:
+            self.commit()
 
     def remove(self, paths: Iterable[str]) -> int:
         """Forget tracks (rows and arrays). Returns how many were removed."""
-        count = 0
+        arrays = []
         for path in paths:
             old = self.get(path)
             if old is None:
                 continue
-            with self._db:
-                self._db.execute("DELETE FROM tracks WHERE path = ?", (path,))
-            if old.array:
-                (self.root / ARRAYS_DIR / old.array).unlink(missing_ok=True)
-            count += 1
-        return count
+            self._db.execute("DELETE FROM tracks WHERE path = ?", (path,))
+            arrays.append(old.array)
+        self.commit()  # rows go first: no committed row may ever point to a deleted array
+        for array in arrays:
+            if array:
+                (self.root / ARRAYS_DIR / array).unlink(missing_ok=True)
+        return len(arrays)
 
     # --- reading --------------------------------------------------------------------------
 
