@@ -10,7 +10,7 @@ import soundfile as sf
 from genrify import audio
 from genrify.errors import AudioError, ParameterError
 
-from conftest import real_clips, tone
+from conftest import real_clips
 
 
 @pytest.mark.parametrize(

@@ -180,7 +180,7 @@ def test_sigkill_at_any_moment_then_resume_stores_every_track_once(tmp_path):
     with FeatureStore.open(store) as fs:
         for t in fs.tracks():
             full = np.load(fs.root / ARRAYS_DIR / t.array)  # not memory-mapped: reads every byte
-            assert full.shape == (128, t.frames) and np.isfinite(full.astype(np.float32)).all()
+            assert full.shape == (t.frames, 128) and np.isfinite(full.astype(np.float32)).all()
 
 
 def test_a_crashing_decoder_costs_only_its_own_file(make_library, tmp_path):

@@ -9,6 +9,7 @@ ends with a short summary (on stdout). Heavy modules are imported inside the com
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from rich.console import Console
 
 from genrify import __version__
 from genrify.errors import GenrifyError
+from genrify.config import TRAIN_DEFAULTS
 
 app = typer.Typer(
     name="genrify",
@@ -221,6 +223,154 @@ def inspect(
         if failed:
             for t in bad:
                 out.print(f"  [red]failed[/] {t.path}: {t.error}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_user_errors
+def train(
+    store: Annotated[Path, typer.Argument(help="Feature store made by `genrify extract`.")],
+    model_file: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.safetensors).")],
+    arch: Annotated[str, typer.Option(help="Architecture: seed-cnn (the student project's) or short-res (2D residual CNN).")] = "seed-cnn",
+    epochs: Annotated[int, typer.Option(help="Most epochs per run (early stopping may end sooner).")] = TRAIN_DEFAULTS.epochs,
+    batch_size: Annotated[int, typer.Option(help="Chunks per batch.")] = TRAIN_DEFAULTS.batch_size,
+    runs: Annotated[int, typer.Option(help="Repeat split-train-evaluate this many times with seeds K, K+1, ...")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed K of the first run.")] = 0,
+    split_file: Annotated[Path | None, typer.Option(help="Fixed splits: a folder with train_*/valid_*/test_*.txt, one of them, or a path<TAB>split file.")] = None,
+    optimizer: Annotated[str, typer.Option(help="sgd (the seed's: Nesterov momentum 0.9, inverse-time decay), adam or adamw.")] = "sgd",
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = TRAIN_DEFAULTS.lr,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation loss.")] = TRAIN_DEFAULTS.patience,
+    group_by: Annotated[str, typer.Option(help="Split by 'artist' (songs of an artist stay together), 'song', or 'auto' (artist where tags give one).")] = "auto",
+) -> None:
+    """Train a genre model on a feature store, evaluate it on held-out songs, save one model file.
+
+    Songs (and artists, where known) are never split across train, validation and test. Writes
+    the model and, beside it, MODEL.report/ with report.json, curves.png and confusion.png.
+    """
+    import dataclasses
+
+    from rich.table import Table
+
+    from genrify import modelfile
+    from genrify.evaluation import write_report
+    from genrify.config import TrainConfig
+    from genrify.training import train as run_training
+
+    config = dataclasses.replace(
+        TRAIN_DEFAULTS, arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, optimizer=optimizer, lr=lr,
+        patience=patience, group_by=group_by,
+    )
+    TrainConfig.__post_init__(config)
+    with _progress() as progress:
+        task = progress.add_task("run 1", total=epochs)
+        current = {"run": 0}
+
+        def on_run(r: int, split) -> None:  # noqa: ANN001
+            current["run"] = r
+            sizes = split.sizes()
+            extra = f", {len(split.unmatched)} split-file entries not in the store" if split.unmatched else ""
+            progress.console.print(
+                f"run {r + 1}/{runs}: split by {split.method}: {sizes['train']} train, {sizes['valid']} validation,"
+                f" {sizes['test']} test songs{extra}",
+                highlight=False,
+            )
+            progress.reset(task, total=epochs, description=f"run {r + 1}/{runs}")
+
+        def on_epoch(e) -> None:  # noqa: ANN001
+            progress.update(
+                task, advance=1,
+                description=f"run {current['run'] + 1}/{runs} · epoch {e.epoch} · loss {e.train_loss:.3f} · "
+                f"acc {e.train_accuracy:.3f} · val loss {e.valid_loss:.3f} · val acc {e.valid_accuracy:.3f}",
+            )
+
+        result = run_training(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch)
+    modelfile.save(result.model, model_file)
+    summary = result.summary()
+    report = write_report(model_file, genres=result.model.genres, summary=summary, runs=result.model.info["runs"],
+                          extra={"config": config.to_dict(), "kept_run": result.model.info["kept_run"]})
+    table = Table(title=f"{arch} on {store}")
+    for column in ("run", "seed", "epochs", "best", "chunk acc", "song acc", "vote acc", "macro F1"):
+        table.add_column(column, justify="right")
+    for i, r in enumerate(result.runs):
+        ev = r.evaluation
+        table.add_row(str(i + 1), str(r.seed), str(len(r.history)), str(r.best_epoch), f"{ev.chunk_accuracy:.3f}",
+                      f"{ev.song_accuracy:.3f}", f"{ev.vote_accuracy:.3f}", f"{ev.macro_f1:.3f}")
+    out.print(table)
+    out.print(
+        f"[bold]song accuracy {summary['song_accuracy_mean']:.3f} ± {summary['song_accuracy_std']:.3f}[/]"
+        f" · chunk accuracy {summary['chunk_accuracy_mean']:.3f} ± {summary['chunk_accuracy_std']:.3f}"
+        f" over {len(result.runs)} run(s)",
+        highlight=False,
+    )
+    out.print(f"model: {model_file} (run {result.model.info['kept_run'] + 1}, lowest validation loss) · report: {report}", highlight=False)
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model file.")],
+    store: Annotated[Path, typer.Argument(help="Feature store to evaluate on.")],
+    split_file: Annotated[Path | None, typer.Option(help="Evaluate on the test list of these fixed splits.")] = None,
+    all_tracks: Annotated[bool, typer.Option("--all", help="Evaluate on every track of the store (a separate, held-out store).")] = False,
+) -> None:
+    """Evaluate a model on a store: chunk and song accuracy, per-genre F1, confusion matrix.
+
+    By default the model's own test songs (recorded at training) are used where the store has
+    them; --split-file takes a test list; --all takes every track. Rewrites MODEL.report/.
+    """
+    from rich.table import Table
+
+    from genrify.evaluation import evaluate_model, write_report
+
+    result = evaluate_model(model, store, split_file=split_file, all_tracks=all_tracks)
+    ev = result.evaluation
+    table = Table(title=f"{model.name} on {result.songs} songs ({result.selection})")
+    for column in ("genre", "precision", "recall", "F1", "songs"):
+        table.add_column(column, justify="right" if column != "genre" else "left")
+    for genre, m in ev.per_genre.items():
+        table.add_row(genre, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    out.print(table)
+    if result.skipped:
+        out.print(f"{result.skipped} tracks skipped (not in the store, or of genres the model does not know)", highlight=False)
+    report = write_report(
+        model, genres=ev.genres, summary=result.summary(), runs=[result.run_entry()],
+        extra={"evaluation": {"store": str(store), "selection": result.selection}},
+    )
+    out.print(
+        f"[bold]song accuracy {ev.song_accuracy:.3f}[/] · chunk accuracy {ev.chunk_accuracy:.3f} · "
+        f"vote accuracy {ev.vote_accuracy:.3f} · macro F1 {ev.macro_f1:.3f} · report: {report}",
+        highlight=False,
+    )
+
+
+@app.command()
+@_user_errors
+def info(model: Annotated[Path, typer.Argument(help="Model file.")]) -> None:
+    """Show what a model file holds: genres, features, architecture, training figures."""
+    from rich.table import Table
+
+    from genrify.modelfile import read_metadata
+
+    meta = read_metadata(model)
+    table = Table(title=str(model), show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("genres", ", ".join(meta["genres"]))
+    table.add_row("architecture", f"{meta['architecture']} {json.dumps(meta['architecture_config'])}")
+    table.add_row("features", ", ".join(f"{k}={v}" for k, v in meta["features"].items()))
+    table.add_row("chunk", f"{meta['chunk_frames']} frames")
+    summary = meta.get("info", {}).get("summary")
+    if summary:
+        table.add_row(
+            "test figures",
+            f"song accuracy {summary['song_accuracy_mean']:.3f} ± {summary['song_accuracy_std']:.3f}, "
+            f"chunk accuracy {summary['chunk_accuracy_mean']:.3f} ± {summary['chunk_accuracy_std']:.3f} "
+            f"over {summary['runs']} run(s)",
+        )
+    config = meta.get("info", {}).get("config")
+    if config:
+        table.add_row("training", ", ".join(f"{k}={config[k]}" for k in ("optimizer", "lr", "batch_size", "epochs", "patience", "seed")))
+    table.add_row("genrify", str(meta.get("genrify_version")))
+    out.print(table)
 
 
 @app.command()

@@ -249,7 +249,7 @@ def log_mel_stream(
         buffer = flush(np.concatenate([buffer, block]), final=False)
     flush(np.concatenate([buffer, pad]), final=True)
     result = np.concatenate(pieces, axis=-1)
-    del pieces
+    pieces.clear()  # free the pieces before the caller keeps the result
     expected = params.n_frames(total)
     if result.shape[-1] != expected:  # pragma: no cover - guards the frame arithmetic above
         raise AssertionError(f"streamed {result.shape[-1]} frames, expected {expected}")

@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from genrify.audio import AUDIO_EXTENSIONS
 from genrify.errors import ParameterError, SplitError
 from genrify.store import StoredTrack
 
@@ -242,6 +243,7 @@ def split_from_file(tracks: Sequence[StoredTrack], path: str | Path) -> Split:
 
 
 def _stem(path: str) -> str:
+    """``blues.00029`` for ``blues/blues.00029.wav``; a name without an audio extension is kept whole."""
     name = os.path.basename(path.replace("\\", "/"))
-    stem, _ext = os.path.splitext(name)
-    return stem
+    stem, ext = os.path.splitext(name)
+    return stem if ext.lower() in AUDIO_EXTENSIONS else name

@@ -5,7 +5,7 @@ Layout of a store directory::
     STORE/
       manifest.sqlite     tracks (path, genre, artist, duration, size, mtime, frames, status, ...)
                           and meta (feature parameters, format version)
-      arrays/ab/<hash>.npy  log-mel of one track, float16, shape (n_mels, frames)
+      arrays/ab/<hash>.npy  log-mel of one track, float16, stored time-major: (frames, n_mels)
 
 Safety rests on two rules. Arrays are written under a temporary name and renamed into place, so an
 array file is always whole; and a manifest row marks a track done only after its array is in place.
@@ -14,6 +14,9 @@ row, both cleaned up and redone by the next run; the array's name derives from t
 a track is never stored twice. Only one process (the extraction's parent) writes the manifest.
 
 Arrays are read memory-mapped: training over a store of any size holds only the chunks it uses.
+They are stored time-major, so that a chunk of consecutive frames is one contiguous block of the
+file (a few pages) rather than one short run per mel band; :meth:`FeatureStore.load` presents them
+as ``(n_mels, frames)``, like every other spectrogram in genrify.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ def array_name(track_path: str) -> str:
 
 
 def write_array(store_dir: str | Path, track_path: str, features: np.ndarray) -> str:
-    """Write a track's features into the store atomically; returns the array's name.
+    """Write a track's ``(n_mels, frames)`` features into the store atomically; returns the name.
 
     Safe to call from any process that sees the store's directory (extraction workers do): the array
     appears under its final name whole or not at all.
@@ -105,7 +108,7 @@ def write_array(store_dir: str | Path, track_path: str, features: np.ndarray) ->
     tmp = final.with_name(f"{_TMP_PREFIX}{os.getpid()}-{final.name}")
     try:
         with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(features, dtype=np.float16), allow_pickle=False)
+            np.save(fh, np.ascontiguousarray(np.asarray(features).T, dtype=np.float16), allow_pickle=False)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -339,23 +342,36 @@ class FeatureStore:
         )
         return {g: int(n) for g, n in rows}
 
-    def load(self, track: StoredTrack | str, *, mmap: bool = True) -> np.ndarray:
+    def load(self, track: StoredTrack | str, *, mmap: bool = True, time_major: bool = False) -> np.ndarray:
         """A done track's log-mel array, float16 ``(n_mels, frames)``, memory-mapped by default.
+
+        ``time_major=True`` gives the array as stored, ``(frames, n_mels)``.
 
         Raises
         ------
         StoreError
             The track is not done in this store, or its array is missing or damaged.
         """
+        file = self.array_file(track)
+        try:
+            stored = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{file}: cannot read the features of {track if isinstance(track, str) else track.path}: {exc}") from None
+        return stored if time_major else stored.T
+
+    def array_file(self, track: StoredTrack | str) -> Path:
+        """Where a done track's array lies (reading it needs no manifest, from any thread).
+
+        Raises
+        ------
+        StoreError
+            The track is not done in this store.
+        """
         row = self.get(track) if isinstance(track, str) else track
         if row is None or row.status != DONE or not row.array:
             name = track if isinstance(track, str) else track.path
             raise StoreError(f"{name}: no features for this track in {self.root}")
-        file = self.root / ARRAYS_DIR / row.array
-        try:
-            return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"{file}: cannot read the features of {row.path}: {exc}") from None
+        return self.root / ARRAYS_DIR / row.array
 
 
 _COLUMNS = "path, genre, artist, duration, size, mtime_ns, frames, status, error, array, flags"

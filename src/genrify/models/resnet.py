@@ -57,7 +57,7 @@ class ShortChunkResNet(nn.Module):
         *,
         n_mels: int,
         n_genres: int,
-        widths: tuple[int, ...] = (32, 64, 96, 128),
+        widths: tuple[int, ...] = (16, 32, 64, 128),
         dropout: float = 0.3,
     ) -> None:
         super().__init__()

@@ -26,7 +26,7 @@ class SeedCNN(nn.Module):
     channels
         Filters of the three convolution blocks.
     kernel_size
-        Convolution width in frames.
+        Convolution width in frames (8 frames, about 0.2 s: an onset with its attack and decay).
     pools
         Max-pooling factors after each block.
     dense
@@ -41,7 +41,7 @@ class SeedCNN(nn.Module):
         n_mels: int,
         n_genres: int,
         channels: tuple[int, int, int] = (128, 128, 256),
-        kernel_size: int = 4,
+        kernel_size: int = 8,
         pools: tuple[int, int, int] = (4, 2, 2),
         dense: tuple[int, int] = (256, 128),
         dropout: float = 0.3,

@@ -1,0 +1,330 @@
+"""Training: one :class:`System` that owns the model, optimiser, loss and data, and the
+split-train-evaluate cycle repeated over several seeds (the seed's ``ExecTimes``).
+
+The default optimiser is the student project's: SGD with learning rate 0.001, momentum 0.9,
+Nesterov, and Keras-style inverse-time decay of the learning rate by 1e-5 per step
+(``lr / (1 + decay * step)``). Early stopping watches the validation loss and restores the best
+weights. Runs are deterministic on the CPU for a given seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from genrify.config import TrainConfig
+from genrify.data import Batches, ChunkDataset, Normalization
+from genrify.errors import ParameterError, TrainingError
+from genrify.evaluation import Evaluation, evaluate_dataset
+from genrify.modelfile import GenreModel
+from genrify.splits import Split, check_tracks, make_split, split_from_file
+from genrify.store import FeatureStore
+
+@dataclass
+class EpochStats:
+    """One epoch's figures."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    valid_loss: float
+    valid_accuracy: float
+    lr: float
+    seconds: float  #: the whole epoch, validation included
+    train_seconds: float  #: the training loop alone
+    data_seconds: float  #: time the training loop waited for batches
+    chunks_per_second: float  #: training chunks per second of the training loop
+
+
+@dataclass
+class RunResult:
+    """One split-train-evaluate cycle."""
+
+    seed: int
+    split: Split
+    history: list[EpochStats]
+    best_epoch: int
+    best_valid_loss: float
+    evaluation: Evaluation
+    network: nn.Module  #: a GenreNetwork: normalisation and architecture
+    normalization: Normalization
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures of this run (for the report and the model file)."""
+        return {
+            "seed": self.seed,
+            "split": {"method": self.split.method, **self.split.sizes(), "unmatched": len(self.split.unmatched)},
+            "epochs": len(self.history),
+            "best_epoch": self.best_epoch,
+            "best_valid_loss": self.best_valid_loss,
+            **self.evaluation.summary(),
+            "history": [asdict(h) for h in self.history],
+        }
+
+
+class System:
+    """Model, optimiser, learning-rate schedule and loss, with one training step and one epoch.
+
+    Parameters
+    ----------
+    network
+        The model to train (logits out).
+    config
+        Optimiser and schedule settings.
+    """
+
+    def __init__(self, network: nn.Module, config: TrainConfig) -> None:
+        self.network = network
+        self.config = config
+        params = [p for p in network.parameters() if p.requires_grad]
+        if config.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0,
+                weight_decay=config.weight_decay,
+            )
+        elif config.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay or 1e-2)
+        decay = config.decay
+        # Keras' "decay": lr_t = lr / (1 + decay * t), t counting optimiser steps.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0 / (1.0 + decay * step))
+        self.loss = nn.CrossEntropyLoss()
+        self._mixup = torch.distributions.Beta(config.augment.mixup, config.augment.mixup) if config.augment.mixup > 0 else None
+
+    def train_epoch(self, loader: Batches) -> tuple[float, float, float, int]:
+        """One pass over the training data: (mean loss, accuracy, seconds waiting for data, chunks)."""
+        self.network.train()
+        total_loss = 0.0
+        correct = 0
+        seen = 0
+        waiting = 0.0
+        batches = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                x, y, _track = next(batches)
+            except StopIteration:
+                break
+            waiting += time.perf_counter() - t0
+            logits, loss = self._step(x, y)
+            if not math.isfinite(loss):
+                raise TrainingError(
+                    f"training diverged (loss {loss}) after {seen} chunks; try a lower --lr or check the features"
+                )
+            total_loss += loss * y.numel()
+            correct += int((logits.argmax(dim=1) == y).sum())
+            seen += y.numel()
+        return total_loss / max(seen, 1), correct / max(seen, 1), waiting, seen
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self._mixup is not None:
+            lam = float(self._mixup.sample())
+            order = torch.randperm(x.shape[0])
+            logits = self.network(lam * x + (1 - lam) * x[order])
+            loss = lam * self.loss(logits, y) + (1 - lam) * self.loss(logits, y[order])
+        else:
+            logits = self.network(x)
+            loss = self.loss(logits, y)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return logits.detach(), float(loss.detach())
+
+    @torch.inference_mode()
+    def validate(self, loader: Batches) -> tuple[float, float]:
+        """Mean loss and accuracy over chunks, in evaluation mode."""
+        self.network.eval()
+        total_loss = 0.0
+        correct = 0
+        seen = 0
+        for x, y, _track in loader:
+            logits = self.network(x)
+            total_loss += float(self.loss(logits, y)) * y.numel()
+            correct += int((logits.argmax(dim=1) == y).sum())
+            seen += y.numel()
+        return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    def fit(
+        self,
+        train: ChunkDataset,
+        valid: ChunkDataset,
+        *,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+    ) -> tuple[list[EpochStats], int, float]:
+        """Train with early stopping on the validation loss; the best weights are restored.
+
+        Returns
+        -------
+        (history, best_epoch, best_valid_loss)
+        """
+        cfg = self.config
+        train_loader = Batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed)
+        valid_loader = Batches(valid, 256, shuffle=False)
+        history: list[EpochStats] = []
+        best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(self.network.state_dict())
+        for epoch in range(1, cfg.epochs + 1):
+            started = time.perf_counter()
+            train.set_epoch(epoch)
+            train_loss, train_acc, waiting, seen = self.train_epoch(train_loader)
+            trained = time.perf_counter() - started
+            valid_loss, valid_acc = self.validate(valid_loader)
+            stats = EpochStats(
+                epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, valid_loss=valid_loss,
+                valid_accuracy=valid_acc, lr=float(self.scheduler.get_last_lr()[0]),
+                seconds=time.perf_counter() - started, train_seconds=trained, data_seconds=waiting,
+                chunks_per_second=seen / trained if trained > 0 else 0.0,
+            )
+            history.append(stats)
+            if on_epoch:
+                on_epoch(stats)
+            if valid_loss < best_loss - 1e-6:
+                best_loss, best_epoch = valid_loss, epoch
+                best_state = copy.deepcopy(self.network.state_dict())
+            elif epoch - best_epoch >= cfg.patience:
+                break
+        self.network.load_state_dict(best_state)
+        return history, best_epoch, best_loss
+
+
+def seed_everything(seed: int) -> None:
+    """Make a CPU run repeatable: torch's and numpy's generators, deterministic kernels."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def train_run(
+    store: FeatureStore,
+    genres: Sequence[str],
+    split: Split,
+    config: TrainConfig,
+    *,
+    seed: int,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> RunResult:
+    """Train and evaluate one model on one split."""
+    from genrify.models import GenreNetwork, build
+
+    seed_everything(seed)
+    normalization = Normalization.fit(store, split.train)
+    run_config = dataclasses.replace(config, seed=seed)
+    make = lambda paths, augment, hop: ChunkDataset(  # noqa: E731
+        store, paths, genres, normalization, chunk_frames=config.chunk_frames, hop_frames=hop, augment=augment, seed=seed
+    )
+    train_ds = make(split.train, config.augment, config.hop_frames)
+    valid_ds = make(split.valid, None, config.chunk_frames)
+    test_ds = make(split.test, None, config.chunk_frames)
+    body = build(config.arch, n_mels=store.params.n_mels, n_genres=len(genres), **config.arch_config)
+    network = GenreNetwork(body, *normalization.tensors())
+    system = System(network, run_config)
+    history, best_epoch, best_loss = system.fit(train_ds, valid_ds, on_epoch=on_epoch)
+    evaluation = evaluate_dataset(network, test_ds, genres)
+    return RunResult(
+        seed=seed, split=split, history=history, best_epoch=best_epoch, best_valid_loss=best_loss,
+        evaluation=evaluation, network=network, normalization=normalization,
+    )
+
+
+@dataclass
+class TrainResult:
+    """All runs, and the model kept (the run with the lowest validation loss)."""
+
+    runs: list[RunResult]
+    model: GenreModel
+    config: TrainConfig
+
+    def summary(self) -> dict[str, Any]:
+        """Mean and standard deviation over runs of the headline figures."""
+
+        def stats(key: str) -> tuple[float, float]:
+            values = np.array([r.evaluation.summary()[key] for r in self.runs], dtype=float)
+            return float(values.mean()), float(values.std())
+
+        out: dict[str, Any] = {"runs": len(self.runs)}
+        for key in ("song_accuracy", "chunk_accuracy", "vote_accuracy", "macro_f1"):
+            mean, std = stats(key)
+            out[f"{key}_mean"] = mean
+            out[f"{key}_std"] = std
+        return out
+
+
+def train(
+    store_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    runs: int = 1,
+    split_file: str | Path | None = None,
+    on_run: Callable[[int, Split], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> TrainResult:
+    """Split, train and evaluate ``runs`` times on a feature store; keep the best model.
+
+    Parameters
+    ----------
+    store_dir
+        The feature store.
+    config
+        Training settings (defaults: the seed's network and optimiser).
+    runs
+        Repetitions with seeds ``config.seed``, ``config.seed + 1``, ...: new random splits each
+        time (a split file gives the same split to every run; only the initialisation changes).
+    split_file
+        Fixed splits instead of random ones (see :func:`genrify.splits.read_split_file`).
+    on_run, on_epoch
+        Progress callbacks.
+
+    Raises
+    ------
+    StoreError, SplitError, TrainingError, ParameterError
+        Bad store, impossible split, bad features, bad settings.
+    """
+    config = config or TrainConfig()
+    if runs < 1:
+        raise ParameterError(f"runs must be at least 1, not {runs}")
+    results: list[RunResult] = []
+    with FeatureStore.open(store_dir) as store:
+        tracks = store.tracks()
+        genres = check_tracks(tracks, str(store_dir))
+        genre_of = {t.path: t.genre for t in tracks}
+        for r in range(runs):
+            seed = config.seed + r
+            if split_file is not None:
+                split = split_from_file(tracks, split_file)
+            else:
+                split = make_split(tracks, valid=config.valid, test=config.test, seed=seed, group_by=config.group_by)  # type: ignore[arg-type]
+            if on_run:
+                on_run(r, split)
+            results.append(train_run(store, genres, split, config, seed=seed, on_epoch=on_epoch))
+        params = store.params
+    best = min(results, key=lambda r: r.best_valid_loss)
+    result = TrainResult(runs=results, model=None, config=config)  # type: ignore[arg-type]
+    result.model = GenreModel(
+        network=best.network,
+        genres=list(genres),
+        params=params,
+        normalization=best.normalization,
+        architecture=config.arch,
+        architecture_config=dict(config.arch_config),
+        chunk_frames=config.chunk_frames,
+        info={
+            "config": config.to_dict(),
+            "summary": result.summary(),
+            "kept_run": results.index(best),
+            "runs": [r.summary() for r in results],
+            "test_tracks": [f"{genre_of[p]}/{Path(p).name}" for p in best.split.test],
+            "store": str(Path(store_dir).resolve()),
+        },
+    )
+    return result

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genrify.errors import ParameterError
+from genrify.models import GenreNetwork, architectures, build
+
+
+@pytest.mark.parametrize("name", ["seed-cnn", "short-res"])
+def test_architectures_map_chunks_to_logits(name):
+    net = build(name, n_mels=128, n_genres=7).eval()
+    x = torch.randn(3, 128, 128)
+    assert net(x).shape == (3, 7)
+    # Short chunks (a 0.5 s clip padded) and other band counts work too.
+    assert build(name, n_mels=96, n_genres=2).eval()(torch.randn(2, 96, 64)).shape == (2, 2)
+
+
+def test_registry_lists_and_refuses():
+    assert {"seed-cnn", "short-res"} <= set(architectures())
+    with pytest.raises(ParameterError, match="unknown architecture 'vgg-99'"):
+        build("vgg-99", n_mels=128, n_genres=2)
+    with pytest.raises(ParameterError, match="seed-cnn"):
+        build("seed-cnn", n_mels=128, n_genres=2, colour="red")
+
+
+def test_seed_cnn_is_the_seeds_shape():
+    net = build("seed-cnn", n_mels=128, n_genres=4)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv1d)]
+    dense = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(convs) == 3 and convs[0].in_channels == 128  # mel bands are the channels
+    assert len(dense) == 3 and dense[-1].out_features == 4  # two hidden dense layers and the output
+    assert dense[0].in_features == 2 * convs[-1].out_channels  # global max and mean pooling, concatenated
+
+
+def test_genre_network_normalises_float16_time_major_views():
+    body = build("seed-cnn", n_mels=8, n_genres=3).eval()
+    mean, std = torch.linspace(-50, -10, 8), torch.full((8,), 5.0)
+    net = GenreNetwork(body, mean, std).eval()
+    raw = torch.randn(2, 16, 8) * 5 + mean  # time-major, in dB
+    as_stored = raw.half().transpose(1, 2)
+    expected = body(((raw.half().float() - mean) / std).transpose(1, 2))
+    torch.testing.assert_close(net(as_stored), expected)
+    assert "mean" not in net.state_dict()  # kept apart in the model file
