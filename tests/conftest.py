@@ -98,3 +98,15 @@ def make_library(tmp_path: Path) -> Callable[..., Path]:
         return music
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory) -> Path:
+    """3 synthetic genres x 6 songs x 6 s, extracted."""
+    from genrify.extract import extract
+    from genrify.synth import SynthSpec, write_dataset
+
+    root = tmp_path_factory.mktemp("small")
+    write_dataset(root / "music", SynthSpec(genres=("classical", "hiphop", "metal"), per_genre=6, seconds=6.0, seed=0, fmt="wav"))
+    extract(root / "music", root / "store", jobs=1)
+    return root / "store"

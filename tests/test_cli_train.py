@@ -71,3 +71,11 @@ def test_split_file_naming_tracks_the_store_lacks(store, tmp_path):
     assert result.exit_code == 0, result.output
     assert "1 split-file entries not in the store" in result.output
     assert "6 train, 3 validation, 6 test songs" in result.output
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--genres", "3", "--per-genre", "5", "--seconds", "4"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "d" / "model.safetensors").is_file()
+    assert (tmp_path / "d" / "model.safetensors.report" / "confusion.png").is_file()
+    assert "Demo done" in result.output and "song accuracy" in result.output

@@ -382,16 +382,26 @@ def demo(
     seconds: Annotated[float, typer.Option(help="Length of each song in seconds.")] = 20.0,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes (default: every core).")] = None,
 ) -> None:
-    """Run the whole pipeline on generated music: synthesise songs, then extract their features."""
+    """Run the whole pipeline on generated music: synthesise, extract, train, evaluate."""
     music = out_dir / "music"
     store = out_dir / "store"
-    err.print(f"[bold]1/2[/] synthesising {genres} x {per_genre} songs into {music}", highlight=False)
+    model = out_dir / "model.safetensors"
+    err.print(f"[bold]1/4[/] synthesising {genres} x {per_genre} songs into {music}", highlight=False)
     synth(music, genres=genres, genre_names=None, per_genre=per_genre, seconds=seconds, seed=0, format="mixed",
           sample_rate=22050, channels=1, jobs=jobs)
-    err.print(f"[bold]2/2[/] extracting features into {store}", highlight=False)
+    err.print(f"[bold]2/4[/] extracting features into {store}", highlight=False)
     extract(music, store=store, jobs=jobs, force=False, sample_rate=None, n_mels=None, n_fft=None,
             hop_length=None, show_failed=20)
-    out.print(f"Demo done: music in {music}, features in {store} (see `genrify inspect {store}`)", highlight=False)
+    err.print(f"[bold]3/4[/] training seed-cnn into {model}", highlight=False)
+    train(store, model_file=model, arch="seed-cnn", epochs=TRAIN_DEFAULTS.epochs, batch_size=TRAIN_DEFAULTS.batch_size,
+          runs=1, seed=0, split_file=None, optimizer="sgd", lr=TRAIN_DEFAULTS.lr, patience=TRAIN_DEFAULTS.patience,
+          group_by="auto")
+    err.print(f"[bold]4/4[/] evaluating {model} on its test songs", highlight=False)
+    evaluate(model, store, split_file=None, all_tracks=False)
+    out.print(
+        f"Demo done: music in {music}, features in {store}, model {model}, report {model}.report/",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -7,10 +7,15 @@ layers with dropout; one output per genre (softmax is applied by the loss and by
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
 from genrify.models import register
+
+# An even kernel with padding="same" pads one side by one more frame; torch says so on every call.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel", category=UserWarning)
 
 
 @register("seed-cnn")

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from genrify.evaluation import evaluate_probabilities, report_dir, write_report
+
+
+def test_song_answer_is_the_mean_of_chunk_probabilities_and_votes_are_the_seeds():
+    # Song 0 (true genre 0): two chunks lean weakly to genre 1, one strongly to genre 0.
+    # Mean of probabilities says genre 0; the seed's majority vote says genre 1.
+    probs = np.array([
+        [0.45, 0.55], [0.45, 0.55], [0.95, 0.05],  # song 0
+        [0.2, 0.8], [0.3, 0.7],                    # song 1, true genre 1
+    ])
+    track_ids = np.array([0, 0, 0, 1, 1])
+    ev = evaluate_probabilities(probs, track_ids, np.array([0, 1]), ["a.wav", "b.wav"], ["rock", "jazz"])
+    assert ev.chunk_accuracy == pytest.approx(3 / 5)
+    assert ev.song_accuracy == 1.0
+    assert ev.vote_accuracy == 0.5
+    np.testing.assert_allclose(ev.song_probabilities[0], [0.6166667, 0.3833333], rtol=1e-6)
+    assert ev.confusion.tolist() == [[1, 0], [0, 1]]
+    assert ev.per_genre["rock"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+
+
+def test_per_genre_figures_and_confusion():
+    probs = np.eye(3)[[0, 1, 1, 2]]  # one chunk per song
+    ev = evaluate_probabilities(probs, np.arange(4), np.array([0, 1, 2, 2]), list("abcd"), ["x", "y", "z"])
+    assert ev.song_accuracy == 0.75
+    assert ev.confusion.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    assert ev.per_genre["y"]["precision"] == 0.5 and ev.per_genre["z"]["recall"] == 0.5
+    assert ev.macro_f1 == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_report_files(tmp_path):
+    history = [{"epoch": e, "train_loss": 1 / e, "valid_loss": 1.2 / e, "train_accuracy": 1 - 1 / (e + 1),
+                "valid_accuracy": 0.9 - 1 / (e + 2)} for e in range(1, 6)]
+    runs = [{"confusion": [[3, 1], [0, 4]], "history": history, "best_epoch": 4}]
+    out = write_report(tmp_path / "m.safetensors", genres=["rock", "jazz"],
+                       summary={"song_accuracy_mean": 0.875, "song_accuracy_std": 0.0, "chunk_accuracy_mean": 0.8}, runs=runs)
+    assert out == report_dir(tmp_path / "m.safetensors") == tmp_path / "m.safetensors.report"
+    report = json.loads((out / "report.json").read_text())
+    assert report["genres"] == ["rock", "jazz"] and report["summary"]["song_accuracy_mean"] == 0.875
+    from PIL import Image
+
+    for name in ("curves.png", "confusion.png"):
+        with Image.open(out / name) as image:
+            assert image.width > 400 and image.height > 300
+            assert len(set(image.convert("L").getdata())) > 20  # drawn, not blank
