@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,15 +13,6 @@ from genrify.extract import extract
 from genrify.features import FeatureParams
 from genrify.synth import SynthSpec, write_dataset
 from genrify.training import System, train
-
-
-@pytest.fixture(scope="module")
-def small_store(tmp_path_factory) -> Path:
-    """3 synthetic genres x 6 songs x 6 s, extracted."""
-    root = tmp_path_factory.mktemp("small")
-    write_dataset(root / "music", SynthSpec(genres=("classical", "hiphop", "metal"), per_genre=6, seconds=6.0, seed=0, fmt="wav"))
-    extract(root / "music", root / "store", jobs=1)
-    return root / "store"
 
 
 FAST = TrainConfig(epochs=2, batch_size=16, patience=2, augment=Augment(time_masks=1, freq_masks=1, pitch_shift=2, mixup=0.2))
