@@ -89,10 +89,6 @@ class Normalization:
         std = np.sqrt(np.maximum(squares / count - mean**2, 1e-6))
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
-    def apply(self, chunk: np.ndarray) -> np.ndarray:
-        """Normalise a ``(n_mels, frames)`` chunk (or a batch of them)."""
-        return (chunk - self.mean[:, None]) / self.std[:, None]
-
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation as float32 tensors ``(n_mels,)``."""
         return (

@@ -13,7 +13,8 @@ A run killed at any moment therefore leaves at worst a stray temporary file or a
 row, both cleaned up and redone by the next run; the array's name derives from the track's path, so
 a track is never stored twice. Only one process (the extraction's parent) writes the manifest.
 
-Arrays are read memory-mapped: training over a store of any size holds only the chunks it uses.
+Arrays can be read memory-mapped (:meth:`FeatureStore.load`) or chunk by chunk (training reads with
+positioned reads): a run over a store of any size holds only the chunks it uses.
 They are stored time-major, so that a chunk of consecutive frames is one contiguous block of the
 file (a few pages) rather than one short run per mel band; :meth:`FeatureStore.load` presents them
 as ``(n_mels, frames)``, like every other spectrogram in genrify.
