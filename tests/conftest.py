@@ -100,13 +100,17 @@ def make_library(tmp_path: Path) -> Callable[..., Path]:
     return _make
 
 
-@pytest.fixture(scope="session")
-def small_store(tmp_path_factory) -> Path:
-    """3 synthetic genres x 6 songs x 6 s, extracted."""
+def synth_store(root: Path, genres: tuple[str, ...], per_genre: int, seconds: float, seed: int = 0) -> Path:
+    """Synthesise ``root/music`` and extract it into ``root/store``; returns the store."""
     from genrify.extract import extract
     from genrify.synth import SynthSpec, write_dataset
 
-    root = tmp_path_factory.mktemp("small")
-    write_dataset(root / "music", SynthSpec(genres=("classical", "hiphop", "metal"), per_genre=6, seconds=6.0, seed=0, fmt="wav"))
+    write_dataset(root / "music", SynthSpec(genres=genres, per_genre=per_genre, seconds=seconds, seed=seed, fmt="wav"))
     extract(root / "music", root / "store", jobs=1)
     return root / "store"
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory) -> Path:
+    """3 synthetic genres x 6 songs x 6 s, extracted."""
+    return synth_store(tmp_path_factory.mktemp("small"), ("classical", "hiphop", "metal"), per_genre=6, seconds=6.0)

@@ -9,18 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 from genrify.cli import app
-from genrify.extract import extract
-from genrify.synth import SynthSpec, write_dataset
+
+from conftest import synth_store
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cli")
-    write_dataset(root / "music", SynthSpec(genres=("disco", "jazz", "reggae"), per_genre=5, seconds=5.0, seed=2, fmt="wav"))
-    extract(root / "music", root / "store", jobs=1)
-    return root / "store"
+    return synth_store(tmp_path_factory.mktemp("cli"), ("disco", "jazz", "reggae"), per_genre=5, seconds=5.0, seed=2)
 
 
 def test_train_evaluate_info(store, tmp_path):
@@ -35,6 +32,9 @@ def test_train_evaluate_info(store, tmp_path):
     evaluated = runner.invoke(app, ["evaluate", str(model), str(store), "--all"])
     assert evaluated.exit_code == 0, evaluated.output
     assert "on 15 songs (all tracks)" in evaluated.output
+    rewritten = json.loads((tmp_path / "m.safetensors.report" / "report.json").read_text())
+    assert rewritten["evaluation"]["selection"] == "all tracks"
+    assert rewritten["runs"][0]["history"], "the curves keep the training history"
 
 
 def _error_line(args: list[str]) -> str:

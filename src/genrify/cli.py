@@ -252,14 +252,12 @@ def train(
 
     from genrify import modelfile
     from genrify.evaluation import write_report
-    from genrify.config import TrainConfig
     from genrify.training import train as run_training
 
     config = dataclasses.replace(
         TRAIN_DEFAULTS, arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, optimizer=optimizer, lr=lr,
         patience=patience, group_by=group_by,
     )
-    TrainConfig.__post_init__(config)
     with _progress() as progress:
         task = progress.add_task("run 1", total=epochs)
         current = {"run": 0}

@@ -236,6 +236,7 @@ class ModelEvaluation:
     selection: str  #: which songs: "model's test songs", "split file test list", "all tracks"
     songs: int
     skipped: int  #: tracks asked for that the store lacks or whose genre the model does not know
+    history: list[dict[str, Any]]  #: the kept training run's epochs, for the curves
 
     def summary(self) -> dict[str, Any]:
         ev = self.evaluation
@@ -250,7 +251,7 @@ class ModelEvaluation:
         }
 
     def run_entry(self) -> dict[str, Any]:
-        return {"selection": self.selection, **self.evaluation.summary(), "history": []}
+        return {"selection": self.selection, **self.evaluation.summary(), "history": self.history}
 
 
 def evaluate_model(
@@ -300,4 +301,8 @@ def evaluate_model(
         dataset = ChunkDataset(store, paths, model.genres, model.normalization, chunk_frames=model.chunk_frames)
         evaluation = evaluate_dataset(model.network, dataset, model.genres)
     skipped = (len(wanted) - len(paths)) if not all_tracks else len(tracks) - len(paths)
-    return ModelEvaluation(evaluation=evaluation, selection=selection, songs=len(paths), skipped=max(skipped, 0))
+    runs = model.info.get("runs") or [{}]
+    history = runs[min(int(model.info.get("kept_run", 0)), len(runs) - 1)].get("history", [])
+    return ModelEvaluation(
+        evaluation=evaluation, selection=selection, songs=len(paths), skipped=max(skipped, 0), history=history
+    )

@@ -845,7 +845,7 @@ class _Composer:
 
     def comp(self, rhythm: str, center: int) -> list[Note]:
         notes: list[Note] = []
-        rng, g = self.rng, self.grid
+        rng = self.rng
         prev: tuple[int, ...] | None = None
         stab = self.pick(("..x...x...x...x.", ".xx..x.x.xx..x.x", "x..x..x...x..x..", "..xx..x...xx..x."))
         arp16 = rng.random() < 0.4

@@ -237,6 +237,16 @@ def train_run(
     )
 
 
+def summarize(runs: Sequence[RunResult]) -> dict[str, Any]:
+    """Mean and standard deviation over runs of the headline figures."""
+    out: dict[str, Any] = {"runs": len(runs)}
+    for key in ("song_accuracy", "chunk_accuracy", "vote_accuracy", "macro_f1"):
+        values = np.array([r.evaluation.summary()[key] for r in runs], dtype=float)
+        out[f"{key}_mean"] = float(values.mean())
+        out[f"{key}_std"] = float(values.std())
+    return out
+
+
 @dataclass
 class TrainResult:
     """All runs, and the model kept (the run with the lowest validation loss)."""
@@ -247,17 +257,7 @@ class TrainResult:
 
     def summary(self) -> dict[str, Any]:
         """Mean and standard deviation over runs of the headline figures."""
-
-        def stats(key: str) -> tuple[float, float]:
-            values = np.array([r.evaluation.summary()[key] for r in self.runs], dtype=float)
-            return float(values.mean()), float(values.std())
-
-        out: dict[str, Any] = {"runs": len(self.runs)}
-        for key in ("song_accuracy", "chunk_accuracy", "vote_accuracy", "macro_f1"):
-            mean, std = stats(key)
-            out[f"{key}_mean"] = mean
-            out[f"{key}_std"] = std
-        return out
+        return summarize(self.runs)
 
 
 def train(
@@ -298,10 +298,11 @@ def train(
         tracks = store.tracks()
         genres = check_tracks(tracks, str(store_dir))
         genre_of = {t.path: t.genre for t in tracks}
+        fixed = split_from_file(tracks, split_file) if split_file is not None else None
         for r in range(runs):
             seed = config.seed + r
-            if split_file is not None:
-                split = split_from_file(tracks, split_file)
+            if fixed is not None:
+                split = fixed
             else:
                 split = make_split(tracks, valid=config.valid, test=config.test, seed=seed, group_by=config.group_by)  # type: ignore[arg-type]
             if on_run:
@@ -309,8 +310,7 @@ def train(
             results.append(train_run(store, genres, split, config, seed=seed, on_epoch=on_epoch))
         params = store.params
     best = min(results, key=lambda r: r.best_valid_loss)
-    result = TrainResult(runs=results, model=None, config=config)  # type: ignore[arg-type]
-    result.model = GenreModel(
+    model = GenreModel(
         network=best.network,
         genres=list(genres),
         params=params,
@@ -320,11 +320,11 @@ def train(
         chunk_frames=config.chunk_frames,
         info={
             "config": config.to_dict(),
-            "summary": result.summary(),
+            "summary": summarize(results),
             "kept_run": results.index(best),
             "runs": [r.summary() for r in results],
             "test_tracks": [f"{genre_of[p]}/{Path(p).name}" for p in best.split.test],
             "store": str(Path(store_dir).resolve()),
         },
     )
-    return result
+    return TrainResult(runs=results, model=model, config=config)
