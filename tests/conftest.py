@@ -59,11 +59,11 @@ def write_audio(tmp_path: Path) -> Callable[..., Path]:
 
 
 def write_with_av(path: Path, data: np.ndarray, sr: int) -> None:
-    """Encode with ffmpeg (PyAV): AAC in .m4a or Opus in .opus."""
+    """Encode with ffmpeg (PyAV): MP3 in .mp3, AAC in .m4a or Opus in .opus."""
     import av
 
-    codec = "aac" if path.suffix == ".m4a" else "libopus"
-    rate = sr if codec == "aac" else 48000
+    codec = {".m4a": "aac", ".mp3": "libmp3lame"}.get(path.suffix, "libopus")
+    rate = 48000 if codec == "libopus" else sr
     if rate != sr:
         import soxr
 
@@ -72,7 +72,7 @@ def write_with_av(path: Path, data: np.ndarray, sr: int) -> None:
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=rate)
         stream.layout = "mono"
-        frame_size = 1024 if codec == "aac" else 960
+        frame_size = {"aac": 1024, "libmp3lame": 1152}.get(codec, 960)
         for start in range(0, mono.size, frame_size):
             chunk = np.ascontiguousarray(mono[start : start + frame_size], dtype=np.float32)[None, :]
             frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")

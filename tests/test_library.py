@@ -56,3 +56,15 @@ def test_genre_folders_without_audio(tmp_path):
     (tmp_path / "lib" / "blues" / "readme.txt").write_text("hi")
     with pytest.raises(LibraryError, match=r"no audio files found in its 1 genre folder\(s\) \(blues\)"):
         scan(tmp_path / "lib")
+
+
+def test_find_audio_takes_files_as_given_and_searches_folders(tmp_path):
+    from genrify.library import find_audio
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / ".hidden").mkdir()
+    for name in ("a/x.mp3", "a/b/y.flac", "a/notes.txt", "a/.secret.mp3", "a/.hidden/z.wav", "odd.bin"):
+        (tmp_path / name).write_bytes(b"0")
+    files, problems = find_audio([tmp_path / "a", tmp_path / "odd.bin", tmp_path / "a" / "x.mp3", tmp_path / "nope"])
+    assert files == [str(tmp_path / "a/x.mp3"), str(tmp_path / "a/b/y.flac"), str(tmp_path / "odd.bin")]
+    assert problems == [(str(tmp_path / "nope"), "no such file or folder")]

@@ -7,17 +7,22 @@ from genrify.errors import ParameterError
 from genrify.models import GenreNetwork, architectures, build
 
 
-@pytest.mark.parametrize("name", ["seed-cnn", "short-res"])
-def test_architectures_map_chunks_to_logits(name):
-    net = build(name, n_mels=128, n_genres=7).eval()
+@pytest.mark.parametrize(
+    "name, options", [("seed-cnn", {}), ("short-res", {}), ("short-res", {"freq_pool": "flatten"}), ("timbre-temporal", {})]
+)
+def test_architectures_map_chunks_to_logits(name, options):
+    net = build(name, n_mels=128, n_genres=7, **options).eval()
     x = torch.randn(3, 128, 128)
     assert net(x).shape == (3, 7)
+    assert net.embed(x).shape[0] == 3
     # Short chunks (a 0.5 s clip padded) and other band counts work too.
-    assert build(name, n_mels=96, n_genres=2).eval()(torch.randn(2, 96, 64)).shape == (2, 2)
+    assert build(name, n_mels=96, n_genres=2, **options).eval()(torch.randn(2, 96, 64)).shape == (2, 2)
 
 
 def test_registry_lists_and_refuses():
-    assert {"seed-cnn", "short-res"} <= set(architectures())
+    assert {"seed-cnn", "short-res", "timbre-temporal"} <= set(architectures())
+    with pytest.raises(ParameterError, match="freq_pool"):
+        build("short-res", n_mels=128, n_genres=2, freq_pool="mean")
     with pytest.raises(ParameterError, match="unknown architecture 'vgg-99'"):
         build("vgg-99", n_mels=128, n_genres=2)
     with pytest.raises(ParameterError, match="seed-cnn"):

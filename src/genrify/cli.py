@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 
 from genrify import __version__
-from genrify.errors import GenrifyError
 from genrify.config import TRAIN_DEFAULTS
+from genrify.errors import GenrifyError
 
 app = typer.Typer(
     name="genrify",
@@ -50,7 +50,7 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _progress():  # noqa: ANN202 - rich types stay an implementation detail
+def _progress():
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -240,6 +240,7 @@ def train(
     lr: Annotated[float, typer.Option(help="Learning rate.")] = TRAIN_DEFAULTS.lr,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation loss.")] = TRAIN_DEFAULTS.patience,
     group_by: Annotated[str, typer.Option(help="Split by 'artist' (songs of an artist stay together), 'song', or 'auto' (artist where tags give one).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto (a CUDA GPU when there is one), cpu or cuda.")] = "auto",
 ) -> None:
     """Train a genre model on a feature store, evaluate it on held-out songs, save one model file.
 
@@ -256,13 +257,13 @@ def train(
 
     config = dataclasses.replace(
         TRAIN_DEFAULTS, arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, optimizer=optimizer, lr=lr,
-        patience=patience, group_by=group_by,
+        patience=patience, group_by=group_by, device=device,
     )
     with _progress() as progress:
         task = progress.add_task("run 1", total=epochs)
         current = {"run": 0}
 
-        def on_run(r: int, split) -> None:  # noqa: ANN001
+        def on_run(r: int, split) -> None:
             current["run"] = r
             sizes = split.sizes()
             extra = f", {len(split.unmatched)} split-file entries not in the store" if split.unmatched else ""
@@ -273,14 +274,15 @@ def train(
             )
             progress.reset(task, total=epochs, description=f"run {r + 1}/{runs}")
 
-        def on_epoch(e) -> None:  # noqa: ANN001
+        def on_epoch(e) -> None:
             progress.update(
                 task, advance=1,
                 description=f"run {current['run'] + 1}/{runs} · epoch {e.epoch} · loss {e.train_loss:.3f} · "
                 f"acc {e.train_accuracy:.3f} · val loss {e.valid_loss:.3f} · val acc {e.valid_accuracy:.3f}",
             )
 
-        result = run_training(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch)
+        result = run_training(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch,
+                              notify=lambda line: progress.console.print(line, highlight=False))
     modelfile.save(result.model, model_file)
     summary = result.summary()
     report = write_report(model_file, genres=result.model.genres, summary=summary, runs=result.model.info["runs"],
@@ -400,6 +402,214 @@ def demo(
         f"Demo done: music in {music}, features in {store}, model {model}, report {model}.report/",
         highlight=False,
     )
+
+
+@app.command()
+@_user_errors
+def classify(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files and folders (searched recursively).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model file (.safetensors) made by `genrify train`.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the json/csv/table here instead of stdout.")] = None,
+    top_k: Annotated[int, typer.Option(help="Show (and tag) the K most probable genres.")] = 3,
+    timeline: Annotated[bool, typer.Option(help="Include each segment's probabilities and start time.")] = False,
+    max_segments: Annotated[int | None, typer.Option(help="Classify at most N segments per song, spread evenly (faster on long songs).")] = None,
+    segment_hop: Annotated[float | None, typer.Option(help="Seconds between segment starts (default: one segment, about 3 s, no overlap).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Decoding processes (default: one per core).")] = None,
+    write_tags: Annotated[bool, typer.Option(help="Write the top genre (see --tag-genres) into each file's genre tag.")] = False,
+    tag_genres: Annotated[int, typer.Option(help="With --write-tags: write the N most probable genres (multi-valued where the format allows).")] = 1,
+    tag_separator: Annotated[str | None, typer.Option(help="Join several genres into one tag value with this separator.")] = None,
+    min_confidence: Annotated[float, typer.Option(help="Tag, organise and list only files whose top probability is at least this.")] = 0.0,
+    organize: Annotated[Path | None, typer.Option(help="Put each file into DEST/<genre>/ (never overwriting).")] = None,
+    mode: Annotated[str, typer.Option(help="How --organize places files: copy, link or move.")] = "copy",
+    playlists: Annotated[Path | None, typer.Option(help="Write one <genre>.m3u8 playlist per genre into this folder.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what --write-tags, --organize and --playlists would change; change nothing.")] = False,
+    cache: Annotated[bool, typer.Option(help="Reuse results of earlier runs for unchanged files and the same model.")] = True,
+    cache_file: Annotated[Path | None, typer.Option(help="The results cache (default ~/.cache/genrify/results.sqlite).")] = None,
+) -> None:
+    """Classify songs and whole libraries; optionally write genre tags, sort files, make playlists.
+
+    Each song is cut into segments of about 3 s; the answer is the mean of the segments'
+    probabilities (the vote shares, as the seed printed them, are in the JSON). A file that
+    cannot be read is reported and the run goes on; the exit status is 0 when at least one file
+    was classified.
+    """
+    import os
+    import time
+
+    from rich.table import Table
+
+    from genrify import modelfile, outputs, predict
+    from genrify.errors import ParameterError
+    from genrify.library import find_audio
+    from genrify.results import ResultCache, default_cache_path, file_digest
+
+    if format not in outputs.FORMATS:
+        raise ParameterError(f"unknown format {format!r}; choose one of {', '.join(outputs.FORMATS)}")
+    if mode not in ("copy", "link", "move"):
+        raise ParameterError(f"unknown mode {mode!r}; choose copy, link or move")
+    if top_k < 1 or tag_genres < 1:
+        raise ParameterError("--top-k and --tag-genres must be at least 1")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ParameterError(f"--min-confidence must be between 0 and 1, not {min_confidence}")
+    if max_segments is not None and max_segments < 1:
+        raise ParameterError(f"--max-segments must be at least 1, not {max_segments}")
+    if segment_hop is not None and not segment_hop > 0:
+        raise ParameterError(f"--segment-hop must be positive, not {segment_hop}")
+    if output is not None and not (output.parent.is_dir() and os.access(output.parent, os.W_OK)) or (
+        output is not None and output.is_dir()
+    ):
+        raise ParameterError(f"{output}: cannot write the output file there")
+    if organize is not None:
+        from genrify.organize import check_destination
+
+        check_destination(organize, [p for p in paths if p.is_dir()] or [p.parent for p in paths])
+    started = time.perf_counter()
+    loaded = modelfile.load(model)
+    files, missing = find_audio(paths)
+    for raw, reason in missing:
+        err.print(f"[yellow]skipped[/] {raw}: {reason}", highlight=False)
+    if not files:
+        raise ParameterError(f"no audio files in {', '.join(str(p) for p in paths)}")
+    store = None
+    if cache:
+        store = ResultCache(cache_file or default_cache_path(), file_digest(model),
+                            {"hop": segment_hop, "max_segments": max_segments})
+    from_cache = 0
+    with _progress() as progress:
+        task = progress.add_task("classifying", total=len(files))
+
+        def on_result(result: Any, cached: bool) -> None:
+            nonlocal from_cache
+            from_cache += cached
+            if isinstance(result, predict.Failure):
+                progress.console.print(f"[red]failed[/] {result.path}: {result.error}", highlight=False)
+            progress.advance(task)
+
+        try:
+            results = predict.classify_files(files, loaded, cache=store, jobs=jobs, hop_seconds=segment_hop,
+                                             max_segments=max_segments, on_result=on_result)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+    results += [predict.Failure(raw, reason) for raw, reason in missing]
+    good = [r for r in results if isinstance(r, predict.Prediction)]
+    failed = [r for r in results if isinstance(r, predict.Failure)]
+
+    if format == "table":
+        table = Table(title=f"{len(good)} songs · model {model.name}")
+        table.add_column("file", overflow="fold", ratio=3)
+        table.add_column("genre")
+        table.add_column("prob.", justify="right")
+        table.add_column(f"top {top_k}", ratio=2)
+        table.add_column("segments", justify="right")
+        table.add_column("duration", justify="right")
+        for r in results:
+            shown = _shown_path(r.path)
+            if isinstance(r, predict.Failure):
+                table.add_row(shown, "[red]error[/]", "", r.error, "", "")
+            else:
+                tops = ", ".join(f"{g} {p:.0%}" for g, p in r.top(top_k))
+                table.add_row(shown, r.genre, f"{r.confidence:.2f}", tops, str(r.segments), f"{r.duration:.0f} s")
+        if output is not None:
+            import io
+
+            buffer = io.StringIO()
+            Console(file=buffer, width=200, soft_wrap=True).print(table)
+            outputs.write_text_atomic(output, buffer.getvalue())
+        else:
+            out.print(table)
+    else:
+        text = outputs.render(results, format, top_k=top_k, timeline=timeline)
+        if output is not None:
+            outputs.write_text_atomic(output, text)
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    confident = [r for r in good if r.confidence >= min_confidence]
+    notes: list[str] = []
+    if min_confidence > 0 and (write_tags or organize or playlists):
+        notes.append(f"{len(good) - len(confident)} below confidence {min_confidence:g} left alone")
+    try:
+        if write_tags:
+            notes.append(_write_tags(confident, tag_genres, tag_separator, dry_run, store))
+    finally:
+        if store is not None:
+            store.close()
+    placed: dict[str, str] = {}
+    if organize is not None:
+        from genrify.organize import organize as place
+
+        moves = place({r.path: r.genre for r in confident}, organize, mode=mode,  # type: ignore[misc]
+                      sources=[p for p in paths if p.is_dir()], dry_run=dry_run)
+        for m in moves:
+            if not m.ok:
+                err.print(f"[red]not placed[/] {m.source}: {m.detail}", highlight=False)
+            elif m.status == "planned":
+                err.print(f"would {mode} {m.source} -> {m.target}", highlight=False)
+            if m.status in ("done", "skipped"):
+                placed[str(m.source)] = str(m.target)
+        done = sum(m.status == "done" for m in moves)
+        verb = "would place" if dry_run else "placed"
+        notes.append(f"{verb} {sum(m.status == 'planned' for m in moves) if dry_run else done} files in {organize}"
+                     f" ({sum(not m.ok for m in moves)} failed)")
+    if playlists is not None:
+        from genrify.organize import write_playlists
+
+        if dry_run:
+            notes.append(f"would write {len({r.genre for r in confident})} playlists in {playlists}")
+        else:
+            lists = write_playlists({placed.get(r.path, r.path): r.genre for r in confident}, playlists,  # type: ignore[misc]
+                                    durations={placed.get(r.path, r.path): r.duration for r in confident})  # type: ignore[misc]
+            notes.append(f"{len(lists)} playlists in {playlists}")
+    counts: dict[str, int] = {}
+    for r in good:
+        counts[r.genre] = counts.get(r.genre, 0) + 1
+    spread = ", ".join(f"{g} {n}" for g, n in sorted(counts.items(), key=lambda kv: -kv[1])[:6])
+    err.print(
+        f"[bold]{len(good)} classified[/] ({from_cache} from cache), {len(failed)} failed"
+        f" in {time.perf_counter() - started:.1f} s" + (f" · {spread}" if spread else "")
+        + "".join(f" · {n}" for n in notes),
+        highlight=False,
+    )
+    if not good:
+        raise typer.Exit(1)
+
+
+def _shown_path(path: str) -> str:
+    """A path relative to the working folder where that is shorter, for tables."""
+    import os
+
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive
+        return path
+    return rel if not rel.startswith("..") and len(rel) < len(path) else path
+
+
+def _write_tags(results: list[Any], k: int, separator: str | None, dry_run: bool, cache: Any) -> str:
+    from genrify.errors import GenrifyError
+    from genrify.tags import write_genre
+
+    changed = failed = 0
+    for r in results:
+        genres = [g for g, _ in r.top(k)]
+        try:
+            change = write_genre(r.path, genres, separator=separator, dry_run=dry_run)
+        except GenrifyError as exc:
+            failed += 1
+            err.print(f"[red]tag not written[/] {exc}", highlight=False)
+            continue
+        if change.changed:
+            changed += 1
+            if dry_run:
+                err.print(f"would tag {r.path}: {'; '.join(change.old) or '(none)'} -> {'; '.join(change.new)}", highlight=False)
+            elif cache is not None:  # the audio is unchanged: the answer stays valid for the new mtime
+                cache.put(r.path, r.to_dict(timeline=True))
+    verb = "would change" if dry_run else "changed"
+    return f"genre tags: {verb} {changed}, {len(results) - changed - failed} already right, {failed} failed"
 
 
 @app.command()

@@ -60,6 +60,7 @@ class TrainConfig:
     valid: float = 0.15
     test: float = 0.15
     group_by: str = "auto"
+    device: str = "auto"  #: auto (a CUDA GPU when there is one), cpu or cuda
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
@@ -68,6 +69,8 @@ class TrainConfig:
             raise ParameterError(f"unknown optimiser {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if not self.lr > 0:
             raise ParameterError(f"learning rate must be positive, not {self.lr}")
+        if self.device.split(":", 1)[0] not in ("auto", "cpu", "cuda"):
+            raise ParameterError(f"unknown device {self.device!r}; choose one of auto, cpu, cuda")
         if self.chunk_frames < 16 or not 0 < self.hop_frames:
             raise ParameterError("chunk_frames must be at least 16 and hop_frames positive")
 

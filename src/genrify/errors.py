@@ -45,3 +45,16 @@ class ModelFileError(GenrifyError):
 
 class TrainingError(GenrifyError):
     """Training cannot start or cannot go on (bad features, diverging loss)."""
+
+
+class TagError(GenrifyError):
+    """A file's tags cannot be read or written: unsupported format, damaged tags, read-only file."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class OrganizeError(GenrifyError):
+    """A library cannot be sorted into folders as asked (e.g. the destination lies inside a source)."""

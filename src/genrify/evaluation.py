@@ -54,10 +54,16 @@ class Evaluation:
 @torch.inference_mode()
 def chunk_probabilities(network: torch.nn.Module, dataset: ChunkDataset, batch_size: int = 256) -> np.ndarray:
     """Softmax probabilities of every chunk of a dataset, ``(chunks, genres)``."""
-    network.eval()
     from genrify.data import Batches
+    from genrify.devices import autocast, module_device
 
-    out = [torch.softmax(network(x), dim=1).numpy() for x, _y, _t in Batches(dataset, batch_size, shuffle=False)]
+    network.eval()
+    device = module_device(network)
+    out = []
+    for x, _y, _t in Batches(dataset, batch_size, shuffle=False):
+        with autocast(device):
+            logits = network(x.to(device, non_blocking=True))
+        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(dataset.genres)), dtype=np.float32)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,3 +121,40 @@ def _walk(folder: Path, genre: str, tracks: list[Track], skipped: list[tuple[str
                 skipped.append((path, f"cannot read: {exc.strerror or exc}"))
                 continue
             tracks.append(Track(path=os.path.abspath(path), genre=genre, size=st.st_size, mtime_ns=st.st_mtime_ns))
+
+
+def find_audio(inputs: Sequence[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The audio files named by ``inputs``: files as given, folders searched recursively.
+
+    Inside folders, hidden entries and files without an audio extension are passed over; a file
+    named directly is kept whatever its extension (decoding decides). Each file appears once, in
+    the order found (folders sorted).
+
+    Returns
+    -------
+    (files, problems)
+        Absolute paths, and ``(input, reason)`` for inputs that do not exist.
+    """
+    files: list[str] = []
+    seen: set[str] = set()
+    problems: list[tuple[str, str]] = []
+
+    def add(path: Path) -> None:
+        key = str(path.absolute())
+        if key not in seen:
+            seen.add(key)
+            files.append(key)
+
+    for raw in inputs:
+        item = Path(raw)
+        if item.is_dir():
+            for folder, dirs, names in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    if not name.startswith(".") and is_audio_file(name):
+                        add(Path(folder) / name)
+        elif item.is_file():
+            add(item)
+        else:
+            problems.append((str(raw), "no such file or folder"))
+    return files, problems

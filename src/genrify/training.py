@@ -24,6 +24,7 @@ from torch import nn
 
 from genrify.config import TrainConfig
 from genrify.data import Batches, ChunkDataset, Normalization
+from genrify.devices import autocast, resolve_device
 from genrify.errors import ParameterError, TrainingError
 from genrify.evaluation import Evaluation, evaluate_dataset
 from genrify.modelfile import GenreModel
@@ -81,10 +82,13 @@ class System:
         The model to train (logits out).
     config
         Optimiser and schedule settings.
+    device
+        Where to train; the network is moved there.
     """
 
-    def __init__(self, network: nn.Module, config: TrainConfig) -> None:
-        self.network = network
+    def __init__(self, network: nn.Module, config: TrainConfig, device: torch.device | None = None) -> None:
+        self.device = device or torch.device("cpu")
+        self.network = network.to(self.device)
         self.config = config
         params = [p for p in network.parameters() if p.requires_grad]
         if config.optimizer == "sgd":
@@ -117,6 +121,7 @@ class System:
             except StopIteration:
                 break
             waiting += time.perf_counter() - t0
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             logits, loss = self._step(x, y)
             if not math.isfinite(loss):
                 raise TrainingError(
@@ -129,14 +134,16 @@ class System:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
         self.optimizer.zero_grad(set_to_none=True)
-        if self._mixup is not None:
-            lam = float(self._mixup.sample())
-            order = torch.randperm(x.shape[0])
-            logits = self.network(lam * x + (1 - lam) * x[order])
-            loss = lam * self.loss(logits, y) + (1 - lam) * self.loss(logits, y[order])
-        else:
-            logits = self.network(x)
-            loss = self.loss(logits, y)
+        with autocast(self.device):
+            if self._mixup is not None:
+                lam = float(self._mixup.sample())
+                order = torch.randperm(x.shape[0]).to(self.device)
+                x = x.float()
+                logits = self.network(lam * x + (1 - lam) * x[order])
+                loss = lam * self.loss(logits, y) + (1 - lam) * self.loss(logits, y[order])
+            else:
+                logits = self.network(x)
+                loss = self.loss(logits, y)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
@@ -150,7 +157,9 @@ class System:
         correct = 0
         seen = 0
         for x, y, _track in loader:
-            logits = self.network(x)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with autocast(self.device):
+                logits = self.network(x).float()
             total_loss += float(self.loss(logits, y)) * y.numel()
             correct += int((logits.argmax(dim=1) == y).sum())
             seen += y.numel()
@@ -213,8 +222,9 @@ def train_run(
     *,
     seed: int,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    device: torch.device | None = None,
 ) -> RunResult:
-    """Train and evaluate one model on one split."""
+    """Train and evaluate one model on one split (on ``device``; the network returned is on the CPU)."""
     from genrify.models import GenreNetwork, build
 
     seed_everything(seed)
@@ -228,9 +238,10 @@ def train_run(
     test_ds = make(split.test, None, config.chunk_frames)
     body = build(config.arch, n_mels=store.params.n_mels, n_genres=len(genres), **config.arch_config)
     network = GenreNetwork(body, *normalization.tensors())
-    system = System(network, run_config)
+    system = System(network, run_config, device)
     history, best_epoch, best_loss = system.fit(train_ds, valid_ds, on_epoch=on_epoch)
     evaluation = evaluate_dataset(network, test_ds, genres)
+    network.cpu()
     return RunResult(
         seed=seed, split=split, history=history, best_epoch=best_epoch, best_valid_loss=best_loss,
         evaluation=evaluation, network=network, normalization=normalization,
@@ -268,6 +279,7 @@ def train(
     split_file: str | Path | None = None,
     on_run: Callable[[int, Split], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Split, train and evaluate ``runs`` times on a feature store; keep the best model.
 
@@ -284,6 +296,8 @@ def train(
         Fixed splits instead of random ones (see :func:`genrify.splits.read_split_file`).
     on_run, on_epoch
         Progress callbacks.
+    notify
+        Called with one line of news (the CPU used because CUDA is missing).
 
     Raises
     ------
@@ -293,6 +307,7 @@ def train(
     config = config or TrainConfig()
     if runs < 1:
         raise ParameterError(f"runs must be at least 1, not {runs}")
+    device = resolve_device(config.device, notify=notify)
     results: list[RunResult] = []
     with FeatureStore.open(store_dir) as store:
         tracks = store.tracks()
@@ -307,7 +322,7 @@ def train(
                 split = make_split(tracks, valid=config.valid, test=config.test, seed=seed, group_by=config.group_by)  # type: ignore[arg-type]
             if on_run:
                 on_run(r, split)
-            results.append(train_run(store, genres, split, config, seed=seed, on_epoch=on_epoch))
+            results.append(train_run(store, genres, split, config, seed=seed, on_epoch=on_epoch, device=device))
         params = store.params
     best = min(results, key=lambda r: r.best_valid_loss)
     model = GenreModel(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genrify.errors import ParameterError
 from genrify.models import register
 
 
@@ -50,6 +51,10 @@ class ShortChunkResNet(nn.Module):
         Channels of the residual stages; each stage halves both axes.
     dropout
         Dropout before the classifier.
+    freq_pool
+        How the last stage's few frequency rows become one vector per frame: ``"max"`` keeps
+        whether a pattern is present anywhere in pitch; ``"flatten"`` keeps where (low, middle,
+        high), which matters when genres differ by register and timbre as much as by pattern.
     """
 
     def __init__(
@@ -59,8 +64,12 @@ class ShortChunkResNet(nn.Module):
         n_genres: int,
         widths: tuple[int, ...] = (16, 32, 64, 128),
         dropout: float = 0.3,
+        freq_pool: str = "max",
     ) -> None:
         super().__init__()
+        if freq_pool not in ("max", "flatten"):
+            raise ParameterError(f"freq_pool must be 'max' or 'flatten', not {freq_pool!r}")
+        self.freq_pool = freq_pool
         self.stem = nn.Sequential(
             nn.Conv2d(1, widths[0], 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -72,6 +81,11 @@ class ShortChunkResNet(nn.Module):
             stages.append(_Residual(width, out, stride=2))
             width = out
         self.stages = nn.Sequential(*stages)
+        if freq_pool == "flatten":
+            rows = n_mels
+            for _ in range(len(widths) + 1):  # the stem and every stage halve the bands
+                rows = (rows + 1) // 2
+            self.mix = nn.Sequential(nn.Conv1d(width * rows, width, 1, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True))
         self.head = nn.Sequential(
             nn.Linear(2 * width, width),
             nn.BatchNorm1d(width),
@@ -83,7 +97,10 @@ class ShortChunkResNet(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features before the classifier, ``(batch, 2 * widths[-1])``."""
         h = self.stages(self.stem(x.unsqueeze(1)))
-        h = h.amax(dim=2)  # over frequency: where in pitch a pattern sits matters less than that it is there
+        if self.freq_pool == "max":
+            h = h.amax(dim=2)  # over frequency: where in pitch a pattern sits matters less than that it is there
+        else:
+            h = self.mix(h.flatten(1, 2))
         return torch.cat([h.amax(dim=-1), h.mean(dim=-1)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

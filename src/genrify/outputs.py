@@ -1,0 +1,95 @@
+"""Classification results as JSON, CSV or text, for people and for other programs.
+
+The JSON objects are :meth:`genrify.predict.Prediction.to_dict`'s (a failed file is
+``{"path", "error"}``), the same objects the web API returns. CSV has one row per file, with a
+column per genre; with a timeline, one row per segment instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from genrify.errors import ParameterError
+from genrify.predict import Failure, Prediction
+
+FORMATS = ("table", "json", "csv")
+Result = Prediction | Failure
+
+
+def records(results: Sequence[Result], *, top_k: int | None = None, timeline: bool = False) -> list[dict[str, Any]]:
+    """The JSON-ready object of every result, in order."""
+    return [r.to_dict(top_k=top_k, timeline=timeline) if isinstance(r, Prediction) else r.to_dict() for r in results]
+
+
+def to_json(results: Sequence[Result], *, top_k: int | None = None, timeline: bool = False) -> str:
+    """A JSON array of one object per file."""
+    return json.dumps(records(results, top_k=top_k, timeline=timeline), indent=2, ensure_ascii=False) + "\n"
+
+
+def to_csv(results: Sequence[Result], *, top_k: int | None = None, timeline: bool = False) -> str:
+    """CSV text: ``path, genre, confidence, top..., segments, duration, error``, then one
+    probability column per genre; with ``timeline``, one row per segment with its start time."""
+    genres: list[str] = next((r.genres for r in results if isinstance(r, Prediction)), [])
+    k = min(top_k or 3, len(genres)) if genres else 0
+    head = ["path"] + (["segment_start"] if timeline else []) + ["genre", "confidence"]
+    head += [f"top{i + 1}" for i in range(k)] + ["segments", "duration", "error"] + [f"p_{g}" for g in genres]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(head)
+    for r in results:
+        if isinstance(r, Failure):
+            writer.writerow([r.path] + ([""] if timeline else []) + ["", ""] + [""] * k + ["", "", r.error] + [""] * len(genres))
+            continue
+        tops = [g for g, _ in r.top(k)]
+        if timeline:
+            for start, probs in zip(r.segment_starts, r.segment_probabilities, strict=True):
+                order = sorted(range(len(genres)), key=lambda i: -probs[i])[:k]
+                writer.writerow([r.path, f"{start:.3f}", genres[order[0]], f"{probs[order[0]]:.6f}"]
+                                + [genres[i] for i in order] + [1, "", ""] + [f"{p:.6f}" for p in probs])
+        else:
+            writer.writerow([r.path, r.genre, f"{r.confidence:.6f}"] + tops + [r.segments, f"{r.duration:.3f}", ""]
+                            + [f"{p:.6f}" for p in r.probabilities])
+    return buffer.getvalue()
+
+
+def render(results: Sequence[Result], fmt: str, *, top_k: int | None = None, timeline: bool = False) -> str:
+    """``json`` or ``csv`` text of the results."""
+    if fmt == "json":
+        return to_json(results, top_k=top_k, timeline=timeline)
+    if fmt == "csv":
+        return to_csv(results, top_k=top_k, timeline=timeline)
+    raise ParameterError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a text file under a temporary name and rename it into place.
+
+    Raises
+    ------
+    ParameterError
+        The file cannot be written (the message names it and says why).
+    """
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ParameterError(f"{path}: cannot write the output file ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ParameterError(f"{path}: cannot write the output file ({exc.strerror or exc})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,318 @@
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from genrify import organize as org
+from genrify.errors import OrganizeError, ParameterError
+from genrify.organize import (
+    Move,
+    apply,
+    check_destination,
+    organize,
+    plan_moves,
+    sanitize_genre,
+    write_playlists,
+)
+
+
+def _file(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        content = content.encode()
+    path.write_bytes(content)
+    return path
+
+
+@pytest.fixture
+def library(tmp_path) -> dict[Path, str]:
+    """Four small files in two folders, two of them with the same name, and their genres."""
+    music = tmp_path / "music"
+    return {
+        _file(music / "a" / "song.mp3", "a song"): "rock",
+        _file(music / "b" / "song.mp3", "b song"): "rock",
+        _file(music / "a" / "tune.flac", "a tune"): "jazz",
+        _file(music / "b" / "Ünïcode name.ogg", "unicode"): "jazz",
+    }
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under root (links followed) with its content."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _no_temporaries(root: Path) -> bool:
+    return not [p for p in root.rglob("*") if p.name.startswith(".")]
+
+
+def test_copy_puts_every_file_under_its_genre_and_keeps_the_sources(tmp_path, library):
+    before = _tree(tmp_path / "music")
+    dest = tmp_path / "sorted"
+    results = organize(library, dest, mode="copy")
+    assert [r.status for r in results] == ["done"] * 4 and all(r.ok for r in results)
+    assert {r.method for r in results} == {"copy"}
+    assert _tree(dest) == {
+        "jazz/tune.flac": b"a tune",
+        "jazz/Ünïcode name.ogg": b"unicode",
+        "rock/song.mp3": b"a song",
+        "rock/song (1).mp3": b"b song",
+    }
+    assert _tree(tmp_path / "music") == before
+    # copy2 keeps the modification time, so a feature cache keyed on it stays valid for the copy
+    source = tmp_path / "music" / "a" / "tune.flac"
+    assert (dest / "jazz" / "tune.flac").stat().st_mtime_ns == source.stat().st_mtime_ns
+    assert _no_temporaries(dest)
+
+
+def test_link_makes_hard_links(tmp_path, library):
+    results = organize(library, tmp_path / "sorted", mode="link")
+    assert {r.method for r in results} == {"hardlink"}
+    for r in results:
+        assert r.target.stat().st_ino == r.source.stat().st_ino and not r.target.is_symlink()
+
+
+def test_link_falls_back_to_a_symbolic_link_across_filesystems(tmp_path, library, monkeypatch):
+    def cross_device(src, dst, *args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    results = organize(library, tmp_path / "sorted", mode="link")
+    assert {r.method for r in results} == {"symlink"}
+    for r in results:
+        assert r.status == "done" and "symbolic link" in r.detail
+        assert r.target.is_symlink() and r.target.resolve() == r.source.resolve()
+
+
+def test_move_renames_and_leaves_nothing_behind(tmp_path, library):
+    contents = {path: path.read_bytes() for path in library}
+    results = organize(library, tmp_path / "sorted", mode="move")
+    assert {r.method for r in results} == {"rename"}
+    for r in results:
+        assert not r.source.exists() and r.target.read_bytes() == contents[r.source]
+
+
+def test_move_across_filesystems_copies_then_removes(tmp_path, library, monkeypatch):
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(src) in library:  # renaming a source: pretend the destination is another disk
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    contents = {path: path.read_bytes() for path in library}
+    results = organize(library, tmp_path / "sorted", mode="move")
+    assert {r.method for r in results} == {"copy+delete"}
+    for r in results:
+        assert not r.source.exists() and r.target.read_bytes() == contents[r.source]
+    assert _no_temporaries(tmp_path / "sorted")
+
+
+def test_name_clashes_get_suffixes_and_nothing_is_overwritten(tmp_path, library):
+    dest = tmp_path / "sorted"
+    _file(dest / "rock" / "song.mp3", "someone else's song")
+    _file(dest / "rock" / "song (1).mp3", "another")
+    moves = plan_moves(library, dest, mode="copy")
+    rock = [m.target.name for m in moves if m.genre == "rock"]
+    assert rock == ["song (2).mp3", "song (3).mp3"]
+    apply(moves)
+    assert (dest / "rock" / "song.mp3").read_bytes() == b"someone else's song"
+    assert (dest / "rock" / "song (1).mp3").read_bytes() == b"another"
+    assert (dest / "rock" / "song (2).mp3").read_bytes() == b"a song"
+    assert (dest / "rock" / "song (3).mp3").read_bytes() == b"b song"
+
+
+def test_a_name_taken_between_planning_and_applying_gets_the_next_suffix(tmp_path, library):
+    dest = tmp_path / "sorted"
+    moves = plan_moves(library, dest, mode="copy")
+    late = _file(moves[0].target, "arrived late")
+    results = apply(moves)
+    assert late.read_bytes() == b"arrived late"
+    assert results[0].status == "done" and results[0].target != moves[0].target
+    assert results[0].target.read_bytes() == moves[0].source.read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["copy", "link", "move"])
+def test_running_the_same_organisation_twice_changes_nothing_the_second_time(tmp_path, library, mode):
+    dest = tmp_path / "sorted"
+    first = organize(library, dest, mode=mode)
+    after_first = _tree(dest)
+    # After a move the files live in dest: organising them again must find them in place.
+    assignments = library if mode != "move" else {r.target: r.genre for r in first}
+    second = organize(assignments, dest, mode=mode)
+    assert [r.status for r in second] == ["skipped"] * 4
+    assert _tree(dest) == after_first
+
+
+def test_dry_run_touches_nothing(tmp_path, library):
+    dest = tmp_path / "sorted"
+    before = _tree(tmp_path)
+    for mode in ("copy", "link", "move"):
+        results = organize(library, dest, mode=mode, dry_run=True)
+        assert [r.status for r in results] == ["planned"] * 4 and {r.method for r in results} == {None}
+    assert not dest.exists()
+    assert _tree(tmp_path) == before
+
+
+def test_a_bad_file_costs_only_that_file(tmp_path, library):
+    missing = tmp_path / "music" / "gone.mp3"
+    results = organize({**library, missing: "rock"}, tmp_path / "sorted", mode="copy")
+    failed = [r for r in results if not r.ok]
+    assert len(failed) == 1 and failed[0].source == missing
+    assert "not found" in failed[0].detail
+    assert sum(r.status == "done" for r in results) == 4
+
+
+def test_a_failed_copy_leaves_nothing_at_the_target(tmp_path, library, monkeypatch):
+    def copy_half(src, dst, *args, **kwargs):
+        Path(dst).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copy2", copy_half)
+    results = organize(library, tmp_path / "sorted", mode="copy")
+    assert {r.status for r in results} == {"failed"}
+    assert all("No space left on device" in r.detail for r in results)
+    assert _tree(tmp_path / "sorted") == {} and _no_temporaries(tmp_path / "sorted")
+
+
+@pytest.mark.parametrize(
+    ("genre", "folder"),
+    [
+        ("Rock", "Rock"),
+        ("Hip-Hop/Rap", "Hip-Hop_Rap"),
+        ("R&B\\Soul", "R&B_Soul"),
+        ("..", "unknown"),
+        ("../../etc", "_.._etc"),
+        ("/", "unknown"),
+        (".hidden", "hidden"),
+        ("", "unknown"),
+        ("   ", "unknown"),
+        ("  Drum  and\tBass ", "Drum and Bass"),
+        ('what?*:"<>|', "what_______"),
+        ("line\nbreak", "line break"),
+        ("a\x00b\x7f", "a_b_"),
+        ("/:/", "unknown"),
+        ("CON", "CON_"),
+        ("nul.x", "nul_.x"),
+        ("Música Popular Brasileira", "Música Popular Brasileira"),
+        ("x" * 300, "x" * 100),
+    ],
+)
+def test_genre_names_become_safe_folder_names(genre, folder):
+    assert sanitize_genre(genre) == folder
+
+
+def test_unsafe_genres_stay_inside_the_destination(tmp_path, library):
+    dest = tmp_path / "sorted"
+    genres = ["../../escape", "/etc", "..", ".git"]
+    assignments = dict(zip(library, genres, strict=True))
+    results = organize(assignments, dest, mode="copy")
+    assert all(r.status == "done" for r in results)
+    for r in results:
+        assert r.target.resolve().parent.parent == dest.resolve()
+        assert not r.target.parent.name.startswith(".")
+    assert len(list(tmp_path.iterdir())) == 2  # music and sorted: nothing escaped
+
+
+def test_a_destination_inside_a_source_folder_is_refused(tmp_path, library):
+    music = tmp_path / "music"
+    with pytest.raises(OrganizeError, match="inside the source folder"):
+        check_destination(music / "sorted", [music])
+    with pytest.raises(OrganizeError, match="inside the source folder"):
+        check_destination(music, [tmp_path / "elsewhere", music])
+    with pytest.raises(OrganizeError, match="inside the source folder"):
+        plan_moves(library, music / "a" / "sorted", mode="copy", sources=[music])
+    check_destination(tmp_path / "sorted", [music])  # a sibling is fine
+    check_destination(tmp_path / "music-sorted", [music])  # a name prefix is not "inside"
+
+
+def test_a_destination_reached_through_a_symbolic_link_is_still_inside(tmp_path):
+    music = tmp_path / "music"
+    music.mkdir()
+    (tmp_path / "alias").symlink_to(music)
+    with pytest.raises(OrganizeError):
+        check_destination(tmp_path / "alias" / "sorted", [music])
+
+
+def test_bad_requests_raise(tmp_path, library):
+    with pytest.raises(ParameterError, match="mode"):
+        plan_moves(library, tmp_path / "sorted", mode="symlink")  # type: ignore[arg-type]
+    _file(tmp_path / "afile", "x")
+    with pytest.raises(OrganizeError, match="not a folder"):
+        plan_moves(library, tmp_path / "afile", mode="copy")
+
+
+def test_moves_are_planned_in_a_stable_order(tmp_path, library):
+    moves = plan_moves(dict(reversed(list(library.items()))), tmp_path / "sorted", mode="copy")
+    assert moves == plan_moves(library, tmp_path / "sorted", mode="copy")
+    assert all(isinstance(m, Move) and m.mode == "copy" for m in moves)
+    assert [m.genre for m in moves] == ["jazz", "jazz", "rock", "rock"]
+
+
+def _entries(playlist: Path) -> list[str]:
+    return [line for line in playlist.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+
+
+def test_playlists_list_each_genre_with_paths_relative_to_the_playlist(tmp_path, library):
+    out = tmp_path / "lists" / "genrify"
+    durations = {path: 61.6 for path in library}
+    durations.pop(next(p for p in library if p.name == "tune.flac"))
+    written = write_playlists({**library, tmp_path / "music" / "a" / "x.wav": "Hip-Hop/Rap"}, out, durations=durations)
+    assert written == [out / "Hip-Hop_Rap.m3u8", out / "jazz.m3u8", out / "rock.m3u8"]
+    text = (out / "rock.m3u8").read_text(encoding="utf-8")
+    assert text == (
+        "#EXTM3U\n"
+        "#EXTINF:62,song\n"
+        f"..{os.sep}..{os.sep}music{os.sep}a{os.sep}song.mp3\n"
+        "#EXTINF:62,song\n"
+        f"..{os.sep}..{os.sep}music{os.sep}b{os.sep}song.mp3\n"
+    )
+    jazz = (out / "jazz.m3u8").read_text(encoding="utf-8")
+    assert "#EXTINF:-1,tune\n" in jazz and "#EXTINF:62,Ünïcode name\n" in jazz
+    for playlist in written:
+        for entry in _entries(playlist):
+            assert not os.path.isabs(entry)
+            if "x.wav" not in entry:
+                assert (out / entry).resolve() in {p.resolve() for p in library}
+    assert _no_temporaries(out)
+
+
+def test_playlists_without_durations_have_no_extinf_and_are_deterministic(tmp_path, library):
+    out = tmp_path / "lists"
+    first = write_playlists(library, out)
+    contents = {p: p.read_bytes() for p in first}
+    second = write_playlists(dict(reversed(list(library.items()))), out)
+    assert second == first and {p: p.read_bytes() for p in second} == contents
+    for playlist in first:
+        lines = playlist.read_text(encoding="utf-8").splitlines()
+        assert lines[0] == "#EXTM3U" and not any(line.startswith("#EXTINF") for line in lines)
+        assert len(lines) == 3
+
+
+def test_playlist_entries_never_read_as_comments(tmp_path):
+    out = tmp_path / "music"
+    song = _file(out / "#1 hit.mp3", "x")
+    write_playlists({song: "pop"}, out)
+    (entry,) = _entries(out / "pop.m3u8")
+    assert (out / entry).resolve() == song.resolve()
+
+
+def test_a_failed_playlist_write_leaves_the_old_playlist(tmp_path, library, monkeypatch):
+    out = tmp_path / "lists"
+    write_playlists(library, out)
+    before = _tree(out)
+
+    def fail(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(org, "_fsync_dir", lambda folder: None)
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError):
+        write_playlists({p: "jazz" for p in library}, out)
+    assert _tree(out) == before and _no_temporaries(out)

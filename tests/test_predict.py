@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genrify import audio, modelfile
+from genrify.config import TrainConfig
+from genrify.errors import AudioError, ParameterError
+from genrify.predict import (
+    Failure,
+    Prediction,
+    _pooled,
+    classify,
+    classify_files,
+    classify_paths,
+    predict_features,
+    segment_starts,
+    song_features,
+)
+from genrify.results import ResultCache
+from genrify.training import train
+
+from conftest import tone
+
+
+@pytest.fixture(scope="module")
+def model_file(small_store, tmp_path_factory) -> Path:
+    """A seed-cnn trained for two epochs on the small synthetic store, saved and loaded back."""
+    result = train(small_store, TrainConfig(epochs=2))
+    return modelfile.save(result.model, tmp_path_factory.mktemp("model") / "m.safetensors")
+
+
+@pytest.fixture(scope="module")
+def model(model_file):
+    return modelfile.load(model_file)
+
+
+@pytest.fixture(scope="module")
+def songs(small_store) -> list[Path]:
+    return sorted((small_store.parent / "music").rglob("*.wav"))
+
+
+def test_segment_starts_cover_the_song_and_max_segments_spreads_them():
+    assert segment_starts(1000, 128).tolist() == list(range(0, 1000 - 127, 128))
+    assert segment_starts(1000, 128, 64)[:3].tolist() == [0, 64, 128]
+    assert segment_starts(50, 128).tolist() == [0]  # shorter than a segment: one, padded
+    picked = segment_starts(100_000, 128, max_segments=5)
+    every = segment_starts(100_000, 128)
+    assert picked.size == 5 and picked[0] == 0 and picked[-1] == every[-1]  # first and last included
+    assert np.all(np.diff(picked) > 0.2 * every[-1])  # spread over the whole song
+    with pytest.raises(ParameterError):
+        segment_starts(1000, 128, max_segments=0)
+
+
+def test_a_song_gets_the_answer_evaluation_gives_it(model, small_store, songs):
+    """Features computed while classifying equal the stored ones: same chunks, same probabilities."""
+    from genrify.data import ChunkDataset
+    from genrify.evaluation import chunk_probabilities
+    from genrify.store import FeatureStore
+
+    song = songs[0]
+    prediction = classify(song, model)
+    with FeatureStore.open(small_store) as store:
+        dataset = ChunkDataset(store, [str(song)], model.genres, model.normalization,
+                               chunk_frames=model.chunk_frames, hop_frames=model.chunk_frames)
+        chunks = chunk_probabilities(model.network, dataset)
+    assert prediction.segments == chunks.shape[0]
+    np.testing.assert_allclose(prediction.segment_probabilities, chunks, atol=1e-5)
+    np.testing.assert_allclose(prediction.probabilities, chunks.mean(axis=0), atol=1e-5)
+
+
+def test_prediction_fields(model, songs):
+    p = classify(songs[0], model, hop_seconds=1.0)
+    assert p.probabilities.sum() == pytest.approx(1.0)
+    assert p.votes.sum() == pytest.approx(1.0)
+    assert p.genre == p.top(1)[0][0] and p.confidence == pytest.approx(p.probabilities.max())
+    assert p.duration == pytest.approx(6.0, abs=0.05)
+    # 1 s hops over a 6 s song of ~3 s segments: 4 overlapping segments, starts 1 s apart
+    assert p.segments == 4 and np.allclose(np.diff(p.segment_starts), 1.0, atol=0.03)
+    d = p.to_dict(top_k=2, timeline=True)
+    assert set(d) >= {"path", "genre", "probabilities", "votes", "segments", "duration", "timeline"}
+    assert len(d["top"]) == 2 and len(d["timeline"]) == p.segments
+    assert sum(d["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    back = Prediction.from_dict(d)
+    np.testing.assert_allclose(back.probabilities, p.probabilities, atol=1e-6)
+    np.testing.assert_allclose(back.segment_probabilities, p.segment_probabilities, atol=1e-6)
+    assert "timeline" not in p.to_dict()
+
+
+def test_max_segments_bounds_the_work(model, songs):
+    p = classify(songs[0], model, hop_seconds=0.5, max_segments=2)
+    assert p.segments == 2
+
+
+def test_waveform_input_equals_file_input(model, songs):
+    waveform = audio.load(songs[1], model.params.sample_rate)
+    from_file = classify(songs[1], model)
+    from_wave = classify(waveform, model, sample_rate=model.params.sample_rate)
+    np.testing.assert_allclose(from_wave.probabilities, from_file.probabilities, atol=1e-6)
+    assert from_wave.path is None
+    resampled = classify(tone(3.0, sr=44100), model, sample_rate=44100)  # resampled to the model's rate
+    assert resampled.duration == pytest.approx(3.0, abs=0.01)
+
+
+def test_bad_waveforms_are_refused(model):
+    with pytest.raises(ParameterError, match="sample_rate"):
+        classify(np.zeros(1000, dtype=np.float32), model)
+    with pytest.raises(ParameterError, match="NaN"):
+        classify(np.full(22050, np.nan, dtype=np.float32), model, sample_rate=22050)
+    with pytest.raises(ParameterError):
+        predict_features(np.zeros((7, 100), dtype=np.float32), model)
+
+
+def test_unreadable_file_is_an_audio_error(model, tmp_path):
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(os.urandom(4000))
+    with pytest.raises(AudioError, match="bad.mp3"):
+        classify(bad, model)
+
+
+def test_many_files_in_a_pool_equal_one_by_one_and_bad_files_do_not_stop_the_run(model, songs, tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF" + os.urandom(200))
+    files = [str(s) for s in songs[:6]] + [str(bad)]
+    pooled = {r.path: r for r in classify_paths(files, model, jobs=2)}
+    alone = {r.path: r for r in classify_paths(files, model, jobs=1)}
+    assert set(pooled) == set(files)
+    assert isinstance(pooled[str(bad)], Failure) and pooled[str(bad)].error
+    for f in files[:-1]:
+        np.testing.assert_allclose(pooled[f].probabilities, alone[f].probabilities, atol=1e-6)
+
+
+def test_a_crashing_decoder_costs_only_its_own_file(model, songs, tmp_path):
+    from crashing_worker import crash_features_on_some
+
+    crash = tmp_path / "crash.wav"
+    crash.write_bytes(songs[0].read_bytes())
+    files = [str(s) for s in songs[:8]] + [str(crash)]
+
+    def predictions(results):
+        for path, features, duration, error in results:
+            yield Failure(path, error) if features is None else predict_features(features, model, duration=duration, path=path)
+
+    results = list(_pooled(files, model.params, 2, 2, predictions, task=crash_features_on_some))
+    by_path = {r.path: r for r in results}
+    assert len(results) == len(files) == len(by_path), "every file reported exactly once"
+    assert by_path[str(crash)].error == "the decoder crashed on this file"
+    assert all(isinstance(by_path[f], Prediction) for f in files[:-1])
+
+
+def test_cache_reuses_unchanged_files_and_redoes_changed_ones(model, songs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "song.wav"
+    shutil.copy(songs[2], copy)
+    files = [str(copy), str(songs[3])]
+    calls: list[bool] = []
+    with ResultCache(tmp_path / "cache.sqlite", "model-a", {"hop": None}) as cache:
+        first = classify_files(files, model, cache=cache, jobs=1, on_result=lambda r, hit: calls.append(hit))
+    with ResultCache(tmp_path / "cache.sqlite", "model-a", {"hop": None}) as cache:
+        second = classify_files(files, model, cache=cache, jobs=1, on_result=lambda r, hit: calls.append(hit))
+    assert calls == [False, False, True, True]
+    for a, b in zip(first, second, strict=True):
+        assert a.path == b.path
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
+        np.testing.assert_allclose(a.segment_probabilities, b.segment_probabilities, atol=1e-6)
+    shutil.copy(songs[4], copy)  # new content at the same path
+    calls.clear()
+    with ResultCache(tmp_path / "cache.sqlite", "model-a", {"hop": None}) as cache:
+        third = classify_files(files, model, cache=cache, jobs=1, on_result=lambda r, hit: calls.append(hit))
+    assert sorted(calls) == [False, True]
+    np.testing.assert_allclose(third[0].probabilities, classify(songs[4], model).probabilities, atol=1e-6)
+    calls.clear()
+    with ResultCache(tmp_path / "cache.sqlite", "model-b", {"hop": None}) as cache:  # another model
+        classify_files(files, model, cache=cache, jobs=1, on_result=lambda r, hit: calls.append(hit))
+    assert calls == [False, False]
+
+
+def test_a_damaged_cache_is_set_aside(model, songs, tmp_path):
+    path = tmp_path / "cache.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with ResultCache(path, "m", {}) as cache:
+        assert cache.enabled
+        classify_files([str(songs[0])], model, cache=cache, jobs=1)
+    assert (tmp_path / "cache.sqlite.damaged").exists()
+
+
+def test_song_features_of_an_hour_stay_compact(tmp_path):
+    """The features of a long file are float16 and proportional to its length."""
+    from genrify.features import FeatureParams
+
+    path = tmp_path / "long.wav"
+    import soundfile as sf
+
+    sf.write(path, tone(120.0), 22050)
+    features, duration = song_features(path, FeatureParams())
+    assert features.dtype == np.float16 and features.shape == (128, FeatureParams().n_frames(120 * 22050))
+    assert duration == pytest.approx(120.0)
