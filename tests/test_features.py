@@ -117,7 +117,8 @@ def test_params_round_trip_and_compare():
 @pytest.mark.parametrize(
     "kwargs",
     [{"n_mels": 0}, {"hop_length": 0}, {"hop_length": 4096}, {"fmax": 20000.0}, {"fmin": 500.0, "fmax": 400.0},
-     {"top_db": -1.0}, {"sample_rate": 10}],
+     {"top_db": -1.0}, {"sample_rate": 10}, {"scale": "ln"}, {"gain": 0.0}, {"gain": float("nan")},
+     {"scale": "log10p"}],  # log10p with the default top_db of 80 dB
 )
 def test_bad_parameters(kwargs):
     with pytest.raises(ParameterError):
@@ -148,3 +149,32 @@ def test_packaged_filter_banks_equal_librosa():
         assert filter_bank_key(p) == key
         expected = librosa.filters.mel(sr=p.sample_rate, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax)
         np.testing.assert_array_equal(mel_filter_bank(p), expected)
+
+
+MUSICNN_LIKE = FeatureParams(sample_rate=16000, n_mels=96, n_fft=512, hop_length=256, scale="log10p", top_db=None)
+
+
+def test_log10p_scale_is_musicnns_compression():
+    y = synthetic_signals()["jazz-song"]
+    y16 = librosa.resample(y, orig_sr=22050, target_sr=16000, res_type="soxr_hq")
+    mel = librosa.feature.melspectrogram(y=y16, sr=16000, n_fft=512, hop_length=256, n_mels=96)
+    # musicnn: the power rounded to float16, then log10(10000 x + 1) in float32.
+    theirs = np.log10(10000 * mel.astype(np.float16).astype(np.float32) + 1)
+    ours = log_mel(y16, MUSICNN_LIKE)
+    assert ours.shape == theirs.shape and ours.dtype == np.float32
+    diff = np.abs(ours - theirs)
+    # Float rounding in the STFT moves the float16 rounding by one step (4.2e-4 here) in a few bins.
+    assert diff.max() < 4.3e-4 and (diff > 1e-5).mean() < 1e-3
+    assert not log_mel(np.zeros(1000, np.float32), MUSICNN_LIKE).any()  # silence is 0, no floor
+
+
+def test_log10p_stream_equals_whole():
+    y = synthetic_signals()["rock-song"][:40000]
+    blocks = [y[i : i + 7000] for i in range(0, y.size, 7000)]
+    np.testing.assert_allclose(log_mel_stream(blocks, MUSICNN_LIKE, frames_per_call=50), log_mel(y, MUSICNN_LIKE), atol=1e-6)
+
+
+def test_params_saved_before_the_scale_existed_still_load():
+    saved = {k: v for k, v in FeatureParams().to_dict().items() if k not in ("scale", "gain")}
+    assert FeatureParams.from_dict(saved) == FeatureParams()
+    assert FeatureParams().scale == "db"

@@ -230,7 +230,7 @@ def inspect(
 def train(
     store: Annotated[Path, typer.Argument(help="Feature store made by `genrify extract`.")],
     model_file: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.safetensors).")],
-    arch: Annotated[str, typer.Option(help="Architecture: seed-cnn (the student project's) or short-res (2D residual CNN).")] = "seed-cnn",
+    arch: Annotated[str, typer.Option(help="seed-cnn (the student project's), short-res (2D residual CNN), timbre-temporal (musicnn-style), or musicnn-transfer (a head on pretrained musicnn embeddings: good with few songs).")] = "seed-cnn",
     epochs: Annotated[int, typer.Option(help="Most epochs per run (early stopping may end sooner).")] = TRAIN_DEFAULTS.epochs,
     batch_size: Annotated[int, typer.Option(help="Chunks per batch.")] = TRAIN_DEFAULTS.batch_size,
     runs: Annotated[int, typer.Option(help="Repeat split-train-evaluate this many times with seeds K, K+1, ...")] = 1,
@@ -281,8 +281,15 @@ def train(
                 f"acc {e.train_accuracy:.3f} · val loss {e.valid_loss:.3f} · val acc {e.valid_accuracy:.3f}",
             )
 
-        result = run_training(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch,
-                              notify=lambda line: progress.console.print(line, highlight=False))
+        if arch == "musicnn-transfer":
+            from genrify.transfer import train_transfer
+
+            embed = progress.add_task("embedding (once per track)", total=None)
+            result = train_transfer(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch,
+                                    on_embed=lambda done, total: progress.update(embed, completed=done, total=total))
+        else:
+            result = run_training(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch,
+                                  notify=lambda line: progress.console.print(line, highlight=False))
     modelfile.save(result.model, model_file)
     summary = result.summary()
     report = write_report(model_file, genres=result.model.genres, summary=summary, runs=result.model.info["runs"],
@@ -408,7 +415,8 @@ def demo(
 @_user_errors
 def classify(
     paths: Annotated[list[Path], typer.Argument(help="Audio files and folders (searched recursively).")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model file (.safetensors) made by `genrify train`.")],
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file made by `genrify train`; default: the built-in pretrained genre model.")] = None,
+    genres: Annotated[str | None, typer.Option(help="With the built-in model: answer only among these genres, e.g. rock,jazz,hip-hop.")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the json/csv/table here instead of stdout.")] = None,
     top_k: Annotated[int, typer.Option(help="Show (and tag) the K most probable genres.")] = 3,
@@ -465,7 +473,16 @@ def classify(
 
         check_destination(organize, [p for p in paths if p.is_dir()] or [p.parent for p in paths])
     started = time.perf_counter()
-    loaded = modelfile.load(model)
+    if model is None:
+        from genrify.models.builtin import load_builtin
+
+        loaded: Any = load_builtin(genres.split(",") if genres else None)
+        model_name, model_key = loaded.name, f"builtin:{loaded.name}:{__version__}:{','.join(loaded.genres)}"
+    else:
+        if genres:
+            raise ParameterError("--genres chooses among the built-in model's genres; a trained model answers with its own")
+        loaded = modelfile.load(model)
+        model_name, model_key = model.name, file_digest(model)
     files, missing = find_audio(paths)
     for raw, reason in missing:
         err.print(f"[yellow]skipped[/] {raw}: {reason}", highlight=False)
@@ -473,7 +490,7 @@ def classify(
         raise ParameterError(f"no audio files in {', '.join(str(p) for p in paths)}")
     store = None
     if cache:
-        store = ResultCache(cache_file or default_cache_path(), file_digest(model),
+        store = ResultCache(cache_file or default_cache_path(), model_key,
                             {"hop": segment_hop, "max_segments": max_segments})
     from_cache = 0
     with _progress() as progress:
@@ -498,7 +515,7 @@ def classify(
     failed = [r for r in results if isinstance(r, predict.Failure)]
 
     if format == "table":
-        table = Table(title=f"{len(good)} songs · model {model.name}")
+        table = Table(title=f"{len(good)} songs · model {model_name}")
         table.add_column("file", overflow="fold", ratio=3)
         table.add_column("genre")
         table.add_column("prob.", justify="right")
@@ -511,7 +528,8 @@ def classify(
                 table.add_row(shown, "[red]error[/]", "", r.error, "", "")
             else:
                 tops = ", ".join(f"{g} {p:.0%}" for g, p in r.top(top_k))
-                table.add_row(shown, r.genre, f"{r.confidence:.2f}", tops, str(r.segments), f"{r.duration:.0f} s")
+                genre = f"{r.genre} [yellow](unsure)[/]" if r.low_confidence else r.genre
+                table.add_row(shown, genre, f"{r.confidence:.2f}", tops, str(r.segments), f"{r.duration:.0f} s")
         if output is not None:
             import io
 
@@ -575,6 +593,60 @@ def classify(
         highlight=False,
     )
     if not good:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_user_errors
+def tags(
+    files: Annotated[list[Path], typer.Argument(help="Audio files.")],
+    tagger: Annotated[str, typer.Option(help="Comma-separated taggers: MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg.")] = "MSD_musicnn,MTT_musicnn",
+    top: Annotated[int, typer.Option(help="Show the N most probable tags of each tagger (all 50 by default).")] = 50,
+    format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Show the pretrained musicnn taggers' 50-tag output for songs (mean over 3 s patches)."""
+    from rich.table import Table
+
+    from genrify.errors import ParameterError
+    from genrify.models.musicnn import load_tagger
+
+    if format not in ("table", "json"):
+        raise ParameterError(f"unknown format {format!r}; choose table or json")
+    taggers = [load_tagger(name.strip()) for name in tagger.split(",") if name.strip()]
+    results: list[dict[str, Any]] = []
+    failed = 0
+    with _progress() as progress:
+        task = progress.add_task("tagging", total=len(files))
+        for path in files:
+            try:
+                entry: dict[str, Any] = {"path": str(path)}
+                for t in taggers:
+                    entry[t.name] = {tag: round(p, 6) for tag, p in t.tag_file(path).top(top)}
+            except GenrifyError as exc:
+                entry = {"path": str(path), "error": str(exc)}
+                failed += 1
+                progress.console.print(f"[red]failed[/] {exc}", highlight=False)
+            results.append(entry)
+            progress.advance(task)
+    if format == "json":
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    else:
+        for entry in results:
+            if "error" in entry:
+                continue
+            table = Table(title=_shown_path(entry["path"]))
+            for t in taggers:
+                table.add_column(t.name)
+                table.add_column("p", justify="right")
+            columns = [list(entry[t.name].items()) for t in taggers]
+            for i in range(max(len(c) for c in columns)):
+                row: list[str] = []
+                for c in columns:
+                    row += [c[i][0], f"{c[i][1]:.3f}"] if i < len(c) else ["", ""]
+                table.add_row(*row)
+            out.print(table)
+    err.print(f"[bold]{len(files) - failed} tagged[/], {failed} failed", highlight=False)
+    if failed == len(files):
         raise typer.Exit(1)
 
 

@@ -286,7 +286,11 @@ def evaluate_model(
 
     with FeatureStore.open(store_dir) as store:
         model = modelfile.load(model_path)
-        model.check_features(store.params, source=f"store {store_dir}")
+        # A model whose input is not the store's features (a pretrained tagger's head) is evaluated
+        # from the songs' audio, through the same prediction code that classifies them.
+        from_audio = model.architecture == "musicnn-transfer"
+        if not from_audio:
+            model.check_features(store.params, source=f"store {store_dir}")
         tracks = store.tracks()
         if split_file is not None:
             wanted = set(split_from_file(tracks, split_file).test)
@@ -304,11 +308,33 @@ def evaluate_model(
         paths = sorted(t.path for t in tracks if t.path in wanted and t.genre in known)
         if not paths:
             raise SplitError(f"{store_dir}: none of the songs to evaluate on ({selection}) is in this store with a genre the model knows")
-        dataset = ChunkDataset(store, paths, model.genres, model.normalization, chunk_frames=model.chunk_frames)
-        evaluation = evaluate_dataset(model.network, dataset, model.genres)
+        if from_audio:
+            evaluation = _evaluate_from_audio(model, paths, {t.path: t.genre for t in tracks})
+        else:
+            dataset = ChunkDataset(store, paths, model.genres, model.normalization, chunk_frames=model.chunk_frames)
+            evaluation = evaluate_dataset(model.network, dataset, model.genres)
     skipped = (len(wanted) - len(paths)) if not all_tracks else len(tracks) - len(paths)
     runs = model.info.get("runs") or [{}]
     history = runs[min(int(model.info.get("kept_run", 0)), len(runs) - 1)].get("history", [])
     return ModelEvaluation(
         evaluation=evaluation, selection=selection, songs=len(paths), skipped=max(skipped, 0), history=history
     )
+
+
+def _evaluate_from_audio(model: Any, paths: Sequence[str], genre_of: dict[str, str]) -> Evaluation:
+    """Chunk and song figures from classifying the songs' audio files.
+
+    Raises
+    ------
+    AudioError
+        A song's audio can no longer be read.
+    """
+    from genrify.predict import classify
+
+    probs, ids = [], []
+    for i, path in enumerate(paths):
+        prediction = classify(path, model)
+        probs.append(prediction.segment_probabilities)
+        ids.append(np.full(prediction.segments, i))
+    labels = np.array([model.genres.index(genre_of[p]) for p in paths])
+    return evaluate_probabilities(np.concatenate(probs), np.concatenate(ids), labels, list(paths), model.genres)

@@ -5,7 +5,9 @@ The transform itself is a small :class:`torch.nn.Module`,
 prediction and on a GPU. It matches ``librosa.feature.melspectrogram`` followed by
 ``librosa.power_to_db(ref=1.0)``: a Hann-windowed STFT centred with zero padding, the Slaney mel
 filter bank (taken from librosa itself), power 2, and decibels against a fixed reference, so one
-track's values do not depend on its own loudest moment.
+track's values do not depend on its own loudest moment. ``scale="log10p"`` swaps the decibels for
+musicnn's compression, so the pretrained taggers of :mod:`genrify.models.musicnn` get their input
+from the same code.
 
 :func:`log_mel_stream` computes the same frames from a waveform that arrives in blocks, keeping
 memory bounded for hour-long files. This module imports torch only when a transform is computed, so
@@ -28,6 +30,10 @@ from genrify.errors import ParameterError
 
 if TYPE_CHECKING:
     from genrify.transforms import LogMelSpectrogram
+
+
+#: The log compressions :class:`FeatureParams` knows (its ``scale``).
+SCALES = ("db", "log10p")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,16 @@ class FeatureParams:
         default; ``None`` keeps only the fixed ``amin`` floor. The clip matters: within 80 dB of the
         peak a float32 STFT agrees with librosa to about 0.001 dB, while bins near the -100 dB floor
         are rounding noise that differs between FFT libraries by a tenth of a dB.
+    scale
+        The log compression: ``"db"`` (decibels, as above, using ``ref``, ``amin`` and ``top_db``) or
+        ``"log10p"``, musicnn's ``log10(gain * power + 1)``, which needs no floor because it is 0 for
+        silence. ``"log10p"`` first rounds the power to float16 and back, as musicnn's own
+        preprocessing does (its models were trained on such values); powers above float16's largest
+        value (65504) are clipped to it rather than becoming infinite. To land that rounding where
+        musicnn's does, it also computes the STFT in float64 (stored as complex64), as musicnn's
+        numpy 1.x did. It ignores ``ref`` and ``amin`` and needs ``top_db=None``.
+    gain
+        The multiplier of the ``"log10p"`` scale (musicnn's 10000); unused by ``"db"``.
     """
 
     sample_rate: int = 22050
@@ -72,6 +88,8 @@ class FeatureParams:
     ref: float = 1.0
     amin: float = 1e-10
     top_db: float | None = 80.0
+    scale: str = "db"
+    gain: float = 10000.0
 
     def __post_init__(self) -> None:
         if self.sample_rate < 1000:
@@ -92,6 +110,13 @@ class FeatureParams:
             raise ParameterError("ref and amin must be positive")
         if self.top_db is not None and self.top_db <= 0:
             raise ParameterError(f"top_db must be positive or None, not {self.top_db}")
+        if self.scale not in SCALES:
+            raise ParameterError(f"scale must be one of {', '.join(SCALES)}, not {self.scale!r}")
+        if not (np.isfinite(self.gain) and self.gain > 0):
+            raise ParameterError(f"gain must be positive, not {self.gain}")
+        if self.scale == "log10p" and self.top_db is not None:
+            # The clip is a dB notion; refusing it beats silently ignoring a value the caller set.
+            raise ParameterError("top_db applies to the 'db' scale only; pass top_db=None with scale='log10p'")
 
     @property
     def seconds_per_frame(self) -> float:

@@ -44,6 +44,7 @@ class Classifier(Protocol):
     genres: list[str]
     params: FeatureParams
     chunk_frames: int
+    # optional: ``confidence_threshold`` (float), below which an answer is flagged as unsure
 
 
 @dataclass
@@ -78,6 +79,13 @@ class Prediction:
     path: str | None = None
     segment_starts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     segment_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    confidence_threshold: float = 0.5  #: below this top probability the answer is flagged as unsure
+
+    @property
+    def low_confidence(self) -> bool:
+        """True where the model is unsure: its top probability is below its threshold (speech,
+        animals, silence and music between genres land here)."""
+        return self.confidence < self.confidence_threshold
 
     @property
     def genre(self) -> str:
@@ -103,11 +111,13 @@ class Prediction:
             "path": self.path,
             "genre": self.genre,
             "confidence": round(self.confidence, 6),
+            "low_confidence": self.low_confidence,
             "probabilities": {g: round(float(p), 6) for g, p in zip(self.genres, self.probabilities, strict=True)},
             "votes": {g: round(float(v), 6) for g, v in zip(self.genres, self.votes, strict=True)},
             "top": [{"genre": g, "probability": round(p, 6)} for g, p in self.top(top_k or len(self.genres))],
             "segments": self.segments,
             "duration": round(self.duration, 3),
+            "confidence_threshold": self.confidence_threshold,
         }
         if timeline:
             out["timeline"] = [
@@ -124,6 +134,7 @@ class Prediction:
         timeline = data.get("timeline") or []
         return cls(
             genres=genres,
+            confidence_threshold=float(data.get("confidence_threshold", 0.5)),
             probabilities=np.array([data["probabilities"][g] for g in genres], dtype=np.float64),
             votes=np.array([data["votes"][g] for g in genres], dtype=np.float64),
             segments=int(data["segments"]),
@@ -167,8 +178,16 @@ def segment_starts(
     return starts
 
 
+def _feature_dtype(params: FeatureParams) -> type:
+    # Decibels are stored as float16 by extraction: the same here gives the same answers as
+    # evaluation. Pretrained taggers' inputs keep float32, the precision they were made with.
+    return np.float16 if params.scale == "db" else np.float32
+
+
 def song_features(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, float]:
-    """A file's log-mel spectrogram ``(n_mels, frames)`` in float16, and its length in seconds.
+    """A file's log-mel spectrogram ``(n_mels, frames)``, and its length in seconds.
+
+    Decibel features are float16, as the store keeps them (an hour takes about 40 MB).
 
     Raises
     ------
@@ -186,7 +205,7 @@ def song_features(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, 
             samples += block.size
             yield block
 
-    features = log_mel_stream(counted(audio.stream(path, params.sample_rate)), params, dtype=np.float16)
+    features = log_mel_stream(counted(audio.stream(path, params.sample_rate)), params, dtype=_feature_dtype(params))
     if not np.isfinite(features).all():
         raise AudioError(path, "decoded to non-finite values")
     return features, samples / params.sample_rate
@@ -247,6 +266,7 @@ def predict_features(
         segments=int(starts.size),
         duration=float(duration if duration is not None else features.shape[1] * model.params.seconds_per_frame),
         path=path,
+        confidence_threshold=float(getattr(model, "confidence_threshold", 0.5)),
         segment_starts=starts * model.params.seconds_per_frame,
         segment_probabilities=probabilities.astype(np.float64),
     )
@@ -308,7 +328,7 @@ def classify(
             waveform = soxr.resample(waveform, sample_rate, params.sample_rate, quality="HQ").astype(np.float32)
         from genrify.features import log_mel_stream
 
-        features = log_mel_stream([waveform], params, dtype=np.float16)
+        features = log_mel_stream([waveform], params, dtype=_feature_dtype(params))
         duration = waveform.size / params.sample_rate
         path = None
     else:

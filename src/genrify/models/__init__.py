@@ -94,4 +94,4 @@ class GenreNetwork(torch.nn.Module):
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register decorators.
-    from genrify.models import resnet, seed_cnn, timbre_temporal  # noqa: F401
+    from genrify.models import resnet, seed_cnn, timbre_temporal, transfer  # noqa: F401

@@ -1,0 +1,88 @@
+"""How well the built-in genre model names the genres of real clips, against the naive tag map.
+
+Run from the repository root (needs ``../shared/data/real/genre-samples``)::
+
+    .venv/bin/python benchmarks/genre_map.py
+
+Each clip is named by its genre (``bossa_nova.mp3``); :data:`ACCEPTED` says which genres of the
+built-in vocabulary count as right for it (a house track is dance and electronic). Clips whose genre
+has no counterpart in the taggers' vocabularies (bolero, cumbia, dub, salsa, samba) are left out.
+Two answers are compared on the same taggrams:
+
+- naive: each genre scored by the largest time-averaged probability of any of its tags, in either
+  tagger;
+- built-in: what ``genrify classify FILE`` answers (the taggers averaged per patch, see
+  :mod:`genrify.models.builtin`).
+
+Printed: top-1 and top-3 hits of each. Results go to ``bench-output/genre_map.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = REPO.parent / "shared" / "data" / "real" / "genre-samples"
+ACCEPTED: dict[str, set[str]] = {
+    "afrobeat": {"funk", "soul/rnb"}, "ambient": {"ambient", "electronic"}, "bop": {"jazz"}, "bossa_nova": {"jazz"},
+    "contemporary_jazz": {"jazz"}, "disco": {"dance", "funk", "pop"}, "doo_wop": {"soul/rnb", "pop"},
+    "electro": {"electronic", "dance"}, "europop": {"pop", "dance"}, "funk": {"funk", "soul/rnb"},
+    "gospel": {"soul/rnb"}, "heavy_metal": {"metal", "rock"}, "house": {"dance", "electronic"},
+    "indie_rock": {"rock"}, "punk": {"punk", "rock"}, "soul": {"soul/rnb", "funk"}, "swing": {"jazz"},
+    "techno": {"electronic", "dance"}, "trance": {"electronic", "dance"},
+}
+
+
+def naive_scores(taggrams: dict[str, np.ndarray], tags: dict[str, list[str]]) -> np.ndarray:
+    from genrify.models.builtin import GENRE_TAGS
+
+    scores = []
+    for genre in GENRE_TAGS:
+        best = 0.0
+        for tagger, names in GENRE_TAGS[genre].items():
+            mean = taggrams[tagger].mean(axis=0)
+            best = max(best, max(float(mean[tags[tagger].index(t)]) for t in names))
+        scores.append(best)
+    return np.array(scores)
+
+
+def main() -> int:
+    if not CLIPS.is_dir():
+        print(f"no clips at {CLIPS}")
+        return 1
+    from genrify.models.builtin import GENRES, TAGGER_NAMES, load_builtin
+    from genrify.models.musicnn import load_tagger, preprocess_file
+    from genrify.predict import classify
+
+    taggers = {n: load_tagger(n) for n in TAGGER_NAMES}
+    tags = {n: t.tags for n, t in taggers.items()}
+    builtin = load_builtin()
+    rows = []
+    for clip in sorted(CLIPS.glob("*.mp3")):
+        if clip.stem not in ACCEPTED:
+            continue
+        batch = preprocess_file(clip)
+        taggrams = {n: t.run(batch, features=False)["taggram"] for n, t in taggers.items()}
+        naive = [GENRES[i] for i in np.argsort(-naive_scores(taggrams, tags), kind="stable")]
+        ours = [g for g, _ in classify(clip, builtin).top(len(GENRES))]
+        rows.append({"clip": clip.stem, "accepted": sorted(ACCEPTED[clip.stem]), "naive": naive[:3], "builtin": ours[:3]})
+        print(f"{clip.stem:18s} naive {', '.join(naive[:3]):34s} built-in {', '.join(ours[:3])}")
+    n = len(rows)
+    summary = {}
+    for key in ("naive", "builtin"):
+        top1 = sum(r[key][0] in r["accepted"] for r in rows)
+        top3 = sum(bool(set(r[key]) & set(r["accepted"])) for r in rows)
+        summary[key] = {"top1": top1, "top3": top3, "clips": n}
+        print(f"{key:8s} top-1 {top1}/{n}  top-3 {top3}/{n}")
+    out = REPO / "bench-output" / "genre_map.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, "clips": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
