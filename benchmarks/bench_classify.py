@@ -176,7 +176,7 @@ def main() -> None:
     print(f"   ratio = {full / feat:.2f}  (target <= 1.30: {'PASS' if full / feat <= 1.3 else 'FAIL'})")
 
     hour = long_file(work / f"song-{args.hour_seconds:g}s.mp3", paths[0], args.hour_seconds)
-    cmd = [*GENRIFY, "classify", "--model", str(model), "--no-cache", "--format", "json", "--output", os.devnull]
+    cmd = [*GENRIFY, "classify", "--model", str(model), "--no-cache", "--format", "json", "--output", str(work / "classify-rss-out.json")]
     short_rss = peak_rss([*cmd, str(paths[0])])
     long_rss = peak_rss([*cmd, str(hour)])
     results.update({"rss_30s_mb": short_rss / 2**20, "rss_long_mb": long_rss / 2**20, "rss_ratio": long_rss / short_rss,

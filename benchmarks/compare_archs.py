@@ -9,7 +9,8 @@ Every variant is trained once per seed, and a seed fixes the split (by song, str
 variants, so the per-seed differences are paired: a variant is compared with the reference on the
 very same test songs. Each variant is ``ARCH[,key=value...]``; keys are training settings
 (``optimizer``, ``lr``, ``epochs``, ...) or, prefixed with ``arch.``, the architecture's own
-(``arch.widths=32:64:96:128``). The first variant is the reference. Results go to
+(``arch.widths=32:64:96:128``). ``musicnn-transfer`` trains a head on pretrained embeddings (computed
+once per track and cached in the store). The first variant is the reference. Results go to
 ``bench-output/compare.json``.
 """
 
@@ -79,11 +80,18 @@ def run_one(store: str, variant: str, seed: int, device: str, threads: int) -> d
     arch, train_over, arch_over = parse_variant(variant)
     config = dataclasses.replace(TrainConfig(arch=arch, arch_config=arch_over), **train_over)
     started = time.perf_counter()
-    with FeatureStore.open(store) as fs:
-        tracks = fs.tracks()
-        genres = check_tracks(tracks)
-        split = make_split(tracks, seed=seed, group_by="song")
-        run = train_run(fs, genres, split, config, seed=seed, device=resolve_device(device))
+    if arch == "musicnn-transfer":  # embeddings once per track, then a head: its own training path
+        from genrify.transfer import train_transfer
+
+        config = dataclasses.replace(config, seed=seed, group_by="song")
+        run = train_transfer(store, config, runs=1, jobs=1).runs[0]
+        split = run.split
+    else:
+        with FeatureStore.open(store) as fs:
+            tracks = fs.tracks()
+            genres = check_tracks(tracks)
+            split = make_split(tracks, seed=seed, group_by="song")
+            run = train_run(fs, genres, split, config, seed=seed, device=resolve_device(device))
     ev = run.evaluation
     return {
         "variant": variant, "seed": seed, "song_accuracy": ev.song_accuracy, "chunk_accuracy": ev.chunk_accuracy,

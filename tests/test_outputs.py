@@ -43,3 +43,19 @@ def test_unknown_format_and_unwritable_output(tmp_path):
         write_text_atomic(tmp_path / "missing" / "out.json", "{}")
     write_text_atomic(tmp_path / "out.json", "{}")
     assert (tmp_path / "out.json").read_text() == "{}" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_device_is_written_into_not_replaced(tmp_path):
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    import threading
+
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_text_atomic(fifo, "hello")
+    reader.join(5)
+    assert got == ["hello"] and stat.S_ISFIFO(fifo.stat().st_mode)

@@ -685,6 +685,32 @@ def _write_tags(results: list[Any], k: int, separator: str | None, dry_run: bool
 
 
 @app.command()
+@_user_errors
+def serve(
+    models: Annotated[list[Path] | None, typer.Argument(help="Model files to offer; the first is the default. None: the built-in model.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest song accepted, in MB.")] = 100,
+    workers: Annotated[int | None, typer.Option(help="Songs classified at once (default: one per core, at most 4).")] = None,
+    builtin: Annotated[bool, typer.Option(help="Also offer the built-in pretrained genre model.")] = True,
+) -> None:
+    """Serve a web page (and a REST API) for trying models: drop songs, see genres, timeline, spectrogram."""
+    from genrify.web import ModelEntry
+    from genrify.web import serve as run_server
+
+    extra = []
+    if builtin or not models:
+        from genrify.models.builtin import load_builtin
+
+        extra.append(ModelEntry.from_model(
+            "built-in (musicnn)", load_builtin(),
+            description="genres from the pretrained musicnn taggers, no training needed",
+        ))
+    run_server(models or [], host=host, port=port, max_upload_mb=max_upload_mb, workers=workers, extra_models=extra,
+               echo=lambda line: err.print(line, highlight=False))
+
+
+@app.command()
 def version() -> None:
     """Print genrify's version."""
     out.print(f"genrify {__version__}")

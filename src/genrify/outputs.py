@@ -71,12 +71,23 @@ def render(results: Sequence[Result], fmt: str, *, top_k: int | None = None, tim
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a text file under a temporary name and rename it into place.
 
+    A path that exists and is not a regular file (``/dev/stdout``, a named pipe) is written into
+    directly.
+
     Raises
     ------
     ParameterError
         The file cannot be written (the message names it and says why).
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # A device or pipe (/dev/stdout, a FIFO): write into it; renaming over it would replace it.
+        try:
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+        except OSError as exc:
+            raise ParameterError(f"{path}: cannot write the output file ({exc.strerror or exc})") from None
+        return
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:

@@ -1,0 +1,578 @@
+"""The web app: the API's answers, its limits and errors, and where uploads go."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+import httpx  # noqa: E402
+import torch  # noqa: E402
+
+with warnings.catch_warnings():  # newer Starlette suggests httpx2 for its test client; httpx still works
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient  # noqa: E402
+
+from genrify import modelfile, predict  # noqa: E402
+from genrify.config import TrainConfig  # noqa: E402
+from genrify.errors import ModelFileError, ParameterError  # noqa: E402
+from genrify.features import FeatureParams  # noqa: E402
+from genrify.web import ModelEntry, create_app, serve  # noqa: E402
+from genrify.web.app import display_name, safe_extension  # noqa: E402
+
+from conftest import tone  # noqa: E402
+
+STATIC = Path(__file__).resolve().parents[1] / "src" / "genrify" / "web" / "static"
+
+
+# --- helpers shared with test_web_browser.py ---------------------------------------------------
+
+
+def untrained_model(genres: list[str], seed: int = 0) -> modelfile.GenreModel:
+    """A freshly initialised seed-cnn (what it answers is arbitrary but deterministic)."""
+    from genrify.data import Normalization
+    from genrify.models import GenreNetwork, build
+
+    torch.manual_seed(seed)
+    params = FeatureParams()
+    norm = Normalization(np.full(params.n_mels, -40.0, np.float32), np.full(params.n_mels, 15.0, np.float32))
+    network = GenreNetwork(build("seed-cnn", n_mels=params.n_mels, n_genres=len(genres)), *norm.tensors())
+    return modelfile.GenreModel(network=network.eval(), genres=list(genres), params=params, normalization=norm,
+                                architecture="seed-cnn", architecture_config={}, chunk_frames=128)
+
+
+def trained_model_file(store: Path, out: Path) -> Path:
+    """A seed-cnn trained for two epochs on a small store (as tests/test_predict.py does)."""
+    from genrify.training import train
+
+    return modelfile.save(train(store, TrainConfig(epochs=2)).model, out)
+
+
+@contextmanager
+def running_server(app) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a background thread; yields its URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, as in serve()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+def multipart(filename: str | None, content: bytes = b"", **fields: str) -> tuple[bytes, str]:
+    """A multipart/form-data body by hand (for streamed and unusual requests); no file part without a name."""
+    boundary = "genrify-test-boundary-7d1f"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    if filename is not None:
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
+        )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_file(small_store, tmp_path_factory) -> Path:
+    return trained_model_file(small_store, tmp_path_factory.mktemp("web-model") / "trained.safetensors")
+
+
+@pytest.fixture(scope="module")
+def model(model_file):
+    return modelfile.load(model_file)
+
+
+@pytest.fixture(scope="module")
+def other(model):
+    return untrained_model(model.genres, seed=1)
+
+
+@pytest.fixture(scope="module")
+def app(model, other, tmp_path_factory):
+    entries = [ModelEntry.from_model("trained", model, description="two epochs on synthetic songs"),
+               ModelEntry.from_model("untrained", other)]
+    return create_app(entries, upload_dir=tmp_path_factory.mktemp("uploads"))
+
+
+@pytest.fixture(scope="module")
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def uploads_always_removed(request):
+    """After every test, success or failure, the app's upload directory is empty."""
+    yield
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+        assert list(app.state.upload_dir.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory) -> dict[str, Path]:
+    """A synthetic 8 s song as wav and mp3, and a 32 s tone (more frames than the image is wide)."""
+    from genrify.synth import synthesize_song
+
+    root = tmp_path_factory.mktemp("web-songs")
+    y = synthesize_song("metal", 8.0, seed=3)
+    sf.write(root / "song.wav", y, 22050)
+    sf.write(root / "song.mp3", y, 22050, format="MP3")
+    sf.write(root / "long.wav", tone(32.0, sr=16000, freq=330.0), 16000)
+    return {"wav": root / "song.wav", "mp3": root / "song.mp3", "long": root / "long.wav"}
+
+
+def post(client, path: Path, name: str | None = None, params=None, data=None):
+    with open(path, "rb") as fh:
+        return client.post("/api/classify", files={"file": (name or path.name, fh, "audio/wav")}, params=params, data=data)
+
+
+def without(d: dict, *keys: str) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def assert_same_answer(got: dict, expected: dict) -> None:
+    assert set(got) == set(expected)
+    assert got["genre"] == expected["genre"] and got["segments"] == expected["segments"]
+    for key in ("probabilities", "votes"):
+        assert got[key].keys() == expected[key].keys()
+        for g in expected[key]:
+            assert got[key][g] == pytest.approx(expected[key][g], abs=1e-6)
+    assert [t["genre"] for t in got["top"]] == [t["genre"] for t in expected["top"]]
+    for a, b in zip(got.get("timeline", []), expected.get("timeline", []), strict=True):
+        assert a["start"] == b["start"] and a["genre"] == b["genre"]
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-6)
+
+
+# --- answers -------------------------------------------------------------------------------------
+
+
+def test_an_upload_gets_the_answer_classify_gives(client, model, songs):
+    response = post(client, songs["wav"], params={"timeline": "true"})
+    assert response.status_code == 200, response.text
+    got = response.json()
+    expected = predict.classify(songs["wav"], model).to_dict(timeline=True)
+    assert got["model"] == "trained"  # the first model is the default
+    assert got["path"] == "song.wav"  # the client's name, never the server's temporary file
+    assert_same_answer(without(got, "model", "path"), without(expected, "path"))
+    assert len(got["timeline"]) == got["segments"] == expected["segments"]
+    assert "spectrogram_png" not in got
+
+
+def test_form_fields_choose_the_model_and_top_k_and_mp3_decodes(client, other, songs):
+    response = post(client, songs["mp3"], data={"model": "untrained", "top_k": "2"})
+    assert response.status_code == 200, response.text
+    got = response.json()
+    expected = predict.classify(songs["mp3"], other).to_dict(top_k=2)
+    assert got["model"] == "untrained" and len(got["top"]) == 2 and "timeline" not in got
+    assert_same_answer(without(got, "model", "path"), without(expected, "path"))
+
+
+def test_the_spectrogram_is_a_png_of_the_songs_features(client, model, songs):
+    from matplotlib import image
+
+    response = post(client, songs["wav"], params={"spectrogram": "1", "top_k": "1"})
+    got = response.json()
+    assert len(got["top"]) == 1
+    prefix = "data:image/png;base64,"
+    assert got["spectrogram_png"].startswith(prefix)
+    png = image.imread(io.BytesIO(base64.b64decode(got["spectrogram_png"][len(prefix):])), format="png")
+    frames = FeatureParams().n_frames(8 * 22050)
+    assert png.shape[:2] == (model.params.n_mels, frames)  # one column per frame, one row per band
+    long = post(client, songs["long"], params={"spectrogram": "true"}).json()
+    png = image.imread(io.BytesIO(base64.b64decode(long["spectrogram_png"][len(prefix):])), format="png")
+    assert png.shape[:2] == (128, 1200)  # capped width
+    assert long["duration"] == pytest.approx(32.0, abs=0.01)
+
+
+def test_the_name_and_the_extension_come_from_the_client_but_never_a_path(client, app, songs, monkeypatch, tmp_path):
+    seen: list[Path] = []
+    real = predict.song_features
+
+    def spy(path, params):
+        seen.append(Path(path))
+        return real(path, params)
+
+    monkeypatch.setattr(predict, "song_features", spy)
+    target = tmp_path / "etc" / "passwd.mp3"
+    name = "../" * 12 + str(target).lstrip("/")
+    response = post(client, songs["mp3"], name=name)
+    assert response.status_code == 200, response.text
+    assert response.json()["path"] == "passwd.mp3"
+    assert not target.exists() and not (tmp_path / "etc").exists()
+    assert seen[-1].parent == app.state.upload_dir and seen[-1].suffix == ".mp3"
+    assert "passwd" not in seen[-1].name
+    # Windows separators and a name that is not audio: a server-chosen name without extension;
+    # the content is still decoded (by ffmpeg, which probes it).
+    response = post(client, songs["wav"], name="..\\..\\evil.exe")
+    assert response.status_code == 200, response.text
+    assert response.json()["path"] == "evil.exe" and seen[-1].suffix == ""
+    assert oct(app.state.upload_dir.stat().st_mode & 0o777) == oct(0o700)
+
+
+def test_display_names_and_extensions():
+    assert display_name("../../etc/passwd.mp3") == "passwd.mp3"
+    assert display_name("C:\\Music\\a.flac") == "a.flac"
+    assert display_name("bad\x00name\n.wav") == "badname.wav"
+    assert display_name("..") == display_name("") == display_name(None) == "upload"
+    assert len(display_name("x" * 500 + ".mp3")) <= 200 and display_name("x" * 500 + ".mp3").endswith(".mp3")
+    assert safe_extension("Song.MP3") == ".mp3"
+    assert safe_extension("a.exe") == safe_extension("noext") == safe_extension("a.mp3/") == ""
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_too_large_is_413_and_leaves_nothing(model, songs, tmp_path):
+    small = create_app({"m": model}, max_upload_bytes=50_000, upload_dir=tmp_path)
+    with TestClient(small) as c:
+        response = post(c, songs["wav"])  # about 350 KB, with Content-Length: refused before reading
+        assert response.status_code == 413
+        assert "(48.8 KB)" in response.json()["detail"]  # 50,000 bytes
+        body, ctype = multipart("song.wav", songs["wav"].read_bytes()[:60_000])  # just over, within the overhead
+        response = c.post("/api/classify", content=body, headers={"content-type": ctype})
+        assert response.status_code == 413  # counted while streaming
+        ok = c.post("/api/classify", files={"file": ("short.wav", _wav_bytes(1.0))})
+        assert ok.status_code == 200, ok.text  # under the limit
+    assert list(small.state.upload_dir.iterdir()) == []
+
+
+def _wav_bytes(seconds: float) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(seconds), 22050, format="WAV")
+    return buffer.getvalue()
+
+
+def test_a_streamed_upload_stops_at_the_limit_without_filling_the_disk(model, tmp_path):
+    """Chunks arrive one by one (no Content-Length); the file on disk never exceeds the limit."""
+    import anyio
+
+    limit = 100_000
+    small = create_app({"m": model}, max_upload_bytes=limit, upload_dir=tmp_path)
+    body, ctype = multipart("big.wav", os.urandom(2_000_000))
+    chunks = [body[i : i + 16_384] for i in range(0, len(body), 16_384)]
+    pulled = 0
+    largest = 0
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal pulled, largest
+        largest = max([largest] + [p.stat().st_size for p in small.state.upload_dir.iterdir()])
+        pulled += 1
+        if pulled <= len(chunks):
+            return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < len(chunks)}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/classify", "raw_path": b"/api/classify", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", ctype.encode()), (b"transfer-encoding", b"chunked")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    anyio.run(small, scope, receive, send)
+    assert sent[0]["status"] == 413
+    assert pulled < len(chunks) / 5, "reading stopped soon after the limit"
+    assert 0 < largest <= limit
+    assert list(small.state.upload_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("noise.mp3", os.urandom(20_000)),
+        ("notes.wav", b"These are my notes, not a song.\n" * 200),
+        ("empty.flac", b""),
+        ("broken.wav", b"RIFF" + os.urandom(300)),
+    ],
+)
+def test_content_that_does_not_decode_is_422_with_a_clear_message(client, app, name, content):
+    response = client.post("/api/classify", files={"file": (name, content)})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail.startswith(f"{name}: could not be read as audio")
+    assert str(app.state.upload_dir) not in detail and "upload-" not in detail
+
+
+def test_bad_requests_are_refused_clearly(client, songs):
+    cases = [
+        ({"params": {"model": "nope"}}, 422, "unknown model 'nope'"),
+        ({"data": {"model": "nope"}}, 422, "unknown model 'nope'"),
+        ({"params": {"top_k": "0"}}, 422, "top_k must be at least 1"),
+        ({"params": {"top_k": "three"}}, 422, "top_k must be a whole number"),
+        ({"data": {"top_k": "-2"}}, 422, "top_k must be at least 1"),
+        ({"params": {"timeline": "maybe"}}, 422, "timeline must be true or false"),
+        ({"data": {"spectrogram": "sure"}}, 422, "spectrogram must be true or false"),
+    ]
+    for kwargs, status, message in cases:
+        response = post(client, songs["wav"], **kwargs)
+        assert response.status_code == status, (kwargs, response.text)
+        assert message in response.json()["detail"], (kwargs, response.text)
+    assert "'trained', 'untrained'" in post(client, songs["wav"], params={"model": "x"}).json()["detail"]
+    body, ctype = multipart(None, model="trained")  # a form without a file
+    response = client.post("/api/classify", content=body, headers={"content-type": ctype})
+    assert response.status_code == 422 and "no file" in response.json()["detail"]
+    response = client.post("/api/classify", data={"model": "trained"})  # url-encoded: no room for a song
+    assert response.status_code == 415
+    response = client.post("/api/classify", json={"file": "song.mp3"})
+    assert response.status_code == 415 and "multipart/form-data" in response.json()["detail"]
+    body, ctype = multipart("song.wav", b"RIFF")
+    response = client.post("/api/classify", content=body[:-20], headers={"content-type": ctype})  # cut short
+    assert response.status_code == 422
+    response = client.post("/api/classify", files=[("file", ("a.wav", b"x")), ("file", ("b.wav", b"y"))])
+    assert response.status_code == 422 and "one file" in response.json()["detail"]
+
+
+def test_a_full_disk_is_507_and_the_partial_upload_is_removed(client, app, songs, monkeypatch):
+    import errno
+
+    def full(_fd, _data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    response = post(client, songs["wav"])
+    assert response.status_code == 507 and "no room" in response.json()["detail"]
+
+
+def test_a_failure_inside_the_model_is_a_500_and_the_upload_is_removed(model, songs, tmp_path, monkeypatch):
+    broken = create_app({"m": model}, upload_dir=tmp_path)
+
+    def boom(*_a, **_k):
+        raise RuntimeError("kaboom at /secret/path")
+
+    monkeypatch.setattr(predict, "predict_features", boom)
+    with TestClient(broken, raise_server_exceptions=False) as c:
+        response = post(c, songs["wav"])
+    assert response.status_code == 500
+    assert response.json()["detail"] == "song.wav: classification failed on the server"
+    assert list(broken.state.upload_dir.iterdir()) == []
+
+
+# --- the other endpoints and the page -------------------------------------------------------------
+
+
+def test_models_health_and_docs(client, model):
+    models = client.get("/api/models").json()
+    assert models["default"] == "trained" and models["max_upload_bytes"] == 100 * 2**20
+    first, second = models["models"]
+    assert first["name"] == "trained" and second["name"] == "untrained"
+    assert first["genres"] == model.genres and first["architecture"] == "seed-cnn"
+    assert first["song_accuracy"] == pytest.approx(model.info["summary"]["song_accuracy_mean"])
+    assert second["song_accuracy"] is None
+    assert first["features"] == model.params.to_dict() and first["description"] == "two epochs on synthetic songs"
+    assert first["segment_seconds"] == pytest.approx(128 * 512 / 22050, abs=1e-3)
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["models"] == 2 and health["busy"] == 0
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/api/classify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["properties"]["file"]["format"] == "binary"
+
+
+def test_the_page_and_its_files_are_served_with_no_external_assets(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for element in ('id="file-input"', 'id="drop-zone"', 'id="bars"', 'id="timeline"', 'id="top-genre"',
+                    'id="spectrogram"', 'id="model-select"', 'aria-live="polite"'):
+        assert element in page.text
+    for name in ("app.js", "style.css"):
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200 and response.headers["x-content-type-options"] == "nosniff"
+    for path in STATIC.iterdir():
+        text = path.read_text()
+        assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", text), f"{path.name} loads something external"
+        assert not re.search(r"url\(\s*[\"']?(https?:)?//", text) and "@import" not in text and "fetch(\"http" not in text
+    for sneaky in ("/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/%2e%2e/%2e%2e/predict.py"):
+        assert client.get(sneaky).status_code == 404, sneaky
+
+
+def test_spectrogram_columns_are_means_over_frames():
+    from matplotlib import image
+
+    from genrify.web.app import spectrogram_png
+
+    features = np.repeat(np.linspace(-80, 0, 3000, dtype=np.float32)[None, :], 4, axis=0).astype(np.float16)
+    png = spectrogram_png(features, max_width=100)
+    pixels = image.imread(io.BytesIO(base64.b64decode(png.split(",", 1)[1])), format="png")
+    assert pixels.shape[:2] == (4, 100)
+    brightness = pixels[0, :, :3].sum(axis=1)
+    assert np.all(np.diff(brightness) >= -1e-6)  # a rising ramp stays a rising ramp
+
+
+def test_model_entries_from_files_and_mappings(model_file, model, other):
+    entry = ModelEntry.from_file(model_file)
+    assert entry.name == "trained" and entry.metadata["file"] == "trained.safetensors"
+    assert entry.metadata["song_accuracy"] == pytest.approx(model.info["summary"]["song_accuracy_mean"])
+    assert ModelEntry.from_file(model_file, "mine").name == "mine"
+    with pytest.raises(ModelFileError):
+        ModelEntry.from_file(model_file.with_name("missing.safetensors"))
+    with pytest.raises(ParameterError, match="unique"):
+        create_app([entry, entry])
+    with pytest.raises(ParameterError, match="at least one"):
+        create_app([])
+    with pytest.raises(ParameterError, match="not a genre classifier"):
+        ModelEntry("x", object())  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="name"):
+        ModelEntry("", model)
+    with pytest.raises(ParameterError, match="max_upload_bytes"):
+        create_app({"a": model}, max_upload_bytes=0)
+    app = create_app({"a": model, "b": other}, workers=1)
+    with TestClient(app) as c:
+        assert [m["name"] for m in c.get("/api/models").json()["models"]] == ["a", "b"]
+
+
+# --- concurrency and responsiveness over real HTTP ---------------------------------------------------
+
+
+def test_eight_parallel_requests_all_get_the_same_answer(app, songs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    content = songs["mp3"].read_bytes()
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=60) as http:
+        def one(i: int) -> dict:
+            response = http.post("/api/classify", files={"file": (f"song{i}.mp3", content)}, params={"timeline": "true"})
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(one, range(8)))
+        assert [a["path"] for a in answers] == [f"song{i}.mp3" for i in range(8)]
+        first = without(answers[0], "path")
+        for a in answers[1:]:
+            assert without(a, "path") == first
+        # Over HTTP a too-large upload is refused from its Content-Length, before it is sent.
+        small = create_app({"m": app.state.models["trained"].model}, max_upload_bytes=10_000)
+        with running_server(small) as small_url:
+            response = httpx.post(f"{small_url}/api/classify", files={"file": ("big.mp3", content)}, timeout=30)
+            assert response.status_code == 413
+    assert list(app.state.upload_dir.iterdir()) == []
+
+
+@dataclass
+class _BlockedModel:
+    """A classifier whose forward pass waits until the test lets it go (releasing the GIL, as torch does)."""
+
+    network: torch.nn.Module
+    genres: list[str]
+    params: FeatureParams
+    chunk_frames: int = 128
+
+
+class _BlockedNet(torch.nn.Module):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.go = threading.Event()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.go.wait(60)
+        return torch.zeros(x.shape[0], self.n)
+
+
+def test_the_server_answers_while_songs_are_classified_and_sheds_load_beyond_its_queue(songs, tmp_path):
+    net = _BlockedNet(3)
+    app = create_app([ModelEntry.from_model("blocked", _BlockedModel(net, ["a", "b", "c"], FeatureParams()))],
+                     workers=1, max_pending=2, upload_dir=tmp_path)
+    content = songs["wav"].read_bytes()
+    with running_server(app) as url:
+        results: list[int] = []
+
+        def classify() -> None:
+            results.append(httpx.post(f"{url}/api/classify", files={"file": ("s.wav", content)}, timeout=60).status_code)
+
+        threads = [threading.Thread(target=classify) for _ in range(2)]
+        try:
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 30
+            health = httpx.get(f"{url}/api/health", timeout=10).json()
+            while (health["busy"], health["waiting"]) != (1, 1):  # one song in the model, one waiting its turn
+                assert time.monotonic() < deadline, health
+                time.sleep(0.02)
+                health = httpx.get(f"{url}/api/health", timeout=10).json()
+            # The model is stuck until released, yet the server answers: inference is off the event loop.
+            assert httpx.get(f"{url}/", timeout=10).status_code == 200
+            busy = httpx.post(f"{url}/api/classify", files={"file": ("s.wav", content)}, timeout=10)
+            assert busy.status_code == 503 and busy.headers["retry-after"]
+            assert "busy" in busy.json()["detail"]
+        finally:
+            net.go.set()
+            for t in threads:
+                t.join()
+    assert results == [200, 200]
+    assert list(app.state.upload_dir.iterdir()) == []
+
+
+# --- serve ---------------------------------------------------------------------------------------
+
+
+def test_serve_prints_one_line_and_runs_uvicorn(model_file, monkeypatch):
+    import uvicorn
+
+    ran: list[uvicorn.Config] = []
+    protos: list[int] = []
+
+    def run(self, sockets=None):
+        ran.append(self.config)
+        protos.extend(s.proto for s in sockets)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    lines: list[str] = []
+    threads = torch.get_num_threads()
+    try:
+        serve([model_file, model_file], port=0, max_upload_mb=5, workers=1, echo=lines.append)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(lines) == 1 and re.fullmatch(r"genrify: serving 2 models on http://127\.0\.0\.1:\d+ \(Ctrl-C to stop\)", lines[0])
+    app = ran[0].app
+    assert protos == [socket.IPPROTO_TCP]  # so asyncio sets TCP_NODELAY: no 40 ms delayed-ACK stalls
+    assert list(app.state.models) == ["trained", "trained-2"] and app.state.max_upload_bytes == 5 * 2**20
+    with pytest.raises(ParameterError, match="no model"):
+        serve([], echo=lines.append)
+    with pytest.raises(ModelFileError):
+        serve([model_file.with_name("nothing.safetensors")], echo=lines.append)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        with pytest.raises(ParameterError, match="cannot listen"):
+            serve([model_file], port=taken.getsockname()[1], echo=lines.append)
+    finally:
+        taken.close()
+        torch.set_num_threads(threads)
