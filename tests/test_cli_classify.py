@@ -157,6 +157,7 @@ def test_destination_inside_the_source_is_refused(model_file, music):
         (["--top-k", "0"], "at least 1"),
         (["--min-confidence", "2"], "between 0 and 1"),
         (["--output", "/nonexistent-folder/out.json"], "cannot write the output file"),
+        (["--device", "gpu"], "unknown device"),
     ],
 )
 def test_bad_options_are_one_line_errors(model_file, music, argv, message):

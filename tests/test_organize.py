@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from genrify import fsutil
 from genrify import organize as org
 from genrify.errors import OrganizeError, ParameterError
 from genrify.organize import (
@@ -311,7 +312,7 @@ def test_a_failed_playlist_write_leaves_the_old_playlist(tmp_path, library, monk
     def fail(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(org, "_fsync_dir", lambda folder: None)
+    monkeypatch.setattr(fsutil, "fsync_dir", lambda folder: None)
     monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(OSError):
         write_playlists({p: "jazz" for p in library}, out)

@@ -264,7 +264,7 @@ def test_a_crash_while_writing_leaves_the_original_and_no_temporary(song, monkey
     if where == "save":
         monkeypatch.setattr(type(mutagen.File(path)), "save", _fail_save)
     elif where == "fsync":
-        monkeypatch.setattr(tags, "_fsync", lambda p: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+        monkeypatch.setattr(tags, "fsync_file", lambda p: (_ for _ in ()).throw(OSError(5, "Input/output error")))
     else:
         real_replace = os.replace
 

@@ -284,7 +284,7 @@ def _check_wav_complete(path: Path) -> None:
 # --- PyAV (ffmpeg) ---------------------------------------------------------------------------
 
 
-def _open_av(path: Path):  # noqa: ANN202 - av types are optional at import time
+def _open_av(path: Path):
     import av
 
     try:

@@ -132,6 +132,7 @@ def extract(
     n_fft: Annotated[int | None, typer.Option(help="FFT size (default 2048, or the store's).")] = None,
     hop_length: Annotated[int | None, typer.Option(help="Hop between frames (default 512, or the store's).")] = None,
     show_failed: Annotated[int, typer.Option(help="List at most this many failed files.")] = 20,
+    scheduler: Annotated[str | None, typer.Option(help="Extract on a Dask cluster: tcp://HOST:8786, a scheduler file, or 'local' (needs genrify[dask]).")] = None,
 ) -> None:
     """Compute the log-mel features of every song into a feature store.
 
@@ -157,7 +158,15 @@ def extract(
         + ", ".join(f"{g} {n}" for g, n in counts.items()),
         highlight=False,
     )
-    with _progress() as progress:
+    import contextlib
+
+    if scheduler:
+        from genrify.distributed import connect
+
+        cluster = connect(scheduler, n_workers=jobs)
+    else:
+        cluster = contextlib.nullcontext()
+    with cluster as client, _progress() as progress:
         task = progress.add_task("extracting", total=None)
         summary = run_extract(
             music_dir,
@@ -169,6 +178,7 @@ def extract(
             in_process=False,  # even with --jobs 1: a decoder crash must cost one file, not the run
             on_start=lambda n: progress.update(task, total=n),
             on_result=lambda _r: progress.advance(task),
+            client=client,
         )
     if summary.done:
         out.print(
@@ -259,7 +269,11 @@ def train(
         TRAIN_DEFAULTS, arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, optimizer=optimizer, lr=lr,
         patience=patience, group_by=group_by, device=device,
     )
-    with _progress() as progress:
+    from genrify import ddp
+
+    progress = _progress()
+    progress.disable = not ddp.is_main()  # under torchrun, rank 0 alone shows progress
+    with progress:
         task = progress.add_task("run 1", total=epochs)
         current = {"run": 0}
 
@@ -284,12 +298,19 @@ def train(
         if arch == "musicnn-transfer":
             from genrify.transfer import train_transfer
 
+            if ddp.world_size() > 1:
+                from genrify.errors import ParameterError
+
+                raise ParameterError("--arch musicnn-transfer trains in one process (a small head on cached embeddings); run it without torchrun")
+
             embed = progress.add_task("embedding (once per track)", total=None)
             result = train_transfer(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch,
                                     on_embed=lambda done, total: progress.update(embed, completed=done, total=total))
         else:
             result = run_training(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch,
                                   notify=lambda line: progress.console.print(line, highlight=False))
+    if not ddp.is_main():  # under torchrun, rank 0 alone writes the model and the report
+        return
     modelfile.save(result.model, model_file)
     summary = result.summary()
     report = write_report(model_file, genres=result.model.genres, summary=summary, runs=result.model.info["runs"],
@@ -434,6 +455,8 @@ def classify(
     dry_run: Annotated[bool, typer.Option(help="Show what --write-tags, --organize and --playlists would change; change nothing.")] = False,
     cache: Annotated[bool, typer.Option(help="Reuse results of earlier runs for unchanged files and the same model.")] = True,
     cache_file: Annotated[Path | None, typer.Option(help="The results cache (default ~/.cache/genrify/results.sqlite).")] = None,
+    device: Annotated[str, typer.Option(help="Run the model on: auto (a CUDA GPU when there is one), cpu or cuda.")] = "auto",
+    scheduler: Annotated[str | None, typer.Option(help="Classify on a Dask cluster: tcp://HOST:8786, a scheduler file, or 'local' (needs genrify[dask]).")] = None,
 ) -> None:
     """Classify songs and whole libraries; optionally write genre tags, sort files, make playlists.
 
@@ -483,6 +506,9 @@ def classify(
             raise ParameterError("--genres chooses among the built-in model's genres; a trained model answers with its own")
         loaded = modelfile.load(model)
         model_name, model_key = model.name, file_digest(model)
+    from genrify.devices import resolve_device
+
+    loaded.network.to(resolve_device(device, notify=lambda line: err.print(line, highlight=False)))
     files, missing = find_audio(paths)
     for raw, reason in missing:
         err.print(f"[yellow]skipped[/] {raw}: {reason}", highlight=False)
@@ -493,7 +519,15 @@ def classify(
         store = ResultCache(cache_file or default_cache_path(), model_key,
                             {"hop": segment_hop, "max_segments": max_segments})
     from_cache = 0
-    with _progress() as progress:
+    import contextlib
+
+    if scheduler:
+        from genrify.distributed import connect
+
+        cluster = connect(scheduler, n_workers=jobs)
+    else:
+        cluster = contextlib.nullcontext()
+    with cluster as client, _progress() as progress:
         task = progress.add_task("classifying", total=len(files))
 
         def on_result(result: Any, cached: bool) -> None:
@@ -505,7 +539,8 @@ def classify(
 
         try:
             results = predict.classify_files(files, loaded, cache=store, jobs=jobs, hop_seconds=segment_hop,
-                                             max_segments=max_segments, on_result=on_result)
+                                             max_segments=max_segments, on_result=on_result,
+                                             client=client, model_path=model)
         except BaseException:
             if store is not None:
                 store.close()

@@ -326,17 +326,51 @@ class Batches:
         Seed of the order.
     prefetch
         Batches read ahead (0 reads in the calling thread).
+    rank, world_size
+        Distributed training (:mod:`genrify.ddp`): this process is ``rank`` of ``world_size`` and
+        takes batches ``rank``, ``rank + world_size``, ... of the epoch's order, which every rank
+        draws alike from ``seed``. Together the ranks cover every batch of a single-process epoch.
+    even
+        With ``world_size > 1``: give every rank the same number of batches, the last ranks
+        repeating the epoch's first batches where the count does not divide evenly (as torch's
+        ``DistributedSampler`` pads), so that no rank waits for a gradient that never comes.
+        Training needs it; evaluation (``even=False``) sees each batch exactly once.
     """
 
-    def __init__(self, dataset: ChunkDataset, batch_size: int, *, shuffle: bool, seed: int = 0, prefetch: int = 2) -> None:
+    def __init__(
+        self,
+        dataset: ChunkDataset,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        prefetch: int = 2,
+        rank: int = 0,
+        world_size: int = 1,
+        even: bool = True,
+    ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ParameterError(f"rank {rank} of world size {world_size} is impossible")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.prefetch = prefetch
+        self.rank = rank
+        self.world_size = world_size
+        self.even = even
+
+    def _total(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
 
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        """Batches this rank yields per epoch."""
+        total, n = self._total(), self.world_size
+        if n == 1:
+            return total
+        if self.even:
+            return (total + n - 1) // n
+        return len(range(self.rank, total, n))
 
     def _order(self) -> np.ndarray:
         n = len(self.dataset)
@@ -344,9 +378,20 @@ class Batches:
             return np.arange(n)
         return np.random.default_rng([self.seed, self.dataset.epoch]).permutation(n)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def slices(self) -> list[np.ndarray]:
+        """Item indices of each batch this rank yields this epoch, in order."""
         order = self._order()
         slices = [order[i : i + self.batch_size] for i in range(0, order.size, self.batch_size)]
+        n = self.world_size
+        if n == 1 or not slices:
+            return slices
+        if self.even:
+            padded = -(-len(slices) // n) * n
+            slices = [slices[i % len(slices)] for i in range(padded)]
+        return slices[self.rank :: n]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        slices = self.slices()
         if self.prefetch <= 0:
             for idx in slices:
                 yield self.dataset.batch(idx)

@@ -95,7 +95,11 @@ def evaluate_probabilities(
     genres
         Genre names, by index.
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
 
     n_songs, n_genres = len(paths), len(genres)
     chunk_true = track_labels[track_ids]
@@ -177,7 +181,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _figure():  # noqa: ANN202
+def _figure():
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed

@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -158,6 +159,7 @@ def extract(
     on_result: Callable[[TrackResult], None] | None = None,
     library: Library | None = None,
     in_process: bool | None = None,
+    client: Any = None,
 ) -> ExtractSummary:
     """Extract the log-mel features of every track of a library into a store.
 
@@ -182,6 +184,9 @@ def extract(
     in_process
         Decode in this process instead of worker processes. Default: when ``jobs == 1``. Workers
         isolate the run from a decoder that crashes on a damaged file; in-process is easier to debug.
+    client
+        A Dask client (:func:`genrify.distributed.connect`): the cluster's workers extract, this
+        process records; ``jobs`` and ``in_process`` are then unused.
 
     Returns
     -------
@@ -224,7 +229,13 @@ def extract(
         if on_start:
             on_start(len(todo))
         workers = min(jobs, max(1, len(todo)))
-        for result in _run(todo, str(store.root), store.params, workers, in_process):
+        if client is not None:
+            from genrify.distributed import extract_on_dask
+
+            results = extract_on_dask(todo, str(store.root.resolve()), store.params, client)
+        else:
+            results = _run(todo, str(store.root), store.params, workers, in_process)
+        for result in results:
             _record(store, result, summary)
             if on_result:
                 on_result(result)

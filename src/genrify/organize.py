@@ -25,7 +25,6 @@ import filecmp
 import math
 import os
 import re
-import secrets
 import shutil
 import tempfile
 import unicodedata
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from genrify.errors import OrganizeError, ParameterError
+from genrify.fsutil import fsync_dir, fsync_file, write_text_atomic
 
 Mode = Literal["copy", "link", "move"]
 Status = Literal["done", "planned", "skipped", "failed"]
@@ -269,7 +269,7 @@ def write_playlists(
                 lines.append(f"#EXTINF:{length},{source.stem}")
             lines.append(entry)
         path = out / f"{name}.m3u8"
-        _write_text_atomic(path, "\n".join(lines) + "\n")
+        write_text_atomic(path, "\n".join(lines) + "\n")
         written.append(path)
     return written
 
@@ -351,7 +351,7 @@ def _copy_into_place(source: Path, target: Path) -> None:
     tmp = Path(name)
     try:
         shutil.copy2(source, tmp)
-        _fsync(tmp)
+        fsync_file(tmp)
         if os.path.lexists(target):  # taken in the meantime: never overwrite
             raise FileExistsError(errno.EEXIST, "target appeared while copying", str(target))
         os.replace(tmp, target)
@@ -359,7 +359,7 @@ def _copy_into_place(source: Path, target: Path) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _link(source: Path, target: Path) -> tuple[Method, str]:
@@ -385,7 +385,7 @@ def _move(source: Path, target: Path) -> tuple[Method, str]:
         except OSError as unlink_exc:
             return "copy", f"copied, but the source could not be removed ({_describe(unlink_exc)})"
         return "copy+delete", "moved across filesystems: copied, then removed"
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return "rename", ""
 
 
@@ -420,42 +420,3 @@ def _playlist_entry(source: Path, base: str) -> str | None:
     if entry.startswith("#"):  # would read as a comment line
         entry = os.path.join(os.curdir, entry)
     return entry
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    # Not mkstemp: its 0600 mode would hide playlists from a media server running as another user;
-    # os.open's 0o666 lets the umask decide, as for any file the user creates.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # Windows cannot open a folder; its renames are durable enough
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,38 +67,16 @@ def render(results: Sequence[Result], fmt: str, *, top_k: int | None = None, tim
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a text file under a temporary name and rename it into place.
-
-    A path that exists and is not a regular file (``/dev/stdout``, a named pipe) is written into
-    directly.
+    """Write an output file atomically (see :func:`genrify.fsutil.write_text_atomic`).
 
     Raises
     ------
     ParameterError
         The file cannot be written (the message names it and says why).
     """
-    path = Path(path)
-    if path.exists() and not path.is_file():
-        # A device or pipe (/dev/stdout, a FIFO): write into it; renaming over it would replace it.
-        try:
-            with open(path, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-        except OSError as exc:
-            raise ParameterError(f"{path}: cannot write the output file ({exc.strerror or exc})") from None
-        return
+    from genrify import fsutil
+
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+        fsutil.write_text_atomic(path, text)
     except OSError as exc:
         raise ParameterError(f"{path}: cannot write the output file ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ParameterError(f"{path}: cannot write the output file ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -370,6 +370,8 @@ def classify_paths(
     hop_seconds: float | None = None,
     max_segments: int | None = None,
     files_per_task: int = 2,
+    client: Any = None,
+    model_path: str | Path | None = None,
 ) -> Iterator[Prediction | Failure]:
     """Classify many files; yields each file's result as soon as it is ready (in any order).
 
@@ -381,6 +383,17 @@ def classify_paths(
     params = model.params
     hop_frames = _hop_frames(hop_seconds, params)
     todo = [str(p) for p in paths]
+    if client is not None:  # on a Dask cluster: the workers load the model, decode and classify
+        from genrify.distributed import classify_on_dask
+        from genrify.models.builtin import BuiltinGenreModel
+
+        builtin = model_path is None and isinstance(model, BuiltinGenreModel)
+        if model_path is None and not builtin:
+            raise ParameterError("classifying on a Dask cluster needs the model's file (model_path)")
+        yield from classify_on_dask(todo, None if builtin else str(model_path), client,
+                                    genres=list(model.genres) if builtin else None,
+                                    hop_seconds=hop_seconds, max_segments=max_segments)
+        return
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
 
     def predictions(results: list[tuple[str, np.ndarray | None, float, str | None]]) -> Iterator[Prediction | Failure]:
@@ -463,6 +476,8 @@ def classify_files(
     hop_seconds: float | None = None,
     max_segments: int | None = None,
     on_result: Callable[[Prediction | Failure, bool], None] | None = None,
+    client: Any = None,
+    model_path: str | Path | None = None,
 ) -> list[Prediction | Failure]:
     """Classify files, reusing cached answers; results in the order of ``files``.
 
@@ -493,7 +508,8 @@ def classify_files(
         else:
             todo.append(path)
     try:
-        for result in classify_paths(todo, model, jobs=jobs, hop_seconds=hop_seconds, max_segments=max_segments):
+        for result in classify_paths(todo, model, jobs=jobs, hop_seconds=hop_seconds, max_segments=max_segments,
+                                     client=client, model_path=model_path):
             found[result.path] = result  # type: ignore[index]
             if cache is not None and isinstance(result, Prediction):
                 cache.put(result.path, result.to_dict(timeline=True))  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from genrify.errors import ParameterError, TagError
+from genrify.fsutil import fsync_dir, fsync_file
 
 #: Joins several genres in formats that hold only one genre value (MP4, ID3v2.3) when the caller
 #: gives no ``separator``.
@@ -337,7 +338,7 @@ def _rewrite(path: Path, target: Path, file_type: type, kind: str, values: tuple
         _set(kind, copy.tags, values)
         copy.save(**options)
         _preserve_owner_and_mode(tmp, st)
-        _fsync(tmp)
+        fsync_file(tmp)
         os.replace(tmp, target)
     except BaseException as exc:  # interrupts too: never leave a temporary file behind
         with contextlib.suppress(OSError):
@@ -346,7 +347,7 @@ def _rewrite(path: Path, target: Path, file_type: type, kind: str, values: tuple
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else _describe(exc)
             raise TagError(path, f"could not write the genre, file left unchanged ({detail})") from exc
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _preserve_owner_and_mode(tmp: Path, st: os.stat_result) -> None:
@@ -356,25 +357,3 @@ def _preserve_owner_and_mode(tmp: Path, st: os.stat_result) -> None:
         with contextlib.suppress(OSError):
             os.chown(tmp, st.st_uid, st.st_gid)
     os.chmod(tmp, stat.S_IMODE(st.st_mode))  # mkstemp creates 0600
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; some systems (Windows) cannot open a folder, which is fine."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

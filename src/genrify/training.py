@@ -5,6 +5,11 @@ The default optimiser is the student project's: SGD with learning rate 0.001, mo
 Nesterov, and Keras-style inverse-time decay of the learning rate by 1e-5 per step
 (``lr / (1 + decay * step)``). Early stopping watches the validation loss and restores the best
 weights. Runs are deterministic on the CPU for a given seed.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same code trains with DistributedDataParallel
+(:mod:`genrify.ddp`): every rank draws the same split and batch order, trains on every N-th batch,
+and sums its validation figures with those of the other ranks, so all ranks stop at the same epoch
+with the same weights; each rank's batch is ``batch_size`` chunks, so a step sees N times as many.
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from genrify import ddp
 from genrify.config import TrainConfig
 from genrify.data import Batches, ChunkDataset, Normalization
-from genrify.devices import autocast, resolve_device
+from genrify.ddp import DistInfo
+from genrify.devices import autocast, module_device, resolve_device
 from genrify.errors import ParameterError, TrainingError
-from genrify.evaluation import Evaluation, evaluate_dataset
+from genrify.evaluation import Evaluation, evaluate_dataset, evaluate_probabilities
 from genrify.modelfile import GenreModel
 from genrify.splits import Split, check_tracks, make_split, split_from_file
 from genrify.store import FeatureStore
+
 
 @dataclass
 class EpochStats:
@@ -84,11 +92,20 @@ class System:
         Optimiser and schedule settings.
     device
         Where to train; the network is moved there.
+    dist
+        This process's place in a distributed run (:func:`genrify.ddp.init_from_env`), or ``None``.
+        Training steps then go through ``DistributedDataParallel``; :attr:`network` stays the bare
+        module (its weights are what is saved), and the epoch's figures are summed over the ranks.
     """
 
-    def __init__(self, network: nn.Module, config: TrainConfig, device: torch.device | None = None) -> None:
-        self.device = device or torch.device("cpu")
+    def __init__(
+        self, network: nn.Module, config: TrainConfig, device: torch.device | None = None, *, dist: DistInfo | None = None
+    ) -> None:
+        self.device = device or (dist.device if dist is not None else torch.device("cpu"))
         self.network = network.to(self.device)
+        self.dist = dist
+        #: what the training steps call: the network itself, or its DistributedDataParallel wrapper
+        self.model = ddp.wrap(self.network, dist)
         self.config = config
         params = [p for p in network.parameters() if p.requires_grad]
         if config.optimizer == "sgd":
@@ -107,8 +124,11 @@ class System:
         self._mixup = torch.distributions.Beta(config.augment.mixup, config.augment.mixup) if config.augment.mixup > 0 else None
 
     def train_epoch(self, loader: Batches) -> tuple[float, float, float, int]:
-        """One pass over the training data: (mean loss, accuracy, seconds waiting for data, chunks)."""
-        self.network.train()
+        """One pass over the training data: (mean loss, accuracy, seconds waiting for data, chunks).
+
+        Distributed, the loss, accuracy and chunks are over every rank's batches.
+        """
+        self.model.train()
         total_loss = 0.0
         correct = 0
         seen = 0
@@ -130,6 +150,12 @@ class System:
             total_loss += loss * y.numel()
             correct += int((logits.argmax(dim=1) == y).sum())
             seen += y.numel()
+        if self.dist is not None:
+            total_loss, correct, seen = ddp.all_sum([total_loss, correct, seen], self.dist)
+            correct, seen = round(correct), round(seen)
+            # Each rank's batch-norm statistics followed its own batches: take rank 0's everywhere,
+            # so that validation, the kept weights and the test figures agree on every rank.
+            ddp.broadcast_buffers(self.network, self.dist)
         return total_loss / max(seen, 1), correct / max(seen, 1), waiting, seen
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -139,10 +165,10 @@ class System:
                 lam = float(self._mixup.sample())
                 order = torch.randperm(x.shape[0]).to(self.device)
                 x = x.float()
-                logits = self.network(lam * x + (1 - lam) * x[order])
+                logits = self.model(lam * x + (1 - lam) * x[order])
                 loss = lam * self.loss(logits, y) + (1 - lam) * self.loss(logits, y[order])
             else:
-                logits = self.network(x)
+                logits = self.model(x)
                 loss = self.loss(logits, y)
         loss.backward()
         self.optimizer.step()
@@ -151,7 +177,7 @@ class System:
 
     @torch.inference_mode()
     def validate(self, loader: Batches) -> tuple[float, float]:
-        """Mean loss and accuracy over chunks, in evaluation mode."""
+        """Mean loss and accuracy over chunks, in evaluation mode (over every rank's chunks)."""
         self.network.eval()
         total_loss = 0.0
         correct = 0
@@ -163,6 +189,8 @@ class System:
             total_loss += float(self.loss(logits, y)) * y.numel()
             correct += int((logits.argmax(dim=1) == y).sum())
             seen += y.numel()
+        if self.dist is not None:
+            total_loss, correct, seen = ddp.all_sum([total_loss, correct, seen], self.dist)
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
     def fit(
@@ -179,8 +207,9 @@ class System:
         (history, best_epoch, best_valid_loss)
         """
         cfg = self.config
-        train_loader = Batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed)
-        valid_loader = Batches(valid, 256, shuffle=False)
+        rank, world = (self.dist.rank, self.dist.world_size) if self.dist is not None else (0, 1)
+        train_loader = Batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed, rank=rank, world_size=world)
+        valid_loader = Batches(valid, 256, shuffle=False, rank=rank, world_size=world, even=False)
         history: list[EpochStats] = []
         best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(self.network.state_dict())
         for epoch in range(1, cfg.epochs + 1):
@@ -214,6 +243,26 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+@torch.inference_mode()
+def _evaluate(network: nn.Module, dataset: ChunkDataset, genres: Sequence[str], dist: DistInfo | None) -> Evaluation:
+    """:func:`~genrify.evaluation.evaluate_dataset`; distributed, each rank classifies its share."""
+    if dist is None:
+        return evaluate_dataset(network, dataset, genres)
+    network.eval()
+    device = module_device(network)
+    loader = Batches(dataset, 256, shuffle=False, rank=dist.rank, world_size=dist.world_size, even=False)
+    mine = []
+    for idx, (x, _y, _t) in zip(loader.slices(), loader, strict=True):
+        with autocast(device):
+            logits = network(x.to(device, non_blocking=True))
+        mine.append((idx, torch.softmax(logits.float(), dim=1).cpu().numpy()))
+    probs = np.zeros((len(dataset), len(genres)), dtype=np.float32)
+    for part in ddp.all_gather(mine, dist):
+        for idx, p in part:  # type: ignore[union-attr]
+            probs[idx] = p
+    return evaluate_probabilities(probs, dataset.track_ids, dataset.track_labels, dataset.paths, genres)
+
+
 def train_run(
     store: FeatureStore,
     genres: Sequence[str],
@@ -223,14 +272,18 @@ def train_run(
     seed: int,
     on_epoch: Callable[[EpochStats], None] | None = None,
     device: torch.device | None = None,
+    dist: DistInfo | None = None,
 ) -> RunResult:
-    """Train and evaluate one model on one split (on ``device``; the network returned is on the CPU)."""
+    """Train and evaluate one model on one split (on ``device``; the network returned is on the CPU).
+
+    With ``dist`` (a distributed run), every rank calls this alike and gets the same result.
+    """
     from genrify.models import GenreNetwork, build
 
     seed_everything(seed)
     normalization = Normalization.fit(store, split.train)
     run_config = dataclasses.replace(config, seed=seed)
-    make = lambda paths, augment, hop: ChunkDataset(  # noqa: E731
+    make = lambda paths, augment, hop: ChunkDataset(
         store, paths, genres, normalization, chunk_frames=config.chunk_frames, hop_frames=hop, augment=augment, seed=seed
     )
     train_ds = make(split.train, config.augment, config.hop_frames)
@@ -238,9 +291,12 @@ def train_run(
     test_ds = make(split.test, None, config.chunk_frames)
     body = build(config.arch, n_mels=store.params.n_mels, n_genres=len(genres), **config.arch_config)
     network = GenreNetwork(body, *normalization.tensors())
-    system = System(network, run_config, device)
+    if dist is not None and dist.rank:
+        # Rank 0's weights reach every rank through DDP; dropout and mixup draw anew on each rank.
+        torch.manual_seed(seed + 1_000_003 * dist.rank)
+    system = System(network, run_config, device, dist=dist)
     history, best_epoch, best_loss = system.fit(train_ds, valid_ds, on_epoch=on_epoch)
-    evaluation = evaluate_dataset(network, test_ds, genres)
+    evaluation = _evaluate(network, test_ds, genres, dist)
     network.cpu()
     return RunResult(
         seed=seed, split=split, history=history, best_epoch=best_epoch, best_valid_loss=best_loss,
@@ -299,6 +355,11 @@ def train(
     notify
         Called with one line of news (the CPU used because CUDA is missing).
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this joins the process group
+    (:func:`genrify.ddp.init_from_env`) and trains with DistributedDataParallel: every rank returns
+    the same result, the callbacks are called on rank 0 only, and only rank 0 should write files
+    (check :func:`genrify.ddp.is_main`). The process group is left before returning.
+
     Raises
     ------
     StoreError, SplitError, TrainingError, ParameterError
@@ -307,7 +368,30 @@ def train(
     config = config or TrainConfig()
     if runs < 1:
         raise ParameterError(f"runs must be at least 1, not {runs}")
-    device = resolve_device(config.device, notify=notify)
+    dist = ddp.init_from_env(config.device, notify=notify)
+    try:
+        return _train(store_dir, config, runs, split_file, on_run, on_epoch, notify, dist)
+    finally:
+        if dist is not None:
+            ddp.shutdown()
+
+
+def _train(
+    store_dir: str | Path,
+    config: TrainConfig,
+    runs: int,
+    split_file: str | Path | None,
+    on_run: Callable[[int, Split], None] | None,
+    on_epoch: Callable[[EpochStats], None] | None,
+    notify: Callable[[str], None] | None,
+    dist: DistInfo | None,
+) -> TrainResult:
+    if dist is not None:
+        device = dist.device
+        if not dist.is_main:  # one rank reports; the others would only repeat it
+            on_run = on_epoch = notify = None
+    else:
+        device = resolve_device(config.device, notify=notify)
     results: list[RunResult] = []
     with FeatureStore.open(store_dir) as store:
         tracks = store.tracks()
@@ -322,7 +406,9 @@ def train(
                 split = make_split(tracks, valid=config.valid, test=config.test, seed=seed, group_by=config.group_by)  # type: ignore[arg-type]
             if on_run:
                 on_run(r, split)
-            results.append(train_run(store, genres, split, config, seed=seed, on_epoch=on_epoch, device=device))
+            results.append(
+                train_run(store, genres, split, config, seed=seed, on_epoch=on_epoch, device=device, dist=dist)
+            )
         params = store.params
     best = min(results, key=lambda r: r.best_valid_loss)
     model = GenreModel(
@@ -340,6 +426,15 @@ def train(
             "runs": [r.summary() for r in results],
             "test_tracks": [f"{genre_of[p]}/{Path(p).name}" for p in best.split.test],
             "store": str(Path(store_dir).resolve()),
+            **_distributed_info(config, dist),
         },
     )
     return TrainResult(runs=results, model=model, config=config)
+
+
+def _distributed_info(config: TrainConfig, dist: DistInfo | None) -> dict[str, Any]:
+    """What the model file records of a distributed run (nothing for a single process)."""
+    if dist is None:
+        return {}
+    return {"distributed": {"world_size": dist.world_size, "backend": dist.backend,
+                            "chunks_per_step": config.batch_size * dist.world_size}}

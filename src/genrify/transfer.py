@@ -33,7 +33,13 @@ from genrify.evaluation import evaluate_probabilities
 from genrify.modelfile import GenreModel
 from genrify.splits import Split, check_tracks, make_split, split_from_file
 from genrify.store import FeatureStore, StoredTrack
-from genrify.training import EpochStats, RunResult, TrainResult, seed_everything, summarize
+from genrify.training import (
+    EpochStats,
+    RunResult,
+    TrainResult,
+    seed_everything,
+    summarize,
+)
 
 EMBEDDINGS_DIR = "embeddings"
 _TAGGERS: dict[str, object] = {}

@@ -236,7 +236,9 @@ def spectrogram_png(features: np.ndarray, max_width: int = SPECTROGRAM_MAX_WIDTH
     One pixel row per mel band (low bands at the bottom), one column per frame up to ``max_width``
     columns (longer songs are averaged down), colours spanning ``top_db`` below the peak.
     """
-    from matplotlib import image  # pyplot is never imported: no GUI backend, safe in threads
+    from matplotlib import (
+        image,  # pyplot is never imported: no GUI backend, safe in threads
+    )
 
     frames = features.shape[1]
     if frames > max_width:
@@ -599,8 +601,8 @@ def create_app(
                 raise _ClientError(422, "no file: send the song in the multipart field 'file'")
             fields = {k: v for k, v in upload.fields.items() if k in ("model", "top_k", "timeline", "spectrogram")}
             if fields:
-                options = _options({**{"model": model, "top_k": top_k, "timeline": timeline,
-                                       "spectrogram": spectrogram}, **fields}, entries)
+                options = _options({"model": model, "top_k": top_k, "timeline": timeline,
+                                       "spectrogram": spectrogram, **fields}, entries)
             entry, k, with_timeline, with_spectrogram = options
             name = display_name(upload.filename)
             work = partial(_classify_file, entry, upload.path, name, k, with_timeline, with_spectrogram)
@@ -608,7 +610,7 @@ def create_app(
                 result = await anyio.to_thread.run_sync(work, limiter=limiter)
             except _ClientError:
                 raise
-            except Exception:  # noqa: BLE001 - one bad song must not take the server down
+            except Exception:
                 log.exception("classifying %s failed", name)
                 raise _ClientError(500, f"{name}: classification failed on the server") from None
             return JSONResponse(result)

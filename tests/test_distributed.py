@@ -1,0 +1,285 @@
+"""Extraction and classification on a real Dask cluster: a scheduler and two worker processes on
+loopback, started here and torn down at the end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from genrify import distributed as gd
+from genrify.errors import ModelFileError, ParameterError
+from genrify.extract import ExtractSummary, _record, extract, extract_tracks
+from genrify.features import FeatureParams
+from genrify.library import scan
+from genrify.predict import Failure, Prediction, classify_paths
+from genrify.store import ARRAYS_DIR, FeatureStore
+
+GENRES = ("classical", "hiphop", "metal")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded worker processes and a scheduler, on 127.0.0.1 only."""
+    environ = dict(os.environ)  # Dask's nannies set OMP_NUM_THREADS & co. here; later tests must not inherit them
+    started = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+        silence_logs=50,  # the nanny's notes on the workers killed on purpose below
+    )
+    client = distributed.Client(started, timeout=60)
+    try:
+        client.wait_for_workers(2, timeout=60)
+        yield started, client
+    finally:
+        client.close(timeout=30)
+        started.close(timeout=30)
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+@pytest.fixture
+def client(cluster):
+    _cluster, c = cluster
+    c.wait_for_workers(2, timeout=60)  # a worker killed by an earlier test has been restarted
+    return c
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    """3 synthetic genres x 4 songs x 3 s, and its local extraction (the reference)."""
+    from genrify.synth import SynthSpec, write_dataset
+
+    root = tmp_path_factory.mktemp("dask")
+    write_dataset(root / "music", SynthSpec(genres=GENRES, per_genre=4, seconds=3.0, seed=3, fmt="wav"))
+    extract(root / "music", root / "local", jobs=1)
+    return root
+
+
+def dask_extract(music: Path, store_dir: Path, client, **options) -> tuple[ExtractSummary, list]:
+    """What ``genrify extract --scheduler`` does: the workers extract, this process records."""
+    library = scan(music)
+    results = []
+    with FeatureStore.create(store_dir) as store:
+        store.lock()
+        store.clean()
+        summary = ExtractSummary(store=str(store.root), total=len(library.tracks))
+        for result in gd.extract_on_dask(library.tracks, str(store.root), store.params, client, **options):
+            _record(store, result, summary)
+            results.append(result)
+    return summary, results
+
+
+def assert_same_store(a: Path, b: Path) -> None:
+    with FeatureStore.open(a) as one, FeatureStore.open(b) as two:
+        rows_a, rows_b = one.tracks(status=None), two.tracks(status=None)
+        assert [r.path for r in rows_a] == [r.path for r in rows_b]
+        for ra, rb in zip(rows_a, rows_b, strict=True):
+            assert (ra.status, ra.frames, ra.duration, ra.flags, ra.artist, ra.array) == (
+                rb.status, rb.frames, rb.duration, rb.flags, rb.artist, rb.array)
+            if ra.status == "done":
+                np.testing.assert_array_equal(one.load(ra, mmap=False), two.load(rb, mmap=False))
+
+
+def arrays_in(store: Path) -> list[Path]:
+    return [p for p in (store / ARRAYS_DIR).rglob("*.npy") if not p.name.startswith(".")]
+
+
+# --- extraction --------------------------------------------------------------------------------
+
+
+def test_extraction_on_dask_equals_the_local_run(library, client, tmp_path):
+    summary, results = dask_extract(library / "music", tmp_path / "store", client, batch_size=3)
+    assert summary.done == 12 and not summary.failed
+    assert sorted(r.track.path for r in results) == sorted(t.path for t in scan(library / "music").tracks)
+    assert_same_store(library / "local", tmp_path / "store")
+    assert len(arrays_in(tmp_path / "store")) == 12
+
+
+def slow_extract(tracks, store_dir, params):
+    """The real task, slowed down so that a worker can be killed while it holds a batch."""
+    time.sleep(0.4 * len(tracks))
+    return extract_tracks(tracks, store_dir, params)
+
+
+def flaky_extract(tracks, store_dir, params):
+    """Fails its first attempt at each batch (a filesystem hiccup), then works."""
+    marker = Path(store_dir) / f".attempted-{os.path.basename(tracks[0].path)}"
+    if not marker.exists():
+        marker.touch()
+        raise OSError("stale NFS file handle")
+    return extract_tracks(tracks, store_dir, params)
+
+
+def test_a_task_that_raises_is_retried(library, client, tmp_path):
+    summary, results = dask_extract(library / "music", tmp_path / "store", client, batch_size=4, task=flaky_extract)
+    assert summary.done == 12 and len(results) == 12
+    for marker in tmp_path.joinpath("store").glob(".attempted-*"):
+        marker.unlink()
+    assert_same_store(library / "local", tmp_path / "store")
+    with pytest.raises(OSError, match="stale NFS"):
+        dask_extract(library / "music", tmp_path / "again", client, batch_size=4, task=flaky_extract, retries=0)
+
+
+def test_workers_that_cannot_see_the_store_fail_early(library, client, tmp_path):
+    tracks = scan(library / "music").tracks
+    with pytest.raises(ParameterError, match="shared filesystem"):
+        list(gd.extract_on_dask(tracks, str(tmp_path / "nowhere"), FeatureParams(), client))
+
+
+def test_a_worker_killed_mid_run_costs_nothing(library, client, tmp_path):
+    pids = client.run(os.getpid)
+    first = threading.Event()
+    killed: list[int] = []
+
+    def kill_a_busy_worker() -> None:
+        if not first.wait(60):
+            return
+        busy = [w for w, keys in client.processing().items() if keys and w in pids] or sorted(pids)
+        os.kill(pids[busy[0]], signal.SIGKILL)
+        killed.append(pids[busy[0]])
+
+    killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
+    killer.start()
+    library_tracks = scan(library / "music").tracks
+    results = []
+    started = time.monotonic()
+    with FeatureStore.create(tmp_path / "store") as store:
+        store.lock()
+        summary = ExtractSummary(store=str(store.root), total=len(library_tracks))
+        for result in gd.extract_on_dask(library_tracks, str(store.root), store.params, client, batch_size=2,
+                                         task=slow_extract):
+            first.set()
+            _record(store, result, summary)
+            results.append(result)
+    killer.join(10)
+    assert killed, "a worker was killed"
+    assert time.monotonic() - started < 90
+    assert sorted(r.track.path for r in results) == sorted(t.path for t in library_tracks), "each track once"
+    assert all(r.ok for r in results) and summary.done == 12
+    assert_same_store(library / "local", tmp_path / "store")
+    assert len(arrays_in(tmp_path / "store")) == 12
+    client.wait_for_workers(2, timeout=60)
+    assert killed[0] not in client.run(os.getpid).values(), "the killed worker was replaced"
+
+
+def test_a_crashing_decoder_costs_only_its_own_file(make_library, cluster, client, tmp_path, monkeypatch):
+    from crashing_worker import crash_on_some
+
+    music = make_library({"rock": [f"ok{i}.wav" for i in range(6)] + ["crash.wav"]}, seconds=0.5)
+    local_cluster, _ = cluster
+    # Dask gives a task that kills its worker 3 more tries by default; one keeps the test short.
+    monkeypatch.setattr(local_cluster.scheduler, "allowed_failures", 0)
+    summary, results = dask_extract(music, tmp_path / "store", client, batch_size=4, task=crash_on_some)
+    by_name = {os.path.basename(r.track.path): r for r in results}
+    assert len(results) == 7 and len(by_name) == 7, "every track reported exactly once"
+    assert by_name["crash.wav"].error == "the decoder crashed on this file"
+    assert all(r.ok for name, r in by_name.items() if name != "crash.wav")
+    assert summary.done == 6 and summary.failed == [(str(music / "rock" / "crash.wav"), gd.CRASHED)]
+
+
+# --- classification ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_file(small_store, tmp_path_factory) -> Path:
+    """A seed-cnn trained for two epochs on the small synthetic store (as in test_predict)."""
+    from genrify import modelfile
+    from genrify.config import TrainConfig
+    from genrify.training import train
+
+    result = train(small_store, TrainConfig(epochs=2))
+    return modelfile.save(result.model, tmp_path_factory.mktemp("model") / "m.safetensors")
+
+
+def test_classification_on_dask_equals_classify_paths(small_store, model_file, client, tmp_path):
+    from genrify import modelfile
+
+    songs = sorted(str(p) for p in (small_store.parent / "music").rglob("*.wav"))[:7]
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF" + os.urandom(200))
+    files = [*songs, str(bad)]
+    local = {r.path: r for r in classify_paths(files, modelfile.load(model_file), jobs=1, hop_seconds=1.5)}
+    remote = list(gd.classify_on_dask(files, str(model_file), client, hop_seconds=1.5, batch_size=3))
+    assert sorted(r.path for r in remote) == sorted(files)
+    for r in remote:
+        want = local[r.path]
+        assert type(r) is type(want)
+        if isinstance(r, Failure):
+            assert r.error == want.error
+            continue
+        assert isinstance(r, Prediction) and r.genres == want.genres
+        np.testing.assert_allclose(r.probabilities, want.probabilities, atol=1e-6)
+        np.testing.assert_allclose(r.segment_probabilities, want.segment_probabilities, atol=1e-6)
+        np.testing.assert_array_equal(r.votes, want.votes)
+        np.testing.assert_array_equal(r.segment_starts, want.segment_starts)
+        assert (r.segments, r.duration) == (want.segments, want.duration)
+
+
+def test_the_built_in_model_on_dask_equals_classify_paths(small_store, client):
+    from genrify.models.builtin import load_builtin
+
+    songs = sorted(str(p) for p in (small_store.parent / "music").rglob("*.wav"))[:3]
+    chosen = ["rock", "jazz", "hiphop"]
+    local = {r.path: r for r in classify_paths(songs, load_builtin(chosen), jobs=1, max_segments=2)}
+    remote = list(gd.classify_on_dask(songs, None, client, genres=chosen, max_segments=2))
+    assert sorted(r.path for r in remote) == songs
+    for r in remote:
+        assert isinstance(r, Prediction) and r.genres == chosen == local[r.path].genres
+        np.testing.assert_allclose(r.probabilities, local[r.path].probabilities, atol=1e-6)
+    with pytest.raises(ParameterError):
+        list(gd.classify_on_dask(songs, None, client, genres=["polka-core"]))
+
+
+def test_each_worker_loads_the_model_once(small_store, model_file, client):
+    songs = sorted(str(p) for p in (small_store.parent / "music").rglob("*.wav"))
+    list(gd.classify_on_dask(songs, str(model_file), client, batch_size=1, max_segments=1))
+
+    def loaded() -> list:
+        from genrify.distributed import _MODELS
+
+        return [key[0] for key in _MODELS]
+
+    assert all(paths.count(str(model_file)) <= 1 for paths in client.run(loaded).values())
+
+
+def test_a_bad_model_file_fails_once_on_the_client(client, tmp_path):
+    fake = tmp_path / "m.safetensors"
+    fake.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError):
+        list(gd.classify_on_dask(["a.wav"], str(fake), client))
+
+
+# --- connecting ---------------------------------------------------------------------------------
+
+
+def test_connect_local_starts_and_closes_its_own_cluster():
+    before = dict(os.environ)
+    with gd.connect("local", n_workers=1, host="127.0.0.1", timeout=60) as client:
+        assert dict(os.environ) == before, "the nanny's variables do not stay in this process"
+        cluster = client.cluster
+        assert len(client.nthreads()) == 1 and list(client.nthreads().values()) == [1]
+        assert client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+    assert cluster.status.name == "closed"
+
+
+def test_connect_refuses_bad_addresses():
+    with pytest.raises(ParameterError, match="not a Dask scheduler address"):
+        gd.connect("tcp://nowhere")
+    with pytest.raises(ParameterError, match="cannot reach the Dask scheduler"):
+        gd.connect("tcp://127.0.0.1:9", timeout=2)
+    with pytest.raises(ParameterError, match="no Dask scheduler file"):
+        gd.connect("/nonexistent/scheduler.json")
+
+
+def test_without_dask_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now raises ImportError
+    with pytest.raises(ParameterError, match=r"pip install 'genrify\[dask\]'"):
+        gd.connect("local")
