@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -34,7 +32,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_extract import synthesise, timed_process, tree_rss  # noqa: E402
+from bench_extract import run_measured, synthesise, timed_process
 
 REPO = HERE.parent
 GENRIFY = [sys.executable, "-m", "genrify"]
@@ -94,24 +92,7 @@ def long_song_ratio(song: Path, model_path: Path, repeats: int = 5) -> tuple[flo
 
 def peak_rss(args: list[str]) -> int:
     """Peak RSS in bytes of a command's whole process tree, sampled every 20 ms."""
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, tree_rss(proc.pid))
-            stop.wait(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    proc.wait()
-    stop.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode})")
-    return peak
+    return run_measured(args, interval=0.02)[1]
 
 
 def long_file(path: Path, source: Path, seconds: float) -> Path:

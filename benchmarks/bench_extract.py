@@ -111,12 +111,16 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def genrify_extract(music: Path, store: Path, jobs: int) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes, whole process tree) of one ``genrify extract`` run."""
-    shutil.rmtree(store, ignore_errors=True)
+def run_measured(args: list[str], interval: float = 0.05) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (bytes, whole process tree, sampled) and stdout of a command.
+
+    Raises
+    ------
+    SystemExit
+        The command failed.
+    """
     started = time.perf_counter()
-    proc = subprocess.Popen([*GENRIFY, "extract", str(music), "--store", str(store), "--jobs", str(jobs)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak = 0
     stop = threading.Event()
 
@@ -124,7 +128,7 @@ def genrify_extract(music: Path, store: Path, jobs: int) -> tuple[float, int]:
         nonlocal peak
         while not stop.is_set():
             peak = max(peak, tree_rss(proc.pid))
-            stop.wait(0.05)
+            stop.wait(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -133,7 +137,14 @@ def genrify_extract(music: Path, store: Path, jobs: int) -> tuple[float, int]:
     stop.set()
     sampler.join()
     if proc.returncode != 0:
-        raise SystemExit(f"genrify extract failed ({proc.returncode}):\n{output}")
+        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{output}")
+    return wall, peak, output
+
+
+def genrify_extract(music: Path, store: Path, jobs: int) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes, whole process tree) of one ``genrify extract`` run."""
+    shutil.rmtree(store, ignore_errors=True)
+    wall, peak, _ = run_measured([*GENRIFY, "extract", str(music), "--store", str(store), "--jobs", str(jobs)])
     return wall, peak
 
 
