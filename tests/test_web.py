@@ -576,3 +576,20 @@ def test_serve_prints_one_line_and_runs_uvicorn(model_file, monkeypatch):
     finally:
         taken.close()
         torch.set_num_threads(threads)
+
+
+def test_spectrogram_of_log10p_features_uses_their_whole_range():
+    """musicnn's compression spans about 0..5, not 80 dB: drawn as dB it would be one flat colour."""
+    import base64
+    import io
+
+    from matplotlib import image as mpimg
+
+    from genrify.web.app import spectrogram_png
+
+    features = np.linspace(0.0, 4.0, 96 * 50, dtype=np.float32).reshape(96, 50)
+    def contrast(scale: str) -> float:
+        url = spectrogram_png(features, scale=scale)
+        return float(mpimg.imread(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))[..., :3].std())
+
+    assert contrast("log10p") > 2 * contrast("db")

@@ -230,11 +230,14 @@ def _parse_top_k(value: str | None) -> int | None:
     return k
 
 
-def spectrogram_png(features: np.ndarray, max_width: int = SPECTROGRAM_MAX_WIDTH, top_db: float = 80.0) -> str:
-    """A log-mel spectrogram ``(n_mels, frames)`` in dB as a ``data:image/png;base64,...`` URL.
+def spectrogram_png(
+    features: np.ndarray, max_width: int = SPECTROGRAM_MAX_WIDTH, top_db: float = 80.0, scale: str = "db"
+) -> str:
+    """A log-mel spectrogram ``(n_mels, frames)`` as a ``data:image/png;base64,...`` URL.
 
     One pixel row per mel band (low bands at the bottom), one column per frame up to ``max_width``
-    columns (longer songs are averaged down), colours spanning ``top_db`` below the peak.
+    columns (longer songs are averaged down). Colours span ``top_db`` below the peak for decibels;
+    other compressions (musicnn's ``log10p``, 0 for silence) span their whole range.
     """
     from matplotlib import (
         image,  # pyplot is never imported: no GUI backend, safe in threads
@@ -253,8 +256,9 @@ def spectrogram_png(features: np.ndarray, max_width: int = SPECTROGRAM_MAX_WIDTH
     else:
         db = np.asarray(features, dtype=np.float32)
     peak = float(db.max()) if db.size else 0.0
+    floor = peak - top_db if scale == "db" else (float(db.min()) if db.size else 0.0)
     buffer = io.BytesIO()
-    image.imsave(buffer, db, cmap="magma", vmin=peak - top_db, vmax=peak, origin="lower", format="png")
+    image.imsave(buffer, db, cmap="magma", vmin=floor, vmax=max(peak, floor + 1e-6), origin="lower", format="png")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -424,7 +428,7 @@ def _classify_file(
         raise _ClientError(422, f"{name}: {str(exc).replace(str(path), name)}") from None
     out: dict[str, Any] = {"model": entry.name, **prediction.to_dict(top_k=top_k, timeline=timeline)}
     if spectrogram:
-        out["spectrogram_png"] = spectrogram_png(features)
+        out["spectrogram_png"] = spectrogram_png(features, scale=entry.model.params.scale)
     return out
 
 
