@@ -188,7 +188,7 @@ def test_a_damaged_cache_is_set_aside(model, songs, tmp_path):
     assert (tmp_path / "cache.sqlite.damaged").exists()
 
 
-def test_song_features_of_an_hour_stay_compact(tmp_path):
+def test_song_features_are_float16_and_proportional_to_length(tmp_path):
     """The features of a long file are float16 and proportional to its length."""
     from genrify.features import FeatureParams
 

@@ -26,7 +26,7 @@ def test_system_uses_the_seeds_optimiser_and_decay():
     group = opt.param_groups[0]
     assert group["momentum"] == 0.9 and group["nesterov"] and group["initial_lr"] == 1e-3
     for _ in range(1000):
-        system._step(torch.randn(8, 4), torch.randint(0, 2, (8,)))
+        system.step(torch.randn(8, 4), torch.randint(0, 2, (8,)))
     assert system.scheduler.get_last_lr()[0] == pytest.approx(1e-3 / (1 + 1e-5 * 1000))
 
 

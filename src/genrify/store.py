@@ -26,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -97,6 +98,24 @@ def array_name(track_path: str) -> str:
     return f"{digest[:2]}/{digest}.npy"
 
 
+def save_array(final: str | Path, array: np.ndarray) -> None:
+    """Save a ``.npy`` file whole or not at all: written under a temporary name, then renamed.
+
+    The temporary name carries the host and process, so writers on several machines sharing the
+    store's filesystem (a Dask cluster) never write into the same temporary file.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{final.name}")
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_array(store_dir: str | Path, track_path: str, features: np.ndarray) -> str:
     """Write a track's ``(n_mels, frames)`` features into the store atomically; returns the name.
 
@@ -104,16 +123,7 @@ def write_array(store_dir: str | Path, track_path: str, features: np.ndarray) ->
     appears under its final name whole or not at all.
     """
     name = array_name(track_path)
-    final = Path(store_dir) / ARRAYS_DIR / name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{_TMP_PREFIX}{os.getpid()}-{final.name}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(np.asarray(features).T, dtype=np.float16), allow_pickle=False)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    save_array(Path(store_dir) / ARRAYS_DIR / name, np.ascontiguousarray(np.asarray(features).T, dtype=np.float16))
     return name
 
 

@@ -142,7 +142,7 @@ class System:
                 break
             waiting += time.perf_counter() - t0
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            logits, loss = self._step(x, y)
+            logits, loss = self.step(x, y)
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"training diverged (loss {loss}) after {seen} chunks; try a lower --lr or check the features"
@@ -158,7 +158,8 @@ class System:
             ddp.broadcast_buffers(self.network, self.dist)
         return total_loss / max(seen, 1), correct / max(seen, 1), waiting, seen
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """One optimiser step on a batch already on the device: (detached logits, loss)."""
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device):
             if self._mixup is not None:

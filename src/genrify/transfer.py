@@ -32,7 +32,7 @@ from genrify.errors import ParameterError, TrainingError
 from genrify.evaluation import evaluate_probabilities
 from genrify.modelfile import GenreModel
 from genrify.splits import Split, check_tracks, make_split, split_from_file
-from genrify.store import FeatureStore, StoredTrack
+from genrify.store import FeatureStore, StoredTrack, save_array
 from genrify.training import (
     EpochStats,
     RunResult,
@@ -66,15 +66,7 @@ def _embed(items: list[tuple[str, str]], tagger_name: str) -> list[tuple[str, st
         try:
             outputs = tagger.run(preprocess_file(path), features=True)  # type: ignore[attr-defined]
             embedding = np.concatenate([outputs[k] for k in EMBEDDING], axis=1).astype(np.float16)
-            final = Path(target)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
-            try:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, embedding, allow_pickle=False)
-                os.replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
+            save_array(target, embedding)
             out.append((path, None))
         except GenrifyError as exc:
             out.append((path, str(exc)))
@@ -166,7 +158,7 @@ def _fit_head(
         total = correct = 0.0
         for i in range(0, len(order), config.batch_size):
             idx = order[i : i + config.batch_size]
-            logits, loss = system._step(x[idx], y[idx])
+            logits, loss = system.step(x[idx], y[idx])
             total += loss * len(idx)
             correct += float((logits.argmax(1) == y[idx]).sum())
         trained = time.perf_counter() - started
