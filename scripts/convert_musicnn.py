@@ -126,6 +126,10 @@ def convert(name: str, weights: Path, out_dir: Path) -> Path:
     return out
 
 
+#: The taggers the built-in genre model runs, whose ONNX graphs ship too.
+BUILTIN_TAGGERS = ("MSD_musicnn", "MTT_musicnn")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="folder of <NAME>.npz checkpoint variables")
@@ -137,6 +141,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown tagger {name!r}; choose from {', '.join(musicnn.TAGGERS)}")
         out = convert(name, args.weights, args.out)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+        if name in BUILTIN_TAGGERS:  # the built-in model runs these on ONNX Runtime (needs `pip install onnx`)
+            from genrify.models.onnx import export
+
+            graph = export(musicnn.load_tagger(name, out).network, args.out / f"{name}.onnx")
+            print(f"wrote {graph} ({graph.stat().st_size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":

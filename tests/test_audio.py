@@ -188,3 +188,42 @@ def test_unreadable_file_as_any_user(write_audio, monkeypatch):
     path = write_audio("locked.wav")
     monkeypatch.setattr(audio.os, "access", lambda p, mode: False)
     assert "permission denied" in _error(path)
+
+
+def test_decoder_notes_go_to_the_log_not_to_stderr(write_audio, capfd, caplog):
+    # A few kB of noise in the middle of an mp3: libmpg123 prints "Note: Illegal Audio-MPEG-Header",
+    # "Trying to resync" ... straight to fd 2.
+    path = write_audio("damaged.mp3", seconds=5.0)
+    data = bytearray(path.read_bytes())
+    third = len(data) // 3
+    data[third : third + 3000] = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    capfd.readouterr()
+    with caplog.at_level("DEBUG", logger="genrify.audio"):
+        try:
+            audio.load(path)
+        except AudioError:
+            pass  # how damaged is too damaged is decoding's call; the notes are this test's subject
+    err = capfd.readouterr().err
+    assert "Note:" not in err and "mpg123" not in err, err
+    notes = [r.getMessage() for r in caplog.records if r.name == "genrify.audio"]
+    assert any("Note:" in m and str(path) in m for m in notes), notes
+
+
+def test_other_output_while_decoding_still_reaches_stderr(tmp_path, capfd, caplog):
+    # fd 2 is the whole process's: what another thread writes during a decode must not vanish.
+    capfd.readouterr()
+    with caplog.at_level("DEBUG", logger="genrify.audio"), audio._decoder_output(tmp_path / "x.mp3"):
+        os.write(2, b"Note: Trying to resync...\n")
+        os.write(2, b"progress 50%\n")
+    err = capfd.readouterr().err
+    assert err == "progress 50%\n"
+    assert [r.getMessage() for r in caplog.records] == [f"{tmp_path / 'x.mp3'}: Note: Trying to resync..."]
+
+
+def test_a_name_that_is_not_utf8_decodes(tmp_path):
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.wav")  # Latin-1, as another system wrote it
+    sf.write(raw, np.full(22050, 0.25, dtype=np.float32), 22050)
+    path = os.fsdecode(raw)  # how os.listdir and the library scan hand it over
+    assert audio.info(path).frames == 22050
+    assert audio.load(path).shape == (22050,)

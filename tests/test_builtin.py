@@ -1,8 +1,9 @@
-"""The built-in genre model made from the pretrained taggers."""
+"""The built-in genre model: the taggers' genre tags and the genre head learned from real music."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +12,29 @@ import torch
 from typer.testing import CliRunner
 
 from genrify.cli import app
-from genrify.errors import ParameterError
-from genrify.models.builtin import ALIASES, GENRE_TAGS, GENRES, load_builtin, resolve_genres
+from genrify.errors import ModelFileError, ParameterError
+from genrify.models.builtin import (
+    ALIASES,
+    EMBEDDING,
+    GENRE_TAGS,
+    GENRES,
+    HEAD_PATH,
+    GenreHead,
+    combine,
+    fit_head,
+    fit_temperature,
+    load_builtin,
+    resolve_genres,
+    tag_scores,
+)
 from genrify.models.musicnn import load_tagger
 from genrify.predict import classify
 
 from conftest import tone
 
 runner = CliRunner()
+GTZAN = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -26,70 +42,163 @@ def builtin():
     return load_builtin()
 
 
-def test_genre_names_and_aliases():
-    assert resolve_genres(["Rock", "hiphop", "disco"]) == [("Rock", "rock"), ("hiphop", "hip-hop"), ("disco", "dance")]
-    with pytest.raises(ParameterError, match="knows no genre 'reggae'.*rock"):
-        resolve_genres(["reggae"])
+@pytest.fixture(scope="module")
+def taggers():
+    return {n: load_tagger(n) for n in ("MSD_musicnn", "MTT_musicnn")}
+
+
+def test_one_vocabulary_with_reggae_and_disco_and_every_gtzan_genre():
+    assert {"reggae", "disco"} <= set(GENRES) and len(GENRES) == len(set(GENRES)) == 17
+    assert [g for _, g in resolve_genres(GTZAN)] == [
+        "blues", "classical", "country", "disco", "hip-hop", "jazz", "metal", "pop", "reggae", "rock"]
+    assert resolve_genres(["Rock", "hiphop", "Hip Hop"][:2]) == [("Rock", "rock"), ("hiphop", "hip-hop")]
+    assert resolve_genres(["dub"]) == [("dub", "reggae")]
+    with pytest.raises(ParameterError, match="knows no genre 'polka'.*rock"):
+        resolve_genres(["polka"])
     with pytest.raises(ParameterError, match="twice"):
         resolve_genres(["soul", "rnb"])
-    assert all(target in GENRE_TAGS for target in ALIASES.values())
+    assert all(target in GENRES for target in ALIASES.values())
 
 
-def test_scores_are_the_taggers_tags_combined(builtin):
-    """Per patch: each tagger's largest tag probability per genre, averaged over the taggers that know it."""
+def test_tag_scores_are_each_taggers_best_tag_averaged(taggers):
     rng = np.random.default_rng(0)
-    patches = torch.from_numpy(rng.uniform(0, 3, size=(2, 96, 187)).astype(np.float32))
-    with torch.inference_mode():
-        probs = torch.exp(builtin.network(patches)).numpy()
-    expected = np.zeros((2, len(GENRES)))
-    for name in ("MSD_musicnn", "MTT_musicnn"):
-        tagger = load_tagger(name)
-        taggram = tagger.run(patches.transpose(1, 2).numpy(), features=False)["taggram"]
-        for j, genre in enumerate(GENRES):
-            tags = GENRE_TAGS[genre].get(name, ())
-            if tags:
-                expected[:, j] += taggram[:, [tagger.tags.index(t) for t in tags]].max(axis=1) / len(GENRE_TAGS[genre])
+    grams = {n: rng.uniform(0, 1, size=(3, 50)) for n in taggers}
+    tags = {n: t.tags for n, t in taggers.items()}
+    expected = np.zeros((3, len(GENRE_TAGS)))
+    for j, genre in enumerate(GENRE_TAGS):
+        for name, names in GENRE_TAGS[genre].items():
+            expected[:, j] += grams[name][:, [tags[name].index(t) for t in names]].max(axis=1) / len(GENRE_TAGS[genre])
     expected /= expected.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    np.testing.assert_allclose(tag_scores(grams, tags), expected, rtol=1e-6)
+    as_torch = tag_scores({n: torch.from_numpy(g).float() for n, g in grams.items()}, tags)
+    np.testing.assert_allclose(as_torch.numpy(), expected, rtol=1e-5)
 
 
-def test_restricting_genres_renormalises_the_same_scores(builtin):
-    patches = torch.rand(1, 96, 187) * 3
-    few = load_builtin(["jazz", "metal", "hiphop"])
+def test_the_network_adds_the_heads_evidence_to_the_tags(builtin, taggers):
+    """The torch network computes exactly :func:`combine` of the taggers' outputs (the reference)."""
+    patches = torch.from_numpy(np.random.default_rng(1).uniform(0, 3, size=(2, 96, 187)).astype(np.float32))
+    runs = {n: t.run(patches.transpose(1, 2).numpy(), features=True) for n, t in taggers.items()}
+    head = GenreHead.load()
+    expected = combine(tag_scores({n: r["taggram"] for n, r in runs.items()}, {n: t.tags for n, t in taggers.items()}),
+                       head.evidence(runs[EMBEDDING[0]][EMBEDDING[1]]), head)
     with torch.inference_mode():
-        full = torch.exp(builtin.network(patches))[0].numpy()
-        part = torch.exp(few.network(patches))[0].numpy()
-    idx = [GENRES.index(g) for g in ("jazz", "metal", "hip-hop")]
+        got = builtin.network(patches).numpy()
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+    # Without the head, reggae and disco keep an even share: only the head can name them.
+    tags_only = load_builtin(head=False)
+    with torch.inference_mode():
+        p = torch.softmax(tags_only.network(patches), dim=1).numpy()
+    assert np.allclose(p[:, GENRES.index("reggae")], p[:, GENRES.index("disco")])
+
+
+def test_restricting_genres_renormalises_the_same_logits(builtin):
+    patches = torch.rand(1, 96, 187) * 3
+    few = load_builtin(["jazz", "reggae", "hiphop"])
+    with torch.inference_mode():
+        full = torch.softmax(builtin.network(patches), dim=1)[0].numpy()
+        part = torch.softmax(few.network(patches), dim=1)[0].numpy()
+    idx = [GENRES.index(g) for g in ("jazz", "reggae", "hip-hop")]
     np.testing.assert_allclose(part, full[idx] / full[idx].sum(), atol=1e-5)
-    assert few.genres == ["jazz", "metal", "hiphop"]
+    assert few.genres == ["jazz", "reggae", "hiphop"]
 
 
-def test_classify_a_song_with_no_model_and_a_short_clip_is_flagged(builtin, tmp_path):
+def test_fit_head_learns_evidence_for_the_genres_it_has_and_none_for_others():
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(-2, 1, size=(40, 5)), rng.normal(2, 1, size=(40, 5))])
+    head = fit_head(x, ["reggae"] * 40 + ["disco"] * 40, C=1.0, beta=0.5)
+    assert head.genres == ["reggae", "disco"]
+    evidence = head.evidence(np.array([[-2.0] * 5, [2.0] * 5]))
+    assert evidence[0, 0] > 0 > evidence[0, 1] and evidence[1, 1] > 0 > evidence[1, 0]
+    scores = np.full((2, len(GENRE_TAGS)), 1.0 / len(GENRE_TAGS))
+    logits = combine(scores, evidence, head)
+    # Genres the head never saw keep the tags' logit; the head's genres move by beta x evidence.
+    assert np.allclose(logits[:, GENRES.index("rock")], np.log(1.0 / len(GENRE_TAGS)))
+    assert logits[0, GENRES.index("reggae")] > logits[0, GENRES.index("rock")] > logits[0, GENRES.index("disco")]
+
+
+def test_temperature_calibrates_overconfident_answers():
+    rng = np.random.default_rng(3)
+    targets = rng.integers(0, 4, size=400)
+    right = rng.uniform(size=400) < 0.6  # 60 % right, but the logits claim near certainty
+    answers = np.where(right, targets, (targets + 1) % 4)
+    logits = np.full((400, 4), -2.0)
+    logits[np.arange(400), answers] = 2.0  # 0.95 for the answer at temperature 1
+    t = fit_temperature(logits, targets)
+    assert t > 1.5
+    p = np.exp(logits / t) / np.exp(logits / t).sum(axis=1, keepdims=True)
+    assert abs(p.max(axis=1).mean() - 0.6) < 0.05  # confidence now matches accuracy
+
+
+def test_the_packaged_head_is_calibrated_and_says_what_it_learned_from():
+    head = GenreHead.load()
+    assert set(GTZAN) - {"hiphop"} <= set(head.genres) and "hip-hop" in head.genres
+    assert 0.2 <= head.temperature <= 5 and 0 < head.threshold < 1
+    assert "GTZAN" in head.info["trained_on"] and "cross_check" in head.info
+
+
+def test_a_damaged_head_file_is_refused(tmp_path):
+    head = GenreHead.load()
+    path = head.save(tmp_path / "head.safetensors")
+    assert GenreHead.load(path).genres == head.genres
+    head.bias = head.bias[:-1]  # no longer fits its genres
+    head.save(tmp_path / "bad.safetensors")
+    with pytest.raises(ModelFileError, match="inconsistent"):
+        GenreHead.load(tmp_path / "bad.safetensors")
+    (tmp_path / "text.safetensors").write_text("not a head")
+    with pytest.raises(ModelFileError, match="not a readable genre head"):
+        GenreHead.load(tmp_path / "text.safetensors")
+    with pytest.raises(ModelFileError, match="missing"):
+        GenreHead.load(tmp_path / "absent.safetensors")
+    assert HEAD_PATH.is_file()
+
+
+def test_a_clip_shorter_than_one_patch_is_repeated_answered_and_flagged(builtin, tmp_path):
     song = tmp_path / "song.wav"
     sf.write(song, tone(8.0, sr=22050), 22050)
     p = classify(song, builtin)
-    assert p.genre in GENRES and p.probabilities.sum() == pytest.approx(1.0) and p.segments == 2
+    assert p.genre in GENRES and p.probabilities.sum() == pytest.approx(1.0) and p.segments == 2 and not p.short
     short = tmp_path / "short.wav"
-    sf.write(short, tone(1.0, sr=22050), 22050)  # shorter than one 3 s patch: padded, answered
-    assert classify(short, builtin).segments == 1
+    sf.write(short, tone(1.0, sr=22050), 22050)
+    q = classify(short, builtin)
+    assert q.segments == 1 and q.short and q.low_confidence
 
 
-def test_cli_without_a_model_and_with_genres(tmp_path):
+def test_cli_without_a_model_answers_among_gtzans_ten(tmp_path):
     song = tmp_path / "song.wav"
     sf.write(song, tone(4.0, sr=22050), 22050)
-    result = runner.invoke(app, ["classify", str(song), "--no-cache", "--format", "json", "--genres", "jazz,rock,disco"])
+    result = runner.invoke(app, ["classify", str(song), "--no-cache", "--format", "json", "--genres", ",".join(GTZAN)])
     assert result.exit_code == 0, result.output
     (obj,) = json.loads(result.stdout[result.stdout.index("[") :])
-    assert set(obj["probabilities"]) == {"jazz", "rock", "disco"} and isinstance(obj["low_confidence"], bool)
-    bad = runner.invoke(app, ["classify", str(song), "--no-cache", "--genres", "reggae"])
-    assert bad.exit_code == 1 and "knows no genre 'reggae'" in bad.output
+    assert set(obj["probabilities"]) == set(GTZAN) and isinstance(obj["low_confidence"], bool)
+    bad = runner.invoke(app, ["classify", str(song), "--no-cache", "--genres", "polka"])
+    assert bad.exit_code == 1 and "knows no genre 'polka'" in bad.output
 
 
-def test_tags_command_shows_both_taggers(tmp_path):
+def test_tags_command_shows_both_taggers_and_takes_short_clips(tmp_path):
     song = tmp_path / "song.wav"
     sf.write(song, tone(4.0, sr=22050), 22050)
-    result = runner.invoke(app, ["tags", str(song), "--format", "json"])
+    short = tmp_path / "short.wav"
+    sf.write(short, tone(1.5, sr=22050), 22050)  # shorter than one 2.98 s patch: refused before
+    result = runner.invoke(app, ["tags", str(song), str(short), "--format", "json"])
     assert result.exit_code == 0, result.output
-    (obj,) = json.loads(result.stdout[result.stdout.index("[") :])
-    assert len(obj["MSD_musicnn"]) == 50 and len(obj["MTT_musicnn"]) == 50
-    assert "rock" in obj["MSD_musicnn"] and "classical" in obj["MTT_musicnn"]
+    whole, brief = json.loads(result.stdout[result.stdout.index("[") :])
+    assert len(whole["MSD_musicnn"]) == 50 and len(whole["MTT_musicnn"]) == 50 and not whole["short"]
+    assert "rock" in whole["MSD_musicnn"] and "classical" in whole["MTT_musicnn"]
+    assert brief["short"] and brief["segments"] == 1 and len(brief["MSD_musicnn"]) == 50
+
+
+def test_the_shipped_examples_and_their_answers(builtin):
+    """Four real CC BY / public-domain excerpts of 15-20 s, attributed, answered sensibly."""
+    files = sorted(EXAMPLES.glob("*.ogg"))
+    assert [f.name for f in files] == ["hungarian-dance-5.ogg", "lets-go-fishin.ogg", "sugar-plum-fairy.ogg", "vibe-ace.ogg"]
+    readme = (EXAMPLES / "README.md").read_text()
+    for needle in ("Kevin MacLeod", "Karissa Hobbs", "Brahms", "CC BY 3.0", "Public Domain"):
+        assert needle in readme
+    answers = {}
+    for f in files:
+        assert 15 <= sf.info(f).duration <= 20
+        answers[f.stem] = [g for g, _ in classify(f, builtin).top(3)]
+    assert answers["hungarian-dance-5"][0] == "classical"
+    assert "classical" in answers["sugar-plum-fairy"][:2]
+    assert answers["vibe-ace"][0] == "jazz"
+    assert {"pop", "folk", "country"} & set(answers["lets-go-fishin"])

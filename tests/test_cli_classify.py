@@ -149,22 +149,26 @@ def test_destination_inside_the_source_is_refused(model_file, music):
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    "argv, message, status",
     [
-        (["--model", "nope.safetensors"], "not found"),
-        (["--format", "xml"], "unknown format"),
-        (["--mode", "teleport", "--organize", "x"], "unknown mode"),
-        (["--top-k", "0"], "at least 1"),
-        (["--min-confidence", "2"], "between 0 and 1"),
-        (["--output", "/nonexistent-folder/out.json"], "cannot write the output file"),
-        (["--device", "gpu"], "unknown device"),
+        (["--model", "nope.safetensors"], "not found", 1),
+        (["--output", "/nonexistent-folder/out.json"], "cannot write the output file", 1),
+        # usage mistakes: exit 2, before any work
+        (["--format", "xml"], "unknown format", 2),
+        (["--mode", "teleport", "--organize", "x"], "unknown mode", 2),
+        (["--top-k", "0"], "at least 1", 2),
+        (["--min-confidence", "2"], "between 0 and 1", 2),
+        (["--device", "gpu"], "unknown device", 2),
+        (["--tag-separator", "", "--write-tags"], "--tag-separator must not be empty", 2),
+        (["--jobs", "0"], "--jobs must be at least 1", 2),
+        (["--segment-hop", "inf"], "--segment-hop must be a positive", 2),
     ],
 )
-def test_bad_options_are_one_line_errors(model_file, music, argv, message):
+def test_bad_options_are_one_line_errors(model_file, music, argv, message, status):
     if "--model" not in argv:
         argv = ["--model", str(model_file), *argv]
     result = classify(music, *argv)
-    assert result.exit_code == 1
+    assert result.exit_code == status, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
 
 
@@ -175,3 +179,144 @@ def test_real_clips_of_every_format(model_file, real_clip_paths, tmp_path):
     objects = json.loads(out.read_text())
     assert len(objects) == len(real_clip_paths)
     assert all("genre" in o and o["segments"] <= 4 and o["duration"] > 1 for o in objects), [o for o in objects if "error" in o]
+
+
+def _json_of(result) -> list[dict]:
+    return json.loads(result.stdout[result.stdout.index("[") :], parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+
+
+@pytest.mark.parametrize("kind", ["folder", "text file"])
+def test_a_cache_file_that_is_not_a_genrify_cache_is_an_error_and_untouched(model_file, music, tmp_path, kind):
+    path = tmp_path / "precious"
+    if kind == "folder":
+        path.mkdir()
+        (path / "inside.txt").write_text("mine")
+    else:
+        path.write_text("my notes")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for _ in range(2):
+        result = classify(music / "metal", "--model", model_file, cache=path)
+        assert result.exit_code == 1, result.output
+        assert "not a genrify results cache" in result.output and len(result.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (path / "inside.txt").read_text() == "mine" if kind == "folder" else path.read_text() == "my notes"
+
+
+def test_a_damaged_genrify_cache_is_set_aside_with_a_warning(model_file, music, tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    assert classify(music / "metal", "--model", model_file, cache=cache).exit_code == 0
+    data = bytearray(cache.read_bytes())
+    data[100:] = b"\xa5" * (len(data) - 100)
+    cache.write_bytes(data)
+    result = classify(music / "metal", "--model", model_file, cache=cache)
+    assert result.exit_code == 0 and "warning:" in result.output and "set it aside" in result.output
+    assert (tmp_path / "cache.sqlite.damaged").read_bytes() == bytes(data)
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink", "other audio"])
+def test_an_output_that_is_an_input_or_audio_is_refused_before_any_work(model_file, music, tmp_path, how):
+    song = music / "metal" / sorted(os.listdir(music / "metal"))[0]
+    content = song.read_bytes()
+    target = {"same": song, "symlink": tmp_path / "link.json", "hardlink": tmp_path / "hard.json",
+              "other audio": tmp_path / "other.wav"}[how]
+    if how == "symlink":
+        os.symlink(song, target)
+    elif how == "hardlink":
+        os.link(song, target)
+    elif how == "other audio":
+        shutil.copy(song, target)
+    result = classify(song, "--model", model_file, "-f", "json", "-o", target)
+    assert result.exit_code == 2, result.output
+    assert "--output" in result.output and len(result.output.strip().splitlines()) == 1
+    assert song.read_bytes() == content and target.read_bytes() == content
+
+
+def test_playlists_and_organize_never_replace_inputs(model_file, music, tmp_path):
+    song = music / "metal" / sorted(os.listdir(music / "metal"))[0]
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    own = lists / "metal.m3u8"
+    own.write_text("#EXTM3U\n")
+    result = classify(song, own, "--model", model_file, "--playlists", lists)
+    assert result.exit_code == 2 and "would replace this input file" in result.output, result.output
+    assert own.read_text() == "#EXTM3U\n"
+    result = classify(song, "--model", model_file, "--playlists", own)  # an existing file, not a folder
+    assert result.exit_code == 2 and "exists and is not a folder" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and own.read_text() == "#EXTM3U\n"
+    content = song.read_bytes()
+    result = classify(song, "--model", model_file, "--organize", song)
+    assert result.exit_code == 1 and "not a folder" in result.output and song.read_bytes() == content
+
+
+def test_names_that_are_not_utf8_are_classified_cached_and_written(model_file, music, tmp_path):
+    odd = os.fsencode(music / "metal") + b"/bad\xff name.wav"
+    shutil.copy(music / "metal" / sorted(os.listdir(music / "metal"))[0], os.fsdecode(odd))
+    cache, out = tmp_path / "cache.sqlite", tmp_path / "out.csv"
+    for argv in (["-f", "json"], ["-f", "json"], ["-f", "csv", "-o", out], ["-f", "table"]):
+        result = classify(music / "metal", "--model", model_file, *argv, cache=cache)
+        assert result.exit_code == 0, result.output
+        assert "7 classified" in result.output
+    assert "bad\\xff name.wav" in result.output  # the table, readable
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert any(r["path"].endswith("bad\\xff name.wav") and r["genre"] for r in rows)
+    first = classify(music / "metal", "--model", model_file, "-f", "json", cache=cache)
+    assert "(7 from cache)" in first.output
+    assert any(o["path"].endswith("bad\\xff name.wav") and "genre" in o for o in _json_of(first))
+
+
+def test_link_loops_and_dangling_links_are_counted_and_listed_with_verbose(model_file, music, tmp_path):
+    folder = music / "metal"
+    os.symlink(folder / "b.wav", folder / "a.wav")
+    os.symlink(folder / "a.wav", folder / "b.wav")
+    os.symlink(folder / "gone.wav", folder / "dangling.wav")
+    result = classify(music, "--model", model_file, cache=tmp_path / "cache.sqlite")
+    assert result.exit_code == 0, result.output
+    assert "18 classified" in result.output and "3 passed over" in result.output and "a.wav" not in result.output
+    verbose = classify(music, "--model", model_file, "-v", "-f", "json", cache=tmp_path / "cache.sqlite")
+    assert verbose.exit_code == 0
+    assert "a.wav: symbolic link loop" in verbose.output and "dangling.wav: dangling symbolic link" in verbose.output
+
+
+def test_a_missing_input_says_it_does_not_exist(model_file, tmp_path):
+    result = classify(tmp_path / "nope", "--model", model_file)
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'nope'}: does not exist" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_nan_answer_is_a_failure_of_its_file_never_invalid_json(model_file, music, monkeypatch):
+    from genrify import predict
+
+    real = predict.classify_files
+
+    def with_a_nan(files, *args, **kwargs):
+        results = real(files, *args, **kwargs)
+        results[0].probabilities = results[0].probabilities * np.nan
+        return results
+
+    monkeypatch.setattr(predict, "classify_files", with_a_nan)
+    result = classify(music / "metal", "--model", model_file, "-f", "json")
+    objects = _json_of(result)
+    assert "non-finite" in objects[0]["error"] and all("genre" in o for o in objects[1:])
+    assert "5 classified" in result.output and "1 failed" in result.output
+
+
+def test_the_table_stays_one_line_per_song_at_80_columns(model_file, music, monkeypatch):
+    import re
+
+    from rich.console import Console
+
+    from genrify import cli
+
+    source = music / "metal" / sorted(os.listdir(music / "metal"))[0]
+    deep = music / "metal" / ("a rather long folder name " * 3).strip() / "and another deeply nested one"
+    deep.mkdir(parents=True)
+    shutil.copy(source, deep / (("a very long song title that goes on and on " * 2).strip().replace(" ", "_") + ".wav"))
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(cli, "out", Console(soft_wrap=True))
+    result = classify(music / "metal", "--model", model_file)
+    assert result.exit_code == 0, result.output
+    files = [cells[1].strip() for line in result.stdout.splitlines()
+             if len(cells := re.split("[│┃]", line)) > 2 and cells[1].strip() not in ("", "file")]
+    assert len(files) == 7, result.stdout  # one line per song: no path continues on a second line
+    assert any("…" in f and f.endswith(".wav") for f in files)
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80

@@ -196,3 +196,68 @@ def test_a_crashing_decoder_costs_only_its_own_file(make_library, tmp_path):
     assert len(results) == 14 and len(by_name) == 14, "every track reported exactly once"
     assert by_name["crash.wav"].error == by_name["crash2.wav"].error == "the decoder crashed on this file"
     assert all(r.ok for name, r in by_name.items() if not name.startswith("crash"))
+
+
+def test_arrays_deleted_or_cut_behind_the_manifest_are_redone(make_library, tmp_path):
+    music = make_library({"pop": ["a.wav", "b.wav", "c.wav"]}, seconds=1.0)
+    store = tmp_path / "store"
+    extract(music, store, jobs=1)
+    with FeatureStore.open(store) as fs:
+        files = {t.name: fs.array_file(t) for t in fs.tracks()}
+    files["a.wav"].unlink()
+    files["b.wav"].write_bytes(files["b.wav"].read_bytes()[:200])
+    again = extract(music, store, jobs=1)
+    assert (again.done, again.unchanged) == (2, 1)
+    repaired = {os.path.basename(p): r for p, r in again.repaired}
+    assert set(repaired) == {"a.wav", "b.wav"}
+    assert repaired["a.wav"] == "array file missing" and "truncated" in repaired["b.wav"]
+    with FeatureStore.open(store) as fs:
+        assert fs.damaged(full=True) == []
+    assert extract(music, store, jobs=1).repaired == []
+
+
+def test_file_names_that_are_not_utf8(tmp_path):
+    music = tmp_path / "music"
+    folder = os.path.join(os.fsencode(music), b"r\xf6ck")
+    os.makedirs(folder)
+    for name in (b"bad\xff.wav", b"fine.wav"):
+        sf.write(os.path.join(folder, name), tone(1.0), 22050)  # bytes: soundfile cannot encode the name
+    first = extract(music, tmp_path / "store", jobs=2)
+    assert (first.done, first.failed) == (2, [])
+    again = extract(music, tmp_path / "store", jobs=1)
+    assert (again.done, again.unchanged, again.removed) == (0, 2, 0)
+    with FeatureStore.open(tmp_path / "store") as fs:
+        assert sorted(os.fsencode(os.path.basename(t.path)) for t in fs.tracks()) == [b"bad\xff.wav", b"fine.wav"]
+        assert {os.fsencode(g) for g in fs.counts()} == {b"r\xf6ck"}
+
+
+def test_cli_reports_odd_names_damage_and_paths_passed_over(tmp_path):
+    from typer.testing import CliRunner
+
+    from genrify.cli import app
+
+    music = tmp_path / "music"
+    (music / "jazz").mkdir(parents=True)
+    sf.write(os.path.join(os.fsencode(music / "jazz"), b"caf\xe9.wav"), tone(1.0), 22050)
+    sf.write(music / "jazz" / "ok.wav", tone(1.0), 22050)
+    (music / "jazz" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    (music / "jazz" / "loop.wav").symlink_to(music / "jazz" / "loop.wav")
+    store = tmp_path / "store"
+    runner = CliRunner()
+    first = runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1"])
+    assert first.exit_code == 0, first.output
+    assert "Extracted 2 tracks" in first.output and "passed over 2" in first.output
+    assert "gone.wav" not in first.output  # listed only with -v
+    verbose = runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1", "-v"])
+    assert verbose.exit_code == 0, verbose.output
+    assert "gone.wav: dangling symbolic link" in verbose.output and "loop.wav: symbolic link loop" in verbose.output
+
+    with FeatureStore.open(store) as fs:
+        cafe = next(t for t in fs.tracks() if t.name != "ok.wav")
+        fs.array_file(cafe).unlink()
+    checked = runner.invoke(app, ["inspect", str(store), "--check"])
+    assert checked.exit_code == 1
+    assert "damaged" in checked.output and "caf\\xe9.wav: array file missing" in checked.output
+    redo = runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1"])
+    assert redo.exit_code == 0 and "Extracted 1 tracks" in redo.output and "repaired 1" in redo.output
+    assert runner.invoke(app, ["inspect", str(store), "--check"]).exit_code == 0

@@ -65,6 +65,80 @@ def test_find_audio_takes_files_as_given_and_searches_folders(tmp_path):
     (tmp_path / "a" / ".hidden").mkdir()
     for name in ("a/x.mp3", "a/b/y.flac", "a/notes.txt", "a/.secret.mp3", "a/.hidden/z.wav", "odd.bin"):
         (tmp_path / name).write_bytes(b"0")
-    files, problems = find_audio([tmp_path / "a", tmp_path / "odd.bin", tmp_path / "a" / "x.mp3", tmp_path / "nope"])
-    assert files == [str(tmp_path / "a/x.mp3"), str(tmp_path / "a/b/y.flac"), str(tmp_path / "odd.bin")]
-    assert problems == [(str(tmp_path / "nope"), "no such file or folder")]
+    found = find_audio([tmp_path / "a", tmp_path / "odd.bin", tmp_path / "a" / "x.mp3", tmp_path / "nope"])
+    assert found.files == [str(tmp_path / "a/x.mp3"), str(tmp_path / "a/b/y.flac"), str(tmp_path / "odd.bin")]
+    assert found.missing == [(str(tmp_path / "nope"), "does not exist")]
+    assert found.passed_over == []
+
+
+def _odd_entries(folder):
+    """A link loop, a dangling link, a link to a folder, a named pipe and an unreadable folder."""
+    import os
+
+    os.symlink(folder / "b.wav", folder / "a.wav")
+    os.symlink(folder / "a.wav", folder / "b.wav")
+    os.symlink(folder / "gone.wav", folder / "dangling.mp3")
+    os.symlink(folder.parent, folder / "up")
+    os.mkfifo(folder / "pipe.wav")
+    (folder / "locked").mkdir()
+    (folder / "locked" / "hidden.wav").write_bytes(b"0")
+    return {"a.wav": "symbolic link loop", "b.wav": "symbolic link loop",
+            "dangling.mp3": "dangling symbolic link (its target does not exist)",
+            "up": "symbolic link to a folder (not followed)", "pipe.wav": "not a regular file"}
+
+
+@pytest.fixture
+def odd_folder(make_library, monkeypatch):
+    import os
+
+    music = make_library({"rock": ["good.wav"]}, seconds=0.5)
+    expected = _odd_entries(music / "rock")
+    # An unreadable folder, even for root (chmod 0 does not stop root): listing it fails.
+    scandir = os.scandir
+
+    def refuse(path=".", *args):
+        if os.path.basename(os.fspath(path)) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path, *args)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    expected["locked"] = "cannot list the folder: Permission denied"
+    return music, expected
+
+
+def test_find_audio_reports_links_loops_pipes_and_unreadable_folders(odd_folder):
+    import os
+
+    from genrify.library import find_audio
+
+    music, expected = odd_folder
+    found = find_audio([music])
+    assert found.files == [str(music / "rock" / "good.wav")]
+    reasons = {os.path.basename(p): r for p, r in found.passed_over}
+    assert reasons == expected
+    # Named directly, a loop says what it is, not "no such file".
+    named = find_audio([music / "rock" / "a.wav", music / "rock" / "pipe.wav"])
+    assert named.files == [] and [r for _, r in named.missing] == ["symbolic link loop", "not a regular file"]
+
+
+def test_scan_records_the_same_problems(odd_folder):
+    import os
+
+    music, expected = odd_folder
+    lib = scan(music)
+    assert [os.path.basename(t.path) for t in lib.tracks] == ["good.wav"]
+    problems = {os.path.basename(p): r for p, r in lib.problems}
+    assert problems == expected
+    assert all(r != "not an audio file" for _, r in lib.problems)
+
+
+def test_display_path_is_readable_utf8_on_one_line():
+    import os
+
+    from genrify.library import display_path
+
+    assert display_path(os.fsdecode(b"bad\xff.wav")) == "bad\\xff.wav"
+    assert display_path(b"bad\xff.wav") == "bad\\xff.wav"
+    assert display_path("Ünïcode 日本.mp3") == "Ünïcode 日本.mp3"
+    assert display_path("two\nlines\x1b[31m.mp3") == "two\\nlines\\x1b[31m.mp3"
+    display_path(os.fsdecode(b"bad\xff.wav")).encode("utf-8")  # never raises

@@ -317,3 +317,59 @@ def test_a_failed_playlist_write_leaves_the_old_playlist(tmp_path, library, monk
     with pytest.raises(OSError):
         write_playlists({p: "jazz" for p in library}, out)
     assert _tree(out) == before and _no_temporaries(out)
+
+
+def test_an_interrupted_runs_leftovers_in_a_destination_folder_are_removed(tmp_path, library):
+    import stat
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    rock = tmp_path / "sorted" / "rock"
+    host = fsutil._host()
+    dead = _file(rock / f".song.mp3.{host}.{child.pid}.0123abcd.genrify-tmp", "half a copy")
+    old = _file(rock / ".song.mp3.q7_x2kfa.genrify-part", "an old version's half copy")  # mkstemp name
+    hour_ago = time.time() - 7200
+    os.utime(old, (hour_ago, hour_ago))
+    live = _file(rock / f".song.mp3.{host}.{os.getpid()}.0123abcd.genrify-tmp", "a live copy")
+    users = _file(rock / ".song.mp3.genrify-part", "the user's own file")
+    os.chmod(next(iter(library)), 0o604)
+
+    results = organize(library, tmp_path / "sorted", mode="copy")
+
+    assert all(r.status == "done" for r in results)
+    assert not dead.exists() and not old.exists() and live.exists() and users.exists()
+    # A copy keeps its song's mode, whatever the umask (the temporary file had the umask's).
+    copied = {r.source: r.target for r in results}[next(iter(library))]
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o604
+
+
+def test_a_destination_that_is_a_file_is_refused_before_any_work(tmp_path):
+    song = _file(tmp_path / "song.wav", "audio")
+    with pytest.raises(OrganizeError, match="exists and is not a folder"):
+        check_destination(song, [tmp_path / "elsewhere"])
+    assert song.read_bytes() == b"audio"
+
+
+def test_playlists_never_replace_an_input_a_folder_or_a_file(tmp_path, library):
+    from genrify.organize import check_playlists
+
+    lists = tmp_path / "lists"
+    song = _file(lists / "rock.m3u8", "#EXTM3U\nmy own list, also an input\n")
+    os.link(song, tmp_path / "alias.m3u8")
+    with pytest.raises(OrganizeError, match="would replace this input file"):
+        check_playlists(lists, ["rock", "jazz"], keep=[tmp_path / "alias.m3u8"])
+    (lists / "jazz.m3u8").mkdir()
+    with pytest.raises(OrganizeError, match="not a regular file"):
+        write_playlists({p: "jazz" for p in library}, lists)
+    with pytest.raises(OrganizeError, match="exists and is not a folder"):
+        write_playlists(library, song)
+    assert song.read_text().endswith("also an input\n")
+
+
+def test_a_name_that_is_not_utf8_is_left_out_of_playlists(tmp_path, library):
+    odd = _file(Path(os.fsdecode(os.fsencode(tmp_path) + b"/music/bad\xff.mp3")), "x")
+    (written,) = write_playlists({odd: "rock", **{p: "rock" for p in library}}, tmp_path / "lists")
+    assert len(_entries(written)) == len(library)

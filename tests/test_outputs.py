@@ -59,3 +59,31 @@ def test_a_device_is_written_into_not_replaced(tmp_path):
     write_text_atomic(fifo, "hello")
     reader.join(5)
     assert got == ["hello"] and stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_a_nan_becomes_a_failure_never_invalid_json():
+    bad = _prediction()
+    bad.probabilities = np.array([np.nan, 0.5, 0.5])
+    text = render([bad, _prediction()], "json")
+    objects = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert objects[0] == {"path": "a.mp3", "error": objects[0]["error"]} and "non-finite" in objects[0]["error"]
+    assert objects[1]["genre"] == "jazz"
+    rows = list(csv.DictReader(io.StringIO(render([bad, _prediction()], "csv"))))
+    assert rows[0]["genre"] == "" and "non-finite" in rows[0]["error"] and rows[0]["p_jazz"] == ""
+    assert ",nan" not in render([bad], "csv").lower()
+
+
+def test_names_that_are_not_utf8_are_written_readably(tmp_path):
+    import os
+
+    name = os.fsdecode(b"/music/bad\xff.wav")
+    good = _prediction()
+    good.path = name
+    results = [good, Failure(name, f"{name}: not audio")]
+    for fmt in ("json", "csv"):
+        write_text_atomic(tmp_path / f"out.{fmt}", render(results, fmt))
+    objects = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert [o["path"] for o in objects] == ["/music/bad\\xff.wav"] * 2
+    assert objects[1]["error"] == "/music/bad\\xff.wav: not audio"
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text(encoding="utf-8"))))
+    assert [r["path"] for r in rows] == ["/music/bad\\xff.wav"] * 2

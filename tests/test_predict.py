@@ -181,7 +181,10 @@ def test_cache_reuses_unchanged_files_and_redoes_changed_ones(model, songs, tmp_
 
 def test_a_damaged_cache_is_set_aside(model, songs, tmp_path):
     path = tmp_path / "cache.sqlite"
-    path.write_bytes(b"this is not a database" * 100)
+    ResultCache(path, "m", {}).close()  # a genrify cache (its header says so), then damaged
+    data = bytearray(path.read_bytes())
+    data[100:] = b"\xa5" * (len(data) - 100)
+    path.write_bytes(data)
     with ResultCache(path, "m", {}) as cache:
         assert cache.enabled
         classify_files([str(songs[0])], model, cache=cache, jobs=1)
@@ -199,3 +202,91 @@ def test_song_features_are_float16_and_proportional_to_length(tmp_path):
     features, duration = song_features(path, FeatureParams())
     assert features.dtype == np.float16 and features.shape == (128, FeatureParams().n_frames(120 * 22050))
     assert duration == pytest.approx(120.0)
+
+
+# --- no silent wrong answers: non-finite probabilities, songs shorter than a segment -----------
+
+
+class _NanNetwork:
+    """A network whose every answer is NaN (as weights that overflow give)."""
+
+    def __init__(self, n_genres: int) -> None:
+        import torch
+
+        self.n_genres = n_genres
+        self.anchor = torch.nn.Linear(1, 1)  # a parameter, so that its device can be found
+
+    def eval(self):
+        return self
+
+    def parameters(self):
+        return self.anchor.parameters()
+
+    def buffers(self):
+        return iter(())
+
+    def __call__(self, x):
+        import torch
+
+        return torch.full((x.shape[0], self.n_genres), float("nan"))
+
+
+def test_non_finite_probabilities_are_an_error_for_that_file_never_an_answer(model, songs):
+    from types import SimpleNamespace
+
+    from genrify.errors import PredictionError
+
+    broken = SimpleNamespace(network=_NanNetwork(len(model.genres)), genres=model.genres, params=model.params,
+                             chunk_frames=model.chunk_frames)
+    features, duration = song_features(songs[0], model.params)
+    with pytest.raises(PredictionError, match=rf"^{songs[0]}: the model gave non-finite probabilities$"):
+        predict_features(features, broken, duration=duration, path=str(songs[0]))
+    with pytest.raises(PredictionError, match="non-finite probabilities"):
+        classify(songs[0], broken)
+    # In a library run it is that file's failure, and the run goes on.
+    results = list(classify_paths([str(songs[0]), str(songs[1])], broken, jobs=1))
+    assert [type(r) for r in results] == [Failure, Failure]
+    assert all(r.error == "the model gave non-finite probabilities" for r in results)
+
+
+def _write(path: Path, samples: np.ndarray, sr: int = 22050, subtype: str | None = None) -> Path:
+    import soundfile as sf
+
+    sf.write(path, samples, sr, subtype=subtype)
+    return path
+
+
+def test_a_song_shorter_than_one_segment_is_padded_and_flagged(model, tmp_path):
+    one = _write(tmp_path / "one-sample.wav", tone(1.0)[:1])
+    p = classify(one, model)
+    assert p.short and p.low_confidence and p.segments == 1
+    d = p.to_dict()
+    assert d["short"] is True and d["low_confidence"] is True
+    assert Prediction.from_dict(d).short and Prediction.from_dict(d).low_confidence
+    # Just under one segment is short; a whole segment is not.
+    seconds = model.chunk_frames * model.params.seconds_per_frame
+    almost = _write(tmp_path / "almost.wav", tone(seconds - 0.1))
+    assert classify(almost, model).short
+    whole = classify(_write(tmp_path / "whole.wav", tone(seconds + 0.1)), model)
+    assert not whole.short and whole.to_dict()["short"] is False
+    assert whole.low_confidence == (whole.confidence < whole.confidence_threshold)
+
+
+def test_the_builtin_model_flags_short_songs_too(tmp_path):
+    from genrify.models.builtin import load_builtin
+
+    builtin = load_builtin(["jazz", "metal", "classical"])
+    p = classify(_write(tmp_path / "one-sample.wav", tone(1.0)[:1]), builtin)
+    assert p.short and p.low_confidence and p.to_dict()["low_confidence"] is True
+
+
+def test_no_audio_at_all_is_an_error_for_that_file(model, tmp_path):
+    from genrify.errors import PredictionError
+
+    empty = _write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32))
+    with pytest.raises(AudioError, match="empty.wav: no audio"):
+        classify(empty, model)
+    with pytest.raises(PredictionError, match="x.wav: no audio"):
+        predict_features(np.zeros((model.params.n_mels, 0), dtype=np.float16), model, path="x.wav")
+    (result,) = classify_paths([str(empty)], model, jobs=1)
+    assert isinstance(result, Failure) and "no audio" in result.error

@@ -110,3 +110,46 @@ def test_tracks_under_a_folder(tmp_path):
         _done(store, "/m2/rock/b.wav")
         _done(store, "/m-other/rock/c.wav")
         assert [t.path for t in store.tracks(under="/m")] == ["/m/rock/a.wav"]
+
+
+def test_check_finds_missing_truncated_and_reshaped_arrays(tmp_path):
+    with FeatureStore.create(tmp_path / "s") as store:
+        for name in ("ok", "gone", "cut", "other", "nan"):
+            _done(store, f"/music/rock/{name}.wav", frames=50)
+        rows = {t.name.removesuffix(".wav"): t for t in store.tracks()}
+        files = {n: store.array_file(t) for n, t in rows.items()}
+        files["gone"].unlink()
+        files["cut"].write_bytes(files["cut"].read_bytes()[:-10])
+        np.save(files["other"], np.zeros((49, 128), dtype=np.float16))  # a whole file of the wrong shape
+        bad = np.full((50, 128), 1.5, dtype=np.float16)
+        bad[3, 4] = np.nan
+        np.save(files["nan"], bad)  # right size, wrong values: only a full read sees it
+        quick = {t.name: p for t, p in store.damaged()}
+        assert set(quick) == {"gone.wav", "cut.wav", "other.wav"}
+        assert "missing" in quick["gone.wav"] and "truncated" in quick["cut.wav"] and "(49, 128)" in quick["other.wav"]
+        full = {t.name: p for t, p in store.damaged(full=True)}
+        assert set(full) == {"gone.wav", "cut.wav", "other.wav", "nan.wav"} and "non-finite" in full["nan.wav"]
+        assert store.check(rows["ok"], full=True) is None
+
+
+def test_names_that_are_not_utf8_are_stored_faithfully(tmp_path):
+    import os
+
+    odd = os.fsdecode(b"/music/r\xf6ck/bad\xff.wav")  # Latin-1 bytes, as another system wrote them
+    genre = os.fsdecode(b"r\xf6ck")
+    with FeatureStore.create(tmp_path / "s") as store:
+        _done(store, odd, genre=genre)
+        _done(store, "/music/rock/fine.wav")
+        worse = os.fsdecode(b"worse\xfe.wav")
+        store.record_failed(path="/music/rock/" + worse, genre="rock", size=1, mtime_ns=2, error=f"cannot decode {worse}")
+    with FeatureStore.open(tmp_path / "s") as store:
+        row = store.get(odd)
+        assert row is not None and row.path == odd and row.genre == genre
+        assert os.fsencode(row.path) == b"/music/r\xf6ck/bad\xff.wav"
+        assert store.counts() == {"rock": 1, genre: 1}
+        assert [t.path for t in store.tracks(under="/music")] == ["/music/rock/fine.wav", odd]
+        assert [t.path for t in store.tracks(under=os.fsdecode(b"/music/r\xf6ck"))] == [odd]
+        assert store.load(odd).shape == (128, 10)
+        (failed,) = store.tracks(status="failed")
+        assert failed.error == "cannot decode worse\\xfe.wav"
+        assert store.remove([odd]) == 1 and store.get(odd) is None

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from conftest import tone, write_with_av
 
-from genrify import audio, tags
+from genrify import audio, fsutil, tags
 from genrify.errors import GenrifyError, ParameterError, TagError
 from genrify.tags import TagChange, read_artist, read_genre, write_genre
 
@@ -264,7 +264,7 @@ def test_a_crash_while_writing_leaves_the_original_and_no_temporary(song, monkey
     if where == "save":
         monkeypatch.setattr(type(mutagen.File(path)), "save", _fail_save)
     elif where == "fsync":
-        monkeypatch.setattr(tags, "fsync_file", lambda p: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+        monkeypatch.setattr(fsutil, "fsync_file", lambda p: (_ for _ in ()).throw(OSError(5, "Input/output error")))
     else:
         real_replace = os.replace
 
@@ -348,3 +348,60 @@ def test_bad_arguments(song, genres, kwargs):
     with pytest.raises(ParameterError):
         write_genre(path, genres, **kwargs)
     assert path.read_bytes() == data
+
+
+@pytest.fixture(scope="module")
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_writes_full_size_copy_is_removed_by_the_next_write(song, dead_pid):
+    path = song("flac")
+    other = song("flac", name="other")
+    host = fsutil._host()
+    killed = path.with_name(f".{path.name}.{host}.{dead_pid}.89abcdef.genrify-tmp")
+    shutil.copyfile(path, killed)  # what kill -9 during --write-tags leaves: a hidden full copy
+    running = path.with_name(f".{path.name}.{host}.{os.getpid()}.89abcdef.genrify-tmp")
+    running.write_bytes(b"a live writer's")
+    others = other.with_name(f".{other.name}.{host}.{dead_pid}.89abcdef.genrify-tmp")
+    others.write_bytes(b"another song's leftover")
+
+    write_genre(path, ["Rock"])
+
+    assert not killed.exists()
+    assert running.exists() and others.exists()  # a live writer's, and not this song's: left alone
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a"])
+@pytest.mark.parametrize("genre", ["Jazz", "A very long genre " * 400])  # fits the padding; does not
+def test_a_hard_linked_file_is_tagged_in_place_so_every_link_sees_it(song, fmt, genre):
+    path = song(fmt)
+    _set_artist_title(path)
+    linked = path.with_name(f"linked.{fmt}")
+    os.link(path, linked)
+    os.chmod(path, 0o640)
+    inode, before_tags, before_packets = path.stat().st_ino, _other_tags(path), _packets(path)
+
+    write_genre(path, [genre])
+
+    assert path.stat().st_ino == inode and os.path.samefile(path, linked)
+    assert read_genre(linked) == (genre.strip(),)
+    assert _other_tags(linked) == before_tags and _packets(linked) == before_packets
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert _folder(path) == sorted([path.name, linked.name])  # the checked copy is gone
+
+
+def test_a_copy_whose_tag_does_not_read_back_is_never_used(song, monkeypatch):
+    path = song("flac")
+    linked = path.with_name("linked.flac")
+    os.link(path, linked)
+    data = path.read_bytes()
+    monkeypatch.setattr(tags, "_set", lambda kind, tags_, values: None)  # a write that silently did nothing
+    with pytest.raises(TagError, match="did not read back"):
+        write_genre(path, ["Rock"])
+    assert path.read_bytes() == data and _folder(path) == sorted([path.name, linked.name])

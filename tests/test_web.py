@@ -66,14 +66,15 @@ def trained_model_file(store: Path, out: Path) -> Path:
 
 @contextmanager
 def running_server(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port in a background thread; yields its URL."""
-    import uvicorn
+    """Serve ``app`` as ``genrify serve`` does (:func:`genrify.web.make_server`) on a free loopback port
+    in a background thread; yields its URL."""
+    from genrify.web import make_server
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, as in serve()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    server = make_server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -380,6 +381,71 @@ def test_a_failure_inside_the_model_is_a_500_and_the_upload_is_removed(model, so
     assert response.status_code == 500
     assert response.json()["detail"] == "song.wav: classification failed on the server"
     assert list(broken.state.upload_dir.iterdir()) == []
+
+
+def test_a_model_with_nan_weights_is_a_json_422_never_a_plain_text_500(model, songs, tmp_path):
+    broken = untrained_model(model.genres, seed=2)
+    with torch.no_grad():
+        for parameter in broken.network.parameters():
+            parameter.fill_(float("nan"))
+    app = create_app({"nan": broken}, upload_dir=tmp_path)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        response = post(c, songs["wav"])
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["detail"].startswith("song.wav: ")
+    assert list(app.state.upload_dir.iterdir()) == []
+
+
+def test_every_error_is_strict_json_even_an_unexpected_one(model, tmp_path, monkeypatch):
+    import json
+
+    from genrify.web import app as web_app
+
+    # A training report with NaN accuracy is shown as null, not sent as NaN (invalid JSON).
+    model_nan = untrained_model(model.genres)
+    model_nan.info = {"summary": {"song_accuracy_mean": float("nan"), "song_accuracy_std": float("inf")}}
+    app = create_app([ModelEntry.from_model("nan", model_nan)], upload_dir=tmp_path)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        response = c.get("/api/models")
+        assert response.status_code == 200, response.text
+        described = json.loads(response.text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+        assert described["models"][0]["song_accuracy"] is None
+        # A failure the app did not foresee is still a JSON 500.
+        monkeypatch.setattr(web_app, "_options", lambda *_a: 1 / 0)
+        body, ctype = multipart("song.wav", b"RIFF")
+        response = c.post("/api/classify", content=body, headers={"content-type": ctype})
+        assert response.status_code == 500
+        assert response.json() == {"detail": "internal server error"}
+    # Extra metadata holding a NaN is never sent as NaN either.
+    odd = create_app([ModelEntry.from_model("odd", model, score=float("nan"))], upload_dir=tmp_path)
+    with TestClient(odd, raise_server_exceptions=False) as c:
+        response = c.get("/api/models")
+        assert response.headers["content-type"].startswith("application/json")
+        json.loads(response.text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+
+
+def test_a_5000_character_file_name_is_accepted_and_shortened(client, app, songs):
+    for name in ("x" * 5000 + ".wav", "é" * 5000 + ".wav"):
+        response = post(client, songs["wav"], name=name)
+        assert response.status_code == 200, response.text[:300]
+        shown = response.json()["path"]
+        assert len(shown) <= 200 and shown.endswith(".wav")
+
+
+def test_serve_no_builtin_without_model_files_is_refused_in_one_line(monkeypatch):
+    import genrify.web
+    from typer.testing import CliRunner
+
+    from genrify import cli
+
+    served: list[tuple] = []
+    monkeypatch.setattr(genrify.web, "serve", lambda *a, **k: served.append((a, k)))
+    result = CliRunner().invoke(cli.app, ["serve", "--no-builtin"])
+    assert result.exit_code == 1, result.output
+    assert served == []
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--no-builtin" in lines[0] and "model file" in lines[0]
 
 
 # --- the other endpoints and the page -------------------------------------------------------------

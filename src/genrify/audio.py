@@ -12,8 +12,13 @@ the format allows seeking.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import struct
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,11 +167,33 @@ def stream(
         native = _av_blocks(path, offset, duration, block_seconds)
     yielded = 0
     for block in _resample_blocks(native, sr):
+        problem = sample_problem(block)
+        if problem is not None:  # one rule for every consumer: extraction, any model, the web app
+            raise AudioError(path, problem)
         yielded += block.size
         yield block
     if yielded == 0:
         where = f" after {offset:g} s" if offset else ""
         raise AudioError(path, f"no audio samples{where}")
+
+
+#: Largest sample magnitude accepted. Float files may exceed full scale (1.0) a little; samples
+#: orders of magnitude beyond it are damage, and overflow the features (to inf) for some models
+#: while others would quietly classify them.
+MAX_SAMPLE_MAGNITUDE = 1e4
+
+
+def sample_problem(samples: np.ndarray) -> str | None:
+    """Why a decoded block is not valid audio (non-finite or absurdly large samples), or ``None``."""
+    if samples.size == 0:
+        return None
+    hi, lo = float(samples.max()), float(samples.min())  # max/min propagate NaN
+    if not (np.isfinite(hi) and np.isfinite(lo)):
+        return "non-finite samples (NaN or infinity): not valid audio"
+    peak = max(hi, -lo)
+    if peak > MAX_SAMPLE_MAGNITUDE:
+        return f"samples far outside [-1, 1] (peak {peak:.3g}): not valid audio"
+    return None
 
 
 def _chain_first(first: tuple[np.ndarray, int], rest: Iterator[tuple[np.ndarray, int]]) -> Iterator[tuple[np.ndarray, int]]:
@@ -191,13 +218,101 @@ def _check_file(path: str | Path) -> Path:
     return path
 
 
+# --- decoder chatter ---------------------------------------------------------------------------
+
+_log = logging.getLogger("genrify.audio")
+# What C decoders print on their own: libmpg123's "Note: Illegal Audio-MPEG-Header ...",
+# "Note: Trying to resync...", "[src/libmpg123/parse.c:...] error: Giving up resync ...".
+_CHATTER = re.compile(rb"^\s*(?:(?:Note|Warning|Error|Info)\s*:|\[[^\]]*(?:mpg123|sndfile)[^\]]*\])", re.IGNORECASE)
+
+
+class _Fd2Capture:
+    """Borrows fd 2 while C decoders run, so that what they print goes to the log, not the terminal.
+
+    libsndfile's mp3 decoder (libmpg123) writes notes about damaged frames straight to the C
+    ``stderr``, over progress bars and into users' scripts; the damage itself is judged by the
+    decoding (a file too damaged fails with an AudioError). fd 2 is process-wide, so the capture is
+    shared: the first decoding thread in points fd 2 at a scratch file, the last one out points it
+    back and sorts what arrived. Lines that look like a decoder's go to the ``genrify.audio`` log
+    at debug level (``genrify extract -v`` shows them); anything else (another thread's output in
+    that window) is written on to the real stderr, late but not lost. A few system calls per
+    decoded block: nothing next to decoding 20 seconds of audio.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = -1
+        self._scratch: int = -1
+        self._pid = -1
+
+    @contextlib.contextmanager
+    def __call__(self, path: Path) -> Iterator[None]:
+        entered = self._enter()
+        try:
+            yield
+        finally:
+            if entered:
+                self._exit(path)
+
+    def _enter(self) -> bool:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's state is not ours
+                self._depth, self._saved, self._scratch, self._pid = 0, -1, -1, os.getpid()
+            if self._depth == 0:
+                try:
+                    if self._scratch < 0:
+                        import tempfile
+
+                        fd, name = tempfile.mkstemp(prefix="genrify-decoder-")
+                        os.unlink(name)  # nameless: gone with the process, however it ends
+                        self._scratch = fd
+                    with contextlib.suppress(Exception):
+                        sys.stderr.flush()  # Python's pending output belongs to the real stderr
+                    self._saved = os.dup(2)
+                    os.dup2(self._scratch, 2)
+                except OSError:  # no fd 2 (a daemon), no temporary folder: decode uncaptured
+                    return False
+            self._depth += 1
+            return True
+
+    def _exit(self, path: Path) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth > 0:
+                return
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._saved = -1
+            size = os.fstat(self._scratch).st_size
+            if not size:
+                return
+            text = os.pread(self._scratch, size, 0)
+            os.ftruncate(self._scratch, 0)
+            os.lseek(self._scratch, 0, os.SEEK_SET)
+        passed = []
+        for line in text.splitlines(keepends=True):  # logged outside the lock: handlers take their own
+            if _CHATTER.match(line):
+                _log.debug("%s: %s", path, line.decode("utf-8", "backslashreplace").rstrip())
+            else:
+                passed.append(line)
+        if passed:
+            with contextlib.suppress(OSError):
+                os.write(2, b"".join(passed))
+
+
+_decoder_output = _Fd2Capture()
+
+
 # --- soundfile -------------------------------------------------------------------------------
 
 
 def _soundfile_info(path: Path) -> AudioInfo:
     import soundfile as sf
 
-    with sf.SoundFile(path) as f:
+    with _decoder_output(path):
+        f = sf.SoundFile(os.fsencode(path))  # bytes: soundfile cannot encode a name that is not UTF-8
+    with f:
         return AudioInfo(str(path), int(f.samplerate), int(f.channels), int(f.frames), "soundfile")
 
 
@@ -207,7 +322,8 @@ def _soundfile_blocks(
     import soundfile as sf
 
     try:
-        f = sf.SoundFile(path)
+        with _decoder_output(path):
+            f = sf.SoundFile(os.fsencode(path))  # bytes: soundfile cannot encode a name that is not UTF-8
     except PermissionError as exc:
         raise AudioError(path, f"cannot read: {exc.strerror}") from None
     with f:
@@ -220,7 +336,8 @@ def _soundfile_blocks(
         if declared > 0 and start >= declared:
             return
         if start:
-            f.seek(start)
+            with _decoder_output(path):
+                f.seek(start)
         wanted = declared - start if declared > 0 else None
         if duration is not None:
             limit = int(round(duration * rate))
@@ -230,7 +347,8 @@ def _soundfile_blocks(
         while wanted is None or read < wanted:
             n = block if wanted is None else min(block, wanted - read)
             try:
-                data = f.read(n, dtype="float32", always_2d=True)
+                with _decoder_output(path):
+                    data = f.read(n, dtype="float32", always_2d=True)
             except sf.LibsndfileError as exc:
                 raise AudioError(path, f"corrupt audio data: {exc}") from None
             if data.shape[0] == 0:

@@ -13,13 +13,14 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
 from genrify import __version__
 from genrify.config import TRAIN_DEFAULTS
+from genrify.defaults import DEFAULT_MAX_SEGMENTS
 from genrify.errors import GenrifyError
 
 app = typer.Typer(
@@ -44,7 +45,8 @@ def _user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except GenrifyError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # _say: a file name in the message is shown readably and never read as Rich markup.
+            err.print(f"[bold red]error:[/] {_say(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -120,6 +122,18 @@ def synth(
     )
 
 
+def _log_to_stderr() -> None:
+    """``-v``: genrify's log records (the decoders' notes among them) on stderr, above the progress bar."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("genrify")
+    logger.setLevel(logging.DEBUG)
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(RichHandler(console=err, show_time=False, show_path=False, markup=False))
+
+
 @app.command()
 @_user_errors
 def extract(
@@ -133,16 +147,26 @@ def extract(
     hop_length: Annotated[int | None, typer.Option(help="Hop between frames (default 512, or the store's).")] = None,
     show_failed: Annotated[int, typer.Option(help="List at most this many failed files.")] = 20,
     scheduler: Annotated[str | None, typer.Option(help="Extract on a Dask cluster: tcp://HOST:8786, a scheduler file, or 'local' (needs genrify[dask]).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every path passed over, and show the decoders' notes.")] = False,
 ) -> None:
     """Compute the log-mel features of every song into a feature store.
 
     Runs on every core, skips songs already stored and unchanged (so an interrupted run resumes
-    where it stopped), redoes changed ones, and lists files that could not be read without stopping.
+    where it stopped), redoes changed ones and ones whose stored features were deleted or damaged,
+    and lists files that could not be read without stopping.
     """
+    from rich.markup import escape
+
     from genrify.extract import extract as run_extract
     from genrify.features import FeatureParams
-    from genrify.library import scan
+    from genrify.library import display_path, scan
     from genrify.store import FeatureStore
+
+    if verbose:
+        _log_to_stderr()
+
+    def shown(text: str) -> str:  # any file name, readable on one line, never taken for markup
+        return escape(display_path(text))
 
     overrides = {
         k: v
@@ -155,7 +179,7 @@ def extract(
     counts = library.counts()
     err.print(
         f"{len(library.tracks)} tracks in {len(counts)} genres: "
-        + ", ".join(f"{g} {n}" for g, n in counts.items()),
+        + ", ".join(f"{shown(g)} {n}" for g, n in counts.items()),
         highlight=False,
     )
     import contextlib
@@ -190,13 +214,27 @@ def extract(
         out.print(f"[bold]Nothing new to extract[/] ({summary.wall_seconds:.1f} s)", highlight=False)
     out.print(
         f"unchanged {summary.unchanged} · failed {len(summary.failed)} · flagged {len(summary.flagged)}"
-        f" · removed {summary.removed} · stored {summary.stored} of {summary.total} · store {summary.store}",
+        f" · removed {summary.removed} · stored {summary.stored} of {summary.total} · store {shown(summary.store)}",
         highlight=False,
     )
+    problems = library.problems  # broken or looping links, unreadable folders: never silently
+    if problems or summary.repaired:
+        out.print(
+            f"passed over {len(problems)} (broken links, link loops, unreadable folders)"
+            f" · repaired {len(summary.repaired)} (stored features missing or damaged, redone)",
+            highlight=False,
+        )
+    if verbose:
+        for path, reason in problems:
+            out.print(f"  [yellow]passed over[/] {shown(path)}: {shown(reason)}", highlight=False)
+        for path, reason in summary.repaired:
+            out.print(f"  [yellow]repaired[/] {shown(path)}: {reason}", highlight=False)
+    elif problems:
+        out.print("  (`genrify extract -v` lists them)", highlight=False)
     for path, flags in summary.flagged[:show_failed]:
-        out.print(f"  [yellow]flagged[/] {path}: {', '.join(flags)}", highlight=False, soft_wrap=True)
+        out.print(f"  [yellow]flagged[/] {shown(path)}: {', '.join(flags)}", highlight=False, soft_wrap=True)
     for path, reason in summary.failed[:show_failed]:
-        out.print(f"  [red]failed[/] {path}: {reason}", highlight=False, soft_wrap=True)
+        out.print(f"  [red]failed[/] {shown(path)}: {shown(reason)}", highlight=False, soft_wrap=True)
     if len(summary.failed) > show_failed:
         out.print(f"  ... and {len(summary.failed) - show_failed} more failed (`genrify inspect {store} --failed`)")
     if summary.stored == 0:
@@ -209,16 +247,27 @@ def extract(
 def inspect(
     store: Annotated[Path, typer.Argument(help="Feature store folder.")],
     failed: Annotated[bool, typer.Option("--failed", help="List every failed track with its reason.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Read every stored array whole and verify it (shape, finite values); exit 1 if any is bad.")] = False,
 ) -> None:
-    """Show what a feature store holds: parameters, tracks per genre, failures."""
+    """Show what a feature store holds: parameters, tracks per genre, failures, damaged arrays.
+
+    Every run checks that each stored array exists and has the size its track needs (cheap);
+    --check also reads every array whole. `genrify extract` redoes the tracks found damaged.
+    """
+    from rich.markup import escape
     from rich.table import Table
 
+    from genrify.library import display_path
     from genrify.store import FeatureStore
+
+    def shown(text: str) -> str:  # any file name, readable on one line, never taken for markup
+        return escape(display_path(text))
 
     with FeatureStore.open(store) as fs:
         done = fs.tracks()
         bad = fs.tracks(status="failed")
-        table = Table(title=f"{store}")
+        damaged = fs.damaged(done, full=check)
+        table = Table(title=shown(str(store)))
         table.add_column("genre")
         table.add_column("tracks", justify="right")
         table.add_column("artists", justify="right")
@@ -226,13 +275,25 @@ def inspect(
         for genre, n in fs.counts().items():
             rows = [t for t in done if t.genre == genre]
             artists = len({t.artist for t in rows if t.artist})
-            table.add_row(genre, str(n), str(artists), f"{sum(t.duration or 0 for t in rows) / 3600:.2f}")
+            table.add_row(shown(genre), str(n), str(artists), f"{sum(t.duration or 0 for t in rows) / 3600:.2f}")
         out.print(table)
         out.print(f"features: {fs.params.to_json()}", highlight=False)
         out.print(f"{len(done)} tracks stored, {len(bad)} failed", highlight=False)
+        how = "read whole and verified" if check else "sizes checked; --check reads them whole"
+        state = f"{len(damaged)} of {len(done)} missing or damaged" if damaged else f"all {len(done)} sound"
+        out.print(f"arrays: {state} ({how})", highlight=False)
+        for t, problem in damaged:
+            out.print(f"  [red]damaged[/] {shown(t.path)}: {problem}", highlight=False, soft_wrap=True)
         if failed:
             for t in bad:
-                out.print(f"  [red]failed[/] {t.path}: {t.error}", highlight=False, soft_wrap=True)
+                out.print(f"  [red]failed[/] {shown(t.path)}: {shown(t.error or '')}", highlight=False, soft_wrap=True)
+    if damaged:
+        err.print(
+            f"[bold red]error:[/] {shown(str(store))}: {len(damaged)} stored arrays are missing or damaged;"
+            f" `genrify extract MUSIC_DIR --store {shown(str(store))}` redoes them",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -396,7 +457,8 @@ def info(model: Annotated[Path, typer.Argument(help="Model file.")]) -> None:
         )
     config = meta.get("info", {}).get("config")
     if config:
-        table.add_row("training", ", ".join(f"{k}={config[k]}" for k in ("optimizer", "lr", "batch_size", "epochs", "patience", "seed")))
+        keys = ("optimizer", "lr", "batch_size", "epochs", "patience", "seed")
+        table.add_row("training", ", ".join(f"{k}={config[k]}" for k in keys if k in config))
     table.add_row("genrify", str(meta.get("genrify_version")))
     out.print(table)
 
@@ -406,11 +468,17 @@ def info(model: Annotated[Path, typer.Argument(help="Model file.")]) -> None:
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Working folder for the demo.")] = Path("demo-output"),
     genres: Annotated[int, typer.Option(help="Number of synthetic genres.")] = 4,
-    per_genre: Annotated[int, typer.Option(help="Songs per genre.")] = 12,
+    per_genre: Annotated[int, typer.Option(help="Songs per genre.")] = 8,
     seconds: Annotated[float, typer.Option(help="Length of each song in seconds.")] = 20.0,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes (default: every core).")] = None,
 ) -> None:
-    """Run the whole pipeline on generated music: synthesise, extract, train, evaluate."""
+    """Run the whole pipeline on generated music: synthesise, extract, train, evaluate (about a minute).
+
+    The model is a head on the pretrained musicnn embeddings (``--arch musicnn-transfer``), which
+    learns from a handful of songs per genre; the seed's own network needs dozens (see the README).
+    """
+    import json as json_
+
     music = out_dir / "music"
     store = out_dir / "store"
     model = out_dir / "model.safetensors"
@@ -420,14 +488,18 @@ def demo(
     err.print(f"[bold]2/4[/] extracting features into {store}", highlight=False)
     extract(music, store=store, jobs=jobs, force=False, sample_rate=None, n_mels=None, n_fft=None,
             hop_length=None, show_failed=20)
-    err.print(f"[bold]3/4[/] training seed-cnn into {model}", highlight=False)
-    train(store, model_file=model, arch="seed-cnn", epochs=TRAIN_DEFAULTS.epochs, batch_size=TRAIN_DEFAULTS.batch_size,
-          runs=1, seed=0, split_file=None, optimizer="sgd", lr=TRAIN_DEFAULTS.lr, patience=TRAIN_DEFAULTS.patience,
-          group_by="auto")
+    err.print(f"[bold]3/4[/] training a musicnn-transfer head into {model}", highlight=False)
+    train(store, model_file=model, arch="musicnn-transfer", epochs=TRAIN_DEFAULTS.epochs,
+          batch_size=TRAIN_DEFAULTS.batch_size, runs=1, seed=0, split_file=None, optimizer="adam",
+          lr=TRAIN_DEFAULTS.lr, patience=TRAIN_DEFAULTS.patience, group_by="auto")
     err.print(f"[bold]4/4[/] evaluating {model} on its test songs", highlight=False)
     evaluate(model, store, split_file=None, all_tracks=False)
+    report = json_.loads((Path(f"{model}.report") / "report.json").read_text(encoding="utf-8"))
+    accuracy, songs = report["summary"]["song_accuracy_mean"], report["runs"][-1]["songs"]
     out.print(
-        f"Demo done: music in {music}, features in {store}, model {model}, report {model}.report/",
+        f"Demo done: song accuracy {accuracy:.2f} is the share of the {songs} test songs, never heard in "
+        f"training, whose genre the model named (chance: {1 / genres:.2f}). "
+        f"Music in {music}, features in {store}, model {model}, report {model}.report/",
         highlight=False,
     )
 
@@ -442,7 +514,7 @@ def classify(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the json/csv/table here instead of stdout.")] = None,
     top_k: Annotated[int, typer.Option(help="Show (and tag) the K most probable genres.")] = 3,
     timeline: Annotated[bool, typer.Option(help="Include each segment's probabilities and start time.")] = False,
-    max_segments: Annotated[int | None, typer.Option(help="Classify at most N segments per song, spread evenly (faster on long songs).")] = None,
+    max_segments: Annotated[int, typer.Option(help="Classify at most N segments of about 3 s per song, spread evenly from start to end (only those are decoded); 0 classifies every segment.")] = DEFAULT_MAX_SEGMENTS,
     segment_hop: Annotated[float | None, typer.Option(help="Seconds between segment starts (default: one segment, about 3 s, no overlap).")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Decoding processes (default: one per core).")] = None,
     write_tags: Annotated[bool, typer.Option(help="Write the top genre (see --tag-genres) into each file's genre tag.")] = False,
@@ -457,6 +529,7 @@ def classify(
     cache_file: Annotated[Path | None, typer.Option(help="The results cache (default ~/.cache/genrify/results.sqlite).")] = None,
     device: Annotated[str, typer.Option(help="Run the model on: auto (a CUDA GPU when there is one), cpu or cuda.")] = "auto",
     scheduler: Annotated[str | None, typer.Option(help="Classify on a Dask cluster: tcp://HOST:8786, a scheduler file, or 'local' (needs genrify[dask]).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file and folder passed over (broken or looping links, links to folders, unreadable folders).")] = False,
 ) -> None:
     """Classify songs and whole libraries; optionally write genre tags, sort files, make playlists.
 
@@ -465,36 +538,84 @@ def classify(
     cannot be read is reported and the run goes on; the exit status is 0 when at least one file
     was classified.
     """
+    import math
     import os
     import time
 
+    from rich.markup import escape
     from rich.table import Table
 
     from genrify import modelfile, outputs, predict
-    from genrify.errors import ParameterError
-    from genrify.library import find_audio
+    from genrify.audio import is_audio_file
+    from genrify.devices import resolve_device
+    from genrify.errors import OrganizeError, ParameterError
+    from genrify.library import display_path, file_identity, find_audio
+    from genrify.organize import check_playlists
     from genrify.results import ResultCache, default_cache_path, file_digest
 
+    # Every option is checked before any work: a usage mistake costs nothing and exits 2.
     if format not in outputs.FORMATS:
-        raise ParameterError(f"unknown format {format!r}; choose one of {', '.join(outputs.FORMATS)}")
+        _usage(f"--format: unknown format {format!r}; choose one of {', '.join(outputs.FORMATS)}")
     if mode not in ("copy", "link", "move"):
-        raise ParameterError(f"unknown mode {mode!r}; choose copy, link or move")
+        _usage(f"--mode: unknown mode {mode!r}; choose copy, link or move")
     if top_k < 1 or tag_genres < 1:
-        raise ParameterError("--top-k and --tag-genres must be at least 1")
+        _usage("--top-k and --tag-genres must be at least 1")
     if not 0.0 <= min_confidence <= 1.0:
-        raise ParameterError(f"--min-confidence must be between 0 and 1, not {min_confidence}")
-    if max_segments is not None and max_segments < 1:
-        raise ParameterError(f"--max-segments must be at least 1, not {max_segments}")
-    if segment_hop is not None and not segment_hop > 0:
-        raise ParameterError(f"--segment-hop must be positive, not {segment_hop}")
+        _usage(f"--min-confidence must be between 0 and 1, not {min_confidence}")
+    if max_segments < 0:
+        _usage(f"--max-segments must be 0 (every segment) or more, not {max_segments}")
+    if segment_hop is not None and not (segment_hop > 0 and math.isfinite(segment_hop)):
+        _usage(f"--segment-hop must be a positive number of seconds, not {segment_hop}")
+    if jobs is not None and jobs < 1:
+        _usage(f"--jobs must be at least 1, not {jobs}")
+    if tag_separator is not None and not tag_separator:
+        _usage("--tag-separator must not be empty; leave it out to write separate genre values")
+    if genres and model is not None:
+        _usage("--genres chooses among the built-in model's genres; a trained model answers with its own")
+    try:
+        torch_device = resolve_device(device, notify=lambda line: err.print(escape(line), highlight=False))
+    except ParameterError as exc:
+        _usage(f"--device: {exc}")
     if output is not None and not (output.parent.is_dir() and os.access(output.parent, os.W_OK)) or (
         output is not None and output.is_dir()
     ):
-        raise ParameterError(f"{output}: cannot write the output file there")
+        raise ParameterError(f"{display_path(output)}: cannot write the output file there")
+    if playlists is not None and os.path.lexists(playlists) and not playlists.is_dir():
+        _usage(f"--playlists {display_path(playlists)}: exists and is not a folder; give a folder for the playlists")
+
+    found = find_audio(paths)
+    if verbose:
+        for path, reason in found.passed_over:
+            err.print(f"[yellow]passed over[/] {_say(path)}: {escape(reason)}", highlight=False)
+    if not found.files:
+        problems = [f"{display_path(raw)}: {reason}" for raw, reason in found.missing]
+        folders = [p for p in paths if p.is_dir()]
+        if folders:
+            problems.append(f"no audio files in {', '.join(display_path(p) for p in folders)}"
+                            + (f" ({len(found.passed_over)} passed over{'' if verbose else '; -v lists them'})"
+                               if found.passed_over else ""))
+        raise ParameterError("; ".join(problems))
+    # Nothing genrify writes may replace a song (or the model, or the cache) it reads: compared by
+    # device and inode, so a symbolic or hard link to an input is caught too.
+    keep = {file_identity(f): f for f in found.files}
+    if model is not None:
+        keep[file_identity(model)] = str(model)
+    keep.pop(None, None)
+    cache_path = (cache_file or default_cache_path()) if cache else None
+    if output is not None:
+        if file_identity(output) in keep:
+            _usage(f"--output {display_path(output)}: is one of the input files; choose another name")
+        if os.path.lexists(output) and is_audio_file(output):
+            _usage(f"--output {display_path(output)}: an existing audio file; genrify never replaces audio with results")
+        if cache_path is not None and file_identity(output) is not None and file_identity(output) == file_identity(cache_path):
+            _usage(f"--output {display_path(output)}: is the results cache; choose another name")
+    if cache_path is not None and file_identity(cache_path) in keep:
+        _usage(f"--cache-file {display_path(cache_path)}: is one of the input files (or the model)")
     if organize is not None:
         from genrify.organize import check_destination
 
         check_destination(organize, [p for p in paths if p.is_dir()] or [p.parent for p in paths])
+
     started = time.perf_counter()
     if model is None:
         from genrify.models.builtin import load_builtin
@@ -502,22 +623,22 @@ def classify(
         loaded: Any = load_builtin(genres.split(",") if genres else None)
         model_name, model_key = loaded.name, f"builtin:{loaded.name}:{__version__}:{','.join(loaded.genres)}"
     else:
-        if genres:
-            raise ParameterError("--genres chooses among the built-in model's genres; a trained model answers with its own")
         loaded = modelfile.load(model)
         model_name, model_key = model.name, file_digest(model)
-    from genrify.devices import resolve_device
+    if playlists is not None:
+        try:  # the model's genres name every playlist it can write: check them all now, not after the run
+            check_playlists(playlists, loaded.genres, keep=found.files)
+        except OrganizeError as exc:
+            _usage(f"--playlists: {exc}")
 
-    loaded.network.to(resolve_device(device, notify=lambda line: err.print(line, highlight=False)))
-    files, missing = find_audio(paths)
-    for raw, reason in missing:
-        err.print(f"[yellow]skipped[/] {raw}: {reason}", highlight=False)
-    if not files:
-        raise ParameterError(f"no audio files in {', '.join(str(p) for p in paths)}")
+    loaded.network.to(torch_device)
+    files = found.files
     store = None
-    if cache:
-        store = ResultCache(cache_file or default_cache_path(), model_key,
-                            {"hop": segment_hop, "max_segments": max_segments})
+    if cache_path is not None:
+        store = ResultCache(cache_path, model_key, {"hop": segment_hop, "max_segments": max_segments},
+                            notify=lambda line: err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False))
+    for raw, reason in found.missing:
+        err.print(f"[yellow]skipped[/] {_say(raw)}: {escape(reason)}", highlight=False)
     from_cache = 0
     import contextlib
 
@@ -534,7 +655,7 @@ def classify(
             nonlocal from_cache
             from_cache += cached
             if isinstance(result, predict.Failure):
-                progress.console.print(f"[red]failed[/] {result.path}: {result.error}", highlight=False)
+                progress.console.print(f"[red]failed[/] {_say(result.path)}: {_say(result.error)}", highlight=False)
             progress.advance(task)
 
         try:
@@ -545,34 +666,44 @@ def classify(
             if store is not None:
                 store.close()
             raise
-    results += [predict.Failure(raw, reason) for raw, reason in missing]
+    results += [predict.Failure(raw, reason) for raw, reason in found.missing]
+    # A non-finite answer is a failure of its file: never NaN in JSON, never tagged or sorted.
+    results = outputs.checked(results)
     good = [r for r in results if isinstance(r, predict.Prediction)]
     failed = [r for r in results if isinstance(r, predict.Failure)]
 
     if format == "table":
-        table = Table(title=f"{len(good)} songs · model {model_name}")
-        table.add_column("file", overflow="fold", ratio=3)
+        import io
+
+        console = Console(file=io.StringIO(), width=200, soft_wrap=True) if output is not None else out
+        # A row stays one line where it can: the file column is sized to what the other columns
+        # leave (at most two fifths of the width) and the path is shortened in the middle, keeping
+        # the file name; on a narrow terminal segments and duration go (JSON and CSV keep all).
+        wide = console.width >= 100
+        genre_width = max((len(r.genre) + (9 if r.low_confidence else 0) for r in good), default=5)
+        others = (genre_width + 3) + (5 + 3) + (20 + 3) + (2 * (8 + 3) if wide else 0) + 1
+        path_width = max(16, min(console.width * 2 // 5, console.width - others - 3))
+        bases = [p for p in paths if p.is_dir()]
+        table = Table(title=escape(f"{len(good)} songs · model {display_path(model_name)}"))
+        table.add_column("file", no_wrap=True, max_width=path_width, overflow="ellipsis")
         table.add_column("genre")
         table.add_column("prob.", justify="right")
         table.add_column(f"top {top_k}", ratio=2)
-        table.add_column("segments", justify="right")
-        table.add_column("duration", justify="right")
+        if wide:
+            table.add_column("segments", justify="right")
+            table.add_column("duration", justify="right")
         for r in results:
-            shown = _shown_path(r.path)
+            shown = escape(_shown_path(r.path, bases, width=path_width))
             if isinstance(r, predict.Failure):
-                table.add_row(shown, "[red]error[/]", "", r.error, "", "")
+                table.add_row(shown, "[red]error[/]", "", _say(r.error), *(["", ""] if wide else []))
             else:
                 tops = ", ".join(f"{g} {p:.0%}" for g, p in r.top(top_k))
-                genre = f"{r.genre} [yellow](unsure)[/]" if r.low_confidence else r.genre
-                table.add_row(shown, genre, f"{r.confidence:.2f}", tops, str(r.segments), f"{r.duration:.0f} s")
+                genre = f"{escape(r.genre)} [yellow](unsure)[/]" if r.low_confidence else escape(r.genre)
+                table.add_row(shown, genre, f"{r.confidence:.2f}", escape(tops),
+                              *([str(r.segments), f"{r.duration:.0f} s"] if wide else []))
+        console.print(table)
         if output is not None:
-            import io
-
-            buffer = io.StringIO()
-            Console(file=buffer, width=200, soft_wrap=True).print(table)
-            outputs.write_text_atomic(output, buffer.getvalue())
-        else:
-            out.print(table)
+            outputs.write_text_atomic(output, console.file.getvalue())  # type: ignore[attr-defined]
     else:
         text = outputs.render(results, format, top_k=top_k, timeline=timeline)
         if output is not None:
@@ -599,32 +730,35 @@ def classify(
                       sources=[p for p in paths if p.is_dir()], dry_run=dry_run)
         for m in moves:
             if not m.ok:
-                err.print(f"[red]not placed[/] {m.source}: {m.detail}", highlight=False)
+                err.print(f"[red]not placed[/] {_say(m.source)}: {_say(m.detail)}", highlight=False)
             elif m.status == "planned":
-                err.print(f"would {mode} {m.source} -> {m.target}", highlight=False)
+                err.print(f"would {mode} {_say(m.source)} -> {_say(m.target)}", highlight=False)
             if m.status in ("done", "skipped"):
                 placed[str(m.source)] = str(m.target)
         done = sum(m.status == "done" for m in moves)
         verb = "would place" if dry_run else "placed"
-        notes.append(f"{verb} {sum(m.status == 'planned' for m in moves) if dry_run else done} files in {organize}"
-                     f" ({sum(not m.ok for m in moves)} failed)")
+        notes.append(f"{verb} {sum(m.status == 'planned' for m in moves) if dry_run else done} files in "
+                     f"{display_path(organize)} ({sum(not m.ok for m in moves)} failed)")
     if playlists is not None:
         from genrify.organize import write_playlists
 
         if dry_run:
-            notes.append(f"would write {len({r.genre for r in confident})} playlists in {playlists}")
+            notes.append(f"would write {len({r.genre for r in confident})} playlists in {display_path(playlists)}")
         else:
             lists = write_playlists({placed.get(r.path, r.path): r.genre for r in confident}, playlists,  # type: ignore[misc]
                                     durations={placed.get(r.path, r.path): r.duration for r in confident})  # type: ignore[misc]
-            notes.append(f"{len(lists)} playlists in {playlists}")
+            notes.append(f"{len(lists)} playlists in {display_path(playlists)}")
+    if found.passed_over:
+        notes.append(f"{len(found.passed_over)} passed over (broken or looping links, unreadable folders"
+                     + (")" if verbose else "; -v lists them)"))
     counts: dict[str, int] = {}
     for r in good:
         counts[r.genre] = counts.get(r.genre, 0) + 1
     spread = ", ".join(f"{g} {n}" for g, n in sorted(counts.items(), key=lambda kv: -kv[1])[:6])
     err.print(
         f"[bold]{len(good)} classified[/] ({from_cache} from cache), {len(failed)} failed"
-        f" in {time.perf_counter() - started:.1f} s" + (f" · {spread}" if spread else "")
-        + "".join(f" · {n}" for n in notes),
+        f" in {time.perf_counter() - started:.1f} s" + escape((f" · {spread}" if spread else "")
+        + "".join(f" · {n}" for n in notes)),
         highlight=False,
     )
     if not good:
@@ -638,15 +772,25 @@ def tags(
     tagger: Annotated[str, typer.Option(help="Comma-separated taggers: MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg.")] = "MSD_musicnn,MTT_musicnn",
     top: Annotated[int, typer.Option(help="Show the N most probable tags of each tagger (all 50 by default).")] = 50,
     format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    max_segments: Annotated[int, typer.Option(help="Tag at most N patches of 3 s per song, spread evenly (only those are decoded); 0 tags every patch.")] = DEFAULT_MAX_SEGMENTS,
 ) -> None:
-    """Show the pretrained musicnn taggers' 50-tag output for songs (mean over 3 s patches)."""
+    """Show the pretrained musicnn taggers' 50-tag output for songs (mean over 3 s patches).
+
+    Both taggers read the same decoded patches; songs shorter than one patch are repeated to fill
+    it and marked short.
+    """
+    from rich.markup import escape
     from rich.table import Table
 
-    from genrify.errors import ParameterError
-    from genrify.models.musicnn import load_tagger
+    from genrify.library import display_path
+    from genrify.models.musicnn import load_tagger, tag_song
 
     if format not in ("table", "json"):
-        raise ParameterError(f"unknown format {format!r}; choose table or json")
+        _usage(f"--format: unknown format {format!r}; choose table or json")
+    if top < 1:
+        _usage(f"--top must be at least 1, not {top}")
+    if max_segments < 0:
+        _usage(f"--max-segments must be 0 (every patch) or more, not {max_segments}")
     taggers = [load_tagger(name.strip()) for name in tagger.split(",") if name.strip()]
     results: list[dict[str, Any]] = []
     failed = 0
@@ -654,22 +798,29 @@ def tags(
         task = progress.add_task("tagging", total=len(files))
         for path in files:
             try:
-                entry: dict[str, Any] = {"path": str(path)}
+                # Paths as display_path shows them: valid UTF-8 whatever the name's bytes.
+                entry: dict[str, Any] = {"path": display_path(path)}
+                tagged, song = tag_song(taggers, path, max_segments=max_segments)
+                entry.update(segments=int(song.segments.shape[0]), short=song.short)
                 for t in taggers:
-                    entry[t.name] = {tag: round(p, 6) for tag, p in t.tag_file(path).top(top)}
+                    entry[t.name] = {tag: round(p, 6) for tag, p in tagged[t.name].top(top)}
+                try:
+                    json.dumps(entry, allow_nan=False)
+                except ValueError:  # a NaN is no answer: an error of this file, never invalid JSON
+                    raise GenrifyError(f"{display_path(path)}: the tagger gave non-finite probabilities") from None
             except GenrifyError as exc:
-                entry = {"path": str(path), "error": str(exc)}
+                entry = {"path": display_path(path), "error": display_path(str(exc))}
                 failed += 1
-                progress.console.print(f"[red]failed[/] {exc}", highlight=False)
+                progress.console.print(f"[red]failed[/] {_say(str(exc))}", highlight=False)
             results.append(entry)
             progress.advance(task)
     if format == "json":
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        sys.stdout.write(json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     else:
         for entry in results:
             if "error" in entry:
                 continue
-            table = Table(title=_shown_path(entry["path"]))
+            table = Table(title=escape(_shown_path(entry["path"])) + (" (short: repeated to fill one patch)" if entry["short"] else ""))
             for t in taggers:
                 table.add_column(t.name)
                 table.add_column("p", justify="right")
@@ -677,7 +828,7 @@ def tags(
             for i in range(max(len(c) for c in columns)):
                 row: list[str] = []
                 for c in columns:
-                    row += [c[i][0], f"{c[i][1]:.3f}"] if i < len(c) else ["", ""]
+                    row += [escape(c[i][0]), f"{c[i][1]:.3f}"] if i < len(c) else ["", ""]
                 table.add_row(*row)
             out.print(table)
     err.print(f"[bold]{len(files) - failed} tagged[/], {failed} failed", highlight=False)
@@ -685,15 +836,52 @@ def tags(
         raise typer.Exit(1)
 
 
-def _shown_path(path: str) -> str:
-    """A path relative to the working folder where that is shorter, for tables."""
+def _usage(message: str) -> NoReturn:
+    """A usage mistake (a bad option value): one line on stderr, exit status 2, before any work."""
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _say(text: object) -> str:
+    """A file name or a message quoting one, ready for a Rich console: readable (see
+    :func:`genrify.library.display_path`) and with no Rich markup in it."""
+    from rich.markup import escape
+
+    from genrify.library import display_path
+
+    return escape(display_path(str(text)))
+
+
+def _shown_path(path: str | None, bases: list[Path] | None = None, *, width: int | None = None) -> str:
+    """A path for tables: the shortest of itself, relative to the working folder, or relative to
+    the input folder it was found in; readable (:func:`genrify.library.display_path`); cut in the
+    middle with "…" to ``width`` cells, keeping more of the end, where the file name is."""
     import os
 
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:  # another drive
-        return path
-    return rel if not rel.startswith("..") and len(rel) < len(path) else path
+    from rich.cells import cell_len
+
+    from genrify.library import display_path
+
+    if path is None:
+        return ""
+    candidates = [path]
+    for base in [None, *(bases or [])]:
+        try:
+            rel = os.path.relpath(path, base) if base is not None else os.path.relpath(path)
+        except ValueError:  # another drive
+            continue
+        if not rel.startswith(".."):
+            candidates.append(rel)
+    shown = display_path(min(candidates, key=len))
+    if width is None or cell_len(shown) <= width:
+        return shown
+    keep = max(width - 1, 2)
+    head, tail = shown[: keep // 3], shown[len(shown) - (keep - keep // 3):]
+    while cell_len(head) + 1 + cell_len(tail) > width and (head or tail):  # wide characters
+        head, tail = (head[:-1], tail) if len(head) * 2 > len(tail) else (head, tail[1:])
+    return f"{head}…{tail}"
 
 
 def _write_tags(results: list[Any], k: int, separator: str | None, dry_run: bool, cache: Any) -> str:
@@ -707,12 +895,13 @@ def _write_tags(results: list[Any], k: int, separator: str | None, dry_run: bool
             change = write_genre(r.path, genres, separator=separator, dry_run=dry_run)
         except GenrifyError as exc:
             failed += 1
-            err.print(f"[red]tag not written[/] {exc}", highlight=False)
+            err.print(f"[red]tag not written[/] {_say(exc)}", highlight=False)
             continue
         if change.changed:
             changed += 1
             if dry_run:
-                err.print(f"would tag {r.path}: {'; '.join(change.old) or '(none)'} -> {'; '.join(change.new)}", highlight=False)
+                err.print(f"would tag {_say(r.path)}: {_say('; '.join(change.old) or '(none)')} -> {_say('; '.join(change.new))}",
+                          highlight=False)
             elif cache is not None:  # the audio is unchanged: the answer stays valid for the new mtime
                 cache.put(r.path, r.to_dict(timeline=True))
     verb = "would change" if dry_run else "changed"
@@ -728,13 +917,17 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(help="Largest song accepted, in MB.")] = 100,
     workers: Annotated[int | None, typer.Option(help="Songs classified at once (default: one per core, at most 4).")] = None,
     builtin: Annotated[bool, typer.Option(help="Also offer the built-in pretrained genre model.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds a client may stay silent while sending a request or an upload before it is dropped.")] = 30,
 ) -> None:
     """Serve a web page (and a REST API) for trying models: drop songs, see genres, timeline, spectrogram."""
+    from genrify.errors import ParameterError
     from genrify.web import ModelEntry
     from genrify.web import serve as run_server
 
+    if not builtin and not models:
+        raise ParameterError("--no-builtin leaves no model to serve: name one or more model files (genrify train makes them)")
     extra = []
-    if builtin or not models:
+    if builtin:
         from genrify.models.builtin import load_builtin
 
         extra.append(ModelEntry.from_model(
@@ -742,7 +935,7 @@ def serve(
             description="genres from the pretrained musicnn taggers, no training needed",
         ))
     run_server(models or [], host=host, port=port, max_upload_mb=max_upload_mb, workers=workers, extra_models=extra,
-               echo=lambda line: err.print(line, highlight=False))
+               request_timeout=timeout, echo=lambda line: err.print(line, highlight=False))
 
 
 @app.command()

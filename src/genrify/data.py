@@ -26,34 +26,9 @@ import torch
 
 from genrify.config import Augment
 from genrify.errors import ParameterError, TrainingError
+from genrify.segments import CHUNK_FRAMES, chunk_starts, fill_chunk
 from genrify.store import FeatureStore
 
-CHUNK_FRAMES = 128
-
-
-def chunk_starts(frames: int, chunk_frames: int = CHUNK_FRAMES, hop_frames: int | None = None) -> np.ndarray:
-    """Start frames of the chunks of a track of ``frames`` frames.
-
-    Chunks lie wholly inside the track, every ``hop_frames`` (default: no overlap); a track shorter
-    than one chunk gives one chunk at 0, padded when read.
-    """
-    hop = hop_frames or chunk_frames
-    if hop < 1 or chunk_frames < 1:
-        raise ParameterError(f"chunk and hop must be positive, not {chunk_frames} and {hop}")
-    if frames <= chunk_frames:
-        return np.zeros(1, dtype=np.int64)
-    return np.arange(0, frames - chunk_frames + 1, hop, dtype=np.int64)
-
-
-def pad_chunk(chunk: np.ndarray, chunk_frames: int, *, axis: int = -1) -> np.ndarray:
-    """Pad a chunk shorter than ``chunk_frames`` along time (``axis``) with its own floor value."""
-    missing = chunk_frames - chunk.shape[axis]
-    if missing <= 0:
-        return chunk
-    floor = float(chunk.min()) if chunk.size else -100.0
-    widths = [(0, 0)] * chunk.ndim
-    widths[axis] = (0, missing)
-    return np.pad(chunk, widths, constant_values=floor)
 
 
 @dataclass(frozen=True)
@@ -294,8 +269,8 @@ class ChunkDataset(torch.utils.data.Dataset):
         stored = np.empty((idx.size, cf, self._fill.size), dtype=np.float16)
         for k, (t, start) in enumerate(zip(tracks.tolist(), starts.tolist(), strict=True)):
             got = self._reader.read_into(stored[k], t, start)
-            if got < cf:  # a track shorter than a chunk: pad with its floor
-                stored[k] = pad_chunk(stored[k][:got], cf, axis=0)
+            if got < cf:  # a track shorter than a chunk: repeated to fill it
+                stored[k] = fill_chunk(stored[k][:got], cf, axis=0)
         if rng is not None and self.augment.pitch_shift:  # type: ignore[union-attr]
             self._shift(stored, rng)
         if rng is not None and (self.augment.time_masks or self.augment.freq_masks):  # type: ignore[union-attr]

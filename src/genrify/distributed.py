@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from genrify.errors import ModelFileError, ParameterError
+from genrify.segments import DEFAULT_MAX_SEGMENTS
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -477,23 +478,23 @@ def _classify_task(
     max_segments: int | None,
 ) -> list[Prediction | Failure]:
     """Worker: decode, compute features and classify a few files with the cached model."""
-    from genrify.errors import AudioError
-    from genrify.predict import Failure, predict_features, song_features
+    from genrify.errors import AudioError, PredictionError
+    from genrify.predict import Failure, SegmentPlan, predict_or_fail
 
     _tune_worker()
     model = cached_model(model_path, genres)
+    plan = SegmentPlan(model.params, model.chunk_frames, hop_frames, max_segments)
     out: list[Prediction | Failure] = []
     for path in paths:
         try:
-            features, duration = song_features(path, model.params)
-        except AudioError as exc:
+            song = plan.segments(path)
+        except (AudioError, PredictionError) as exc:
             out.append(Failure(path, exc.reason))
             continue
         except Exception as exc:  # noqa: BLE001 - one strange file must not end a library's run
             out.append(Failure(path, f"{type(exc).__name__}: {exc}"))
             continue
-        out.append(predict_features(features, model, duration=duration, hop_frames=hop_frames,
-                                    max_segments=max_segments, path=path))
+        out.append(predict_or_fail(song, model, path=path))
     return out
 
 
@@ -504,7 +505,7 @@ def classify_on_dask(
     *,
     genres: Sequence[str] | None = None,
     hop_seconds: float | None = None,
-    max_segments: int | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
     batch_size: int = BATCH_SIZE,
     retries: int = RETRIES,
     check: bool = True,
@@ -567,8 +568,8 @@ def classify_on_dask(
         params = FeatureParams.from_dict(meta["features"])
         chosen = None
     hop_frames = _hop_frames(hop_seconds, params)
-    if max_segments is not None and max_segments < 1:
-        raise ParameterError(f"max_segments must be at least 1, not {max_segments}")
+    if max_segments is not None and max_segments < 0:
+        raise ParameterError(f"max_segments must be 0 (every segment) or more, not {max_segments}")
     given = [str(p) for p in paths]
     if not given:
         return

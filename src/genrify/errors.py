@@ -27,6 +27,18 @@ class AudioError(GenrifyError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class PredictionError(GenrifyError):
+    """A model cannot give a usable answer for one song (e.g. non-finite probabilities).
+
+    Like :class:`AudioError`, it concerns one file: a library run reports it and goes on.
+    """
+
+    def __init__(self, path: str | Path | None, reason: str) -> None:
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
+
+
 class LibraryError(GenrifyError):
     """A music folder cannot be scanned (missing, empty, or not laid out by genre)."""
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from genrify.data import ChunkDataset
+from genrify.fsutil import atomic_path, write_text_atomic
 
 
 @dataclass
@@ -168,17 +169,20 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     report = {"model": str(Path(model_path).name), "genres": list(genres), "summary": summary, "runs": list(runs)}
     report.update(extra or {})
-    _atomic_write_text(out / "report.json", json.dumps(report, indent=2))
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2))
     _plot_curves(runs, out / "curves.png")
     confusion = np.sum([np.asarray(r["confusion"]) for r in runs], axis=0)
     _plot_confusion(confusion, list(genres), out / "confusion.png", title=f"Song-level confusion ({len(runs)} run(s))")
     return out
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _save_figure(plt: Any, fig: Any, path: Path) -> None:
+    """Save a PNG atomically (the temporary name has no ``.png``, so the format is named)."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _figure():
@@ -213,8 +217,7 @@ def _plot_curves(runs: Sequence[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save_figure(plt, fig, path)
 
 
 def _plot_confusion(confusion: np.ndarray, genres: list[str], path: Path, title: str) -> None:
@@ -234,8 +237,7 @@ def _plot_confusion(confusion: np.ndarray, genres: list[str], path: Path, title:
                         color="white" if normalised[i, j] > 0.6 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true genre's songs")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save_figure(plt, fig, path)
 
 
 @dataclass
@@ -337,7 +339,7 @@ def _evaluate_from_audio(model: Any, paths: Sequence[str], genre_of: dict[str, s
 
     probs, ids = [], []
     for i, path in enumerate(paths):
-        prediction = classify(path, model)
+        prediction = classify(path, model, max_segments=0)  # every segment, as evaluation from the store
         probs.append(prediction.segment_probabilities)
         ids.append(np.full(prediction.segments, i))
     labels = np.array([model.genres.index(genre_of[p]) for p in paths])

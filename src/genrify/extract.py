@@ -65,6 +65,8 @@ class ExtractSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  #: (path, reason)
     flagged: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  #: (path, flags)
     removed: int = 0  #: tracks forgotten because their file left the library
+    #: (path, problem) of tracks recorded done whose array was missing or damaged; redone in this run
+    repaired: list[tuple[str, str]] = field(default_factory=list)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)  #: scan's skips
     audio_seconds: float = 0.0  #: audio extracted in this run
     wall_seconds: float = 0.0
@@ -132,7 +134,7 @@ def extract_track(track: Track, store_dir: str, params: FeatureParams) -> TrackR
     )
 
 
-def _init_worker(params: FeatureParams, quiet: bool) -> None:
+def _init_worker(params: FeatureParams) -> None:
     import torch
 
     from genrify.features import _cached_transform
@@ -140,12 +142,8 @@ def _init_worker(params: FeatureParams, quiet: bool) -> None:
     # One thread per process: the pool already fills every core, and oversubscription is slower.
     torch.set_num_threads(1)
     _cached_transform(params, False)  # build the transform while the pool starts, not in the first task
-    if quiet:
-        # libmpg123 prints resync notes for damaged mp3s straight to fd 2, over the progress bar;
-        # every real error reaches the parent as a TrackResult instead.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+    # No stderr silencing here: genrify.audio sends the decoders' chatter (libmpg123's resync
+    # notes) to the log, so a worker's stderr stays open for what matters (a crash's last words).
 
 
 def extract(
@@ -223,9 +221,15 @@ def extract(
                 and row.genre == track.genre
             )
             if current and not force:
-                summary.unchanged += 1
-            else:
-                todo.append(track)
+                # The manifest may say done while the array was deleted or cut short behind its
+                # back: a stat and a header read per track find that, and the track is redone.
+                assert row is not None
+                problem = store.check(row)
+                if problem is None:
+                    summary.unchanged += 1
+                    continue
+                summary.repaired.append((track.path, problem))
+            todo.append(track)
         if on_start:
             on_start(len(todo))
         workers = min(jobs, max(1, len(todo)))
@@ -281,12 +285,11 @@ def _run(
 
 
 def _new_pool(jobs: int, params: FeatureParams) -> ProcessPoolExecutor:
-    import multiprocessing
+    from genrify.runner import process_pool
 
-    # forkserver: workers start from a clean process, not a fork of a parent running a progress
-    # thread; torch is imported and the transform built once per worker, not once per track.
-    context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(params, True))
+    # Workers start clean and die with this process (genrify.runner); torch is imported and the
+    # transform built once per worker, not once per track.
+    return process_pool(jobs, initializer=_init_worker, initargs=(params,))
 
 
 def extract_tracks(tracks: list[Track], store_dir: str, params: FeatureParams) -> list[TrackResult]:

@@ -92,6 +92,21 @@ class FeatureParams:
     gain: float = 10000.0
 
     def __post_init__(self) -> None:
+        import math
+        import numbers
+
+        # Parameters also come from files (stores, model files): a wrong type or an absurd size is
+        # refused here, before it sizes an allocation or fails deep inside a transform.
+        for name, most in (("sample_rate", 768_000), ("n_mels", 1024), ("n_fft", 65_536), ("hop_length", 65_536)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value > most:
+                raise ParameterError(f"{name} must be an integer up to {most}, not {value!r}")
+        for name in ("fmin", "fmax", "power", "ref", "amin", "top_db", "gain"):
+            value = getattr(self, name)
+            if value is None and name in ("fmax", "top_db"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ParameterError(f"{name} must be a finite number, not {value!r}")
         if self.sample_rate < 1000:
             raise ParameterError(f"sample_rate must be at least 1000 Hz, not {self.sample_rate}")
         if self.n_mels < 1:

@@ -4,13 +4,21 @@ The genre of a file is the name of the top-level folder it sits under (at any de
 layout of GTZAN and of most hand-sorted collections. Hidden files and folders and files that are not
 audio are skipped; files directly in ``MUSIC_DIR`` have no genre and are reported as skipped.
 Artists are read from tags later, in the extraction workers, where the file is opened anyway.
+
+Nothing is passed over silently except hidden entries: dangling symbolic links, link loops, links
+to folders (never followed, so a loop cannot make a scan endless), files that are not regular
+(a named pipe would block a reader forever) and folders that cannot be listed are recorded with
+their reason, for the commands to count and, on request, list.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,8 +42,15 @@ class Library:
 
     root: str
     tracks: list[Track]
-    #: files and folders passed over, with the reason (e.g. "not audio", "no genre folder")
+    #: files and folders passed over, with the reason (e.g. "not an audio file", "symbolic link loop")
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        """The part of :attr:`skipped` that a person should hear about: broken or looping links,
+        links to folders, unreadable folders and files, files that are not regular; not the files
+        that are simply not audio or lie outside a genre folder."""
+        return [(p, r) for p, r in self.skipped if r not in _LAYOUT_REASONS]
 
     @property
     def genres(self) -> list[str]:
@@ -84,14 +99,19 @@ def scan(music_dir: str | Path) -> Library:
             continue
         if entry.is_dir():
             genre_dirs.append(entry)
+            continue
+        reason, _st = _check_file(entry.path)
+        if reason is not None and entry.is_symlink():
+            skipped.append((entry.path, reason))  # a broken link may have been meant as a genre folder
         elif is_audio_file(entry.name):
-            skipped.append((entry.path, "not in a genre folder"))
+            skipped.append((entry.path, NOT_IN_GENRE))
     if not genre_dirs:
         raise LibraryError(
             f"{root}: no genre sub-folders; lay the music out as {root}/<genre>/<audio files>"
         )
     for genre_dir in genre_dirs:
-        _walk(Path(genre_dir.path), genre_dir.name, tracks, skipped)
+        for path, st in _walk_audio(genre_dir.path, skipped, note_other=True):
+            tracks.append(Track(path=os.path.abspath(path), genre=genre_dir.name, size=st.st_size, mtime_ns=st.st_mtime_ns))
     if not tracks:
         raise LibraryError(
             f"{root}: no audio files found in its {len(genre_dirs)} genre folder(s) "
@@ -101,60 +121,149 @@ def scan(music_dir: str | Path) -> Library:
     return Library(root=str(root), tracks=tracks, skipped=skipped)
 
 
-def _walk(folder: Path, genre: str, tracks: list[Track], skipped: list[tuple[str, str]]) -> None:
+NOT_AUDIO = "not an audio file"
+NOT_IN_GENRE = "not in a genre folder"
+# Reasons that follow from the library's layout, not from something broken.
+_LAYOUT_REASONS = frozenset({NOT_AUDIO, NOT_IN_GENRE})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def display_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
+    """A file name (or any text holding one) as a person can read it, on one line.
+
+    Bytes that are not UTF-8 (a name made on another system, which Python carries as lone
+    surrogates such as ``\\udcff``) become ``\\xff``; control characters, line breaks
+    included, become their backslash escapes (``\\n``, ``\\x1b``). The result is always
+    valid UTF-8 and one line, safe for terminals, tables, messages, JSON and CSV; every other
+    name, accented or not, comes out unchanged.
+
+    Examples
+    --------
+    >>> display_path(os.fsdecode(b"bad\\xff.wav"))
+    'bad\\\\xff.wav'
+    >>> display_path("two\\nlines.mp3")
+    'two\\\\nlines.mp3'
+    """
+    try:
+        text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    except UnicodeError:  # a surrogate that no file name decodes to: escape it as it is
+        text = os.fspath(path)
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(text, str) else repr(text)
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def file_identity(path: str | Path) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the file at ``path`` (links followed), or ``None`` where there is none.
+
+    Two paths with the same identity are the same file, whatever the spelling: a symbolic link,
+    a hard link, ``..`` or another case on a case-insensitive disk.
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _check_file(path: str) -> tuple[str | None, os.stat_result | None]:
+    """``(None, stat)`` for a regular file (links followed), else ``(reason, None)``."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop", None
+        if exc.errno == errno.ENOENT:
+            return ("dangling symbolic link (its target does not exist)" if os.path.islink(path)
+                    else "does not exist"), None
+        return f"cannot read: {exc.strerror or exc}", None
+    except ValueError:  # a NUL byte in the name
+        return "not a valid file name", None
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file", None
+    return None, st
+
+
+def _walk_audio(folder: str, skipped: list[tuple[str, str]], *, note_other: bool) -> Iterator[tuple[str, os.stat_result]]:
+    """The regular audio files under ``folder`` with their ``stat``, in sorted order.
+
+    Everything else that is not hidden goes into ``skipped`` with its reason (files that are not
+    audio only with ``note_other``). Links to folders are reported, not followed.
+    """
+
     def on_error(exc: OSError) -> None:
-        skipped.append((str(exc.filename), f"cannot list: {exc.strerror or exc}"))
+        skipped.append((str(exc.filename or folder), f"cannot list the folder: {exc.strerror or exc}"))
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=on_error, followlinks=False):
         # Hidden folders (.git, .AppleDouble, ...) hold no music of the library.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        kept = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            if os.path.islink(os.path.join(dirpath, name)):
+                skipped.append((os.path.join(dirpath, name), "symbolic link to a folder (not followed)"))
+                continue
+            kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             path = os.path.join(dirpath, name)
             if not is_audio_file(name):
-                skipped.append((path, "not an audio file"))
+                if note_other:
+                    skipped.append((path, NOT_AUDIO))
                 continue
-            try:
-                st = os.stat(path)
-            except OSError as exc:
-                skipped.append((path, f"cannot read: {exc.strerror or exc}"))
+            reason, st = _check_file(path)
+            if reason is not None:
+                skipped.append((path, reason))
                 continue
-            tracks.append(Track(path=os.path.abspath(path), genre=genre, size=st.st_size, mtime_ns=st.st_mtime_ns))
+            yield path, st  # type: ignore[misc]
 
 
-def find_audio(inputs: Sequence[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
+@dataclass
+class AudioSearch:
+    """What :func:`find_audio` found."""
+
+    #: absolute paths of the audio files, each once, in the order found
+    files: list[str] = field(default_factory=list)
+    #: ``(input, reason)`` for inputs named on the command line that cannot be read (missing, ...)
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    #: ``(path, reason)`` for what was passed over inside the folders: broken links, link loops,
+    #: links to folders, unreadable folders, files that are not regular (never silently)
+    passed_over: list[tuple[str, str]] = field(default_factory=list)
+
+
+def find_audio(inputs: Sequence[str | Path]) -> AudioSearch:
     """The audio files named by ``inputs``: files as given, folders searched recursively.
 
-    Inside folders, hidden entries and files without an audio extension are passed over; a file
-    named directly is kept whatever its extension (decoding decides). Each file appears once, in
-    the order found (folders sorted).
+    Inside folders, hidden entries and files without an audio extension are passed over quietly;
+    links to folders are not followed, and every other thing passed over (see
+    :class:`AudioSearch`) is recorded. A file named directly is kept whatever its extension
+    (decoding decides) as long as it is a regular file. Each file appears once, in the order
+    found (folders sorted).
 
     Returns
     -------
-    (files, problems)
-        Absolute paths, and ``(input, reason)`` for inputs that do not exist.
+    AudioSearch
+        Absolute paths, the inputs that cannot be used, and what was passed over in folders.
     """
-    files: list[str] = []
+    found = AudioSearch()
     seen: set[str] = set()
-    problems: list[tuple[str, str]] = []
 
-    def add(path: Path) -> None:
-        key = str(path.absolute())
+    def add(path: str) -> None:
+        key = os.path.abspath(path)
         if key not in seen:
             seen.add(key)
-            files.append(key)
+            found.files.append(key)
 
     for raw in inputs:
-        item = Path(raw)
-        if item.is_dir():
-            for folder, dirs, names in os.walk(item):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    if not name.startswith(".") and is_audio_file(name):
-                        add(Path(folder) / name)
-        elif item.is_file():
+        item = os.fspath(raw)
+        if os.path.isdir(item):
+            for path, _st in _walk_audio(item, found.passed_over, note_other=False):
+                add(path)
+            continue
+        reason, _st = _check_file(item)
+        if reason is None:
             add(item)
         else:
-            problems.append((str(raw), "no such file or folder"))
-    return files, problems
+            found.missing.append((str(raw), reason))
+    return found

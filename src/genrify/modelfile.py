@@ -10,7 +10,9 @@ model never runs code from it; the architecture is rebuilt from genrify's own re
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from genrify import __version__
 from genrify.data import Normalization
 from genrify.errors import ModelFileError
 from genrify.features import FeatureParams
+from genrify.fsutil import atomic_path
 
 FORMAT = "genrify-model"
 FORMAT_VERSION = 1
@@ -71,7 +74,7 @@ class GenreModel:
 
 
 def save(model: GenreModel, path: str | Path) -> Path:
-    """Write a model file atomically (a temporary file renamed into place).
+    """Write a model file atomically (a temporary file renamed into place), mode as the umask gives.
 
     Raises
     ------
@@ -85,13 +88,13 @@ def save(model: GenreModel, path: str | Path) -> Path:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in body.state_dict().items()}
     tensors["norm.mean"] = torch.from_numpy(np.ascontiguousarray(model.normalization.mean, dtype=np.float32))
     tensors["norm.std"] = torch.from_numpy(np.ascontiguousarray(model.normalization.std, dtype=np.float32))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(tmp), metadata={"genrify": json.dumps(model.metadata())})
-        os.replace(tmp, path)
+        # Through a temporary file with the umask's mode, like any other output (safetensors alone
+        # would leave half a file behind on a full disk).
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"genrify": json.dumps(model.metadata())})
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ModelFileError(f"{path}: cannot write the model file: {exc.strerror or exc}") from None
     return path
 
@@ -99,10 +102,14 @@ def save(model: GenreModel, path: str | Path) -> Path:
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The genrify metadata of a model file, validated, without loading the weights.
 
+    Every field is checked against its type and sane bounds (see :func:`_validate`), so that
+    whatever reads the metadata (``genrify info``, a Dask client, :func:`load`) can trust it.
+
     Raises
     ------
     ModelFileError
-        Missing, unreadable, not safetensors, or not a genrify model.
+        Missing, unreadable, not safetensors, not a genrify model, or a field that is missing, of
+        the wrong type or out of bounds (the message names the file and the field).
     """
     from safetensors import safe_open
 
@@ -117,14 +124,125 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if raw is None:
         raise ModelFileError(f"{path}: a safetensors file, but not a genrify model (no genrify metadata)")
     try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError:
+        # NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise.
+        meta = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; deep nesting recurses
         raise ModelFileError(f"{path}: the genrify metadata is not valid JSON") from None
+    return _validate(path, meta)
+
+
+#: Bounds on what a model file may declare: generous for any real model, tight enough that a
+#: damaged or hostile file cannot make loading allocate without end or answer nonsense.
+MIN_GENRES, MAX_GENRES = 2, 1000
+MAX_CHUNK_FRAMES = 100_000
+_MAX_NAME = 200  # characters of a genre or version name
+_MAX_CONFIG_INT = 100_000  # an architecture option: a width, a kernel, a count
+_MAX_CONFIG_LIST = 64
+_SUMMARY_FIGURES = ("song_accuracy_mean", "song_accuracy_std", "chunk_accuracy_mean", "chunk_accuracy_std")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _show(value: Any) -> str:
+    """A short repr for messages: a hostile value may be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _validate(path: Path, meta: Any) -> dict[str, Any]:
+    """Check every field of a model file's metadata; returns it unchanged.
+
+    Raises
+    ------
+    ModelFileError
+        The first field that is missing, of the wrong type or out of bounds.
+    """
+    from genrify.errors import ParameterError
+    from genrify.models import architectures
+
+    def bad(name: str, problem: str) -> ModelFileError:
+        return ModelFileError(f"{path}: bad model metadata: {name} {problem}")
+
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: not a genrify model (its genrify metadata is {_show(meta)}, not a JSON object)")
     missing = [k for k in _REQUIRED if k not in meta]
     if missing or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a genrify model (metadata lacks {', '.join(missing) or 'format'})")
-    if int(meta["version"]) > FORMAT_VERSION:
-        raise ModelFileError(f"{path}: made by a newer genrify ({meta.get('genrify_version')}); upgrade genrify to load it")
+    version = meta["version"]
+    if not _is_int(version) or version < 1:
+        raise bad("version", f"must be a positive integer, not {_show(version)}")
+    shown_version = meta.get("genrify_version", "?")
+    if not isinstance(shown_version, str) or len(shown_version) > _MAX_NAME:
+        raise bad("genrify_version", f"must be a short string, not {_show(shown_version)}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: made by a newer genrify ({shown_version}); upgrade genrify to load it")
+
+    genres = meta["genres"]
+    if not isinstance(genres, list):
+        raise bad("genres", f"must be a list of genre names, not {_show(genres)}")
+    if not MIN_GENRES <= len(genres) <= MAX_GENRES:
+        raise bad("genres", f"holds {len(genres)} genres; a model has {MIN_GENRES} to {MAX_GENRES}")
+    seen: set[str] = set()
+    for genre in genres:
+        if not isinstance(genre, str) or not genre.strip() or len(genre) > _MAX_NAME or not genre.isprintable():
+            raise bad("genres", f"holds {_show(genre)}, not a genre name (a non-empty line of text)")
+        if genre in seen:  # probabilities keyed by name would merge two outputs and no longer sum to 1
+            raise bad("genres", f"names {genre!r} twice")
+        seen.add(genre)
+
+    features = meta["features"]
+    if not isinstance(features, dict):
+        raise bad("features", f"must be a JSON object of feature parameters, not {_show(features)}")
+    try:
+        FeatureParams.from_dict(features)
+    except (ParameterError, TypeError, ValueError) as exc:
+        raise bad("features", f"are not valid feature parameters: {_first_line(exc)}") from None
+
+    architecture = meta["architecture"]
+    known = architectures()
+    if not isinstance(architecture, str) or architecture not in known:
+        raise bad("architecture", f"{_show(architecture)} is not one genrify knows ({', '.join(known)})")
+    config = meta["architecture_config"]
+    if not isinstance(config, dict):
+        raise bad("architecture_config", f"must be a JSON object of options, not {_show(config)}")
+    for key, value in config.items():
+        items = value if isinstance(value, list) and len(value) <= _MAX_CONFIG_LIST else [value]
+        for item in items:
+            if not (item is None or isinstance(item, bool) or (_is_int(item) and 0 <= item <= _MAX_CONFIG_INT)
+                    or (isinstance(item, float) and _is_number(item) and abs(item) <= _MAX_CONFIG_INT)
+                    or (isinstance(item, str) and len(item) <= _MAX_NAME)):
+                raise bad("architecture_config", f"option {key!r} is {_show(value)}, out of bounds for an architecture option")
+
+    chunk = meta["chunk_frames"]
+    if not _is_int(chunk) or not 1 <= chunk <= MAX_CHUNK_FRAMES:
+        raise bad("chunk_frames", f"must be an integer in 1..{MAX_CHUNK_FRAMES}, not {_show(chunk)}")
+
+    # Training summary and settings are shown by `genrify info` and the web page: they must have
+    # the shapes those expect, or be absent.
+    info = meta.get("info", {})
+    if not isinstance(info, dict):
+        raise bad("info", f"must be a JSON object, not {_show(info)}")
+    summary = info.get("summary")
+    if summary is not None:
+        if not isinstance(summary, dict):
+            raise bad("info.summary", f"must be a JSON object, not {_show(summary)}")
+        for figure in _SUMMARY_FIGURES:
+            if not _is_number(summary.get(figure)):
+                raise bad(f"info.summary.{figure}", f"must be a finite number, not {_show(summary.get(figure))}")
+        if not _is_int(summary.get("runs")) or summary["runs"] < 0:
+            raise bad("info.summary.runs", f"must be a count of runs, not {_show(summary.get('runs'))}")
+    if "config" in info and not isinstance(info["config"], dict):
+        raise bad("info.config", f"must be a JSON object, not {_show(info['config'])}")
     return meta
 
 
@@ -155,22 +273,61 @@ def load(path: str | Path, *, params: FeatureParams | None = None) -> GenreModel
         tensors = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - a truncated body fails here, after a valid header
         raise ModelFileError(f"{path}: the model file is damaged ({_first_line(exc)})") from None
-    try:
-        feature_params = FeatureParams.from_dict(meta["features"])
-        body = build(
-            meta["architecture"], n_mels=feature_params.n_mels, n_genres=len(meta["genres"]), **meta["architecture_config"]
-        )
-    except ParameterError as exc:
-        raise ModelFileError(f"{path}: {exc}") from None
-    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        body.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"{path}: the weights do not fit architecture {meta['architecture']!r} ({_first_line(exc)})") from None
+    feature_params = FeatureParams.from_dict(meta["features"])  # valid: read_metadata checked it
     if "norm.mean" not in tensors or "norm.std" not in tensors:
         raise ModelFileError(f"{path}: the input normalisation is missing")
     if tensors["norm.mean"].numel() != feature_params.n_mels or tensors["norm.std"].numel() != feature_params.n_mels:
         raise ModelFileError(f"{path}: the input normalisation does not match {feature_params.n_mels} mel bands")
+    # A NaN weight or a zero spread makes every answer NaN: refuse the file, not each song.
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{path}: tensor {name} holds NaN or infinite values")
+    if not bool((tensors["norm.std"] > 0).all()):
+        raise ModelFileError(f"{path}: tensor norm.std holds values <= 0 (a band cannot be normalised by them)")
+
+    def make_body() -> torch.nn.Module:
+        try:
+            return build(meta["architecture"], n_mels=feature_params.n_mels, n_genres=len(meta["genres"]),
+                         **meta["architecture_config"])
+        except ParameterError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - options within bounds may still not make a network
+            raise ModelFileError(
+                f"{path}: bad model metadata: architecture_config does not build {meta['architecture']!r} ({_first_line(exc)})"
+            ) from None
+
+    # Build on the meta device first (shapes only, no memory) and compare with the file's tensors:
+    # options that would allocate far more than the file holds are refused before any allocation.
+    # A dry run there, on one chunk, finds options and chunk lengths the network cannot process
+    # (a pooling of 0, chunks shorter than its pooling) here rather than on the first song.
+    chunk, n_genres = meta["chunk_frames"], len(meta["genres"])
+    with warnings.catch_warnings(), torch.device("meta"), torch.inference_mode():
+        warnings.simplefilter("ignore")  # loading pretrained weights into meta tensors warns that it is a no-op
+        shapes = make_body().eval()
+        expected = {k: tuple(v.shape) for k, v in shapes.state_dict().items()}
+        try:
+            out_shape = tuple(shapes(torch.empty(1, feature_params.n_mels, chunk)).shape)
+        except Exception as exc:  # noqa: BLE001 - any op may refuse the shapes
+            out_shape = _first_line(exc)
+    if out_shape != (1, n_genres):
+        problem = out_shape if isinstance(out_shape, str) else f"output of shape {out_shape}, not (1, {n_genres})"
+        raise ModelFileError(
+            f"{path}: bad model metadata: architecture_config and chunk_frames do not make a working "
+            f"{meta['architecture']!r} network for chunks of {chunk} frames ({problem})"
+        )
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if found != expected:
+        differ = sorted(set(found) ^ set(expected)) or sorted(k for k in found if found[k] != expected[k])
+        raise ModelFileError(
+            f"{path}: the weights do not fit architecture {meta['architecture']!r} "
+            f"({len(differ)} tensor(s) missing, unexpected or of another shape, e.g. model.{differ[0]})"
+        )
+    body = make_body()
+    try:
+        body.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: the weights do not fit architecture {meta['architecture']!r} ({_first_line(exc)})") from None
     network = GenreNetwork(body, tensors["norm.mean"], tensors["norm.std"]).eval()
     model = GenreModel(
         network=network,

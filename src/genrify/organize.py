@@ -19,14 +19,12 @@ source folder) raises.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import filecmp
 import math
 import os
 import re
 import shutil
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +32,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from genrify.errors import OrganizeError, ParameterError
-from genrify.fsutil import fsync_dir, fsync_file, write_text_atomic
+from genrify.library import display_path, file_identity
+from genrify.fsutil import atomic_path, fsync_dir, remove_leftovers, write_text_atomic
 
 Mode = Literal["copy", "link", "move"]
 Status = Literal["done", "planned", "skipped", "failed"]
@@ -47,7 +46,6 @@ UNNAMED_GENRE = "unknown"
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _MAX_NAME = 100  # characters; leaves room under the usual 255-byte limit for UTF-8 names
-_TEMP_SUFFIX = ".genrify-part"
 # os.link fails with these where a hard link is impossible (other filesystem, or one without links).
 _NO_HARDLINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
 
@@ -137,8 +135,11 @@ def check_destination(dest: str | Path, sources: Iterable[str | Path]) -> None:
     Raises
     ------
     OrganizeError
-        ``dest`` is one of ``sources`` or inside one of them (symbolic links resolved).
+        ``dest`` is one of ``sources`` or inside one of them (symbolic links resolved), or exists
+        and is not a folder (e.g. a song given by mistake).
     """
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise OrganizeError(f"{display_path(dest)}: the destination exists and is not a folder")
     dest_real = Path(os.path.realpath(dest))
     for source in sources:
         source_real = Path(os.path.realpath(source))
@@ -206,7 +207,12 @@ def apply(moves: Iterable[Move], *, dry_run: bool = False) -> list[MoveResult]:
     (or ``skipped``).
     """
     results = []
+    cleaned: set[Path] = set()
     for move in moves:
+        if not dry_run and move.target.parent not in cleaned:
+            # Copies that a killed run left half-made in this folder (only dead writers' ones).
+            cleaned.add(move.target.parent)
+            remove_leftovers(move.target.parent)
         if move.skip:
             results.append(MoveResult(move.source, move.target, move.genre, "skipped", detail="identical file already there"))
         elif dry_run:
@@ -228,6 +234,37 @@ def organize(
     return apply(plan_moves(assignments, dest, mode=mode, sources=sources), dry_run=dry_run)
 
 
+def playlist_path(out_dir: str | Path, genre: str) -> Path:
+    """The playlist :func:`write_playlists` writes for ``genre``: ``out_dir/<sanitised genre>.m3u8``."""
+    return Path(out_dir) / f"{sanitize_genre(genre)}.m3u8"
+
+
+def check_playlists(out_dir: str | Path, genres: Iterable[str], keep: Iterable[str | Path] = ()) -> None:
+    """Refuse playlists that cannot be written, or that would replace a file to keep.
+
+    Called by :func:`write_playlists`, and by a caller before any long work (with the genres a
+    model can answer and the input files as ``keep``), so that a bad folder fails at once.
+
+    Raises
+    ------
+    OrganizeError
+        ``out_dir`` exists and is not a folder; a playlist's name is taken by something that is not
+        a regular file (a folder, say); or a playlist would replace one of ``keep`` (the same file,
+        also through a link).
+    """
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise OrganizeError(f"{display_path(out_dir)}: the playlist folder exists and is not a folder")
+    kept = {ident for ident in map(file_identity, keep) if ident is not None}
+    for genre in genres:
+        target = playlist_path(out_dir, genre)
+        if not os.path.lexists(target):
+            continue
+        if not os.path.isfile(target):
+            raise OrganizeError(f"{display_path(target)}: a playlist would go here, but it is not a regular file")
+        if file_identity(target) in kept:
+            raise OrganizeError(f"{display_path(target)}: a playlist would replace this input file")
+
+
 def write_playlists(
     assignments: Mapping[str | Path, str],
     out_dir: str | Path,
@@ -241,8 +278,14 @@ def write_playlists(
     the folder of music and playlists can move as a whole. With ``durations`` (file -> seconds)
     every entry gets an ``#EXTINF:<seconds>,<title>`` line, the title being the file name without
     its extension (``-1`` seconds where a file has no duration). Files whose names contain a line
-    break cannot be written in M3U and are left out. Playlists are written atomically, replacing
-    any of the same name.
+    break, or are not valid UTF-8, cannot be written in M3U8 and are left out. Playlists are
+    written atomically, replacing any playlist of the same name (never a folder or other special
+    file: see :func:`check_playlists`).
+
+    Raises
+    ------
+    OrganizeError
+        See :func:`check_playlists`.
 
     Returns
     -------
@@ -250,6 +293,7 @@ def write_playlists(
         The playlists written, sorted.
     """
     out = Path(out_dir)
+    check_playlists(out, set(assignments.values()))
     out.mkdir(parents=True, exist_ok=True)
     base = os.path.abspath(out)
     by_name: dict[str, list[Path]] = {}
@@ -345,21 +389,12 @@ def _still_free(target: Path) -> Path:
 
 
 def _copy_into_place(source: Path, target: Path) -> None:
-    """Copy data, mode and times under a temporary name, flush, then rename: never half a file."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TEMP_SUFFIX, dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        shutil.copy2(source, tmp)
-        fsync_file(tmp)
-        if os.path.lexists(target):  # taken in the meantime: never overwrite
-            raise FileExistsError(errno.EEXIST, "target appeared while copying", str(target))
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(target.parent)
+    """Copy data, mode and times under a temporary name, flush, then rename: never half a file.
+
+    Never overwrites: a file that took ``target``'s name meanwhile makes this fail (FileExistsError).
+    """
+    with atomic_path(target, overwrite=False, keep_mode=True) as tmp:
+        shutil.copy2(source, tmp)  # the song's own mode and times, not the umask's
 
 
 def _link(source: Path, target: Path) -> tuple[Method, str]:
@@ -412,6 +447,10 @@ def _describe(exc: BaseException) -> str:
 def _playlist_entry(source: Path, base: str) -> str | None:
     absolute = os.path.abspath(source)
     if "\n" in absolute or "\r" in absolute:
+        return None
+    try:
+        absolute.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8 has no M3U8 spelling
         return None
     try:
         entry = os.path.relpath(absolute, base)

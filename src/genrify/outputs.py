@@ -3,6 +3,12 @@
 The JSON objects are :meth:`genrify.predict.Prediction.to_dict`'s (a failed file is
 ``{"path", "error"}``), the same objects the web API returns. CSV has one row per file, with a
 column per genre; with a timeline, one row per segment instead.
+
+Both are always valid: JSON is strict (no ``NaN``; a result with a non-finite number becomes a
+failure of its file, see :func:`checked`) and both are UTF-8. A path is written as
+:func:`genrify.library.display_path` shows it: unchanged for every UTF-8 name, and with
+``\\xff``-style escapes for the bytes of a name that is not UTF-8 (and for control characters),
+so that one odd name never makes the whole output unwritable.
 """
 
 from __future__ import annotations
@@ -15,25 +21,57 @@ from pathlib import Path
 from typing import Any
 
 from genrify.errors import ParameterError
+from genrify.library import display_path
 from genrify.predict import Failure, Prediction
 
 FORMATS = ("table", "json", "csv")
 Result = Prediction | Failure
 
 
+NON_FINITE = "the model gave a non-finite result (NaN or infinity) for this file"
+
+
+def checked(results: Sequence[Result]) -> list[Result]:
+    """The results, with every prediction holding a non-finite number replaced by a :class:`Failure`.
+
+    A NaN is no answer: it must neither become a literal ``NaN`` in JSON (which strict parsers
+    refuse) nor be tagged, sorted or listed.
+    """
+    out: list[Result] = []
+    for r in results:
+        if isinstance(r, Prediction):
+            try:
+                json.dumps(r.to_dict(timeline=True), allow_nan=False)
+            except ValueError:
+                r = Failure(r.path or "", NON_FINITE)
+        out.append(r)
+    return out
+
+
 def records(results: Sequence[Result], *, top_k: int | None = None, timeline: bool = False) -> list[dict[str, Any]]:
-    """The JSON-ready object of every result, in order."""
-    return [r.to_dict(top_k=top_k, timeline=timeline) if isinstance(r, Prediction) else r.to_dict() for r in results]
+    """The JSON-ready object of every result, in order (paths as :func:`display_path` shows them)."""
+    objects = []
+    for r in checked(results):
+        obj = r.to_dict(top_k=top_k, timeline=timeline) if isinstance(r, Prediction) else r.to_dict()
+        if obj.get("path") is not None:
+            obj["path"] = display_path(obj["path"])
+        if "error" in obj:
+            obj["error"] = display_path(obj["error"])  # error messages quote file names too
+        objects.append(obj)
+    return objects
 
 
 def to_json(results: Sequence[Result], *, top_k: int | None = None, timeline: bool = False) -> str:
-    """A JSON array of one object per file."""
-    return json.dumps(records(results, top_k=top_k, timeline=timeline), indent=2, ensure_ascii=False) + "\n"
+    """A JSON array of one object per file: strict JSON (never ``NaN``), UTF-8 paths."""
+    return json.dumps(records(results, top_k=top_k, timeline=timeline), indent=2, ensure_ascii=False,
+                      allow_nan=False) + "\n"
 
 
 def to_csv(results: Sequence[Result], *, top_k: int | None = None, timeline: bool = False) -> str:
     """CSV text: ``path, genre, confidence, top..., segments, duration, error``, then one
-    probability column per genre; with ``timeline``, one row per segment with its start time."""
+    probability column per genre; with ``timeline``, one row per segment with its start time.
+    Paths are written as :func:`display_path` shows them (UTF-8, one line)."""
+    results = checked(results)
     genres: list[str] = next((r.genres for r in results if isinstance(r, Prediction)), [])
     k = min(top_k or 3, len(genres)) if genres else 0
     head = ["path"] + (["segment_start"] if timeline else []) + ["genre", "confidence"]
@@ -43,16 +81,17 @@ def to_csv(results: Sequence[Result], *, top_k: int | None = None, timeline: boo
     writer.writerow(head)
     for r in results:
         if isinstance(r, Failure):
-            writer.writerow([r.path] + ([""] if timeline else []) + ["", ""] + [""] * k + ["", "", r.error] + [""] * len(genres))
+            writer.writerow([display_path(r.path)] + ([""] if timeline else []) + ["", ""] + [""] * k
+                            + ["", "", display_path(r.error)] + [""] * len(genres))
             continue
         tops = [g for g, _ in r.top(k)]
         if timeline:
             for start, probs in zip(r.segment_starts, r.segment_probabilities, strict=True):
                 order = sorted(range(len(genres)), key=lambda i: -probs[i])[:k]
-                writer.writerow([r.path, f"{start:.3f}", genres[order[0]], f"{probs[order[0]]:.6f}"]
+                writer.writerow([display_path(r.path or ""), f"{start:.3f}", genres[order[0]], f"{probs[order[0]]:.6f}"]
                                 + [genres[i] for i in order] + [1, "", ""] + [f"{p:.6f}" for p in probs])
         else:
-            writer.writerow([r.path, r.genre, f"{r.confidence:.6f}"] + tops + [r.segments, f"{r.duration:.3f}", ""]
+            writer.writerow([display_path(r.path or ""), r.genre, f"{r.confidence:.6f}"] + tops + [r.segments, f"{r.duration:.3f}", ""]
                             + [f"{p:.6f}" for p in r.probabilities])
     return buffer.getvalue()
 
@@ -79,4 +118,4 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     try:
         fsutil.write_text_atomic(path, text)
     except OSError as exc:
-        raise ParameterError(f"{path}: cannot write the output file ({exc.strerror or exc})") from None
+        raise ParameterError(f"{display_path(path)}: cannot write the output file ({exc.strerror or exc})") from None

@@ -18,17 +18,25 @@ becomes a failed result and the run goes on.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from genrify.errors import AudioError, ParameterError
+from genrify.errors import AudioError, ParameterError, PredictionError
+from genrify.segments import (  # noqa: F401 - song_features and segment_starts are part of this API too
+    DEFAULT_MAX_SEGMENTS,
+    SongSegments,
+    cut_segments,
+    feature_dtype,
+    segment_starts,
+    song_features,
+    song_segments,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -69,6 +77,9 @@ class Prediction:
         Start time of each segment in seconds.
     segment_probabilities
         ``(segments, genres)`` probabilities of each segment (the timeline).
+    short
+        The song is shorter than one segment: its only segment was padded, so the answer rests on
+        less audio than the model was made for and is flagged as unsure.
     """
 
     genres: list[str]
@@ -80,12 +91,16 @@ class Prediction:
     segment_starts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     segment_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     confidence_threshold: float = 0.5  #: below this top probability the answer is flagged as unsure
+    short: bool = False
 
     @property
     def low_confidence(self) -> bool:
-        """True where the model is unsure: its top probability is below its threshold (speech,
-        animals, silence and music between genres land here)."""
-        return self.confidence < self.confidence_threshold
+        """True where the answer is unsure: the song is shorter than one segment, or the model's top
+        probability is below its threshold (speech, animals, silence and music between genres land
+        here)."""
+        # ``not >=`` rather than ``<``: a NaN confidence (an answer rebuilt from a damaged cache)
+        # counts as unsure, never as sure.
+        return self.short or not self.confidence >= self.confidence_threshold
 
     @property
     def genre(self) -> str:
@@ -112,6 +127,7 @@ class Prediction:
             "genre": self.genre,
             "confidence": round(self.confidence, 6),
             "low_confidence": self.low_confidence,
+            "short": self.short,
             "probabilities": {g: round(float(p), 6) for g, p in zip(self.genres, self.probabilities, strict=True)},
             "votes": {g: round(float(v), 6) for g, v in zip(self.genres, self.votes, strict=True)},
             "top": [{"genre": g, "probability": round(p, 6)} for g, p in self.top(top_k or len(self.genres))],
@@ -135,6 +151,7 @@ class Prediction:
         return cls(
             genres=genres,
             confidence_threshold=float(data.get("confidence_threshold", 0.5)),
+            short=bool(data.get("short", False)),
             probabilities=np.array([data["probabilities"][g] for g in genres], dtype=np.float64),
             votes=np.array([data["votes"][g] for g in genres], dtype=np.float64),
             segments=int(data["segments"]),
@@ -158,57 +175,65 @@ class Failure:
         return {"path": self.path, "error": self.error}
 
 
-def segment_starts(
-    frames: int, chunk_frames: int, hop_frames: int | None = None, max_segments: int | None = None
-) -> np.ndarray:
-    """Start frames of the segments of a song of ``frames`` frames.
+def predict_segments(
+    song: SongSegments,
+    model: Classifier,
+    *,
+    batch_size: int | None = None,
+    path: str | None = None,
+) -> Prediction:
+    """Classify a song from its segments (:func:`song_segments`, :func:`cut_segments`).
 
-    Segments lie wholly inside the song every ``hop_frames`` (default: ``chunk_frames``, no
-    overlap); a song shorter than one segment gives one segment at 0, padded. With
-    ``max_segments``, that many are taken, spread evenly over the song (the first and the last
-    included), so a long song is covered from start to end at a fixed cost.
-    """
-    from genrify.data import chunk_starts
-
-    if max_segments is not None and max_segments < 1:
-        raise ParameterError(f"max_segments must be at least 1, not {max_segments}")
-    starts = chunk_starts(frames, chunk_frames, hop_frames)
-    if max_segments is not None and starts.size > max_segments:
-        starts = starts[np.unique(np.linspace(0, starts.size - 1, max_segments).round().astype(np.int64))]
-    return starts
-
-
-def _feature_dtype(params: FeatureParams) -> type:
-    # Decibels are stored as float16 by extraction: the same here gives the same answers as
-    # evaluation. Pretrained taggers' inputs keep float32, the precision they were made with.
-    return np.float16 if params.scale == "db" else np.float32
-
-
-def song_features(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, float]:
-    """A file's log-mel spectrogram ``(n_mels, frames)``, and its length in seconds.
-
-    Decibel features are float16, as the store keeps them (an hour takes about 40 MB).
+    Parameters
+    ----------
+    song
+        The segments, made with ``model.params`` and ``model.chunk_frames``.
+    model
+        The classifier.
+    batch_size
+        Segments per forward pass (default: the model's ``batch_size``, else 64): bounds memory.
+    path
+        Recorded in the prediction.
 
     Raises
     ------
-    AudioError
-        The file cannot be decoded, or decodes to non-finite values.
+    PredictionError
+        The model gives non-finite probabilities (for this song).
     """
-    from genrify import audio
-    from genrify.features import log_mel_stream
+    import torch
 
-    samples = 0
+    from genrify.devices import autocast, module_device
 
-    def counted(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        nonlocal samples
-        for block in blocks:
-            samples += block.size
-            yield block
-
-    features = log_mel_stream(counted(audio.stream(path, params.sample_rate)), params, dtype=_feature_dtype(params))
-    if not np.isfinite(features).all():
-        raise AudioError(path, "decoded to non-finite values")
-    return features, samples / params.sample_rate
+    batch_size = batch_size or int(getattr(model, "batch_size", 64))
+    network = model.network.eval()
+    device = module_device(network)
+    n = song.segments.shape[0]
+    probabilities = np.empty((n, len(model.genres)), dtype=np.float32)
+    with torch.inference_mode():
+        for i in range(0, n, batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(song.segments[i : i + batch_size]))
+            with autocast(device):
+                logits = network(batch.to(device))
+            probabilities[i : i + batch.shape[0]] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    if not np.isfinite(probabilities).all():
+        # NaN would pass for an answer (argmax picks the first genre) and could end up in tags.
+        raise PredictionError(path, "the model gave non-finite probabilities")
+    mean = probabilities.mean(axis=0, dtype=np.float64)
+    mean /= mean.sum()
+    votes = np.bincount(probabilities.argmax(axis=1), minlength=len(model.genres)) / n
+    return Prediction(
+        genres=list(model.genres),
+        probabilities=mean,
+        votes=votes.astype(np.float64),
+        segments=int(n),
+        duration=float(song.duration),
+        path=path,
+        confidence_threshold=float(getattr(model, "confidence_threshold", 0.5)),
+        # One rule for every model: less audio than one segment is filled and flagged.
+        short=song.short,
+        segment_starts=np.asarray(song.starts, dtype=np.float64),
+        segment_probabilities=probabilities.astype(np.float64),
+    )
 
 
 def predict_features(
@@ -217,11 +242,11 @@ def predict_features(
     *,
     duration: float | None = None,
     hop_frames: int | None = None,
-    max_segments: int | None = None,
-    batch_size: int = 64,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    batch_size: int | None = None,
     path: str | None = None,
 ) -> Prediction:
-    """Classify a song from its log-mel spectrogram ``(n_mels, frames)`` in dB.
+    """Classify a song from its whole log-mel spectrogram ``(n_mels, frames)``.
 
     Parameters
     ----------
@@ -232,44 +257,34 @@ def predict_features(
     duration
         The song's length in seconds (from the frame count when ``None``).
     hop_frames, max_segments
-        Which segments (see :func:`segment_starts`).
+        Which segments (see :func:`segment_starts`); ``max_segments`` 0 or ``None`` takes all.
     batch_size
         Segments per forward pass: bounds memory for long songs.
     path
         Recorded in the prediction.
+
+    Raises
+    ------
+    PredictionError
+        No frames at all, or the model gives non-finite probabilities (for this song).
+    ParameterError
+        Features of the wrong shape.
     """
-    import torch
+    try:
+        song = cut_segments(features, model.params, model.chunk_frames, duration=duration, hop_frames=hop_frames,
+                            max_segments=max_segments)
+    except PredictionError as exc:
+        raise PredictionError(path, exc.reason) from None
+    return predict_segments(song, model, batch_size=batch_size, path=path)
 
-    from genrify.data import pad_chunk
-    from genrify.devices import autocast, module_device
 
-    if features.ndim != 2 or features.shape[0] != model.params.n_mels:
-        raise ParameterError(f"expected features of shape ({model.params.n_mels}, frames), got {features.shape}")
-    chunk = model.chunk_frames
-    starts = segment_starts(features.shape[1], chunk, hop_frames, max_segments)
-    network = model.network.eval()
-    device = module_device(network)
-    probabilities = np.empty((starts.size, len(model.genres)), dtype=np.float32)
-    with torch.inference_mode():
-        for i in range(0, starts.size, batch_size):
-            batch = np.stack([pad_chunk(features[:, s : s + chunk], chunk) for s in starts[i : i + batch_size]])
-            with autocast(device):
-                logits = network(torch.from_numpy(batch).to(device))
-            probabilities[i : i + batch.shape[0]] = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    mean = probabilities.mean(axis=0, dtype=np.float64)
-    mean /= mean.sum()
-    votes = np.bincount(probabilities.argmax(axis=1), minlength=len(model.genres)) / starts.size
-    return Prediction(
-        genres=list(model.genres),
-        probabilities=mean,
-        votes=votes.astype(np.float64),
-        segments=int(starts.size),
-        duration=float(duration if duration is not None else features.shape[1] * model.params.seconds_per_frame),
-        path=path,
-        confidence_threshold=float(getattr(model, "confidence_threshold", 0.5)),
-        segment_starts=starts * model.params.seconds_per_frame,
-        segment_probabilities=probabilities.astype(np.float64),
-    )
+def predict_or_fail(song: SongSegments, model: Classifier, *, path: str) -> Prediction | Failure:
+    """:func:`predict_segments` for one file of a library run: a file the model cannot answer for
+    (non-finite probabilities) becomes a :class:`Failure`, and the run goes on."""
+    try:
+        return predict_segments(song, model, path=path)
+    except PredictionError as exc:
+        return Failure(path, exc.reason)
 
 
 def classify(
@@ -278,7 +293,7 @@ def classify(
     *,
     sample_rate: int | None = None,
     hop_seconds: float | None = None,
-    max_segments: int | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
 ) -> Prediction:
     """Classify one song, from a file or a waveform.
 
@@ -294,12 +309,15 @@ def classify(
         Time between segment starts (default: one segment's length, no overlap); shorter
         overlaps segments for a finer timeline.
     max_segments
-        Classify at most this many segments, spread evenly over the song (faster on long songs).
+        Classify at most this many segments, spread evenly over the song (only those are decoded
+        where the format can seek); 0 or ``None`` classifies every segment.
 
     Raises
     ------
     AudioError
         The file cannot be decoded.
+    PredictionError
+        No audio, or the model gives non-finite probabilities.
     ParameterError
         A bad waveform or setting.
 
@@ -320,21 +338,22 @@ def classify(
             waveform = waveform.mean(axis=0)
         if waveform.ndim != 1 or waveform.size == 0:
             raise ParameterError(f"expected a non-empty mono waveform, got shape {source.shape}")
-        if not np.isfinite(waveform).all():
-            raise ParameterError("the waveform holds NaN or infinite samples")
+        from genrify.audio import sample_problem
+
+        problem = sample_problem(waveform)  # the rule decoded files follow (genrify.audio.stream)
+        if problem is not None:
+            raise ParameterError(f"the waveform holds {problem}")
         if sample_rate != params.sample_rate:
             import soxr
 
             waveform = soxr.resample(waveform, sample_rate, params.sample_rate, quality="HQ").astype(np.float32)
         from genrify.features import log_mel_stream
 
-        features = log_mel_stream([waveform], params, dtype=_feature_dtype(params))
-        duration = waveform.size / params.sample_rate
-        path = None
-    else:
-        features, duration = song_features(source, params)
-        path = str(source)
-    return predict_features(features, model, duration=duration, hop_frames=hop_frames, max_segments=max_segments, path=path)
+        features = log_mel_stream([waveform], params, dtype=feature_dtype(params))
+        return predict_features(features, model, duration=waveform.size / params.sample_rate, hop_frames=hop_frames,
+                                max_segments=max_segments)
+    song = song_segments(source, params, model.chunk_frames, hop_frames=hop_frames, max_segments=max_segments)
+    return predict_segments(song, model, path=str(source))
 
 
 def _hop_frames(hop_seconds: float | None, params: FeatureParams) -> int | None:
@@ -345,20 +364,39 @@ def _hop_frames(hop_seconds: float | None, params: FeatureParams) -> int | None:
     return max(1, round(hop_seconds / params.seconds_per_frame))
 
 
-def _features_task(paths: Sequence[str], params: FeatureParams) -> list[tuple[str, np.ndarray | None, float, str | None]]:
-    """Worker: features of a few files; a file that fails carries its error instead."""
+@dataclass(frozen=True)
+class SegmentPlan:
+    """Which segments of each song a model sees: what a decoding worker needs to know."""
+
+    params: FeatureParams
+    chunk_frames: int
+    hop_frames: int | None = None
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS
+
+    @classmethod
+    def for_model(cls, model: Classifier, hop_seconds: float | None = None,
+                  max_segments: int | None = DEFAULT_MAX_SEGMENTS) -> SegmentPlan:
+        return cls(model.params, model.chunk_frames, _hop_frames(hop_seconds, model.params), max_segments)
+
+    def segments(self, path: str | Path) -> SongSegments:
+        """The segments of one file (:func:`song_segments`)."""
+        return song_segments(path, self.params, self.chunk_frames, hop_frames=self.hop_frames,
+                             max_segments=self.max_segments)
+
+
+def _features_task(paths: Sequence[str], plan: SegmentPlan) -> list[tuple[str, SongSegments | None, str | None]]:
+    """Worker: the segments of a few files; a file that fails carries its error instead."""
     import torch
 
     torch.set_num_threads(1)  # one process per core: threads inside would only contend
-    out: list[tuple[str, np.ndarray | None, float, str | None]] = []
+    out: list[tuple[str, SongSegments | None, str | None]] = []
     for path in paths:
         try:
-            features, duration = song_features(path, params)
-            out.append((path, features, duration, None))
-        except AudioError as exc:
-            out.append((path, None, 0.0, exc.reason))
+            out.append((path, plan.segments(path), None))
+        except (AudioError, PredictionError) as exc:
+            out.append((path, None, exc.reason))
         except Exception as exc:  # noqa: BLE001 - one strange file must not end a library's run
-            out.append((path, None, 0.0, f"{type(exc).__name__}: {exc}"))
+            out.append((path, None, f"{type(exc).__name__}: {exc}"))
     return out
 
 
@@ -368,7 +406,7 @@ def classify_paths(
     *,
     jobs: int | None = None,
     hop_seconds: float | None = None,
-    max_segments: int | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
     files_per_task: int = 2,
     client: Any = None,
     model_path: str | Path | None = None,
@@ -380,8 +418,6 @@ def classify_paths(
     :class:`Failure` and the rest go on. If a decoder crashes a worker outright, the files it
     held are retried one per task, so only the file that crashes it fails.
     """
-    params = model.params
-    hop_frames = _hop_frames(hop_seconds, params)
     todo = [str(p) for p in paths]
     if client is not None:  # on a Dask cluster: the workers load the model, decode and classify
         from genrify.distributed import classify_on_dask
@@ -394,19 +430,19 @@ def classify_paths(
                                     genres=list(model.genres) if builtin else None,
                                     hop_seconds=hop_seconds, max_segments=max_segments)
         return
+    plan = SegmentPlan.for_model(model, hop_seconds, max_segments)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
 
-    def predictions(results: list[tuple[str, np.ndarray | None, float, str | None]]) -> Iterator[Prediction | Failure]:
-        for path, features, duration, error in results:
-            if features is None:
+    def predictions(results: list[tuple[str, SongSegments | None, str | None]]) -> Iterator[Prediction | Failure]:
+        for path, song, error in results:
+            if song is None:
                 yield Failure(path, error or "could not be read")
             else:
-                yield predict_features(features, model, duration=duration, hop_frames=hop_frames,
-                                       max_segments=max_segments, path=path)
+                yield predict_or_fail(song, model, path=path)
 
     if jobs == 1:
         for path in todo:
-            yield from predictions(_features_task([path], params))
+            yield from predictions(_features_task([path], plan))
         return
 
     import torch
@@ -415,32 +451,33 @@ def classify_paths(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield from _pooled(todo, params, jobs, files_per_task, predictions)
+        yield from _pooled(todo, plan, jobs, files_per_task, predictions)
     finally:
         torch.set_num_threads(threads)
 
 
 def _pooled(
     todo: list[str],
-    params: FeatureParams,
+    plan: SegmentPlan,
     jobs: int,
     files_per_task: int,
-    predictions: Callable[[list[tuple[str, np.ndarray | None, float, str | None]]], Iterator[Prediction | Failure]],
-    task: Callable[..., list[tuple[str, np.ndarray | None, float, str | None]]] = _features_task,
+    predictions: Callable[[list[tuple[str, SongSegments | None, str | None]]], Iterator[Prediction | Failure]],
+    task: Callable[..., list[tuple[str, SongSegments | None, str | None]]] = _features_task,
 ) -> Iterator[Prediction | Failure]:
     from concurrent.futures.process import BrokenProcessPool
 
-    context = multiprocessing.get_context("forkserver")
+    from genrify.runner import process_pool  # workers that die with this process, however it ends
+
     queue = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)][::-1]
     suspects: list[str] = []  # files in flight when a worker died
     while queue:
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        with process_pool(jobs) as pool:
             pending: dict[Future, list[str]] = {}
             # A bounded number of tasks in flight keeps finished features from piling up in memory.
             while queue or pending:
                 while queue and len(pending) < 2 * jobs:
                     files = queue.pop()
-                    pending[pool.submit(task, files, params)] = files
+                    pending[pool.submit(task, files, plan)] = files
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in done:
@@ -458,9 +495,9 @@ def _pooled(
                     break
     # Each suspect alone in its own worker: only the file that kills its worker fails.
     for path in suspects:
-        with ProcessPoolExecutor(1, mp_context=context) as pool:
+        with process_pool(1) as pool:
             try:
-                results = pool.submit(task, [path], params).result()
+                results = pool.submit(task, [path], plan).result()
             except BrokenProcessPool:
                 yield Failure(path, "the decoder crashed on this file")
                 continue
@@ -474,7 +511,7 @@ def classify_files(
     cache: ResultCache | None = None,
     jobs: int | None = None,
     hop_seconds: float | None = None,
-    max_segments: int | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
     on_result: Callable[[Prediction | Failure, bool], None] | None = None,
     client: Any = None,
     model_path: str | Path | None = None,

@@ -3,22 +3,41 @@
 A result is keyed by the file's resolved path, size and modification time, the model's content
 hash and the segment settings: a second ``genrify classify`` over an unchanged library with the
 same model reads every answer from here, and a file that changed, or another model, is classified
-anew. The cache only ever speeds a run up: a damaged or locked cache is set aside, never an error.
+anew. The cache only ever speeds a run up: a locked or unwritable cache means a run without one
+(with a warning), and a damaged genrify cache is set aside under a fresh name (with a warning).
+
+Nothing genrify did not make is ever renamed or replaced: a cache path that is a folder, a file
+that is not SQLite, or another program's database is an error (:class:`ParameterError`). A
+genrify cache carries :data:`APPLICATION_ID` in its SQLite header. Paths are keyed by their bytes
+(:func:`os.fsencode`), so a name that is not valid UTF-8 is cached like any other.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
+import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
+from genrify.errors import ParameterError
+from genrify.library import display_path
+
+#: ``PRAGMA application_id`` of a genrify results cache ("Gnrf"). It sits in the file's 100-byte
+#: header, so a cache is recognised as genrify's even when the rest of the file is damaged.
+APPLICATION_ID = 0x476E7266
+_SCHEMA_VERSION = 2  # PRAGMA user_version; 2: paths are keyed by their bytes
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_COLUMNS = ["path", "size", "mtime_ns", "model", "settings", "result", "created"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
-    path TEXT NOT NULL,
+    path BLOB NOT NULL,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     model TEXT NOT NULL,
@@ -45,6 +64,75 @@ def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+class _NotOurs(Exception):
+    """A healthy SQLite database that genrify did not make."""
+
+
+def _busy(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def _recognise(path: Path) -> bool | None:
+    """Whether an existing cache file is genrify's by its header.
+
+    Returns ``None`` where there is nothing yet (or an empty file), ``True`` where the header
+    carries our application id, ``False`` for another SQLite file (decided by its tables later).
+
+    Raises
+    ------
+    ParameterError
+        ``path`` is a folder, not a regular file, a broken link, or not a SQLite file.
+    OSError
+        It cannot be read.
+    """
+    shown = display_path(path)
+    leave = "genrify leaves it alone: choose another --cache-file"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise ParameterError(f"{shown}: a dangling symbolic link, not a genrify results cache; {leave}") from None
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise ParameterError(f"{shown}: cannot be a results cache ({exc.strerror}); {leave}") from None
+        raise
+    if stat.S_ISDIR(st.st_mode):
+        raise ParameterError(f"{shown}: a folder, not a genrify results cache; give a file name such as "
+                             f"{display_path(path / 'results.sqlite')}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ParameterError(f"{shown}: not a regular file, not a genrify results cache; {leave}")
+    if st.st_size == 0:
+        return None
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if not header.startswith(_SQLITE_MAGIC):
+        raise ParameterError(f"{shown}: not a SQLite file, so not a genrify results cache; {leave}")
+    return int.from_bytes(header[68:72], "big") == APPLICATION_ID
+
+
+def _set_aside(path: Path) -> Path:
+    """Move a damaged cache (and its ``-wal``/``-shm`` files) to the first free ``.damaged`` name."""
+    for n in itertools.count():
+        aside = path.with_name(f"{path.name}.damaged" + (f"-{n}" if n else ""))
+        if any(os.path.lexists(f"{aside}{end}") for end in ("", "-wal", "-shm")):
+            continue
+        try:
+            os.link(path, aside)  # fails rather than replace a file that appeared meanwhile
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here: the check above has to do
+            os.rename(path, aside)
+        else:
+            os.unlink(path)
+        for end in ("-wal", "-shm"):
+            if os.path.lexists(f"{path}{end}"):
+                os.rename(f"{path}{end}", f"{aside}{end}")
+        return aside
+    raise AssertionError("unreachable")
+
+
 class ResultCache:
     """Classification results keyed by file identity, model and settings.
 
@@ -56,50 +144,119 @@ class ResultCache:
         The model's identity (e.g. :func:`file_digest` of its file).
     settings
         Everything else that changes an answer (segment hop, maximum segments), JSON-ready.
+    notify
+        Called with one line when the cache cannot be used (the run goes on without it) or a
+        damaged genrify cache was set aside.
+
+    Raises
+    ------
+    ParameterError
+        ``path`` is not a genrify cache: a folder, another kind of file, another program's
+        database; it is left untouched.
     """
 
-    def __init__(self, path: str | Path, model: str, settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        model: str,
+        settings: dict[str, Any],
+        *,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.model = model
-        self.settings = json.dumps(settings, sort_keys=True)
+        self.settings = json.dumps(settings, sort_keys=True, allow_nan=False)
         self.hits = 0
+        self._notify = notify or (lambda line: None)
         self._db: sqlite3.Connection | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(_SCHEMA)
-            self._db = db
-        except sqlite3.DatabaseError:
-            self._set_aside()
-        except OSError:
-            self._db = None  # no writable cache folder: run without a cache
         self._pending = 0
         self._last_commit = time.monotonic()
+        shown = display_path(self.path)
+        try:
+            ours = _recognise(self.path)
+        except OSError as exc:  # e.g. no permission to read it: the run goes on without a cache
+            self._notify(f"cannot read the results cache {shown} ({exc.strerror or exc}); running without it")
+            return
+        try:
+            self._db = self._connect()
+        except _NotOurs as exc:
+            raise ParameterError(
+                f"{shown}: a SQLite database of another program ({exc}), not a genrify results cache; "
+                "genrify leaves it alone: choose another --cache-file"
+            ) from None
+        except sqlite3.DatabaseError as exc:
+            self._damaged(exc, ours)
+        except OSError as exc:  # no writable cache folder: run without a cache
+            self._notify(f"cannot create the results cache {shown} ({exc.strerror or exc}); running without it")
+
+    def _damaged(self, exc: sqlite3.DatabaseError, ours: bool | None) -> None:
+        shown = display_path(self.path)
+        if _busy(exc):  # another run holds it: never a reason to set a good cache aside
+            self._notify(f"the results cache {shown} is busy ({exc}); running without it")
+            return
+        if ours is None:  # nothing was there: the folder is not writable, say
+            self._notify(f"cannot create the results cache {shown} ({exc}); running without it")
+            return
+        if not ours:
+            raise ParameterError(
+                f"{shown}: a damaged SQLite file that genrify did not make ({exc}), not a genrify results cache; "
+                "genrify leaves it alone: choose another --cache-file"
+            ) from None
+        # Ours (our application id is in its header) but unreadable: it holds nothing worth keeping,
+        # yet a person may want to look at it, so it is moved to a fresh name, never over another.
+        try:
+            aside = _set_aside(self.path)
+            self._db = self._connect()
+        except (OSError, sqlite3.DatabaseError) as again:
+            self._notify(f"the results cache {shown} is damaged ({exc}) and could not be replaced ({again}); "
+                         "running without it")
+            self._db = None
+            return
+        self._notify(f"the results cache {shown} was damaged ({exc}); set it aside as {display_path(aside)} "
+                     "and started a new one")
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open (or make) the cache, checking first that an existing database is ours."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        try:
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if app_id != APPLICATION_ID:
+                # Adopt an empty database, or one of an older genrify (same table, no id yet); refuse
+                # anything else, whatever its name says.
+                columns = [row[1] for row in db.execute("PRAGMA table_info(results)")] if "results" in tables else []
+                if app_id != 0 or not tables <= {"results"} or (tables and columns != _COLUMNS):
+                    raise _NotOurs(f"tables: {', '.join(sorted(tables)) or 'none'}" if app_id == 0
+                                   else f"application id {app_id:#x}")
+            if tables and version < _SCHEMA_VERSION:
+                db.execute("DROP TABLE IF EXISTS results")  # keys of version 1 were text: start afresh
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     @property
     def enabled(self) -> bool:
         """False where the cache could not be opened (the run goes on without it)."""
         return self._db is not None
 
-    def _set_aside(self) -> None:
-        # A damaged cache holds nothing worth keeping: move it away and start afresh.
-        try:
-            self.path.replace(self.path.with_name(self.path.name + ".damaged"))
-            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-            db.execute(_SCHEMA)
-            self._db = db
-        except (OSError, sqlite3.DatabaseError):
-            self._db = None
-
     @staticmethod
-    def _identity(path: str | Path) -> tuple[str, int, int] | None:
+    def _identity(path: str | Path) -> tuple[bytes, int, int] | None:
+        # The key is the real path's bytes: names that are not UTF-8 are stored as they are, and
+        # a link loop or a vanished file is simply not cached (it fails later, with a message).
         try:
-            resolved = Path(path).resolve()
-            st = resolved.stat()
-        except OSError:
+            resolved = os.path.realpath(path)
+            st = os.stat(resolved)
+            key = os.fsencode(resolved)
+        except (OSError, RuntimeError, ValueError):
             return None
-        return str(resolved), st.st_size, st.st_mtime_ns
+        return key, st.st_size, st.st_mtime_ns
 
     def get(self, path: str | Path) -> dict[str, Any] | None:
         """The stored result for ``path`` if the file is unchanged, else ``None``."""
@@ -115,8 +272,12 @@ class ResultCache:
             return None
         if row is None or (row[0], row[1]) != ident[1:]:
             return None
+        try:
+            result = json.loads(row[2])
+        except ValueError:
+            return None
         self.hits += 1
-        return json.loads(row[2])
+        return result
 
     def put(self, path: str | Path, result: dict[str, Any]) -> None:
         """Store ``result`` for ``path`` as the file is now."""
@@ -124,11 +285,15 @@ class ResultCache:
         if self._db is None or ident is None:
             return
         try:
+            text = json.dumps(result, allow_nan=False)
+        except ValueError:  # a non-finite number is no answer worth keeping
+            return
+        try:
             if self._pending == 0:
                 self._db.execute("BEGIN")
             self._db.execute(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (*ident, self.model, self.settings, json.dumps(result), time.time()),
+                (*ident, self.model, self.settings, text, time.time()),
             )
             self._pending += 1
             # Commits grouped about once a second: fast, and a killed run loses a second's work.

@@ -26,7 +26,6 @@ import fcntl
 import hashlib
 import json
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -38,10 +37,12 @@ import numpy as np
 from genrify import __version__
 from genrify.errors import StoreError
 from genrify.features import FeatureParams
+from genrify.fsutil import atomic_write, is_temp_name
 
 MANIFEST_NAME = "manifest.sqlite"
 ARRAYS_DIR = "arrays"
 FORMAT_VERSION = 1
+# Temporary names of older versions (".tmp-HOST-PID-NAME"); still cleaned up by FeatureStore.clean.
 _TMP_PREFIX = ".tmp-"
 
 DONE = "done"
@@ -101,19 +102,14 @@ def array_name(track_path: str) -> str:
 def save_array(final: str | Path, array: np.ndarray) -> None:
     """Save a ``.npy`` file whole or not at all: written under a temporary name, then renamed.
 
-    The temporary name carries the host and process, so writers on several machines sharing the
-    store's filesystem (a Dask cluster) never write into the same temporary file.
+    The temporary name (:func:`genrify.fsutil.atomic_write`) carries the host and process, so
+    writers on several machines sharing the store's filesystem (a Dask cluster) never write into
+    the same temporary file.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{final.name}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(final, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
 
 
 def write_array(store_dir: str | Path, track_path: str, features: np.ndarray) -> str:
@@ -262,7 +258,9 @@ class FeatureStore:
         for dirpath, _dirs, files in os.walk(arrays):
             for name in files:
                 rel = os.path.relpath(os.path.join(dirpath, name), arrays)
-                if name.startswith(_TMP_PREFIX) or (name.endswith(".npy") and rel not in referenced):
+                # Every temporary goes, whoever wrote it: the writer lock says no writer is left.
+                temporary = is_temp_name(name) or name.startswith(_TMP_PREFIX)
+                if temporary or (name.endswith(".npy") and rel not in referenced):
                     os.unlink(os.path.join(dirpath, name))
                     removed += 1
         return removed
@@ -291,11 +289,15 @@ class FeatureStore:
             self.commit()  # no committed row may ever point to a deleted array
             (self.root / ARRAYS_DIR / old.array).unlink(missing_ok=True)
 
-    def _upsert(self, *values: object) -> None:
+    def _upsert(
+        self, path: str, genre: str, artist: str | None, duration: float | None, size: int, mtime_ns: int,
+        frames: int | None, status: str, error: str | None, array: str | None, flags: str,
+    ) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO tracks (path, genre, artist, duration, size, mtime_ns, frames, status,"
             " error, array, flags, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*values, time.time()),
+            (_to_db(path), _to_db(genre), _text(artist), duration, size, mtime_ns, frames, status, _text(error),
+             array, flags, time.time()),
         )
         if time.monotonic() - self._last_commit > _COMMIT_INTERVAL_S:
             self.commit()
@@ -307,7 +309,7 @@ class FeatureStore:
             old = self.get(path)
             if old is None:
                 continue
-            self._db.execute("DELETE FROM tracks WHERE path = ?", (path,))
+            self._db.execute("DELETE FROM tracks WHERE path = ?", (_to_db(path),))
             arrays.append(old.array)
         self.commit()  # rows go first: no committed row may ever point to a deleted array
         for array in arrays:
@@ -319,7 +321,7 @@ class FeatureStore:
 
     def get(self, path: str) -> StoredTrack | None:
         """The manifest row of one track, or ``None``."""
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM tracks WHERE path = ?", (path,)).fetchone()
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM tracks WHERE path = ?", (_to_db(path),)).fetchone()
         return _row(row) if row else None
 
     def tracks(self, status: str | None = DONE, under: str | None = None) -> list[StoredTrack]:
@@ -333,9 +335,15 @@ class FeatureStore:
             clauses.append("status = ?")
             args.append(status)
         if under is not None:
-            clauses.append("substr(path, 1, ?) = ?")
             prefix = under.rstrip(os.sep) + os.sep
-            args += [len(prefix), prefix]
+            raw = os.fsencode(prefix)
+            # A name that is not UTF-8 is a BLOB (see _to_db), where substr counts bytes.
+            if isinstance(_to_db(prefix), str):
+                clauses.append("((typeof(path) = 'text' AND substr(path, 1, ?) = ?) OR substr(path, 1, ?) = ?)")
+                args += [len(prefix), prefix, len(raw), raw]
+            else:
+                clauses.append("substr(path, 1, ?) = ?")
+                args += [len(raw), raw]
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         return [_row(r) for r in self._db.execute(query + " ORDER BY path", args)]
@@ -351,7 +359,7 @@ class FeatureStore:
         rows = self._db.execute(
             "SELECT genre, count(*) FROM tracks WHERE status = 'done' GROUP BY genre ORDER BY genre"
         )
-        return {g: int(n) for g, n in rows}
+        return {_from_db(g): int(n) for g, n in rows}
 
     def load(self, track: StoredTrack | str, *, mmap: bool = True, time_major: bool = False) -> np.ndarray:
         """A done track's log-mel array, float16 ``(n_mels, frames)``, memory-mapped by default.
@@ -384,14 +392,106 @@ class FeatureStore:
             raise StoreError(f"{name}: no features for this track in {self.root}")
         return self.root / ARRAYS_DIR / row.array
 
+    def check(self, track: StoredTrack, *, full: bool = False) -> str | None:
+        """What is wrong with a done track's array, or ``None`` where it is sound.
+
+        Arrays can be deleted, cut short or overwritten behind the manifest's back (a full disk, a
+        careless clean-up, a copy interrupted half-way).
+
+        Parameters
+        ----------
+        track
+            A done row of this store.
+        full
+            ``False`` (quick, for every track of every extraction run): the file exists, its
+            ``.npy`` header says float16 ``(frames, n_mels)`` with the manifest's frames, and its
+            size is what that header promises; a stat and one small read. ``True``: also read
+            every value and require each to be finite.
+
+        Returns
+        -------
+        str or None
+            The problem, in a few words, or ``None``.
+        """
+        file = self.array_file(track)
+        expected = (track.frames, self.params.n_mels)
+        try:
+            with open(file, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                size = os.fstat(fh.fileno()).st_size
+                data_start = fh.tell()
+        except FileNotFoundError:
+            return "array file missing"
+        except OSError as exc:
+            return f"array file unreadable: {exc.strerror or exc}"
+        except ValueError:
+            return "array file damaged (not a .npy array)"
+        if dtype != np.float16 or fortran or tuple(shape) != expected:
+            return f"array holds {dtype} {tuple(shape)}, not float16 {expected}"
+        want = data_start + int(np.prod(shape)) * dtype.itemsize
+        if size != want:
+            return f"array file is {size} bytes, not {want} (truncated or damaged)"
+        if full:
+            try:
+                values = np.load(file, allow_pickle=False)  # every byte read, not memory-mapped
+            except (OSError, ValueError) as exc:
+                return f"array file damaged: {exc}"
+            if not np.isfinite(values).all():
+                return "array holds non-finite values"
+        return None
+
+    def damaged(self, tracks: Iterable[StoredTrack] | None = None, *, full: bool = False) -> list[tuple[StoredTrack, str]]:
+        """The done tracks whose array fails :meth:`check`, with the problem (all done tracks by default)."""
+        found = []
+        for track in self.tracks() if tracks is None else tracks:
+            problem = self.check(track, full=full)
+            if problem is not None:
+                found.append((track, problem))
+        return found
+
 
 _COLUMNS = "path, genre, artist, duration, size, mtime_ns, frames, status, error, array, flags"
 
 
 def _row(row: tuple) -> StoredTrack:
     values = list(row)
+    values[0], values[1] = _from_db(values[0]), _from_db(values[1])
     values[-1] = tuple(f for f in (values[-1] or "").split(",") if f)
     return StoredTrack(*values)
+
+
+# File names are kept faithfully. A name that is valid UTF-8 (nearly all) is TEXT, as it always was,
+# so stores made before stay readable; one that is not (bytes from another system, which Python
+# carries as lone surrogates, e.g. "bad\udcff.wav") cannot be SQLite TEXT and is stored as a BLOB of
+# its bytes (os.fsencode). A BLOB never equals a TEXT, so the two never collide. Genres (folder
+# names) follow the same rule.
+def _to_db(name: str) -> str | bytes:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name)
+    return name
+
+
+def _from_db(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _text(value: str | None) -> str | None:
+    """Free text (an error message, an artist tag) as valid UTF-8: a name quoted in it, readably."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        from genrify.library import display_path
+
+        return display_path(value)
+    return value
 
 
 def _connect(manifest: Path) -> sqlite3.Connection:

@@ -20,13 +20,11 @@ or channel count plays the same notes.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import numbers
 import operator
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -37,6 +35,7 @@ import soundfile as sf
 from scipy import signal
 
 from genrify.errors import ParameterError
+from genrify.fsutil import atomic_path
 
 __all__ = [
     "FORMATS",
@@ -1565,13 +1564,12 @@ def write_song(path: Path, genre: str, index: int, spec: SynthSpec) -> Path:
                             sample_rate=spec.sample_rate, channels=spec.channels)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt, subtype = _SF_FORMAT[ext]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        sf.write(tmp, audio, spec.sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:  # the temporary name has no extension: the format is named
+        channels = 1 if audio.ndim == 1 else audio.shape[1]
+        with sf.SoundFile(tmp, "w", spec.sample_rate, channels, format=fmt, subtype=subtype) as f:
+            # A second at a time: libsndfile's Vorbis encoder crashes (SIGSEGV) on one large write.
+            for start in range(0, audio.shape[0], spec.sample_rate):
+                f.write(audio[start : start + spec.sample_rate])
     return path
 
 
@@ -1611,9 +1609,9 @@ def write_dataset(out_dir: str | Path, spec: SynthSpec, *, jobs: int = 1,
                 on_progress(path)
         return [p for p, _, _ in todo]
 
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+    from genrify.runner import process_pool  # workers that die with this process, however it ends
+
+    with process_pool(min(jobs, len(todo))) as pool:
         pending = {pool.submit(write_song, p, g, i, spec) for p, g, i in todo}
         try:
             while pending:

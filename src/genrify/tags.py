@@ -7,24 +7,29 @@ rewrites only the tag block of each format (ID3 in mp3, wav and aiff; Vorbis com
 ogg and opus; the ``ilst`` atom in m4a/mp4).
 
 A write is atomic: the file is copied to a hidden temporary file in its own folder, the tags are
-written into the copy, the copy is flushed to disk and renamed over the original. A crash, a full
-disk or a damaged file at any point leaves the original exactly as it was and no temporary behind.
+written into the copy, the copy is checked (read back, same audio) and flushed to disk and renamed
+over the original (:func:`genrify.fsutil.atomic_path`). A crash, a full disk or a damaged file at
+any point leaves the original exactly as it was and no temporary behind; what a ``kill -9`` leaves
+is removed by the next write to that file (:func:`genrify.fsutil.remove_leftovers`).
+
+A file with several hard links is the exception: renaming would give only this name the new tags,
+so the checked copy is written back into the original file in place (see :func:`write_genre`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genrify.errors import ParameterError, TagError
-from genrify.fsutil import fsync_dir, fsync_file
+from genrify.fsutil import atomic_path, remove_leftovers, scratch_path
 
 #: Joins several genres in formats that hold only one genre value (MP4, ID3v2.3) when the caller
 #: gives no ``separator``.
@@ -37,7 +42,6 @@ _ID3 = "ID3"
 _VORBIS = "Vorbis comment"
 _MP4 = "MP4"
 _MP4_GENRE = "\xa9gen"
-_TEMP_SUFFIX = ".genrify-tmp"
 
 
 @dataclass(frozen=True)
@@ -157,9 +161,17 @@ def write_genre(
 
     Notes
     -----
-    The file is replaced by a rewritten copy: its mode and (where permitted) owner are kept, its
-    modification time becomes the time of writing, and other hard links to the old file keep the
-    old content.
+    The file is replaced by a rewritten, checked copy: its mode and (where permitted) owner are
+    kept and its modification time becomes the time of writing.
+
+    A file with more than one hard link is written in place instead, so that every name sees the
+    new tags: the tags are written into a temporary copy, the copy is checked (the tags read back,
+    the audio stream unchanged), then its bytes are written over the original (only the blocks
+    that differ, then truncated and flushed) and the copy is deleted. Where the new tag block fits
+    in the old one's space (the usual case: taggers leave padding) only the tag block's bytes
+    change. Where it does not, the audio after it moves; the space is reserved first, so a full disk
+    fails before anything changes, but a power cut or ``kill -9`` during that rewrite can leave the
+    file damaged, a risk the replacing path does not have.
     """
     path = Path(path)
     values = _clean_genres(genres)
@@ -180,7 +192,7 @@ def write_genre(
         new = (DEFAULT_SEPARATOR.join(values),)
     change = TagChange(path=path, old=old, new=new, changed=old_raw != new, dry_run=dry_run)
     if change.changed and not dry_run:
-        _rewrite(path, target, type(tagged), kind, new, _save_options(kind, tags))
+        _rewrite(path, target, tagged, kind, new, _save_options(kind, tags))
     return change
 
 
@@ -322,32 +334,80 @@ def _set(kind: str, tags: Any, values: tuple[str, ...]) -> None:
 # --- atomic rewrite --------------------------------------------------------------------------
 
 
-def _rewrite(path: Path, target: Path, file_type: type, kind: str, values: tuple[str, ...], options: dict[str, Any]) -> None:
+def _rewrite(path: Path, target: Path, tagged: Any, kind: str, values: tuple[str, ...], options: dict[str, Any]) -> None:
     st = target.stat()
+    # What an earlier, killed write to this file left (a full-size hidden copy) goes first.
+    remove_leftovers(target.parent, target.name)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TEMP_SUFFIX, dir=target.parent)
-    except OSError as exc:
-        raise TagError(path, f"cannot create a temporary file next to it: {exc.strerror or exc}") from None
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out, open(target, "rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-        copy = file_type(str(tmp))
-        if copy.tags is None:
-            copy.add_tags()
-        _set(kind, copy.tags, values)
-        copy.save(**options)
-        _preserve_owner_and_mode(tmp, st)
-        fsync_file(tmp)
-        os.replace(tmp, target)
-    except BaseException as exc:  # interrupts too: never leave a temporary file behind
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if st.st_nlink > 1:
+            # Renaming would detach this name from the other links; write the checked copy back.
+            with scratch_path(target) as tmp:
+                _tagged_copy(path, target, tmp, tagged, kind, values, options)
+                _write_in_place(tmp, target)
+        else:
+            with atomic_path(target, keep_mode=True) as tmp:
+                _tagged_copy(path, target, tmp, tagged, kind, values, options)
+                _preserve_owner_and_mode(tmp, st)
+    except BaseException as exc:  # interrupts too: the context managers removed the temporary
+        if isinstance(exc, TagError):
+            raise
         if isinstance(exc, Exception):
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else _describe(exc)
             raise TagError(path, f"could not write the genre, file left unchanged ({detail})") from exc
         raise
-    fsync_dir(target.parent)
+
+
+def _tagged_copy(
+    path: Path, target: Path, tmp: Path, tagged: Any, kind: str, values: tuple[str, ...], options: dict[str, Any]
+) -> None:
+    """Copy ``target`` to ``tmp``, set the genre there and check the result."""
+    with open(target, "rb") as src, open(tmp, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+    file_type = type(tagged)
+    copy = file_type(str(tmp))
+    if copy.tags is None:
+        copy.add_tags()
+    _set(kind, copy.tags, values)
+    copy.save(**options)
+    # Read the copy back as a new file: the genre must be there and the audio stream the same.
+    check = file_type(str(tmp))
+    if check.tags is None or _raw(kind, check.tags) != values:
+        raise TagError(path, "could not write the genre, file left unchanged (the written tag did not read back)")
+    if _stream(check.info) != _stream(tagged.info):
+        raise TagError(path, "could not write the genre, file left unchanged (the audio stream changed in the copy)")
+
+
+def _stream(info: Any) -> tuple[Any, ...]:
+    """What mutagen says of the audio stream; a tag rewrite must leave all of it as it was."""
+    return tuple(getattr(info, key, None) for key in ("length", "sample_rate", "channels", "bits_per_sample", "bitrate"))
+
+
+def _write_in_place(source: Path, target: Path) -> None:
+    """Make ``target``'s bytes those of ``source`` without replacing the file (its links stay)."""
+    size = source.stat().st_size
+    with open(source, "rb") as src, open(target, "r+b") as dst:
+        if size > os.fstat(dst.fileno()).st_size and hasattr(os, "posix_fallocate"):
+            # Reserve the room first, so that a full disk fails before any byte changes.
+            try:
+                os.posix_fallocate(dst.fileno(), 0, size)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    raise
+        offset = 0
+        while True:
+            new = src.read(1 << 20)
+            if not new:
+                break
+            dst.seek(offset)
+            # Unchanged blocks (the audio, when the tag block kept its size) are not rewritten, so
+            # an interruption can only touch the blocks that differ.
+            if dst.read(len(new)) != new:
+                dst.seek(offset)
+                dst.write(new)
+            offset += len(new)
+        dst.truncate(offset)
+        dst.flush()
+        os.fsync(dst.fileno())
 
 
 def _preserve_owner_and_mode(tmp: Path, st: os.stat_result) -> None:
@@ -356,4 +416,4 @@ def _preserve_owner_and_mode(tmp: Path, st: os.stat_result) -> None:
         # Only root (or a member of the group) may do this; otherwise the file becomes the writer's.
         with contextlib.suppress(OSError):
             os.chown(tmp, st.st_uid, st.st_gid)
-    os.chmod(tmp, stat.S_IMODE(st.st_mode))  # mkstemp creates 0600
+    os.chmod(tmp, stat.S_IMODE(st.st_mode))  # the copy was made with the umask's mode

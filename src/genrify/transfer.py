@@ -15,11 +15,9 @@ import copy
 import dataclasses
 import hashlib
 import math
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +108,9 @@ def ensure_embeddings(
         results = (_embed(b, tagger) for b in batches)
         pool = None
     else:
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver"))
+        from genrify.runner import process_pool  # workers that die with this process, however it ends
+
+        pool = process_pool(jobs)
         results = pool.map(_embed, batches, [tagger] * len(batches))
     try:
         for batch in results:

@@ -30,10 +30,10 @@ input, not genrify's, and keep the original's weights.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from torch import nn
 
 from genrify.errors import ModelFileError, ParameterError
 from genrify.features import FeatureParams, log_mel, log_mel_stream
+
+if TYPE_CHECKING:
+    from genrify.segments import SongSegments
 
 #: The four pretrained taggers, by the original's names.
 TAGGERS = ("MTT_musicnn", "MSD_musicnn", "MTT_vgg", "MSD_vgg")
@@ -301,19 +304,22 @@ def patches(spectrogram: np.ndarray, hop: int = PATCH_FRAMES) -> np.ndarray:
     """Cut a time-major spectrogram ``(frames, n_mels)`` into patches ``(n, 187, n_mels)``.
 
     Patches start every ``hop`` frames; trailing frames that do not fill a patch are dropped, as in
-    the original (which never pads).
+    the original. Audio shorter than one patch (about 2.98 s), on which the original crashes, gives
+    one patch filled by repeating it (:func:`genrify.segments.fill_chunk`, genrify's one rule for
+    short audio).
 
     Raises
     ------
     ParameterError
-        Fewer than 187 frames (the original crashes on such clips).
+        No frames at all.
     """
+    from genrify.segments import fill_chunk
+
     frames = spectrogram.shape[0]
+    if frames == 0:
+        raise ParameterError("the audio gives no frames: nothing to tag")
     if frames < PATCH_FRAMES:
-        seconds = (PATCH_FRAMES - 1) * MUSICNN_PARAMS.seconds_per_frame
-        raise ParameterError(
-            f"the audio gives {frames} frames, fewer than one {PATCH_FRAMES}-frame patch: musicnn needs at least {seconds:.2f} s"
-        )
+        return fill_chunk(spectrogram, PATCH_FRAMES, axis=0)[None]
     starts = range(0, frames - PATCH_FRAMES + 1, hop)
     if hop == PATCH_FRAMES:
         return np.ascontiguousarray(spectrogram[: len(starts) * hop].reshape(len(starts), PATCH_FRAMES, -1))
@@ -344,7 +350,7 @@ def preprocess(waveform: np.ndarray, sample_rate: int, *, hop_seconds: float | N
     Raises
     ------
     ParameterError
-        Not a 1-D waveform, a bad rate, or shorter than one patch (about 2.98 s).
+        Not a 1-D waveform, a bad rate, or no samples.
     """
     y = np.asarray(waveform, dtype=np.float32)
     if y.ndim != 1:
@@ -472,12 +478,15 @@ class TagResult:
         arrays with the patch as the first axis.
     patch_seconds
         Time between patch starts.
+    short
+        The audio was shorter than one patch (repeated to fill it).
     """
 
     tags: list[str]
     taggram: np.ndarray
     features: dict[str, np.ndarray] = field(default_factory=dict)
     patch_seconds: float = PATCH_FRAMES * MUSICNN_PARAMS.seconds_per_frame
+    short: bool = False
 
     def mean(self) -> np.ndarray:
         """The song's tag probabilities: the taggram's mean over patches (musicnn's ``top_tags``)."""
@@ -559,6 +568,40 @@ class Tagger:
         out = self.run(batch, features=features)
         taggram = out.pop("taggram")
         return TagResult(self.tags, taggram, out, patch_hop(hop_seconds) * self.params.seconds_per_frame)
+
+
+def tag_song(
+    taggers: Sequence[Tagger], path: str | Path, *, max_segments: int | None = None, features: bool = False
+) -> tuple[dict[str, TagResult], SongSegments]:
+    """Tag a file with several taggers from one decoding: ``{name: result}`` and the patches read.
+
+    Parameters
+    ----------
+    taggers
+        Loaded taggers (:func:`load_tagger`); they share musicnn's input.
+    path
+        The audio file.
+    max_segments
+        Tag at most this many patches, spread evenly over the song (only those are decoded where
+        the format can seek); ``None`` or 0 tags every patch.
+    features
+        Keep each tagger's embeddings too.
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded.
+    """
+    from genrify.segments import song_segments
+
+    song = song_segments(path, MUSICNN_PARAMS, PATCH_FRAMES, max_segments=max_segments)
+    batch = np.ascontiguousarray(song.segments.transpose(0, 2, 1))  # (n, 187, 96), the taggers' layout
+    out = {}
+    for tagger in taggers:
+        result = tagger._result(batch, None, features)
+        result.short = song.short
+        out[tagger.name] = result
+    return out, song
 
 
 def weight_path(name: str) -> Path:

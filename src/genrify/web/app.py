@@ -11,22 +11,29 @@ with no external assets; everything it shows comes from the API:
   feature parameters; ``GET /api/health``.
 
 Uploads are streamed to a private directory (mode 0700) under a name the server chooses, counted as
-they arrive and refused with 413 at the size limit, decoded to check that they are audio (the client's
+they arrive and refused with 413 at the size limit, dropped with 408 when the client stalls or
+trickles (a read timeout and a minimum rate), decoded to check that they are audio (the client's
 file name only lends a whitelisted extension, which the decoders use), and removed when the request
-ends, however it ends. Inference runs in a bounded pool of threads (torch releases the GIL), so the
-event loop keeps answering while songs are classified.
+ends, however it ends. Only a fully received song queues for inference, which runs in a bounded pool
+of threads (torch releases the GIL), so the event loop keeps answering while songs are classified.
+Every answer, errors included, is strict JSON ``{"detail": "..."}`` (no NaN). :mod:`genrify.web.server`
+runs the app with uvicorn.
 """
 
 from __future__ import annotations
 
 import base64
+import inspect
 import io
+import json
 import logging
+import math
 import os
 import re
 import secrets
 import shutil
 import tempfile
+import time
 import unicodedata
 import weakref
 from collections.abc import Mapping, Sequence
@@ -37,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from genrify import __version__
 from genrify.audio import AUDIO_EXTENSIONS
@@ -51,8 +58,16 @@ log = logging.getLogger("genrify.web")
 STATIC = Path(__file__).resolve().parent / "static"
 #: Default largest upload, in bytes.
 DEFAULT_MAX_UPLOAD_BYTES = 100 * 2**20
-#: Room for the multipart framing and the small form fields around the file.
-_FORM_OVERHEAD = 64 * 2**10
+#: Longest a client may stay silent while it sends a request (its headers, or any part of an upload).
+DEFAULT_REQUEST_TIMEOUT = 30.0
+#: Slowest upload accepted, in bytes per second, averaged from the start once ``request_timeout`` has
+#: passed (64 kbit/s: any real connection beats it; a trickling client cannot hold a slot for hours).
+DEFAULT_MIN_UPLOAD_RATE = 8 * 2**10
+#: Largest header line of one multipart part: a long client file name (5000 characters, UTF-8 or
+#: percent-encoded) must fit; python-multipart's own default (4 KB) refuses it as "malformed".
+_MAX_PART_HEADER_BYTES = 64 * 2**10
+#: Room for the multipart framing, part headers and the small form fields around the file.
+_FORM_OVERHEAD = 256 * 2**10
 #: Largest value of one form field (model name, top_k, flags).
 _MAX_FIELD_BYTES = 1024
 _MAX_FIELDS = 16
@@ -149,10 +164,12 @@ def describe(model: Classifier) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float | None:
+    """A finite float, or ``None``: NaN has no place in strict JSON (``GET /api/models`` would fail)."""
     try:
-        return None if value is None else float(value)
+        number = None if value is None else float(value)
     except (TypeError, ValueError):
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _entries(models: Sequence[ModelEntry] | Mapping[str, Classifier]) -> dict[str, ModelEntry]:
@@ -268,9 +285,17 @@ def spectrogram_png(
 class _Upload:
     """One request's multipart body, streamed: the file part to disk, the small fields to memory."""
 
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        min_rate: float = DEFAULT_MIN_UPLOAD_RATE,
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.min_rate = min_rate
         self.path: Path | None = None
         self.filename: str | None = None
         self.size = 0
@@ -351,6 +376,16 @@ class _Upload:
 
     # --------------------------------------------------------------------------------------
     async def receive(self, request: Request) -> None:
+        """Read the whole body, or raise :class:`_ClientError` (with ``Connection: close``: the rest of
+        a refused body is never read, so the connection cannot serve another request)."""
+        try:
+            await self._receive(request)
+        except _ClientError as exc:
+            exc.headers = {**(exc.headers or {}), "Connection": "close"}
+            raise
+
+    async def _receive(self, request: Request) -> None:
+        import anyio
         from python_multipart.exceptions import MultipartParseError
         from python_multipart.multipart import MultipartParser, parse_options_header
         from starlette.requests import ClientDisconnect
@@ -364,12 +399,30 @@ class _Upload:
         callbacks = {name: getattr(self, name) for name in (
             "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
             "on_part_data", "on_part_end", "on_end")}
-        parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+        try:
+            parser = MultipartParser(boundary, callbacks, **_PARSER_LIMITS)  # type: ignore[arg-type]
+        except (ValueError, MultipartParseError) as exc:  # e.g. a boundary over 256 bytes
+            raise _ClientError(422, f"the multipart body's boundary is unusable ({exc})") from None
         limit = self.max_bytes + _FORM_OVERHEAD
         total = 0
+        start = time.monotonic()
+        chunks = request.stream().__aiter__()
         try:
-            async for chunk in request.stream():
+            while True:
+                # A client that stops sending is dropped, and one that trickles too: each would
+                # otherwise hold a connection and a partial file for as long as it likes.
+                with anyio.move_on_after(self.timeout) as waited:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if waited.cancelled_caught:
+                    raise _ClientError(408, f"the upload stalled: nothing arrived for {self.timeout:g} s")
                 total += len(chunk)
+                elapsed = time.monotonic() - start
+                if elapsed > self.timeout and total < self.min_rate * elapsed:
+                    raise _ClientError(408, f"the upload is too slow ({_size(total / elapsed)}/s; this server "
+                                            f"needs at least {_size(self.min_rate)}/s)")
                 if total > limit:
                     raise _ClientError(413, _too_large(self.max_bytes))
                 parser.write(chunk)
@@ -400,6 +453,17 @@ class _Upload:
                 pass
 
 
+def _parser_limits() -> dict[str, int]:
+    """python-multipart's part-header limit raised to fit long file names (where it has one)."""
+    from python_multipart.multipart import MultipartParser
+
+    accepted = inspect.signature(MultipartParser.__init__).parameters
+    return {"max_header_size": _MAX_PART_HEADER_BYTES} if "max_header_size" in accepted else {}
+
+
+_PARSER_LIMITS = _parser_limits()
+
+
 def _too_large(limit: int) -> str:
     return f"the file is larger than this server accepts ({_size(limit)})"
 
@@ -411,15 +475,39 @@ def _size(n: float) -> str:
 # --- inference ---------------------------------------------------------------------------------
 
 
+def strict_json(content: Any) -> bytes:
+    """``content`` as strict JSON (RFC 8259: no NaN or Infinity, which browsers' ``JSON.parse`` refuses).
+
+    Raises
+    ------
+    ValueError
+        ``content`` holds a non-finite float.
+    """
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+class StrictJSONResponse(JSONResponse):
+    """The app's JSON responses: strict JSON; a NaN is an error (answered as JSON 500), never sent."""
+
+    def render(self, content: Any) -> bytes:
+        return strict_json(content)
+
+
 def _classify_file(
     entry: ModelEntry, path: Path, name: str, top_k: int | None, timeline: bool, spectrogram: bool
-) -> dict[str, Any]:
-    """Decode once, classify, and draw the spectrogram from the same features (in a worker thread)."""
+) -> bytes:
+    """Decode once, classify, draw the spectrogram from the same features, and render the answer as
+    strict JSON (in a worker thread: a large spectrogram is not encoded on the event loop)."""
     from genrify import predict
 
+    features = None
     try:
-        features, duration = predict.song_features(path, entry.model.params)
-        prediction = predict.predict_features(features, entry.model, duration=duration, path=name)
+        if spectrogram:  # the picture needs the whole song: decode it once, classify its sampled segments
+            features, duration = predict.song_features(path, entry.model.params)
+            prediction = predict.predict_features(features, entry.model, duration=duration, path=name)
+        else:  # only the sampled segments are decoded (the same answer `genrify classify` gives)
+            prediction = predict.classify(path, entry.model)
+            prediction.path = name
     except AudioError as exc:
         # The reason may quote the server's file name; the client only ever sees its own.
         reason = exc.reason.replace(str(path), name).replace(str(path.parent), "")
@@ -427,9 +515,15 @@ def _classify_file(
     except GenrifyError as exc:
         raise _ClientError(422, f"{name}: {str(exc).replace(str(path), name)}") from None
     out: dict[str, Any] = {"model": entry.name, **prediction.to_dict(top_k=top_k, timeline=timeline)}
-    if spectrogram:
+    if features is not None:
         out["spectrogram_png"] = spectrogram_png(features, scale=entry.model.params.scale)
-    return out
+    try:
+        return strict_json(out)
+    except ValueError:
+        # A broken model (NaN weights) or features it cannot handle: there is no answer to give, and
+        # a NaN must never reach the client (strict JSON parsers refuse the whole answer).
+        raise _ClientError(422, f"{name}: could not be classified (the model's probabilities are not "
+                                "finite numbers)") from None
 
 
 # --- the app -----------------------------------------------------------------------------------
@@ -493,6 +587,9 @@ def create_app(
     workers: int = 2,
     max_pending: int | None = None,
     upload_dir: str | Path | None = None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    min_upload_rate: float = DEFAULT_MIN_UPLOAD_RATE,
+    max_uploads: int | None = None,
 ) -> FastAPI:
     """The web app over ``models`` (the first is the default).
 
@@ -505,11 +602,22 @@ def create_app(
     workers
         Songs classified at once (threads); more requests wait their turn.
     max_pending
-        Classify requests in progress at once (uploading, waiting or running), beyond which the
-        app answers 503 (default: ``8 * workers``, at least 16). Bounds the disk the uploads use.
+        Received songs waiting for or in inference at once, beyond which the app answers 503
+        (default: ``8 * workers``, at least 16). Only a fully received upload takes a place, so
+        clients that stall mid-upload cannot lock others out.
     upload_dir
         Where the app makes its private upload directory (default: the system's temporary
-        directory). ``app.state.upload_dir`` is that directory; it is removed with the app.
+        directory). ``app.state.upload_dir`` is that directory; it is removed with the app, or at
+        once by ``app.state.close()``.
+    request_timeout
+        Seconds an upload may stay silent before it is dropped with 408 (and its partial file
+        removed); :mod:`genrify.web.server` gives a request's headers the same time.
+    min_upload_rate
+        Slowest upload kept, in bytes per second, averaged from its start once ``request_timeout``
+        has passed; a slower one is dropped with 408.
+    max_uploads
+        Uploads being received at once, beyond which the app answers 503 (default:
+        ``2 * max_pending``, at least 32). With ``max_pending`` it bounds the disk uploads use.
 
     Raises
     ------
@@ -525,29 +633,48 @@ def create_app(
     if not isinstance(workers, int) or workers < 1:
         raise ParameterError(f"workers must be at least 1, not {workers!r}")
     pending_limit = max_pending if max_pending is not None else max(16, 8 * workers)
-    if pending_limit < 1:
+    if not isinstance(pending_limit, int) or pending_limit < 1:
         raise ParameterError(f"max_pending must be at least 1, not {max_pending!r}")
+    upload_limit = max_uploads if max_uploads is not None else max(32, 2 * pending_limit)
+    if not isinstance(upload_limit, int) or upload_limit < 1:
+        raise ParameterError(f"max_uploads must be at least 1, not {max_uploads!r}")
+    if not (isinstance(request_timeout, (int, float)) and 0 < request_timeout < math.inf):
+        raise ParameterError(f"request_timeout must be a positive number of seconds, not {request_timeout!r}")
+    if not (isinstance(min_upload_rate, (int, float)) and 0 <= min_upload_rate < math.inf):
+        raise ParameterError(f"min_upload_rate must be 0 or more bytes per second, not {min_upload_rate!r}")
     default = next(iter(entries))
 
     app = FastAPI(
         title="genrify",
         version=__version__,
         description="Classify songs into genres. The page is at `/`; `POST /api/classify` takes one song.",
+        default_response_class=StrictJSONResponse,
     )
     directory = Path(tempfile.mkdtemp(prefix="genrify-web-", dir=upload_dir))
     os.chmod(directory, 0o700)
-    weakref.finalize(app, shutil.rmtree, str(directory), True)
     limiter = anyio.CapacityLimiter(workers)
     app.state.models = entries
     app.state.upload_dir = directory
+    # Removes the upload directory: at once when called (serve() does, however it stops), else when
+    # the app is collected or the interpreter exits. Runs once.
+    app.state.close = weakref.finalize(app, shutil.rmtree, str(directory), True)
     app.state.max_upload_bytes = max_upload_bytes
     app.state.workers = workers
     app.state.limiter = limiter
-    state = {"pending": 0}
+    app.state.request_timeout = float(request_timeout)
+    app.state.max_uploads = upload_limit
+    app.state.max_pending = pending_limit
+    state = {"uploading": 0, "pending": 0}
 
     @app.exception_handler(_ClientError)
     async def client_error(_request: Request, exc: _ClientError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+        return StrictJSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's default is a plain-text 500; the page and API clients expect JSON everywhere.
+        # (Starlette logs the exception after this handler answers.)
+        return StrictJSONResponse({"detail": "internal server error"}, status_code=500)
 
     @app.get("/api/health", summary="Is the server up")
     async def health() -> dict[str, Any]:
@@ -558,6 +685,7 @@ def create_app(
             "workers": workers,
             "busy": int(limiter.borrowed_tokens),
             "waiting": max(0, state["pending"] - int(limiter.borrowed_tokens)),
+            "uploading": state["uploading"],
         }
 
     @app.get("/api/models", summary="The models this server offers")
@@ -573,9 +701,11 @@ def create_app(
         summary="Classify one song",
         openapi_extra={"requestBody": _CLASSIFY_BODY},
         responses={
+            408: _error_doc("the upload stalled: nothing arrived for 30 s"),
             413: _error_doc("the file is larger than this server accepts (100 MB)"),
             415: _error_doc("send the song as multipart/form-data, in the field 'file'"),
             422: _error_doc("song.mp3: could not be read as audio (not a recognised audio format (cannot decode))"),
+            500: _error_doc("internal server error"),
             503: _error_doc("the server is busy; try again shortly"),
             507: _error_doc("the server has no room to store this upload now"),
         },
@@ -595,12 +725,18 @@ def create_app(
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_upload_bytes + _FORM_OVERHEAD:
             raise _ClientError(413, _too_large(max_upload_bytes), headers={"Connection": "close"})
-        if state["pending"] >= pending_limit:
-            raise _ClientError(503, "the server is busy; try again shortly", headers={"Retry-After": "5"})
-        state["pending"] += 1
-        upload = _Upload(directory, max_upload_bytes)
+        # The inference queue is full: say so now rather than after the upload.
+        if state["pending"] >= pending_limit or state["uploading"] >= upload_limit:
+            raise _ClientError(503, "the server is busy; try again shortly",
+                               headers={"Retry-After": "5", "Connection": "close"})
+        upload = _Upload(directory, max_upload_bytes, request_timeout, min_upload_rate)
+        queued = False
+        state["uploading"] += 1
         try:
-            await upload.receive(request)
+            try:
+                await upload.receive(request)
+            finally:
+                state["uploading"] -= 1
             if upload.path is None:
                 raise _ClientError(422, "no file: send the song in the multipart field 'file'")
             fields = {k: v for k, v in upload.fields.items() if k in ("model", "top_k", "timeline", "spectrogram")}
@@ -608,19 +744,26 @@ def create_app(
                 options = _options({"model": model, "top_k": top_k, "timeline": timeline,
                                        "spectrogram": spectrogram, **fields}, entries)
             entry, k, with_timeline, with_spectrogram = options
+            # Only a song received whole takes a place in the queue (an upload that stalls is
+            # dropped by its timeout without ever holding one).
+            if state["pending"] >= pending_limit:
+                raise _ClientError(503, "the server is busy; try again shortly", headers={"Retry-After": "5"})
+            state["pending"] += 1
+            queued = True
             name = display_name(upload.filename)
             work = partial(_classify_file, entry, upload.path, name, k, with_timeline, with_spectrogram)
             try:
-                result = await anyio.to_thread.run_sync(work, limiter=limiter)
+                body = await anyio.to_thread.run_sync(work, limiter=limiter)
             except _ClientError:
                 raise
             except Exception:
                 log.exception("classifying %s failed", name)
                 raise _ClientError(500, f"{name}: classification failed on the server") from None
-            return JSONResponse(result)
+            return Response(body, media_type="application/json")
         finally:
             upload.remove()
-            state["pending"] -= 1
+            if queued:
+                state["pending"] -= 1
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -646,94 +789,3 @@ def _options(values: Mapping[str, str | None], entries: Mapping[str, ModelEntry]
         _parse_bool("timeline", values.get("timeline"), False),
         _parse_bool("spectrogram", values.get("spectrogram"), False),
     )
-
-
-# --- serve -------------------------------------------------------------------------------------
-
-
-def serve(
-    model_paths: Sequence[str | Path],
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    max_upload_mb: float = 100,
-    workers: int | None = None,
-    extra_models: Sequence[ModelEntry] | None = None,
-    *,
-    echo: Any = print,
-) -> None:
-    """Load model files and serve the page and the API until interrupted (Ctrl-C).
-
-    Parameters
-    ----------
-    model_paths
-        ``.safetensors`` model files, named in the page by their stems; the first is the default.
-    host, port
-        Where to listen (port 0: any free port). The default serves this machine only.
-    max_upload_mb
-        Largest song accepted, in MB (2**20 bytes).
-    workers
-        Songs classified at once (default: one per core, at most 4).
-    extra_models
-        More models (e.g. a built-in pretrained one), offered after the files'.
-    echo
-        Where the one line saying where the server listens goes.
-
-    Raises
-    ------
-    ModelFileError
-        A model file cannot be loaded.
-    ParameterError
-        No models, a setting out of range, or the address cannot be listened on.
-    """
-    import socket
-
-    import torch
-    import uvicorn
-
-    if not (0 <= int(port) <= 65535):
-        raise ParameterError(f"port must be 0 to 65535, not {port}")
-    if not max_upload_mb > 0:
-        raise ParameterError(f"the upload limit must be more than 0 MB, not {max_upload_mb}")
-    cores = os.cpu_count() or 1
-    workers = workers if workers is not None else max(1, min(4, cores))
-    if workers < 1:
-        raise ParameterError(f"workers must be at least 1, not {workers}")
-    entries = [ModelEntry.from_file(p) for p in model_paths]
-    taken = {e.name for e in entries}
-    for i, entry in enumerate(entries):  # two files with one stem: tell them apart
-        if sum(e.name == entry.name for e in entries[:i]):
-            n = 2
-            while f"{entry.name}-{n}" in taken:
-                n += 1
-            entries[i] = ModelEntry(f"{entry.name}-{n}", entry.model, entry.metadata, entry.description)
-            taken.add(entries[i].name)
-    entries += list(extra_models or [])
-    if not entries:
-        raise ParameterError("no model to serve: name one or more model files (genrify train makes them)")
-    # Each worker thread gets its share of the cores; set once for the process, never per request.
-    torch.set_num_threads(max(1, cores // workers))
-    app = create_app(entries, max_upload_bytes=int(max_upload_mb * 2**20), workers=workers)
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP; without
-    # it every response waits ~40 ms for a delayed ACK between its headers and its body.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, int(port)))
-    except OSError as exc:
-        sock.close()
-        raise ParameterError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.listen(128)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
-    count = f"{len(entries)} model{'s' if len(entries) != 1 else ''}"
-    echo(f"genrify: serving {count} on http://{shown}:{bound} (Ctrl-C to stop)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        echo("genrify: warning: the page has no login; anyone who can reach this address can upload songs")
-    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False,
-                            limit_concurrency=max(64, 4 * workers), timeout_graceful_shutdown=5)
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        sock.close()

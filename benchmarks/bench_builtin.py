@@ -1,0 +1,138 @@
+"""The built-in genre model's speed and memory on whole songs and libraries.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_builtin.py            # the full protocol
+    .venv/bin/python benchmarks/bench_builtin.py --quick    # 20 songs, a 10-minute long file
+
+Measured in one run, on the same files (synthetic songs written as 44.1 kHz stereo mp3):
+
+a. One 4-minute song, warm process: the built-in model's classification (sampled segments, decoded
+   by seeking) against decoding and resampling the whole file alone (``genrify.audio.load`` at the
+   model's 16 kHz), median of 5. Target: at most 3 x.
+b. Peak RSS of ``genrify classify`` (a fresh process, the whole process tree) on a one-hour file
+   against a 30 s file. Target: at most 1.3 x.
+c. 100 four-minute songs with ``genrify classify`` (fresh process, no cache): the default against
+   every segment (``--max-segments 0``, what genrify did before). Target: at least 5 x the
+   throughput.
+d. ``genrify tags``' work on the 4-minute song (both taggers, warm process) against decoding it
+   (as a.). Target: at most 4 x. The command's wall time, start-up included, is printed too.
+
+Results go to ``bench-output/builtin.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_extract import run_measured, timed_process
+
+REPO = HERE.parent
+GENRIFY = [sys.executable, "-m", "genrify"]
+
+
+def songs(folder: Path, n: int, seconds: float, seed: int) -> list[Path]:
+    """``n`` synthetic songs of ``seconds`` as 44.1 kHz stereo mp3 (kept between runs)."""
+    from genrify.synth import GENRES, SynthSpec, song_paths, write_dataset
+
+    spec = SynthSpec(genres=GENRES, per_genre=max(1, -(-n // len(GENRES))), seconds=seconds, seed=seed, fmt="mp3",
+                     sample_rate=44100, channels=2)
+    write_dataset(folder, spec)
+    return [p for p, _g, _i in song_paths(folder, spec)][:n]
+
+
+def median_seconds(fn, repeats: int = 5) -> float:
+    fn()  # warm up: imports, filter banks, first-call allocations
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--songs", type=int, default=100)
+    parser.add_argument("--hour-seconds", type=float, default=3600.0)
+    parser.add_argument("--workdir", type=Path, default=REPO / "bench-output")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.songs, args.hour_seconds = 20, 600.0
+    import torch
+
+    from genrify import audio
+    from genrify.models.builtin import TAGGER_NAMES, load_builtin
+    from genrify.models.musicnn import MUSICNN_PARAMS, load_tagger, tag_song
+    from genrify.predict import classify
+
+    work: Path = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {"songs": args.songs, "threads": torch.get_num_threads()}
+    library = songs(work / "builtin-4min-mp3", args.songs, 240.0, seed=11)
+    song = library[0]
+    print(f"built-in model benchmark: {len(library)} songs of 4 min (44.1 kHz stereo mp3)")
+
+    model = load_builtin()
+    decode = median_seconds(lambda: audio.load(song, MUSICNN_PARAMS.sample_rate))
+    answer = median_seconds(lambda: classify(song, model))
+    results.update(decode_s=decode, classify_s=answer, a_ratio=answer / decode)
+    print(f"a. 4-minute mp3: decode + resample {decode:.3f} s, built-in classification {answer:.3f} s")
+    print(f"   ratio = {answer / decode:.2f}  (target <= 3.00: {verdict(answer / decode <= 3)})")
+
+    taggers = [load_tagger(n) for n in TAGGER_NAMES]
+    tagging = median_seconds(lambda: tag_song(taggers, song))
+    tags_cli = timed_process([*GENRIFY, "tags", str(song), "--format", "json"])
+    results.update(tags_s=tagging, d_ratio=tagging / decode, tags_command_s=tags_cli)
+    print(f"d. genrify tags' work on it {tagging:.3f} s (the command, start-up included: {tags_cli:.2f} s)")
+    print(f"   ratio = {tagging / decode:.2f}  (target <= 4.00: {verdict(tagging / decode <= 4)})")
+
+    short = songs(work / "builtin-30s-mp3", 1, 30.0, seed=12)[0]
+    hour = work / f"builtin-{args.hour_seconds:g}s.mp3"
+    if not hour.exists():
+        import numpy as np
+        import soundfile as sf
+
+        clip = audio.load(song, 44100)
+        part = hour.with_suffix(".part.mp3")
+        with sf.SoundFile(part, "w", samplerate=44100, channels=2, format="MP3") as f:
+            for _ in range(int(np.ceil(args.hour_seconds * 44100 / clip.size))):
+                f.write(np.stack([clip, clip], axis=1))
+        part.rename(hour)
+    cmd = [*GENRIFY, "classify", "--no-cache", "--format", "json", "--output", str(work / "builtin-rss.json")]
+    short_rss = run_measured([*cmd, str(short)], interval=0.02)[1]
+    long_rss = run_measured([*cmd, str(hour)], interval=0.02)[1]
+    results.update(rss_30s_mb=short_rss / 2**20, rss_hour_mb=long_rss / 2**20, b_ratio=long_rss / short_rss)
+    print(f"b. peak RSS of genrify classify: 30 s {short_rss / 2**20:.0f} MB, {args.hour_seconds:g} s "
+          f"{long_rss / 2**20:.0f} MB")
+    print(f"   ratio = {long_rss / short_rss:.2f}  (target <= 1.30: {verdict(long_rss / short_rss <= 1.3)})")
+
+    folder = work / "builtin-4min-mp3"
+    base = [*GENRIFY, "classify", *map(str, library), "--no-cache", "--format", "json", "--output"]
+    sampled = timed_process([*base, str(work / "builtin-lib.json")])
+    every = timed_process([*base, str(work / "builtin-lib-all.json"), "--max-segments", "0"])
+    same = [a["genre"] == b["genre"] for a, b in zip(json.loads((work / "builtin-lib.json").read_text()),
+                                                      json.loads((work / "builtin-lib-all.json").read_text()), strict=True)]
+    results.update(library_s=sampled, library_all_segments_s=every, c_ratio=every / sampled,
+                   library_same_top_genre=sum(same) / len(same))
+    print(f"c. {len(library)} songs ({folder.name}): default {sampled:.1f} s ({len(library) / sampled:.2f} songs/s), "
+          f"every segment {every:.1f} s ({len(library) / every:.2f} songs/s); same top genre for {sum(same)}/{len(same)}")
+    print(f"   throughput ratio = {every / sampled:.2f}  (target >= 5.00: {verdict(every / sampled >= 5)})")
+    (work / "builtin.json").write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {work / 'builtin.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The one atomic write (temporary name, fsync, rename) and the cleanup of its leftovers."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from genrify import fsutil
+from genrify.fsutil import TEMP_PATTERN, atomic_path, atomic_write, remove_leftovers, scratch_path
+
+
+@pytest.fixture
+def umask() -> Iterator[int]:
+    """A known umask for the test, restored afterwards."""
+    old = os.umask(0o027)
+    try:
+        yield 0o027
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture(scope="module")
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _host() -> str:
+    return fsutil._host()
+
+
+def _leftover(folder: Path, target: str, pid: int, host: str | None = None, data: bytes = b"half a song") -> Path:
+    path = folder / f".{target}.{host or _host()}.{pid}.0123abcd.genrify-tmp"
+    path.write_bytes(data)
+    return path
+
+
+def test_atomic_write_writes_through_one_temporary_with_the_umask_mode(tmp_path, umask):
+    target = tmp_path / "report.json"
+    with atomic_write(target, "w") as f:
+        f.write("{}")
+        (tmp,) = [p for p in tmp_path.iterdir()]
+        assert TEMP_PATTERN.fullmatch(tmp.name) and not target.exists()
+    assert target.read_text() == "{}" and os.listdir(tmp_path) == ["report.json"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_library_that_makes_0600_files_still_gets_the_umask_mode(tmp_path, umask):
+    target = tmp_path / "model.safetensors"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"weights")
+        os.chmod(tmp, 0o600)  # what safetensors does
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    with atomic_path(target, keep_mode=True) as tmp:
+        tmp.write_bytes(b"song")
+        os.chmod(tmp, 0o604)  # a copy that keeps its original's mode
+    assert stat.S_IMODE(target.stat().st_mode) == 0o604
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, error):
+    target = tmp_path / "list.m3u8"
+    target.write_text("old")
+    with pytest.raises(type(error)), atomic_write(target, "w") as f:
+        f.write("new, half")
+        raise error
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["list.m3u8"]
+
+
+def test_no_overwrite_refuses_a_name_taken_while_writing(tmp_path):
+    target = tmp_path / "song.mp3"
+    with pytest.raises(FileExistsError), atomic_write(target, overwrite=False) as f:
+        f.write(b"mine")
+        target.write_bytes(b"someone else's")
+    assert target.read_bytes() == b"someone else's" and os.listdir(tmp_path) == ["song.mp3"]
+
+
+def test_a_device_is_written_into_not_replaced():
+    with atomic_write(os.devnull, "w") as f:
+        f.write("nothing")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_scratch_files_never_outlive_their_block(tmp_path):
+    with scratch_path(tmp_path / "song.flac") as tmp:
+        tmp.write_bytes(b"copy")
+        assert TEMP_PATTERN.fullmatch(tmp.name)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_very_long_name_still_gives_a_valid_temporary_name(tmp_path):
+    target = tmp_path / ("é" * 120 + ".txt")  # 244 bytes: the temporary's name must be cut
+    fsutil.write_text_atomic(target, "x")
+    assert target.read_text() == "x"
+
+
+def test_leftovers_of_dead_writers_go_and_everything_else_stays(tmp_path, dead_pid):
+    dead = _leftover(tmp_path, "song.mp3", dead_pid)
+    live = _leftover(tmp_path, "song.mp3", os.getpid())
+    elsewhere = _leftover(tmp_path, "song.mp3", dead_pid, host="another-machine")
+    old_mkstemp = tmp_path / ".song.mp3.k2x_9q0z.genrify-part"
+    old_mkstemp.write_bytes(b"old")
+    hour_ago = time.time() - 7200
+    os.utime(old_mkstemp, (hour_ago, hour_ago))
+    recent_mkstemp = tmp_path / ".other.flac.abcdefgh.genrify-tmp"  # its writer may still run
+    recent_mkstemp.write_bytes(b"recent")
+    users = [
+        tmp_path / ".song.mp3.genrify-tmp",
+        tmp_path / f"song.mp3.{_host()}.{dead_pid}.0123abcd.genrify-tmp",  # not hidden
+        tmp_path / f".song.mp3.{_host()}.{dead_pid}.0123abcd.genrify-tmp.bak",
+        tmp_path / f".song.mp3.{_host()}.{dead_pid}.0123ABCD.genrify-tmp",
+        tmp_path / "song.mp3",
+    ]
+    for path in users:
+        path.write_bytes(b"keep")
+        os.utime(path, (hour_ago, hour_ago))
+    folder_like = tmp_path / f".x.{_host()}.{dead_pid}.0123abcd.genrify-tmp"
+    folder_like.mkdir()
+
+    removed = remove_leftovers(tmp_path)
+
+    assert sorted(removed) == sorted([dead, old_mkstemp])
+    assert all(p.exists() for p in [live, elsewhere, recent_mkstemp, folder_like, *users])
+
+
+def test_leftovers_of_one_target_only(tmp_path, dead_pid):
+    mine = _leftover(tmp_path, "a.flac", dead_pid)
+    other = _leftover(tmp_path, "b.flac", dead_pid)
+    assert remove_leftovers(tmp_path, "a.flac") == [mine]
+    assert other.exists()
+    assert remove_leftovers(tmp_path / "missing") == []
+
+
+def test_the_store_writes_arrays_the_same_way_and_cleans_up_their_leftovers(tmp_path, umask):
+    import numpy as np
+
+    from genrify.store import ARRAYS_DIR, FeatureStore, write_array
+
+    with FeatureStore.create(tmp_path / "s") as store:
+        name = write_array(store.root, "/m/a.wav", np.zeros((128, 3)))
+        final = store.root / ARRAYS_DIR / name
+        assert stat.S_IMODE(final.stat().st_mode) == 0o666 & ~umask
+        # A killed worker's array, on another machine of the cluster: under the writer lock, it goes.
+        leftover = _leftover(final.parent, final.name, 1, host="worker-7")
+        store.lock()
+        store.clean()
+        assert not leftover.exists()

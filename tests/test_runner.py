@@ -1,0 +1,154 @@
+"""Pool workers (and their forkserver) die with the process that started them, however it ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from conftest import tone
+
+psutil = pytest.importorskip("psutil")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _kill_parent_and_check_tree(args: list[str], cwd: Path, min_workers: int = 2) -> None:
+    """Start ``args``, wait for pool workers (grandchildren), SIGKILL the parent alone, and assert
+    that every process it started is gone within seconds."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    parent = psutil.Process(proc.pid)
+    tree: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            tree = parent.children(recursive=True)
+            # Workers are the forkserver's children: grandchildren of the parent.
+            if sum(1 for p in tree if _ppid(p) not in (proc.pid, None)) >= min_workers:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"finished before workers were seen: {proc.stderr.read().decode()[-2000:]}"
+        tree = parent.children(recursive=True)
+        assert len(tree) >= min_workers + 1
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only, as `kill -9 PID` does
+        proc.wait()
+        _gone, alive = psutil.wait_procs(tree, timeout=15)
+        assert not alive, f"survived their parent: {[(p.pid, _cmd(p)) for p in alive]}"
+    finally:
+        for p in tree:  # never leave a test's processes behind, even when it fails
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _ppid(p) -> int | None:
+    try:
+        return p.ppid()
+    except psutil.Error:
+        return None
+
+
+def _cmd(p) -> str:
+    try:
+        return " ".join(p.cmdline())[:200]
+    except psutil.Error:
+        return "?"
+
+
+def _library(root: Path, n: int = 40, seconds: float = 20.0) -> Path:
+    music = root / "music"
+    for i in range(n):
+        path = music / ("blues", "rock")[i % 2] / f"{i:02d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, tone(seconds, freq=200.0 + 10 * i, seed=i), 22050)
+    return music
+
+
+def test_pool_workers_and_forkserver_die_with_a_killed_parent(tmp_path):
+    code = textwrap.dedent(
+        """
+        import time
+        from genrify.runner import process_pool
+        pool = process_pool(2)
+        futures = [pool.submit(time.sleep, 600) for _ in range(2)]
+        time.sleep(600)
+        """
+    )
+    _kill_parent_and_check_tree([sys.executable, "-c", code], tmp_path)
+
+
+def test_extract_workers_die_with_a_killed_extract(tmp_path):
+    music = _library(tmp_path)
+    _kill_parent_and_check_tree(
+        [sys.executable, "-m", "genrify.cli", "extract", str(music), "--store", str(tmp_path / "store"), "--jobs", "2"],
+        tmp_path,
+    )
+
+
+def test_classify_workers_die_with_a_killed_classify(tmp_path):
+    music = _library(tmp_path)
+    code = textwrap.dedent(
+        f"""
+        import glob
+        from genrify.features import FeatureParams
+        from genrify.predict import _pooled
+        files = sorted(glob.glob({str(music)!r} + "/*/*.wav")) * 20
+        for _ in _pooled(files, FeatureParams(), 2, 1, lambda results: iter(())):
+            pass
+        """
+    )
+    _kill_parent_and_check_tree([sys.executable, "-c", code], tmp_path)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_a_killed_forkserver(tmp_path):
+    # The parent lives on; only the workers' own parent (the forkserver) is killed. The kernel's
+    # parent-death signal must take its workers down even though their lifeline is still open.
+    code = textwrap.dedent(
+        """
+        import multiprocessing, os, signal, sys, time
+        from genrify.runner import process_pool
+        pool = process_pool(2)
+        pids = set(pool.submit(os.getpid).result() for _ in range(8))
+        import psutil
+        me = psutil.Process()
+        workers = [p for p in me.children(recursive=True) if p.pid in pids]
+        server = workers[0].parent()
+        server.kill()
+        _gone, alive = psutil.wait_procs(workers, timeout=10)
+        sys.exit(0 if not alive and workers else 5)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, timeout=120, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_workers_log_at_the_parents_level(tmp_path):
+    # `genrify extract -v` sets genrify's logger to DEBUG; the decoders' notes come from workers.
+    code = textwrap.dedent(
+        """
+        import logging
+        from genrify.runner import process_pool
+        logging.getLogger("genrify").setLevel(logging.DEBUG)
+        with process_pool(1) as pool:
+            pool.submit(logging.getLogger("genrify.audio").debug, "note from a worker").result()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, timeout=120, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "genrify.audio: note from a worker" in done.stderr
