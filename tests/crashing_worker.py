@@ -20,10 +20,10 @@ def crash_on_some(tracks, store_dir, params):
 __all__ = ["TrackResult", "crash_features_on_some", "crash_on_some"]
 
 
-def crash_features_on_some(paths, params):
+def crash_features_on_some(paths, plan):
     from genrify.predict import _features_task
 
     for path in paths:
         if os.path.basename(path).startswith("crash"):
             os._exit(11)
-    return _features_task(paths, params)
+    return _features_task(paths, plan)

@@ -82,8 +82,9 @@ def test_the_network_adds_the_heads_evidence_to_the_tags(builtin, taggers):
     expected = combine(tag_scores({n: r["taggram"] for n, r in runs.items()}, {n: t.tags for n, t in taggers.items()}),
                        head.evidence(runs[EMBEDDING[0]][EMBEDDING[1]]), head)
     with torch.inference_mode():
-        got = builtin.network(patches).numpy()
-    np.testing.assert_allclose(got, expected, atol=2e-4)
+        got = torch.softmax(builtin.network(patches), dim=1).numpy()
+    want = np.exp(expected) / np.exp(expected).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(got, want, atol=1e-4)  # float32 against float64 (and ONNX Runtime)
     # Without the head, reggae and disco keep an even share: only the head can name them.
     tags_only = load_builtin(head=False)
     with torch.inference_mode():

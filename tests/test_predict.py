@@ -16,7 +16,9 @@ from genrify.predict import (
     classify,
     classify_files,
     classify_paths,
+    SegmentPlan,
     predict_features,
+    predict_segments,
     segment_starts,
     song_features,
 )
@@ -46,13 +48,14 @@ def songs(small_store) -> list[Path]:
 def test_segment_starts_cover_the_song_and_max_segments_spreads_them():
     assert segment_starts(1000, 128).tolist() == list(range(0, 1000 - 127, 128))
     assert segment_starts(1000, 128, 64)[:3].tolist() == [0, 64, 128]
-    assert segment_starts(50, 128).tolist() == [0]  # shorter than a segment: one, padded
+    assert segment_starts(50, 128).tolist() == [0]  # shorter than a segment: one, filled
     picked = segment_starts(100_000, 128, max_segments=5)
     every = segment_starts(100_000, 128)
     assert picked.size == 5 and picked[0] == 0 and picked[-1] == every[-1]  # first and last included
     assert np.all(np.diff(picked) > 0.2 * every[-1])  # spread over the whole song
+    assert segment_starts(1000, 128, max_segments=0).tolist() == segment_starts(1000, 128).tolist()  # 0: all
     with pytest.raises(ParameterError):
-        segment_starts(1000, 128, max_segments=0)
+        segment_starts(1000, 128, max_segments=-1)
 
 
 def test_a_song_gets_the_answer_evaluation_gives_it(model, small_store, songs):
@@ -141,10 +144,10 @@ def test_a_crashing_decoder_costs_only_its_own_file(model, songs, tmp_path):
     files = [str(s) for s in songs[:8]] + [str(crash)]
 
     def predictions(results):
-        for path, features, duration, error in results:
-            yield Failure(path, error) if features is None else predict_features(features, model, duration=duration, path=path)
+        for path, song, error in results:
+            yield Failure(path, error) if song is None else predict_segments(song, model, path=path)
 
-    results = list(_pooled(files, model.params, 2, 2, predictions, task=crash_features_on_some))
+    results = list(_pooled(files, SegmentPlan.for_model(model), 2, 2, predictions, task=crash_features_on_some))
     by_path = {r.path: r for r in results}
     assert len(results) == len(files) == len(by_path), "every file reported exactly once"
     assert by_path[str(crash)].error == "the decoder crashed on this file"

@@ -222,13 +222,13 @@ def test_the_spectrogram_is_a_png_of_the_songs_features(client, model, songs):
 
 def test_the_name_and_the_extension_come_from_the_client_but_never_a_path(client, app, songs, monkeypatch, tmp_path):
     seen: list[Path] = []
-    real = predict.song_features
+    real = predict.classify
 
-    def spy(path, params):
+    def spy(path, model, **options):
         seen.append(Path(path))
-        return real(path, params)
+        return real(path, model, **options)
 
-    monkeypatch.setattr(predict, "song_features", spy)
+    monkeypatch.setattr(predict, "classify", spy)
     target = tmp_path / "etc" / "passwd.mp3"
     name = "../" * 12 + str(target).lstrip("/")
     response = post(client, songs["mp3"], name=name)
@@ -375,7 +375,7 @@ def test_a_failure_inside_the_model_is_a_500_and_the_upload_is_removed(model, so
     def boom(*_a, **_k):
         raise RuntimeError("kaboom at /secret/path")
 
-    monkeypatch.setattr(predict, "predict_features", boom)
+    monkeypatch.setattr(predict, "predict_segments", boom)
     with TestClient(broken, raise_server_exceptions=False) as c:
         response = post(c, songs["wav"])
     assert response.status_code == 500

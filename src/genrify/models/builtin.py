@@ -17,8 +17,11 @@ The head's evidence enters as a log likelihood ratio (its log-odds minus the log
 share of its training data), so the tags act as the prior and the head moves them as far as its
 data supports: a genre the head was not trained on keeps its tag score, and a patch unlike any of
 the head's genres leaves the tags in charge. Per patch,
-``logit_g = (log S_g + beta * LLR_g) / temperature``; reggae and disco, which have no tags, start
-from an even share. The song's answer is the mean of its patches' softmax, as for any genrify model;
+``logit_g = (log S_g + beta * cap * tanh(LLR_g / cap)) / temperature``: the evidence is bounded
+(``cap`` = 2 nats, a factor of at most 7.4 on a genre's odds), because a linear head fitted on a few
+hundred GTZAN excerpts extrapolates wildly on music unlike them (unbounded, it cost 5 of the 20
+out-of-domain clips of ``real/genre-samples``; bounded, 2). Reggae and disco, which have no tags,
+start from an even share. The song's answer is the mean of its patches' softmax, as for any genrify model;
 asking for a few genres (``--genres``) renormalises the same logits over them.
 
 ``beta``, the head's regularisation and the temperature were chosen by fitting on one
@@ -129,6 +132,9 @@ class GenreHead:
         Log-odds of each genre's share of the training data (removed to leave the evidence).
     beta
         Weight of the head's evidence against the tags'.
+    cap
+        Bound of the evidence (``cap * tanh(llr / cap)``, in nats): a linear model fitted on a few
+        hundred excerpts extrapolates wildly on music unlike them, and must not overrule the tags.
     temperature
         Divides the combined logits (calibration).
     threshold
@@ -143,15 +149,16 @@ class GenreHead:
     weight: np.ndarray
     bias: np.ndarray
     prior_logit: np.ndarray
-    beta: float = 0.5
+    beta: float = 1.0
+    cap: float = 2.0
     temperature: float = 1.0
     threshold: float = 0.3
     info: dict[str, Any] = field(default_factory=dict)
 
     def evidence(self, embedding: np.ndarray) -> np.ndarray:
-        """The head's log likelihood ratios ``(n, genres)`` for embeddings ``(n, dim)``."""
+        """The head's bounded log likelihood ratios ``(n, genres)`` for embeddings ``(n, dim)``."""
         z = (np.asarray(embedding, dtype=np.float64) - self.mean) / self.std
-        return z @ self.weight + self.bias - self.prior_logit
+        return self.cap * np.tanh((z @ self.weight + self.bias - self.prior_logit) / self.cap)
 
     def save(self, path: str | Path) -> Path:
         """Write the head as a safetensors file (plain arrays; the metadata is JSON)."""
@@ -161,7 +168,7 @@ class GenreHead:
 
         meta = {
             "format": HEAD_FORMAT, "version": HEAD_FORMAT_VERSION, "genres": self.genres,
-            "embedding": list(EMBEDDING), "beta": self.beta, "temperature": self.temperature,
+            "embedding": list(EMBEDDING), "beta": self.beta, "cap": self.cap, "temperature": self.temperature,
             "threshold": self.threshold, "info": self.info,
         }
         tensors = {k: np.ascontiguousarray(getattr(self, k), dtype=np.float32)
@@ -198,7 +205,7 @@ class GenreHead:
             genres = [str(g) for g in meta["genres"]]
             head = cls(genres=genres, mean=tensors["mean"], std=tensors["std"], weight=tensors["weight"],
                        bias=tensors["bias"], prior_logit=tensors["prior_logit"], beta=float(meta["beta"]),
-                       temperature=float(meta["temperature"]), threshold=float(meta["threshold"]),
+                       cap=float(meta["cap"]), temperature=float(meta["temperature"]), threshold=float(meta["threshold"]),
                        info=dict(meta.get("info") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: the genre head is incomplete ({type(exc).__name__}: {exc})") from None
@@ -206,7 +213,7 @@ class GenreHead:
         if (not genres or len(set(genres)) != len(genres) or any(g not in GENRES for g in genres) or n != len(genres)
                 or head.mean.shape != (dim,) or head.std.shape != (dim,) or head.bias.shape != (n,)
                 or head.prior_logit.shape != (n,) or not all(np.isfinite(t).all() for t in tensors.values())
-                or not (head.std > 0).all() or not head.temperature > 0 or not np.isfinite(head.beta)
+                or not (head.std > 0).all() or not head.temperature > 0 or not np.isfinite(head.beta) or not head.cap > 0
                 or not 0 <= head.threshold <= 1):
             raise ModelFileError(f"{path}: the genre head's arrays or settings are inconsistent")
         return head
@@ -217,7 +224,8 @@ def fit_head(
     labels: Sequence[str],
     *,
     C: float = 0.03,
-    beta: float = 0.5,
+    beta: float = 1.0,
+    cap: float = 2.0,
     info: dict[str, Any] | None = None,
 ) -> GenreHead:
     """Fit a :class:`GenreHead`: one L2-regularised logistic regression per genre in ``labels``.
@@ -232,6 +240,8 @@ def fit_head(
         Inverse regularisation strength (scikit-learn's).
     beta
         Weight of the head's evidence against the tags'.
+    cap
+        Bound of the evidence in nats (see :class:`GenreHead`).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -251,7 +261,7 @@ def fit_head(
             continue
         model = LogisticRegression(C=C, max_iter=5000).fit(z, target)
         weight[:, j], bias[j] = model.coef_[0], model.intercept_[0]
-    return GenreHead(genres, mean, std, weight, bias, prior, beta=beta, info=dict(info or {}))
+    return GenreHead(genres, mean, std, weight, bias, prior, beta=beta, cap=cap, info=dict(info or {}))
 
 
 def fit_temperature(logits: np.ndarray, targets: Sequence[int]) -> float:
@@ -339,6 +349,7 @@ class BuiltinGenreNetwork(nn.Module):
         if self.head is not None:
             z = (outputs[EMBEDDING[0]][EMBEDDING[1]] - self.head_mean) / self.head_std
             evidence = z @ self.head_weight + self.head_bias - self.head_prior_logit
+            evidence = self.head.cap * torch.tanh(evidence / self.head.cap)
             logits = logits.index_add(1, self.head_columns, self.head.beta * evidence)
             logits = logits / self.head.temperature
         return logits[:, self.chosen]

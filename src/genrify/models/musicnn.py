@@ -357,6 +357,8 @@ def preprocess(waveform: np.ndarray, sample_rate: int, *, hop_seconds: float | N
         raise ParameterError(f"expected a 1-D mono waveform, got shape {y.shape}")
     if sample_rate <= 0:
         raise ParameterError(f"sample rate must be positive, not {sample_rate}")
+    if y.size == 0:
+        raise ParameterError("the waveform has no samples: no frames to tag")
     hop = patch_hop(hop_seconds)
     target = MUSICNN_PARAMS.sample_rate
     if sample_rate != target:
