@@ -127,9 +127,10 @@ def main() -> None:
         return run_reference(args.run_reference.read_text().split("\n"), str(args.model))
     if args.quick:
         args.clips, args.long_seconds, args.hour_seconds = 40, 60.0, 600.0
-    import os
 
-    jobs = os.cpu_count() or 1
+    from genrify.runner import default_jobs
+
+    jobs = default_jobs()
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     model = make_model(work / "bench-model.safetensors")

@@ -7,7 +7,7 @@ Run from the repository root::
 
 Arms, alternated ``--repeat`` times so that a change in the machine's load hits both alike:
 
-(a) ``genrify.extract.extract(..., jobs=W, in_process=False)``: the built-in forkserver pool of W
+(a) ``genrify.extract.extract(..., runner=LocalRunner(W, in_process=False))``: the built-in forkserver pool of W
     processes, start-up included (as every run pays it);
 (b) the same work through :func:`genrify.distributed.extract_on_dask` on a Dask ``LocalCluster`` of
     W single-threaded worker processes, started once (its start-up is reported apart: a cluster's
@@ -66,7 +66,9 @@ def _pool_main(music: str, store: str, workers: int) -> None:
     from genrify.extract import extract
 
     started = time.perf_counter()
-    summary = extract(music, store, jobs=workers, in_process=False)
+    from genrify.runner import LocalRunner
+
+    summary = extract(music, store, runner=LocalRunner(workers, in_process=False))
     print(json.dumps([time.perf_counter() - started, summary.done, summary.audio_seconds]))
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_classify import make_model  # noqa: E402
+from bench_classify import make_model
 
 REPO = HERE.parent
 SERVER = (

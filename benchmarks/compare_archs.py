@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import json
 import multiprocessing
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -63,7 +62,9 @@ def prepare(work: Path, genres: int, per_genre: int, seconds: float, jobs: int) 
 
     music, store = work / "music", work / "store"
     write_dataset(music, SynthSpec(genres=GENRES[:genres], per_genre=per_genre, seconds=seconds, seed=1, fmt="wav"), jobs=jobs)
-    extract(music, store, jobs=jobs, in_process=False)
+    from genrify.runner import LocalRunner
+
+    extract(music, store, runner=LocalRunner(jobs, in_process=False))
     return store
 
 
@@ -71,27 +72,16 @@ def run_one(store: str, variant: str, seed: int, device: str, threads: int) -> d
     import torch
 
     from genrify.config import TrainConfig
-    from genrify.devices import resolve_device
-    from genrify.splits import check_tracks, make_split
-    from genrify.store import FeatureStore
-    from genrify.training import train_run
+    from genrify.training import train
 
     torch.set_num_threads(threads)
     arch, train_over, arch_over = parse_variant(variant)
     config = dataclasses.replace(TrainConfig(arch=arch, arch_config=arch_over), **train_over)
     started = time.perf_counter()
-    if arch == "musicnn-transfer":  # embeddings once per track, then a head: its own training path
-        from genrify.transfer import train_transfer
-
-        config = dataclasses.replace(config, seed=seed, group_by="song")
-        run = train_transfer(store, config, runs=1, jobs=1).runs[0]
-        split = run.split
-    else:
-        with FeatureStore.open(store) as fs:
-            tracks = fs.tracks()
-            genres = check_tracks(tracks)
-            split = make_split(tracks, seed=seed, group_by="song")
-            run = train_run(fs, genres, split, config, seed=seed, device=resolve_device(device))
+    # every architecture through the one entry; its registry entry picks the trainer
+    config = dataclasses.replace(config, seed=seed, group_by="song", device=device)
+    run = train(store, config, runs=1, jobs=1).runs[0]
+    split = run.split
     ev = run.evaluation
     return {
         "variant": variant, "seed": seed, "song_accuracy": ev.song_accuracy, "chunk_accuracy": ev.chunk_accuracy,
@@ -113,7 +103,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench-output" / "compare.json")
     args = parser.parse_args()
     variants = args.variant or list(DEFAULT_VARIANTS)
-    jobs = os.cpu_count() or 1
+    from genrify.runner import default_jobs
+
+    jobs = default_jobs()
     work = args.work / f"{args.genres}x{args.per_genre}x{args.seconds:g}"
     t0 = time.perf_counter()
     store = prepare(work, args.genres, args.per_genre, args.seconds, jobs)

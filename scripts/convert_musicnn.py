@@ -2,7 +2,8 @@
 
 Reads ``<weights>/<NAME>.npz`` (every checkpoint variable of musicnn 0.1.0's ``MTT_musicnn``,
 ``MSD_musicnn``, ``MTT_vgg`` and ``MSD_vgg``, keyed by TensorFlow variable name, in TensorFlow layout)
-and writes ``src/genrify/pretrained/<NAME>.safetensors``: float32 tensors in the layout of
+and writes ``src/genrify/pretrained/<NAME>.safetensors`` (through the weight port in
+``scripts/musicnn_port.py``): float32 tensors in the layout of
 :mod:`genrify.models.musicnn`'s modules, and metadata naming the tags (JSON), the architecture, the
 preprocessing parameters, the source and the licence (one JSON document under the metadata key
 ``genrify``, as genrify's model files have). Each file is checked to load into its module
@@ -25,6 +26,12 @@ import torch
 from safetensors.torch import save_file
 
 from genrify.models import musicnn
+
+# The weight port sits beside this script (only the conversion needs it); put its folder on the path
+# however the script was started (``python scripts/convert_musicnn.py``, or loaded by a test).
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from musicnn_port import convert_tf_variables, tf_variable_map
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = REPO.parent / "shared" / "musicnn" / "weights"
@@ -85,7 +92,7 @@ def metadata(name: str) -> dict[str, Any]:
         "copyright": COPYRIGHT,
         "citation": CITATION,
         "converted_by": "genrify scripts/convert_musicnn.py, from the TensorFlow checkpoint variables",
-        "tf_variables": musicnn.tf_variable_map(architecture),
+        "tf_variables": tf_variable_map(architecture),
     }
 
 
@@ -109,7 +116,7 @@ def convert(name: str, weights: Path, out_dir: Path) -> Path:
     n_parameters = sum(v.size for v in variables.values())
     if n_parameters != PARAMETERS[architecture]:
         sys.exit(f"{source}: {n_parameters} parameters, expected {PARAMETERS[architecture]} for {architecture}")
-    state = {k: torch.from_numpy(v) for k, v in musicnn.convert_tf_variables(architecture, variables).items()}
+    state = {k: torch.from_numpy(v) for k, v in convert_tf_variables(architecture, variables).items()}
     tags = meta["tags"]
     check_tags(name, tags, weights.parent / "reference")
     # The module must take every tensor, and nothing but training counters may be left unset.

@@ -6,11 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import real_clips
 
 from genrify import audio
 from genrify.errors import AudioError, ParameterError
-
-from conftest import real_clips
 
 
 @pytest.mark.parametrize(
@@ -213,7 +212,7 @@ def test_decoder_notes_go_to_the_log_not_to_stderr(write_audio, capfd, caplog):
 def test_other_output_while_decoding_still_reaches_stderr(tmp_path, capfd, caplog):
     # fd 2 is the whole process's: what another thread writes during a decode must not vanish.
     capfd.readouterr()
-    with caplog.at_level("DEBUG", logger="genrify.audio"), audio._decoder_output(tmp_path / "x.mp3"):
+    with caplog.at_level("DEBUG", logger="genrify.audio"), audio.decoder_output(tmp_path / "x.mp3"):
         os.write(2, b"Note: Trying to resync...\n")
         os.write(2, b"progress 50%\n")
     err = capfd.readouterr().err

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tone
 
 from genrify import audio
 from genrify.errors import AudioError, ParameterError
-
-from conftest import tone
 
 
 def _float_wav(path: Path, samples: np.ndarray, sr: int = 22050) -> Path:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import tone
 from typer.testing import CliRunner
 
 from genrify.cli import app
@@ -29,8 +30,6 @@ from genrify.models.builtin import (
 )
 from genrify.models.musicnn import load_tagger
 from genrify.predict import classify
-
-from conftest import tone
 
 runner = CliRunner()
 GTZAN = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")

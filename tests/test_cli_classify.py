@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tone, write_with_av
 from typer.testing import CliRunner
 
 from genrify import audio, modelfile
@@ -16,8 +17,6 @@ from genrify.cli import app
 from genrify.config import TrainConfig
 from genrify.tags import read_genre
 from genrify.training import train
-
-from conftest import tone, write_with_av
 
 runner = CliRunner()
 
@@ -286,14 +285,15 @@ def test_a_missing_input_says_it_does_not_exist(model_file, tmp_path):
 def test_a_nan_answer_is_a_failure_of_its_file_never_invalid_json(model_file, music, monkeypatch):
     from genrify import predict
 
-    real = predict.classify_files
+    real = predict.classify_paths
 
-    def with_a_nan(files, *args, **kwargs):
-        results = real(files, *args, **kwargs)
-        results[0].probabilities = results[0].probabilities * np.nan
-        return results
+    def with_a_nan(files, *args, **kwargs):  # the first file's answer comes back NaN
+        for result in real(files, *args, **kwargs):
+            if result.path == files[0]:
+                result.probabilities = result.probabilities * np.nan
+            yield result
 
-    monkeypatch.setattr(predict, "classify_files", with_a_nan)
+    monkeypatch.setattr(predict, "classify_paths", with_a_nan)
     result = classify(music / "metal", "--model", model_file, "-f", "json")
     objects = _json_of(result)
     assert "non-finite" in objects[0]["error"] and all("genre" in o for o in objects[1:])
@@ -319,4 +319,9 @@ def test_the_table_stays_one_line_per_song_at_80_columns(model_file, music, monk
              if len(cells := re.split("[│┃]", line)) > 2 and cells[1].strip() not in ("", "file")]
     assert len(files) == 7, result.stdout  # one line per song: no path continues on a second line
     assert any("…" in f and f.endswith(".wav") for f in files)
-    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    # The two-epoch model is unsure of every song: each is marked, and the mark is explained.
+    genres = [re.split("[│┃]", line)[2].strip() for line in result.stdout.splitlines()
+              if len(re.split("[│┃]", line)) > 2 and re.split("[│┃]", line)[1].strip() not in ("", "file")]
+    assert all(g.endswith(" ?") for g in genres), genres
+    assert "? unsure" in result.stdout

@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import synth_store
 from typer.testing import CliRunner
 
 from genrify.cli import app
-
-from conftest import synth_store
 
 runner = CliRunner()
 

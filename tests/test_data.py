@@ -6,8 +6,8 @@ import torch
 
 from genrify.config import Augment
 from genrify.data import Batches, ChunkDataset, Normalization
-from genrify.segments import chunk_starts
 from genrify.errors import TrainingError
+from genrify.segments import chunk_starts
 from genrify.store import FeatureStore, write_array
 
 AUG = Augment(time_masks=1, freq_masks=1, pitch_shift=2)

@@ -16,11 +16,12 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from genrify import distributed as gd
-from genrify.errors import ModelFileError, ParameterError
-from genrify.extract import ExtractSummary, _record, extract, extract_tracks
+from genrify.errors import DependencyError, ModelFileError, ParameterError
+from genrify.extract import EXTRACTOR, ExtractSummary, extract, extract_track
 from genrify.features import FeatureParams
 from genrify.library import scan
 from genrify.predict import Failure, Prediction, classify_paths
+from genrify.runner import CRASHED, Processor
 from genrify.store import ARRAYS_DIR, FeatureStore
 
 GENRES = ("classical", "hiphop", "metal")
@@ -63,17 +64,12 @@ def library(tmp_path_factory) -> Path:
     return root
 
 
-def dask_extract(music: Path, store_dir: Path, client, **options) -> tuple[ExtractSummary, list]:
+def dask_extract(music: Path, store_dir: Path, client, processor: Processor = EXTRACTOR,
+                 **options) -> tuple[ExtractSummary, list]:
     """What ``genrify extract --scheduler`` does: the workers extract, this process records."""
-    library = scan(music)
-    results = []
-    with FeatureStore.create(store_dir) as store:
-        store.lock()
-        store.clean()
-        summary = ExtractSummary(store=str(store.root), total=len(library.tracks))
-        for result in gd.extract_on_dask(library.tracks, str(store.root), store.params, client, **options):
-            _record(store, result, summary)
-            results.append(result)
+    results: list = []
+    summary = extract(music, store_dir, runner=gd.DaskRunner(client, **options), processor=processor,
+                      on_result=results.append)
     return summary, results
 
 
@@ -103,29 +99,32 @@ def test_extraction_on_dask_equals_the_local_run(library, client, tmp_path):
     assert len(arrays_in(tmp_path / "store")) == 12
 
 
-def slow_extract(tracks, store_dir, params):
-    """The real task, slowed down so that a worker can be killed while it holds a batch."""
-    time.sleep(0.4 * len(tracks))
-    return extract_tracks(tracks, store_dir, params)
+def _slow_extract(track, store_dir, params):
+    time.sleep(0.4)
+    return extract_track(track, store_dir, params)
 
 
-def flaky_extract(tracks, store_dir, params):
-    """Fails its first attempt at each batch (a filesystem hiccup), then works."""
-    marker = Path(store_dir) / f".attempted-{os.path.basename(tracks[0].path)}"
+def _flaky_setup(store_dir, params):
+    marker = Path(store_dir) / ".attempted-setup"
     if not marker.exists():
         marker.touch()
         raise OSError("stale NFS file handle")
-    return extract_tracks(tracks, store_dir, params)
+
+
+#: The real task, slowed down so that a worker can be killed while it holds a batch.
+SLOW = Processor(_slow_extract, EXTRACTOR.failed)
+#: A task whose first attempt fails (a filesystem hiccup) before it reaches any track, then works.
+FLAKY = Processor(EXTRACTOR.process, EXTRACTOR.failed, setup=_flaky_setup)
 
 
 def test_a_task_that_raises_is_retried(library, client, tmp_path):
-    summary, results = dask_extract(library / "music", tmp_path / "store", client, batch_size=4, task=flaky_extract)
+    summary, results = dask_extract(library / "music", tmp_path / "store", client, FLAKY, batch_size=4)
     assert summary.done == 12 and len(results) == 12
     for marker in tmp_path.joinpath("store").glob(".attempted-*"):
         marker.unlink()
     assert_same_store(library / "local", tmp_path / "store")
     with pytest.raises(OSError, match="stale NFS"):
-        dask_extract(library / "music", tmp_path / "again", client, batch_size=4, task=flaky_extract, retries=0)
+        dask_extract(library / "music", tmp_path / "again", client, FLAKY, batch_size=4, retries=0)
 
 
 def test_workers_that_cannot_see_the_store_fail_early(library, client, tmp_path):
@@ -151,14 +150,13 @@ def test_a_worker_killed_mid_run_costs_nothing(library, client, tmp_path):
     library_tracks = scan(library / "music").tracks
     results = []
     started = time.monotonic()
-    with FeatureStore.create(tmp_path / "store") as store:
-        store.lock()
-        summary = ExtractSummary(store=str(store.root), total=len(library_tracks))
-        for result in gd.extract_on_dask(library_tracks, str(store.root), store.params, client, batch_size=2,
-                                         task=slow_extract):
-            first.set()
-            _record(store, result, summary)
-            results.append(result)
+
+    def on_result(result) -> None:
+        first.set()
+        results.append(result)
+
+    summary = extract(library / "music", tmp_path / "store", runner=gd.DaskRunner(client, batch_size=2), processor=SLOW,
+                      on_result=on_result)
     killer.join(10)
     assert killed, "a worker was killed"
     assert time.monotonic() - started < 90
@@ -171,18 +169,18 @@ def test_a_worker_killed_mid_run_costs_nothing(library, client, tmp_path):
 
 
 def test_a_crashing_decoder_costs_only_its_own_file(make_library, cluster, client, tmp_path, monkeypatch):
-    from crashing_worker import crash_on_some
+    from crashing_worker import CRASHING_EXTRACTOR
 
     music = make_library({"rock": [f"ok{i}.wav" for i in range(6)] + ["crash.wav"]}, seconds=0.5)
     local_cluster, _ = cluster
     # Dask gives a task that kills its worker 3 more tries by default; one keeps the test short.
     monkeypatch.setattr(local_cluster.scheduler, "allowed_failures", 0)
-    summary, results = dask_extract(music, tmp_path / "store", client, batch_size=4, task=crash_on_some)
+    summary, results = dask_extract(music, tmp_path / "store", client, CRASHING_EXTRACTOR, batch_size=4)
     by_name = {os.path.basename(r.track.path): r for r in results}
     assert len(results) == 7 and len(by_name) == 7, "every track reported exactly once"
     assert by_name["crash.wav"].error == "the decoder crashed on this file"
     assert all(r.ok for name, r in by_name.items() if name != "crash.wav")
-    assert summary.done == 6 and summary.failed == [(str(music / "rock" / "crash.wav"), gd.CRASHED)]
+    assert summary.done == 6 and summary.failed == [(str(music / "rock" / "crash.wav"), CRASHED)]
 
 
 # --- classification ----------------------------------------------------------------------------
@@ -236,6 +234,14 @@ def test_the_built_in_model_on_dask_equals_classify_paths(small_store, client):
         np.testing.assert_allclose(r.probabilities, local[r.path].probabilities, atol=1e-6)
     with pytest.raises(ParameterError):
         list(gd.classify_on_dask(songs, None, client, genres=["polka-core"]))
+    # the classification service with a Dask runner: the workers load the built-in model over the same genres
+    from genrify.classify import ClassifyOptions, ModelRef, classify_library
+
+    through = classify_library(songs, ModelRef.builtin(chosen), runner=gd.DaskRunner(client),
+                               options=ClassifyOptions(max_segments=2)).results
+    assert sorted(r.path for r in through) == songs
+    for r in through:
+        np.testing.assert_allclose(r.probabilities, local[r.path].probabilities, atol=1e-6)
 
 
 def test_each_worker_loads_the_model_once(small_store, model_file, client):
@@ -243,9 +249,9 @@ def test_each_worker_loads_the_model_once(small_store, model_file, client):
     list(gd.classify_on_dask(songs, str(model_file), client, batch_size=1, max_segments=1))
 
     def loaded() -> list:
-        from genrify.distributed import _MODELS
+        from genrify.classify import loaded_models
 
-        return [key[0] for key in _MODELS]
+        return [key[0] for key in loaded_models()]
 
     assert all(paths.count(str(model_file)) <= 1 for paths in client.run(loaded).values())
 
@@ -273,7 +279,7 @@ def test_connect_local_starts_and_closes_its_own_cluster():
 def test_connect_refuses_bad_addresses():
     with pytest.raises(ParameterError, match="not a Dask scheduler address"):
         gd.connect("tcp://nowhere")
-    with pytest.raises(ParameterError, match="cannot reach the Dask scheduler"):
+    with pytest.raises(DependencyError, match="cannot reach the Dask scheduler"):
         gd.connect("tcp://127.0.0.1:9", timeout=2)
     with pytest.raises(ParameterError, match="no Dask scheduler file"):
         gd.connect("/nonexistent/scheduler.json")
@@ -281,5 +287,5 @@ def test_connect_refuses_bad_addresses():
 
 def test_without_dask_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now raises ImportError
-    with pytest.raises(ParameterError, match=r"pip install 'genrify\[dask\]'"):
+    with pytest.raises(DependencyError, match=r"pip install 'genrify\[dask\]'"):
         gd.connect("local")

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tone
 
-from genrify.extract import extract
+from genrify.errors import ParameterError
+from genrify.extract import extract, extract_track
 from genrify.features import FeatureParams, log_mel
 from genrify.store import ARRAYS_DIR, FeatureStore
-
-from conftest import tone
 
 
 def _stored(store: Path) -> dict[str, int]:
@@ -184,18 +184,39 @@ def test_sigkill_at_any_moment_then_resume_stores_every_track_once(tmp_path):
 
 
 def test_a_crashing_decoder_costs_only_its_own_file(make_library, tmp_path):
-    from crashing_worker import crash_on_some
+    from crashing_worker import CRASHING_EXTRACTOR
 
-    from genrify.extract import _run_pool
-    from genrify.library import scan
+    from genrify.runner import CRASHED, LocalRunner
 
     music = make_library({"rock": [f"ok{i}.wav" for i in range(12)] + ["crash.wav", "crash2.wav"]}, seconds=0.5)
-    (tmp_path / "store").mkdir()
-    results = list(_run_pool(scan(music).tracks, str(tmp_path / "store"), FeatureParams(), 2, task=crash_on_some))
+    results = []
+    summary = extract(music, tmp_path / "store", runner=LocalRunner(2), processor=CRASHING_EXTRACTOR,
+                      on_result=results.append)
     by_name = {os.path.basename(r.track.path): r for r in results}
     assert len(results) == 14 and len(by_name) == 14, "every track reported exactly once"
-    assert by_name["crash.wav"].error == by_name["crash2.wav"].error == "the decoder crashed on this file"
+    assert by_name["crash.wav"].error == by_name["crash2.wav"].error == CRASHED == "the decoder crashed on this file"
     assert all(r.ok for name, r in by_name.items() if not name.startswith("crash"))
+    assert summary.done == 12 and sorted(os.path.basename(p) for p, _ in summary.failed) == ["crash.wav", "crash2.wav"]
+
+
+def test_extract_takes_a_runner_or_jobs_not_both(make_library, tmp_path):
+    from genrify.runner import LocalRunner
+
+    music = make_library({"pop": ["a.wav"]}, seconds=0.5)
+    with pytest.raises(ParameterError, match="runner or jobs"):
+        extract(music, tmp_path / "store", runner=LocalRunner(1), jobs=2)
+    with pytest.raises(ParameterError, match="jobs must be at least 1"):
+        extract(music, tmp_path / "store", jobs=0)
+
+
+def test_a_bad_file_is_a_failure_record_from_extract_track(tmp_path):
+    from genrify.library import Track
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF" + os.urandom(100))
+    (tmp_path / "store").mkdir()
+    result = extract_track(Track(str(bad), "rock", bad.stat().st_size, 0), str(tmp_path / "store"), FeatureParams())
+    assert not result.ok and result.error and result.array is None
 
 
 def test_arrays_deleted_or_cut_behind_the_manifest_are_redone(make_library, tmp_path):

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import real_clips, tone
 
 from genrify import audio
 from genrify.errors import ParameterError
 from genrify.features import FeatureParams, log_mel, log_mel_stream
 from genrify.transforms import LogMelSpectrogram
-
-from conftest import real_clips, tone
 
 librosa = pytest.importorskip("librosa")
 

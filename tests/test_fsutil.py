@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from genrify import fsutil
-from genrify.fsutil import TEMP_PATTERN, atomic_path, atomic_write, remove_leftovers, scratch_path
+from genrify.fsutil import (
+    TEMP_PATTERN,
+    atomic_path,
+    atomic_write,
+    remove_leftovers,
+    scratch_path,
+)
 
 
 @pytest.fixture
@@ -35,7 +41,7 @@ def dead_pid() -> int:
 
 
 def _host() -> str:
-    return fsutil._host()
+    return fsutil.host_name()
 
 
 def _leftover(folder: Path, target: str, pid: int, host: str | None = None, data: bytes = b"half a song") -> Path:

@@ -4,7 +4,16 @@ import pytest
 import torch
 
 from genrify.errors import ParameterError
-from genrify.models import GenreNetwork, architectures, build
+from genrify.features import FeatureParams
+from genrify.models import (
+    CHUNKS,
+    EMBEDDINGS,
+    GenreNetwork,
+    architecture,
+    architectures,
+    build,
+    register,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,3 +56,29 @@ def test_genre_network_normalises_float16_time_major_views():
     expected = body(((raw.half().float() - mean) / std).transpose(1, 2))
     torch.testing.assert_close(net(as_stored), expected)
     assert "mean" not in net.state_dict()  # kept apart in the model file
+
+
+def test_entries_declare_their_input_and_trainer():
+    for name in ("seed-cnn", "short-res", "timbre-temporal"):
+        entry = architecture(name)
+        assert not entry.reads_audio and entry.params is None and entry.trainer == CHUNKS  # a store's chunks
+    transfer = architecture("musicnn-transfer")
+    # audio at the tagger's own parameters, a head on cached embeddings
+    assert transfer.reads_audio and transfer.params.sample_rate == 16000 and transfer.params.n_mels == 96
+    assert transfer.trainer == EMBEDDINGS and transfer.chunk_frames == 187
+    with pytest.raises(ParameterError, match="unknown architecture 'vgg-99'"):
+        architecture("vgg-99")
+    with pytest.raises(ParameterError, match="unknown trainer 'magic'"):
+        register("odd", trainer="magic")
+
+
+def test_a_registered_architecture_is_built_with_its_declarations():
+    from genrify.models import unregister
+
+    own = FeatureParams(sample_rate=8000, n_mels=16)
+    try:
+        register("tiny-test", params=own, chunk_frames=32)(lambda *, n_mels, n_genres: torch.nn.Linear(n_mels, n_genres))
+        assert "tiny-test" in architectures() and architecture("tiny-test").params == own
+        assert build("tiny-test", n_mels=16, n_genres=3).out_features == 3
+    finally:
+        unregister("tiny-test")

@@ -43,6 +43,11 @@ WEIGHTS = MUSICNN_SHARED / "weights"
 FIXTURE = Path(__file__).resolve().parent / "data" / "musicnn_fixture.npz"
 REPO = Path(__file__).resolve().parents[1]
 
+
+def _weight_port():
+    """``scripts/musicnn_port.py``, the TensorFlow weight port (a script's module, not part of the package)."""
+    return _script("musicnn_port")
+
 #: From the original's own input batch, everything agrees to 1e-4 (measured: taggram 4e-6).
 BATCH_TOL = 1e-4
 #: From the audio file, through genrify's decoding and this port's preprocessing (measured: taggram 9e-6).
@@ -228,7 +233,7 @@ def test_pooling_first_equals_the_original_order(cls, monkeypatch):
 
 def test_vgg_first_pooling_equals_torchs():
     x = torch.randn(2, 3, 187, 96)
-    assert torch.equal(musicnn._Pool1()(x), torch.nn.MaxPool2d((4, 1), stride=(2, 2))(x))
+    assert torch.equal(VGG().pools[0](x), torch.nn.MaxPool2d((4, 1), stride=(2, 2))(x))
 
 
 def test_outputs_have_the_originals_shapes():
@@ -409,11 +414,16 @@ def test_bad_weight_files_are_clear_errors(tmp_path):
         load_tagger("MTT_vgg", wrong)
 
 
-def _convert_script():
-    spec = importlib.util.spec_from_file_location("convert_musicnn", REPO / "scripts" / "convert_musicnn.py")
+def _script(name: str):
+    """A module of ``scripts/`` loaded by path (the folder is no package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _convert_script():
+    return _script("convert_musicnn")
 
 
 @pytest.mark.skipif(not WEIGHTS.is_dir(), reason=f"no musicnn checkpoint variables at {WEIGHTS}")
@@ -428,11 +438,12 @@ def test_convert_script_reproduces_the_packaged_files(tmp_path):
 def test_conversion_refuses_missing_or_unknown_variables():
     with np.load(WEIGHTS / "MTT_vgg.npz") as npz:
         variables = {key: npz[key] for key in npz.files}
-    state = musicnn.convert_tf_variables("vgg", variables)
+    convert_tf_variables = _weight_port().convert_tf_variables
+    state = convert_tf_variables("vgg", variables)
     assert state["convs.0.weight"].shape == (128, 1, 3, 3) and state["output.weight"].shape == (50, 256)
     with pytest.raises(ParameterError, match="lacks variable 3CNN/kernel"):
-        musicnn.convert_tf_variables("vgg", {k: v for k, v in variables.items() if k != "3CNN/kernel"})
+        convert_tf_variables("vgg", {k: v for k, v in variables.items() if k != "3CNN/kernel"})
     with pytest.raises(ParameterError, match="unexpected checkpoint variables beta1_power"):
-        musicnn.convert_tf_variables("vgg", {**variables, "beta1_power": np.zeros(1)})
+        convert_tf_variables("vgg", {**variables, "beta1_power": np.zeros(1)})
     with pytest.raises(ParameterError, match="unknown musicnn architecture"):
-        musicnn.convert_tf_variables("resnet", variables)
+        convert_tf_variables("resnet", variables)

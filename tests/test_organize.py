@@ -328,7 +328,7 @@ def test_an_interrupted_runs_leftovers_in_a_destination_folder_are_removed(tmp_p
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     rock = tmp_path / "sorted" / "rock"
-    host = fsutil._host()
+    host = fsutil.host_name()
     dead = _file(rock / f".song.mp3.{host}.{child.pid}.0123abcd.genrify-tmp", "half a copy")
     old = _file(rock / ".song.mp3.q7_x2kfa.genrify-part", "an old version's half copy")  # mkstemp name
     hour_ago = time.time() - 7200

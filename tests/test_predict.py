@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tone
 
 from genrify import audio, modelfile
 from genrify.config import TrainConfig
@@ -12,20 +13,15 @@ from genrify.errors import AudioError, ParameterError
 from genrify.predict import (
     Failure,
     Prediction,
-    _pooled,
-    classify,
-    classify_files,
-    classify_paths,
     SegmentPlan,
+    classify,
+    classify_paths,
     predict_features,
     predict_segments,
     segment_starts,
     song_features,
 )
-from genrify.results import ResultCache
 from genrify.training import train
-
-from conftest import tone
 
 
 @pytest.fixture(scope="module")
@@ -137,61 +133,47 @@ def test_many_files_in_a_pool_equal_one_by_one_and_bad_files_do_not_stop_the_run
 
 
 def test_a_crashing_decoder_costs_only_its_own_file(model, songs, tmp_path):
-    from crashing_worker import crash_features_on_some
+    from crashing_worker import CRASHING_SEGMENTER
+
+    from genrify.runner import CRASHED, LocalRunner
 
     crash = tmp_path / "crash.wav"
     crash.write_bytes(songs[0].read_bytes())
     files = [str(s) for s in songs[:8]] + [str(crash)]
-
-    def predictions(results):
-        for path, song, error in results:
-            yield Failure(path, error) if song is None else predict_segments(song, model, path=path)
-
-    results = list(_pooled(files, SegmentPlan.for_model(model), 2, 2, predictions, task=crash_features_on_some))
-    by_path = {r.path: r for r in results}
+    results = list(LocalRunner(2).run(CRASHING_SEGMENTER, files, SegmentPlan.for_model(model)))
+    by_path = {path: (song, error) for path, song, error in results}
     assert len(results) == len(files) == len(by_path), "every file reported exactly once"
-    assert by_path[str(crash)].error == "the decoder crashed on this file"
-    assert all(isinstance(by_path[f], Prediction) for f in files[:-1])
+    assert by_path[str(crash)] == (None, CRASHED)
+    for f in files[:-1]:
+        song, error = by_path[f]
+        assert error is None and isinstance(predict_segments(song, model, path=f), Prediction)
 
 
-def test_cache_reuses_unchanged_files_and_redoes_changed_ones(model, songs, tmp_path):
-    import shutil
+def test_classify_paths_takes_a_runner(model, songs):
+    from genrify.runner import LocalRunner
 
-    copy = tmp_path / "song.wav"
-    shutil.copy(songs[2], copy)
-    files = [str(copy), str(songs[3])]
-    calls: list[bool] = []
-    with ResultCache(tmp_path / "cache.sqlite", "model-a", {"hop": None}) as cache:
-        first = classify_files(files, model, cache=cache, jobs=1, on_result=lambda r, hit: calls.append(hit))
-    with ResultCache(tmp_path / "cache.sqlite", "model-a", {"hop": None}) as cache:
-        second = classify_files(files, model, cache=cache, jobs=1, on_result=lambda r, hit: calls.append(hit))
-    assert calls == [False, False, True, True]
-    for a, b in zip(first, second, strict=True):
-        assert a.path == b.path
-        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
-        np.testing.assert_allclose(a.segment_probabilities, b.segment_probabilities, atol=1e-6)
-    shutil.copy(songs[4], copy)  # new content at the same path
-    calls.clear()
-    with ResultCache(tmp_path / "cache.sqlite", "model-a", {"hop": None}) as cache:
-        third = classify_files(files, model, cache=cache, jobs=1, on_result=lambda r, hit: calls.append(hit))
-    assert sorted(calls) == [False, True]
-    np.testing.assert_allclose(third[0].probabilities, classify(songs[4], model).probabilities, atol=1e-6)
-    calls.clear()
-    with ResultCache(tmp_path / "cache.sqlite", "model-b", {"hop": None}) as cache:  # another model
-        classify_files(files, model, cache=cache, jobs=1, on_result=lambda r, hit: calls.append(hit))
-    assert calls == [False, False]
+    files = [str(s) for s in songs[:3]]
+    here = {r.path: r for r in classify_paths(files, model, runner=LocalRunner(1))}
+    pooled = {r.path: r for r in classify_paths(files, model, runner=LocalRunner(2, in_process=False))}
+    assert set(here) == set(pooled) == set(files)
+    for f in files:
+        np.testing.assert_allclose(here[f].probabilities, pooled[f].probabilities, atol=1e-6)
+    with pytest.raises(ParameterError, match="runner or jobs"):
+        list(classify_paths(files, model, runner=LocalRunner(1), jobs=2))
 
 
-def test_a_damaged_cache_is_set_aside(model, songs, tmp_path):
-    path = tmp_path / "cache.sqlite"
-    ResultCache(path, "m", {}).close()  # a genrify cache (its header says so), then damaged
-    data = bytearray(path.read_bytes())
-    data[100:] = b"\xa5" * (len(data) - 100)
-    path.write_bytes(data)
-    with ResultCache(path, "m", {}) as cache:
-        assert cache.enabled
-        classify_files([str(songs[0])], model, cache=cache, jobs=1)
-    assert (tmp_path / "cache.sqlite.damaged").exists()
+def test_a_remote_runner_is_refused_its_workers_need_a_model_reference(model, songs):
+    class Remote:  # a runner whose workers are elsewhere: they must load the model themselves
+        remote = True
+
+        def check(self, *args, **kwargs):
+            raise AssertionError("not reached")
+
+        def run(self, *args):
+            raise AssertionError("not reached")
+
+    with pytest.raises(ParameterError, match="ModelRef"):
+        list(classify_paths([str(songs[0])], model, runner=Remote()))
 
 
 def test_song_features_are_float16_and_proportional_to_length(tmp_path):

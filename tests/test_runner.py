@@ -1,4 +1,5 @@
-"""Pool workers (and their forkserver) die with the process that started them, however it ends."""
+"""The runners: per-item failures, crash isolation, the default job count; and pool workers (and
+their forkserver) that die with the process that started them, however it ends."""
 
 from __future__ import annotations
 
@@ -12,12 +13,55 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from conftest import tone
+from crashing_worker import DOUBLER
 
-psutil = pytest.importorskip("psutil")
+from genrify.errors import AudioError, ParameterError
+from genrify.runner import CRASHED, LocalRunner, Processor, default_jobs, failure_reason
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def test_in_process_every_item_in_order_and_a_bad_one_is_a_failure_record():
+    runner = LocalRunner(1)
+    assert runner.runs_here(10)
+    results = list(runner.run(DOUBLER, [1, -2, 3]))
+    assert results == [2, ("failed", -2, "ValueError: negative -2"), 6]
+
+
+def test_a_pool_reports_every_item_once_and_a_crash_costs_only_its_item():
+    items = list(range(-1, 30))
+    results = list(LocalRunner(2).run(DOUBLER, items, 7))  # item 7 kills its worker
+    failed = {r[1]: r[2] for r in results if isinstance(r, tuple)}
+    assert len(results) == len(items)
+    assert failed == {-1: "ValueError: negative -1", 7: CRASHED}
+    assert sorted(r for r in results if not isinstance(r, tuple)) == [2 * n for n in items if n not in (-1, 7)]
+
+
+def test_a_single_item_runs_here_unless_workers_are_asked_for():
+    assert LocalRunner(4).runs_here(1) and not LocalRunner(4).runs_here(2)
+    assert not LocalRunner(4, in_process=False).runs_here(1)
+    assert LocalRunner(4, in_process=True).runs_here(100)
+    assert list(LocalRunner(4, in_process=False).run(DOUBLER, [21])) == [42]
+    assert list(LocalRunner(4).run(DOUBLER, [])) == []
+
+
+def test_jobs_must_be_positive_and_default_to_the_usable_cores():
+    with pytest.raises(ParameterError, match="jobs must be at least 1"):
+        LocalRunner(0)
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert default_jobs() == expected == LocalRunner().jobs
+
+
+def test_failure_reasons():
+    assert failure_reason(AudioError("/x/a.mp3", "truncated")) == "truncated"  # the record holds the path
+    assert failure_reason(ParameterError("bad value")) == "bad value"
+    assert failure_reason(KeyError("k")) == "KeyError: 'k'"
+    processor = Processor(int, lambda item, reason: reason)
+    assert processor("12") == 12 and processor("x").startswith("ValueError: invalid literal")
+
+
+psutil = pytest.importorskip("psutil")
 
 
 def _kill_parent_and_check_tree(args: list[str], cwd: Path, min_workers: int = 2) -> None:
@@ -104,9 +148,10 @@ def test_classify_workers_die_with_a_killed_classify(tmp_path):
         f"""
         import glob
         from genrify.features import FeatureParams
-        from genrify.predict import _pooled
+        from genrify.predict import SEGMENTER, SegmentPlan
+        from genrify.runner import LocalRunner
         files = sorted(glob.glob({str(music)!r} + "/*/*.wav")) * 20
-        for _ in _pooled(files, FeatureParams(), 2, 1, lambda results: iter(())):
+        for _ in LocalRunner(2).run(SEGMENTER, files, SegmentPlan(FeatureParams(), 128)):
             pass
         """
     )

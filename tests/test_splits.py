@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import SHARED
 
 from genrify.errors import SplitError
 from genrify.splits import make_split, read_split_file, split_from_file
 from genrify.store import StoredTrack
-
-from conftest import SHARED
 
 
 def track(genre: str, i: int, artist: str | None = None) -> StoredTrack:

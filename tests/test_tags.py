@@ -363,7 +363,7 @@ def dead_pid() -> int:
 def test_a_killed_writes_full_size_copy_is_removed_by_the_next_write(song, dead_pid):
     path = song("flac")
     other = song("flac", name="other")
-    host = fsutil._host()
+    host = fsutil.host_name()
     killed = path.with_name(f".{path.name}.{host}.{dead_pid}.89abcdef.genrify-tmp")
     shutil.copyfile(path, killed)  # what kill -9 during --write-tags leaves: a hidden full copy
     running = path.with_name(f".{path.name}.{host}.{os.getpid()}.89abcdef.genrify-tmp")

@@ -7,13 +7,12 @@ import torch
 
 from genrify import modelfile
 from genrify.config import Augment, TrainConfig
-from genrify.errors import ParameterError, SplitError
+from genrify.errors import ParameterError, SplitError, TrainingError
 from genrify.evaluation import evaluate_model, write_report
 from genrify.extract import extract
 from genrify.features import FeatureParams
 from genrify.synth import SynthSpec, write_dataset
 from genrify.training import System, train
-
 
 FAST = TrainConfig(epochs=2, batch_size=16, patience=2, augment=Augment(time_masks=1, freq_masks=1, pitch_shift=2, mixup=0.2))
 
@@ -28,6 +27,39 @@ def test_system_uses_the_seeds_optimiser_and_decay():
     for _ in range(1000):
         system.step(torch.randn(8, 4), torch.randint(0, 2, (8,)))
     assert system.scheduler.get_last_lr()[0] == pytest.approx(1e-3 / (1 + 1e-5 * 1000))
+
+
+def _batches(n: int, seed: int, *, flip: bool = False) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Two separable classes as a plain list of (x, y, track) batches: any loader will do."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, 4, generator=g) + 3 * (y[:, None].float() * 2 - 1)
+    if flip:
+        y = 1 - y
+    return [(x[i : i + 16], y[i : i + 16], torch.arange(i, min(i + 16, n))) for i in range(0, n, 16)]
+
+
+def test_fit_takes_any_loaders_stops_early_and_keeps_the_best_weights():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 2)
+    system = System(net, TrainConfig(optimizer="adam", lr=0.05, epochs=40, patience=3))
+    epochs = []
+    # validation labels are the opposite of training's: the better it learns, the worse it validates
+    history, best_epoch, best_loss = system.fit(_batches(64, 1), _batches(32, 2, flip=True), on_epoch=epochs.append)
+    assert [e.epoch for e in epochs] == list(range(1, len(history) + 1))
+    assert len(history) == best_epoch + 3 < 40, "stops after `patience` epochs without a better validation loss"
+    assert best_loss == min(h.valid_loss for h in history) == history[best_epoch - 1].valid_loss
+    assert system.validate(_batches(32, 2, flip=True))[0] == pytest.approx(best_loss), "the best weights are back"
+    assert all(h.chunks_per_second > 0 for h in history)
+
+
+def test_fit_refuses_a_diverging_run():
+    net = torch.nn.Linear(4, 2)
+    bad = [(torch.full((4, 4), float("nan")), torch.zeros(4, dtype=torch.long), torch.arange(4))]
+    with pytest.raises(TrainingError, match="training diverged"):
+        System(net, TrainConfig()).fit(bad, _batches(8, 0))
+    with pytest.raises(TrainingError, match="validation loss nan"):
+        System(torch.nn.Linear(4, 2), TrainConfig()).fit(_batches(8, 0), bad)
 
 
 def test_train_save_load_and_evaluate(small_store, tmp_path):

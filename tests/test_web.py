@@ -29,14 +29,20 @@ with warnings.catch_warnings():  # newer Starlette suggests httpx2 for its test 
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient  # noqa: E402
 
+from conftest import tone  # noqa: E402
+
 from genrify import modelfile, predict  # noqa: E402
 from genrify.config import TrainConfig  # noqa: E402
-from genrify.errors import ModelFileError, ParameterError  # noqa: E402
+from genrify.errors import (  # noqa: E402
+    DependencyError,
+    GenrifyIOError,
+    ModelFileError,
+    ParameterError,
+    UsageError,
+)
 from genrify.features import FeatureParams  # noqa: E402
 from genrify.web import ModelEntry, create_app, serve  # noqa: E402
-from genrify.web.app import display_name, safe_extension  # noqa: E402
-
-from conftest import tone  # noqa: E402
+from genrify.web.upload import Upload, display_name, safe_extension  # noqa: E402
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "genrify" / "web" / "static"
 
@@ -383,6 +389,26 @@ def test_a_failure_inside_the_model_is_a_500_and_the_upload_is_removed(model, so
     assert list(broken.state.upload_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize(("error", "status"), [
+    (DependencyError("ONNX Runtime is not installed at /srv/x.wav"), 503),
+    (GenrifyIOError("cannot write the cache"), 507),
+    (ParameterError("top_k is out of range"), 422),
+])
+def test_a_library_error_answers_the_status_of_its_kind(model, songs, tmp_path, monkeypatch, error, status):
+    app = create_app({"m": model}, upload_dir=tmp_path)
+
+    def fail(path, *_a, **_k):
+        raise type(error)(f"{path}: {error}")  # quotes the server's file name, as library errors do
+
+    monkeypatch.setattr(predict, "classify", fail)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        response = post(c, songs["wav"])
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("song.wav: song.wav: ") and str(tmp_path) not in detail
+    assert list(app.state.upload_dir.iterdir()) == []
+
+
 def test_a_model_with_nan_weights_is_a_json_422_never_a_plain_text_500(model, songs, tmp_path):
     broken = untrained_model(model.genres, seed=2)
     with torch.no_grad():
@@ -400,8 +426,6 @@ def test_a_model_with_nan_weights_is_a_json_422_never_a_plain_text_500(model, so
 def test_every_error_is_strict_json_even_an_unexpected_one(model, tmp_path, monkeypatch):
     import json
 
-    from genrify.web import app as web_app
-
     # A training report with NaN accuracy is shown as null, not sent as NaN (invalid JSON).
     model_nan = untrained_model(model.genres)
     model_nan.info = {"summary": {"song_accuracy_mean": float("nan"), "song_accuracy_std": float("inf")}}
@@ -412,7 +436,10 @@ def test_every_error_is_strict_json_even_an_unexpected_one(model, tmp_path, monk
         described = json.loads(response.text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
         assert described["models"][0]["song_accuracy"] is None
         # A failure the app did not foresee is still a JSON 500.
-        monkeypatch.setattr(web_app, "_options", lambda *_a: 1 / 0)
+        async def receive(_self, _request):
+            return 1 / 0
+
+        monkeypatch.setattr(Upload, "receive", receive)
         body, ctype = multipart("song.wav", b"RIFF")
         response = c.post("/api/classify", content=body, headers={"content-type": ctype})
         assert response.status_code == 500
@@ -434,9 +461,9 @@ def test_a_5000_character_file_name_is_accepted_and_shortened(client, app, songs
 
 
 def test_serve_no_builtin_without_model_files_is_refused_in_one_line(monkeypatch):
-    import genrify.web
     from typer.testing import CliRunner
 
+    import genrify.web
     from genrify import cli
 
     served: list[tuple] = []
@@ -490,7 +517,7 @@ def test_the_page_and_its_files_are_served_with_no_external_assets(client):
 def test_spectrogram_columns_are_means_over_frames():
     from matplotlib import image
 
-    from genrify.web.app import spectrogram_png
+    from genrify.web.images import spectrogram_png
 
     features = np.repeat(np.linspace(-80, 0, 3000, dtype=np.float32)[None, :], 4, axis=0).astype(np.float16)
     png = spectrogram_png(features, max_width=100)
@@ -631,13 +658,15 @@ def test_serve_prints_one_line_and_runs_uvicorn(model_file, monkeypatch):
     assert list(app.state.models) == ["trained", "trained-2"] and app.state.max_upload_bytes == 5 * 2**20
     with pytest.raises(ParameterError, match="no model"):
         serve([], echo=lines.append)
+    with pytest.raises(UsageError, match="port must be 0 to 65535"):  # a bad option: genrify serve exits 2
+        serve([model_file], port=70000, echo=lines.append)
     with pytest.raises(ModelFileError):
         serve([model_file.with_name("nothing.safetensors")], echo=lines.append)
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
     try:
-        with pytest.raises(ParameterError, match="cannot listen"):
+        with pytest.raises(GenrifyIOError, match="cannot listen"):
             serve([model_file], port=taken.getsockname()[1], echo=lines.append)
     finally:
         taken.close()
@@ -651,7 +680,7 @@ def test_spectrogram_of_log10p_features_uses_their_whole_range():
 
     from matplotlib import image as mpimg
 
-    from genrify.web.app import spectrogram_png
+    from genrify.web.images import spectrogram_png
 
     features = np.linspace(0.0, 4.0, 96 * 50, dtype=np.float32).reshape(96, 50)
     def contrast(scale: str) -> float:

@@ -21,11 +21,11 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytest.importorskip("fastapi")
 
-from genrify import predict  # noqa: E402
-from genrify.web import ModelEntry, create_app  # noqa: E402
-
 from conftest import REAL, REPO, real_clips  # noqa: E402
 from test_web import running_server, trained_model_file, untrained_model  # noqa: E402
+
+from genrify import predict  # noqa: E402
+from genrify.web import ModelEntry, create_app  # noqa: E402
 
 ARTIFACTS = REPO / "test-artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

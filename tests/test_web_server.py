@@ -22,12 +22,11 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 import torch  # noqa: E402
+from conftest import tone  # noqa: E402
 
 from genrify import modelfile  # noqa: E402
 from genrify.features import FeatureParams  # noqa: E402
 from genrify.web import create_app, make_server  # noqa: E402
-
-from conftest import tone  # noqa: E402
 
 BOUNDARY = "genrify-stall-boundary"
 

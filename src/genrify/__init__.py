@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    # pyproject.toml holds the one version; the installed metadata carries it here.
+    __version__ = version("genrify")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 from genrify.errors import (
     AudioError,
+    DependencyError,
     GenrifyError,
+    GenrifyIOError,
     LibraryError,
     ModelFileError,
     ParameterError,
     SplitError,
     StoreError,
     TrainingError,
+    UsageError,
 )
 
 __all__ = [
     "AudioError",
+    "DependencyError",
     "GenrifyError",
+    "GenrifyIOError",
     "LibraryError",
     "ModelFileError",
     "ParameterError",
     "SplitError",
     "StoreError",
     "TrainingError",
+    "UsageError",
     "__version__",
 ]

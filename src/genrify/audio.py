@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genrify import defaults
 from genrify.errors import AudioError, ParameterError
 
 #: Extensions libsndfile decodes natively.
@@ -38,7 +39,8 @@ AV_EXTENSIONS = frozenset(
 #: Every extension genrify treats as audio when scanning a folder.
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | AV_EXTENSIONS
 
-DEFAULT_SAMPLE_RATE = 22050
+#: The rate :func:`load` resamples to unless told otherwise.
+DEFAULT_SAMPLE_RATE = defaults.SAMPLE_RATE
 # Native-rate seconds decoded at a time: large enough that per-block overhead is negligible,
 # small enough that a long 48 kHz stereo file costs a few MB, not a few GB.
 _BLOCK_SECONDS = 20.0
@@ -301,7 +303,9 @@ class _Fd2Capture:
                 os.write(2, b"".join(passed))
 
 
-_decoder_output = _Fd2Capture()
+#: ``with decoder_output(path):`` around a decode: the decoders' chatter on fd 2 goes to the log
+#: (DEBUG, naming ``path``), anything else written to stderr meanwhile still reaches it.
+decoder_output = _Fd2Capture()
 
 
 # --- soundfile -------------------------------------------------------------------------------
@@ -310,7 +314,7 @@ _decoder_output = _Fd2Capture()
 def _soundfile_info(path: Path) -> AudioInfo:
     import soundfile as sf
 
-    with _decoder_output(path):
+    with decoder_output(path):
         f = sf.SoundFile(os.fsencode(path))  # bytes: soundfile cannot encode a name that is not UTF-8
     with f:
         return AudioInfo(str(path), int(f.samplerate), int(f.channels), int(f.frames), "soundfile")
@@ -322,7 +326,7 @@ def _soundfile_blocks(
     import soundfile as sf
 
     try:
-        with _decoder_output(path):
+        with decoder_output(path):
             f = sf.SoundFile(os.fsencode(path))  # bytes: soundfile cannot encode a name that is not UTF-8
     except PermissionError as exc:
         raise AudioError(path, f"cannot read: {exc.strerror}") from None
@@ -336,7 +340,7 @@ def _soundfile_blocks(
         if declared > 0 and start >= declared:
             return
         if start:
-            with _decoder_output(path):
+            with decoder_output(path):
                 f.seek(start)
         wanted = declared - start if declared > 0 else None
         if duration is not None:
@@ -347,7 +351,7 @@ def _soundfile_blocks(
         while wanted is None or read < wanted:
             n = block if wanted is None else min(block, wanted - read)
             try:
-                with _decoder_output(path):
+                with decoder_output(path):
                     data = f.read(n, dtype="float32", always_2d=True)
             except sf.LibsndfileError as exc:
                 raise AudioError(path, f"corrupt audio data: {exc}") from None

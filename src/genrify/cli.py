@@ -8,20 +8,31 @@ ends with a short summary (on stdout). Heavy modules are imported inside the com
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
 from genrify import __version__
 from genrify.config import TRAIN_DEFAULTS
-from genrify.defaults import DEFAULT_MAX_SEGMENTS
-from genrify.errors import GenrifyError
+from genrify.defaults import (
+    ARCHITECTURES,
+    DEFAULT_MAX_SEGMENTS,
+    HOP_LENGTH,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+)
+from genrify.errors import GenrifyError, UsageError, exit_code
+
+if TYPE_CHECKING:
+    from genrify.runner import Runner
 
 app = typer.Typer(
     name="genrify",
@@ -35,10 +46,14 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+# "a (..), b (..), or c (..)." from the architectures' one-line descriptions.
+_ARCHS = [f"{name} ({about})" for name, about in ARCHITECTURES.items()]
+_ARCH_HELP = ", ".join(_ARCHS[:-1]) + ", or " + _ARCHS[-1] + "."
 
 
 def _user_errors(func: F) -> F:
-    """Turn a GenrifyError into one red line on stderr and exit status 1."""
+    """Turn a GenrifyError into one red line on stderr and the exit status of its kind
+    (:func:`genrify.errors.exit_code`: 2 for a bad option value, 1 for any other error)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -47,7 +62,7 @@ def _user_errors(func: F) -> F:
         except GenrifyError as exc:
             # _say: a file name in the message is shown readably and never read as Rich markup.
             err.print(f"[bold red]error:[/] {_say(exc)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(exit_code(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -88,7 +103,7 @@ def synth(
     seconds: Annotated[float, typer.Option(help="Length of each song in seconds.")] = 30.0,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same songs.")] = 0,
     format: Annotated[str, typer.Option("--format", help="wav, flac, mp3, ogg, or mixed (cycles through them).")] = "wav",
-    sample_rate: Annotated[int, typer.Option(help="Sample rate of the files in Hz.")] = 22050,
+    sample_rate: Annotated[int, typer.Option(help="Sample rate of the files in Hz.")] = SAMPLE_RATE,
     channels: Annotated[int, typer.Option(help="1 (mono) or 2 (stereo).")] = 1,
     jobs: Annotated[int | None, typer.Option(help="Worker processes (default: every core).")] = None,
 ) -> None:
@@ -100,7 +115,7 @@ def synth(
     """
     import time
 
-    from genrify.extract import default_jobs
+    from genrify.runner import default_jobs
     from genrify.synth import SynthSpec, resolve_genres, song_paths, write_dataset
 
     names = resolve_genres([g.strip() for g in genre_names.split(",") if g.strip()] if genre_names else genres)
@@ -122,6 +137,21 @@ def synth(
     )
 
 
+@contextlib.contextmanager
+def _runner(scheduler: str | None, jobs: int | None, *, in_process: bool | None = None) -> Iterator[Runner]:
+    """The runner of ``--scheduler``/``--jobs``: a Dask cluster (closed after the run where this
+    command started it), or this machine's process pool."""
+    from genrify.runner import LocalRunner
+
+    if not scheduler:
+        yield LocalRunner(jobs, in_process=in_process)
+        return
+    from genrify.distributed import DaskRunner, connect
+
+    with connect(scheduler, n_workers=jobs) as client:
+        yield DaskRunner(client)
+
+
 def _log_to_stderr() -> None:
     """``-v``: genrify's log records (the decoders' notes among them) on stderr, above the progress bar."""
     import logging
@@ -141,10 +171,10 @@ def extract(
     store: Annotated[Path, typer.Option("--store", "-s", help="Feature store folder (created if missing).")],
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes (default: every core).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo every track, even unchanged ones.")] = False,
-    sample_rate: Annotated[int | None, typer.Option(help="Resample to this rate (default 22050, or the store's).")] = None,
-    n_mels: Annotated[int | None, typer.Option(help="Mel bands (default 128, or the store's).")] = None,
-    n_fft: Annotated[int | None, typer.Option(help="FFT size (default 2048, or the store's).")] = None,
-    hop_length: Annotated[int | None, typer.Option(help="Hop between frames (default 512, or the store's).")] = None,
+    sample_rate: Annotated[int | None, typer.Option(help=f"Resample to this rate (default {SAMPLE_RATE}, or the store's).")] = None,
+    n_mels: Annotated[int | None, typer.Option(help=f"Mel bands (default {N_MELS}, or the store's).")] = None,
+    n_fft: Annotated[int | None, typer.Option(help=f"FFT size (default {N_FFT}, or the store's).")] = None,
+    hop_length: Annotated[int | None, typer.Option(help=f"Hop between frames (default {HOP_LENGTH}, or the store's).")] = None,
     show_failed: Annotated[int, typer.Option(help="List at most this many failed files.")] = 20,
     scheduler: Annotated[str | None, typer.Option(help="Extract on a Dask cluster: tcp://HOST:8786, a scheduler file, or 'local' (needs genrify[dask]).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every path passed over, and show the decoders' notes.")] = False,
@@ -182,27 +212,18 @@ def extract(
         + ", ".join(f"{shown(g)} {n}" for g, n in counts.items()),
         highlight=False,
     )
-    import contextlib
-
-    if scheduler:
-        from genrify.distributed import connect
-
-        cluster = connect(scheduler, n_workers=jobs)
-    else:
-        cluster = contextlib.nullcontext()
-    with cluster as client, _progress() as progress:
+    # Workers even with --jobs 1: a decoder crash must cost one file, not the run.
+    with _runner(scheduler, jobs, in_process=False) as runner, _progress() as progress:
         task = progress.add_task("extracting", total=None)
         summary = run_extract(
             music_dir,
             store,
             params=params,
-            jobs=jobs,
+            runner=runner,
             force=force,
             library=library,
-            in_process=False,  # even with --jobs 1: a decoder crash must cost one file, not the run
             on_start=lambda n: progress.update(task, total=n),
             on_result=lambda _r: progress.advance(task),
-            client=client,
         )
     if summary.done:
         out.print(
@@ -301,7 +322,7 @@ def inspect(
 def train(
     store: Annotated[Path, typer.Argument(help="Feature store made by `genrify extract`.")],
     model_file: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.safetensors).")],
-    arch: Annotated[str, typer.Option(help="seed-cnn (the student project's), short-res (2D residual CNN), timbre-temporal (musicnn-style), or musicnn-transfer (a head on pretrained musicnn embeddings: good with few songs).")] = "seed-cnn",
+    arch: Annotated[str, typer.Option(help=_ARCH_HELP)] = TRAIN_DEFAULTS.arch,
     epochs: Annotated[int, typer.Option(help="Most epochs per run (early stopping may end sooner).")] = TRAIN_DEFAULTS.epochs,
     batch_size: Annotated[int, typer.Option(help="Chunks per batch.")] = TRAIN_DEFAULTS.batch_size,
     runs: Annotated[int, typer.Option(help="Repeat split-train-evaluate this many times with seeds K, K+1, ...")] = 1,
@@ -356,20 +377,15 @@ def train(
                 f"acc {e.train_accuracy:.3f} · val loss {e.valid_loss:.3f} · val acc {e.valid_accuracy:.3f}",
             )
 
-        if arch == "musicnn-transfer":
-            from genrify.transfer import train_transfer
+        preparing: dict[str, Any] = {}  # a progress bar per thing the trainer prepares (embeddings)
 
-            if ddp.world_size() > 1:
-                from genrify.errors import ParameterError
+        def on_prepare(what: str, done: int, total: int) -> None:
+            if what not in preparing:
+                preparing[what] = progress.add_task(what, total=total)
+            progress.update(preparing[what], completed=done, total=total)
 
-                raise ParameterError("--arch musicnn-transfer trains in one process (a small head on cached embeddings); run it without torchrun")
-
-            embed = progress.add_task("embedding (once per track)", total=None)
-            result = train_transfer(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch,
-                                    on_embed=lambda done, total: progress.update(embed, completed=done, total=total))
-        else:
-            result = run_training(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch,
-                                  notify=lambda line: progress.console.print(line, highlight=False))
+        result = run_training(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch,
+                              on_prepare=on_prepare, notify=lambda line: progress.console.print(line, highlight=False))
     if not ddp.is_main():  # under torchrun, rank 0 alone writes the model and the report
         return
     modelfile.save(result.model, model_file)
@@ -484,7 +500,7 @@ def demo(
     model = out_dir / "model.safetensors"
     err.print(f"[bold]1/4[/] synthesising {genres} x {per_genre} songs into {music}", highlight=False)
     synth(music, genres=genres, genre_names=None, per_genre=per_genre, seconds=seconds, seed=0, format="mixed",
-          sample_rate=22050, channels=1, jobs=jobs)
+          sample_rate=SAMPLE_RATE, channels=1, jobs=jobs)
     err.print(f"[bold]2/4[/] extracting features into {store}", highlight=False)
     extract(music, store=store, jobs=jobs, force=False, sample_rate=None, n_mels=None, n_fft=None,
             hop_length=None, show_failed=20)
@@ -540,18 +556,29 @@ def classify(
     """
     import math
     import os
-    import time
 
     from rich.markup import escape
-    from rich.table import Table
 
-    from genrify import modelfile, outputs, predict
+    from genrify import outputs
     from genrify.audio import is_audio_file
+    from genrify.classify import (
+        ClassifyOptions,
+        Listener,
+        ModelRef,
+        classify_library,
+        confident,
+        open_cache,
+        organize_results,
+        playlist_results,
+        require_audio,
+        tag_results,
+    )
     from genrify.devices import resolve_device
-    from genrify.errors import OrganizeError, ParameterError
+    from genrify.errors import GenrifyIOError, OrganizeError, ParameterError
     from genrify.library import display_path, file_identity, find_audio
     from genrify.organize import check_playlists
-    from genrify.results import ResultCache, default_cache_path, file_digest
+    from genrify.predict import Failure
+    from genrify.results import default_cache_path
 
     # Every option is checked before any work: a usage mistake costs nothing and exits 2.
     if format not in outputs.FORMATS:
@@ -579,22 +606,16 @@ def classify(
     if output is not None and not (output.parent.is_dir() and os.access(output.parent, os.W_OK)) or (
         output is not None and output.is_dir()
     ):
-        raise ParameterError(f"{display_path(output)}: cannot write the output file there")
+        raise GenrifyIOError(f"{display_path(output)}: cannot write the output file there")
     if playlists is not None and os.path.lexists(playlists) and not playlists.is_dir():
         _usage(f"--playlists {display_path(playlists)}: exists and is not a folder; give a folder for the playlists")
+    options = ClassifyOptions(hop_seconds=segment_hop, max_segments=max_segments)
 
     found = find_audio(paths)
     if verbose:
         for path, reason in found.passed_over:
             err.print(f"[yellow]passed over[/] {_say(path)}: {escape(reason)}", highlight=False)
-    if not found.files:
-        problems = [f"{display_path(raw)}: {reason}" for raw, reason in found.missing]
-        folders = [p for p in paths if p.is_dir()]
-        if folders:
-            problems.append(f"no audio files in {', '.join(display_path(p) for p in folders)}"
-                            + (f" ({len(found.passed_over)} passed over{'' if verbose else '; -v lists them'})"
-                               if found.passed_over else ""))
-        raise ParameterError("; ".join(problems))
+    require_audio(found, paths, hint="" if verbose else "; -v lists them")
     # Nothing genrify writes may replace a song (or the model, or the cache) it reads: compared by
     # device and inode, so a symbolic or hard link to an input is caught too.
     keep = {file_identity(f): f for f in found.files}
@@ -616,153 +637,138 @@ def classify(
 
         check_destination(organize, [p for p in paths if p.is_dir()] or [p.parent for p in paths])
 
-    started = time.perf_counter()
-    if model is None:
-        from genrify.models.builtin import load_builtin
-
-        loaded: Any = load_builtin(genres.split(",") if genres else None)
-        model_name, model_key = loaded.name, f"builtin:{loaded.name}:{__version__}:{','.join(loaded.genres)}"
-    else:
-        loaded = modelfile.load(model)
-        model_name, model_key = model.name, file_digest(model)
+    ref = ModelRef.file(model) if model is not None else ModelRef.builtin(genres.split(",") if genres else None)
+    ref.check()  # a missing or bad model file fails here, in one line, before any work
     if playlists is not None:
         try:  # the model's genres name every playlist it can write: check them all now, not after the run
-            check_playlists(playlists, loaded.genres, keep=found.files)
+            check_playlists(playlists, ref.genres, keep=found.files)
         except OrganizeError as exc:
             _usage(f"--playlists: {exc}")
 
-    loaded.network.to(torch_device)
-    files = found.files
     store = None
     if cache_path is not None:
-        store = ResultCache(cache_path, model_key, {"hop": segment_hop, "max_segments": max_segments},
-                            notify=lambda line: err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False))
-    for raw, reason in found.missing:
-        err.print(f"[yellow]skipped[/] {_say(raw)}: {escape(reason)}", highlight=False)
-    from_cache = 0
-    import contextlib
+        store = open_cache(cache_path, ref, options,
+                           notify=lambda line: err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False))
+    try:
+        for raw, reason in found.missing:
+            err.print(f"[yellow]skipped[/] {_say(raw)}: {escape(reason)}", highlight=False)
+        with _runner(scheduler, jobs) as runner, _progress() as progress:
+            task = progress.add_task("classifying", total=len(found.files))
 
-    if scheduler:
-        from genrify.distributed import connect
+            class ShowProgress(Listener):
+                def on_result(self, result: Any, cached: bool) -> None:
+                    if isinstance(result, Failure):
+                        progress.console.print(f"[red]failed[/] {_say(result.path)}: {_say(result.error)}",
+                                               highlight=False)
+                    progress.advance(task)
 
-        cluster = connect(scheduler, n_workers=jobs)
-    else:
-        cluster = contextlib.nullcontext()
-    with cluster as client, _progress() as progress:
-        task = progress.add_task("classifying", total=len(files))
+            run = classify_library(found, ref, options=options, runner=runner, cache=store,
+                                   listeners=[ShowProgress()], device=torch_device)
+        _render_results(run.results, ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
 
-        def on_result(result: Any, cached: bool) -> None:
-            nonlocal from_cache
-            from_cache += cached
-            if isinstance(result, predict.Failure):
-                progress.console.print(f"[red]failed[/] {_say(result.path)}: {_say(result.error)}", highlight=False)
-            progress.advance(task)
+        chosen = confident(run.results, min_confidence)
+        notes: list[str] = []
+        if min_confidence > 0 and (write_tags or organize or playlists):
+            notes.append(f"{len(run.predictions) - len(chosen)} below confidence {min_confidence:g} left alone")
+        if write_tags:
+            tagged = tag_results(chosen, genres=tag_genres, separator=tag_separator, dry_run=dry_run, cache=store)
+            for _path, message in tagged.failures:
+                err.print(f"[red]tag not written[/] {_say(message)}", highlight=False)
+            for change in tagged.changes if dry_run else []:
+                err.print(f"would tag {_say(change.path)}: {_say('; '.join(change.old) or '(none)')} -> "
+                          f"{_say('; '.join(change.new))}", highlight=False)
+            notes.append(tagged.line)
+    finally:
+        if store is not None:
+            store.close()
+    placed: dict[str, str] = {}
+    if organize is not None:
+        moved = organize_results(chosen, organize, mode=mode, sources=[p for p in paths if p.is_dir()],
+                                 dry_run=dry_run)
+        for m in moved.moves:
+            if not m.ok:
+                err.print(f"[red]not placed[/] {_say(m.source)}: {_say(m.detail)}", highlight=False)
+            elif m.status == "planned":
+                err.print(f"would {mode} {_say(m.source)} -> {_say(m.target)}", highlight=False)
+        placed = moved.placed
+        notes.append(moved.line)
+    if playlists is not None:
+        notes.append(playlist_results(chosen, playlists, placed=placed, dry_run=dry_run).line)
+    summary = run.summary
+    if summary.passed_over:
+        notes.append(f"{summary.passed_over} passed over (broken or looping links, unreadable folders"
+                     + (")" if verbose else "; -v lists them)"))
+    spread = summary.spread()
+    err.print(
+        f"[bold]{summary.classified} classified[/] ({summary.from_cache} from cache), {summary.failed} failed"
+        f" in {summary.seconds:.1f} s" + escape((f" · {spread}" if spread else "")
+        + "".join(f" · {n}" for n in notes)),
+        highlight=False,
+    )
+    if not summary.classified:
+        raise typer.Exit(1)
 
-        try:
-            results = predict.classify_files(files, loaded, cache=store, jobs=jobs, hop_seconds=segment_hop,
-                                             max_segments=max_segments, on_result=on_result,
-                                             client=client, model_path=model)
-        except BaseException:
-            if store is not None:
-                store.close()
-            raise
-    results += [predict.Failure(raw, reason) for raw, reason in found.missing]
-    # A non-finite answer is a failure of its file: never NaN in JSON, never tagged or sorted.
-    results = outputs.checked(results)
-    good = [r for r in results if isinstance(r, predict.Prediction)]
-    failed = [r for r in results if isinstance(r, predict.Failure)]
 
-    if format == "table":
-        import io
+def _render_results(results: list[Any], model_name: str, format: str, output: Path | None, top_k: int,
+                    timeline: bool, bases: list[Path]) -> None:
+    """Print (or write to ``output``) the results as a table, JSON or CSV."""
+    import io
 
-        console = Console(file=io.StringIO(), width=200, soft_wrap=True) if output is not None else out
-        # A row stays one line where it can: the file column is sized to what the other columns
-        # leave (at most two fifths of the width) and the path is shortened in the middle, keeping
-        # the file name; on a narrow terminal segments and duration go (JSON and CSV keep all).
-        wide = console.width >= 100
-        genre_width = max((len(r.genre) + (9 if r.low_confidence else 0) for r in good), default=5)
-        others = (genre_width + 3) + (5 + 3) + (20 + 3) + (2 * (8 + 3) if wide else 0) + 1
-        path_width = max(16, min(console.width * 2 // 5, console.width - others - 3))
-        bases = [p for p in paths if p.is_dir()]
-        table = Table(title=escape(f"{len(good)} songs · model {display_path(model_name)}"))
-        table.add_column("file", no_wrap=True, max_width=path_width, overflow="ellipsis")
-        table.add_column("genre")
-        table.add_column("prob.", justify="right")
-        table.add_column(f"top {top_k}", ratio=2)
-        if wide:
-            table.add_column("segments", justify="right")
-            table.add_column("duration", justify="right")
-        for r in results:
-            shown = escape(_shown_path(r.path, bases, width=path_width))
-            if isinstance(r, predict.Failure):
-                table.add_row(shown, "[red]error[/]", "", _say(r.error), *(["", ""] if wide else []))
-            else:
-                tops = ", ".join(f"{g} {p:.0%}" for g, p in r.top(top_k))
-                genre = f"{escape(r.genre)} [yellow](unsure)[/]" if r.low_confidence else escape(r.genre)
-                table.add_row(shown, genre, f"{r.confidence:.2f}", escape(tops),
-                              *([str(r.segments), f"{r.duration:.0f} s"] if wide else []))
-        console.print(table)
-        if output is not None:
-            outputs.write_text_atomic(output, console.file.getvalue())  # type: ignore[attr-defined]
-    else:
+    from rich.cells import cell_len
+    from rich.markup import escape
+    from rich.table import Table
+
+    from genrify import outputs
+    from genrify.library import display_path
+    from genrify.predict import Failure, Prediction
+
+    if format != "table":
         text = outputs.render(results, format, top_k=top_k, timeline=timeline)
         if output is not None:
             outputs.write_text_atomic(output, text)
         else:
             sys.stdout.write(text)
             sys.stdout.flush()
-
-    confident = [r for r in good if r.confidence >= min_confidence]
-    notes: list[str] = []
-    if min_confidence > 0 and (write_tags or organize or playlists):
-        notes.append(f"{len(good) - len(confident)} below confidence {min_confidence:g} left alone")
-    try:
-        if write_tags:
-            notes.append(_write_tags(confident, tag_genres, tag_separator, dry_run, store))
-    finally:
-        if store is not None:
-            store.close()
-    placed: dict[str, str] = {}
-    if organize is not None:
-        from genrify.organize import organize as place
-
-        moves = place({r.path: r.genre for r in confident}, organize, mode=mode,  # type: ignore[misc]
-                      sources=[p for p in paths if p.is_dir()], dry_run=dry_run)
-        for m in moves:
-            if not m.ok:
-                err.print(f"[red]not placed[/] {_say(m.source)}: {_say(m.detail)}", highlight=False)
-            elif m.status == "planned":
-                err.print(f"would {mode} {_say(m.source)} -> {_say(m.target)}", highlight=False)
-            if m.status in ("done", "skipped"):
-                placed[str(m.source)] = str(m.target)
-        done = sum(m.status == "done" for m in moves)
-        verb = "would place" if dry_run else "placed"
-        notes.append(f"{verb} {sum(m.status == 'planned' for m in moves) if dry_run else done} files in "
-                     f"{display_path(organize)} ({sum(not m.ok for m in moves)} failed)")
-    if playlists is not None:
-        from genrify.organize import write_playlists
-
-        if dry_run:
-            notes.append(f"would write {len({r.genre for r in confident})} playlists in {display_path(playlists)}")
+        return
+    good = [r for r in results if isinstance(r, Prediction)]
+    console = Console(file=io.StringIO(), width=200, soft_wrap=True) if output is not None else out
+    # A row stays one line where it can: the file column is sized to what the other columns
+    # leave (at most two fifths of the width) and the path is shortened in the middle, keeping
+    # the file name; on a narrow terminal segments and duration go, and an unsure answer is
+    # marked "?" (explained under the table) rather than "(unsure)" (JSON and CSV keep all).
+    wide = console.width >= 100
+    unsure = " (unsure)" if wide else " ?"
+    genre_width = max((len(r.genre) + (len(unsure) if r.low_confidence else 0) for r in good), default=5)
+    others = (genre_width + 3) + (5 + 3) + (20 + 3) + (2 * (8 + 3) if wide else 0) + 1
+    path_width = max(16, min(console.width * 2 // 5, console.width - others - 3))
+    caption = "? unsure: top probability under the model's threshold" if not wide and any(
+        r.low_confidence for r in good) else None
+    table = Table(title=escape(f"{len(good)} songs · model {display_path(model_name)}"), caption=caption)
+    shown_paths = {r.path: _shown_path(r.path, bases, width=path_width) for r in results}
+    # The file name is what a reader looks for: the top-genre list gives way first, to whatever
+    # width the other columns leave (Rich never shrinks a column that does not wrap).
+    file_width = min(path_width, max((cell_len(v) for v in shown_paths.values()), default=4))
+    top_width = console.width - (file_width + 3) - (genre_width + 3) - (5 + 3) - (2 * (8 + 3) if wide else 0) - 4
+    table.add_column("file", no_wrap=True, max_width=path_width, overflow="ellipsis", min_width=file_width)
+    table.add_column("genre", no_wrap=True, min_width=genre_width)
+    table.add_column("prob.", justify="right", no_wrap=True, min_width=5)
+    table.add_column(f"top {top_k}", no_wrap=True, overflow="ellipsis", max_width=max(10, top_width))
+    if wide:
+        table.add_column("segments", justify="right")
+        table.add_column("duration", justify="right")
+    for r in results:
+        shown = escape(shown_paths[r.path])
+        if isinstance(r, Failure):
+            table.add_row(shown, "[red]error[/]", "", _say(r.error), *(["", ""] if wide else []))
         else:
-            lists = write_playlists({placed.get(r.path, r.path): r.genre for r in confident}, playlists,  # type: ignore[misc]
-                                    durations={placed.get(r.path, r.path): r.duration for r in confident})  # type: ignore[misc]
-            notes.append(f"{len(lists)} playlists in {display_path(playlists)}")
-    if found.passed_over:
-        notes.append(f"{len(found.passed_over)} passed over (broken or looping links, unreadable folders"
-                     + (")" if verbose else "; -v lists them)"))
-    counts: dict[str, int] = {}
-    for r in good:
-        counts[r.genre] = counts.get(r.genre, 0) + 1
-    spread = ", ".join(f"{g} {n}" for g, n in sorted(counts.items(), key=lambda kv: -kv[1])[:6])
-    err.print(
-        f"[bold]{len(good)} classified[/] ({from_cache} from cache), {len(failed)} failed"
-        f" in {time.perf_counter() - started:.1f} s" + escape((f" · {spread}" if spread else "")
-        + "".join(f" · {n}" for n in notes)),
-        highlight=False,
-    )
-    if not good:
-        raise typer.Exit(1)
+            # Genres under half a percent add width, not information.
+            tops = ", ".join(f"{g} {p:.0%}" for i, (g, p) in enumerate(r.top(top_k)) if i == 0 or p >= 0.005)
+            genre = f"{escape(r.genre)} [yellow]{escape(unsure.strip())}[/]" if r.low_confidence else escape(r.genre)
+            table.add_row(shown, genre, f"{r.confidence:.2f}", escape(tops),
+                          *([str(r.segments), f"{r.duration:.0f} s"] if wide else []))
+    console.print(table)
+    if output is not None:
+        outputs.write_text_atomic(output, console.file.getvalue())  # type: ignore[attr-defined]
 
 
 @app.command()
@@ -837,11 +843,14 @@ def tags(
 
 
 def _usage(message: str) -> NoReturn:
-    """A usage mistake (a bad option value): one line on stderr, exit status 2, before any work."""
-    from rich.markup import escape
+    """A usage mistake (a bad option value): one line on stderr, exit status 2, before any work.
 
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    Raises
+    ------
+    UsageError
+        Always; :func:`_user_errors` prints it and exits with its status.
+    """
+    raise UsageError(message)
 
 
 def _say(text: object) -> str:
@@ -884,30 +893,6 @@ def _shown_path(path: str | None, bases: list[Path] | None = None, *, width: int
     return f"{head}…{tail}"
 
 
-def _write_tags(results: list[Any], k: int, separator: str | None, dry_run: bool, cache: Any) -> str:
-    from genrify.errors import GenrifyError
-    from genrify.tags import write_genre
-
-    changed = failed = 0
-    for r in results:
-        genres = [g for g, _ in r.top(k)]
-        try:
-            change = write_genre(r.path, genres, separator=separator, dry_run=dry_run)
-        except GenrifyError as exc:
-            failed += 1
-            err.print(f"[red]tag not written[/] {_say(exc)}", highlight=False)
-            continue
-        if change.changed:
-            changed += 1
-            if dry_run:
-                err.print(f"would tag {_say(r.path)}: {_say('; '.join(change.old) or '(none)')} -> {_say('; '.join(change.new))}",
-                          highlight=False)
-            elif cache is not None:  # the audio is unchanged: the answer stays valid for the new mtime
-                cache.put(r.path, r.to_dict(timeline=True))
-    verb = "would change" if dry_run else "changed"
-    return f"genre tags: {verb} {changed}, {len(results) - changed - failed} already right, {failed} failed"
-
-
 @app.command()
 @_user_errors
 def serve(
@@ -928,12 +913,7 @@ def serve(
         raise ParameterError("--no-builtin leaves no model to serve: name one or more model files (genrify train makes them)")
     extra = []
     if builtin:
-        from genrify.models.builtin import load_builtin
-
-        extra.append(ModelEntry.from_model(
-            "built-in (musicnn)", load_builtin(),
-            description="genres from the pretrained musicnn taggers, no training needed",
-        ))
+        extra.append(ModelEntry.builtin())
     run_server(models or [], host=host, port=port, max_upload_mb=max_upload_mb, workers=workers, extra_models=extra,
                request_timeout=timeout, echo=lambda line: err.print(line, highlight=False))
 

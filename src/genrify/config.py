@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from genrify import defaults
 from genrify.errors import ParameterError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -42,7 +43,7 @@ class Augment:
 class TrainConfig:
     """Everything that decides a training run (saved in the model file)."""
 
-    arch: str = "seed-cnn"
+    arch: str = defaults.DEFAULT_ARCH
     arch_config: dict[str, Any] = field(default_factory=dict)
     epochs: int = 50
     batch_size: int = 32
@@ -53,7 +54,7 @@ class TrainConfig:
     decay: float = 1e-5  #: inverse-time learning-rate decay per step
     weight_decay: float = 0.0
     patience: int = 10  #: epochs without a better validation loss before stopping
-    chunk_frames: int = 128
+    chunk_frames: int = defaults.CHUNK_FRAMES
     hop_frames: int = 64  #: hop between training chunks (overlap); evaluation uses no overlap
     augment: Augment = field(default_factory=Augment)
     seed: int = 0

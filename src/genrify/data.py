@@ -30,7 +30,6 @@ from genrify.segments import CHUNK_FRAMES, chunk_starts, fill_chunk
 from genrify.store import FeatureStore
 
 
-
 @dataclass(frozen=True)
 class Normalization:
     """Per-band mean and standard deviation of log-mel values (dB)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from genrify.errors import ParameterError
+from genrify.errors import DependencyError, ParameterError
 
 #: How long a rank waits for the others at a collective before giving up (a rank that died).
 TIMEOUT = datetime.timedelta(minutes=30)
@@ -115,7 +115,7 @@ def init_from_env(
 
     if not torch.distributed.is_available():
         if world_size() > 1:
-            raise ParameterError("this build of torch has no torch.distributed; distributed training is impossible")
+            raise DependencyError("this build of torch has no torch.distributed; distributed training is impossible")
         return None
     if torch.distributed.is_initialized():
         return info()
@@ -136,7 +136,7 @@ def init_from_env(
     if use_cuda:
         count = torch.cuda.device_count()
         if local_rank >= count:
-            raise ParameterError(
+            raise DependencyError(
                 f"LOCAL_RANK {local_rank} but this machine has {count} GPU(s): start at most {count} process(es)"
                 " per node (torchrun --nproc-per-node), or train on the CPU with --device cpu"
             )

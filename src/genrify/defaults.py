@@ -1,6 +1,19 @@
 """Defaults that several modules and the command line share, in one place (no imports: the CLI reads
-them at start-up)."""
+them at start-up).
 
+The objects that use them take them from here (:class:`genrify.features.FeatureParams`'s fields,
+:class:`genrify.config.TrainConfig`, :data:`genrify.audio.DEFAULT_SAMPLE_RATE`), and the CLI's help
+texts are formatted from them, so a default is changed in one line.
+"""
+
+#: Sample rate genrify decodes and synthesises at, in Hz.
+SAMPLE_RATE = 22050
+#: Mel bands of genrify's log-mel features.
+N_MELS = 128
+#: FFT size of the features' STFT, in samples.
+N_FFT = 2048
+#: Hop between feature frames, in samples (about 23 ms at 22050 Hz).
+HOP_LENGTH = 512
 #: Frames per segment of genrify's own models (about 3 s at the default features).
 CHUNK_FRAMES = 128
 #: Segments classified per song unless asked otherwise, spread evenly from its start to its end, as
@@ -8,3 +21,14 @@ CHUNK_FRAMES = 128
 #: as every segment for at least 97 % of songs of 1 to 10 minutes, real and synthetic
 #: (``benchmarks/sampling_agreement.py``); a song of up to 8 segments (about 24 s) is read whole.
 DEFAULT_MAX_SEGMENTS = 8
+#: The trainable architectures, by registry name, each with one line for help texts. The registry
+#: (:func:`genrify.models.architectures`) imports torch, which the CLI must not do at start-up;
+#: ``tests/test_layout.py`` checks that these names are the registry's.
+ARCHITECTURES = {
+    "seed-cnn": "the student project's",
+    "short-res": "2D residual CNN",
+    "timbre-temporal": "musicnn-style",
+    "musicnn-transfer": "a head on pretrained musicnn embeddings: good with few songs",
+}
+#: The architecture ``genrify train`` uses unless told otherwise.
+DEFAULT_ARCH = "seed-cnn"

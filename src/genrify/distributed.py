@@ -1,7 +1,8 @@
 """Extraction and classification on a Dask cluster: many machines, one feature store.
 
-One machine uses :mod:`genrify.extract`'s process pool. Past one machine, a Dask scheduler hands
-tasks to workers on other machines::
+One machine uses a local process pool (:class:`genrify.runner.LocalRunner`). Past one machine, a
+Dask scheduler hands tasks to workers on other machines, through :class:`DaskRunner`, the same kind of
+runner; :func:`genrify.extract.extract` and :func:`genrify.classify.classify_library` take either::
 
     dask scheduler                                       # on one machine: tcp://HOST:8786
     dask worker tcp://HOST:8786 --nthreads 1 --nworkers 8  # on every machine, one process per core
@@ -13,9 +14,10 @@ into place). Only small results come back: :class:`~genrify.extract.TrackResult`
 :class:`~genrify.predict.Prediction` or :class:`~genrify.predict.Failure` for classification. The
 client, and only the client, records them (the manifest keeps its single writer).
 
-Failures, from the mildest:
+A task is a :class:`genrify.runner.Processor` over a batch: a file that cannot be read becomes its
+failure record on the worker. Failures of the task itself, from the mildest:
 
-* a task that raises (a network filesystem hiccup) is run again (``retries``);
+* a task that raises (its setup: a model the worker cannot load) (a network filesystem hiccup) is run again (``retries``);
 * a worker that dies while holding tasks (a node lost, a process killed) costs nothing: the
   scheduler gives its tasks to other workers, and every track is still reported exactly once;
 * a task that keeps killing its workers (a decoder that crashes on a damaged file) ends, after the
@@ -30,26 +32,27 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from genrify.errors import ModelFileError, ParameterError
+from genrify.classify import FILE_CLASSIFIER, ClassifyOptions, ModelRef, classify_remote
+from genrify.errors import DependencyError, ParameterError
+from genrify.extract import EXTRACTOR, TrackResult, extract_tracks
+from genrify.predict import Failure, Prediction
+from genrify.runner import CRASHED, Processor, default_jobs
 from genrify.segments import DEFAULT_MAX_SEGMENTS
 
 if TYPE_CHECKING:
     from distributed import Client
 
-    from genrify.extract import TrackResult
     from genrify.features import FeatureParams
     from genrify.library import Track
-    from genrify.predict import Failure, Prediction
 
-#: What a decoder crash is reported as (the local pool says the same).
-CRASHED = "the decoder crashed on this file"
+__all__ = ["CRASHED", "DaskRunner", "check_workers", "classify_on_dask", "connect", "extract_on_dask"]
+
 #: Tracks (or files) per task: few enough that a lost worker costs little, enough to amortise a
 #: task's round trip (a few milliseconds) over tens of milliseconds of decoding per track.
 BATCH_SIZE = 8
@@ -70,7 +73,7 @@ def _dask() -> Any:
     try:
         import distributed
     except ImportError:
-        raise ParameterError(_INSTALL) from None
+        raise DependencyError(_INSTALL) from None
     return distributed
 
 
@@ -121,8 +124,6 @@ def connect(
     if not scheduler:
         raise ParameterError("no Dask scheduler given: use 'local' or an address such as tcp://HOST:8786")
     if scheduler == "local":
-        from genrify.extract import default_jobs
-
         workers = n_workers if n_workers is not None else default_jobs()
         if workers < 1 or threads_per_worker < 1:
             raise ParameterError(f"a local cluster needs at least one worker and one thread, not {workers} x {threads_per_worker}")
@@ -142,7 +143,7 @@ def connect(
                 )
             client.wait_for_workers(workers, timeout=timeout)
         except (OSError, TimeoutError) as exc:
-            raise ParameterError(f"cannot start a local Dask cluster: {exc}") from None
+            raise DependencyError(f"cannot start a local Dask cluster: {exc}") from None
         finally:
             # The nannies set their workers' variables (OMP_NUM_THREADS=1, ...) in this process's
             # environment; they would reach every process it starts later.
@@ -164,7 +165,7 @@ def connect(
     try:
         return dd.Client(timeout=timeout, **target)
     except (OSError, TimeoutError) as exc:
-        raise ParameterError(f"cannot reach the Dask scheduler at {shown}: {exc}") from None
+        raise DependencyError(f"cannot reach the Dask scheduler at {shown}: {exc}") from None
 
 
 # --- checks on the workers -----------------------------------------------------------------
@@ -204,7 +205,7 @@ def check_workers(
     try:
         views = client.run(_worker_view, list(paths), folder, writable)
     except (ImportError, AttributeError) as exc:
-        raise ParameterError(f"the Dask workers cannot import genrify ({exc}); install genrify on every worker") from None
+        raise DependencyError(f"the Dask workers cannot import genrify ({exc}); install genrify on every worker") from None
     for worker, view in sorted(views.items()):
         if view["version"] != genrify.__version__:
             raise ParameterError(
@@ -262,99 +263,131 @@ _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 _M_MMAP_THRESHOLD = -3
 
 
-def _extract_task(tracks: list[Track], store_dir: str, params: FeatureParams) -> list[TrackResult]:
-    """Worker: :func:`genrify.extract.extract_tracks` over one batch, single-threaded."""
-    from genrify.extract import extract_tracks
-
+def _dask_task(processor: Processor[T, R], batch: list[T], *args: Any) -> list[R]:
+    """Worker: ``processor`` over one batch, after the worker's tuning and the processor's setup."""
     _tune_worker()
-    return extract_tracks(tracks, store_dir, params)
+    if processor.setup is not None:
+        processor.setup(*args)
+    return processor.batch(batch, *args)
 
 
-def _run_batches(
-    client: Client,
-    items: Sequence[T],
-    func: Callable[..., list[R]],
-    args: tuple[Any, ...],
-    *,
-    batch_size: int,
-    retries: int,
-    crashed: Callable[[T], R],
-    name: str,
-) -> Iterator[R]:
-    """Run ``func(batch, *args)`` over batches of ``items`` on the cluster; yield results as they come.
+class DaskRunner:
+    """Run per-item work on a Dask cluster (a :class:`genrify.runner.Runner`).
 
-    At most a few tasks per worker thread are in flight at once (the window follows the cluster as
-    workers join and leave). A task that ends in ``KilledWorker`` makes its items suspects: the
-    scheduler blames every task that was on a dying worker, innocent or not, so each suspect runs
-    again alone, with no other task of this run in flight, and one that still kills its worker
-    then is surely the culprit: it becomes ``crashed(item)``. Any other error is raised after
-    ``retries``.
+    Items go in batches of ``batch_size`` per task. At most a few tasks per worker thread are in
+    flight at once (the window follows the cluster as workers join and leave). A task that ends in
+    ``KilledWorker`` makes its items suspects: the scheduler blames every task that was on a dying
+    worker, innocent or not, so each suspect runs again alone, with no other task of the run in
+    flight, and one that still kills its worker then is surely the culprit: it becomes
+    ``processor.failed(item, CRASHED)``. Any other error of a task is raised after ``retries``.
+
+    Parameters
+    ----------
+    client
+        A Dask client (:func:`connect`).
+    batch_size
+        Items per task.
+    retries
+        Runs again of a task that raised, before the error reaches the caller.
+    check
+        Let :meth:`check` ask the connected workers whether they see what a run needs
+        (:func:`check_workers`); ``False`` skips it.
+
+    Raises
+    ------
+    ParameterError
+        ``batch_size`` below 1 or negative ``retries``.
     """
-    dd = _dask()
-    if batch_size < 1:
-        raise ParameterError(f"batch_size must be at least 1, not {batch_size}")
-    if retries < 0:
-        raise ParameterError(f"retries cannot be negative, not {retries}")
-    if not items:
-        return
-    queue: deque[list[T]] = deque(list(items[i : i + batch_size]) for i in range(0, len(items), batch_size))
-    suspects: deque[T] = deque()  # items of tasks that died with a worker
-    token = uuid.uuid4().hex[:12]
-    counter = 0
-    pending = dd.as_completed()
-    in_flight: dict[Any, tuple[list[T], bool]] = {}  # future -> (items, run alone)
-    window_cache = {"size": 0, "at": -1e9}
 
-    def window() -> int:
-        now = time.monotonic()
-        if now - window_cache["at"] > 2.0:  # the cluster grows and shrinks; ask again now and then
-            try:
-                threads = sum(client.nthreads().values())
-            except Exception:  # noqa: BLE001 - a scheduler hiccup: keep the last size
-                threads = 0
-            if threads or not window_cache["size"]:
-                window_cache["size"] = max(4, TASKS_PER_THREAD * threads)
-            window_cache["at"] = now
-        return int(window_cache["size"])
+    remote = True
 
-    def submit(batch: list[T], alone: bool) -> None:
-        nonlocal counter
-        counter += 1
-        future = client.submit(func, batch, *args, key=f"{name}-{token}-{counter}", retries=retries, pure=False)
-        in_flight[future] = (batch, alone)
-        pending.add(future)
+    def __init__(self, client: Client, *, batch_size: int = BATCH_SIZE, retries: int = RETRIES,
+                 check: bool = True) -> None:
+        if batch_size < 1:
+            raise ParameterError(f"batch_size must be at least 1, not {batch_size}")
+        if retries < 0:
+            raise ParameterError(f"retries cannot be negative, not {retries}")
+        self.client = client
+        self.batch_size = batch_size
+        self.retries = retries
+        self.checks = check
 
-    def fill() -> None:
-        if suspects:  # the run drains, then suspects go one at a time, each alone on the cluster
-            if not in_flight:
-                submit([suspects.popleft()], alone=True)
+    def __repr__(self) -> str:
+        return f"DaskRunner({self.client!r}, batch_size={self.batch_size}, retries={self.retries})"
+
+    def check(self, paths: Sequence[str] = (), folder: str | None = None, *, writable: bool = False,
+              what: str = "folder") -> None:
+        """:func:`check_workers` on this runner's cluster (unless made with ``check=False``)."""
+        if self.checks:
+            check_workers(self.client, paths=paths, folder=folder, writable=writable, what=what)
+
+    def run(self, processor: Processor[T, R], items: Sequence[T], *args: Any) -> Iterator[R]:
+        """``processor(item, *args)`` for every item, on the cluster; results as they come."""
+        dd = _dask()
+        client = self.client
+        if not items:
             return
-        limit = window()
-        while queue and len(in_flight) < limit:
-            submit(queue.popleft(), alone=False)
+        size = self.batch_size
+        queue: deque[list[T]] = deque(list(items[i : i + size]) for i in range(0, len(items), size))
+        suspects: deque[T] = deque()  # items of tasks that died with a worker
+        name = f"genrify-{getattr(processor.process, '__name__', 'task').strip('_')}"
+        token = uuid.uuid4().hex[:12]
+        counter = 0
+        pending = dd.as_completed()
+        in_flight: dict[Any, tuple[list[T], bool]] = {}  # future -> (items, run alone)
+        window_cache = {"size": 0, "at": -1e9}
 
-    try:
-        fill()
-        for future in pending:
-            batch, alone = in_flight.pop(future)
-            try:
-                results = future.result()
-            except dd.KilledWorker:
-                if alone:
-                    yield crashed(batch[0])
-                else:
-                    suspects.extend(batch)
-            else:
-                yield from results
-            finally:
-                future.release()
+        def window() -> int:
+            now = time.monotonic()
+            if now - window_cache["at"] > 2.0:  # the cluster grows and shrinks; ask again now and then
+                try:
+                    threads = sum(client.nthreads().values())
+                except Exception:  # noqa: BLE001 - a scheduler hiccup: keep the last size
+                    threads = 0
+                if threads or not window_cache["size"]:
+                    window_cache["size"] = max(4, TASKS_PER_THREAD * threads)
+                window_cache["at"] = now
+            return int(window_cache["size"])
+
+        def submit(batch: list[T], alone: bool) -> None:
+            nonlocal counter
+            counter += 1
+            future = client.submit(_dask_task, processor, batch, *args, key=f"{name}-{token}-{counter}",
+                                   retries=self.retries, pure=False)
+            in_flight[future] = (batch, alone)
+            pending.add(future)
+
+        def fill() -> None:
+            if suspects:  # the run drains, then suspects go one at a time, each alone on the cluster
+                if not in_flight:
+                    submit([suspects.popleft()], alone=True)
+                return
+            limit = window()
+            while queue and len(in_flight) < limit:
+                submit(queue.popleft(), alone=False)
+
+        try:
             fill()
-    finally:
-        if in_flight:
-            try:
-                client.cancel(list(in_flight))
-            except Exception:  # noqa: BLE001, S110 - the client may be closing; nothing left to save
-                pass
+            for future in pending:
+                batch, alone = in_flight.pop(future)
+                try:
+                    results = future.result()
+                except dd.KilledWorker:
+                    if alone:
+                        yield processor.failed(batch[0], CRASHED)
+                    else:
+                        suspects.extend(batch)
+                else:
+                    yield from results
+                finally:
+                    future.release()
+                fill()
+        finally:
+            if in_flight:
+                try:
+                    client.cancel(list(in_flight))
+                except Exception:  # noqa: BLE001, S110 - the client may be closing; nothing left to save
+                    pass
 
 
 # --- extraction ------------------------------------------------------------------------------
@@ -369,14 +402,15 @@ def extract_on_dask(
     batch_size: int = BATCH_SIZE,
     retries: int = RETRIES,
     check: bool = True,
-    task: Callable[[list[Track], str, FeatureParams], list[TrackResult]] | None = None,
+    processor: Processor[Track, TrackResult] = EXTRACTOR,
 ) -> Iterator[TrackResult]:
     """Extract tracks on a Dask cluster; yield each track's result as it arrives (any order).
 
-    The workers decode, compute the log-mel and write the arrays into ``store_dir``; the caller
-    records the results in the manifest (:func:`genrify.extract.extract` does). Every track of
-    ``todo`` is yielded exactly once, whatever workers die on the way; a track whose decoder
-    crashes its worker every time is yielded failed, with "the decoder crashed on this file".
+    :func:`genrify.extract.extract_tracks` with a :class:`DaskRunner`: the workers decode, compute
+    the log-mel and write the arrays into ``store_dir``; the caller records the results in the
+    manifest (:func:`genrify.extract.extract` does). Every track of ``todo`` is yielded exactly
+    once, whatever workers die on the way; a track whose decoder crashes its worker every time is
+    yielded failed, with "the decoder crashed on this file".
 
     Parameters
     ----------
@@ -388,114 +422,24 @@ def extract_on_dask(
         Feature parameters (the store's).
     client
         A Dask client (:func:`connect`).
-    batch_size
-        Tracks per task.
-    retries
-        Runs again of a task that raised, before the error reaches the caller.
+    batch_size, retries
+        As :class:`DaskRunner`.
     check
         First ask the connected workers whether they see the store and the tracks
         (:func:`check_workers`).
-    task
-        The worker function (default: :func:`genrify.extract.extract_tracks`, single-threaded).
+    processor
+        The per-track work (default :data:`genrify.extract.EXTRACTOR`).
 
     Raises
     ------
     ParameterError
         Dask missing, or the workers cannot see the store or the music.
     """
-    if not todo:
-        return
-    store_dir = os.path.abspath(store_dir)
-    if check:
-        sample = [todo[0].path, todo[-1].path] if len(todo) > 1 else [todo[0].path]
-        from genrify.store import ARRAYS_DIR
-
-        check_workers(client, paths=sample, folder=os.path.join(store_dir, ARRAYS_DIR), writable=True,
-                      what="feature store's folder")
-    from genrify.extract import TrackResult
-
-    yield from _run_batches(
-        client, todo, task or _extract_task, (store_dir, params), batch_size=batch_size, retries=retries,
-        crashed=lambda track: TrackResult(track, error=CRASHED), name="genrify-extract",
-    )
+    runner = DaskRunner(client, batch_size=batch_size, retries=retries, check=check)
+    yield from extract_tracks(todo, store_dir, params, runner, processor=processor)
 
 
 # --- classification --------------------------------------------------------------------------
-
-#: Models loaded in this worker process: each is loaded once. Keys: ``(path, size, mtime)`` for a
-#: model file, ``("builtin", genres)`` for the built-in model.
-_MODELS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_MODELS_LOCK = threading.Lock()
-_MODELS_KEPT = 2
-
-
-def cached_model(path: str | None, genres: Sequence[str] | None = None) -> Any:
-    """A model, loaded once per process: the file at ``path`` while it is unchanged, or for ``None``
-    the built-in model (:func:`genrify.models.builtin.load_builtin`) over ``genres``.
-
-    Loading is safe (:func:`genrify.modelfile.load` never runs code from the file).
-
-    Raises
-    ------
-    ModelFileError
-        The file is missing or not a genrify model.
-    """
-    from genrify import modelfile
-
-    if path is None:
-        key: tuple[Any, ...] = ("builtin", tuple(genres) if genres else None)
-    else:
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise ModelFileError(f"{path}: model file not found on this worker ({exc.strerror or exc})") from None
-        key = (path, st.st_size, st.st_mtime_ns)
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is None:
-            if path is None:
-                from genrify.models.builtin import load_builtin
-
-                model = load_builtin(list(genres) if genres else None)
-            else:
-                model = modelfile.load(path)
-            model.network.eval()
-            for old in [k for k in _MODELS if k[0] == key[0]]:  # an older version of the same file
-                del _MODELS[old]
-            _MODELS[key] = model
-            while len(_MODELS) > _MODELS_KEPT:
-                _MODELS.popitem(last=False)
-        else:
-            _MODELS.move_to_end(key)
-        return model
-
-
-def _classify_task(
-    paths: list[str],
-    model_path: str | None,
-    genres: tuple[str, ...] | None,
-    hop_frames: int | None,
-    max_segments: int | None,
-) -> list[Prediction | Failure]:
-    """Worker: decode, compute features and classify a few files with the cached model."""
-    from genrify.errors import AudioError, PredictionError
-    from genrify.predict import Failure, SegmentPlan, predict_or_fail
-
-    _tune_worker()
-    model = cached_model(model_path, genres)
-    plan = SegmentPlan(model.params, model.chunk_frames, hop_frames, max_segments)
-    out: list[Prediction | Failure] = []
-    for path in paths:
-        try:
-            song = plan.segments(path)
-        except (AudioError, PredictionError) as exc:
-            out.append(Failure(path, exc.reason))
-            continue
-        except Exception as exc:  # noqa: BLE001 - one strange file must not end a library's run
-            out.append(Failure(path, f"{type(exc).__name__}: {exc}"))
-            continue
-        out.append(predict_or_fail(song, model, path=path))
-    return out
 
 
 def classify_on_dask(
@@ -509,13 +453,14 @@ def classify_on_dask(
     batch_size: int = BATCH_SIZE,
     retries: int = RETRIES,
     check: bool = True,
-    task: Callable[..., list[Prediction | Failure]] | None = None,
+    processor: Processor[str, Prediction | Failure] | None = None,
 ) -> Iterator[Prediction | Failure]:
-    """Classify files on a Dask cluster; yield each file's result as it arrives (any order).
+    """Classify files on a Dask cluster, from a model file; yield each file's result as it arrives.
 
-    Each worker process loads the model once (:func:`cached_model`) and runs decoding, features
-    and the model; only the predictions travel back. The answers equal
-    :func:`genrify.predict.classify_paths`' for the same files and settings.
+    Each worker process loads the model once (:meth:`genrify.classify.ModelRef.load`) and runs
+    decoding, features and the model; only the predictions travel back. The answers equal
+    :func:`genrify.predict.classify_paths`' for the same files and settings
+    (:func:`genrify.classify.classify_library` with a :class:`DaskRunner` does the same).
 
     Parameters
     ----------
@@ -531,14 +476,12 @@ def classify_on_dask(
         With the built-in model: answer among these genres only (as ``genrify classify --genres``).
     hop_seconds, max_segments
         Which segments (see :func:`genrify.predict.classify`).
-    batch_size
-        Files per task.
-    retries
-        Runs again of a task that raised, before the error reaches the caller.
+    batch_size, retries
+        As :class:`DaskRunner`.
     check
         First ask the connected workers whether they see the model and the files.
-    task
-        The worker function (for tests; default: decode, features, model).
+    processor
+        The per-file work (for tests; default :data:`genrify.classify.FILE_CLASSIFIER`).
 
     Raises
     ------
@@ -548,43 +491,10 @@ def classify_on_dask(
         Dask missing, bad settings, unknown built-in genres, or the workers cannot see the model or
         the files.
     """
-    from genrify.features import FeatureParams
-    from genrify.predict import Failure, _hop_frames
-
-    if model_path is None:
-        from genrify.models.builtin import resolve_genres
-        from genrify.models.musicnn import MUSICNN_PARAMS
-
-        resolve_genres(genres)  # an unknown genre fails here, once, not on every worker
-        params = MUSICNN_PARAMS
-        chosen = tuple(genres) if genres else None
-    else:
-        from genrify import modelfile
-
-        if genres:
-            raise ParameterError("genres choose among the built-in model's genres; a trained model answers with its own")
-        model_path = os.path.abspath(model_path)
-        meta = modelfile.read_metadata(model_path)  # a bad model file fails here, once, not on every worker
-        params = FeatureParams.from_dict(meta["features"])
-        chosen = None
-    hop_frames = _hop_frames(hop_seconds, params)
-    if max_segments is not None and max_segments < 0:
-        raise ParameterError(f"max_segments must be 0 (every segment) or more, not {max_segments}")
-    given = [str(p) for p in paths]
-    if not given:
-        return
-    # Workers run elsewhere, in other folders: they get absolute paths; results carry the paths given.
-    todo = [os.path.abspath(p) for p in given]
-    shown = dict(zip(todo, given, strict=True))
-    if check:
-        check_workers(client, paths=[p for p in (model_path, todo[0]) if p is not None], what="model file")
-    for result in _run_batches(
-        client, todo, task or _classify_task, (model_path, chosen, hop_frames, max_segments), batch_size=batch_size,
-        retries=retries, crashed=lambda path: Failure(path, CRASHED), name="genrify-classify",
-    ):
-        path = shown.get(result.path, result.path)  # type: ignore[arg-type]
-        if isinstance(result, Failure):
-            yield Failure(path, result.error) if path != result.path else result
-        else:
-            result.path = path
-            yield result
+    # The model reference decides "built-in or file", and checks either once, here, not on every worker.
+    ref = (ModelRef.builtin(genres) if model_path is None
+           else ModelRef(path=model_path, chosen=tuple(genres) if genres else None))
+    ref.check()
+    options = ClassifyOptions(hop_seconds=hop_seconds, max_segments=max_segments)
+    runner = DaskRunner(client, batch_size=batch_size, retries=retries, check=check)
+    yield from classify_remote(paths, ref, runner, options=options, processor=processor or FILE_CLASSIFIER)

@@ -1,8 +1,17 @@
-"""The exceptions genrify raises.
+"""The exceptions genrify raises, and what each kind means to the command line and the web app.
 
 Every error a user can cause derives from :class:`GenrifyError`, so a caller (the CLI, the web app)
 can catch one type and print one line. The message always names the file or object concerned and
-what is wrong with it.
+what is wrong with it. The kind of error, not its message, decides the CLI's exit status and the web
+app's HTTP status: :data:`STATUS` maps each class to both, and :func:`exit_code` and
+:func:`http_status` look an error up in it (a subclass inherits its nearest listed ancestor's row).
+
+- :class:`UsageError`: a bad option value (exit 2, as a mistyped command; HTTP 422).
+- :class:`GenrifyIOError`: the system refused to read or write something that is not audio (an
+  output file, a folder, a socket): exit 1; HTTP 507, the server's storage, not the client's input.
+- :class:`DependencyError`: an optional package, a GPU or a cluster that is not there: exit 1;
+  HTTP 503, the service cannot answer now.
+- Every other :class:`GenrifyError`: bad input (exit 1; HTTP 422).
 """
 
 from __future__ import annotations
@@ -11,11 +20,26 @@ from pathlib import Path
 
 
 class GenrifyError(Exception):
-    """Base class of every error caused by bad input or a bad request."""
+    """Base class of every error caused by bad input, a bad request or a missing part of the environment."""
 
 
 class ParameterError(GenrifyError, ValueError):
     """An argument is out of range or inconsistent with another."""
+
+
+class UsageError(ParameterError):
+    """A command-line option has a bad value (``--top-k 0``, ``--port 70000``): the command was
+    mistyped, as when an option is missing, so the CLI exits 2 before any work."""
+
+
+class GenrifyIOError(GenrifyError):
+    """A file or folder that is not audio cannot be read or written (an output file, a report, the
+    upload directory), or an address cannot be listened on: the operating system said no."""
+
+
+class DependencyError(GenrifyError):
+    """Something genrify needs from its environment is missing: an optional package (ONNX Runtime,
+    Dask), a CUDA device, a reachable Dask scheduler."""
 
 
 class AudioError(GenrifyError):
@@ -70,3 +94,54 @@ class TagError(GenrifyError):
 
 class OrganizeError(GenrifyError):
     """A library cannot be sorted into folders as asked (e.g. the destination lies inside a source)."""
+
+
+#: For each kind of error, the CLI's exit status and the web app's HTTP status.
+STATUS: dict[type[BaseException], tuple[int, int]] = {
+    GenrifyError: (1, 422),
+    UsageError: (2, 422),
+    GenrifyIOError: (1, 507),
+    DependencyError: (1, 503),
+}
+#: What anything else gets: an unexpected exception is a bug (a traceback, or HTTP 500).
+_UNEXPECTED = (1, 500)
+
+
+def _status(error: BaseException | type[BaseException]) -> tuple[int, int]:
+    kind = error if isinstance(error, type) else type(error)
+    # The nearest listed class along the MRO: a subclass of UsageError is a usage error even if it
+    # also derives from another listed class further up.
+    return next((STATUS[cls] for cls in kind.__mro__ if cls in STATUS), _UNEXPECTED)
+
+
+def exit_code(error: BaseException | type[BaseException]) -> int:
+    """The ``genrify`` command's exit status for an error (or an error class).
+
+    Parameters
+    ----------
+    error
+        The exception, or its class.
+
+    Returns
+    -------
+    int
+        2 for a :class:`UsageError`, 1 for every other error.
+    """
+    return _status(error)[0]
+
+
+def http_status(error: BaseException | type[BaseException]) -> int:
+    """The web app's HTTP status for an error (or an error class).
+
+    Parameters
+    ----------
+    error
+        The exception, or its class.
+
+    Returns
+    -------
+    int
+        503 for a :class:`DependencyError`, 507 for a :class:`GenrifyIOError`, 422 for any other
+        :class:`GenrifyError` (bad input), 500 for anything else (a bug).
+    """
+    return _status(error)[1]

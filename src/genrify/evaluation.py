@@ -287,14 +287,15 @@ def evaluate_model(
     """
     from genrify import modelfile
     from genrify.errors import SplitError
+    from genrify.models import architecture
     from genrify.splits import split_from_file
     from genrify.store import FeatureStore
 
     with FeatureStore.open(store_dir) as store:
         model = modelfile.load(model_path)
-        # A model whose input is not the store's features (a pretrained tagger's head) is evaluated
-        # from the songs' audio, through the same prediction code that classifies them.
-        from_audio = model.architecture == "musicnn-transfer"
+        # A model that reads audio at its own feature parameters (a pretrained tagger's head), not
+        # the store's features, is evaluated from the songs' audio, through the code that classifies them.
+        from_audio = architecture(model.architecture).reads_audio
         if not from_audio:
             model.check_features(store.params, source=f"store {store_dir}")
         tracks = store.tracks()

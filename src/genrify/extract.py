@@ -1,39 +1,37 @@
 """Fill a feature store from a music library, in parallel, resumably.
 
-The parent process scans the library, decides what needs doing, hands tracks to a process pool and
-is the manifest's only writer. Each worker decodes one track block by block, computes its log-mel,
+The parent process scans the library, decides what needs doing, hands tracks to a runner
+(:mod:`genrify.runner`: a local process pool, or a Dask cluster) and is the manifest's only writer. Each worker decodes one track block by block, computes its log-mel,
 writes the array into the store atomically, reads the artist tag, and returns a small
 :class:`TrackResult` (never the array: that would cost a copy through a pipe per track).
 
 A track that cannot be decoded is recorded as failed with its reason and the run goes on. A worker
-that dies outright (a decoder crash) breaks the pool: the pool is rebuilt and the tracks that were
-in flight are tried again one at a time, so the file that crashed is found and reported, and one
-poisonous file cannot end the run.
+that dies outright (a decoder crash) costs only the track that crashed it: the runner reports that
+track as failed, and one poisonous file cannot end the run.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from genrify.defaults import CHUNK_FRAMES
 from genrify.errors import AudioError, ParameterError
 from genrify.features import FeatureParams
 from genrify.library import Library, Track, scan
-from genrify.store import FeatureStore
+from genrify.runner import LocalRunner, Processor, Runner
+from genrify.runner import default_jobs as default_jobs  # noqa: PLC0414 - kept importable from here
+from genrify.store import ARRAYS_DIR, FeatureStore
 
 #: Tracks shorter than this many frames cannot fill one training chunk; they are stored and flagged.
-SHORT_FRAMES = 128
+SHORT_FRAMES = CHUNK_FRAMES
 #: Peak amplitude under which a track counts as silent (-80 dBFS).
 SILENCE_PEAK = 1e-4
-_TRACKS_PER_TASK = 4
 
 
 @dataclass(frozen=True)
@@ -78,19 +76,16 @@ class ExtractSummary:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
-def default_jobs() -> int:
-    """Worker processes to use by default: every core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def extract_track(track: Track, store_dir: str, params: FeatureParams) -> TrackResult:
     """Decode one track, compute its log-mel, and write it into the store.
 
     Runs in a worker process; never raises for a bad file (the error is in the result).
     """
+    return EXTRACTOR(track, store_dir, params)
+
+
+def _extract_track(track: Track, store_dir: str, params: FeatureParams) -> TrackResult:
+    """:func:`extract_track`, raising for a bad file (:data:`EXTRACTOR` records it)."""
     from genrify import audio
     from genrify.features import log_mel_stream
     from genrify.store import write_array
@@ -107,17 +102,10 @@ def extract_track(track: Track, store_dir: str, params: FeatureParams) -> TrackR
             samples += block.size
             yield block
 
-    try:
-        features = log_mel_stream(measured(audio.stream(track.path, params.sample_rate)), params, dtype=np.float16)
-        if not np.isfinite(features).all():
-            raise AudioError(track.path, "decoded to non-finite values")
-        name = write_array(store_dir, track.path, features)
-    except AudioError as exc:
-        return TrackResult(track, error=exc.reason)
-    except MemoryError:
-        return TrackResult(track, error="out of memory while decoding")
-    except Exception as exc:  # noqa: BLE001 - one odd file must not end a run over thousands
-        return TrackResult(track, error=f"unexpected {type(exc).__name__}: {exc}")
+    features = log_mel_stream(measured(audio.stream(track.path, params.sample_rate)), params, dtype=np.float16)
+    if not np.isfinite(features).all():
+        raise AudioError(track.path, "decoded to non-finite values")
+    name = write_array(store_dir, track.path, features)
     frames = int(features.shape[1])
     flags = []
     if frames < SHORT_FRAMES:
@@ -134,16 +122,24 @@ def extract_track(track: Track, store_dir: str, params: FeatureParams) -> TrackR
     )
 
 
-def _init_worker(params: FeatureParams) -> None:
+def _failed(track: Track, reason: str) -> TrackResult:
+    return TrackResult(track, error=reason)
+
+
+def _init_worker(store_dir: str, params: FeatureParams) -> None:
     import torch
 
-    from genrify.features import _cached_transform
+    from genrify.features import cached_transform
 
     # One thread per process: the pool already fills every core, and oversubscription is slower.
     torch.set_num_threads(1)
-    _cached_transform(params, False)  # build the transform while the pool starts, not in the first task
+    cached_transform(params, False)  # build the transform while the pool starts, not in the first task
     # No stderr silencing here: genrify.audio sends the decoders' chatter (libmpg123's resync
     # notes) to the log, so a worker's stderr stays open for what matters (a crash's last words).
+
+
+#: Extraction of one track, for any runner: ``EXTRACTOR(track, store_dir, params)``.
+EXTRACTOR: Processor[Track, TrackResult] = Processor(_extract_track, _failed, setup=_init_worker)
 
 
 def extract(
@@ -151,13 +147,13 @@ def extract(
     store_dir: str | Path,
     *,
     params: FeatureParams | None = None,
+    runner: Runner | None = None,
     jobs: int | None = None,
     force: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[TrackResult], None] | None = None,
     library: Library | None = None,
-    in_process: bool | None = None,
-    client: Any = None,
+    processor: Processor[Track, TrackResult] = EXTRACTOR,
 ) -> ExtractSummary:
     """Extract the log-mel features of every track of a library into a store.
 
@@ -169,8 +165,12 @@ def extract(
         Feature store directory; created if missing.
     params
         Feature parameters; ``None`` uses the store's own (the defaults for a new store).
+    runner
+        Where the tracks are decoded (:mod:`genrify.runner`): a local process pool, or a Dask
+        cluster (:class:`genrify.distributed.DaskRunner`) whose workers extract while this process
+        records. Default: ``LocalRunner(jobs)``.
     jobs
-        Worker processes; ``None`` uses every core.
+        Without ``runner``: worker processes (``None``: every core; 1 decodes in this process).
     force
         Redo every track, even unchanged ones.
     on_start
@@ -179,12 +179,8 @@ def extract(
         Called in this process after each track, with its result.
     library
         An already made :func:`~genrify.library.scan` of ``music_dir`` (saves scanning twice).
-    in_process
-        Decode in this process instead of worker processes. Default: when ``jobs == 1``. Workers
-        isolate the run from a decoder that crashes on a damaged file; in-process is easier to debug.
-    client
-        A Dask client (:func:`genrify.distributed.connect`): the cluster's workers extract, this
-        process records; ``jobs`` and ``in_process`` are then unused.
+    processor
+        The per-track work (default :data:`EXTRACTOR`; tests hand in stand-ins that crash).
 
     Returns
     -------
@@ -193,14 +189,13 @@ def extract(
     Raises
     ------
     LibraryError, StoreError, ParameterError
-        The library cannot be scanned, the store opened, or ``jobs`` is not positive.
+        The library cannot be scanned, the store opened, ``jobs`` is not positive, or given
+        together with ``runner``; or the runner's workers cannot see the store or the music.
     """
     started = time.perf_counter()
-    jobs = default_jobs() if jobs is None else jobs
-    if jobs < 1:
-        raise ParameterError(f"jobs must be at least 1, not {jobs}")
-    if in_process is None:
-        in_process = jobs == 1
+    if runner is not None and jobs is not None:
+        raise ParameterError("give either a runner or jobs, not both")
+    runner = runner or LocalRunner(jobs)
     library = library or scan(music_dir)
     with FeatureStore.create(store_dir, params) as store:
         store.lock()
@@ -232,14 +227,7 @@ def extract(
             todo.append(track)
         if on_start:
             on_start(len(todo))
-        workers = min(jobs, max(1, len(todo)))
-        if client is not None:
-            from genrify.distributed import extract_on_dask
-
-            results = extract_on_dask(todo, str(store.root.resolve()), store.params, client)
-        else:
-            results = _run(todo, str(store.root), store.params, workers, in_process)
-        for result in results:
+        for result in extract_tracks(todo, str(store.root), store.params, runner, processor=processor):
             _record(store, result, summary)
             if on_result:
                 on_result(result)
@@ -272,77 +260,43 @@ def _record(store: FeatureStore, result: TrackResult, summary: ExtractSummary) -
         summary.failed.append((t.path, result.error or "unknown error"))
 
 
-def _run(
-    todo: list[Track], store_dir: str, params: FeatureParams, jobs: int, in_process: bool
-) -> Iterator[TrackResult]:
-    if not todo:
-        return
-    if in_process:
-        for track in todo:
-            yield extract_track(track, store_dir, params)
-        return
-    yield from _run_pool(todo, store_dir, params, jobs)
-
-
-def _new_pool(jobs: int, params: FeatureParams) -> ProcessPoolExecutor:
-    from genrify.runner import process_pool
-
-    # Workers start clean and die with this process (genrify.runner); torch is imported and the
-    # transform built once per worker, not once per track.
-    return process_pool(jobs, initializer=_init_worker, initargs=(params,))
-
-
-def extract_tracks(tracks: list[Track], store_dir: str, params: FeatureParams) -> list[TrackResult]:
-    """:func:`extract_track` over a few tracks: one task, one round trip to a worker."""
-    return [extract_track(track, store_dir, params) for track in tracks]
-
-
-def _run_pool(
-    todo: list[Track],
+def extract_tracks(
+    tracks: Sequence[Track],
     store_dir: str,
     params: FeatureParams,
-    jobs: int,
-    task: Callable[[list[Track], str, FeatureParams], list[TrackResult]] | None = None,
+    runner: Runner | None = None,
+    *,
+    processor: Processor[Track, TrackResult] = EXTRACTOR,
 ) -> Iterator[TrackResult]:
-    task = task or extract_tracks
-    # A few tracks per task halve the inter-process traffic.
-    per_task = max(1, min(_TRACKS_PER_TASK, len(todo) // (jobs * 8)))
-    queue = [todo[i : i + per_task] for i in range(0, len(todo), per_task)][::-1]  # pop() keeps order
-    # Tracks that were in flight when a worker died: one of them killed it. They run one at a time,
-    # alone in the pool, so the culprit is known for sure and takes no other track down with it.
-    suspects: list[Track] = []
-    window = jobs * 3  # enough queued work to keep workers busy; bounded so memory is too
-    pool = _new_pool(jobs, params)
-    in_flight: dict[Future[list[TrackResult]], list[Track]] = {}
-    try:
-        while queue or in_flight or suspects:
-            if suspects:
-                if not in_flight:
-                    batch = [suspects.pop()]
-                    in_flight[pool.submit(task, batch, store_dir, params)] = batch
-            else:
-                while queue and len(in_flight) < window:
-                    batch = queue.pop()
-                    in_flight[pool.submit(task, batch, store_dir, params)] = batch
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            alone = len(in_flight) == 1
-            broken = False
-            for future in finished:
-                batch = in_flight.pop(future)
-                try:
-                    yield from future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    if alone and len(batch) == 1:
-                        yield TrackResult(batch[0], error="the decoder crashed on this file")
-                    else:
-                        suspects.extend(batch)
-            if broken:
-                for future, batch in in_flight.items():  # died with the pool, innocent or not
-                    future.cancel()
-                    suspects.extend(batch)
-                in_flight.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = _new_pool(jobs, params)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    """Extract tracks with a runner, writing their arrays into ``store_dir``; yield each track's
+    result as it arrives (any order), without recording it (:func:`extract` records).
+
+    Every track is yielded exactly once; a track whose decoder crashes its worker is yielded failed
+    with :data:`genrify.runner.CRASHED`.
+
+    Parameters
+    ----------
+    tracks
+        Tracks to extract.
+    store_dir
+        The store's folder (as every worker sees it, for a remote runner).
+    params
+        Feature parameters (the store's).
+    runner
+        Default: in this process (``LocalRunner(1)``).
+    processor
+        The per-track work (default :data:`EXTRACTOR`).
+
+    Raises
+    ------
+    ParameterError
+        The runner's workers cannot see the store's folder or the tracks.
+    """
+    if not tracks:
+        return
+    runner = runner or LocalRunner(1)
+    if runner.remote:
+        store_dir = os.path.abspath(store_dir)  # workers run in other folders
+    sample = [tracks[0].path, tracks[-1].path] if len(tracks) > 1 else [tracks[0].path]
+    runner.check(sample, os.path.join(store_dir, ARRAYS_DIR), writable=True, what="feature store's folder")
+    yield from runner.run(processor, tracks, store_dir, params)

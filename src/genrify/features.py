@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genrify import defaults
 from genrify.errors import ParameterError
 
 if TYPE_CHECKING:
@@ -78,10 +79,10 @@ class FeatureParams:
         The multiplier of the ``"log10p"`` scale (musicnn's 10000); unused by ``"db"``.
     """
 
-    sample_rate: int = 22050
-    n_mels: int = 128
-    n_fft: int = 2048
-    hop_length: int = 512
+    sample_rate: int = defaults.SAMPLE_RATE
+    n_mels: int = defaults.N_MELS
+    n_fft: int = defaults.N_FFT
+    hop_length: int = defaults.HOP_LENGTH
     fmin: float = 0.0
     fmax: float | None = None
     power: float = 2.0
@@ -196,10 +197,27 @@ def mel_filter_bank(params: FeatureParams) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _cached_transform(params: FeatureParams, center: bool) -> LogMelSpectrogram:
+def cached_transform(params: FeatureParams, center: bool) -> LogMelSpectrogram:
+    """The log-mel transform for ``params``, built once per process and shared (it holds the mel
+    filters and the STFT window, costly to rebuild per song).
+
+    Parameters
+    ----------
+    params
+        Feature parameters.
+    center
+        Whether frames are centred (padded by ``n_fft // 2`` at both ends), as :func:`log_mel`
+        computes them; :func:`log_mel_stream` pads itself and asks for ``False``.
+
+    Returns
+    -------
+    LogMelSpectrogram
+        In eval mode; call it under ``torch.inference_mode()``.
+    """
     from genrify.transforms import LogMelSpectrogram
 
     return LogMelSpectrogram(params, center=center).eval()
+
 
 
 def log_mel(waveform: np.ndarray, params: FeatureParams | None = None) -> np.ndarray:
@@ -224,7 +242,7 @@ def log_mel(waveform: np.ndarray, params: FeatureParams | None = None) -> np.nda
     import torch
 
     with torch.inference_mode():
-        return _cached_transform(params, True)(torch.from_numpy(waveform)).numpy()
+        return cached_transform(params, True)(torch.from_numpy(waveform)).numpy()
 
 
 def log_mel_stream(
@@ -260,7 +278,7 @@ def log_mel_stream(
 
     params = params or FeatureParams()
     n_fft, hop = params.n_fft, params.hop_length
-    transform = _cached_transform(params, False)
+    transform = cached_transform(params, False)
     pad = np.zeros(n_fft // 2, dtype=np.float32)
     # Zero padding at both ends reproduces centred frames: frame t covers [t*hop - n_fft/2, ...).
     buffer = pad

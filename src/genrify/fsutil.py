@@ -51,7 +51,7 @@ _LEGACY_PATTERNS = (
 )
 
 
-def _host() -> str:
+def host_name() -> str:
     """This machine's name as it appears in temporary names (only letters, digits, ``-``, ``_``)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
 
@@ -66,7 +66,7 @@ def _name_part(name: str) -> str:
 
 def temp_name(target_name: str) -> str:
     """A fresh temporary name for a file called ``target_name`` (see :data:`TEMP_PATTERN`)."""
-    return f".{_name_part(target_name)}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    return f".{_name_part(target_name)}.{host_name()}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
 
 
 def fsync_file(path: str | Path) -> None:
@@ -285,7 +285,7 @@ def _stale(folder: Path, name: str, target_part: str | None) -> bool:
         if target_part is not None and match["name"] != target_part:
             return False
         # Another machine's process (a shared folder) cannot be checked from here: leave it.
-        return match["host"] == _host() and not _pid_alive(int(match["pid"]))
+        return match["host"] == host_name() and not _pid_alive(int(match["pid"]))
     for pattern in _LEGACY_PATTERNS:
         legacy = pattern.fullmatch(name)
         if legacy and (target_part is None or legacy["name"] == target_part):

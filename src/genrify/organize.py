@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from genrify.errors import OrganizeError, ParameterError
-from genrify.library import display_path, file_identity
 from genrify.fsutil import atomic_path, fsync_dir, remove_leftovers, write_text_atomic
+from genrify.library import display_path, file_identity
 
 Mode = Literal["copy", "link", "move"]
 Status = Literal["done", "planned", "skipped", "failed"]

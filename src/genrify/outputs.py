@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from genrify.errors import ParameterError
+from genrify.errors import GenrifyIOError, ParameterError
 from genrify.library import display_path
 from genrify.predict import Failure, Prediction
 
@@ -110,7 +110,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
     Raises
     ------
-    ParameterError
+    GenrifyIOError
         The file cannot be written (the message names it and says why).
     """
     from genrify import fsutil
@@ -118,4 +118,4 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     try:
         fsutil.write_text_atomic(path, text)
     except OSError as exc:
-        raise ParameterError(f"{display_path(path)}: cannot write the output file ({exc.strerror or exc})") from None
+        raise GenrifyIOError(f"{display_path(path)}: cannot write the output file ({exc.strerror or exc})") from None

@@ -10,24 +10,25 @@ A song is decoded block by block and its features are computed as it arrives
 an hour of audio in float16, never by the decoded audio. The features are exactly those that
 extraction stores, so a song gets the same answer here as in :mod:`genrify.evaluation`.
 
-:func:`classify_paths` classifies many files: decoding and features run in a pool of processes
-(both cores busy), the model runs in the calling process in batches, a file that cannot be read
-becomes a failed result and the run goes on.
+:func:`classify_paths` classifies many files with a model loaded here and a local runner
+(:mod:`genrify.runner`): decoding and features run in a pool of processes, the model in the calling
+process. A file that cannot be read becomes a failed result and the run goes on. Libraries (with a
+results cache, or on a Dask cluster whose workers load the model themselves) are classified by
+:mod:`genrify.classify`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from genrify.errors import AudioError, ParameterError, PredictionError
+from genrify.errors import ParameterError, PredictionError
+from genrify.runner import LocalRunner, Processor, Runner
 from genrify.segments import (  # noqa: F401 - song_features and segment_starts are part of this API too
     DEFAULT_MAX_SEGMENTS,
     SongSegments,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     import torch
 
     from genrify.features import FeatureParams
-    from genrify.results import ResultCache
 
 
 class Classifier(Protocol):
@@ -329,7 +329,7 @@ def classify(
     [('jazz', 0.81), ('blues', 0.12), ('rock', 0.04)]
     """
     params = model.params
-    hop_frames = _hop_frames(hop_seconds, params)
+    hop_frames = segment_hop(hop_seconds, params)
     if isinstance(source, np.ndarray):
         if sample_rate is None or sample_rate <= 0:
             raise ParameterError("a waveform needs its sample_rate")
@@ -356,7 +356,14 @@ def classify(
     return predict_segments(song, model, path=str(source))
 
 
-def _hop_frames(hop_seconds: float | None, params: FeatureParams) -> int | None:
+def segment_hop(hop_seconds: float | None, params: FeatureParams) -> int | None:
+    """Frames between segment starts for a hop of ``hop_seconds`` (``None``: one segment's length).
+
+    Raises
+    ------
+    ParameterError
+        The hop is not a positive, finite number of seconds.
+    """
     if hop_seconds is None:
         return None
     if not hop_seconds > 0 or not math.isfinite(hop_seconds):
@@ -376,7 +383,7 @@ class SegmentPlan:
     @classmethod
     def for_model(cls, model: Classifier, hop_seconds: float | None = None,
                   max_segments: int | None = DEFAULT_MAX_SEGMENTS) -> SegmentPlan:
-        return cls(model.params, model.chunk_frames, _hop_frames(hop_seconds, model.params), max_segments)
+        return cls(model.params, model.chunk_frames, segment_hop(hop_seconds, model.params), max_segments)
 
     def segments(self, path: str | Path) -> SongSegments:
         """The segments of one file (:func:`song_segments`)."""
@@ -384,175 +391,88 @@ class SegmentPlan:
                              max_segments=self.max_segments)
 
 
-def _features_task(paths: Sequence[str], plan: SegmentPlan) -> list[tuple[str, SongSegments | None, str | None]]:
-    """Worker: the segments of a few files; a file that fails carries its error instead."""
+#: What a decoding worker sends back for one file: ``(path, segments, None)`` or ``(path, None, error)``.
+Segmented = tuple[str, SongSegments | None, str | None]
+
+
+def _segments(path: str, plan: SegmentPlan) -> Segmented:
+    return (path, plan.segments(path), None)
+
+
+def _segments_failed(path: str, reason: str) -> Segmented:
+    return (path, None, reason)
+
+
+def _one_thread(*_args: Any) -> None:
     import torch
 
     torch.set_num_threads(1)  # one process per core: threads inside would only contend
-    out: list[tuple[str, SongSegments | None, str | None]] = []
-    for path in paths:
-        try:
-            out.append((path, plan.segments(path), None))
-        except (AudioError, PredictionError) as exc:
-            out.append((path, None, exc.reason))
-        except Exception as exc:  # noqa: BLE001 - one strange file must not end a library's run
-            out.append((path, None, f"{type(exc).__name__}: {exc}"))
-    return out
+
+
+#: Decoding and features of one file, for a runner whose results come back to this process (the
+#: model runs here): ``SEGMENTER(path, plan)``.
+SEGMENTER: Processor[str, Segmented] = Processor(_segments, _segments_failed, setup=_one_thread)
 
 
 def classify_paths(
     paths: Iterable[str | Path],
     model: Classifier,
     *,
+    runner: Runner | None = None,
     jobs: int | None = None,
     hop_seconds: float | None = None,
     max_segments: int | None = DEFAULT_MAX_SEGMENTS,
-    files_per_task: int = 2,
-    client: Any = None,
-    model_path: str | Path | None = None,
 ) -> Iterator[Prediction | Failure]:
-    """Classify many files; yields each file's result as soon as it is ready (in any order).
+    """Classify many files with a model loaded here; yields each file's result as soon as it is
+    ready (in any order).
 
-    Decoding and features run in ``jobs`` worker processes (default: one per core; 1 runs
-    everything in this process); the model runs here. A file that cannot be decoded yields a
-    :class:`Failure` and the rest go on. If a decoder crashes a worker outright, the files it
-    held are retried one per task, so only the file that crashes it fails.
+    Decoding and features run in the runner's worker processes and the model runs here. A file
+    that cannot be decoded yields a :class:`Failure` and the rest go on; a file whose decoder
+    crashes its worker fails alone. On a Dask cluster, where each worker loads the model itself,
+    classify through :func:`genrify.classify.classify_library` with a model reference.
+
+    Parameters
+    ----------
+    paths
+        Audio files.
+    model
+        The classifier.
+    runner
+        Default: ``LocalRunner(min(jobs, files))``.
+    jobs
+        Without ``runner``: decoding processes (``None``: one per core; 1 runs everything here).
+    hop_seconds, max_segments
+        Which segments (see :func:`classify`).
+
+    Raises
+    ------
+    ParameterError
+        Bad settings; both ``runner`` and ``jobs``; a remote runner.
     """
     todo = [str(p) for p in paths]
-    if client is not None:  # on a Dask cluster: the workers load the model, decode and classify
-        from genrify.distributed import classify_on_dask
-        from genrify.models.builtin import BuiltinGenreModel
-
-        builtin = model_path is None and isinstance(model, BuiltinGenreModel)
-        if model_path is None and not builtin:
-            raise ParameterError("classifying on a Dask cluster needs the model's file (model_path)")
-        yield from classify_on_dask(todo, None if builtin else str(model_path), client,
-                                    genres=list(model.genres) if builtin else None,
-                                    hop_seconds=hop_seconds, max_segments=max_segments)
-        return
+    if runner is not None and jobs is not None:
+        raise ParameterError("give either a runner or jobs, not both")
+    if runner is not None and runner.remote:
+        # Remote workers load the model themselves, from a reference to it: the classification
+        # service's business (genrify.classify.classify_library), not this loaded model's.
+        raise ParameterError("a remote runner's workers load the model themselves: classify through "
+                             "genrify.classify.classify_library (or classify_remote) with a ModelRef")
     plan = SegmentPlan.for_model(model, hop_seconds, max_segments)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-
-    def predictions(results: list[tuple[str, SongSegments | None, str | None]]) -> Iterator[Prediction | Failure]:
-        for path, song, error in results:
-            if song is None:
-                yield Failure(path, error or "could not be read")
-            else:
-                yield predict_or_fail(song, model, path=path)
-
-    if jobs == 1:
-        for path in todo:
-            yield from predictions(_features_task([path], plan))
-        return
+    runner = runner or LocalRunner(jobs)
+    pooled = isinstance(runner, LocalRunner) and not runner.runs_here(len(todo))
 
     import torch
 
     # The model shares the cores with the decoding workers; one thread avoids oversubscription.
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if pooled:
+        torch.set_num_threads(1)
     try:
-        yield from _pooled(todo, plan, jobs, files_per_task, predictions)
+        for path, song, error in runner.run(SEGMENTER, todo, plan):
+            if song is None:
+                yield Failure(path, error or "could not be read")
+            else:
+                yield predict_or_fail(song, model, path=path)
     finally:
-        torch.set_num_threads(threads)
-
-
-def _pooled(
-    todo: list[str],
-    plan: SegmentPlan,
-    jobs: int,
-    files_per_task: int,
-    predictions: Callable[[list[tuple[str, SongSegments | None, str | None]]], Iterator[Prediction | Failure]],
-    task: Callable[..., list[tuple[str, SongSegments | None, str | None]]] = _features_task,
-) -> Iterator[Prediction | Failure]:
-    from concurrent.futures.process import BrokenProcessPool
-
-    from genrify.runner import process_pool  # workers that die with this process, however it ends
-
-    queue = [todo[i : i + files_per_task] for i in range(0, len(todo), files_per_task)][::-1]
-    suspects: list[str] = []  # files in flight when a worker died
-    while queue:
-        with process_pool(jobs) as pool:
-            pending: dict[Future, list[str]] = {}
-            # A bounded number of tasks in flight keeps finished features from piling up in memory.
-            while queue or pending:
-                while queue and len(pending) < 2 * jobs:
-                    files = queue.pop()
-                    pending[pool.submit(task, files, plan)] = files
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                broken = False
-                for future in done:
-                    files = pending.pop(future)
-                    try:
-                        results = future.result()
-                    except BrokenProcessPool:
-                        suspects += files
-                        broken = True
-                        continue
-                    yield from predictions(results)
-                if broken:  # every task still in flight died with the pool; the queue goes to a new one
-                    for files in pending.values():
-                        suspects += files
-                    break
-    # Each suspect alone in its own worker: only the file that kills its worker fails.
-    for path in suspects:
-        with process_pool(1) as pool:
-            try:
-                results = pool.submit(task, [path], plan).result()
-            except BrokenProcessPool:
-                yield Failure(path, "the decoder crashed on this file")
-                continue
-        yield from predictions(results)
-
-
-def classify_files(
-    files: Sequence[str],
-    model: Classifier,
-    *,
-    cache: ResultCache | None = None,
-    jobs: int | None = None,
-    hop_seconds: float | None = None,
-    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
-    on_result: Callable[[Prediction | Failure, bool], None] | None = None,
-    client: Any = None,
-    model_path: str | Path | None = None,
-) -> list[Prediction | Failure]:
-    """Classify files, reusing cached answers; results in the order of ``files``.
-
-    Parameters
-    ----------
-    files
-        Audio files.
-    model
-        The classifier.
-    cache
-        Results of earlier runs with the same model and settings (see :mod:`genrify.results`);
-        new answers are added to it.
-    jobs, hop_seconds, max_segments
-        As :func:`classify_paths`.
-    on_result
-        Called with each result and whether it came from the cache, as it arrives.
-    """
-    found: dict[str, Prediction | Failure] = {}
-    todo: list[str] = []
-    for path in files:
-        hit = cache.get(path) if cache is not None else None
-        if hit is not None:
-            prediction = Prediction.from_dict(hit)
-            prediction.path = path
-            found[path] = prediction
-            if on_result:
-                on_result(prediction, True)
-        else:
-            todo.append(path)
-    try:
-        for result in classify_paths(todo, model, jobs=jobs, hop_seconds=hop_seconds, max_segments=max_segments,
-                                     client=client, model_path=model_path):
-            found[result.path] = result  # type: ignore[index]
-            if cache is not None and isinstance(result, Prediction):
-                cache.put(result.path, result.to_dict(timeline=True))  # type: ignore[arg-type]
-            if on_result:
-                on_result(result, False)
-    finally:
-        if cache is not None:
-            cache.commit()
-    return [found[p] for p in files]
+        if pooled:
+            torch.set_num_threads(threads)

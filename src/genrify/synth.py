@@ -34,6 +34,7 @@ import scipy.fft
 import soundfile as sf
 from scipy import signal
 
+from genrify.defaults import SAMPLE_RATE
 from genrify.errors import ParameterError
 from genrify.fsutil import atomic_path
 
@@ -1358,7 +1359,7 @@ def _render(song: _Song, n: int, sr: int, channels: int, noise_rng: np.random.Ge
 
 
 def synthesize_song(genre: str, seconds: float = 30.0, *, seed: int = 0, index: int = 0,
-                    sample_rate: int = 22050, channels: int = 1) -> np.ndarray:
+                    sample_rate: int = SAMPLE_RATE, channels: int = 1) -> np.ndarray:
     """Synthesise one song of a genre.
 
     Parameters
@@ -1440,7 +1441,7 @@ class SynthSpec:
     seconds: float
     seed: int
     fmt: str
-    sample_rate: int = 22050
+    sample_rate: int = SAMPLE_RATE
     channels: int = 1
 
     def __post_init__(self) -> None:
@@ -1609,7 +1610,9 @@ def write_dataset(out_dir: str | Path, spec: SynthSpec, *, jobs: int = 1,
                 on_progress(path)
         return [p for p, _, _ in todo]
 
-    from genrify.runner import process_pool  # workers that die with this process, however it ends
+    from genrify.runner import (
+        process_pool,  # workers that die with this process, however it ends
+    )
 
     with process_pool(min(jobs, len(todo))) as pool:
         pending = {pool.submit(write_song, p, g, i, spec) for p, g, i in todo}

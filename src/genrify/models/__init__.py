@@ -1,8 +1,11 @@
-"""Genre models for log-mel chunks, by name.
+"""Genre models by name: each architecture registers itself with what it reads and how it trains.
 
 Every architecture takes a batch of normalised log-mel chunks ``(batch, n_mels, frames)`` and
 returns logits ``(batch, n_genres)``. Each lives in its own module and registers itself here, so a
 model file names its architecture and the registry rebuilds it: no code is ever loaded from a file.
+The entry (:class:`Architecture`) also declares the model's input (a feature store's chunks, or
+audio turned into features at the model's own parameters) and its trainer (:data:`CHUNKS` or
+:data:`EMBEDDINGS`): training, evaluation and the CLI ask the entry, never compare names.
 :class:`GenreNetwork` puts the input normalisation in front of an architecture, so that a network
 takes chunks in dB as they come from the store or from a song.
 """
@@ -10,30 +13,104 @@ takes chunks in dB as they come from the store or from a song.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from genrify.errors import ParameterError
 
+if TYPE_CHECKING:
+    from genrify.features import FeatureParams
+
 Builder = Callable[..., torch.nn.Module]
-_REGISTRY: dict[str, Builder] = {}
+
+#: Trainer of a whole network on a feature store's log-mel chunks (:mod:`genrify.training`).
+CHUNKS = "chunks"
+#: Trainer of a head on embeddings that a frozen pretrained model computes once per track from the
+#: audio and caches in the store (:mod:`genrify.embeddings`); the network must have a ``head``.
+EMBEDDINGS = "embeddings"
+TRAINERS = (CHUNKS, EMBEDDINGS)
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
-    """Class decorator: make an architecture buildable by ``name``."""
+@dataclass(frozen=True)
+class Architecture:
+    """A registry entry: how to build an architecture, what it reads and how it trains.
+
+    Attributes
+    ----------
+    name
+        The name model files and ``--arch`` use.
+    builder
+        Called with ``n_mels``, ``n_genres`` and the architecture's options.
+    params
+        ``None``: the model reads a feature store's log-mel chunks, at whatever parameters the
+        store has (they are then saved in the model file). Otherwise the model reads audio, turned
+        into features with these parameters of its own (a pretrained model's), whatever a store
+        holds.
+    chunk_frames
+        With ``params``: the frames of one segment the model reads; ``None`` takes the training
+        settings' chunk length.
+    trainer
+        :data:`CHUNKS` or :data:`EMBEDDINGS`.
+    """
+
+    name: str
+    builder: Builder
+    params: FeatureParams | None = None
+    chunk_frames: int | None = None
+    trainer: str = CHUNKS
+
+    @property
+    def reads_audio(self) -> bool:
+        """Whether the model reads audio at its own feature parameters rather than a store's features."""
+        return self.params is not None
+
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register(
+    name: str,
+    *,
+    params: FeatureParams | None = None,
+    chunk_frames: int | None = None,
+    trainer: str = CHUNKS,
+) -> Callable[[Builder], Builder]:
+    """Class decorator: make an architecture buildable by ``name`` (see :class:`Architecture`)."""
+    if trainer not in TRAINERS:
+        raise ParameterError(f"architecture {name!r}: unknown trainer {trainer!r}; choose one of {', '.join(TRAINERS)}")
 
     def decorate(builder: Builder) -> Builder:
-        _REGISTRY[name] = builder
+        _REGISTRY[name] = Architecture(name, builder, params=params, chunk_frames=chunk_frames, trainer=trainer)
         return builder
 
     return decorate
+
+
+def unregister(name: str) -> None:
+    """Forget an architecture registered by :func:`register` (a test's or a plugin's); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
 
 
 def architectures() -> list[str]:
     """Names of the registered architectures."""
     _load_builtin()
     return sorted(_REGISTRY)
+
+
+def architecture(name: str) -> Architecture:
+    """The registry entry of an architecture.
+
+    Raises
+    ------
+    ParameterError
+        Unknown name.
+    """
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ParameterError(f"unknown architecture {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
 
 
 def build(name: str, *, n_mels: int, n_genres: int, **config: Any) -> torch.nn.Module:
@@ -53,11 +130,9 @@ def build(name: str, *, n_mels: int, n_genres: int, **config: Any) -> torch.nn.M
     ParameterError
         Unknown name or options.
     """
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise ParameterError(f"unknown architecture {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    entry = architecture(name)
     try:
-        return _REGISTRY[name](n_mels=n_mels, n_genres=n_genres, **config)
+        return entry.builder(n_mels=n_mels, n_genres=n_genres, **config)
     except TypeError as exc:
         raise ParameterError(f"architecture {name!r}: {exc}") from None
 

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from genrify.errors import ModelFileError, ParameterError
+from genrify.errors import DependencyError, ModelFileError, ParameterError
 from genrify.features import FeatureParams
 
 #: Each genre's tags in each tagger's vocabulary.
@@ -405,7 +405,7 @@ def load_builtin(
     genre_head = GenreHead.load() if head is True else (head or None)
     use_onnx = runtime == "onnx" or (runtime == "auto" and all(onnx.available(n) for n in TAGGER_NAMES))
     if use_onnx and not all(onnx.available(n) for n in TAGGER_NAMES):
-        raise ParameterError("ONNX Runtime is not installed (pip install onnxruntime) or the taggers' graphs are missing")
+        raise DependencyError("ONNX Runtime is not installed (pip install onnxruntime) or the taggers' graphs are missing")
     network = BuiltinGenreNetwork(
         {n: t.network for n, t in taggers.items()}, {n: t.tags for n, t in taggers.items()}, genre_head,
         [g for _, g in chosen], onnx={n: onnx.OnnxTagger(n) for n in TAGGER_NAMES} if use_onnx else None,

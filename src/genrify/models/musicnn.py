@@ -4,7 +4,8 @@ musicnn (https://github.com/jordipons/musicnn, ISC licence, see ``NOTICE``) ship
 give 50 tag probabilities for every 3-second patch of a song: ``MTT_musicnn`` and ``MTT_vgg``
 (trained on MagnaTagATune), ``MSD_musicnn`` and ``MSD_vgg`` (trained on the Million Song Dataset).
 Their weights ship with genrify in ``genrify/pretrained/<name>.safetensors`` (made by
-``scripts/convert_musicnn.py`` from the original checkpoints); the tag names, the architecture and
+``scripts/convert_musicnn.py`` from the original checkpoints, through the TensorFlow-to-PyTorch
+weight port in ``scripts/musicnn_port.py``); the tag names, the architecture and
 the preprocessing travel in each file's metadata, and loading never runs code from the file.
 
 The port reproduces musicnn 0.1.0's ``extractor`` (its preprocessing with librosa 0.10 defaults, and
@@ -30,7 +31,7 @@ input, not genrify's, and keep the original's weights.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -391,75 +392,6 @@ def preprocess_file(path: str | Path, *, hop_seconds: float | None = None) -> np
         return patches(spectrogram, hop)
     except ParameterError as exc:
         raise ParameterError(f"{path}: {exc}") from None
-
-
-# --- weights -------------------------------------------------------------------------------------
-
-
-def _conv2d(kernel: np.ndarray) -> np.ndarray:
-    return kernel.transpose(3, 2, 0, 1)  # TF [kh, kw, in, out] -> torch [out, in, kh, kw]
-
-
-def _bn(variables: Mapping[str, np.ndarray], tf_name: str, prefix: str) -> dict[str, np.ndarray]:
-    return {
-        f"{prefix}.weight": variables[f"{tf_name}/gamma"],
-        f"{prefix}.bias": variables[f"{tf_name}/beta"],
-        f"{prefix}.running_mean": variables[f"{tf_name}/moving_mean"],
-        f"{prefix}.running_var": variables[f"{tf_name}/moving_variance"],
-    }
-
-
-def tf_variable_map(architecture: str) -> dict[str, str]:
-    """For each layer prefix of the torch module, the TensorFlow variable scope it comes from."""
-    if architecture == "musicnn":
-        convs = ["timbral.0", "timbral.1", "temporal.0", "temporal.1", "temporal.2", "midend.0", "midend.1", "midend.2"]
-        layers = {"input_bn": "batch_normalization"}
-        for i, prefix in enumerate(convs):
-            layers[f"{prefix}.conv"] = "conv2d" if i == 0 else f"conv2d_{i}"
-            layers[f"{prefix}.bn"] = f"batch_normalization_{i + 1}"
-        layers |= {"pool_bn": "batch_normalization_9", "dense": "dense", "dense_bn": "batch_normalization_10", "output": "dense_1"}
-        return layers
-    if architecture == "vgg":
-        layers = {"input_bn": "batch_normalization", "output": "dense"}
-        for i in range(5):
-            layers[f"convs.{i}"] = f"{i + 1}CNN"
-            layers[f"bns.{i}"] = f"batch_normalization_{i + 1}"
-        return layers
-    raise ParameterError(f"unknown musicnn architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-
-
-def convert_tf_variables(architecture: str, variables: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A TensorFlow checkpoint's variables (name -> array, TF layout) as this port's float32 state dict.
-
-    Raises
-    ------
-    ParameterError
-        Unknown architecture, or a variable missing or left over.
-    """
-    state: dict[str, np.ndarray] = {}
-    used: set[str] = set()
-    try:
-        for prefix, scope in tf_variable_map(architecture).items():
-            if scope.startswith("batch_normalization"):
-                state |= _bn(variables, scope, prefix)
-                used |= {f"{scope}/{v}" for v in ("gamma", "beta", "moving_mean", "moving_variance")}
-                continue
-            kernel, bias = variables[f"{scope}/kernel"], variables[f"{scope}/bias"]
-            used |= {f"{scope}/kernel", f"{scope}/bias"}
-            if kernel.ndim == 2:
-                weight = kernel.T  # dense: TF [in, out] -> torch [out, in]
-            elif prefix.startswith("midend."):
-                # The original's [7, features, 1, out] conv spans every feature: a Conv1d over time.
-                weight = kernel[:, :, 0, :].transpose(2, 1, 0)
-            else:
-                weight = _conv2d(kernel)
-            state[f"{prefix}.weight"], state[f"{prefix}.bias"] = weight, bias
-    except KeyError as exc:
-        raise ParameterError(f"{architecture}: the checkpoint lacks variable {exc.args[0]}") from None
-    unused = sorted(set(variables) - used)
-    if unused:
-        raise ParameterError(f"{architecture}: unexpected checkpoint variables {', '.join(unused)}")
-    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}
 
 
 # --- the tagger ----------------------------------------------------------------------------------

@@ -4,13 +4,21 @@
 >>> serve(["genres.safetensors"], port=8000)        # doctest: +SKIP
 genrify: serving 1 model on http://127.0.0.1:8000 (Ctrl-C to stop)
 
-See :mod:`genrify.web.app` for :func:`create_app` and :class:`ModelEntry`, and
-:mod:`genrify.web.server` for :func:`serve` and :func:`make_server`.
+The package, one concern a module:
+
+- :mod:`~genrify.web.catalogue`: :class:`ModelEntry`, the models an app offers, and :func:`describe`.
+- :mod:`~genrify.web.upload`: one song's multipart body streamed to a private file, with limits.
+- :mod:`~genrify.web.images`: the spectrogram PNG the page shows.
+- :mod:`~genrify.web.responses`: strict JSON answers and :class:`~genrify.web.responses.ClientError`.
+- :mod:`~genrify.web.security`: the page's security headers.
+- :mod:`~genrify.web.app`: :func:`create_app`, the routes over the others.
+- :mod:`~genrify.web.server`: :func:`serve` and :func:`make_server` (uvicorn).
 """
 
 from __future__ import annotations
 
-from genrify.web.app import ModelEntry, create_app, describe
+from genrify.web.app import create_app
+from genrify.web.catalogue import ModelEntry, describe
 from genrify.web.server import make_server, serve
 
 __all__ = ["ModelEntry", "create_app", "describe", "make_server", "serve"]

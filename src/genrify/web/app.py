@@ -1,7 +1,7 @@
 """The web app: a page for trying models on songs, and the REST API behind it.
 
-``create_app`` builds a FastAPI app over one or more loaded models; ``serve`` loads model files and
-runs it with uvicorn (``genrify serve``). The page (``static/``) is plain HTML, CSS and JavaScript
+``create_app`` builds a FastAPI app over one or more loaded models (:mod:`genrify.web.catalogue`);
+``serve`` (:mod:`genrify.web.server`) loads model files and runs it with uvicorn (``genrify serve``). The page (``static/``) is plain HTML, CSS and JavaScript
 with no external assets; everything it shows comes from the API:
 
 - ``POST /api/classify``: one song as the multipart field ``file``; answers the JSON object of
@@ -10,218 +10,58 @@ with no external assets; everything it shows comes from the API:
 - ``GET /api/models``: the loaded models with their genres, architecture, training accuracy and
   feature parameters; ``GET /api/health``.
 
-Uploads are streamed to a private directory (mode 0700) under a name the server chooses, counted as
-they arrive and refused with 413 at the size limit, dropped with 408 when the client stalls or
-trickles (a read timeout and a minimum rate), decoded to check that they are audio (the client's
-file name only lends a whitelisted extension, which the decoders use), and removed when the request
-ends, however it ends. Only a fully received song queues for inference, which runs in a bounded pool
+Uploads are streamed to a private directory (mode 0700) by :mod:`genrify.web.upload` (limits on
+size and time), decoded to check that they are audio, and removed when the request ends, however it
+ends. Only a fully received song queues for inference, which runs in a bounded pool
 of threads (torch releases the GIL), so the event loop keeps answering while songs are classified.
-Every answer, errors included, is strict JSON ``{"detail": "..."}`` (no NaN). :mod:`genrify.web.server`
-runs the app with uvicorn.
+Every answer, errors included, is strict JSON ``{"detail": "..."}`` (no NaN,
+:mod:`genrify.web.responses`); a library error's status follows from its kind
+(:func:`genrify.errors.http_status`). The page gets strict security headers
+(:mod:`genrify.web.security`) and spectrograms drawn by :mod:`genrify.web.images`.
 """
 
 from __future__ import annotations
 
-import base64
-import inspect
-import io
-import json
 import logging
 import math
 import os
-import re
-import secrets
 import shutil
 import tempfile
-import time
-import unicodedata
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from genrify import __version__
-from genrify.audio import AUDIO_EXTENSIONS
 from genrify.errors import AudioError, GenrifyError, ParameterError
+from genrify.web.catalogue import ModelEntry, describe, entries_by_name
+from genrify.web.images import spectrogram_png
+from genrify.web.responses import ClientError, StrictJSONResponse, strict_json
+from genrify.web.security import SecurityHeaders
+from genrify.web.upload import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_MIN_UPLOAD_RATE,
+    DEFAULT_REQUEST_TIMEOUT,
+    FORM_OVERHEAD,
+    Upload,
+    display_name,
+    too_large,
+)
 
 if TYPE_CHECKING:
     from genrify.predict import Classifier
 
+__all__ = ["ModelEntry", "create_app", "describe"]
+
 log = logging.getLogger("genrify.web")
 
 STATIC = Path(__file__).resolve().parent / "static"
-#: Default largest upload, in bytes.
-DEFAULT_MAX_UPLOAD_BYTES = 100 * 2**20
-#: Longest a client may stay silent while it sends a request (its headers, or any part of an upload).
-DEFAULT_REQUEST_TIMEOUT = 30.0
-#: Slowest upload accepted, in bytes per second, averaged from the start once ``request_timeout`` has
-#: passed (64 kbit/s: any real connection beats it; a trickling client cannot hold a slot for hours).
-DEFAULT_MIN_UPLOAD_RATE = 8 * 2**10
-#: Largest header line of one multipart part: a long client file name (5000 characters, UTF-8 or
-#: percent-encoded) must fit; python-multipart's own default (4 KB) refuses it as "malformed".
-_MAX_PART_HEADER_BYTES = 64 * 2**10
-#: Room for the multipart framing, part headers and the small form fields around the file.
-_FORM_OVERHEAD = 256 * 2**10
-#: Largest value of one form field (model name, top_k, flags).
-_MAX_FIELD_BYTES = 1024
-_MAX_FIELDS = 16
-#: Widest spectrogram image sent to the page, in pixels (one column per frame below that).
-SPECTROGRAM_MAX_WIDTH = 1200
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-#: Pages and files that get the strict content security policy (Swagger UI at /docs loads its own
-#: scripts and is left alone).
-_CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; script-src 'self'; "
-    "style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-    "form-action 'self'"
-)
-
-
-# --- models ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """A model the app offers: the classifier, the name the page shows, and what to tell about it.
-
-    Attributes
-    ----------
-    name
-        Shown in the page and passed as ``model`` to the API; unique within an app.
-    model
-        Anything with ``network``, ``genres``, ``params`` and ``chunk_frames``
-        (:class:`genrify.predict.Classifier`), e.g. a :class:`genrify.modelfile.GenreModel`.
-    metadata
-        JSON-ready facts for ``GET /api/models``: ``architecture``, ``genres``, ``song_accuracy``
-        (the training report's mean song accuracy, or ``None``), ``features``, ``segment_seconds``,
-        ... (:func:`describe` makes them from a model).
-    description
-        One line for people, e.g. where the model comes from.
-    """
-
-    name: str
-    model: Classifier
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > 100:
-            raise ParameterError(f"a model's name must be 1 to 100 characters, not {self.name!r}")
-        if any(unicodedata.category(c).startswith("C") for c in self.name):
-            raise ParameterError(f"a model's name must not hold control characters: {self.name!r}")
-        for attr in ("network", "genres", "params", "chunk_frames"):
-            if not hasattr(self.model, attr):
-                raise ParameterError(f"model {self.name!r} has no {attr!r}: not a genre classifier")
-
-    @classmethod
-    def from_model(cls, name: str, model: Classifier, *, description: str = "", **extra: Any) -> ModelEntry:
-        """An entry whose metadata :func:`describe` reads from the model (``extra`` is added to it)."""
-        return cls(name=name, model=model, metadata={**describe(model), **extra}, description=description)
-
-    @classmethod
-    def from_file(cls, path: str | Path, name: str | None = None, *, description: str = "") -> ModelEntry:
-        """Load a model file (:func:`genrify.modelfile.load`); the name defaults to the file's stem.
-
-        Raises
-        ------
-        ModelFileError
-            The file cannot be loaded.
-        """
-        from genrify import modelfile
-
-        path = Path(path)
-        model = modelfile.load(path)
-        return cls.from_model(name or path.stem, model, description=description, file=path.name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """What ``GET /api/models`` says about this model."""
-        return {"name": self.name, "description": self.description, **self.metadata}
-
-
-def describe(model: Classifier) -> dict[str, Any]:
-    """The facts about a model that the page shows: architecture, genres, training accuracy, features."""
-    info = getattr(model, "info", None) or {}
-    summary = (info.get("summary") or {}) if isinstance(info, Mapping) else {}
-    params = model.params
-    return {
-        "architecture": getattr(model, "architecture", None),
-        "genres": list(model.genres),
-        "song_accuracy": _number(summary.get("song_accuracy_mean")),
-        "song_accuracy_std": _number(summary.get("song_accuracy_std")),
-        "runs": summary.get("runs"),
-        "features": params.to_dict(),
-        "chunk_frames": int(model.chunk_frames),
-        "segment_seconds": round(model.chunk_frames * params.seconds_per_frame, 4),
-        "genrify_version": getattr(model, "genrify_version", None),
-    }
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or ``None``: NaN has no place in strict JSON (``GET /api/models`` would fail)."""
-    try:
-        number = None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number is not None and math.isfinite(number) else None
-
-
-def _entries(models: Sequence[ModelEntry] | Mapping[str, Classifier]) -> dict[str, ModelEntry]:
-    if isinstance(models, Mapping):
-        entries = [m if isinstance(m, ModelEntry) else ModelEntry.from_model(n, m) for n, m in models.items()]
-    else:
-        entries = list(models)
-    if not entries:
-        raise ParameterError("the web app needs at least one model")
-    out: dict[str, ModelEntry] = {}
-    for entry in entries:
-        if not isinstance(entry, ModelEntry):
-            raise ParameterError(f"expected ModelEntry objects, got {type(entry).__name__}")
-        if entry.name in out:
-            raise ParameterError(f"two models are named {entry.name!r}; names must be unique")
-        out[entry.name] = entry
-    return out
-
-
-# --- helpers -----------------------------------------------------------------------------------
-
-
-class _ClientError(Exception):
-    """A request the app refuses: the status code and one line for the client."""
-
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers
-
-
-def display_name(filename: str | None) -> str:
-    """A client's file name made safe to show: its last component, printable, at most 200 characters.
-
-    Only ever displayed and returned; never used as a path.
-    """
-    name = re.split(r"[\\/]", filename or "")[-1]
-    name = "".join(c for c in unicodedata.normalize("NFC", name) if not unicodedata.category(c).startswith("C"))
-    name = name.strip()
-    if name.strip(".") == "":  # "." and ".." name nothing
-        name = ""
-    if len(name) > 200:
-        stem, dot, ext = name.rpartition(".")
-        name = (stem[: 190] + "…" + dot + ext) if dot and len(ext) <= 8 else name[:200]
-    return name or "upload"
-
-
-def safe_extension(filename: str | None) -> str:
-    """The client name's extension where it is a known audio extension (lower-cased), else ``""``."""
-    suffix = os.path.splitext(display_name(filename))[1].lower()
-    return suffix if suffix in AUDIO_EXTENSIONS else ""
 
 
 def _parse_bool(name: str, value: str | None, default: bool) -> bool:
@@ -232,7 +72,7 @@ def _parse_bool(name: str, value: str | None, default: bool) -> bool:
         return True
     if text in _FALSE:
         return default if text == "" else False
-    raise _ClientError(422, f"{name} must be true or false, not {value!r}")
+    raise ClientError(422, f"{name} must be true or false, not {value!r}")
 
 
 def _parse_top_k(value: str | None) -> int | None:
@@ -241,279 +81,34 @@ def _parse_top_k(value: str | None) -> int | None:
     try:
         k = int(value.strip())
     except ValueError:
-        raise _ClientError(422, f"top_k must be a whole number of genres (1 or more), not {value!r}") from None
+        raise ClientError(422, f"top_k must be a whole number of genres (1 or more), not {value!r}") from None
     if k < 1:
-        raise _ClientError(422, f"top_k must be at least 1, not {k}")
+        raise ClientError(422, f"top_k must be at least 1, not {k}")
     return k
-
-
-def spectrogram_png(
-    features: np.ndarray, max_width: int = SPECTROGRAM_MAX_WIDTH, top_db: float = 80.0, scale: str = "db"
-) -> str:
-    """A log-mel spectrogram ``(n_mels, frames)`` as a ``data:image/png;base64,...`` URL.
-
-    One pixel row per mel band (low bands at the bottom), one column per frame up to ``max_width``
-    columns (longer songs are averaged down). Colours span ``top_db`` below the peak for decibels;
-    other compressions (musicnn's ``log10p``, 0 for silence) span their whole range.
-    """
-    from matplotlib import (
-        image,  # pyplot is never imported: no GUI backend, safe in threads
-    )
-
-    frames = features.shape[1]
-    if frames > max_width:
-        # Column means, a block of columns at a time: a long song's float16 features are never
-        # copied whole to float32.
-        edges = np.linspace(0, frames, max_width + 1).round().astype(np.int64)
-        db = np.empty((features.shape[0], max_width), dtype=np.float32)
-        for i in range(0, max_width, 64):
-            j = min(i + 64, max_width)
-            block = np.asarray(features[:, edges[i] : edges[j]], dtype=np.float32)
-            db[:, i:j] = np.add.reduceat(block, edges[i:j] - edges[i], axis=1) / np.diff(edges[i : j + 1])
-    else:
-        db = np.asarray(features, dtype=np.float32)
-    peak = float(db.max()) if db.size else 0.0
-    floor = peak - top_db if scale == "db" else (float(db.min()) if db.size else 0.0)
-    buffer = io.BytesIO()
-    image.imsave(buffer, db, cmap="magma", vmin=floor, vmax=max(peak, floor + 1e-6), origin="lower", format="png")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-# --- upload --------------------------------------------------------------------------------------
-
-
-class _Upload:
-    """One request's multipart body, streamed: the file part to disk, the small fields to memory."""
-
-    def __init__(
-        self,
-        directory: Path,
-        max_bytes: int,
-        timeout: float = DEFAULT_REQUEST_TIMEOUT,
-        min_rate: float = DEFAULT_MIN_UPLOAD_RATE,
-    ) -> None:
-        self.directory = directory
-        self.max_bytes = max_bytes
-        self.timeout = timeout
-        self.min_rate = min_rate
-        self.path: Path | None = None
-        self.filename: str | None = None
-        self.size = 0
-        self.fields: dict[str, str] = {}
-        self.ended = False
-        self._fd: int | None = None
-        self._headers: dict[bytes, bytes] = {}
-        self._header_name = b""
-        self._header_value = b""
-        self._part: str | None = None  # "file", "field", or "skip"
-        self._field_name = ""
-        self._field_value = bytearray()
-        self._parts = 0
-
-    # python-multipart callbacks ------------------------------------------------------------
-    def on_part_begin(self) -> None:
-        self._parts += 1
-        if self._parts > _MAX_FIELDS:
-            raise _ClientError(422, f"too many form fields (at most {_MAX_FIELDS})")
-        self._headers = {}
-        self._part = None
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def on_header_end(self) -> None:
-        self._headers[self._header_name.strip().lower()] = self._header_value
-        self._header_name, self._header_value = b"", b""
-
-    def on_headers_finished(self) -> None:
-        from python_multipart.multipart import parse_options_header
-
-        _kind, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in options:
-            if name != "file":
-                self._part = "skip"  # a file under another name: not ours, read past it
-                return
-            if self.path is not None:
-                raise _ClientError(422, "send one file per request")
-            self.filename = options[b"filename"].decode("utf-8", "replace")
-            # The server chooses the name; the client's name lends only a known audio extension.
-            self.path = self.directory / f"upload-{secrets.token_hex(12)}{safe_extension(self.filename)}"
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-            self._fd = os.open(self.path, flags, 0o600)
-            self._part = "file"
-        else:
-            self._part = "field"
-            self._field_name = name
-            self._field_value = bytearray()
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._part == "file":
-            self.size += end - start
-            if self.size > self.max_bytes:
-                raise _ClientError(413, _too_large(self.max_bytes))
-            view = memoryview(data)[start:end]
-            while view:
-                written = os.write(self._fd, view)  # type: ignore[arg-type]
-                view = view[written:]
-        elif self._part == "field":
-            self._field_value += data[start:end]
-            if len(self._field_value) > _MAX_FIELD_BYTES:
-                raise _ClientError(422, f"form field {self._field_name!r} is too long")
-
-    def on_part_end(self) -> None:
-        if self._part == "file":
-            self._close()
-        elif self._part == "field":
-            self.fields[self._field_name] = self._field_value.decode("utf-8", "replace")
-        self._part = None
-
-    def on_end(self) -> None:
-        self.ended = True
-
-    # --------------------------------------------------------------------------------------
-    async def receive(self, request: Request) -> None:
-        """Read the whole body, or raise :class:`_ClientError` (with ``Connection: close``: the rest of
-        a refused body is never read, so the connection cannot serve another request)."""
-        try:
-            await self._receive(request)
-        except _ClientError as exc:
-            exc.headers = {**(exc.headers or {}), "Connection": "close"}
-            raise
-
-    async def _receive(self, request: Request) -> None:
-        import anyio
-        from python_multipart.exceptions import MultipartParseError
-        from python_multipart.multipart import MultipartParser, parse_options_header
-        from starlette.requests import ClientDisconnect
-
-        kind, options = parse_options_header(request.headers.get("content-type", ""))
-        if kind != b"multipart/form-data":
-            raise _ClientError(415, "send the song as multipart/form-data, in the field 'file'")
-        boundary = options.get(b"boundary")
-        if not boundary:
-            raise _ClientError(422, "the multipart body has no boundary")
-        callbacks = {name: getattr(self, name) for name in (
-            "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
-            "on_part_data", "on_part_end", "on_end")}
-        try:
-            parser = MultipartParser(boundary, callbacks, **_PARSER_LIMITS)  # type: ignore[arg-type]
-        except (ValueError, MultipartParseError) as exc:  # e.g. a boundary over 256 bytes
-            raise _ClientError(422, f"the multipart body's boundary is unusable ({exc})") from None
-        limit = self.max_bytes + _FORM_OVERHEAD
-        total = 0
-        start = time.monotonic()
-        chunks = request.stream().__aiter__()
-        try:
-            while True:
-                # A client that stops sending is dropped, and one that trickles too: each would
-                # otherwise hold a connection and a partial file for as long as it likes.
-                with anyio.move_on_after(self.timeout) as waited:
-                    try:
-                        chunk = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        break
-                if waited.cancelled_caught:
-                    raise _ClientError(408, f"the upload stalled: nothing arrived for {self.timeout:g} s")
-                total += len(chunk)
-                elapsed = time.monotonic() - start
-                if elapsed > self.timeout and total < self.min_rate * elapsed:
-                    raise _ClientError(408, f"the upload is too slow ({_size(total / elapsed)}/s; this server "
-                                            f"needs at least {_size(self.min_rate)}/s)")
-                if total > limit:
-                    raise _ClientError(413, _too_large(self.max_bytes))
-                parser.write(chunk)
-            parser.finalize()
-        except MultipartParseError:
-            raise _ClientError(422, "the multipart body is malformed") from None
-        except ClientDisconnect:
-            raise _ClientError(400, "the upload was interrupted") from None
-        except OSError as exc:  # the disk is full, or the upload directory went away
-            log.error("cannot store an upload: %s", exc)
-            raise _ClientError(507, "the server has no room to store this upload now") from None
-        finally:
-            self._close()
-        if not self.ended:
-            raise _ClientError(422, "the upload ended before the multipart body was complete")
-
-    def _close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def remove(self) -> None:
-        self._close()
-        if self.path is not None:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-
-
-def _parser_limits() -> dict[str, int]:
-    """python-multipart's part-header limit raised to fit long file names (where it has one)."""
-    from python_multipart.multipart import MultipartParser
-
-    accepted = inspect.signature(MultipartParser.__init__).parameters
-    return {"max_header_size": _MAX_PART_HEADER_BYTES} if "max_header_size" in accepted else {}
-
-
-_PARSER_LIMITS = _parser_limits()
-
-
-def _too_large(limit: int) -> str:
-    return f"the file is larger than this server accepts ({_size(limit)})"
-
-
-def _size(n: float) -> str:
-    return f"{n / 2**20:.3g} MB" if n >= 2**20 else f"{n / 2**10:.3g} KB"
-
-
-# --- inference ---------------------------------------------------------------------------------
-
-
-def strict_json(content: Any) -> bytes:
-    """``content`` as strict JSON (RFC 8259: no NaN or Infinity, which browsers' ``JSON.parse`` refuses).
-
-    Raises
-    ------
-    ValueError
-        ``content`` holds a non-finite float.
-    """
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
-
-
-class StrictJSONResponse(JSONResponse):
-    """The app's JSON responses: strict JSON; a NaN is an error (answered as JSON 500), never sent."""
-
-    def render(self, content: Any) -> bytes:
-        return strict_json(content)
 
 
 def _classify_file(
     entry: ModelEntry, path: Path, name: str, top_k: int | None, timeline: bool, spectrogram: bool
 ) -> bytes:
-    """Decode once, classify, draw the spectrogram from the same features, and render the answer as
-    strict JSON (in a worker thread: a large spectrogram is not encoded on the event loop)."""
-    from genrify import predict
+    """Classify through the classification service (the answer `genrify classify` gives for the
+    file), draw the spectrogram if asked, and render the answer as strict JSON (in a worker thread:
+    a large spectrogram is not encoded on the event loop)."""
+    from genrify.classify import classify_song
+    from genrify.segments import song_features
 
     features = None
     try:
-        if spectrogram:  # the picture needs the whole song: decode it once, classify its sampled segments
-            features, duration = predict.song_features(path, entry.model.params)
-            prediction = predict.predict_features(features, entry.model, duration=duration, path=name)
-        else:  # only the sampled segments are decoded (the same answer `genrify classify` gives)
-            prediction = predict.classify(path, entry.model)
-            prediction.path = name
+        # Only the sampled segments are decoded for the answer; the picture needs the whole song.
+        prediction = classify_song(path, entry.model, name=name)
+        if spectrogram:
+            features, _duration = song_features(path, entry.model.params)
     except AudioError as exc:
         # The reason may quote the server's file name; the client only ever sees its own.
         reason = exc.reason.replace(str(path), name).replace(str(path.parent), "")
-        raise _ClientError(422, f"{name}: could not be read as audio ({reason})") from None
+        raise ClientError.from_error(exc, f"{name}: could not be read as audio ({reason})") from None
     except GenrifyError as exc:
-        raise _ClientError(422, f"{name}: {str(exc).replace(str(path), name)}") from None
+        # Bad input is 422; a missing dependency 503, storage 507 (genrify.errors.STATUS).
+        raise ClientError.from_error(exc, f"{name}: {str(exc).replace(str(path), name)}") from None
     out: dict[str, Any] = {"model": entry.name, **prediction.to_dict(top_k=top_k, timeline=timeline)}
     if features is not None:
         out["spectrogram_png"] = spectrogram_png(features, scale=entry.model.params.scale)
@@ -522,37 +117,8 @@ def _classify_file(
     except ValueError:
         # A broken model (NaN weights) or features it cannot handle: there is no answer to give, and
         # a NaN must never reach the client (strict JSON parsers refuse the whole answer).
-        raise _ClientError(422, f"{name}: could not be classified (the model's probabilities are not "
+        raise ClientError(422, f"{name}: could not be classified (the model's probabilities are not "
                                 "finite numbers)") from None
-
-
-# --- the app -----------------------------------------------------------------------------------
-
-
-class _SecurityHeaders:
-    """ASGI middleware: a strict content security policy and friends for the page and its files."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(("/docs", "/redoc")):
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                from starlette.datastructures import MutableHeaders
-
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                headers.setdefault("X-Frame-Options", "DENY")
-                if not scope["path"].startswith("/api/"):
-                    headers.setdefault("Content-Security-Policy", _CSP)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 _CLASSIFY_BODY = {
@@ -627,7 +193,7 @@ def create_app(
     import anyio
     from fastapi.staticfiles import StaticFiles
 
-    entries = _entries(models)
+    entries = entries_by_name(models)
     if not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
         raise ParameterError(f"max_upload_bytes must be a positive number of bytes, not {max_upload_bytes!r}")
     if not isinstance(workers, int) or workers < 1:
@@ -666,8 +232,8 @@ def create_app(
     app.state.max_pending = pending_limit
     state = {"uploading": 0, "pending": 0}
 
-    @app.exception_handler(_ClientError)
-    async def client_error(_request: Request, exc: _ClientError) -> JSONResponse:
+    @app.exception_handler(ClientError)
+    async def client_error(_request: Request, exc: ClientError) -> JSONResponse:
         return StrictJSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(Exception)
@@ -723,13 +289,13 @@ def create_app(
         # Refuse what can be refused before reading a byte of the body.
         options = _options({"model": model, "top_k": top_k, "timeline": timeline, "spectrogram": spectrogram}, entries)
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_upload_bytes + _FORM_OVERHEAD:
-            raise _ClientError(413, _too_large(max_upload_bytes), headers={"Connection": "close"})
+        if length is not None and length.isdigit() and int(length) > max_upload_bytes + FORM_OVERHEAD:
+            raise ClientError(413, too_large(max_upload_bytes), headers={"Connection": "close"})
         # The inference queue is full: say so now rather than after the upload.
         if state["pending"] >= pending_limit or state["uploading"] >= upload_limit:
-            raise _ClientError(503, "the server is busy; try again shortly",
+            raise ClientError(503, "the server is busy; try again shortly",
                                headers={"Retry-After": "5", "Connection": "close"})
-        upload = _Upload(directory, max_upload_bytes, request_timeout, min_upload_rate)
+        upload = Upload(directory, max_upload_bytes, request_timeout, min_upload_rate)
         queued = False
         state["uploading"] += 1
         try:
@@ -738,7 +304,7 @@ def create_app(
             finally:
                 state["uploading"] -= 1
             if upload.path is None:
-                raise _ClientError(422, "no file: send the song in the multipart field 'file'")
+                raise ClientError(422, "no file: send the song in the multipart field 'file'")
             fields = {k: v for k, v in upload.fields.items() if k in ("model", "top_k", "timeline", "spectrogram")}
             if fields:
                 options = _options({"model": model, "top_k": top_k, "timeline": timeline,
@@ -747,18 +313,18 @@ def create_app(
             # Only a song received whole takes a place in the queue (an upload that stalls is
             # dropped by its timeout without ever holding one).
             if state["pending"] >= pending_limit:
-                raise _ClientError(503, "the server is busy; try again shortly", headers={"Retry-After": "5"})
+                raise ClientError(503, "the server is busy; try again shortly", headers={"Retry-After": "5"})
             state["pending"] += 1
             queued = True
             name = display_name(upload.filename)
             work = partial(_classify_file, entry, upload.path, name, k, with_timeline, with_spectrogram)
             try:
                 body = await anyio.to_thread.run_sync(work, limiter=limiter)
-            except _ClientError:
+            except ClientError:
                 raise
             except Exception:
                 log.exception("classifying %s failed", name)
-                raise _ClientError(500, f"{name}: classification failed on the server") from None
+                raise ClientError(500, f"{name}: classification failed on the server") from None
             return Response(body, media_type="application/json")
         finally:
             upload.remove()
@@ -770,7 +336,7 @@ def create_app(
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
@@ -782,7 +348,7 @@ def _options(values: Mapping[str, str | None], entries: Mapping[str, ModelEntry]
         entry = entries[name]
     else:
         known = ", ".join(repr(n) for n in entries)
-        raise _ClientError(422, f"unknown model {name[:100]!r}; this server has {known}")
+        raise ClientError(422, f"unknown model {name[:100]!r}; this server has {known}")
     return (
         entry,
         _parse_top_k(values.get("top_k")),

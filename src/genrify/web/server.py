@@ -9,12 +9,11 @@ uvicorn gives a connection no deadline for its request headers (its keep-alive t
 first byte), so a client that connects and sends nothing, or half a header, would hold a connection
 (and a place under ``limit_concurrency``) for ever. The protocol here closes a connection that has no
 request in progress after the app's ``request_timeout``; the app drops uploads that stall or
-trickle on the same clock (:class:`genrify.web.app._Upload`).
+trickle on the same clock (:class:`genrify.web.upload.Upload`).
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import threading
@@ -23,8 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genrify.errors import ParameterError
-from genrify.web.app import DEFAULT_REQUEST_TIMEOUT, ModelEntry, create_app
+from genrify.errors import GenrifyIOError, ParameterError, UsageError
+from genrify.web.app import create_app
+from genrify.web.catalogue import ModelEntry
+from genrify.web.upload import DEFAULT_REQUEST_TIMEOUT
 
 if TYPE_CHECKING:
     import uvicorn
@@ -175,23 +176,29 @@ def serve(
     ------
     ModelFileError
         A model file cannot be loaded.
+    UsageError
+        A setting out of range (a :class:`ParameterError`: ``genrify serve`` exits 2).
     ParameterError
-        No models, a setting out of range, or the address cannot be listened on.
+        No models.
+    GenrifyIOError
+        The address cannot be listened on (in use, or not this machine's).
     SystemExit
         On SIGTERM (status 143), after the server has stopped and its upload directory is removed.
     """
     import torch
 
     if not (0 <= int(port) <= 65535):
-        raise ParameterError(f"port must be 0 to 65535, not {port}")
+        raise UsageError(f"port must be 0 to 65535, not {port}")
     if not max_upload_mb > 0:
-        raise ParameterError(f"the upload limit must be more than 0 MB, not {max_upload_mb}")
+        raise UsageError(f"the upload limit must be more than 0 MB, not {max_upload_mb}")
     if not request_timeout > 0:
-        raise ParameterError(f"the request timeout must be more than 0 seconds, not {request_timeout}")
-    cores = os.cpu_count() or 1
+        raise UsageError(f"the request timeout must be more than 0 seconds, not {request_timeout}")
+    from genrify.runner import default_jobs
+
+    cores = default_jobs()
     workers = workers if workers is not None else max(1, min(4, cores))
     if workers < 1:
-        raise ParameterError(f"workers must be at least 1, not {workers}")
+        raise UsageError(f"workers must be at least 1, not {workers}")
     entries = [ModelEntry.from_file(p) for p in model_paths]
     taken = {e.name for e in entries}
     for i, entry in enumerate(entries):  # two files with one stem: tell them apart
@@ -214,7 +221,7 @@ def serve(
         sock.bind((host, int(port)))
     except OSError as exc:
         sock.close()
-        raise ParameterError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise GenrifyIOError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     app = None
     try:
         # Each worker thread gets its share of the cores; set once for the process, never per request.

@@ -1,0 +1,826 @@
+"""The classification service: which model, which files, cached answers, and what to do with them.
+
+Everything that classifies more than a waveform goes through here: ``genrify classify``, the web app
+and the beets plugin.
+
+- :class:`ModelRef` names a model without loading it: a model file, or the built-in model over some
+  genres. It knows its cache key, name, genres and feature parameters (from the file's metadata, or
+  the built-in model's constants), loads the model once per process (:meth:`ModelRef.load`), and
+  pickles as a small value, so a remote worker rebuilds the model from it.
+- :func:`classify_library` finds the audio under some paths, reuses cached answers, classifies the
+  rest through a runner (:mod:`genrify.runner`), turns non-finite answers into failures, and returns
+  a :class:`LibraryRun`: the results in input order and a :class:`RunSummary`. Listeners
+  (:class:`Listener`, after beets' plugin events) hear of the start, each result and the end: the
+  CLI's progress bar is one.
+- :func:`tag_results`, :func:`organize_results` and :func:`playlist_results` consume the results
+  (genre tags, one folder per genre, one playlist per genre); each returns its report with a
+  summary line.
+- :func:`classify_song` classifies one song, as a library run would: the web app's answer.
+
+>>> from genrify.classify import ModelRef, classify_library
+>>> run = classify_library(["~/Music"], ModelRef.builtin(["rock", "jazz"]))   # doctest: +SKIP
+>>> run.summary.classified, run.summary.genres                                # doctest: +SKIP
+(412, {'rock': 301, 'jazz': 111})
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genrify import outputs, predict
+from genrify.errors import ModelFileError, ParameterError, PredictionError
+from genrify.library import AudioSearch, display_path, find_audio
+from genrify.predict import Failure, Prediction, SegmentPlan, predict_or_fail
+from genrify.runner import LocalRunner, Processor, Runner
+from genrify.segments import DEFAULT_MAX_SEGMENTS
+
+if TYPE_CHECKING:
+    from genrify.features import FeatureParams
+    from genrify.organize import MoveResult
+    from genrify.results import ResultCache
+    from genrify.tags import TagChange
+
+#: One file's answer: a prediction, or why there is none.
+Result = Prediction | Failure
+
+
+# --- the model reference ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model named, not loaded: a model file, or the built-in model over some genres.
+
+    Make one with :meth:`file` or :meth:`builtin`. It pickles as a small value (a path, or genre
+    names), which is what a remote worker needs to load the model itself.
+
+    Attributes
+    ----------
+    path
+        The model file as given; ``None`` for the built-in model.
+    chosen
+        With the built-in model: the genres asked for (``None``: all of them).
+    """
+
+    path: str | None = None
+    chosen: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.path is not None and self.chosen:
+            raise ParameterError("genres choose among the built-in model's genres; a trained model answers with its own")
+
+    @classmethod
+    def file(cls, path: str | Path) -> ModelRef:
+        """A model file made by ``genrify train`` (checked when first read, not here)."""
+        return cls(path=os.fspath(path))
+
+    @classmethod
+    def builtin(cls, genres: Sequence[str] | None = None) -> ModelRef:
+        """The built-in pretrained model, answering among ``genres`` (names or aliases; ``None``: all).
+
+        Raises
+        ------
+        ParameterError
+            An unknown genre, or one asked for twice.
+        """
+        from genrify.models.builtin import resolve_genres
+
+        chosen = tuple(g.strip() for g in genres if g.strip()) if genres else None
+        resolve_genres(chosen)  # an unknown genre fails here, once, never on every worker
+        return cls(path=None, chosen=chosen or None)
+
+    @property
+    def is_builtin(self) -> bool:
+        """True for the built-in model."""
+        return self.path is None
+
+    @property
+    def name(self) -> str:
+        """What tables and summaries call the model: the file's name, or the built-in model's."""
+        if self.path is None:
+            from genrify.models.builtin import NAME
+
+            return NAME
+        return Path(self.path).name
+
+    @cached_property
+    def metadata(self) -> dict[str, Any]:
+        """A model file's validated genrify metadata (:func:`genrify.modelfile.read_metadata`),
+        read without the weights; empty for the built-in model.
+
+        Raises
+        ------
+        ModelFileError
+            The file is missing or not a genrify model.
+        """
+        if self.path is None:
+            return {}
+        from genrify import modelfile
+
+        return modelfile.read_metadata(self.path)
+
+    @property
+    def genres(self) -> list[str]:
+        """The genres the model answers with, in its output order (without loading it)."""
+        if self.path is None:
+            from genrify.models.builtin import resolve_genres
+
+            return [shown for shown, _ in resolve_genres(self.chosen)]
+        return list(self.metadata["genres"])
+
+    @property
+    def params(self) -> FeatureParams:
+        """The model's feature parameters (without loading it)."""
+        if self.path is None:
+            from genrify.models.musicnn import MUSICNN_PARAMS
+
+            return MUSICNN_PARAMS
+        from genrify.features import FeatureParams
+
+        return FeatureParams.from_dict(self.metadata["features"])
+
+    @property
+    def chunk_frames(self) -> int:
+        """Frames per segment the model reads (without loading it)."""
+        if self.path is None:
+            from genrify.models.musicnn import PATCH_FRAMES
+
+            return PATCH_FRAMES
+        return int(self.metadata["chunk_frames"])
+
+    @property
+    def cache_key(self) -> str:
+        """The model's identity in the results cache (:class:`genrify.results.ResultCache`): a
+        file's SHA-256, or the built-in model's name, genrify's version and the genres."""
+        if self.path is None:
+            from genrify import __version__
+
+            return f"builtin:{self.name}:{__version__}:{','.join(self.genres)}"
+        from genrify.results import file_digest
+
+        try:
+            return file_digest(self.path)
+        except OSError as exc:
+            raise ModelFileError(f"{self.path}: model file cannot be read ({exc.strerror or exc})") from None
+
+    def check(self) -> None:
+        """Fail now, with one line, where the model cannot be used (a missing or bad file, unknown
+        genres), before any work.
+
+        Raises
+        ------
+        ModelFileError, ParameterError
+        """
+        self.genres  # noqa: B018 - reads and validates the metadata (or the built-in genres)
+
+    def for_workers(self) -> ModelRef:
+        """This reference with an absolute path: workers run elsewhere, in other folders."""
+        return self if self.path is None else ModelRef(path=os.path.abspath(self.path))
+
+    def load(self) -> Any:
+        """The model, loaded once per process (in eval mode) while its file is unchanged.
+
+        The CLI, the web app and every worker share it; loading is safe
+        (:func:`genrify.modelfile.load` never runs code from the file).
+
+        Raises
+        ------
+        ModelFileError
+            The file is missing or not a genrify model.
+        """
+        if self.path is None:
+            key: tuple[Any, ...] = ("builtin", self.chosen)
+        else:
+            path = os.path.abspath(self.path)
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise ModelFileError(f"{self.path}: model file not found ({exc.strerror or exc})") from None
+            key = (path, st.st_size, st.st_mtime_ns)
+        with _MODELS_LOCK:
+            model = _MODELS.get(key)
+            if model is not None:
+                _MODELS.move_to_end(key)
+                return model
+            if self.path is None:
+                from genrify.models.builtin import load_builtin
+
+                model = load_builtin(list(self.chosen) if self.chosen else None)
+            else:
+                from genrify import modelfile
+
+                model = modelfile.load(self.path)
+            model.network.eval()
+            for old in [k for k in _MODELS if k[0] == key[0]]:  # an older version of the same file
+                del _MODELS[old]
+            _MODELS[key] = model
+            while len(_MODELS) > _MODELS_KEPT:
+                _MODELS.popitem(last=False)
+            return model
+
+
+#: Models loaded in this process by :meth:`ModelRef.load`. Keys: ``(absolute path, size, mtime)``
+#: for a model file, ``("builtin", genres)`` for the built-in model.
+_MODELS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+_MODELS_KEPT = 2
+
+
+def loaded_models() -> list[tuple[Any, ...]]:
+    """The keys of the models :meth:`ModelRef.load` holds in this process, oldest first."""
+    with _MODELS_LOCK:
+        return list(_MODELS)
+
+
+# --- options ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """Which segments of each song the model sees: everything besides the model that changes an answer.
+
+    Attributes
+    ----------
+    hop_seconds
+        Time between segment starts (``None``: one segment's length, no overlap).
+    max_segments
+        Classify at most this many segments per song, spread evenly; 0 or ``None``: every segment.
+
+    Raises
+    ------
+    ParameterError
+        A hop that is not a positive, finite number of seconds, or a negative ``max_segments``.
+    """
+
+    hop_seconds: float | None = None
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS
+
+    def __post_init__(self) -> None:
+        if self.hop_seconds is not None and not (self.hop_seconds > 0 and math.isfinite(self.hop_seconds)):
+            raise ParameterError(f"segment hop must be a positive number of seconds, not {self.hop_seconds}")
+        if self.max_segments is not None and self.max_segments < 0:
+            raise ParameterError(f"max_segments must be 0 (every segment) or more, not {self.max_segments}")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The results cache's settings key (the same as earlier genrify versions wrote)."""
+        return {"hop": self.hop_seconds, "max_segments": self.max_segments}
+
+
+def open_cache(path: str | Path, ref: ModelRef, options: ClassifyOptions = ClassifyOptions(), *,
+               notify: Callable[[str], None] | None = None) -> ResultCache:
+    """The results cache at ``path`` for this model and these options (see :mod:`genrify.results`).
+
+    Raises
+    ------
+    ParameterError
+        ``path`` is not a genrify results cache (left untouched).
+    ModelFileError
+        The model file cannot be read.
+    """
+    from genrify.results import ResultCache
+
+    return ResultCache(path, ref.cache_key, options.settings, notify=notify)
+
+
+# --- one song --------------------------------------------------------------------------------------
+
+
+def classify_song(path: str | Path, model: Any, options: ClassifyOptions = ClassifyOptions(), *,
+                  name: str | None = None) -> Prediction:
+    """Classify one file, as :func:`classify_library` would (the same segments, the same answer).
+
+    Parameters
+    ----------
+    path
+        The audio file.
+    model
+        A loaded model (:meth:`ModelRef.load`, or any :class:`genrify.predict.Classifier`).
+    options
+        Which segments.
+    name
+        The path recorded in the answer (default: ``path``), e.g. an upload's client-side name.
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded.
+    PredictionError
+        No audio, or the model gives no finite answer.
+    """
+    prediction = predict.classify(path, model, hop_seconds=options.hop_seconds, max_segments=options.max_segments)
+    prediction.path = str(path) if name is None else name
+    return finite(prediction)
+
+
+def finite(prediction: Prediction) -> Prediction:
+    """The prediction, where every number in it is finite.
+
+    Raises
+    ------
+    PredictionError
+        A NaN or infinity: no answer, never to reach JSON, tags or folders.
+    """
+    (checked,) = outputs.checked([prediction])
+    if isinstance(checked, Failure):
+        raise PredictionError(prediction.path, checked.error)
+    return prediction
+
+
+# --- many files on remote workers ------------------------------------------------------------------
+
+
+def _load_model(ref: ModelRef, hop_frames: int | None, max_segments: int | None) -> None:
+    # Setup, outside the per-file failure records: a model a worker cannot load fails the task.
+    predict._one_thread()
+    ref.load()
+
+
+def _classify_file(path: str, ref: ModelRef, hop_frames: int | None, max_segments: int | None) -> Result:
+    model = ref.load()
+    plan = SegmentPlan(model.params, model.chunk_frames, hop_frames, max_segments)
+    return predict_or_fail(plan.segments(path), model, path=path)
+
+
+#: Decoding, features and the model for one file, in a worker that loads the model itself (once):
+#: ``FILE_CLASSIFIER(path, ref, hop_frames, max_segments)``.
+FILE_CLASSIFIER: Processor[str, Result] = Processor(_classify_file, Failure, setup=_load_model)
+
+
+def classify_remote(
+    paths: Sequence[str | Path],
+    ref: ModelRef,
+    runner: Runner,
+    *,
+    options: ClassifyOptions = ClassifyOptions(),
+    processor: Processor[str, Result] = FILE_CLASSIFIER,
+) -> Iterator[Result]:
+    """Classify files where each worker loads the model itself (a Dask cluster); results as they
+    come, carrying the paths as given.
+
+    Parameters
+    ----------
+    paths
+        Audio files, at paths every worker sees (relative ones are made absolute for the workers).
+    ref
+        The model; a file must be at a path every worker sees.
+    runner
+        The runner (usually :class:`genrify.distributed.DaskRunner`).
+    options
+        Which segments.
+    processor
+        The per-file work (default :data:`FILE_CLASSIFIER`).
+
+    Raises
+    ------
+    ModelFileError
+        The model file cannot be read (checked here first, once, not on every worker).
+    ParameterError
+        The workers cannot see the model or the files.
+    """
+    given = [str(p) for p in paths]
+    if not given:
+        return
+    ref = ref.for_workers()
+    hop_frames = predict.segment_hop(options.hop_seconds, ref.params)  # a bad model file fails here
+    # Workers run elsewhere, in other folders: they get absolute paths; results carry the paths given.
+    todo = [os.path.abspath(p) for p in given]
+    shown = dict(zip(todo, given, strict=True))
+    runner.check([p for p in (ref.path, todo[0]) if p is not None], what="model file")
+    for result in runner.run(processor, todo, ref, hop_frames, options.max_segments):
+        path = shown.get(result.path, result.path)  # type: ignore[arg-type]
+        if isinstance(result, Failure):
+            yield Failure(path, result.error) if path != result.path else result
+        else:
+            result.path = path
+            yield result
+
+
+# --- a library run ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a library run did.
+
+    Attributes
+    ----------
+    classified
+        Files with an answer (from the cache or not).
+    from_cache
+        Of those, answers read from the results cache.
+    failed
+        Files without an answer (unreadable, non-finite answers, inputs that do not exist).
+    passed_over
+        Things inside the folders passed over (broken or looping links, unreadable folders).
+    seconds
+        Wall time of the run.
+    genres
+        Files per top genre, most frequent first.
+    """
+
+    classified: int
+    from_cache: int
+    failed: int
+    passed_over: int
+    seconds: float
+    genres: dict[str, int] = field(default_factory=dict)
+
+    def spread(self, n: int = 6) -> str:
+        """The ``n`` most frequent genres with their counts, e.g. ``"rock 12, jazz 3"``."""
+        return ", ".join(f"{g} {c}" for g, c in list(self.genres.items())[:n])
+
+    @property
+    def line(self) -> str:
+        """One line for people, e.g. ``"18 classified (0 from cache), 1 failed in 2.1 s · rock 12, jazz 6"``."""
+        spread = self.spread()
+        return (f"{self.classified} classified ({self.from_cache} from cache), {self.failed} failed in "
+                f"{self.seconds:.1f} s" + (f" · {spread}" if spread else ""))
+
+
+@dataclass
+class LibraryRun:
+    """The results of :func:`classify_library`, in input order, and its summary.
+
+    Attributes
+    ----------
+    results
+        One per file found, in the order found, then one :class:`~genrify.predict.Failure` per
+        input that does not exist or cannot be read.
+    summary
+        The counts.
+    found
+        What the search found: the files, the inputs missing, what was passed over.
+    """
+
+    results: list[Result]
+    summary: RunSummary
+    found: AudioSearch
+
+    @property
+    def predictions(self) -> list[Prediction]:
+        """The answers (no failures), in order."""
+        return [r for r in self.results if isinstance(r, Prediction)]
+
+    @property
+    def failures(self) -> list[Failure]:
+        """The files without an answer, in order."""
+        return [r for r in self.results if isinstance(r, Failure)]
+
+
+class Listener:
+    """Hears of a library run as it goes (beets' plugin events are the model); override what you need.
+
+    Every hook runs in the calling thread; an exception in one ends the run.
+    """
+
+    def on_start(self, found: AudioSearch) -> None:
+        """The audio was found; ``len(found.files)`` results follow."""
+
+    def on_result(self, result: Result, cached: bool) -> None:
+        """One file's result, as it arrives; ``cached`` where it came from the results cache."""
+
+    def on_finish(self, run: LibraryRun) -> None:
+        """The run is over (not called when it ends by an exception)."""
+
+
+def require_audio(found: AudioSearch, paths: Sequence[str | Path], *, hint: str = "") -> AudioSearch:
+    """``found`` (:func:`genrify.library.find_audio` of ``paths``), where it holds a file to classify.
+
+    Parameters
+    ----------
+    found
+        What the search found.
+    paths
+        The inputs searched, named in the error.
+    hint
+        Added after the count of things passed over, e.g. how to list them.
+
+    Raises
+    ------
+    ParameterError
+        Nothing to classify: every input is missing, or the folders hold no audio.
+    """
+    if not found.files:
+        problems = [f"{display_path(raw)}: {reason}" for raw, reason in found.missing]
+        folders = [p for p in paths if os.path.isdir(p)]
+        if folders:
+            problems.append(f"no audio files in {', '.join(display_path(p) for p in folders)}"
+                            + (f" ({len(found.passed_over)} passed over{hint})" if found.passed_over else ""))
+        raise ParameterError("; ".join(problems))
+    return found
+
+
+def classify_library(
+    paths: Sequence[str | Path] | AudioSearch,
+    ref: ModelRef,
+    *,
+    options: ClassifyOptions = ClassifyOptions(),
+    runner: Runner | None = None,
+    cache: ResultCache | None = None,
+    listeners: Sequence[Listener] = (),
+    device: Any = None,
+) -> LibraryRun:
+    """Classify the audio under ``paths``, reusing cached answers; results in input order.
+
+    With a local runner, decoding runs in its workers and the model (:meth:`ModelRef.load`) here;
+    with a remote runner (Dask) each worker loads the model and classifies whole files. A file that
+    cannot be read, or whose answer is not finite, becomes a :class:`~genrify.predict.Failure` and
+    the run goes on.
+
+    Parameters
+    ----------
+    paths
+        Audio files and folders (searched recursively, :func:`genrify.library.find_audio`), or
+        what that search found already (a caller that checks its outputs against the inputs).
+    ref
+        The model.
+    options
+        Which segments.
+    runner
+        Default: a :class:`~genrify.runner.LocalRunner` over every core.
+    cache
+        Results of earlier runs (:func:`open_cache`); new answers are added to it. Not closed here.
+    listeners
+        Told of the start, each result and the end (:class:`Listener`).
+    device
+        Where the model runs in this process (a torch device); default: where it was loaded.
+
+    Raises
+    ------
+    ParameterError
+        Nothing to classify (see :func:`require_audio`); bad settings; the workers cannot see the files.
+    ModelFileError
+        The model cannot be loaded.
+    """
+    started = time.perf_counter()
+    found = paths if isinstance(paths, AudioSearch) else require_audio(find_audio(paths), paths)
+    runner = runner if runner is not None else LocalRunner()
+    for listener in listeners:
+        listener.on_start(found)
+
+    def tell(result: Result, cached: bool) -> None:
+        for listener in listeners:
+            listener.on_result(result, cached)
+
+    done: dict[str, Result] = {}
+    todo: list[str] = []
+    from_cache = 0
+    for path in found.files:
+        hit = cache.get(path) if cache is not None else None
+        if hit is not None:
+            prediction = Prediction.from_dict(hit)
+            prediction.path = path
+            (done[path],) = outputs.checked([prediction])  # a damaged entry is no answer
+            from_cache += isinstance(done[path], Prediction)
+            tell(done[path], True)
+        else:
+            todo.append(path)
+    try:
+        for result in _classify_paths(todo, ref, runner, options, device):
+            # A non-finite answer is a failure of its file: never cached, never NaN in JSON or tags.
+            (result,) = outputs.checked([result])
+            done[result.path] = result  # type: ignore[index]
+            if cache is not None and isinstance(result, Prediction):
+                cache.put(result.path, result.to_dict(timeline=True))  # type: ignore[arg-type]
+            tell(result, False)
+    finally:
+        if cache is not None:
+            cache.commit()
+    results = [done[p] for p in found.files] + [Failure(raw, reason) for raw, reason in found.missing]
+    counts: dict[str, int] = {}
+    for r in results:
+        if isinstance(r, Prediction):
+            counts[r.genre] = counts.get(r.genre, 0) + 1
+    good = sum(isinstance(r, Prediction) for r in results)
+    summary = RunSummary(
+        classified=good, from_cache=from_cache, failed=len(results) - good, passed_over=len(found.passed_over),
+        seconds=time.perf_counter() - started,
+        genres=dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+    )
+    run = LibraryRun(results, summary, found)
+    for listener in listeners:
+        listener.on_finish(run)
+    return run
+
+
+def _classify_paths(todo: list[str], ref: ModelRef, runner: Runner, options: ClassifyOptions,
+                    device: Any) -> Iterator[Result]:
+    """The uncached files' results, as they come: workers load the model (remote), or it runs here."""
+    if not todo:
+        return
+    if runner.remote:
+        yield from classify_remote(todo, ref, runner, options=options)
+        return
+    model = ref.load()
+    if device is not None:
+        model.network.to(device)
+    yield from predict.classify_paths(todo, model, runner=runner, hop_seconds=options.hop_seconds,
+                                      max_segments=options.max_segments)
+
+
+# --- consumers of results --------------------------------------------------------------------------
+
+
+def confident(results: Sequence[Result], min_confidence: float = 0.0) -> list[Prediction]:
+    """The answers whose top probability is at least ``min_confidence``: what may be tagged,
+    sorted and listed."""
+    return [r for r in results if isinstance(r, Prediction) and r.confidence >= min_confidence]
+
+
+@dataclass
+class TagReport:
+    """What :func:`tag_results` did (or, in a dry run, would do).
+
+    Attributes
+    ----------
+    changes
+        Files whose genre tag changed (or would change), with the change.
+    failures
+        ``(path, message)`` of files whose tag could not be written.
+    total
+        Files considered.
+    dry_run
+        Nothing was written.
+    """
+
+    changes: list[TagChange] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    total: int = 0
+    dry_run: bool = False
+
+    @property
+    def line(self) -> str:
+        """E.g. ``"genre tags: changed 3, 1 already right, 0 failed"``."""
+        verb = "would change" if self.dry_run else "changed"
+        right = self.total - len(self.changes) - len(self.failures)
+        return f"genre tags: {verb} {len(self.changes)}, {right} already right, {len(self.failures)} failed"
+
+
+def tag_results(predictions: Sequence[Prediction], *, genres: int = 1, separator: str | None = None,
+                dry_run: bool = False, cache: ResultCache | None = None) -> TagReport:
+    """Write each file's ``genres`` most probable genres into its genre tag (:func:`genrify.tags.write_genre`).
+
+    Parameters
+    ----------
+    predictions
+        The answers (see :func:`confident`).
+    genres
+        Genres per file, most probable first (multi-valued where the format allows).
+    separator
+        Join several genres into one value with this (for old players).
+    dry_run
+        Change nothing; report what would change.
+    cache
+        A results cache to keep valid: a rewritten file's answer is stored under its new mtime.
+
+    Returns
+    -------
+    TagReport
+        A file that cannot be tagged is a failure in it; the others are tagged.
+    """
+    from genrify.errors import GenrifyError
+    from genrify.tags import write_genre
+
+    report = TagReport(total=len(predictions), dry_run=dry_run)
+    for r in predictions:
+        try:
+            change = write_genre(r.path, [g for g, _ in r.top(genres)], separator=separator, dry_run=dry_run)  # type: ignore[arg-type]
+        except GenrifyError as exc:
+            report.failures.append((str(r.path), str(exc)))
+            continue
+        if change.changed:
+            report.changes.append(change)
+            if change.written and cache is not None:  # the audio is unchanged: the answer stays valid
+                cache.put(r.path, r.to_dict(timeline=True))  # type: ignore[arg-type]
+    if cache is not None:
+        cache.commit()
+    return report
+
+
+@dataclass
+class OrganizeReport:
+    """What :func:`organize_results` did: every move, and where each file now is."""
+
+    moves: list[MoveResult]
+    dest: Path
+    dry_run: bool = False
+
+    @property
+    def placed(self) -> dict[str, str]:
+        """Source path -> the file in the destination, for files placed there (now or earlier)."""
+        return {str(m.source): str(m.target) for m in self.moves if m.status in ("done", "skipped")}
+
+    @property
+    def line(self) -> str:
+        """E.g. ``"placed 18 files in sorted (0 failed)"``."""
+        failed = sum(not m.ok for m in self.moves)
+        if self.dry_run:
+            return f"would place {sum(m.status == 'planned' for m in self.moves)} files in {display_path(self.dest)} ({failed} failed)"
+        return f"placed {sum(m.status == 'done' for m in self.moves)} files in {display_path(self.dest)} ({failed} failed)"
+
+
+def organize_results(predictions: Sequence[Prediction], dest: str | Path, *, mode: str = "copy",
+                     sources: Sequence[str | Path] = (), dry_run: bool = False) -> OrganizeReport:
+    """Put each file into ``dest/<genre>/`` (:func:`genrify.organize.organize`, never overwriting).
+
+    Parameters
+    ----------
+    predictions
+        The answers (see :func:`confident`).
+    dest
+        The destination folder.
+    mode
+        copy, link or move.
+    sources
+        The folders the files were found in: their layout below is kept.
+    dry_run
+        Change nothing; plan only.
+    """
+    from genrify.organize import organize
+
+    moves = organize({r.path: r.genre for r in predictions}, dest, mode=mode,  # type: ignore[arg-type, misc]
+                     sources=sources, dry_run=dry_run)
+    return OrganizeReport(moves, Path(dest), dry_run)
+
+
+@dataclass
+class PlaylistReport:
+    """What :func:`playlist_results` wrote (or would write)."""
+
+    playlists: list[Path]
+    folder: Path
+    dry_run: bool = False
+
+    @property
+    def line(self) -> str:
+        """E.g. ``"4 playlists in lists"``."""
+        if self.dry_run:
+            return f"would write {len(self.playlists)} playlists in {display_path(self.folder)}"
+        return f"{len(self.playlists)} playlists in {display_path(self.folder)}"
+
+
+def playlist_results(predictions: Sequence[Prediction], folder: str | Path, *,
+                     placed: Mapping[str, str] | None = None, dry_run: bool = False) -> PlaylistReport:
+    """Write one ``<genre>.m3u8`` per genre into ``folder`` (:func:`genrify.organize.write_playlists`).
+
+    Parameters
+    ----------
+    predictions
+        The answers (see :func:`confident`).
+    folder
+        Where the playlists go.
+    placed
+        Where organising put each file (:attr:`OrganizeReport.placed`): the playlists list those.
+    dry_run
+        Write nothing; name the playlists that would be written.
+
+    Raises
+    ------
+    OrganizeError
+        A playlist would replace something that is not a playlist (see
+        :func:`genrify.organize.check_playlists`).
+    """
+    from genrify.organize import playlist_path, write_playlists
+
+    folder = Path(folder)
+    if dry_run:
+        return PlaylistReport(sorted({playlist_path(folder, r.genre) for r in predictions}), folder, True)
+    where = placed or {}
+    lists = write_playlists({where.get(r.path, r.path): r.genre for r in predictions}, folder,  # type: ignore[misc]
+                            durations={where.get(r.path, r.path): r.duration for r in predictions})  # type: ignore[misc]
+    return PlaylistReport(lists, folder)
+
+
+__all__ = [
+    "FILE_CLASSIFIER",
+    "ClassifyOptions",
+    "LibraryRun",
+    "Listener",
+    "ModelRef",
+    "OrganizeReport",
+    "PlaylistReport",
+    "Result",
+    "RunSummary",
+    "TagReport",
+    "classify_library",
+    "classify_remote",
+    "classify_song",
+    "confident",
+    "finite",
+    "loaded_models",
+    "open_cache",
+    "organize_results",
+    "playlist_results",
+    "require_audio",
+    "tag_results",
+]

@@ -1,0 +1,270 @@
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genrify import __version__, modelfile, predict
+from genrify.classify import (
+    ClassifyOptions,
+    LibraryRun,
+    Listener,
+    ModelRef,
+    classify_library,
+    classify_remote,
+    classify_song,
+    confident,
+    loaded_models,
+    open_cache,
+    organize_results,
+    playlist_results,
+    tag_results,
+)
+from genrify.config import TrainConfig
+from genrify.errors import ModelFileError, ParameterError, PredictionError
+from genrify.predict import Failure, Prediction, classify
+from genrify.results import ResultCache, file_digest
+from genrify.runner import LocalRunner
+from genrify.training import train
+
+
+@pytest.fixture(scope="module")
+def model_file(small_store, tmp_path_factory) -> Path:
+    """A seed-cnn trained for two epochs on the small synthetic store."""
+    result = train(small_store, TrainConfig(epochs=2))
+    return modelfile.save(result.model, tmp_path_factory.mktemp("model") / "m.safetensors")
+
+
+@pytest.fixture
+def music(small_store, tmp_path) -> Path:
+    """A copy of one genre's songs (tests change files)."""
+    root = tmp_path / "music"
+    shutil.copytree(small_store.parent / "music" / "metal", root)
+    return root
+
+
+# --- the model reference ---------------------------------------------------------------------------
+
+
+def test_a_file_reference_knows_its_model_without_loading_it(model_file):
+    ref = ModelRef.file(model_file)
+    loaded = modelfile.load(model_file)
+    assert not ref.is_builtin and ref.name == "m.safetensors"
+    assert ref.genres == loaded.genres and ref.chunk_frames == loaded.chunk_frames and ref.params == loaded.params
+    assert ref.cache_key == file_digest(model_file)  # the key earlier versions wrote: their caches stay valid
+    assert len(pickle.dumps(ModelRef.file(model_file))) < 500  # what a remote worker receives
+    assert pickle.loads(pickle.dumps(ref)) == ref
+
+
+def test_the_built_in_reference_keys_its_genres_and_refuses_unknown_ones():
+    ref = ModelRef.builtin(["rock", " jazz"])
+    assert ref.is_builtin and ref.genres == ["rock", "jazz"]
+    assert ref.cache_key == f"builtin:genrify-musicnn:{__version__}:rock,jazz"
+    assert ModelRef.builtin().cache_key != ref.cache_key and len(ModelRef.builtin().genres) > 2
+    with pytest.raises(ParameterError, match="polka"):
+        ModelRef.builtin(["polka-core"])
+    with pytest.raises(ParameterError, match="built-in model's genres"):
+        ModelRef(path="m.safetensors", chosen=("rock",))
+
+
+def test_a_missing_or_bad_model_file_is_one_clear_error(tmp_path):
+    with pytest.raises(ModelFileError, match="not found"):
+        ModelRef.file(tmp_path / "nope.safetensors").check()
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError):
+        ModelRef.file(fake).check()
+    with pytest.raises(ModelFileError):
+        ModelRef.file(tmp_path / "nope.safetensors").load()
+
+
+def test_load_is_once_per_process_until_the_file_changes(model_file, tmp_path):
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(model_file, copy)
+    ref = ModelRef.file(copy)
+    first = ref.load()
+    assert ModelRef.file(str(copy)).load() is first
+    os.utime(copy, ns=(1, 1))  # "changed": reloaded, and the old version is dropped
+    again = ref.load()
+    assert again is not first
+    assert [k for k in loaded_models() if k[0] == str(copy)] == [(str(copy), copy.stat().st_size, 1)]
+
+
+# --- a library run ---------------------------------------------------------------------------------
+
+
+class Recorder(Listener):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def on_start(self, found) -> None:
+        self.events.append(("start", len(found.files)))
+
+    def on_result(self, result, cached) -> None:
+        self.events.append(("result", result.path, cached))
+
+    def on_finish(self, run) -> None:
+        self.events.append(("finish", run))
+
+
+def test_a_library_run_returns_results_in_order_with_a_summary_and_uses_the_cache(model_file, music, tmp_path):
+    (music / "broken.wav").write_bytes(b"RIFF" + os.urandom(200))
+    ref, options = ModelRef.file(model_file), ClassifyOptions(max_segments=2)
+    recorder = Recorder()
+    with open_cache(tmp_path / "cache.sqlite", ref, options) as cache:
+        run = classify_library([music, tmp_path / "missing.mp3"], ref, options=options, runner=LocalRunner(2),
+                               cache=cache, listeners=[recorder])
+    assert isinstance(run, LibraryRun)
+    files = sorted(str(p) for p in music.iterdir())
+    assert [r.path for r in run.results] == [*files, str(tmp_path / "missing.mp3")]
+    assert {r.path for r in run.failures} == {str(music / "broken.wav"), str(tmp_path / "missing.mp3")}
+    s = run.summary
+    assert (s.classified, s.from_cache, s.failed) == (len(files) - 1, 0, 2)
+    assert sum(s.genres.values()) == s.classified and s.line.startswith(f"{s.classified} classified (0 from cache)")
+    assert recorder.events[0] == ("start", len(files)) and recorder.events[-1] == ("finish", run)
+    assert sorted(e[1] for e in recorder.events[1:-1]) == files  # one event per file found
+    for p in run.predictions:  # the answer one song alone gets
+        want = classify(p.path, modelfile.load(model_file), max_segments=2)
+        np.testing.assert_allclose(p.probabilities, want.probabilities, atol=1e-6)
+
+    with open_cache(tmp_path / "cache.sqlite", ref, options) as cache:
+        again = classify_library([music], ref, options=options, runner=LocalRunner(1), cache=cache)
+    assert again.summary.from_cache == again.summary.classified == len(files) - 1
+    for a, b in zip(run.predictions, again.predictions, strict=True):
+        assert a.path == b.path
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
+    with open_cache(tmp_path / "cache.sqlite", ref, ClassifyOptions(max_segments=3)) as cache:  # other settings
+        assert classify_library([music], ref, options=ClassifyOptions(max_segments=3), runner=LocalRunner(1),
+                                cache=cache).summary.from_cache == 0
+
+
+def test_a_changed_file_is_classified_again(model_file, music, small_store, tmp_path):
+    ref = ModelRef.file(model_file)
+    song = min(music.iterdir())
+    with open_cache(tmp_path / "cache.sqlite", ref) as cache:
+        classify_library([song], ref, runner=LocalRunner(1), cache=cache)
+    other = min((small_store.parent / "music" / "classical").iterdir())
+    shutil.copy(other, song)  # new content at the same path
+    with open_cache(tmp_path / "cache.sqlite", ref) as cache:
+        run = classify_library([song], ref, runner=LocalRunner(1), cache=cache)
+    assert run.summary.from_cache == 0
+    np.testing.assert_allclose(run.predictions[0].probabilities,
+                               classify(other, modelfile.load(model_file)).probabilities, atol=1e-6)
+
+
+def test_a_damaged_cache_is_set_aside(model_file, music, tmp_path):
+    path = tmp_path / "cache.sqlite"
+    ResultCache(path, "m", {}).close()  # a genrify cache (its header says so), then damaged
+    data = bytearray(path.read_bytes())
+    data[100:] = b"\xa5" * (len(data) - 100)
+    path.write_bytes(data)
+    ref = ModelRef.file(model_file)
+    with open_cache(path, ref) as cache:
+        assert cache.enabled
+        assert classify_library([min(music.iterdir())], ref, runner=LocalRunner(1), cache=cache).summary.classified == 1
+    assert (tmp_path / "cache.sqlite.damaged").exists()
+
+
+def test_a_non_finite_answer_is_a_failure_and_never_cached(model_file, music, tmp_path, monkeypatch):
+    real = predict.classify_paths
+
+    def with_a_nan(files, *args, **kwargs):
+        for result in real(files, *args, **kwargs):
+            if result.path == files[0]:
+                result.probabilities = result.probabilities * np.nan
+            yield result
+
+    monkeypatch.setattr(predict, "classify_paths", with_a_nan)
+    ref = ModelRef.file(model_file)
+    with open_cache(tmp_path / "cache.sqlite", ref) as cache:
+        run = classify_library([music], ref, runner=LocalRunner(1), cache=cache)
+    assert isinstance(run.results[0], Failure) and "non-finite" in run.results[0].error
+    assert all(isinstance(r, Prediction) for r in run.results[1:])
+    monkeypatch.setattr(predict, "classify_paths", real)
+    with open_cache(tmp_path / "cache.sqlite", ref) as cache:
+        again = classify_library([music], ref, runner=LocalRunner(1), cache=cache)
+    assert isinstance(again.results[0], Prediction) and again.summary.from_cache == len(run.results) - 1
+
+
+def test_nothing_to_classify_is_one_clear_error(model_file, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ParameterError, match="no audio files in"):
+        classify_library([tmp_path / "empty"], ModelRef.file(model_file))
+    with pytest.raises(ParameterError, match="does not exist"):
+        classify_library([tmp_path / "nope.mp3"], ModelRef.file(model_file))
+
+
+class HereAsIfRemote(LocalRunner):  # workers that load the model from its reference, as Dask's do
+    remote = True
+
+
+def test_a_remote_runner_loads_the_model_itself_and_keeps_the_paths_given(model_file, music, monkeypatch):
+    monkeypatch.chdir(music)
+    song = min(os.listdir(music))
+    options = ClassifyOptions(hop_seconds=1.5, max_segments=2)
+    (result,) = classify_remote([song], ModelRef.file(os.path.relpath(model_file)), HereAsIfRemote(1), options=options)
+    want = classify(song, modelfile.load(model_file), hop_seconds=1.5, max_segments=2)
+    assert isinstance(result, Prediction) and result.path == song  # the path as given, not absolute
+    np.testing.assert_allclose(result.probabilities, want.probabilities, atol=1e-6)
+    assert result.segments == want.segments
+    run = classify_library([music], ModelRef.file(model_file), options=options, runner=HereAsIfRemote(1))
+    assert run.summary.classified == len(os.listdir(music))
+
+
+def test_one_song_gets_the_answer_of_a_library_run(model_file, music):
+    ref = ModelRef.file(model_file)
+    song = min(music.iterdir())
+    (from_run,) = classify_library([song], ref, runner=LocalRunner(1)).results
+    alone = classify_song(song, ref.load(), name="upload.wav")
+    assert alone.path == "upload.wav"
+    assert alone.to_dict() == {**from_run.to_dict(), "path": "upload.wav"}
+
+
+def test_one_song_with_a_nan_model_is_a_prediction_error(model_file, music, monkeypatch):
+    real = predict.classify
+
+    def nan(*args, **kwargs):
+        p = real(*args, **kwargs)
+        p.probabilities = p.probabilities * np.nan
+        return p
+
+    monkeypatch.setattr(predict, "classify", nan)
+    with pytest.raises(PredictionError, match="non-finite"):
+        classify_song(min(music.iterdir()), ModelRef.file(model_file).load())
+
+
+# --- consumers of results --------------------------------------------------------------------------
+
+
+def test_tags_organize_and_playlists_consume_the_results(model_file, music, tmp_path):
+    from genrify.tags import read_genre
+
+    run = classify_library([music], ModelRef.file(model_file), runner=LocalRunner(1))
+    assert confident(run.results, 1.01) == [] and len(confident(run.results)) == len(run.predictions)
+    chosen = confident(run.results)
+
+    dry = tag_results(chosen, dry_run=True)
+    assert dry.line == f"genre tags: would change {len(chosen)}, 0 already right, 0 failed"
+    tagged = tag_results(chosen, genres=2)
+    assert tagged.line.startswith(f"genre tags: changed {len(chosen)},")
+    assert all(read_genre(p.path) == tuple(g for g, _ in p.top(2)) for p in chosen)
+    assert tag_results(chosen, genres=2).line == f"genre tags: changed 0, {len(chosen)} already right, 0 failed"
+
+    dest = tmp_path / "sorted"
+    planned = organize_results(chosen, dest, dry_run=True, sources=[music])
+    assert not dest.exists() and planned.line == f"would place {len(chosen)} files in {dest} (0 failed)"
+    placed = organize_results(chosen, dest, sources=[music])
+    assert placed.line == f"placed {len(chosen)} files in {dest} (0 failed)"
+    assert sorted(placed.placed) == sorted(p.path for p in chosen)
+    assert all(Path(t).parent.name == next(p.genre for p in chosen if p.path == s) for s, t in placed.placed.items())
+
+    lists = tmp_path / "lists"
+    assert playlist_results(chosen, lists, dry_run=True).line.startswith("would write") and not lists.exists()
+    written = playlist_results(chosen, lists, placed=placed.placed)
+    assert written.line == f"{len({p.genre for p in chosen})} playlists in {lists}"
+    entries = [line for f in written.playlists for line in f.read_text().splitlines() if not line.startswith("#")]
+    assert len(entries) == len(chosen) and all((lists / e).resolve().is_relative_to(dest.resolve()) for e in entries)

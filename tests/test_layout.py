@@ -1,0 +1,147 @@
+"""The package's layout rules: one place for each default, one version, public names across modules."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import tomllib
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import genrify
+from genrify import defaults
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src" / "genrify"
+TESTS = REPO / "tests"
+
+
+# --- defaults in one place ------------------------------------------------------------------------
+
+
+def test_the_architecture_list_is_the_registrys():
+    from genrify.models import architectures
+
+    # defaults.py keeps a plain copy so that the CLI's help needs no torch; it must not drift.
+    assert sorted(defaults.ARCHITECTURES) == architectures()
+    assert defaults.DEFAULT_ARCH in defaults.ARCHITECTURES
+    assert all(isinstance(about, str) and about for about in defaults.ARCHITECTURES.values())
+
+
+def test_the_objects_that_hold_defaults_take_them_from_defaults_py():
+    from genrify.audio import DEFAULT_SAMPLE_RATE
+    from genrify.config import TrainConfig
+    from genrify.features import FeatureParams
+
+    params = FeatureParams()
+    assert (params.sample_rate, params.n_mels, params.n_fft, params.hop_length) == (
+        defaults.SAMPLE_RATE, defaults.N_MELS, defaults.N_FFT, defaults.HOP_LENGTH)
+    assert DEFAULT_SAMPLE_RATE == defaults.SAMPLE_RATE
+    config = TrainConfig()
+    assert config.chunk_frames == defaults.CHUNK_FRAMES and config.arch == defaults.DEFAULT_ARCH
+
+
+def test_defaults_py_imports_nothing():
+    # The CLI reads it at start-up: it must stay plain constants.
+    tree = ast.parse((SRC / "defaults.py").read_text())
+    assert not [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+
+
+def test_help_texts_are_formatted_from_the_defaults(monkeypatch):
+    from genrify.cli import app
+
+    monkeypatch.setenv("COLUMNS", "400")  # one option per line: no word is wrapped apart
+    runner = CliRunner()
+    train = runner.invoke(app, ["train", "--help"]).output
+    for name in defaults.ARCHITECTURES:
+        assert name in train
+    extract = runner.invoke(app, ["extract", "--help"]).output
+    for value in (defaults.SAMPLE_RATE, defaults.N_MELS, defaults.N_FFT, defaults.HOP_LENGTH):
+        assert f"default {value}," in extract
+
+
+# --- one version --------------------------------------------------------------------------------
+
+
+def test_the_version_comes_from_pyproject_only():
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert genrify.__version__ == importlib.metadata.version("genrify") == declared
+    # No second copy to forget: the package holds no version literal.
+    assert declared not in (SRC / "__init__.py").read_text()
+
+
+# --- split concerns -------------------------------------------------------------------------------
+
+
+def test_the_web_package_keeps_its_public_names():
+    import genrify.web as web
+
+    for name in ("create_app", "serve", "make_server", "ModelEntry", "describe"):
+        assert name in web.__all__ and callable(getattr(web, name))
+
+
+def test_the_tensorflow_weight_port_lives_with_the_conversion_script():
+    from genrify.models import musicnn
+
+    assert not hasattr(musicnn, "convert_tf_variables") and not hasattr(musicnn, "tf_variable_map")
+    port = (REPO / "scripts" / "musicnn_port.py").read_text()
+    assert "def convert_tf_variables(" in port and "def tf_variable_map(" in port
+
+
+# --- public names across modules -----------------------------------------------------------------
+
+#: Uses of another module's private names that other parts of issue 13 are removing; the test
+#: fails on any new one, and on a listed one that is gone (so the list only shrinks).
+KNOWN_PRIVATE_USES: set[str] = set()
+
+
+def _private_uses(source: str, name: str) -> set[str]:
+    """``name: module._private`` for each private name of a genrify module that ``source`` imports
+    (``from genrify.x import _y``) or reads off an imported module (``x._y``)."""
+    tree = ast.parse(source, filename=name)
+    found: set[str] = set()
+    modules: dict[str, str] = {}  # local name -> the genrify module or object it is bound to
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "genrify":
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.add(f"{name}: {node.module}.{alias.name}")
+                else:
+                    modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "genrify" and alias.asname:
+                    modules[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+        ):
+            found.add(f"{name}: {modules[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_the_private_name_check_sees_both_forms():
+    source = (
+        "from genrify.features import _cached_transform, log_mel\n"
+        "from genrify import audio\n"
+        "import genrify.web.app as web_app\n"
+        "audio._decoder_output(None)\n"
+        "web_app.__name__, web_app._options, audio.load\n"
+    )
+    assert _private_uses(source, "x.py") == {
+        "x.py: genrify.features._cached_transform",
+        "x.py: genrify.audio._decoder_output",
+        "x.py: genrify.web.app._options",
+    }
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    files = sorted(SRC.rglob("*.py")) + sorted(TESTS.glob("*.py"))
+    uses = set().union(*(_private_uses(f.read_text(), f.relative_to(REPO).as_posix()) for f in files))
+    assert uses - KNOWN_PRIVATE_USES == set(), "use a public name (or make one)"
+    assert KNOWN_PRIVATE_USES - uses == set(), "fixed: take these off KNOWN_PRIVATE_USES"
