@@ -13,7 +13,8 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from genrify.features import FeatureParams, filter_bank_key
+from genrify.features import FeatureParams
+from genrify.transforms import filter_bank_key
 
 COMMON = [
     FeatureParams(),  # genrify's defaults

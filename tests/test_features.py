@@ -135,7 +135,7 @@ def test_log_mel_rejects_stereo():
 
 
 def test_packaged_filter_banks_equal_librosa():
-    from genrify.features import filter_bank_key, mel_filter_bank
+    from genrify.transforms import filter_bank_key, mel_filter_bank
 
     path = Path(__file__).resolve().parents[1] / "src" / "genrify" / "mel_filters.npz"
     with np.load(path) as packaged:

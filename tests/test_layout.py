@@ -145,3 +145,83 @@ def test_no_module_reaches_into_another_modules_private_names():
     uses = set().union(*(_private_uses(f.read_text(), f.relative_to(REPO).as_posix()) for f in files))
     assert uses - KNOWN_PRIVATE_USES == set(), "use a public name (or make one)"
     assert KNOWN_PRIVATE_USES - uses == set(), "fixed: take these off KNOWN_PRIVATE_USES"
+
+
+def _run_time_nodes(tree: ast.AST):
+    """Every node that can run: imports under ``if TYPE_CHECKING:`` are for type checkers only."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every genrify module and the genrify modules it imports, at the top or inside a function."""
+    root = Path(__file__).resolve().parents[1] / "src"
+    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in (root / "genrify").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in _run_time_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name and target.startswith("genrify"):
+                    edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+
+def test_no_import_cycles_inside_the_package():
+    """Data flows one way: no module imports (even lazily) one that imports it back."""
+    graph = _import_graph()
+    # A package's __init__ re-exporting its own submodules is not a cycle of concerns.
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not (t.startswith(name + ".") or name.startswith(t + ".") and t == "genrify")}
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert cycles == [], cycles
+
+
+def test_no_architecture_name_is_tested_outside_the_registry():
+    from genrify.defaults import ARCHITECTURES
+
+    root = Path(__file__).resolve().parents[1] / "src" / "genrify"
+    found = []
+    for path in root.rglob("*.py"):
+        if "models" in path.relative_to(root).parts or path.name in ("defaults.py", "cli.py"):
+            continue  # the registry itself, the help list, and the demo naming what it trains
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and any(
+                isinstance(c, ast.Constant) and c.value in ARCHITECTURES for c in [node.left, *node.comparators]
+            ):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == [], found

@@ -200,6 +200,18 @@ def test_an_upload_gets_the_answer_classify_gives(client, model, songs):
     assert "spectrogram_png" not in got
 
 
+def test_the_answer_is_the_classification_services_with_or_without_a_spectrogram(client, model_file, songs):
+    """One song, the answer a library run (``genrify classify --format json``) gives it, also when
+    the page asks for the spectrogram (which decodes the whole song)."""
+    from genrify.classify import ModelRef, classify_library
+    from genrify.runner import LocalRunner
+
+    (expected,) = classify_library([songs["long"]], ModelRef.file(model_file), runner=LocalRunner(1)).results
+    for spectrogram in ("false", "true"):
+        got = post(client, songs["long"], params={"spectrogram": spectrogram}).json()
+        assert_same_answer(without(got, "model", "path", "spectrogram_png"), without(expected.to_dict(), "path"))
+
+
 def test_form_fields_choose_the_model_and_top_k_and_mp3_decodes(client, other, songs):
     response = post(client, songs["mp3"], data={"model": "untrained", "top_k": "2"})
     assert response.status_code == 200, response.text

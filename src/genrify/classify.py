@@ -341,7 +341,9 @@ def finite(prediction: Prediction) -> Prediction:
 
 def _load_model(ref: ModelRef, hop_frames: int | None, max_segments: int | None) -> None:
     # Setup, outside the per-file failure records: a model a worker cannot load fails the task.
-    predict._one_thread()
+    import torch
+
+    torch.set_num_threads(1)  # one worker process per core: threads inside would only contend
     ref.load()
 
 

@@ -21,7 +21,6 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -164,36 +163,6 @@ class FeatureParams:
         """Human-readable list of the parameters in which ``other`` differs from this one."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [f"{k}={mine[k]!r} (not {theirs[k]!r})" for k in mine if mine[k] != theirs[k]]
-
-
-def filter_bank_key(params: FeatureParams) -> str:
-    """Name of a parameter set's filter bank in the packaged ``mel_filters.npz``."""
-    return f"sr{params.sample_rate}_nfft{params.n_fft}_mels{params.n_mels}_fmin{params.fmin:g}_fmax{params.fmax}"
-
-
-@lru_cache(maxsize=8)
-def mel_filter_bank(params: FeatureParams) -> np.ndarray:
-    """The Slaney-style mel filter bank, shape ``(n_mels, 1 + n_fft // 2)``, from librosa.
-
-    Banks for common parameters ship with genrify (made by ``scripts/make_mel_filters.py`` and
-    tested equal to librosa's), which spares each extraction worker importing librosa.
-    """
-    key = filter_bank_key(params)
-    with np.load(Path(__file__).with_name("mel_filters.npz")) as packaged:
-        if key in packaged.files:
-            return packaged[key]
-    import librosa.filters  # deferred: librosa pulls in numba and scipy.signal (about 1 s)
-
-    return librosa.filters.mel(
-        sr=params.sample_rate,
-        n_fft=params.n_fft,
-        n_mels=params.n_mels,
-        fmin=params.fmin,
-        fmax=params.fmax,
-        htk=False,
-        norm="slaney",
-        dtype=np.float32,
-    )
 
 
 @lru_cache(maxsize=4)

@@ -3,14 +3,48 @@
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from genrify.features import FeatureParams, mel_filter_bank
+if TYPE_CHECKING:  # parameters flow in: this module never imports features at run time
+    from genrify.features import FeatureParams
 
 # float16's largest finite value: musicnn's float16 rounding would turn larger powers into inf.
 _FLOAT16_MAX = float(torch.finfo(torch.float16).max)
+
+
+def filter_bank_key(params: FeatureParams) -> str:
+    """Name of a parameter set's filter bank in the packaged ``mel_filters.npz``."""
+    return f"sr{params.sample_rate}_nfft{params.n_fft}_mels{params.n_mels}_fmin{params.fmin:g}_fmax{params.fmax}"
+
+
+@lru_cache(maxsize=8)
+def mel_filter_bank(params: FeatureParams) -> np.ndarray:
+    """The Slaney-style mel filter bank, shape ``(n_mels, 1 + n_fft // 2)``, from librosa.
+
+    Banks for common parameters ship with genrify (made by ``scripts/make_mel_filters.py`` and
+    tested equal to librosa's), which spares each extraction worker importing librosa.
+    """
+    key = filter_bank_key(params)
+    with np.load(Path(__file__).with_name("mel_filters.npz")) as packaged:
+        if key in packaged.files:
+            return packaged[key]
+    import librosa.filters  # deferred: librosa pulls in numba and scipy.signal (about 1 s)
+
+    return librosa.filters.mel(
+        sr=params.sample_rate,
+        n_fft=params.n_fft,
+        n_mels=params.n_mels,
+        fmin=params.fmin,
+        fmax=params.fmax,
+        htk=False,
+        norm="slaney",
+        dtype=np.float32,
+    )
 
 
 class LogMelSpectrogram(torch.nn.Module):
@@ -25,9 +59,9 @@ class LogMelSpectrogram(torch.nn.Module):
         callers pad themselves and pass ``center=False``.
     """
 
-    def __init__(self, params: FeatureParams | None = None, *, center: bool = True) -> None:
+    def __init__(self, params: FeatureParams, *, center: bool = True) -> None:
         super().__init__()
-        self.params = params or FeatureParams()
+        self.params = params
         self.center = center
         # musicnn (numpy 1.x) computed its FFT in float64 and stored it as complex64. Doing the same
         # for its scale puts the float16 rounding of the power on the original's side in all but
