@@ -42,7 +42,7 @@ def make_model(path: Path) -> Path:
     import torch
 
     from genrify import modelfile
-    from genrify.data import Normalization
+    from genrify.normalization import Normalization
     from genrify.features import FeatureParams
     from genrify.models import GenreNetwork, build
     from genrify.synth import GENRES

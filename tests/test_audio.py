@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import real_clips
+from helpers import real_clips
 
 from genrify import audio
 from genrify.errors import AudioError, ParameterError

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import tone
+from helpers import tone
 from typer.testing import CliRunner
 
 from genrify.cli import app

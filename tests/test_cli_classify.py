@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tone, write_with_av
+from helpers import tone, write_with_av
 from typer.testing import CliRunner
 
 from genrify import audio, modelfile

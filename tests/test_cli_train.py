@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import synth_store
+from helpers import synth_store
 from typer.testing import CliRunner
 
 from genrify.cli import app

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from genrify.config import Augment
-from genrify.data import Batches, ChunkDataset, Normalization
+from genrify.data import Batches, ChunkDataset
+from genrify.normalization import Normalization
 from genrify.errors import TrainingError
 from genrify.segments import chunk_starts
 from genrify.store import FeatureStore, write_array

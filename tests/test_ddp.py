@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from genrify import ddp, modelfile
-from genrify.data import Batches, ChunkDataset, Normalization
+from genrify.data import Batches, ChunkDataset
+from genrify.normalization import Normalization
 from genrify.errors import ParameterError
 from genrify.store import FeatureStore
 

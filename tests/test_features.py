@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import real_clips, tone
+from helpers import real_clips, tone
 
 from genrify import audio
 from genrify.errors import ParameterError

@@ -79,7 +79,7 @@ def _tiny_model_file(path: Path) -> Path:
     """A small, valid, untrained model file, made without training (fast)."""
     import numpy as np
 
-    from genrify.data import Normalization
+    from genrify.normalization import Normalization
     from genrify.models import GenreNetwork, build
 
     params = FeatureParams(n_mels=16)

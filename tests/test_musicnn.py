@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SHARED, tone
+from helpers import SHARED, tone
 
 from genrify.errors import ModelFileError, ParameterError
 from genrify.features import log_mel

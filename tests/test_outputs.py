@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from genrify.errors import ParameterError
+from genrify.errors import GenrifyIOError, ParameterError
 from genrify.outputs import render, write_text_atomic
 from genrify.predict import Failure, Prediction
 
@@ -39,7 +39,7 @@ def test_csv_rows_per_file_and_per_segment():
 def test_unknown_format_and_unwritable_output(tmp_path):
     with pytest.raises(ParameterError, match="unknown output format"):
         render([_prediction()], "xml")
-    with pytest.raises(ParameterError, match="cannot write"):
+    with pytest.raises(GenrifyIOError, match="cannot write"):
         write_text_atomic(tmp_path / "missing" / "out.json", "{}")
     write_text_atomic(tmp_path / "out.json", "{}")
     assert (tmp_path / "out.json").read_text() == "{}" and len(list(tmp_path.iterdir())) == 1

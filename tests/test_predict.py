@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tone
+from helpers import tone
 
 from genrify import audio, modelfile
 from genrify.config import TrainConfig

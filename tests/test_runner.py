@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import tone
+from helpers import tone
 from crashing_worker import DOUBLER
 
 from genrify.errors import AudioError, ParameterError

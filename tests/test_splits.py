@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SHARED
+from helpers import SHARED
 
 from genrify.errors import SplitError
 from genrify.splits import make_split, read_split_file, split_from_file

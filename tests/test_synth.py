@@ -246,12 +246,21 @@ def test_write_song_rejects_unknown_extension(tmp_path: Path) -> None:
 def test_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Path] = []
 
-    def broken_write(file: object, *args: object, **kwargs: object) -> None:
-        seen.append(Path(str(file)))
-        Path(str(file)).write_bytes(b"partial")
-        raise OSError("disk full")
+    class BrokenFile:  # the disk fills up after the first bytes
+        def __init__(self, file: object, *args: object, **kwargs: object) -> None:
+            seen.append(Path(str(file)))
+            Path(str(file)).write_bytes(b"partial")
 
-    monkeypatch.setattr(synth.sf, "write", broken_write)
+        def __enter__(self) -> BrokenFile:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def write(self, data: object) -> None:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(synth.sf, "SoundFile", BrokenFile)
     target = tmp_path / "rock.00000.wav"
     with pytest.raises(OSError, match="disk full"):
         write_song(target, "rock", 0, _spec())

@@ -9,7 +9,7 @@ import mutagen
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone, write_with_av
+from helpers import tone, write_with_av
 
 from genrify import audio, fsutil, tags
 from genrify.errors import GenrifyError, ParameterError, TagError

@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # newer Starlette suggests httpx2 for its test 
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import tone  # noqa: E402
+from helpers import tone  # noqa: E402
 
 from genrify import modelfile, predict  # noqa: E402
 from genrify.config import TrainConfig  # noqa: E402
@@ -52,7 +52,7 @@ STATIC = Path(__file__).resolve().parents[1] / "src" / "genrify" / "web" / "stat
 
 def untrained_model(genres: list[str], seed: int = 0) -> modelfile.GenreModel:
     """A freshly initialised seed-cnn (what it answers is arbitrary but deterministic)."""
-    from genrify.data import Normalization
+    from genrify.normalization import Normalization
     from genrify.models import GenreNetwork, build
 
     torch.manual_seed(seed)

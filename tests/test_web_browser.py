@@ -21,7 +21,7 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytest.importorskip("fastapi")
 
-from conftest import REAL, REPO, real_clips  # noqa: E402
+from helpers import REAL, REPO, real_clips  # noqa: E402
 from test_web import running_server, trained_model_file, untrained_model  # noqa: E402
 
 from genrify import predict  # noqa: E402

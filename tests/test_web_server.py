@@ -22,7 +22,7 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 import torch  # noqa: E402
-from conftest import tone  # noqa: E402
+from helpers import tone  # noqa: E402
 
 from genrify import modelfile  # noqa: E402
 from genrify.features import FeatureParams  # noqa: E402
@@ -33,7 +33,7 @@ BOUNDARY = "genrify-stall-boundary"
 
 def untrained_model(genres: list[str]) -> modelfile.GenreModel:
     """A freshly initialised seed-cnn (its answers are arbitrary but finite)."""
-    from genrify.data import Normalization
+    from genrify.normalization import Normalization
     from genrify.models import GenreNetwork, build
 
     torch.manual_seed(0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,10 @@ import numpy as np
 import torch
 
 from genrify import __version__
-from genrify.data import Normalization
 from genrify.errors import ModelFileError
 from genrify.features import FeatureParams
 from genrify.fsutil import atomic_path
+from genrify.normalization import Normalization
 
 FORMAT = "genrify-model"
 FORMAT_VERSION = 1

@@ -34,7 +34,7 @@ from torch import nn
 
 from genrify import ddp
 from genrify.config import TrainConfig
-from genrify.data import Batches, ChunkDataset, Normalization
+from genrify.data import Batches, ChunkDataset
 from genrify.ddp import DistInfo
 from genrify.devices import autocast, module_device, resolve_device
 from genrify.embeddings import EmbeddingSet, ShuffledBatches, ensure_embeddings
@@ -43,6 +43,7 @@ from genrify.evaluation import Evaluation, evaluate_dataset, evaluate_probabilit
 from genrify.features import FeatureParams
 from genrify.modelfile import GenreModel
 from genrify.models import CHUNKS, EMBEDDINGS
+from genrify.normalization import Normalization
 from genrify.splits import Split, check_tracks, make_split, split_from_file
 from genrify.store import FeatureStore, StoredTrack
 

@@ -1,0 +1,67 @@
+"""Helpers the tests share: small generated audio, the real clips of ../shared where present, and a
+synthetic feature store. Plain functions and constants (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GENRIFY_SHARED", REPO.parent / "shared"))
+REAL = SHARED / "data" / "real"
+AUDIO_SUFFIXES = {".mp3", ".ogg", ".wav", ".flac"}
+
+
+def real_clips() -> list[Path]:
+    """Every real clip in ../shared/data/real (empty where that folder is absent)."""
+    if not REAL.is_dir():
+        return []
+    return sorted(p for p in REAL.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def tone(seconds: float, sr: int = 22050, channels: int = 1, freq: float = 440.0, seed: int = 0) -> np.ndarray:
+    """A tone with a little noise: audible, deterministic, not trivially periodic."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    mono = 0.4 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
+    if channels == 1:
+        return mono.astype(np.float32)
+    return np.stack([mono * (1 - 0.3 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+def write_with_av(path: Path, data: np.ndarray, sr: int) -> None:
+    """Encode with ffmpeg (PyAV): MP3 in .mp3, AAC in .m4a or Opus in .opus."""
+    import av
+
+    codec = {".m4a": "aac", ".mp3": "libmp3lame"}.get(path.suffix, "libopus")
+    rate = 48000 if codec == "libopus" else sr
+    if rate != sr:
+        import soxr
+
+        data = soxr.resample(data, sr, rate)
+    mono = data if data.ndim == 1 else data.mean(axis=1)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        frame_size = {"aac": 1024, "libmp3lame": 1152}.get(codec, 960)
+        for start in range(0, mono.size, frame_size):
+            chunk = np.ascontiguousarray(mono[start : start + frame_size], dtype=np.float32)[None, :]
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def synth_store(root: Path, genres: tuple[str, ...], per_genre: int, seconds: float, seed: int = 0) -> Path:
+    """Synthesise ``root/music`` and extract it into ``root/store``; returns the store."""
+    from genrify.extract import extract
+    from genrify.synth import SynthSpec, write_dataset
+
+    write_dataset(root / "music", SynthSpec(genres=genres, per_genre=per_genre, seconds=seconds, seed=seed, fmt="wav"))
+    extract(root / "music", root / "store", jobs=1)
+    return root / "store"
