@@ -70,3 +70,13 @@ def make_library(tmp_path: Path) -> Callable[..., Path]:
 def small_store(tmp_path_factory) -> Path:
     """3 synthetic genres x 6 songs x 6 s, extracted."""
     return synth_store(tmp_path_factory.mktemp("small"), ("classical", "hiphop", "metal"), per_genre=6, seconds=6.0)
+
+
+@pytest.fixture(scope="session")
+def model_file(small_store, tmp_path_factory) -> Path:
+    """A seed-cnn trained for two epochs on the small synthetic store, saved once for every test."""
+    from genrify import modelfile
+    from genrify.config import TrainConfig
+    from genrify.training import train
+
+    return modelfile.save(train(small_store, TrainConfig(epochs=2)).model, tmp_path_factory.mktemp("model") / "m.safetensors")

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from genrify.modelfile import GenreModel
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GENRIFY_SHARED", REPO.parent / "shared"))
@@ -65,3 +69,20 @@ def synth_store(root: Path, genres: tuple[str, ...], per_genre: int, seconds: fl
     write_dataset(root / "music", SynthSpec(genres=genres, per_genre=per_genre, seconds=seconds, seed=seed, fmt="wav"))
     extract(root / "music", root / "store", jobs=1)
     return root / "store"
+
+
+def untrained_model(genres: list[str], seed: int = 0) -> GenreModel:
+    """A freshly initialised seed-cnn (what it answers is arbitrary but deterministic)."""
+    import torch
+
+    from genrify.features import FeatureParams
+    from genrify.modelfile import GenreModel
+    from genrify.models import GenreNetwork, build
+    from genrify.normalization import Normalization
+
+    torch.manual_seed(seed)
+    params = FeatureParams()
+    norm = Normalization(np.full(params.n_mels, -40.0, np.float32), np.full(params.n_mels, 15.0, np.float32))
+    network = GenreNetwork(build("seed-cnn", n_mels=params.n_mels, n_genres=len(genres)), *norm.tensors())
+    return GenreModel(network=network.eval(), genres=list(genres), params=params, normalization=norm,
+                                architecture="seed-cnn", architecture_config={}, chunk_frames=128)

@@ -202,3 +202,23 @@ def test_the_shipped_examples_and_their_answers(builtin):
     assert "classical" in answers["sugar-plum-fairy"][:2]
     assert answers["vibe-ace"][0] == "jazz"
     assert {"pop", "folk", "country"} & set(answers["lets-go-fishin"])
+
+
+def test_tags_on_onnx_runtime_equal_pytorchs(taggers, tmp_path):
+    from genrify.models import onnx
+    from genrify.models.musicnn import (
+        MUSICNN_PARAMS,
+        PATCH_FRAMES,
+        PRETRAINED_DIR,
+        tag_song,
+    )
+    from genrify.segments import song_segments
+
+    assert onnx.GRAPHS_DIR == PRETRAINED_DIR and all(onnx.available(n) for n in taggers)
+    song = tmp_path / "song.wav"
+    sf.write(song, tone(12.0, sr=22050), 22050)
+    fast, _ = tag_song(list(taggers.values()), song)
+    batch = song_segments(song, MUSICNN_PARAMS, PATCH_FRAMES).segments.transpose(0, 2, 1)
+    for name, tagger in taggers.items():
+        reference = tagger.run(batch, features=False)["taggram"]
+        np.testing.assert_allclose(fast[name].taggram, reference, atol=1e-5)

@@ -24,19 +24,10 @@ from genrify.classify import (
     playlist_results,
     tag_results,
 )
-from genrify.config import TrainConfig
 from genrify.errors import ModelFileError, ParameterError, PredictionError
 from genrify.predict import Failure, Prediction, classify
 from genrify.results import ResultCache, file_digest
 from genrify.runner import LocalRunner
-from genrify.training import train
-
-
-@pytest.fixture(scope="module")
-def model_file(small_store, tmp_path_factory) -> Path:
-    """A seed-cnn trained for two epochs on the small synthetic store."""
-    result = train(small_store, TrainConfig(epochs=2))
-    return modelfile.save(result.model, tmp_path_factory.mktemp("model") / "m.safetensors")
 
 
 @pytest.fixture

@@ -12,19 +12,11 @@ import pytest
 from helpers import tone, write_with_av
 from typer.testing import CliRunner
 
-from genrify import audio, modelfile
+from genrify import audio
 from genrify.cli import app
-from genrify.config import TrainConfig
 from genrify.tags import read_genre
-from genrify.training import train
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def model_file(small_store, tmp_path_factory) -> Path:
-    result = train(small_store, TrainConfig(epochs=2))
-    return modelfile.save(result.model, tmp_path_factory.mktemp("model") / "m.safetensors")
 
 
 @pytest.fixture

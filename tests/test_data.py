@@ -6,8 +6,8 @@ import torch
 
 from genrify.config import Augment
 from genrify.data import Batches, ChunkDataset
-from genrify.normalization import Normalization
 from genrify.errors import TrainingError
+from genrify.normalization import Normalization
 from genrify.segments import chunk_starts
 from genrify.store import FeatureStore, write_array
 
@@ -39,7 +39,7 @@ def test_augmented_batches_repeat_for_a_seed_and_change_with_the_epoch(small_sto
     with FeatureStore.open(small_store) as store:
         paths = [t.path for t in store.tracks()]
         norm = Normalization.fit(store, paths)
-        make = lambda: ChunkDataset(store, paths, ["classical", "hiphop", "metal"], norm, hop_frames=64,  # noqa: E731
+        make = lambda: ChunkDataset(store, paths, ["classical", "hiphop", "metal"], norm, hop_frames=64,
                                     augment=AUG, seed=1)
         a, b = make(), make()
         batches_a = [x for x, _, _ in Batches(a, 8, shuffle=True, seed=1)]

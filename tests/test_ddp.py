@@ -15,8 +15,8 @@ import torch
 
 from genrify import ddp, modelfile
 from genrify.data import Batches, ChunkDataset
-from genrify.normalization import Normalization
 from genrify.errors import ParameterError
+from genrify.normalization import Normalization
 from genrify.store import FeatureStore
 
 DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")

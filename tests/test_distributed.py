@@ -186,17 +186,6 @@ def test_a_crashing_decoder_costs_only_its_own_file(make_library, cluster, clien
 # --- classification ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model_file(small_store, tmp_path_factory) -> Path:
-    """A seed-cnn trained for two epochs on the small synthetic store (as in test_predict)."""
-    from genrify import modelfile
-    from genrify.config import TrainConfig
-    from genrify.training import train
-
-    result = train(small_store, TrainConfig(epochs=2))
-    return modelfile.save(result.model, tmp_path_factory.mktemp("model") / "m.safetensors")
-
-
 def test_classification_on_dask_equals_classify_paths(small_store, model_file, client, tmp_path):
     from genrify import modelfile
 

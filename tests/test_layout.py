@@ -75,7 +75,7 @@ def test_the_version_comes_from_pyproject_only():
 
 
 def test_the_web_package_keeps_its_public_names():
-    import genrify.web as web
+    from genrify import web
 
     for name in ("create_app", "serve", "make_server", "ModelEntry", "describe"):
         assert name in web.__all__ and callable(getattr(web, name))

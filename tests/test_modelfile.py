@@ -79,8 +79,8 @@ def _tiny_model_file(path: Path) -> Path:
     """A small, valid, untrained model file, made without training (fast)."""
     import numpy as np
 
-    from genrify.normalization import Normalization
     from genrify.models import GenreNetwork, build
+    from genrify.normalization import Normalization
 
     params = FeatureParams(n_mels=16)
     config = {"channels": [4, 4, 4], "dense": [8, 8]}

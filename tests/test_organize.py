@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from genrify import fsutil
-from genrify import organize as org
 from genrify.errors import OrganizeError, ParameterError
 from genrify.organize import (
     Move,

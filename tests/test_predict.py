@@ -8,7 +8,6 @@ import pytest
 from helpers import tone
 
 from genrify import audio, modelfile
-from genrify.config import TrainConfig
 from genrify.errors import AudioError, ParameterError
 from genrify.predict import (
     Failure,
@@ -21,14 +20,6 @@ from genrify.predict import (
     segment_starts,
     song_features,
 )
-from genrify.training import train
-
-
-@pytest.fixture(scope="module")
-def model_file(small_store, tmp_path_factory) -> Path:
-    """A seed-cnn trained for two epochs on the small synthetic store, saved and loaded back."""
-    result = train(small_store, TrainConfig(epochs=2))
-    return modelfile.save(result.model, tmp_path_factory.mktemp("model") / "m.safetensors")
 
 
 @pytest.fixture(scope="module")

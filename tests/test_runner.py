@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from helpers import tone
 from crashing_worker import DOUBLER
+from helpers import tone
 
 from genrify.errors import AudioError, ParameterError
 from genrify.runner import CRASHED, LocalRunner, Processor, default_jobs, failure_reason

@@ -22,45 +22,32 @@ import soundfile as sf
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-import httpx  # noqa: E402
-import torch  # noqa: E402
+import httpx
+import torch
 
 with warnings.catch_warnings():  # newer Starlette suggests httpx2 for its test client; httpx still works
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient  # noqa: E402
+    from fastapi.testclient import TestClient
 
-from helpers import tone  # noqa: E402
+from helpers import tone, untrained_model
 
-from genrify import modelfile, predict  # noqa: E402
-from genrify.config import TrainConfig  # noqa: E402
-from genrify.errors import (  # noqa: E402
+from genrify import modelfile, predict
+from genrify.config import TrainConfig
+from genrify.errors import (
     DependencyError,
     GenrifyIOError,
     ModelFileError,
     ParameterError,
     UsageError,
 )
-from genrify.features import FeatureParams  # noqa: E402
-from genrify.web import ModelEntry, create_app, serve  # noqa: E402
-from genrify.web.upload import Upload, display_name, safe_extension  # noqa: E402
+from genrify.features import FeatureParams
+from genrify.web import ModelEntry, create_app, serve
+from genrify.web.upload import Upload, display_name, safe_extension
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "genrify" / "web" / "static"
 
 
 # --- helpers shared with test_web_browser.py ---------------------------------------------------
-
-
-def untrained_model(genres: list[str], seed: int = 0) -> modelfile.GenreModel:
-    """A freshly initialised seed-cnn (what it answers is arbitrary but deterministic)."""
-    from genrify.normalization import Normalization
-    from genrify.models import GenreNetwork, build
-
-    torch.manual_seed(seed)
-    params = FeatureParams()
-    norm = Normalization(np.full(params.n_mels, -40.0, np.float32), np.full(params.n_mels, 15.0, np.float32))
-    network = GenreNetwork(build("seed-cnn", n_mels=params.n_mels, n_genres=len(genres)), *norm.tensors())
-    return modelfile.GenreModel(network=network.eval(), genres=list(genres), params=params, normalization=norm,
-                                architecture="seed-cnn", architecture_config={}, chunk_frames=128)
 
 
 def trained_model_file(store: Path, out: Path) -> Path:
@@ -111,11 +98,6 @@ def multipart(filename: str | None, content: bytes = b"", **fields: str) -> tupl
 
 
 # --- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model_file(small_store, tmp_path_factory) -> Path:
-    return trained_model_file(small_store, tmp_path_factory.mktemp("web-model") / "trained.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -541,7 +523,7 @@ def test_spectrogram_columns_are_means_over_frames():
 
 def test_model_entries_from_files_and_mappings(model_file, model, other):
     entry = ModelEntry.from_file(model_file)
-    assert entry.name == "trained" and entry.metadata["file"] == "trained.safetensors"
+    assert entry.name == model_file.stem and entry.metadata["file"] == model_file.name
     assert entry.metadata["song_accuracy"] == pytest.approx(model.info["summary"]["song_accuracy_mean"])
     assert ModelEntry.from_file(model_file, "mine").name == "mine"
     with pytest.raises(ModelFileError):
@@ -667,7 +649,7 @@ def test_serve_prints_one_line_and_runs_uvicorn(model_file, monkeypatch):
     assert len(lines) == 1 and re.fullmatch(r"genrify: serving 2 models on http://127\.0\.0\.1:\d+ \(Ctrl-C to stop\)", lines[0])
     app = ran[0].app
     assert protos == [socket.IPPROTO_TCP]  # so asyncio sets TCP_NODELAY: no 40 ms delayed-ACK stalls
-    assert list(app.state.models) == ["trained", "trained-2"] and app.state.max_upload_bytes == 5 * 2**20
+    assert list(app.state.models) == [model_file.stem, f"{model_file.stem}-2"] and app.state.max_upload_bytes == 5 * 2**20
     with pytest.raises(ParameterError, match="no model"):
         serve([], echo=lines.append)
     with pytest.raises(UsageError, match="port must be 0 to 65535"):  # a bad option: genrify serve exits 2

@@ -21,11 +21,12 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytest.importorskip("fastapi")
 
-from helpers import REAL, REPO, real_clips  # noqa: E402
-from test_web import running_server, trained_model_file, untrained_model  # noqa: E402
+from helpers import REAL, REPO, real_clips
+from helpers import untrained_model
+from test_web import running_server, trained_model_file
 
-from genrify import predict  # noqa: E402
-from genrify.web import ModelEntry, create_app  # noqa: E402
+from genrify import predict
+from genrify.web import ModelEntry, create_app
 
 ARTIFACTS = REPO / "test-artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -14,34 +14,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
 import pytest
 import soundfile as sf
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-import torch  # noqa: E402
-from helpers import tone  # noqa: E402
+from helpers import tone, untrained_model
 
-from genrify import modelfile  # noqa: E402
-from genrify.features import FeatureParams  # noqa: E402
-from genrify.web import create_app, make_server  # noqa: E402
+from genrify import modelfile
+from genrify.web import create_app, make_server
 
 BOUNDARY = "genrify-stall-boundary"
-
-
-def untrained_model(genres: list[str]) -> modelfile.GenreModel:
-    """A freshly initialised seed-cnn (its answers are arbitrary but finite)."""
-    from genrify.normalization import Normalization
-    from genrify.models import GenreNetwork, build
-
-    torch.manual_seed(0)
-    params = FeatureParams()
-    norm = Normalization(np.full(params.n_mels, -40.0, np.float32), np.full(params.n_mels, 15.0, np.float32))
-    network = GenreNetwork(build("seed-cnn", n_mels=params.n_mels, n_genres=len(genres)), *norm.tensors())
-    return modelfile.GenreModel(network=network.eval(), genres=list(genres), params=params, normalization=norm,
-                                architecture="seed-cnn", architecture_config={}, chunk_frames=128)
 
 
 @pytest.fixture(scope="module")

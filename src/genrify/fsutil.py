@@ -110,9 +110,10 @@ def _create_temp(path: Path) -> Path:
         return tmp
 
 
-def _commit(tmp: Path, path: Path, *, overwrite: bool) -> None:
-    """Flush ``tmp`` and put it at ``path`` in one step, then flush the folder."""
-    fsync_file(tmp)
+def _commit(tmp: Path, path: Path, *, overwrite: bool, durable: bool = True) -> None:
+    """Flush ``tmp`` (where ``durable``) and put it at ``path`` in one step, then flush the folder."""
+    if durable:
+        fsync_file(tmp)
     if overwrite:
         os.replace(tmp, path)
     else:
@@ -130,11 +131,14 @@ def _commit(tmp: Path, path: Path, *, overwrite: bool) -> None:
             os.replace(tmp, path)
         else:
             os.unlink(tmp)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, *, overwrite: bool = True, keep_mode: bool = False) -> Iterator[Path]:
+def atomic_path(
+    path: str | Path, *, overwrite: bool = True, keep_mode: bool = False, durable: bool = True
+) -> Iterator[Path]:
     """Give a temporary path to write ``path``'s new content to; it becomes ``path`` on success.
 
     For libraries that write by file name. The temporary file already exists (empty, with the mode
@@ -154,6 +158,8 @@ def atomic_path(path: str | Path, *, overwrite: bool = True, keep_mode: bool = F
         Keep the mode the block gave the file (a copy of a song keeps the song's mode). By default
         the file gets the mode the umask gives a new file, even where the library that wrote it
         chose another (safetensors makes 0600 files).
+    durable
+        Flush the file and its folder to disk (default). ``False``: see :func:`atomic_write`.
 
     Yields
     ------
@@ -178,7 +184,7 @@ def atomic_path(path: str | Path, *, overwrite: bool = True, keep_mode: bool = F
         yield tmp
         if not keep_mode and stat.S_IMODE(tmp.stat().st_mode) != umask_mode:
             os.chmod(tmp, umask_mode)
-        _commit(tmp, path, overwrite=overwrite)
+        _commit(tmp, path, overwrite=overwrite, durable=durable)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -209,6 +215,7 @@ def atomic_write(
     encoding: str | None = None,
     newline: str | None = None,
     overwrite: bool = True,
+    durable: bool = True,
 ) -> Iterator[IO[Any]]:
     """Open a file for writing whose content appears at ``path`` whole or not at all.
 
@@ -222,6 +229,9 @@ def atomic_write(
         As for :func:`open`, text mode only.
     overwrite
         ``False``: never replace an existing ``path`` (see :func:`atomic_path`).
+    durable
+        ``False`` skips the flushes to disk: a kill still never leaves a half-written ``path``, but
+        a power cut may leave an empty one. For files whose reader checks them (the store's arrays).
 
     Yields
     ------
@@ -237,7 +247,7 @@ def atomic_write(
         raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
     if mode == "w" and encoding is None:
         encoding = "utf-8"
-    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, mode, encoding=encoding, newline=newline) as f:
+    with atomic_path(path, overwrite=overwrite, durable=durable) as tmp, open(tmp, mode, encoding=encoding, newline=newline) as f:
         yield f
         f.flush()
 

@@ -55,6 +55,9 @@ def fill_chunk(chunk: np.ndarray, chunk_frames: int, *, axis: int = -1) -> np.nd
 # Frames decoded on each side of a sampled segment, so that the STFT window and the resampler's
 # filter see the same audio as when the whole song is decoded.
 _SEGMENT_MARGIN_FRAMES = 8
+# Seeking costs a decoder open and a seek per segment: it pays only where the sampled segments are a
+# small part of the song (under a third of it); a shorter song is decoded whole and then sampled.
+_SEEK_FACTOR = 3
 
 
 def segment_starts(
@@ -173,8 +176,8 @@ def song_segments(
 ) -> SongSegments:
     """Decode the segments of a file that a model will see, and only those where that is cheaper.
 
-    A song with more segments than ``max_segments`` (by its header's length) has just its sampled
-    segments decoded, each with a few frames of context, by seeking (libsndfile and ffmpeg both seek
+    A song with more than three times ``max_segments`` segments (by its header's length) has just
+    its sampled segments decoded, each with a few frames of context, by seeking (libsndfile and ffmpeg both seek
     in every common format): a 4-minute song costs 8 x 3 s of decoding instead of 240 s, and an
     hour-long file no more. Everything else, and any file whose header does not say its length or
     whose sampled part cannot be read, is decoded whole block by block (memory bounded by its
@@ -194,7 +197,7 @@ def song_segments(
         head = audio.info(path)
         frames = params.n_frames(int(head.duration * params.sample_rate)) if head.duration > 0 else 0
         starts = segment_starts(frames, chunk_frames, hop_frames, None) if frames else np.zeros(0)
-        if starts.size > max_segments:
+        if starts.size > _SEEK_FACTOR * max_segments:
             chosen = segment_starts(frames, chunk_frames, hop_frames, max_segments)
             try:
                 segments = np.stack([_segment_at(path, params, int(s), chunk_frames) for s in chosen])

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrify.defaults import DEFAULT_MAX_SEGMENTS
 from genrify.errors import ModelFileError, ParameterError
 from genrify.features import FeatureParams, log_mel, log_mel_stream
 
@@ -505,7 +506,11 @@ class Tagger:
 
 
 def tag_song(
-    taggers: Sequence[Tagger], path: str | Path, *, max_segments: int | None = None, features: bool = False
+    taggers: Sequence[Tagger],
+    path: str | Path,
+    *,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    features: bool = False,
 ) -> tuple[dict[str, TagResult], SongSegments]:
     """Tag a file with several taggers from one decoding: ``{name: result}`` and the patches read.
 
@@ -517,22 +522,27 @@ def tag_song(
         The audio file.
     max_segments
         Tag at most this many patches, spread evenly over the song (only those are decoded where
-        the format can seek); ``None`` or 0 tags every patch.
+        the format can seek), as classification samples them; ``None`` or 0 tags every patch.
     features
-        Keep each tagger's embeddings too.
+        Keep each tagger's embeddings too (then every tagger runs on PyTorch).
 
     Raises
     ------
     AudioError
         The file cannot be decoded.
     """
+    from genrify.models import onnx
     from genrify.segments import song_segments
 
     song = song_segments(path, MUSICNN_PARAMS, PATCH_FRAMES, max_segments=max_segments)
     batch = np.ascontiguousarray(song.segments.transpose(0, 2, 1))  # (n, 187, 96), the taggers' layout
     out = {}
     for tagger in taggers:
-        result = tagger._result(batch, None, features)
+        if not features and onnx.available(tagger.name):  # the same taggram, about twice as fast
+            taggram = onnx.OnnxTagger(tagger.name)(torch.from_numpy(batch))["taggram"].numpy()
+            result = TagResult(tagger.tags, taggram, patch_seconds=PATCH_FRAMES * tagger.params.seconds_per_frame)
+        else:
+            result = tagger._result(batch, None, features)
         result.short = song.short
         out[tagger.name] = result
     return out, song

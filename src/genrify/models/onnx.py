@@ -21,15 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from genrify.models.musicnn import PRETRAINED_DIR
-
+#: Where the graphs ship: beside the taggers' weights (``genrify.models.musicnn.PRETRAINED_DIR``;
+#: not imported from there, so that the taggers may use this module without a cycle).
+GRAPHS_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 #: The outputs each exported graph gives, in order.
 OUTPUTS = ("taggram", "penultimate")
 
 
 def graph_path(name: str) -> Path:
     """Where a tagger's packaged ONNX graph lives."""
-    return PRETRAINED_DIR / f"{name}.onnx"
+    return GRAPHS_DIR / f"{name}.onnx"
 
 
 def available(name: str) -> bool:
