@@ -21,8 +21,7 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytest.importorskip("fastapi")
 
-from helpers import REAL, REPO, real_clips
-from helpers import untrained_model
+from helpers import REAL, REPO, real_clips, untrained_model
 from test_web import running_server, trained_model_file
 
 from genrify import predict
