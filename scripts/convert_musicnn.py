@@ -16,6 +16,7 @@ before it is written. Running it twice gives byte-identical files.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -148,7 +149,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown tagger {name!r}; choose from {', '.join(musicnn.TAGGERS)}")
         out = convert(name, args.weights, args.out)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
-        if name in BUILTIN_TAGGERS:  # the built-in model runs these on ONNX Runtime (needs `pip install onnx`)
+        if name in BUILTIN_TAGGERS:  # the built-in model runs these on ONNX Runtime
+            if importlib.util.find_spec("onnx") is None:  # torch's exporter needs it; genrify does not
+                print(f"not exporting {name}.onnx: `pip install onnx` to export the ONNX graph")
+                continue
             from genrify.models.onnx import export
 
             graph = export(musicnn.load_tagger(name, out).network, args.out / f"{name}.onnx")
