@@ -297,23 +297,10 @@ def load(path: str | Path, *, params: FeatureParams | None = None) -> GenreModel
 
     # Build on the meta device first (shapes only, no memory) and compare with the file's tensors:
     # options that would allocate far more than the file holds are refused before any allocation.
-    # A dry run there, on one chunk, finds options and chunk lengths the network cannot process
-    # (a pooling of 0, chunks shorter than its pooling) here rather than on the first song.
     chunk, n_genres = meta["chunk_frames"], len(meta["genres"])
-    with warnings.catch_warnings(), torch.device("meta"), torch.inference_mode():
+    with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")  # loading pretrained weights into meta tensors warns that it is a no-op
-        shapes = make_body().eval()
-        expected = {k: tuple(v.shape) for k, v in shapes.state_dict().items()}
-        try:
-            out_shape = tuple(shapes(torch.empty(1, feature_params.n_mels, chunk)).shape)
-        except Exception as exc:  # noqa: BLE001 - any op may refuse the shapes
-            out_shape = _first_line(exc)
-    if out_shape != (1, n_genres):
-        problem = out_shape if isinstance(out_shape, str) else f"output of shape {out_shape}, not (1, {n_genres})"
-        raise ModelFileError(
-            f"{path}: bad model metadata: architecture_config and chunk_frames do not make a working "
-            f"{meta['architecture']!r} network for chunks of {chunk} frames ({problem})"
-        )
+        expected = {k: tuple(v.shape) for k, v in make_body().state_dict().items()}
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     found = {k: tuple(v.shape) for k, v in weights.items()}
     if found != expected:
@@ -327,6 +314,22 @@ def load(path: str | Path, *, params: FeatureParams | None = None) -> GenreModel
         body.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: the weights do not fit architecture {meta['architecture']!r} ({_first_line(exc)})") from None
+    # A dry run on one chunk (its size is bounded by the metadata checks, the network's by the file)
+    # finds options and chunk lengths the network cannot process (a pooling of 0, chunks shorter
+    # than its pooling) here rather than on the first song. On the CPU, not the meta device: meta
+    # kernels pull in torch's compiler stack, a second of start-up for every process that loads a model.
+    body.eval()
+    try:
+        with torch.inference_mode():
+            out_shape: tuple[int, ...] | str = tuple(body(torch.zeros(1, feature_params.n_mels, chunk)).shape)
+    except Exception as exc:  # noqa: BLE001 - any op may refuse the shapes
+        out_shape = _first_line(exc)
+    if out_shape != (1, n_genres):
+        problem = out_shape if isinstance(out_shape, str) else f"output of shape {out_shape}, not (1, {n_genres})"
+        raise ModelFileError(
+            f"{path}: bad model metadata: architecture_config and chunk_frames do not make a working "
+            f"{meta['architecture']!r} network for chunks of {chunk} frames ({problem})"
+        )
     network = GenreNetwork(body, tensors["norm.mean"], tensors["norm.std"]).eval()
     model = GenreModel(
         network=network,
