@@ -4,6 +4,11 @@ synthetic feature store. Plain functions and constants (fixtures live in conftes
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,3 +91,29 @@ def untrained_model(genres: list[str], seed: int = 0) -> GenreModel:
     network = GenreNetwork(build("seed-cnn", n_mels=params.n_mels, n_genres=len(genres)), *norm.tensors())
     return GenreModel(network=network.eval(), genres=list(genres), params=params, normalization=norm,
                                 architecture="seed-cnn", architecture_config={}, chunk_frames=128)
+
+
+@contextmanager
+def running_server(app, backlog: int = 128) -> Iterator[tuple[str, int]]:
+    """Serve ``app`` as ``genrify serve`` does (:func:`genrify.web.make_server`) on a free loopback
+    port in a background thread; yields its URL and port."""
+    from genrify.web import make_server
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, as in serve()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+    port = sock.getsockname()[1]
+    server = make_server(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()

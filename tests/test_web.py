@@ -11,7 +11,6 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ with warnings.catch_warnings():  # newer Starlette suggests httpx2 for its test 
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-from helpers import tone, untrained_model
+from helpers import running_server, tone, untrained_model
 
 from genrify import modelfile, predict
 from genrify.config import TrainConfig
@@ -57,30 +56,6 @@ def trained_model_file(store: Path, out: Path) -> Path:
     return modelfile.save(train(store, TrainConfig(epochs=2)).model, out)
 
 
-@contextmanager
-def running_server(app) -> Iterator[str]:
-    """Serve ``app`` as ``genrify serve`` does (:func:`genrify.web.make_server`) on a free loopback port
-    in a background thread; yields its URL."""
-    from genrify.web import make_server
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, as in serve()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    server = make_server(app)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 def multipart(filename: str | None, content: bytes = b"", **fields: str) -> tuple[bytes, str]:
@@ -550,7 +525,7 @@ def test_eight_parallel_requests_all_get_the_same_answer(app, songs):
     from concurrent.futures import ThreadPoolExecutor
 
     content = songs["mp3"].read_bytes()
-    with running_server(app) as url, httpx.Client(base_url=url, timeout=60) as http:
+    with running_server(app) as (url, _port), httpx.Client(base_url=url, timeout=60) as http:
         def one(i: int) -> dict:
             response = http.post("/api/classify", files={"file": (f"song{i}.mp3", content)}, params={"timeline": "true"})
             assert response.status_code == 200, response.text
@@ -564,7 +539,7 @@ def test_eight_parallel_requests_all_get_the_same_answer(app, songs):
             assert without(a, "path") == first
         # Over HTTP a too-large upload is refused from its Content-Length, before it is sent.
         small = create_app({"m": app.state.models["trained"].model}, max_upload_bytes=10_000)
-        with running_server(small) as small_url:
+        with running_server(small) as (small_url, _port):
             response = httpx.post(f"{small_url}/api/classify", files={"file": ("big.mp3", content)}, timeout=30)
             assert response.status_code == 413
     assert list(app.state.upload_dir.iterdir()) == []
@@ -597,7 +572,7 @@ def test_the_server_answers_while_songs_are_classified_and_sheds_load_beyond_its
     app = create_app([ModelEntry.from_model("blocked", _BlockedModel(net, ["a", "b", "c"], FeatureParams()))],
                      workers=1, max_pending=2, upload_dir=tmp_path)
     content = songs["wav"].read_bytes()
-    with running_server(app) as url:
+    with running_server(app) as (url, _port):
         results: list[int] = []
 
         def classify() -> None:

@@ -21,8 +21,8 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytest.importorskip("fastapi")
 
-from helpers import REAL, REPO, real_clips, untrained_model
-from test_web import running_server, trained_model_file
+from helpers import REAL, REPO, real_clips, running_server, untrained_model
+from test_web import trained_model_file
 
 from genrify import predict
 from genrify.web import ModelEntry, create_app
@@ -84,7 +84,7 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
     expected_other = predict.classify(synthetic, other.model)
     app = create_app([first, other])
     ARTIFACTS.mkdir(exist_ok=True)
-    with running_server(app) as url:
+    with running_server(app) as (url, _port):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(TIMEOUT_MS)
         problems: list[str] = []

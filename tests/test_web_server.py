@@ -9,10 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import soundfile as sf
@@ -20,10 +17,10 @@ import soundfile as sf
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from helpers import tone, untrained_model
+from helpers import running_server, tone, untrained_model
 
 from genrify import modelfile
-from genrify.web import create_app, make_server
+from genrify.web import create_app
 
 BOUNDARY = "genrify-stall-boundary"
 
@@ -40,26 +37,6 @@ def wav() -> bytes:
     return buffer.getvalue()
 
 
-@contextmanager
-def running(app) -> Iterator[tuple[str, int]]:
-    """``make_server(app)`` (what ``genrify serve`` runs) on a free loopback port, in a thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    server = make_server(app)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", port
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 def stalled_upload(port: int, content_length: int = 50_000_000) -> socket.socket:
@@ -94,7 +71,7 @@ def wait_for(url: str, key: str, value: int, seconds: float = 20) -> dict:
 def test_stalled_uploads_hold_no_place_and_are_dropped_with_their_files(model, wav, tmp_path):
     # More stalled clients than the inference queue has places (16 for two workers).
     app = create_app({"m": model}, workers=2, request_timeout=3.0, upload_dir=tmp_path)
-    with running(app) as (url, port):
+    with running_server(app) as (url, port):
         stalled = [stalled_upload(port) for _ in range(20)]
         try:
             wait_for(url, "uploading", 20)
@@ -117,7 +94,7 @@ def test_stalled_uploads_hold_no_place_and_are_dropped_with_their_files(model, w
 
 def test_connections_without_complete_headers_are_closed_after_the_timeout(model, tmp_path):
     app = create_app({"m": model}, request_timeout=1.0, upload_dir=tmp_path)
-    with running(app) as (url, port):
+    with running_server(app) as (url, port):
         silent = socket.create_connection(("127.0.0.1", port), timeout=15)
         partial = socket.create_connection(("127.0.0.1", port), timeout=15)
         partial.sendall(b"POST /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -153,7 +130,7 @@ def test_connections_without_complete_headers_are_closed_after_the_timeout(model
 
 def test_a_trickling_upload_is_dropped_below_the_minimum_rate(model, tmp_path):
     app = create_app({"m": model}, request_timeout=1.0, min_upload_rate=10_000, upload_dir=tmp_path)
-    with running(app) as (_url, port):
+    with running_server(app) as (_url, port):
         s = stalled_upload(port)
         try:
             for _ in range(40):  # one byte every 0.1 s: never silent for 1 s, but far below 10 KB/s
@@ -172,7 +149,7 @@ def test_a_trickling_upload_is_dropped_below_the_minimum_rate(model, tmp_path):
 
 def test_beyond_the_upload_limit_the_answer_is_a_json_503(model, wav, tmp_path):
     app = create_app({"m": model}, request_timeout=5.0, max_uploads=2, upload_dir=tmp_path)
-    with running(app) as (url, port):
+    with running_server(app) as (url, port):
         stalled = [stalled_upload(port) for _ in range(2)]
         try:
             wait_for(url, "uploading", 2)
