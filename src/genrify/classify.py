@@ -296,7 +296,7 @@ def open_cache(path: str | Path, ref: ModelRef, options: ClassifyOptions = Class
 
 
 def classify_song(path: str | Path, model: Any, options: ClassifyOptions = ClassifyOptions(), *,
-                  name: str | None = None) -> Prediction:
+                  name: str | None = None, whole: tuple[Any, float] | None = None) -> Prediction:
     """Classify one file, as :func:`classify_library` would (the same segments, the same answer).
 
     Parameters
@@ -309,6 +309,9 @@ def classify_song(path: str | Path, model: Any, options: ClassifyOptions = Class
         Which segments.
     name
         The path recorded in the answer (default: ``path``), e.g. an upload's client-side name.
+    whole
+        The file's whole features and length where the caller has them already
+        (:func:`genrify.segments.song_features`): a song read whole is not read again.
 
     Raises
     ------
@@ -317,7 +320,8 @@ def classify_song(path: str | Path, model: Any, options: ClassifyOptions = Class
     PredictionError
         No audio, or the model gives no finite answer.
     """
-    prediction = predict.classify(path, model, hop_seconds=options.hop_seconds, max_segments=options.max_segments)
+    prediction = predict.classify(path, model, hop_seconds=options.hop_seconds, max_segments=options.max_segments,
+                                  whole=whole)
     prediction.path = str(path) if name is None else name
     return finite(prediction)
 

@@ -294,6 +294,7 @@ def classify(
     sample_rate: int | None = None,
     hop_seconds: float | None = None,
     max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    whole: tuple[np.ndarray, float] | None = None,
 ) -> Prediction:
     """Classify one song, from a file or a waveform.
 
@@ -311,6 +312,9 @@ def classify(
     max_segments
         Classify at most this many segments, spread evenly over the song (only those are decoded
         where the format can seek); 0 or ``None`` classifies every segment.
+    whole
+        The file's whole features and length, where the caller has them (see
+        :func:`genrify.segments.song_segments`).
 
     Raises
     ------
@@ -352,7 +356,8 @@ def classify(
         features = log_mel_stream([waveform], params, dtype=feature_dtype(params))
         return predict_features(features, model, duration=waveform.size / params.sample_rate, hop_frames=hop_frames,
                                 max_segments=max_segments)
-    song = song_segments(source, params, model.chunk_frames, hop_frames=hop_frames, max_segments=max_segments)
+    song = song_segments(source, params, model.chunk_frames, hop_frames=hop_frames, max_segments=max_segments,
+                         whole=whole)
     return predict_segments(song, model, path=str(source))
 
 

@@ -173,6 +173,7 @@ def song_segments(
     *,
     hop_frames: int | None = None,
     max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    whole: tuple[np.ndarray, float] | None = None,
 ) -> SongSegments:
     """Decode the segments of a file that a model will see, and only those where that is cheaper.
 
@@ -183,6 +184,9 @@ def song_segments(
     whose sampled part cannot be read, is decoded whole block by block (memory bounded by its
     features). The features equal those of the whole song up to the STFT and resampler edges,
     which the context frames keep out of the segments.
+
+    ``whole`` is the song's whole features and length (:func:`song_features`) where the caller has
+    them already (the web page draws them): a song that is read whole is then not read again.
 
     Raises
     ------
@@ -205,7 +209,7 @@ def song_segments(
                 pass  # a header that overstates the length: decoding it whole says what is wrong
             else:
                 return SongSegments(segments, chosen * params.seconds_per_frame, head.duration, short=False)
-    features, duration = song_features(path, params)
+    features, duration = whole if whole is not None else song_features(path, params)
     try:
         return cut_segments(features, params, chunk_frames, duration=duration, hop_frames=hop_frames,
                             max_segments=max_segments)

@@ -98,10 +98,11 @@ def _classify_file(
 
     features = None
     try:
-        # Only the sampled segments are decoded for the answer; the picture needs the whole song.
-        prediction = classify_song(path, entry.model, name=name)
-        if spectrogram:
-            features, _duration = song_features(path, entry.model.params)
+        # The picture needs the whole song; the answer reuses it where the library run would read
+        # the song whole too, and decodes only its sampled segments where that would seek.
+        whole = song_features(path, entry.model.params) if spectrogram else None
+        features = whole[0] if whole is not None else None
+        prediction = classify_song(path, entry.model, name=name, whole=whole)
     except AudioError as exc:
         # The reason may quote the server's file name; the client only ever sees its own.
         reason = exc.reason.replace(str(path), name).replace(str(path.parent), "")
