@@ -42,9 +42,9 @@ def make_model(path: Path) -> Path:
     import torch
 
     from genrify import modelfile
-    from genrify.normalization import Normalization
     from genrify.features import FeatureParams
     from genrify.models import GenreNetwork, build
+    from genrify.normalization import Normalization
     from genrify.synth import GENRES
 
     torch.manual_seed(0)
