@@ -232,18 +232,27 @@ def test_one_song_with_a_nan_model_is_a_prediction_error(model_file, music, monk
 
 
 def test_tags_organize_and_playlists_consume_the_results(model_file, music, tmp_path):
-    from genrify.tags import read_genre
+    from genrify.genremap import GenreMap
+    from genrify.tagpolicy import TagPolicy
+    from genrify.tags import read_genre, read_provenance
 
     run = classify_library([music], ModelRef.file(model_file), runner=LocalRunner(1))
     assert confident(run.results, 1.01) == [] and len(confident(run.results)) == len(run.predictions)
     chosen = confident(run.results)
 
-    dry = tag_results(chosen, dry_run=True)
-    assert dry.line == f"genre tags: would change {len(chosen)}, 0 already right, 0 failed"
-    tagged = tag_results(chosen, genres=2)
-    assert tagged.line.startswith(f"genre tags: changed {len(chosen)},")
-    assert all(read_genre(p.path) == tuple(g for g, _ in p.top(2)) for p in chosen)
-    assert tag_results(chosen, genres=2).line == f"genre tags: changed 0, {len(chosen)} already right, 0 failed"
+    # The untrained model is unsure of everything: the default policy leaves such answers alone.
+    assert tag_results(chosen).left_alone == sum(p.low_confidence for p in chosen) == len(chosen)
+    policy = TagPolicy(count=2, min_probability=0.0, skip_unsure=False, mode="replace")
+    dry = tag_results(chosen, policy, model="m", dry_run=True)
+    assert dry.line.startswith(f"genre tags: would write {len(chosen)}, unchanged 0,")
+    assert all(read_genre(p.path) == () for p in chosen)
+    tagged = tag_results(chosen, policy, model="m")
+    assert tagged.count("written") == len(chosen) and not tagged.failures
+    spelled = GenreMap.default().name
+    assert all(read_genre(p.path) == tuple(spelled(g) for g, _ in p.top(2)) for p in chosen)
+    assert all(read_provenance(p.path).model == "m" for p in chosen)
+    again = tag_results(chosen, policy, model="m")
+    assert again.count("unchanged") == len(chosen) and again.count("written") == 0
 
     dest = tmp_path / "sorted"
     planned = organize_results(chosen, dest, dry_run=True, sources=[music])

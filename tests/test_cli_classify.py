@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from genrify import audio
 from genrify.cli import app
+from genrify.genremap import GenreMap
 from genrify.tags import read_genre
 
 runner = CliRunner()
@@ -94,23 +95,25 @@ def tagged_mp3s(tmp_path) -> list[Path]:
 
 def test_write_tags_changes_only_the_genre(model_file, tagged_mp3s, tmp_path):
     before = [audio.load(p) for p in tagged_mp3s]
-    dry = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--dry-run")
-    assert dry.exit_code == 0 and "would change 3" in dry.output
+    unsure = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags")
+    assert "3 unsure or below confidence" in unsure.output and all(read_genre(p) == () for p in tagged_mp3s)
+    dry = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--tag-unsure", "--dry-run")
+    assert dry.exit_code == 0 and "would write 3" in dry.output and dry.output.count("(none) ->") == 3
     assert all(read_genre(p) == () for p in tagged_mp3s)
-    none = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--min-confidence", "1")
+    none = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--tag-unsure", "--min-confidence", "1")
     assert "3 below confidence" in none.output and all(read_genre(p) == () for p in tagged_mp3s)
-    result = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--format", "json")
+    result = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--tag-unsure", "--format", "json")
     assert result.exit_code == 0, result.output
     answers = {o["path"]: o["genre"] for o in json.loads(result.stdout[result.stdout.index("[") :])}
     for path, wave in zip(tagged_mp3s, before, strict=True):
-        assert read_genre(path) == (answers[str(path)],)
+        assert read_genre(path) == (GenreMap.default().name(answers[str(path)]),)
         np.testing.assert_array_equal(audio.load(path), wave)
 
 
 def test_a_read_only_file_is_reported_and_the_others_are_tagged(model_file, tagged_mp3s):
     tagged_mp3s[1].chmod(0o444)
     content = tagged_mp3s[1].read_bytes()
-    result = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags")
+    result = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--tag-unsure")
     assert result.exit_code == 0
     assert "tag not written" in result.output and "song1.mp3" in result.output
     assert tagged_mp3s[1].read_bytes() == content

@@ -46,7 +46,9 @@ from genrify.segments import DEFAULT_MAX_SEGMENTS
 if TYPE_CHECKING:
     from genrify.features import FeatureParams
     from genrify.organize import MoveResult
+    from genrify.albums import AlbumAnswer
     from genrify.results import ResultCache
+    from genrify.tagpolicy import TagPolicy
     from genrify.tags import TagChange
 
 #: One file's answer: a prediction, or why there is none.
@@ -426,6 +428,8 @@ class RunSummary:
         Of those, answers read from the results cache.
     failed
         Files without an answer (unreadable, non-finite answers, inputs that do not exist).
+    skipped
+        Files left out because they were not modified since the ``since`` time of the run.
     passed_over
         Things inside the folders passed over (broken or looping links, unreadable folders).
     seconds
@@ -440,6 +444,7 @@ class RunSummary:
     passed_over: int
     seconds: float
     genres: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
 
     def spread(self, n: int = 6) -> str:
         """The ``n`` most frequent genres with their counts, e.g. ``"rock 12, jazz 3"``."""
@@ -449,7 +454,8 @@ class RunSummary:
     def line(self) -> str:
         """One line for people, e.g. ``"18 classified (0 from cache), 1 failed in 2.1 s · rock 12, jazz 6"``."""
         spread = self.spread()
-        return (f"{self.classified} classified ({self.from_cache} from cache), {self.failed} failed in "
+        skipped = f", {self.skipped} unchanged since then skipped" if self.skipped else ""
+        return (f"{self.classified} classified ({self.from_cache} from cache), {self.failed} failed{skipped} in "
                 f"{self.seconds:.1f} s" + (f" · {spread}" if spread else ""))
 
 
@@ -535,6 +541,7 @@ def classify_library(
     cache: ResultCache | None = None,
     listeners: Sequence[Listener] = (),
     device: Any = None,
+    since: float | None = None,
 ) -> LibraryRun:
     """Classify the audio under ``paths``, reusing cached answers; results in input order.
 
@@ -560,6 +567,9 @@ def classify_library(
         Told of the start, each result and the end (:class:`Listener`).
     device
         Where the model runs in this process (a torch device); default: where it was loaded.
+    since
+        A POSIX time: files not modified since then are left out (counted as skipped, not in the
+        results), so that a run over a big library can take only what was added or changed.
 
     Raises
     ------
@@ -571,6 +581,11 @@ def classify_library(
     started = time.perf_counter()
     found = paths if isinstance(paths, AudioSearch) else require_audio(find_audio(paths), paths)
     runner = runner if runner is not None else LocalRunner()
+    skipped = 0
+    if since is not None:
+        recent = [p for p in found.files if _modified_since(p, since)]
+        skipped = len(found.files) - len(recent)
+        found = AudioSearch(recent, found.missing, found.passed_over)
     for listener in listeners:
         listener.on_start(found)
 
@@ -611,12 +626,22 @@ def classify_library(
     summary = RunSummary(
         classified=good, from_cache=from_cache, failed=len(results) - good, passed_over=len(found.passed_over),
         seconds=time.perf_counter() - started,
-        genres=dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+        genres=dict(sorted(counts.items(), key=lambda kv: -kv[1])), skipped=skipped,
     )
     run = LibraryRun(results, summary, found)
     for listener in listeners:
         listener.on_finish(run)
     return run
+
+
+def _modified_since(path: str, since: float) -> bool:
+    """Whether ``path`` changed at or after ``since`` (a file that cannot be stat'ed is kept: its
+    failure is reported by the run, never hidden by a skip)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True
+    return max(st.st_mtime, st.st_ctime) >= since
 
 
 def _classify_paths(todo: list[str], ref: ModelRef, runner: Runner, options: ClassifyOptions,
@@ -650,9 +675,13 @@ class TagReport:
     Attributes
     ----------
     changes
-        Files whose genre tag changed (or would change), with the change.
+        Every file whose tag was looked at, with what happened to it (:attr:`TagChange.status`:
+        ``"written"``, ``"unchanged"`` or ``"kept"``, the last for a genre a person set that the
+        tag mode keeps).
     failures
         ``(path, message)`` of files whose tag could not be written.
+    left_alone
+        Answers not written because they are unsure or below the policy's confidence.
     total
         Files considered.
     dry_run
@@ -661,29 +690,51 @@ class TagReport:
 
     changes: list[TagChange] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    left_alone: int = 0
     total: int = 0
     dry_run: bool = False
 
+    def count(self, status: str) -> int:
+        """Files with this :attr:`TagChange.status`."""
+        return sum(c.status == status for c in self.changes)
+
     @property
     def line(self) -> str:
-        """E.g. ``"genre tags: changed 3, 1 already right, 0 failed"``."""
-        verb = "would change" if self.dry_run else "changed"
-        right = self.total - len(self.changes) - len(self.failures)
-        return f"genre tags: {verb} {len(self.changes)}, {right} already right, {len(self.failures)} failed"
+        """E.g. ``"genre tags: written 3, unchanged 12, kept 2 (set by a person), 4 unsure or below
+        confidence, 0 failed"``."""
+        verb = "would write" if self.dry_run else "written"
+        return (f"genre tags: {verb} {self.count('written')}, unchanged {self.count('unchanged')}, "
+                f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence, "
+                f"{len(self.failures)} failed")
 
 
-def tag_results(predictions: Sequence[Prediction], *, genres: int = 1, separator: str | None = None,
+def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = None, *, model: str = "",
+                albums: Mapping[str, AlbumAnswer] | None = None, own_genre_above: float | None = None,
                 dry_run: bool = False, cache: ResultCache | None = None) -> TagReport:
-    """Write each file's ``genres`` most probable genres into its genre tag (:func:`genrify.tags.write_genre`).
+    """Write each answer's genres into its file's genre tag, as ``policy`` says.
+
+    The genres come from :meth:`~genrify.tagpolicy.TagPolicy.genres_for` (how many, how sure,
+    spelled by the genre map), meet the genres already in the file by the policy's tag mode
+    (:func:`genrify.tagpolicy.resolve`), and are written with a provenance record
+    (:func:`genrify.tags.write_genre`), so that a later run knows which genres genrify set. A
+    file that would not change is not rewritten: a run that is interrupted and started again
+    only writes what it had not written yet.
 
     Parameters
     ----------
     predictions
-        The answers (see :func:`confident`).
-    genres
-        Genres per file, most probable first (multi-valued where the format allows).
-    separator
-        Join several genres into one value with this (for old players).
+        The answers.
+    policy
+        Which genres, which tag mode, which format options (default: :class:`TagPolicy`'s,
+        which keeps the genres a person set).
+    model
+        The model's name, recorded in the provenance.
+    albums
+        Album mode: each track's album answer (:func:`genrify.albums.album_answers`); the album's
+        genres are written instead of the track's own.
+    own_genre_above
+        Album mode: also write a track's own top genre where it differs from the album's and its
+        probability is at least this (:func:`genrify.albums.track_ranking`).
     dry_run
         Change nothing; report what would change.
     cache
@@ -695,19 +746,32 @@ def tag_results(predictions: Sequence[Prediction], *, genres: int = 1, separator
         A file that cannot be tagged is a failure in it; the others are tagged.
     """
     from genrify.errors import GenrifyError
+    from genrify.tagpolicy import TagPolicy, provenance_for
     from genrify.tags import write_genre
 
+    policy = policy if policy is not None else TagPolicy()
     report = TagReport(total=len(predictions), dry_run=dry_run)
     for r in predictions:
+        if albums is not None and r.path in albums:
+            from genrify.albums import track_ranking
+
+            ranked = track_ranking(r, albums[r.path], own_genre_above=own_genre_above)
+        else:
+            ranked = r.top(len(r.genres))
+        genres = policy.genres_for(ranked, unsure=r.low_confidence)
+        if not genres:
+            report.left_alone += 1
+            continue
+        provenance = provenance_for(genres, policy.probabilities_for(ranked), model=model)
         try:
-            change = write_genre(r.path, [g for g, _ in r.top(genres)], separator=separator, dry_run=dry_run)  # type: ignore[arg-type]
+            change = write_genre(r.path, genres, separator=policy.separator, id3v23=policy.id3v23,  # type: ignore[arg-type]
+                                 mode=policy.mode, provenance=provenance, dry_run=dry_run)
         except GenrifyError as exc:
             report.failures.append((str(r.path), str(exc)))
             continue
-        if change.changed:
-            report.changes.append(change)
-            if change.written and cache is not None:  # the audio is unchanged: the answer stays valid
-                cache.put(r.path, r.to_dict(timeline=True))  # type: ignore[arg-type]
+        report.changes.append(change)
+        if change.written and cache is not None:  # the audio is unchanged: the answer stays valid
+            cache.put(r.path, r.to_dict(timeline=True))  # type: ignore[arg-type]
     if cache is not None:
         cache.commit()
     return report

@@ -536,6 +536,15 @@ def classify(
     write_tags: Annotated[bool, typer.Option(help="Write the top genre (see --tag-genres) into each file's genre tag.")] = False,
     tag_genres: Annotated[int, typer.Option(help="With --write-tags: write the N most probable genres (multi-valued where the format allows).")] = 1,
     tag_separator: Annotated[str | None, typer.Option(help="Join several genres into one tag value with this separator.")] = None,
+    tag_mode: Annotated[str, typer.Option(help="With --write-tags: keep (leave files with a genre a person set alone), merge (a person's genres first, then genrify's) or replace.")] = "keep",
+    min_probability: Annotated[float, typer.Option(help="With --tag-genres N: write a 2nd..Nth genre only if its probability is at least this.")] = 0.1,
+    tag_unsure: Annotated[bool, typer.Option(help="With --write-tags: also tag answers flagged unsure.")] = False,
+    id3v23: Annotated[bool, typer.Option("--id3v23", help="With --write-tags: write ID3v2.3 tags (several genres joined by '/') for old players, instead of ID3v2.4.")] = False,
+    genre_map: Annotated[Path | None, typer.Option(help="A genre map (TOML: canonical names, aliases, whitelist, parents) used instead of the default one for tags.")] = None,
+    parent_genres: Annotated[bool, typer.Option(help="With --write-tags: add each genre's parent genres from the genre map (House -> Electronic).")] = False,
+    album_mode: Annotated[bool, typer.Option(help="With --write-tags: give every track of an album (album tags, else its folder) the album's genre, from its tracks' pooled probabilities.")] = False,
+    track_genre_above: Annotated[float | None, typer.Option(help="With --album-mode: also write a track's own top genre where it differs from the album's and its probability is at least this.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only files added or modified since this date or time (e.g. 2026-11-30 or 2026-11-30T18:00); the rest are skipped.")] = None,
     min_confidence: Annotated[float, typer.Option(help="Tag, organise and list only files whose top probability is at least this.")] = 0.0,
     organize: Annotated[Path | None, typer.Option(help="Put each file into DEST/<genre>/ (never overwriting).")] = None,
     mode: Annotated[str, typer.Option(help="How --organize places files: copy, link or move.")] = "copy",
@@ -599,6 +608,13 @@ def classify(
         _usage("--tag-separator must not be empty; leave it out to write separate genre values")
     if genres and model is not None:
         _usage("--genres chooses among the built-in model's genres; a trained model answers with its own")
+    if track_genre_above is not None and not album_mode:
+        _usage("--track-genre-above goes with --album-mode")
+    if track_genre_above is not None and tag_genres < 2:
+        _usage("--track-genre-above needs --tag-genres 2 or more: a track's own genre is written after the album's")
+    since_time = _since(since) if since is not None else None
+    policy = _tag_policy(tag_genres, min_confidence, min_probability, tag_unsure, tag_mode, tag_separator, id3v23,
+                         parent_genres, genre_map, track_genre_above) if write_tags else None
     try:
         torch_device = resolve_device(device, notify=lambda line: err.print(escape(line), highlight=False))
     except ParameterError as exc:
@@ -663,7 +679,7 @@ def classify(
                     progress.advance(task)
 
             run = classify_library(found, ref, options=options, runner=runner, cache=store,
-                                   listeners=[ShowProgress()], device=torch_device)
+                                   listeners=[ShowProgress()], device=torch_device, since=since_time)
         _render_results(run.results, ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
 
         chosen = confident(run.results, min_confidence)
@@ -671,12 +687,24 @@ def classify(
         if min_confidence > 0 and (write_tags or organize or playlists):
             notes.append(f"{len(run.predictions) - len(chosen)} below confidence {min_confidence:g} left alone")
         if write_tags:
-            tagged = tag_results(chosen, genres=tag_genres, separator=tag_separator, dry_run=dry_run, cache=store)
+            albums = None
+            if album_mode:
+                from genrify.albums import album_answers, group_albums
+
+                albums = album_answers(chosen, group_albums([str(r.path) for r in chosen]))
+                notes.append(f"{len({id(a) for a in albums.values()})} albums")
+            tagged = tag_results(chosen, policy, model=ref.name, albums=albums, own_genre_above=track_genre_above,
+                                 dry_run=dry_run, cache=store)
             for _path, message in tagged.failures:
                 err.print(f"[red]tag not written[/] {_say(message)}", highlight=False)
-            for change in tagged.changes if dry_run else []:
-                err.print(f"would tag {_say(change.path)}: {_say('; '.join(change.old) or '(none)')} -> "
-                          f"{_say('; '.join(change.new))}", highlight=False)
+            for change in tagged.changes if dry_run or verbose else []:
+                before, after = _say("; ".join(change.old) or "(none)"), _say("; ".join(change.new))
+                if change.status == "kept":
+                    err.print(f"kept {_say(change.path)}: {before} (set by a person; --tag-mode merge or replace to change it)",
+                              highlight=False)
+                elif change.status == "written":
+                    err.print(f"{'would tag' if dry_run else 'tagged'} {_say(change.path)}: {before} -> {after}",
+                              highlight=False)
             notes.append(tagged.line)
     finally:
         if store is not None:
@@ -701,12 +729,47 @@ def classify(
     spread = summary.spread()
     err.print(
         f"[bold]{summary.classified} classified[/] ({summary.from_cache} from cache), {summary.failed} failed"
-        f" in {summary.seconds:.1f} s" + escape((f" · {spread}" if spread else "")
+        + (f", {summary.skipped} not modified since {escape(str(since))} skipped" if summary.skipped else "")
+        + f" in {summary.seconds:.1f} s" + escape((f" · {spread}" if spread else "")
         + "".join(f" · {n}" for n in notes)),
         highlight=False,
     )
-    if not summary.classified:
+    if not summary.classified and not (summary.skipped and not summary.failed):
         raise typer.Exit(1)
+
+
+def _since(text: str) -> float:
+    """``--since``: an ISO date or date and time (local time unless it names a zone), as a POSIX time."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        _usage(f"--since {text!r}: not a date; give e.g. 2026-11-30 or 2026-11-30T18:00")
+
+
+def _tag_policy(count: int, min_confidence: float, min_probability: float, tag_unsure: bool, mode: str,
+                separator: str | None, id3v23: bool, parents: bool, genre_map: Path | None,
+                track_genre_above: float | None) -> Any:
+    """The tag options as one :class:`genrify.tagpolicy.TagPolicy`; a bad value is a usage error."""
+    from genrify.errors import ParameterError
+    from genrify.genremap import GenreMap
+    from genrify.tagpolicy import TAG_MODES, TagPolicy
+
+    if mode not in TAG_MODES:
+        _usage(f"--tag-mode: unknown mode {mode!r}; choose {', '.join(TAG_MODES)}")
+    if not 0.0 <= min_probability <= 1.0:
+        _usage(f"--min-probability must be between 0 and 1, not {min_probability}")
+    if track_genre_above is not None and not 0.0 <= track_genre_above <= 1.0:
+        _usage(f"--track-genre-above must be between 0 and 1, not {track_genre_above}")
+    # A bad map file is bad input (exit 1, naming the file), not a mistyped option.
+    mapping = GenreMap.load(genre_map) if genre_map is not None else GenreMap.default()
+    try:
+        return TagPolicy(count=count, min_confidence=min_confidence, min_probability=min_probability,
+                         skip_unsure=not tag_unsure, mode=mode, separator=separator, id3v23=id3v23,
+                         parents=parents, genre_map=mapping)
+    except ParameterError as exc:
+        _usage(str(exc))
 
 
 def _render_results(results: list[Any], model_name: str, format: str, output: Path | None, top_k: int,

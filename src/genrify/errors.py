@@ -92,6 +92,20 @@ class TagError(GenrifyError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class GenreMapError(ParameterError):
+    """A genre map file (TOML) cannot be used: missing, unreadable, bad TOML, an unknown section or
+    key, a name that is not a string, an alias claimed by two genres, a cycle of parent genres.
+
+    A bad file is bad input, not a mistyped command: it takes :class:`GenrifyError`'s row in
+    :data:`STATUS` (exit 1, HTTP 422), as a :class:`ParameterError` does.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 class OrganizeError(GenrifyError):
     """A library cannot be sorted into folders as asked (e.g. the destination lies inside a source)."""
 

@@ -1,0 +1,160 @@
+"""`genrify classify --write-tags` with tag modes, provenance, genre maps, albums and --since."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from helpers import tone, write_with_av
+from typer.testing import CliRunner
+
+from genrify.cli import app
+from genrify.genremap import GenreMap
+from genrify.tags import read_genre, read_provenance, write_genre
+
+runner = CliRunner()
+
+
+def classify(*args: str | Path):
+    return runner.invoke(app, ["classify", *map(str, args), "--no-cache"])
+
+
+@pytest.fixture
+def album(small_store, tmp_path) -> list[Path]:
+    """Six metal songs and one classical song in one folder (one album by folder)."""
+    folder = tmp_path / "album"
+    folder.mkdir()
+    songs = sorted((small_store.parent / "music" / "metal").iterdir())
+    songs.append(sorted((small_store.parent / "music" / "classical").iterdir())[0])
+    for song in songs:
+        shutil.copyfile(song, folder / song.name)
+    return sorted(folder.iterdir())
+
+
+def tag(folder: Path, model_file: Path, *extra: str):
+    result = classify(folder, "--model", model_file, "--write-tags", "--tag-unsure", *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_keep_leaves_a_persons_genre_merge_puts_it_first_replace_replaces_it(album, model_file):
+    person = album[0]
+    write_genre(person, ["Doom Jazz"])  # no provenance: a person's genre
+    result = tag(album[0].parent, model_file)
+    assert "kept 1 (set by a person)" in result.output and f"written {len(album) - 1}," in result.output
+    assert read_genre(person) == ("Doom Jazz",) and read_provenance(person) is None
+    ours = {p: read_genre(p) for p in album[1:]}
+    assert all(len(g) == 1 for g in ours.values()) and all(read_provenance(p).genres == ours[p] for p in album[1:])
+
+    merged = tag(album[0].parent, model_file, "--tag-mode", "merge")
+    genres = read_genre(person)
+    assert genres[0] == "Doom Jazz" and len(genres) == 2 and read_provenance(person).genres == genres[1:]
+    assert f"written 1, unchanged {len(album) - 1}" in merged.output
+    # Again: nothing piles up, nothing is rewritten.
+    mtime = person.stat().st_mtime_ns
+    again = tag(album[0].parent, model_file, "--tag-mode", "merge")
+    assert read_genre(person) == genres and person.stat().st_mtime_ns == mtime
+    assert f"written 0, unchanged {len(album)}" in again.output
+
+    tag(album[0].parent, model_file, "--tag-mode", "replace")
+    assert read_genre(person) == genres[1:]
+
+
+def test_a_later_run_updates_only_the_genres_genrify_wrote(album, model_file):
+    tag(album[0].parent, model_file)
+    edited = album[1]
+    write_genre(edited, ["Stoner Rock"])  # a person edits genrify's genre: it is theirs now
+    result = tag(album[0].parent, model_file, "--tag-genres", "2", "--min-probability", "0")
+    assert read_genre(edited) == ("Stoner Rock",) and "kept 1" in result.output
+    assert all(len(read_genre(p)) == 2 for p in album if p != edited)
+
+
+def test_the_dry_run_shows_before_and_after_and_changes_nothing(album, model_file):
+    write_genre(album[0], ["Doom Jazz"])
+    result = tag(album[0].parent, model_file, "--tag-mode", "merge", "--dry-run")
+    assert "would tag" in result.output and "Doom Jazz -> Doom Jazz; " in result.output.replace("\n", " ")
+    assert result.output.count("(none) ->") == len(album) - 1
+    assert read_genre(album[0]) == ("Doom Jazz",) and all(read_genre(p) == () for p in album[1:])
+
+
+def test_a_genre_map_spells_whitelists_and_adds_parents(album, model_file, tmp_path):
+    mapping = tmp_path / "map.toml"
+    mapping.write_text('[genres]\n"Heavy Music" = ["metal"]\n"Orchestral" = ["classical"]\n"Beats" = ["hiphop"]\n'
+                       '[parents]\n"Heavy Music" = ["Loud"]\n"Orchestral" = ["Loud"]\n"Beats" = ["Loud"]\n')
+    tag(album[0].parent, model_file, "--genre-map", mapping, "--parent-genres")
+    assert all(read_genre(p)[1:] == ("Loud",) and read_genre(p)[0] in {"Heavy Music", "Orchestral", "Beats"}
+               for p in album)
+    only = tmp_path / "only.toml"
+    only.write_text('[options]\nwhitelist = true\n[genres]\n"Polka" = []\n')
+    fresh = [p for p in album if p != album[0]]
+    for p in fresh:
+        write_genre(p, ["x"])  # a person's genre ...
+    result = tag(album[0].parent, model_file, "--genre-map", only, "--tag-mode", "replace")
+    # ... stays: no genre the model answers passes the whitelist, so no file is touched.
+    assert f"{len(album)} unsure or below confidence" in result.output
+    assert all(read_genre(p) == ("x",) for p in fresh)
+
+
+def test_a_bad_genre_map_is_one_line_naming_the_file(album, model_file, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[genres\n")
+    result = classify(album[0].parent, "--model", model_file, "--write-tags", "--genre-map", bad)
+    assert result.exit_code == 1 and str(bad) in result.output
+    assert all(read_genre(p) == () for p in album)
+
+
+def test_album_mode_gives_the_tracks_of_a_folder_one_genre(album, model_file):
+    tag(album[0].parent, model_file)
+    assert len({read_genre(p) for p in album}) > 1  # track by track, the answers differ
+    result = tag(album[0].parent, model_file, "--album-mode")
+    assert "1 albums" in result.output
+    genres = {read_genre(p) for p in album}
+    assert len(genres) == 1 and len(next(iter(genres))) == 1
+
+
+def test_id3v23_joins_genres_with_a_slash(model_file, tmp_path):
+    from mutagen.id3 import ID3
+
+    folder = tmp_path / "mp3s"
+    folder.mkdir()
+    for i in range(2):
+        write_with_av(folder / f"song{i}.mp3", tone(4.0, freq=220.0 * (i + 1)), 22050)
+    tag(folder, model_file, "--id3v23", "--tag-genres", "2", "--min-probability", "0")
+    for path in folder.iterdir():
+        id3 = ID3(path)
+        assert id3.version[:2] == (2, 3)
+        (value,) = id3["TCON"].text
+        assert value.count("/") == 1 and tuple(value.split("/")) == read_genre(path)
+
+
+def test_since_skips_files_not_modified_since_then(album, model_file):
+    later = (datetime.now() + timedelta(days=1)).date().isoformat()
+    result = classify(album[0].parent, "--model", model_file, "--since", later)
+    assert result.exit_code == 0, result.output
+    assert f"0 classified (0 from cache), 0 failed, {len(album)} not modified since {later} skipped" in result.output
+    earlier = (datetime.now() - timedelta(days=1)).date().isoformat()
+    result = classify(album[0].parent, "--model", model_file, "--since", earlier)
+    assert f"{len(album)} classified" in result.output and "skipped" not in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--write-tags", "--tag-mode", "overwrite"], "--tag-mode: unknown mode 'overwrite'"),
+    (["--write-tags", "--track-genre-above", "0.5"], "--track-genre-above goes with --album-mode"),
+    (["--write-tags", "--album-mode", "--track-genre-above", "0.5"], "needs --tag-genres 2 or more"),
+    (["--write-tags", "--min-probability", "2"], "--min-probability must be between 0 and 1"),
+    (["--since", "last week"], "--since 'last week': not a date"),
+])
+def test_bad_tag_options_are_usage_errors(album, model_file, args, message):
+    result = classify(album[0].parent, "--model", model_file, *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_the_default_map_spells_every_genre_the_models_answer():
+    from genrify.classify import ModelRef
+    from genrify.synth import GENRES
+
+    names = GenreMap.default()
+    assert names.name("hiphop") == names.name("hip-hop") == "Hip-Hop"
+    assert all(names.name(g) for g in [*ModelRef.builtin().genres, *GENRES])

@@ -1,0 +1,186 @@
+"""Tag policy: which genres to write, the provenance record, and how new genres meet old ones."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+
+import genrify
+from genrify.errors import ParameterError
+from genrify.genremap import GenreMap
+from genrify.tagpolicy import TAG_MODES, Provenance, TagPolicy, human_genres, provenance_for, resolve
+
+# --- provenance ----------------------------------------------------------------------------------
+
+
+def test_provenance_is_one_line_of_compact_json_and_reads_back_equal():
+    record = Provenance(genres=("Hip-Hop", "Musique Concrète"), model="genrify-musicnn", version="1.2.3",
+                        probabilities={"Hip-Hop": 0.71234, "Musique Concrète": 0.2})
+    text = record.to_text()
+    assert "\n" not in text and ", " not in text and ": " not in text
+    assert "Musique Concrète" in text  # readable in a tagger, not \u escapes
+    data = json.loads(text)
+    assert data == {"by": "genrify", "version": "1.2.3", "model": "genrify-musicnn",
+                    "genres": ["Hip-Hop", "Musique Concrète"],
+                    "probabilities": {"Hip-Hop": 0.712, "Musique Concrète": 0.2}}
+    assert Provenance.from_text(text) == record
+    assert Provenance.from_text(text.encode("utf-8")) == record
+    assert record.probabilities == {"Hip-Hop": 0.712, "Musique Concrète": 0.2}  # rounded to 3 places
+    hash(record)
+    assert pickle.loads(pickle.dumps(record)) == record
+
+
+def test_a_later_versions_record_with_more_members_still_reads():
+    text = json.dumps({"by": "genrify", "version": "9", "model": "m", "genres": ["Rock"], "probabilities": {},
+                       "album": "x", "mode": "merge"})
+    assert Provenance.from_text(text) == Provenance(genres=("Rock",), model="m", version="9", probabilities={})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None, "", "   ", "Rock", "{}", "[1, 2]", "null", '"genrify"', "{not json",
+        '{"by": "picard", "genres": ["Rock"], "model": "m", "version": "1"}',
+        '{"genres": ["Rock"], "model": "m", "version": "1"}',
+        '{"by": "genrify", "genres": "Rock", "model": "m", "version": "1"}',
+        '{"by": "genrify", "genres": [1], "model": "m", "version": "1"}',
+        '{"by": "genrify", "genres": ["Rock"], "model": 3, "version": "1"}',
+        '{"by": "genrify", "genres": ["Rock"], "model": "m"}',
+        '{"by": "genrify", "genres": ["Rock"], "model": "m", "version": "1", "probabilities": [0.5]}',
+        '{"by": "genrify", "genres": ["Rock"], "model": "m", "version": "1", "probabilities": {"Rock": "high"}}',
+        '{"by": "genrify", "genres": ["Rock"], "model": "m", "version": "1", "probabilities": {"Rock": true}}',
+        b"\xff\xfe\x00",
+        "[" * 100000,
+    ],
+)
+def test_anything_not_genrifys_record_is_none_never_an_error(text):
+    assert Provenance.from_text(text) is None
+
+
+def test_provenance_for_stamps_this_version_and_keeps_the_written_genres_probabilities():
+    record = provenance_for(["Rock", "Rock & Roll"], {"Rock": 0.61, "Pop": 0.2}, model="my.safetensors")
+    assert record == Provenance(genres=("Rock", "Rock & Roll"), model="my.safetensors",
+                                version=genrify.__version__, probabilities={"Rock": 0.61})
+    joined = record.with_genres(["Rock; Rock & Roll"])
+    assert joined.genres == ("Rock; Rock & Roll",) and joined.probabilities == {} and joined.model == "my.safetensors"
+
+
+# --- resolve -------------------------------------------------------------------------------------
+
+OURS = Provenance(genres=("Rock", "Pop"), model="m", version="1", probabilities={})
+
+RESOLVE_CASES = [
+    # existing, previous, new, mode -> result
+    ((), None, ("Jazz",), "replace", ("Jazz",)),
+    ((), None, ("Jazz",), "merge", ("Jazz",)),
+    ((), None, ("Jazz",), "keep", ("Jazz",)),
+    # No record: every existing genre is a person's.
+    (("Rock",), None, ("Jazz",), "replace", ("Jazz",)),
+    (("Rock",), None, ("Jazz", "Blues"), "merge", ("Rock", "Jazz", "Blues")),
+    (("Rock",), None, ("Jazz",), "keep", None),
+    (("rock",), None, ("Rock", "Jazz"), "merge", ("rock", "Jazz")),  # the person's spelling stays
+    # Only genrify's genres: keep and merge may replace them.
+    (("Rock", "Pop"), OURS, ("Jazz",), "replace", ("Jazz",)),
+    (("Rock", "Pop"), OURS, ("Jazz",), "merge", ("Jazz",)),
+    (("Rock", "Pop"), OURS, ("Jazz",), "keep", ("Jazz",)),
+    (("ROCK", "pop"), OURS, ("Jazz",), "keep", ("Jazz",)),  # compared case-insensitively
+    (("Rock", "Pop"), OURS, ("Pop", "Rock"), "merge", ("Pop", "Rock")),
+    # A person added a genre to genrify's: merge keeps it first and drops genrify's stale ones.
+    (("Rock", "Shoegaze"), OURS, ("Jazz", "Rock"), "merge", ("Shoegaze", "Jazz", "Rock")),
+    (("Rock", "Shoegaze"), OURS, ("Jazz",), "keep", None),
+    (("Rock", "Shoegaze"), OURS, ("Jazz",), "replace", ("Jazz",)),
+    # A person replaced genrify's genre with their own.
+    (("Shoegaze",), OURS, ("Rock",), "merge", ("Shoegaze", "Rock")),
+    (("Shoegaze",), OURS, ("Rock",), "keep", None),
+]
+
+
+@pytest.mark.parametrize(("existing", "previous", "new", "mode", "expected"), RESOLVE_CASES)
+def test_resolve_by_mode_and_provenance(existing, previous, new, mode, expected):
+    assert resolve(existing, previous, new, mode) == expected
+
+
+def test_human_genres_are_the_ones_genrify_did_not_write():
+    assert human_genres(["Rock", "Shoegaze", "POP"], OURS) == ["Shoegaze"]
+    assert human_genres(["Rock"], None) == ["Rock"]
+    assert human_genres([], OURS) == []
+
+
+def test_resolve_refuses_an_unknown_mode():
+    with pytest.raises(ParameterError, match="tag mode must be one of replace, merge, keep"):
+        resolve((), None, ("Rock",), "overwrite")
+    assert TAG_MODES == ("replace", "merge", "keep")
+
+
+# --- the policy ----------------------------------------------------------------------------------
+
+
+def test_the_default_policy():
+    policy = TagPolicy()
+    assert (policy.count, policy.mode, policy.separator, policy.id3v23, policy.parents, policy.skip_unsure) == (
+        1, "keep", None, False, False, True)
+    assert policy.genre_map is GenreMap.default()
+    hash(policy)
+    assert pickle.loads(pickle.dumps(policy)) == policy
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"mode": "overwrite"}, "tag mode must be one of"),
+        ({"count": 0}, "count .* at least 1"),
+        ({"count": 1.5}, "count .* whole number"),
+        ({"count": True}, "count"),
+        ({"min_confidence": 1.5}, "min_confidence must be a probability between 0 and 1"),
+        ({"min_confidence": -0.1}, "min_confidence"),
+        ({"min_probability": float("nan")}, "min_probability"),
+        ({"min_probability": "0.2"}, "min_probability"),
+        ({"separator": ""}, "separator must be a non-empty string"),
+        ({"genre_map": {"genres": {}}}, "genre_map must be a GenreMap"),
+    ],
+)
+def test_bad_policy_values_are_one_line_errors(kwargs, problem):
+    with pytest.raises(ParameterError, match=problem) as info:
+        TagPolicy(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+RANKED = [("hip-hop", 0.5), ("soul/rnb", 0.3), ("house", 0.12), ("rock", 0.05), ("jazz", 0.03)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, ["Hip-Hop"]),
+        ({"count": 2}, ["Hip-Hop", "R&B"]),
+        ({"count": 3}, ["Hip-Hop", "R&B", "House"]),
+        ({"count": 5}, ["Hip-Hop", "R&B", "House"]),  # rock and jazz are below min_probability
+        ({"count": 5, "min_probability": 0.0}, ["Hip-Hop", "R&B", "House", "Rock", "Jazz"]),
+        ({"count": 3, "min_probability": 0.3}, ["Hip-Hop", "R&B"]),
+        ({"min_confidence": 0.5}, ["Hip-Hop"]),
+        ({"min_confidence": 0.51}, []),
+        ({"count": 3, "parents": True}, ["Hip-Hop", "R&B", "House", "Electronic"]),
+    ],
+)
+def test_genres_for_picks_by_count_and_thresholds_in_canonical_spelling(kwargs, expected):
+    assert TagPolicy(**kwargs).genres_for(RANKED) == expected
+
+
+def test_unsure_answers_are_skipped_unless_asked():
+    assert TagPolicy().genres_for(RANKED, unsure=True) == []
+    assert TagPolicy(skip_unsure=False).genres_for(RANKED, unsure=True) == ["Hip-Hop"]
+    assert TagPolicy().genres_for([]) == []
+
+
+def test_names_mapping_to_one_genre_count_once_and_refused_ones_are_skipped():
+    genre_map = GenreMap.from_dict({"genres": {"Electronic": ["dance", "electronic"], "Rock": []},
+                                    "options": {"whitelist": True}})
+    policy = TagPolicy(count=2, genre_map=genre_map, min_probability=0.0)
+    ranked = [("dance", 0.4), ("electronic", 0.3), ("polka", 0.2), ("rock", 0.1)]
+    assert policy.genres_for(ranked) == ["Electronic", "Rock"]
+    assert policy.probabilities_for(ranked) == {"Electronic": 0.4, "Rock": 0.1}
+    # The whitelist refusing the top genre leaves the next one to pass the same confidence test.
+    assert TagPolicy(genre_map=genre_map, min_confidence=0.3).genres_for([("polka", 0.6), ("rock", 0.35)]) == ["Rock"]
+    assert TagPolicy(genre_map=genre_map, min_confidence=0.5).genres_for([("polka", 0.6), ("rock", 0.35)]) == []
