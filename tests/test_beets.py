@@ -1,0 +1,363 @@
+"""The beets plugin (src/beetsplug/genrify.py) in a real beets: a temporary library made with
+``beet import -A`` from synthetic songs, ``beet genrify`` run as a user runs it, the database read
+back with beets' own library API (and ``beet ls``), the files' tags with mutagen and mediafile.
+
+The built-in model's answer for a synthetic song is not asserted; what is asserted is that the plugin
+sets exactly what genrify's own API answers for the same file, through the same tag policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("beets", reason="beets is not installed (pip install genrify[beets])")
+mediafile = pytest.importorskip("mediafile")
+import mutagen  # noqa: E402
+
+from genrify.classify import ModelRef, classify_library  # noqa: E402
+from genrify.predict import Prediction  # noqa: E402
+from genrify.runner import LocalRunner  # noqa: E402
+from genrify.tagpolicy import TagPolicy  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BEET = Path(sys.executable).parent / "beet"
+if not BEET.exists():  # pragma: no cover - beets importable without its script
+    pytest.skip(f"no beet command at {BEET}", allow_module_level=True)
+
+#: The test collection: (folder, file, synthetic genre, song index); each folder is one album.
+SONGS = [
+    ("Alpha", "a1.mp3", "metal", 0),
+    ("Alpha", "a2.mp3", "metal", 1),
+    ("Alpha", "a3.mp3", "classical", 0),  # an outlier: album mode outvotes it
+    ("Beta", "b1.flac", "classical", 1),
+    ("Beta", "b2.flac", "jazz", 0),
+]
+SECONDS = 4.0
+#: Settings every test library shares: answers are set even where the model is unsure, so each
+#: test sees every item changed; one process classifies (no pool to start for five songs).
+BASE = {"jobs": 1, "skip_unsure": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def beets_config_here(tmp_path_factory):
+    """beets in this process (the library API reading the database back) reads its configuration
+    from a folder of the tests, never from (or into) the home folder."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BEETSDIR", str(tmp_path_factory.mktemp("beets-in-process")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory) -> Path:
+    """The synthetic songs, tagged with an artist, album and title (as a collection has them)."""
+    from genrify.synth import SynthSpec, write_song
+
+    root = tmp_path_factory.mktemp("songs")
+    for folder, name, genre, index in SONGS:
+        path = root / folder / name
+        spec = SynthSpec(genres=(genre,), per_genre=1, seconds=SECONDS, seed=3, fmt=path.suffix[1:])
+        write_song(path, genre, index, spec)
+        f = mediafile.MediaFile(str(path))
+        f.artist, f.albumartist, f.album, f.title = "Synth Band", "Synth Band", folder, path.stem
+        f.save()
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(songs) -> dict[str, Prediction]:
+    """genrify's own answer for each song (relative path -> prediction): what the plugin must set."""
+    run = classify_library([songs], ModelRef.builtin(), runner=LocalRunner(1))
+    assert not run.failures
+    return {Path(p.path).relative_to(songs).as_posix(): p for p in run.predictions}  # type: ignore[arg-type]
+
+
+def expected(prediction: Prediction, **policy: Any) -> list[str]:
+    """The genres the plugin's settings give for one answer (the default map)."""
+    settings = {k: v for k, v in {**BASE, **policy}.items() if k in TagPolicy.__dataclass_fields__}
+    return TagPolicy(**settings).genres_for(prediction.top(len(prediction.genres)), unsure=prediction.low_confidence)
+
+
+def album_expected(predictions: Sequence[Prediction], **policy: Any) -> list[str]:
+    """The genres album mode gives every track of an album: the pooled answer through the policy."""
+    from genrify.albums import pool_album
+
+    pooled = pool_album(predictions)
+    genres = predictions[0].genres
+    ranked = [(genres[i], float(pooled[i])) for i in np.argsort(-pooled, kind="stable")]
+    settings = {k: v for k, v in {**BASE, **policy}.items() if k in TagPolicy.__dataclass_fields__}
+    return TagPolicy(**settings).genres_for(ranked)
+
+
+class BeetsLibrary:
+    """A beets library in a temporary folder: its own BEETSDIR, config.yaml, library.db and a copy
+    of the songs, driven through the real ``beet`` command."""
+
+    def __init__(self, root: Path, songs: Path) -> None:
+        self.root = root
+        self.dir = root / "beetsdir"
+        self.dir.mkdir()
+        self.music = root / "music"
+        shutil.copytree(songs, self.music)
+        self.db = self.dir / "library.db"
+
+    def configure(self, *, write: bool = True, **genrify: Any) -> None:
+        """Write config.yaml (JSON is YAML): files stay where they are, no autotagging."""
+        config = {
+            "directory": str(self.root / "collection"),
+            "library": str(self.db),
+            "plugins": ["genrify"],
+            "import": {"write": write, "copy": False, "move": False, "autotag": False, "resume": False,
+                       "incremental": False},
+            "genrify": {**BASE, **genrify},
+        }
+        (self.dir / "config.yaml").write_text(json.dumps(config, indent=1))
+
+    def beet(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``beet ARGS`` against this library; with ``ok``, fail the test unless it exits 0."""
+        # genrify's results cache goes where XDG says: here, never into the home folder.
+        env = {**os.environ, "BEETSDIR": str(self.dir), "XDG_CACHE_HOME": str(self.root / "cache")}
+        done = subprocess.run([str(BEET), *args], env=env, capture_output=True, text=True, timeout=300)
+        if ok:
+            assert done.returncode == 0, f"beet {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done
+
+    def import_songs(self) -> None:
+        self.beet("import", "-A", "-q", str(self.music))
+        assert len(self.items()) == len(SONGS)
+
+    def items(self) -> dict[str, dict[str, Any]]:
+        """Relative path -> the item's genres and genrify's attributes, read with beets' library API."""
+        from beets.library import Library
+
+        lib = Library(str(self.db))
+        try:
+            out = {}
+            for item in lib.items():
+                rel = Path(os.fsdecode(item.path)).relative_to(self.music).as_posix()
+                out[rel] = {
+                    "genres": list(item.get("genres") or []),
+                    "genrify_genres": item.get("genrify_genres"),
+                    "genrify_model": item.get("genrify_model"),
+                    "genrify_confidence": item.get("genrify_confidence"),
+                    "album_id": item.get("album_id"),
+                }
+            return out
+        finally:
+            lib._close()
+
+    def album_genres(self) -> dict[str, list[str]]:
+        """Album name -> the beets album's own genres."""
+        from beets.library import Library
+
+        lib = Library(str(self.db))
+        try:
+            return {album.album: list(album.get("genres") or []) for album in lib.albums()}
+        finally:
+            lib._close()
+
+
+@pytest.fixture
+def library(tmp_path, songs) -> BeetsLibrary:
+    lib = BeetsLibrary(tmp_path, songs)
+    lib.configure()
+    return lib
+
+
+def file_genres(path: Path) -> list[str]:
+    """The genres in a file's tags as mutagen reads them (ID3 TCON values, Vorbis GENRE fields),
+    checked against mediafile (beets' own reader)."""
+    f = mutagen.File(path)
+    if path.suffix == ".mp3":
+        found = list(f.tags["TCON"].text) if f.tags is not None and "TCON" in f.tags else []
+    else:
+        found = list(f.tags.get("genre", [])) if f.tags is not None else []
+    assert list(mediafile.MediaFile(str(path)).genres or []) == found
+    return found
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- packaging -------------------------------------------------------------------------------------
+
+
+def test_beets_finds_the_plugin_in_the_beetsplug_namespace(library):
+    import importlib.util
+
+    import beetsplug
+    import beetsplug.genrify
+
+    assert Path(beetsplug.genrify.__file__).resolve() == REPO / "src" / "beetsplug" / "genrify.py"
+    # beets' own plugins are still found: the namespace is shared, not shadowed.
+    own = importlib.util.find_spec("beetsplug.lastgenre")
+    assert own is not None and Path(own.origin).resolve().parents[1] != REPO / "src" / "beetsplug"
+    assert len(list(beetsplug.__path__)) >= 2
+    # beets' layout: no __init__.py, or it would hide beets' own plugins; setuptools packs it as a
+    # namespace package (the default of [tool.setuptools.packages.find] in pyproject.toml).
+    assert not (REPO / "src" / "beetsplug" / "__init__.py").exists()
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert find.get("namespaces", True) is True and find["where"] == ["src"]
+    from setuptools import find_namespace_packages
+
+    assert "beetsplug" in find_namespace_packages(where=str(REPO / "src"))
+    assert "genrify" in library.beet("version").stdout.splitlines()[-1]
+
+
+# --- beet genrify --------------------------------------------------------------------------------
+
+
+def test_beet_genrify_sets_genres_in_the_library_and_the_files(library, reference):
+    library.import_songs()
+    before = library.items()
+    assert all(not v["genres"] and v["genrify_model"] is None for v in before.values())
+
+    # -p shows before -> after per item and changes nothing, in the library or the files.
+    files, db = digest(library.music), library.db.read_bytes()
+    out = library.beet("genrify", "-p").stdout
+    lines = [line for line in out.splitlines() if " -> " in line]
+    assert len(lines) == len(SONGS)
+    for rel, prediction in reference.items():
+        assert any(Path(rel).stem in line and line.endswith(f"(none) -> {'; '.join(expected(prediction))}")
+                   for line in lines)
+    assert f"{len(SONGS)} would change" in out
+    assert digest(library.music) == files and library.db.read_bytes() == db
+
+    out = library.beet("genrify").stdout
+    n = len(SONGS)  # the pretend run's answers were kept in genrify's results cache
+    assert (f"genrify: {n} classified ({n} from cache), {n} changed ({n} written), 0 unchanged, 0 kept, "
+            "0 skipped, 0 failed") in out
+    items = library.items()
+    for rel, prediction in reference.items():
+        want = expected(prediction)
+        assert want, rel
+        assert items[rel]["genres"] == want, rel
+        assert items[rel]["genrify_genres"] == "; ".join(want)
+        assert items[rel]["genrify_model"] == ModelRef.builtin().name
+        assert float(items[rel]["genrify_confidence"]) == pytest.approx(prediction.confidence, abs=2e-3)
+        assert file_genres(library.music / rel) == want  # import.write: yes
+    # What a user sees: beet ls with the multi-valued field and the flexible attributes.
+    listed = library.beet("ls", "-f", "$path|$genres|$genrify_model", "genrify_model:genrify").stdout.splitlines()
+    assert sorted(listed) == sorted(
+        f"{library.music / rel}|{'; '.join(expected(p))}|{ModelRef.builtin().name}" for rel, p in reference.items())
+    # The flexible confidence is typed: a numeric query works.
+    assert len(library.beet("ls", "genrify_confidence:0..1").stdout.splitlines()) == n
+
+    # A second run passes over what is done; -f redoes it (same answers: nothing changes).
+    again = library.beet("genrify").stdout
+    assert f"genrify: 0 classified, 0 changed (0 written), 0 unchanged, 0 kept, {n} skipped ({n} done before)" in again
+    forced = library.beet("genrify", "-f", "album:Beta").stdout  # answers from genrify's results cache
+    assert ("genrify: 2 classified (2 from cache), 0 changed (0 written), 2 unchanged, 0 kept, 0 skipped, "
+            "0 failed") in forced
+    assert library.items() == items
+
+
+def test_keep_merge_and_replace_respect_a_persons_genre(library, reference):
+    library.configure(write=False)  # import.write: no - only -w writes files
+    library.import_songs()
+    library.beet("modify", "-y", "-W", "title:a1", "genres=Polka")
+    files = digest(library.music)
+    a1, want = "Alpha/a1.mp3", expected(reference["Alpha/a1.mp3"])
+
+    # keep (the default): the person's genre stays, the rest get genrify's; no file written.
+    out = library.beet("genrify").stdout
+    assert "4 changed (0 written), 0 unchanged, 1 kept" in out
+    items = library.items()
+    assert items[a1]["genres"] == ["Polka"] and items[a1]["genrify_genres"] is None
+    assert items[a1]["genrify_model"] == ModelRef.builtin().name  # done: a later run passes it over
+    assert all(items[rel]["genres"] == expected(p) for rel, p in reference.items() if rel != a1)
+    assert digest(library.music) == files
+
+    # merge: the person's genre first, genrify's after it, and only genrify's recorded as genrify's.
+    library.configure(write=False, mode="merge")
+    out = library.beet("genrify", "-f").stdout
+    assert "5 classified (5 from cache), 1 changed (0 written), 4 unchanged, 0 kept" in out
+    items = library.items()
+    assert items[a1]["genres"] == ["Polka", *want] and items[a1]["genrify_genres"] == "; ".join(want)
+
+    # replace, with -w: genrify's answer only, written to the file.
+    library.configure(write=False, mode="replace")
+    out = library.beet("genrify", "-f", "-w", "title:a1").stdout
+    assert "1 changed (1 written)" in out
+    assert library.items()[a1]["genres"] == want
+    assert file_genres(library.music / a1) == want
+
+
+def test_album_mode_gives_every_track_of_an_album_the_albums_genre(library, reference):
+    library.configure(album_mode=True)
+    library.import_songs()
+    # A track that cannot be decoded is reported and left out; its album is pooled from the others.
+    broken = library.music / "Alpha" / "a3.mp3"
+    broken.write_bytes(b"ID3" + bytes(range(256)) * 8)
+    done = library.beet("genrify")
+    assert f"genrify: {len(SONGS) - 1} classified, {len(SONGS) - 1} changed" in done.stdout
+    assert "1 failed" in done.stdout and "a3.mp3" in done.stderr
+    items = library.items()
+    assert items["Alpha/a3.mp3"]["genrify_model"] is None and not items["Alpha/a3.mp3"]["genres"]  # tried again later
+    albums = library.album_genres()
+    for album in ("Alpha", "Beta"):
+        rels = [f"{album}/{name}" for folder, name, _, _ in SONGS if folder == album and name != "a3.mp3"]
+        want = album_expected([reference[rel] for rel in rels])
+        assert [items[rel]["genres"] for rel in rels] == [want] * len(rels), album
+        assert [file_genres(library.music / rel) for rel in rels] == [want] * len(rels)
+        if album == "Beta":
+            assert albums[album] == want  # the beets album agrees with its tracks (Alpha's do not all agree)
+
+
+def test_the_import_stage_classifies_new_items(tmp_path, songs, reference):
+    library = BeetsLibrary(tmp_path, songs)
+    library.configure(auto=True, jobs=None)  # the import stage's default: the files decoded in-process
+    out = library.beet("import", "-A", "-q", str(library.music))
+    assert "Traceback" not in out.stderr
+    items = library.items()
+    assert len(items) == len(SONGS)
+    for rel, prediction in reference.items():
+        assert items[rel]["genres"] == expected(prediction), rel
+        assert items[rel]["genrify_model"] == ModelRef.builtin().name
+        assert file_genres(library.music / rel) == expected(prediction)  # as-is import, import.write: yes
+    assert f"{len(SONGS)} skipped ({len(SONGS)} done before)" in library.beet("genrify").stdout
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("mode", "sideways", "mode"),
+    ("count", 0, "count"),
+    ("count", "many", "count"),
+    ("min_confidence", 2, "min_confidence"),
+    ("separator", "", "separator"),
+    ("jobs", 0, "jobs"),
+    ("own_genre_above", 1.5, "own_genre_above"),
+    ("map", "no-such-map.toml", "no-such-map.toml"),
+    ("model", "no-such-model.safetensors", "no-such-model.safetensors"),
+    ("genres", ["rock", "polka-step"], "polka-step"),
+])
+def test_a_bad_config_value_is_one_line_naming_it(library, key, value, says):
+    library.configure(**{key: value})
+    done = library.beet("genrify", ok=False)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and says in lines[0] and "genrify" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_beets_without_the_multi_valued_field_gets_joined_genres(monkeypatch):
+    import beetsplug.genrify as plugin
+    from beets.library import Item
+
+    monkeypatch.setattr(plugin, "GENRE_FIELD", "genre")
+    item = Item()
+    plugin.set_item_genres(item, ["Jazz", "Blues"], " / ")
+    assert item["genre"] == "Jazz / Blues"
+    assert plugin.item_genres(item, " / ") == ["Jazz", "Blues"]
