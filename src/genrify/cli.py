@@ -699,11 +699,12 @@ def classify(
                 err.print(f"[red]tag not written[/] {_say(message)}", highlight=False)
             for change in tagged.changes if dry_run or verbose else []:
                 before, after = _say("; ".join(change.old) or "(none)"), _say("; ".join(change.new))
+                shown = escape(_shown_path(str(change.path)))
                 if change.status == "kept":
-                    err.print(f"kept {_say(change.path)}: {before} (set by a person; --tag-mode merge or replace to change it)",
+                    err.print(f"kept {shown}: {before} (set by a person; --tag-mode merge or replace to change it)",
                               highlight=False)
                 elif change.status == "written":
-                    err.print(f"{'would tag' if dry_run else 'tagged'} {_say(change.path)}: {before} -> {after}",
+                    err.print(f"{'would tag' if dry_run else 'tagged'} {shown}: {before} -> {after}",
                               highlight=False)
             notes.append(tagged.line)
     finally:
