@@ -119,8 +119,15 @@ def errors(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray], rows: lis
     return result
 
 
+#: The scaled features' bound from the batch: measured 7e-5 on one CPU and 1.06e-4 on another (AMD
+#: EPYC, other oneDNN kernels, so another float32 summation order); both far inside the original's
+#: own rounding of these features (7.5e-4 absolute, above).
+SCALED_BATCH_TOL = 3e-4
+
+
 def assert_within(errs: dict[str, float], tol: float, what: str) -> None:
-    bad = {k: f"{v:.2e}" for k, v in errs.items() if not v <= tol}
+    bound = {k: max(tol, SCALED_BATCH_TOL) if k in SCALED else tol for k in errs}
+    bad = {k: f"{v:.2e}" for k, v in errs.items() if not v <= bound[k]}
     assert not bad, f"{what}: differs from the original by more than {tol:g}: {bad}"
 
 
