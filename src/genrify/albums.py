@@ -34,7 +34,7 @@ import numpy as np
 
 from genrify import tags
 from genrify.errors import ParameterError
-from genrify.predict import Prediction
+from genrify.predict import Prediction, RankedGenres
 
 __all__ = [
     "DEFAULT_POOLING",
@@ -122,8 +122,9 @@ def group_albums(paths: Sequence[str | os.PathLike[str]]) -> list[Album]:
 
 
 @dataclass
-class AlbumAnswer:
-    """An album's genres: its tracks' probabilities pooled.
+class AlbumAnswer(RankedGenres):
+    """An album's genres: its tracks' probabilities pooled (``genre``, ``confidence`` and ``top``
+    as a song's :class:`~genrify.predict.Prediction` has them).
 
     Attributes
     ----------
@@ -147,25 +148,10 @@ class AlbumAnswer:
     confidence_threshold: float = 0.5
 
     @property
-    def genre(self) -> str:
-        """The album's most probable genre."""
-        return self.genres[int(np.argmax(self.probabilities))]
-
-    @property
-    def confidence(self) -> float:
-        """The album's most probable genre's pooled probability."""
-        return float(np.max(self.probabilities))
-
-    @property
     def low_confidence(self) -> bool:
         """True where the pooled answer is below the model's threshold (the tracks disagree, or
         each is unsure). NaN counts as unsure, as in :class:`~genrify.predict.Prediction`."""
         return not self.confidence >= self.confidence_threshold
-
-    def top(self, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most probable genres with their pooled probabilities, most probable first."""
-        order = np.argsort(-self.probabilities, kind="stable")[: max(k, 1)]
-        return [(self.genres[i], float(self.probabilities[i])) for i in order]
 
 
 def _mean(probs: np.ndarray, durations: np.ndarray) -> np.ndarray:

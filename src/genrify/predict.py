@@ -55,8 +55,35 @@ class Classifier(Protocol):
     # optional: ``confidence_threshold`` (float), below which an answer is flagged as unsure
 
 
+class RankedGenres:
+    """What an answer over a model's genres offers: the top genre, its probability, a ranking.
+
+    Shared by a song's :class:`Prediction` and an album's pooled answer
+    (:class:`genrify.albums.AlbumAnswer`); the class using it has ``genres`` (the model's genres,
+    in its output order) and ``probabilities`` (one per genre).
+    """
+
+    genres: list[str]
+    probabilities: np.ndarray
+
+    @property
+    def genre(self) -> str:
+        """The most probable genre."""
+        return self.genres[int(np.argmax(self.probabilities))]
+
+    @property
+    def confidence(self) -> float:
+        """The most probable genre's probability."""
+        return float(np.max(self.probabilities))
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most probable genres with their probabilities, most probable first."""
+        order = np.argsort(-self.probabilities, kind="stable")[: max(k, 1)]
+        return [(self.genres[i], float(self.probabilities[i])) for i in order]
+
+
 @dataclass
-class Prediction:
+class Prediction(RankedGenres):
     """A song's genres.
 
     Attributes
@@ -101,21 +128,6 @@ class Prediction:
         # ``not >=`` rather than ``<``: a NaN confidence (an answer rebuilt from a damaged cache)
         # counts as unsure, never as sure.
         return self.short or not self.confidence >= self.confidence_threshold
-
-    @property
-    def genre(self) -> str:
-        """The most probable genre."""
-        return self.genres[int(np.argmax(self.probabilities))]
-
-    @property
-    def confidence(self) -> float:
-        """The most probable genre's probability."""
-        return float(np.max(self.probabilities))
-
-    def top(self, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most probable genres with their probabilities, most probable first."""
-        order = np.argsort(-self.probabilities, kind="stable")[: max(k, 1)]
-        return [(self.genres[i], float(self.probabilities[i])) for i in order]
 
     def to_dict(self, *, top_k: int | None = None, timeline: bool = False) -> dict[str, Any]:
         """The JSON object of ``genrify classify --format json`` (and of the web API).
