@@ -158,3 +158,21 @@ def test_the_default_map_spells_every_genre_the_models_answer():
     names = GenreMap.default()
     assert names.name("hiphop") == names.name("hip-hop") == "Hip-Hop"
     assert all(names.name(g) for g in [*ModelRef.builtin().genres, *GENRES])
+
+
+def test_a_second_run_reads_every_answer_from_the_cache_and_rewrites_nothing(album, model_file, tmp_path):
+    cache = tmp_path / "cache.sqlite"
+
+    def run():
+        result = runner.invoke(app, ["classify", str(album[0].parent), "--model", str(model_file), "--write-tags",
+                                     "--tag-unsure", "--cache-file", str(cache)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    first = run()
+    assert "(0 from cache)" in first and f"written {len(album)}," in first
+    mtimes = [p.stat().st_mtime_ns for p in album]
+    # The tagged files changed on disk, but their answers were stored again under the new times.
+    second = run()
+    assert f"({len(album)} from cache)" in second and f"written 0, unchanged {len(album)}," in second
+    assert [p.stat().st_mtime_ns for p in album] == mtimes
