@@ -229,3 +229,23 @@ def test_own_genre_threshold_must_be_a_probability_and_models_must_match():
     stranger = _pred([0.5, 0.5, 0.0], path="t0", genres=["rock", "pop", "jazz"])
     with pytest.raises(ParameterError, match="genres differ"):
         track_ranking(stranger, answers["t0"])
+
+
+def test_track_choice_takes_the_albums_ranking_and_its_unsure_flag():
+    from genrify.albums import Album, album_answers, track_choice
+    from genrify.predict import Prediction
+
+    def answer(path: str, probs: list[float]) -> Prediction:
+        p = np.asarray(probs)
+        return Prediction(genres=["rock", "jazz", "pop"], probabilities=p, votes=p, segments=1, duration=60.0,
+                          path=path)
+
+    sure = [answer(f"/a/{i}.mp3", [0.9, 0.05, 0.05]) for i in range(4)]
+    doubtful = answer("/a/4.mp3", [0.4, 0.35, 0.25])  # unsure alone
+    tracks = [*sure, doubtful]
+    answers = album_answers(tracks, [Album(key=("folder", "/a"), tracks=tuple(t.path for t in tracks))])
+    assert doubtful.low_confidence
+    ranking, unsure = track_choice(doubtful, answers[doubtful.path])
+    assert ranking[0][0] == "rock" and not unsure  # the album is sure: the doubtful track gets its genre
+    alone, unsure = track_choice(doubtful, None)
+    assert alone == doubtful.top(3) and unsure

@@ -101,7 +101,7 @@ def test_write_tags_changes_only_the_genre(model_file, tagged_mp3s, tmp_path):
     assert dry.exit_code == 0 and "would write 3" in dry.output and dry.output.count("(none) ->") == 3
     assert all(read_genre(p) == () for p in tagged_mp3s)
     none = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--tag-unsure", "--min-confidence", "1")
-    assert "3 below confidence" in none.output and all(read_genre(p) == () for p in tagged_mp3s)
+    assert "3 unsure or below confidence" in none.output and all(read_genre(p) == () for p in tagged_mp3s)
     result = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--tag-unsure", "--format", "json")
     assert result.exit_code == 0, result.output
     answers = {o["path"]: o["genre"] for o in json.loads(result.stdout[result.stdout.index("[") :])}

@@ -184,3 +184,20 @@ def test_names_mapping_to_one_genre_count_once_and_refused_ones_are_skipped():
     # The whitelist refusing the top genre leaves the next one to pass the same confidence test.
     assert TagPolicy(genre_map=genre_map, min_confidence=0.3).genres_for([("polka", 0.6), ("rock", 0.35)]) == ["Rock"]
     assert TagPolicy(genre_map=genre_map, min_confidence=0.5).genres_for([("polka", 0.6), ("rock", 0.35)]) == []
+
+
+def test_merge_treats_spellings_of_one_genre_as_one():
+    from genrify.tagpolicy import resolve
+
+    assert resolve(("Hip Hop",), None, ("Hip-Hop",), "merge") == ("Hip Hop",)
+    assert resolve(("hiphop", "RnB"), None, ("Hip-Hop", "Jazz"), "merge") == ("hiphop", "RnB", "Jazz")
+
+
+def test_a_value_genrify_joined_stays_genrifys_when_the_join_is_dropped():
+    from genrify.tagpolicy import Provenance, human_genres, resolve
+
+    before = Provenance(genres=("Rock", "Pop"), model="m", version="0")
+    assert human_genres(("Rock; Pop",), before) == []
+    assert resolve(("Rock; Pop",), before, ("Jazz",), "keep") == ("Jazz",)
+    # A joined value with a part genrify never wrote is a person's.
+    assert human_genres(("Rock; Shoegaze",), before) == ["Rock; Shoegaze"]

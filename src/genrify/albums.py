@@ -44,6 +44,7 @@ __all__ = [
     "album_answers",
     "group_albums",
     "pool_album",
+    "track_choice",
     "track_ranking",
 ]
 
@@ -304,3 +305,33 @@ def track_ranking(
     if own == ranking[0][0] or not own_probability > own_genre_above:
         return ranking
     return [ranking[0], (own, own_probability), *(item for item in ranking[1:] if item[0] != own)]
+
+
+def track_choice(
+    prediction: Prediction, answer: AlbumAnswer | None, *, own_genre_above: float | None = None
+) -> tuple[list[tuple[str, float]], bool]:
+    """What a tag writer weighs for one track: its ranking, and whether that answer is unsure.
+
+    In album mode (``answer`` given) both are the album's: a track the model is unsure of, on an
+    album it is sure of, gets the album's genre (that is what album mode is for), and the tracks of
+    an album the model is unsure of are all left alone together. Without an album, the track's own.
+    The CLI's tag writer and the beets plugin both decide through this.
+
+    Parameters
+    ----------
+    prediction
+        The track's own answer.
+    answer
+        Its album's answer (:func:`album_answers`), or ``None`` outside album mode.
+    own_genre_above
+        See :func:`track_ranking`.
+
+    Returns
+    -------
+    (ranking, unsure)
+        ``(genre, probability)`` pairs, most important first, for
+        :meth:`genrify.tagpolicy.TagPolicy.genres_for`, and its ``unsure`` argument.
+    """
+    if answer is None:
+        return prediction.top(len(prediction.genres)), prediction.low_confidence
+    return track_ranking(prediction, answer, own_genre_above=own_genre_above), answer.low_confidence

@@ -454,7 +454,7 @@ class RunSummary:
     def line(self) -> str:
         """One line for people, e.g. ``"18 classified (0 from cache), 1 failed in 2.1 s · rock 12, jazz 6"``."""
         spread = self.spread()
-        skipped = f", {self.skipped} unchanged since then skipped" if self.skipped else ""
+        skipped = f", {self.skipped} not modified since then skipped" if self.skipped else ""
         return (f"{self.classified} classified ({self.from_cache} from cache), {self.failed} failed{skipped} in "
                 f"{self.seconds:.1f} s" + (f" · {spread}" if spread else ""))
 
@@ -542,6 +542,7 @@ def classify_library(
     listeners: Sequence[Listener] = (),
     device: Any = None,
     since: float | None = None,
+    since_whole_folders: bool = False,
 ) -> LibraryRun:
     """Classify the audio under ``paths``, reusing cached answers; results in input order.
 
@@ -570,6 +571,10 @@ def classify_library(
     since
         A POSIX time: files not modified since then are left out (counted as skipped, not in the
         results), so that a run over a big library can take only what was added or changed.
+    since_whole_folders
+        With ``since``: keep every file of a folder where one file changed, so that an album's
+        answer is pooled over all its tracks, not only over the one just added (the others'
+        answers come from the cache).
 
     Raises
     ------
@@ -584,6 +589,9 @@ def classify_library(
     skipped = 0
     if since is not None:
         recent = [p for p in found.files if _modified_since(p, since)]
+        if since_whole_folders:
+            folders = {os.path.dirname(p) for p in recent}
+            recent = [p for p in found.files if os.path.dirname(p) in folders]
         skipped = len(found.files) - len(recent)
         found = AudioSearch(recent, found.missing, found.passed_over)
     for listener in listeners:
@@ -751,14 +759,11 @@ def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = No
 
     policy = policy if policy is not None else TagPolicy()
     report = TagReport(total=len(predictions), dry_run=dry_run)
-    for r in predictions:
-        if albums is not None and r.path in albums:
-            from genrify.albums import track_ranking
+    from genrify.albums import track_choice
 
-            ranked = track_ranking(r, albums[r.path], own_genre_above=own_genre_above)
-        else:
-            ranked = r.top(len(r.genres))
-        genres = policy.genres_for(ranked, unsure=r.low_confidence)
+    for r in predictions:
+        ranked, unsure = track_choice(r, (albums or {}).get(r.path), own_genre_above=own_genre_above)  # type: ignore[arg-type]
+        genres = policy.genres_for(ranked, unsure=unsure)
         if not genres:
             report.left_alone += 1
             continue

@@ -543,7 +543,7 @@ def classify(
     genre_map: Annotated[Path | None, typer.Option(help="A genre map (TOML: canonical names, aliases, whitelist, parents) used instead of the default one for tags.")] = None,
     parent_genres: Annotated[bool, typer.Option(help="With --write-tags: add each genre's parent genres from the genre map (House -> Electronic).")] = False,
     album_mode: Annotated[bool, typer.Option(help="With --write-tags: give every track of an album (album tags, else its folder) the album's genre, from its tracks' pooled probabilities.")] = False,
-    track_genre_above: Annotated[float | None, typer.Option(help="With --album-mode: also write a track's own top genre where it differs from the album's and its probability is at least this.")] = None,
+    track_genre_above: Annotated[float | None, typer.Option(help="With --album-mode: also write a track's own top genre where it differs from the album's and its probability is more than this.")] = None,
     since: Annotated[str | None, typer.Option(help="Only files added or modified since this date or time (e.g. 2026-11-30 or 2026-11-30T18:00); the rest are skipped.")] = None,
     min_confidence: Annotated[float, typer.Option(help="Tag, organise and list only files whose top probability is at least this.")] = 0.0,
     organize: Annotated[Path | None, typer.Option(help="Put each file into DEST/<genre>/ (never overwriting).")] = None,
@@ -608,6 +608,12 @@ def classify(
         _usage("--tag-separator must not be empty; leave it out to write separate genre values")
     if genres and model is not None:
         _usage("--genres chooses among the built-in model's genres; a trained model answers with its own")
+    tag_only = {"--tag-genres": tag_genres != 1, "--tag-separator": tag_separator is not None,
+                "--tag-mode": tag_mode != "keep", "--min-probability": min_probability != 0.1,
+                "--tag-unsure": tag_unsure, "--id3v23": id3v23, "--genre-map": genre_map is not None,
+                "--parent-genres": parent_genres, "--album-mode": album_mode}
+    if not write_tags and any(tag_only.values()):
+        _usage(f"{', '.join(k for k, v in tag_only.items() if v)}: only with --write-tags")
     if track_genre_above is not None and not album_mode:
         _usage("--track-genre-above goes with --album-mode")
     if track_genre_above is not None and tag_genres < 2:
@@ -679,22 +685,26 @@ def classify(
                     progress.advance(task)
 
             run = classify_library(found, ref, options=options, runner=runner, cache=store,
-                                   listeners=[ShowProgress()], device=torch_device, since=since_time)
+                                   listeners=[ShowProgress()], device=torch_device, since=since_time,
+                                   since_whole_folders=album_mode)
         _render_results(run.results, ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
 
         chosen = confident(run.results, min_confidence)
         notes: list[str] = []
-        if min_confidence > 0 and (write_tags or organize or playlists):
-            notes.append(f"{len(run.predictions) - len(chosen)} below confidence {min_confidence:g} left alone")
+        if min_confidence > 0 and (organize or playlists):
+            notes.append(f"{len(run.predictions) - len(chosen)} below confidence {min_confidence:g} not placed")
         if write_tags:
             albums = None
             if album_mode:
                 from genrify.albums import album_answers, group_albums
 
-                albums = album_answers(chosen, group_albums([str(r.path) for r in chosen]))
-                notes.append(f"{len({id(a) for a in albums.values()})} albums")
-            tagged = tag_results(chosen, policy, model=ref.name, albums=albums, own_genre_above=track_genre_above,
-                                 dry_run=dry_run, cache=store)
+                # Every track has its say in its album, the unsure ones too; the policy then
+                # judges the album's answer (its confidence, its unsure flag), not each track's.
+                albums = album_answers(run.predictions, group_albums([str(r.path) for r in run.predictions]))
+                count = len({id(a) for a in albums.values()})  # one answer object per album
+                notes.append(f"{count} album{'s' if count != 1 else ''}")
+            tagged = tag_results(run.predictions, policy, model=ref.name, albums=albums,
+                                 own_genre_above=track_genre_above, dry_run=dry_run, cache=store)
             for _path, message in tagged.failures:
                 err.print(f"[red]tag not written[/] {_say(message)}", highlight=False)
             for change in tagged.changes if dry_run or verbose else []:

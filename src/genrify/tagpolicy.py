@@ -29,17 +29,20 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from genrify.errors import ParameterError
-from genrify.genremap import GenreMap
+from genrify.genremap import GenreMap, genre_key
 
 #: The tag modes, in the order the CLI lists them.
 TAG_MODES = ("replace", "merge", "keep")
 #: Marks a provenance record as genrify's (the ``by`` member of its JSON).
 PROVENANCE_MARK = "genrify"
+# What players and taggers join several genres with in one value (Navidrome's default separators).
+_JOINS = re.compile(r"\s*[;/,]\s*")
 # Digits kept of each probability: enough to read, few enough to keep the tag short.
 _DIGITS = 3
 
@@ -158,8 +161,14 @@ def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[s
     previous
         The provenance record found beside them; ``None``: every genre is a person's.
     """
-    ours = {g.casefold() for g in previous.genres} if previous is not None else set()
-    return [g for g in existing if g.casefold() not in ours]
+    ours = {genre_key(g) for g in previous.genres} if previous is not None else set()
+
+    def theirs(value: str) -> bool:
+        # A value genrify joined for an old player ("Rock; Pop") is genrify's when each part is.
+        parts = [p for p in _JOINS.split(value) if p.strip()] or [value]
+        return not all(genre_key(p) in ours for p in parts)
+
+    return [g for g in existing if theirs(g)]
 
 
 def resolve(
@@ -197,10 +206,11 @@ def resolve(
     if mode == "keep":
         return None if human else new
     out = list(human)
-    seen = {g.casefold() for g in out}
+    # Spellings that differ only in case, spaces or hyphens are one genre ("Hip Hop", "Hip-Hop").
+    seen = {genre_key(g) for g in out}
     for genre in new:
-        if genre.casefold() not in seen:
-            seen.add(genre.casefold())
+        if genre_key(genre) not in seen:
+            seen.add(genre_key(genre))
             out.append(genre)
     return tuple(out)
 
