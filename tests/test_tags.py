@@ -113,6 +113,16 @@ def song(tmp_path, originals):
     return _copy
 
 
+def save_v23(path: Path, frame: object) -> Path:
+    """Add ``frame`` to the file's ID3 tag and save it as ID3v2.3 (what older taggers write)."""
+    f = mutagen.File(path)
+    if f.tags is None:
+        f.add_tags()
+    f.tags.add(frame)
+    f.save(v2_version=3)
+    return path
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_write_then_read_keeps_other_tags_and_the_audio(song, fmt):
     path = song(fmt)
@@ -329,12 +339,7 @@ def test_a_symbolic_link_stays_a_link_and_its_target_is_tagged(song):
 def test_id3v23_tags_stay_v23_and_join_several_genres(song):
     from mutagen.id3 import ID3, TPE1
 
-    path = song("mp3")
-    f = mutagen.File(path)
-    if f.tags is None:
-        f.add_tags()
-    f.tags.add(TPE1(encoding=1, text=["Old Player"]))
-    f.save(v2_version=3)
+    path = save_v23(song("mp3"), TPE1(encoding=1, text=["Old Player"]))
     assert ID3(path).version[:2] == (2, 3)
     change = write_genre(path, ["Rock", "Jazz"])
     assert change.new == ("Rock", "Jazz")
@@ -515,12 +520,7 @@ def test_a_genre_mediafile_wrote_is_read_by_genrify(song):
 def test_a_v23_tag_written_by_another_tool_is_split_on_slash(song):
     from mutagen.id3 import TCON
 
-    path = song("mp3")
-    f = mutagen.File(path)
-    if f.tags is None:
-        f.add_tags()
-    f.tags.add(TCON(encoding=1, text=["Rock / Pop"]))
-    f.save(v2_version=3)
+    path = save_v23(song("mp3"), TCON(encoding=1, text=["Rock / Pop"]))
     assert MediaFile(str(path)).genres == ["Rock / Pop"]  # mediafile keeps one value
     assert read_genre(path) == ("Rock", "Pop")  # genrify sees what a splitting player shows
     change = write_genre(path, ["Pop", "Jazz"], mode="merge")
