@@ -112,13 +112,14 @@ class BeetsLibrary:
         shutil.copytree(songs, self.music)
         self.db = self.dir / "library.db"
 
-    def configure(self, *, write: bool = True, **genrify: Any) -> None:
-        """Write config.yaml (JSON is YAML): files stay where they are, no autotagging."""
+    def configure(self, *, write: bool = True, copy: bool = False, **genrify: Any) -> None:
+        """Write config.yaml (JSON is YAML): no autotagging; files stay where they are, or with
+        ``copy`` are copied into the library's ``collection`` folder."""
         config = {
             "directory": str(self.root / "collection"),
             "library": str(self.db),
             "plugins": ["genrify"],
-            "import": {"write": write, "copy": False, "move": False, "autotag": False, "resume": False,
+            "import": {"write": write, "copy": copy, "move": False, "autotag": False, "resume": False,
                        "incremental": False},
             "genrify": {**BASE, **genrify},
         }
@@ -154,6 +155,17 @@ class BeetsLibrary:
                     "album_id": item.get("album_id"),
                 }
             return out
+        finally:
+            lib._close()
+
+    def paths(self) -> dict[str, Path]:
+        """Relative source path (album/title.ext, as in SONGS) -> the item's file, wherever beets put it."""
+        from beets.library import Library
+
+        lib = Library(str(self.db), directory=str(self.root / "collection"))  # beets keeps its paths relative to it
+        try:
+            return {f"{item.album}/{item.title}.{item.format.lower()}": Path(os.fsdecode(item.path))
+                    for item in lib.items()}
         finally:
             lib._close()
 
@@ -331,20 +343,47 @@ def test_the_import_stage_classifies_new_items(tmp_path, songs, reference):
     assert f"{len(SONGS)} skipped ({len(SONGS)} done before)" in library.beet("genrify").stdout
 
 
-@pytest.mark.parametrize(("key", "value", "says"), [
-    ("mode", "sideways", "mode"),
-    ("count", 0, "count"),
-    ("count", "many", "count"),
-    ("min_confidence", 2, "min_confidence"),
-    ("separator", "", "separator"),
-    ("jobs", 0, "jobs"),
-    ("own_genre_above", 1.5, "own_genre_above"),
-    ("map", "no-such-map.toml", "no-such-map.toml"),
-    ("model", "no-such-model.safetensors", "no-such-model.safetensors"),
-    ("genres", ["rock", "polka-step"], "polka-step"),
+def test_the_import_stage_never_writes_the_source_files_of_a_copying_import(tmp_path, songs, reference):
+    # Import stages run before beets copies the files: genrify must write the library's copies
+    # (as beets does), never the files the import was given.
+    library = BeetsLibrary(tmp_path, songs)
+    library.configure(auto=True, copy=True)  # import.write: yes
+    sources = digest(library.music)
+    out = library.beet("import", "-A", "-q", str(library.music))
+    assert "Traceback" not in out.stderr
+    assert digest(library.music) == sources  # byte for byte
+    assert all(file_genres(library.music / rel) == [] for rel in reference)
+    paths = library.paths()
+    assert sorted(paths) == sorted(reference)
+    collection = tmp_path / "collection"
+    for rel, prediction in reference.items():
+        assert paths[rel].is_relative_to(collection), paths[rel]
+        assert expected(prediction)
+        assert file_genres(paths[rel]) == expected(prediction), rel
+    # The copies' answers are in genrify's results cache under their own paths (the sources' under theirs).
+    n = len(SONGS)
+    forced = library.beet("genrify", "-f").stdout
+    assert f"genrify: {n} classified ({n} from cache), 0 changed (0 written), {n} unchanged" in forced
+    assert digest(library.music) == sources
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    ({"mode": "sideways"}, "mode"),
+    ({"count": 0}, "count"),
+    ({"count": "many"}, "count"),
+    ({"min_confidence": 2}, "min_confidence"),
+    ({"separator": ""}, "separator"),
+    ({"jobs": 0}, "jobs"),
+    ({"own_genre_above": 1.5}, "own_genre_above"),
+    ({"own_genre_above": 0.5}, "own_genre_above goes with album_mode"),
+    # with count 1 the track's own genre would never be written
+    ({"own_genre_above": 0.5, "album_mode": True}, "own_genre_above needs a count of 2 or more"),
+    ({"map": "no-such-map.toml"}, "no-such-map.toml"),
+    ({"model": "no-such-model.safetensors"}, "no-such-model.safetensors"),
+    ({"genres": ["rock", "polka-step"]}, "polka-step"),
 ])
-def test_a_bad_config_value_is_one_line_naming_it(library, key, value, says):
-    library.configure(**{key: value})
+def test_a_bad_config_value_is_one_line_naming_it(library, settings, says):
+    library.configure(**settings)
     done = library.beet("genrify", ok=False)
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.strip()]

@@ -9,7 +9,8 @@ the files' tags as it does for any field (``import.write``, ``-w``/``-W``).
 
 - ``beet genrify [QUERY]`` classifies the items the query matches (``-p`` shows what would change
   and changes nothing; ``-f`` redoes items genrify did before).
-- With ``auto: yes``, an import stage classifies new items as they are imported.
+- With ``auto: yes``, an import stage classifies new items as they are imported (their files are
+  written once beets has copied or moved them: a source file is never written).
 
 What genrify did is kept in flexible attributes of each item: ``genrify_model`` (the model's name:
 the item is done, a later run passes it over unless forced), ``genrify_confidence`` (the answer's top
@@ -50,7 +51,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import confuse
-from beets import config as beets_config
 from beets import ui
 from beets.dbcore import types
 from beets.library import Item
@@ -169,6 +169,8 @@ class Settings:
             own = view["own_genre_above"].get(confuse.Optional(confuse.Number()))
             if own is not None and not 0.0 <= own <= 1.0:
                 raise fail(f"own_genre_above must be a probability between 0 and 1, not {own}")
+            if own is not None and not view["album_mode"].get(bool):
+                raise fail("own_genre_above goes with album_mode: yes")
             cache = view["cache"].get()
             if cache is True or cache is None:
                 cache_path: Path | None = default_cache_path()
@@ -187,6 +189,9 @@ class Settings:
                 parents=view["parents"].get(bool),
                 genre_map=GenreMap.load(map_file) if map_file else GenreMap.default(),
             )
+            if own is not None and policy.count < 2:
+                raise fail(f"own_genre_above needs a count of 2 or more (the track's own genre comes second), "
+                           f"not {policy.count}")
             model = view["model"].as_filename() if view["model"].get() else None
             genres = view["genres"].as_str_seq() if view["genres"].get() else []
             if model and genres:
@@ -291,20 +296,24 @@ def rankings(predictions: Sequence[Prediction], settings: Settings) -> dict[str,
     """Each file's ranking of genres (most probable first), whether its answer is unsure, and its
     confidence, for one group of items: one item, or one beets album in album mode.
 
-    In album mode every track gets its album's answer, its tracks' probabilities pooled
-    (:func:`genrify.albums.pool_album`), and with ``own_genre_above`` also its own top genre where
-    that differs strongly (:func:`genrify.albums.track_ranking`).
+    The ranking and the unsure flag are decided as the CLI decides them
+    (:func:`genrify.albums.track_choice`): in album mode every track gets its album's answer, its
+    tracks' probabilities pooled (:func:`genrify.albums.album_answers`), with ``own_genre_above``
+    also its own top genre where that differs strongly, and the album's unsure flag and confidence;
+    otherwise the track's own.
     """
-    if not settings.album_mode:
-        return {str(p.path): (p.top(len(p.genres)), p.low_confidence, p.confidence) for p in predictions}
-    from genrify.albums import Album, AlbumAnswer, pool_album, track_ranking
+    from genrify.albums import Album, AlbumAnswer, album_answers, track_choice
 
-    paths = tuple(str(p.path) for p in predictions)
-    answer = AlbumAnswer(album=Album(key=("beets",), tracks=paths), genres=list(predictions[0].genres),
-                         probabilities=pool_album(predictions), tracks=len(predictions),
-                         confidence_threshold=predictions[0].confidence_threshold)
-    return {str(p.path): (track_ranking(p, answer, own_genre_above=settings.own_genre_above),
-                          answer.low_confidence, answer.confidence) for p in predictions}
+    albums: dict[str, AlbumAnswer] = {}
+    if settings.album_mode:
+        paths = tuple(str(p.path) for p in predictions)
+        albums = album_answers(predictions, [Album(key=("beets",), tracks=paths)])
+    out: dict[str, Answer] = {}
+    for p in predictions:
+        album = albums.get(str(p.path))  # None outside album mode
+        ranking, unsure = track_choice(p, album, own_genre_above=settings.own_genre_above)
+        out[str(p.path)] = (ranking, unsure, album.confidence if album is not None else p.confidence)
+    return out
 
 
 class Run:
@@ -323,7 +332,9 @@ class Run:
     pretend
         Show what would change; change nothing.
     write
-        Write the files' tags where an item's genres change.
+        Write the files' tags where an item's genres change. Without it the items whose genres
+        changed are kept in :attr:`changed`, for a caller that writes them later (the import stage:
+        after beets has copied or moved the files).
     jobs
         Decoding processes (default: the settings').
     """
@@ -345,6 +356,8 @@ class Run:
         self._total = 0
         self._last_progress = 0.0
         self._cache: ResultCache | None = None
+        #: The items whose genres changed, with their answers (stored, their files written only with ``write``).
+        self.changed: list[tuple[Item, Prediction]] = []
 
     # -- grouping
 
@@ -484,6 +497,8 @@ class Run:
             item["genrify_genres"] = PROVENANCE_JOIN.join(g for g in genres if g.casefold() not in human)
         item["genrify_model"] = self.settings.ref.name
         item["genrify_confidence"] = confidence
+        if status == "changed":
+            self.changed.append((item, prediction))
         if status == "changed" and self.write:
             if item.try_write():  # beets logs why where it cannot
                 self.tally.written += 1
@@ -537,8 +552,12 @@ class GenrifyPlugin(BeetsPlugin):
         super().__init__(name)
         self.config.add(_defaults())
         self._settings: Settings | None = None
+        # Import task -> the items whose genres the import stage changed, written once beets has
+        # put their files in place (import_task_files).
+        self._to_write: dict[int, list[tuple[Item, Prediction]]] = {}
         if self.config["auto"].get(bool):
             self.import_stages = [self.imported]
+            self.register_listener("import_task_files", self.imported_files)
 
     def settings(self) -> Settings:
         """The checked configuration, read once per process.
@@ -577,16 +596,55 @@ class GenrifyPlugin(BeetsPlugin):
     def imported(self, session: ImportSession, task: ImportTask) -> None:
         """The import stage: classify the items of an import task and set their genres.
 
-        The importer writes tags only for items it retagged; for the others (as-is imports) the files
-        are written here, where ``import.write`` says so. Without a ``jobs`` setting the files are
-        decoded in this process: a task is one album, and starting a pool of workers for a dozen
-        files costs more than it saves.
+        Import stages run before beets copies or moves the files (``manipulate_files``): an item's
+        path is still its source file here, which beets itself never changes in copy mode. So the
+        genres are set and stored here, and the files are written in :meth:`imported_files`, once
+        they are in place. Without a ``jobs`` setting the files are decoded in this process: a task
+        is one album, and starting a pool of workers for a dozen files costs more than it saves.
+
+        genrify's results cache keys an answer by the file's real path, size and mtime: the source
+        files are classified and keyed as they are, and stay unchanged (copy) or vanish (move; a
+        key that no file matches is never read again). The files written in place get their own.
         """
         items = list(task.imported_items())
         if not items:
             return
-        # As the importer decides (beets.importer.ImportTask.manipulate_files).
-        importer_writes = bool(task.apply) or getattr(task.choice_flag, "name", "") == "RETAG"
-        write = bool(beets_config["import"]["write"].get(bool)) and not importer_writes
         settings = self.settings()
-        Run(self._log, settings, force=False, pretend=False, write=write, jobs=settings.jobs or 1).run(items)
+        run = Run(self._log, settings, force=False, pretend=False, write=False, jobs=settings.jobs or 1)
+        run.run(items)
+        if run.changed:
+            self._to_write[id(task)] = run.changed
+
+    def imported_files(self, session: ImportSession, task: ImportTask) -> None:
+        """``import_task_files``: beets has copied, moved or linked the task's files (or left them
+        in place) and written the tags of the items it retagged. Here the files of the items whose
+        genres the import stage changed are written, where ``import.write`` says so and beets did
+        not write them itself (as-is imports: beets writes only what it retagged, and its write,
+        after the stage, carries the genres set there)."""
+        changed = self._to_write.pop(id(task), None)
+        if not changed:
+            return
+        # As the importer decides (beets.importer.ImportTask.manipulate_files).
+        importer_wrote = bool(task.apply) or getattr(task.choice_flag, "name", "") == "RETAG"
+        if importer_wrote or not session.config["write"].get(bool):
+            return
+        from genrify.classify import open_cache
+        from genrify.errors import GenrifyError
+
+        settings = self.settings()
+        cache = None
+        if settings.cache is not None:
+            try:
+                cache = open_cache(settings.cache, settings.ref, settings.options,
+                                   notify=lambda line: self._log.warning("{}", line))
+            except GenrifyError as exc:  # the cache only speeds a later run up
+                self._log.warning("{}", exc)
+        try:
+            for item, prediction in changed:
+                if item.try_write():  # beets logs why where it cannot
+                    item.store()  # the file's new mtime
+                    if cache is not None:  # new tags, the same audio: the answer stays valid
+                        cache.put(item_path(item), prediction.to_dict(timeline=True))
+        finally:
+            if cache is not None:
+                cache.close()
