@@ -132,24 +132,8 @@ def read_artist(path: str | Path) -> str | None:
     Never raises: a file whose tags cannot be read simply has no known artist; whether its audio
     can be decoded is for :mod:`genrify.audio` to say.
     """
-    import mutagen  # deferred: only extraction workers need it
-
-    try:
-        tagged = mutagen.File(str(path), easy=True)
-    except Exception:  # noqa: BLE001 - mutagen raises many types for damaged headers
-        return None
-    if tagged is None or not tagged.tags:
-        return None
-    for key in ("artist", "albumartist"):
-        try:
-            values = tagged.tags.get(key)
-        except Exception:  # noqa: BLE001 - some tag formats refuse unknown easy keys
-            values = None
-        if values:
-            value = str(values[0] if isinstance(values, list) else values).strip()
-            if value:
-                return value
-    return None
+    album_artist, artist, _album = _names(path)
+    return artist or album_artist
 
 
 def read_album(path: str | Path) -> tuple[str | None, str | None]:
@@ -166,22 +150,32 @@ def read_album(path: str | Path) -> tuple[str | None, str | None]:
         ``(artist, album)``; either is ``None`` where the tag is missing or blank. Never raises:
         a file whose tags cannot be read (or another tag format) gives ``(None, None)``.
     """
-    import mutagen  # deferred: only album grouping needs it
+    album_artist, artist, album = _names(path)
+    return album_artist or artist, album
+
+
+def _names(path: str | Path) -> tuple[str | None, str | None, str | None]:
+    """``(album artist, artist, album)`` from the file's tags, each ``None`` where missing or blank.
+
+    Read from the tag family itself rather than mutagen's "easy" interface, which does not cover
+    the ID3 tags of wav and aiff files. Never raises.
+    """
+    import mutagen  # deferred: only extraction workers and album grouping need it
 
     try:
         tagged = mutagen.File(str(path))
         tags = tagged.tags if tagged is not None else None
         if not tags:
-            return None, None
+            return None, None, None
         kind = _tag_family(tags)
         if kind is None:
-            return None, None
+            return None, None, None
         album_artist, artist, album = (
             next((text for key in keys if (text := _first_text(kind, tags, key))), None) for keys in _ALBUM_FIELDS[kind]
         )
-        return album_artist or artist, album
-    except Exception:  # noqa: BLE001 - damaged tags of any kind mean "no album known"
-        return None, None
+        return album_artist, artist, album
+    except Exception:  # noqa: BLE001 - damaged tags of any kind mean "nothing known"
+        return None, None, None
 
 
 def read_genre(path: str | Path) -> tuple[str, ...]:
