@@ -268,3 +268,25 @@ def test_tags_organize_and_playlists_consume_the_results(model_file, music, tmp_
     assert written.line == f"{len({p.genre for p in chosen})} playlists in {lists}"
     entries = [line for f in written.playlists for line in f.read_text().splitlines() if not line.startswith("#")]
     assert len(entries) == len(chosen) and all((lists / e).resolve().is_relative_to(dest.resolve()) for e in entries)
+
+
+def test_a_tag_writer_tags_each_answer_as_it_arrives(model_file, music):
+    from genrify.classify import Listener, TagWriter
+    from genrify.tagpolicy import TagPolicy
+    from genrify.tags import read_genre
+
+    class Interrupt(Listener):
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def on_result(self, result, cached: bool) -> None:
+            self.seen += 1
+            if self.seen == 3:
+                raise KeyboardInterrupt  # what Ctrl-C does in the middle of a long run
+
+    writer = TagWriter(TagPolicy(skip_unsure=False, mode="replace"), model="m")
+    with pytest.raises(KeyboardInterrupt):
+        classify_library([music], ModelRef.file(model_file), runner=LocalRunner(1), listeners=[writer, Interrupt()])
+    files = sorted(str(p) for p in music.rglob("*.wav"))
+    tagged = [f for f in files if read_genre(f)]
+    assert len(tagged) == 3 == writer.report.count("written") and len(files) > 3

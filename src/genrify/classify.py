@@ -753,33 +753,70 @@ def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = No
     TagReport
         A file that cannot be tagged is a failure in it; the others are tagged.
     """
-    from genrify.errors import GenrifyError
-    from genrify.tagpolicy import TagPolicy, provenance_for
-    from genrify.tags import write_genre
+    from genrify.tagpolicy import TagPolicy
 
     policy = policy if policy is not None else TagPolicy()
-    report = TagReport(total=len(predictions), dry_run=dry_run)
-    from genrify.albums import track_choice
-
+    report = TagReport(dry_run=dry_run)
     for r in predictions:
-        ranked, unsure = track_choice(r, (albums or {}).get(r.path), own_genre_above=own_genre_above)  # type: ignore[arg-type]
-        genres = policy.genres_for(ranked, unsure=unsure)
-        if not genres:
-            report.left_alone += 1
-            continue
-        provenance = provenance_for(genres, policy.probabilities_for(ranked), model=model)
-        try:
-            change = write_genre(r.path, genres, separator=policy.separator, id3v23=policy.id3v23,  # type: ignore[arg-type]
-                                 mode=policy.mode, provenance=provenance, dry_run=dry_run)
-        except GenrifyError as exc:
-            report.failures.append((str(r.path), str(exc)))
-            continue
-        report.changes.append(change)
-        if change.written and cache is not None:  # the audio is unchanged: the answer stays valid
-            cache.put(r.path, r.to_dict(timeline=True))  # type: ignore[arg-type]
+        _tag_one(r, (albums or {}).get(r.path), policy, report, model=model,  # type: ignore[arg-type]
+                 own_genre_above=own_genre_above, cache=cache)
     if cache is not None:
         cache.commit()
     return report
+
+
+class TagWriter(Listener):
+    """Writes each answer's genre tags as the answer arrives, as :func:`tag_results` would.
+
+    For a long run over a big library: interrupted, it has tagged every file it classified, and
+    the next run (answers from the cache, files already right left alone) finishes the rest. Album
+    mode needs every track of an album first, so it tags after the run (:func:`tag_results`).
+
+    Parameters
+    ----------
+    policy, model, dry_run, cache
+        As for :func:`tag_results`.
+
+    Attributes
+    ----------
+    report
+        What was written so far.
+    """
+
+    def __init__(self, policy: TagPolicy, *, model: str = "", dry_run: bool = False,
+                 cache: ResultCache | None = None) -> None:
+        self.policy, self.model, self.cache = policy, model, cache
+        self.report = TagReport(dry_run=dry_run)
+
+    def on_result(self, result: Result, cached: bool) -> None:
+        if isinstance(result, Prediction):
+            _tag_one(result, None, self.policy, self.report, model=self.model, cache=self.cache)
+
+
+def _tag_one(r: Prediction, album: AlbumAnswer | None, policy: TagPolicy, report: TagReport, *, model: str,
+             own_genre_above: float | None = None, cache: ResultCache | None = None) -> None:
+    """Tag one file as ``policy`` says and record what happened in ``report``."""
+    from genrify.albums import track_choice
+    from genrify.errors import GenrifyError
+    from genrify.tagpolicy import provenance_for
+    from genrify.tags import write_genre
+
+    report.total += 1
+    ranked, unsure = track_choice(r, album, own_genre_above=own_genre_above)
+    genres = policy.genres_for(ranked, unsure=unsure)
+    if not genres:
+        report.left_alone += 1
+        return
+    provenance = provenance_for(genres, policy.probabilities_for(ranked), model=model)
+    try:
+        change = write_genre(r.path, genres, separator=policy.separator, id3v23=policy.id3v23,  # type: ignore[arg-type]
+                             mode=policy.mode, provenance=provenance, dry_run=report.dry_run)
+    except GenrifyError as exc:
+        report.failures.append((str(r.path), str(exc)))
+        return
+    report.changes.append(change)
+    if change.written and cache is not None:  # the audio is unchanged: the answer stays valid
+        cache.put(r.path, r.to_dict(timeline=True))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -887,6 +924,7 @@ __all__ = [
     "Result",
     "RunSummary",
     "TagReport",
+    "TagWriter",
     "classify_library",
     "classify_remote",
     "classify_song",

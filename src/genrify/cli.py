@@ -574,6 +574,7 @@ def classify(
         ClassifyOptions,
         Listener,
         ModelRef,
+        TagWriter,
         classify_library,
         confident,
         open_cache,
@@ -684,9 +685,13 @@ def classify(
                                                highlight=False)
                     progress.advance(task)
 
+            # Tags are written as answers arrive (an interrupted run has tagged all it classified),
+            # except in album mode, which needs each album whole.
+            writer = TagWriter(policy, model=ref.name, dry_run=dry_run, cache=store) \
+                if policy is not None and not album_mode else None
             run = classify_library(found, ref, options=options, runner=runner, cache=store,
-                                   listeners=[ShowProgress()], device=torch_device, since=since_time,
-                                   since_whole_folders=album_mode)
+                                   listeners=[ShowProgress(), *([writer] if writer else [])], device=torch_device,
+                                   since=since_time, since_whole_folders=album_mode)
         _render_results(run.results, ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
 
         chosen = confident(run.results, min_confidence)
@@ -703,8 +708,9 @@ def classify(
                 albums = album_answers(run.predictions, group_albums([str(r.path) for r in run.predictions]))
                 count = len({id(a) for a in albums.values()})  # one answer object per album
                 notes.append(f"{count} album{'s' if count != 1 else ''}")
-            tagged = tag_results(run.predictions, policy, model=ref.name, albums=albums,
-                                 own_genre_above=track_genre_above, dry_run=dry_run, cache=store)
+            tagged = writer.report if writer is not None else tag_results(
+                run.predictions, policy, model=ref.name, albums=albums, own_genre_above=track_genre_above,
+                dry_run=dry_run, cache=store)
             for _path, message in tagged.failures:
                 err.print(f"[red]tag not written[/] {_say(message)}", highlight=False)
             for change in tagged.changes if dry_run or verbose else []:
