@@ -107,7 +107,7 @@ def main() -> int:
     if reference.exists():
         shutil.rmtree(reference)
     shutil.copytree(args.work / "library", reference)
-    # (the copy holds genrify's tags now: strip nothing, the reference only replaces the genre)
+    # The copy already holds genrify's tags; the reference only sets the genre again and saves.
     ref_paths = [reference / p.relative_to(args.work / "library") for p in paths if p.name in written]
     started = time.perf_counter()
     bare_mutagen(ref_paths, written)

@@ -742,7 +742,7 @@ def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = No
         genres are written instead of the track's own.
     own_genre_above
         Album mode: also write a track's own top genre where it differs from the album's and its
-        probability is at least this (:func:`genrify.albums.track_ranking`).
+        probability is more than this (:func:`genrify.albums.track_ranking`).
     dry_run
         Change nothing; report what would change.
     cache

@@ -743,14 +743,7 @@ def classify(
     if summary.passed_over:
         notes.append(f"{summary.passed_over} passed over (broken or looping links, unreadable folders"
                      + (")" if verbose else "; -v lists them)"))
-    spread = summary.spread()
-    err.print(
-        f"[bold]{summary.classified} classified[/] ({summary.from_cache} from cache), {summary.failed} failed"
-        + (f", {summary.skipped} not modified since {escape(str(since))} skipped" if summary.skipped else "")
-        + f" in {summary.seconds:.1f} s" + escape((f" · {spread}" if spread else "")
-        + "".join(f" · {n}" for n in notes)),
-        highlight=False,
-    )
+    err.print(escape(summary.line + "".join(f" · {n}" for n in notes)), highlight=False)
     if not summary.classified and not (summary.skipped and not summary.failed):
         raise typer.Exit(1)
 
