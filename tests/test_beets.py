@@ -125,11 +125,11 @@ class BeetsLibrary:
         }
         (self.dir / "config.yaml").write_text(json.dumps(config, indent=1))
 
-    def beet(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    def beet(self, *args: str, ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run ``beet ARGS`` against this library; with ``ok``, fail the test unless it exits 0."""
         # genrify's results cache goes where XDG says: here, never into the home folder.
         env = {**os.environ, "BEETSDIR": str(self.dir), "XDG_CACHE_HOME": str(self.root / "cache")}
-        done = subprocess.run([str(BEET), *args], env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run([str(BEET), *args], env=env, capture_output=True, text=True, timeout=timeout)
         if ok:
             assert done.returncode == 0, f"beet {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done
@@ -381,6 +381,9 @@ def test_the_import_stage_never_writes_the_source_files_of_a_copying_import(tmp_
     ({"map": "no-such-map.toml"}, "no-such-map.toml"),
     ({"model": "no-such-model.safetensors"}, "no-such-model.safetensors"),
     ({"genres": ["rock", "polka-step"]}, "polka-step"),
+    # Read as the plugin loads: once a traceback and "unknown command 'genrify'".
+    ({"auto": "maybe"}, "genrify.auto: must be a bool"),
+    ({"parents": "maybe"}, "parents"),
 ])
 def test_a_bad_config_value_is_one_line_naming_it(library, settings, says):
     library.configure(**settings)
@@ -389,6 +392,66 @@ def test_a_bad_config_value_is_one_line_naming_it(library, settings, says):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and says in lines[0] and "genrify" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """The lines beets wrote to stderr, after checking there is no traceback among them."""
+    assert "Traceback" not in done.stderr and "unknown command" not in done.stderr, done.stderr
+    return [line for line in done.stderr.splitlines() if line.strip()]
+
+
+def test_a_bad_auto_stops_an_import_before_it_imports_anything(library):
+    library.configure(auto="maybe")
+    done = library.beet("import", "-A", "-q", str(library.music), ok=False)
+    assert done.returncode == 1
+    assert _error_lines(done) == ["error: genrify: genrify.auto: must be a bool, not str"]
+    assert library.items() == {}
+    # Commands that do not use genrify are not stopped.
+    assert library.beet("ls").returncode == 0
+
+
+def test_a_genrify_section_that_is_not_a_table_is_one_line(library):
+    (library.dir / "config.yaml").write_text(json.dumps({"library": str(library.db), "plugins": ["genrify"],
+                                                         "genrify": True}))
+    done = library.beet("genrify", ok=False)
+    assert done.returncode == 1
+    assert _error_lines(done) == ["error: genrify: genrify must be a collection, not bool"]
+
+
+def test_unknown_keys_are_warned_about_one_line_each(library):
+    from beetsplug.genrify import _defaults
+
+    library.configure(min_confidense=0.5, colour="red")  # an empty library: nothing to classify
+    done = library.beet("genrify")
+    assert "genrify: 0 classified" in done.stdout
+    known = ", ".join(_defaults())
+    assert sorted(_error_lines(done)) == [
+        f"genrify: unknown key 'colour' in the genrify configuration, ignored (known: {known})",
+        f"genrify: unknown key 'min_confidense' in the genrify configuration, ignored (known: {known})",
+    ]
+    library.configure()  # and none for a configuration of known keys
+    assert _error_lines(library.beet("genrify")) == []
+
+
+def test_a_hostile_map_is_one_line(library):
+    # Each was a hang (a FIFO), a RecursionError traceback (deep TOML, a long chain of parents) or
+    # an "Invalid statement" (a byte order mark, which is accepted now).
+    os.mkfifo(library.dir / "pipe.toml")
+    (library.dir / "deep.toml").write_text('[genres]\n"Rock" = ' + "[" * 5000 + "]" * 5000 + "\n")
+    (library.dir / "chain.toml").write_text(
+        "[parents]\n" + "".join(f'"g{i}" = ["g{i + 1}"]\n' for i in range(10_000)))
+    (library.dir / "bom.toml").write_bytes(b"\xef\xbb\xbf[genres]\n\"Hip-Hop\" = [\"rap\"]\n")
+    for name, says in [("pipe.toml", "a named pipe (FIFO), not a genre map file"),
+                       ("deep.toml", "TOML nested too deeply"),
+                       ("chain.toml", "'g0' has more than 100 generations of parent genres")]:
+        library.configure(map=name)
+        done = library.beet("genrify", ok=False, timeout=60)
+        assert done.returncode == 1, name
+        lines = _error_lines(done)
+        assert len(lines) == 1 and lines[0].startswith(f"error: genrify: {library.dir / name}: "), lines
+        assert says in lines[0], lines
+    library.configure(map="bom.toml")
+    assert "genrify: 0 classified" in library.beet("genrify").stdout
 
 
 def test_a_beets_without_the_multi_valued_field_gets_joined_genres(monkeypatch):

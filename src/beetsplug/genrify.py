@@ -39,6 +39,10 @@ Configuration (``genrify:`` in beets' config), with defaults::
         cache: yes            # genrify's results cache (~/.cache/genrify/results.sqlite, shared with
                               # `genrify classify`); no: none; or a file
         max_segments: 8       # segments of about 3 s classified per song (0: every segment)
+
+A key not listed here is warned about as the plugin loads (one line each, with the known keys). A
+bad value stops ``beet genrify``, and an import with ``auto`` on (or ``auto`` itself bad), before
+any work with beets' one-line ``error: genrify: ...``.
 """
 
 from __future__ import annotations
@@ -159,7 +163,10 @@ class Settings:
 
         try:
             # Cheap checks first; the model last (the built-in one is checked as it loads, which
-            # imports torch: seconds that a typo elsewhere should not cost).
+            # imports torch: seconds that a typo elsewhere should not cost). `auto` was read as the
+            # plugin loaded, where an error cannot be raised (beets would print a traceback and
+            # forget the command): it is checked here, where a bad value stops the command.
+            view["auto"].get(bool)
             separator = view["separator"].as_str()
             if not separator:
                 raise fail("separator must not be empty")
@@ -555,9 +562,30 @@ class GenrifyPlugin(BeetsPlugin):
         # Import task -> the items whose genres the import stage changed, written once beets has
         # put their files in place (import_task_files).
         self._to_write: dict[int, list[tuple[Item, Prediction]]] = {}
-        if self.config["auto"].get(bool):
+        self._warn_unknown_keys()
+        try:
+            auto = self.config["auto"].get(bool)
+        except confuse.ConfigError:
+            # An exception here is a traceback and a missing `beet genrify`: instead the stage is
+            # set up and import_begin stops the import, with beets' one-line error (from settings()).
+            auto = True
+        if auto:
             self.import_stages = [self.imported]
+            self.register_listener("import_begin", self.import_begins)
             self.register_listener("import_task_files", self.imported_files)
+
+    def _warn_unknown_keys(self) -> None:
+        """One warning per key of the ``genrify:`` section that the plugin does not know (a typo
+        such as ``min_confidense`` would otherwise be ignored in silence)."""
+        known = _defaults()
+        try:
+            keys = self.config.keys()
+        except confuse.ConfigError:  # not a mapping: settings() says so, as an error
+            return
+        for key in keys:
+            if key not in known:
+                self._log.warning("unknown key {!r} in the genrify configuration, ignored (known: {})",
+                                  key, ", ".join(known))
 
     def settings(self) -> Settings:
         """The checked configuration, read once per process.
@@ -592,6 +620,17 @@ class GenrifyPlugin(BeetsPlugin):
         items = list(lib.items(args))
         run = Run(self._log, settings, force=opts.force, pretend=opts.pretend, write=ui.should_write(opts.write))
         ui.print_(run.run(items).line)
+
+    def import_begins(self, session: ImportSession) -> None:
+        """``import_begin``: check the configuration before beets imports anything, so a bad value
+        stops the import with one line instead of failing at its first album.
+
+        Raises
+        ------
+        beets.ui.UserError
+            A bad value.
+        """
+        self.settings()
 
     def imported(self, session: ImportSession, task: ImportTask) -> None:
         """The import stage: classify the items of an import task and set their genres.
