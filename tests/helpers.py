@@ -117,3 +117,28 @@ def running_server(app, backlog: int = 128) -> Iterator[tuple[str, int]]:
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+def write_wav_with_info_genre(path: Path, data: np.ndarray, sr: int, genre: str, *, after_audio: bool = False) -> Path:
+    """A 16-bit wav whose RIFF ``LIST``/``INFO`` chunk holds ``genre`` (``IGNR``) and no ID3 tag, as
+    Windows, Audacity or libsndfile leave it. libsndfile puts the chunk before the audio; with
+    ``after_audio`` it is appended after it instead, as some editors do."""
+    import struct
+
+    import soundfile as sf
+
+    if not after_audio:
+        with sf.SoundFile(path, "w", samplerate=sr, channels=1 if data.ndim == 1 else data.shape[1], subtype="PCM_16") as f:
+            f.genre = genre
+            f.write(data)
+        return path
+    sf.write(path, data, sr, subtype="PCM_16")
+    text = genre.encode("utf-8") + b"\x00"
+    info = b"INFO" + b"IGNR" + struct.pack("<I", len(text)) + text + b"\x00" * (len(text) % 2)  # even-sized chunks
+    with open(path, "r+b") as f:
+        f.seek(0, os.SEEK_END)
+        f.write(b"LIST" + struct.pack("<I", len(info)) + info)
+        size = f.tell() - 8
+        f.seek(4)
+        f.write(struct.pack("<I", size))
+    return path

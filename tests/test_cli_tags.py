@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import tone, write_with_av
+from helpers import tone, write_wav_with_info_genre, write_with_av
 from typer.testing import CliRunner
 
 from genrify.cli import app
@@ -196,3 +196,46 @@ def test_since_with_album_mode_takes_every_track_of_a_changed_folder(album, mode
     whole = classify_library(paths, ModelRef.file(model_file), runner=LocalRunner(1), since=0.0,
                              since_whole_folders=True)
     assert sorted(p.path for p in whole.predictions) == sorted(map(str, album)) and whole.summary.skipped == 1
+
+
+def test_id3v23_keeps_the_v24_only_frames_a_person_set(model_file, tmp_path):
+    import mutagen
+    from mutagen.id3 import ID3, TDRL, TMOO, TPRO, TSOA, TSOP, TSST
+
+    folder = tmp_path / "mp3s"
+    folder.mkdir()
+    path = folder / "song.mp3"
+    write_with_av(path, tone(4.0), 22050)
+    frames = [TSOP(encoding=3, text=["Beatles, The"]), TSOA(encoding=3, text=["Abbey Road"]),
+              TMOO(encoding=3, text=["Mëlancholy"]), TDRL(encoding=3, text=["2019-09-27"]),
+              TSST(encoding=3, text=["Side One"]), TPRO(encoding=3, text=["2019 Apple Corps"])]
+    f = mutagen.File(path)
+    for frame in frames:
+        f.tags.add(frame)
+    f.save(v2_version=4)
+    tag(folder, model_file, "--id3v23")
+    raw = ID3(path, translate=False)  # the frames exactly as stored
+    assert raw.version[:2] == (2, 3) and read_genre(path)
+    read_back = {key: raw[key].text for key in ("TSOP", "TSOA", "TXXX:mood", "TXXX:RELEASETIME", "TSST",
+                                                "TXXX:PRODUCEDNOTICE")}
+    assert read_back == {"TSOP": ["Beatles, The"], "TSOA": ["Abbey Road"], "TXXX:mood": ["Mëlancholy"],
+                         "TXXX:RELEASETIME": ["2019-09-27"], "TSST": ["Side One"],
+                         "TXXX:PRODUCEDNOTICE": ["2019 Apple Corps"]}
+
+
+def test_a_wavs_riff_info_genre_is_a_persons_genre(model_file, tmp_path):
+    import soundfile as sf
+
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    person = write_wav_with_info_genre(folder / "polka.wav", tone(4.0), 22050, "Polka")
+    plain = folder / "plain.wav"
+    sf.write(plain, tone(4.0, freq=330.0), 22050)
+    kept = tag(folder, model_file)
+    assert "kept 1 (set by a person)" in kept.output and "written 1," in kept.output
+    assert read_genre(person) == ("Polka",) and read_genre(plain)
+    replaced = tag(folder, model_file, "--tag-mode", "replace")
+    assert "RIFF INFO genre 'Polka' stays" in " ".join(replaced.output.split())
+    assert read_genre(person) != ("Polka",)
+    with sf.SoundFile(person) as f:
+        assert f.genre == "Polka"

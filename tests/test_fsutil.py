@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from genrify import fsutil
+from genrify.errors import GenrifyIOError
 from genrify.fsutil import (
     TEMP_PATTERN,
     atomic_path,
@@ -160,3 +161,104 @@ def test_the_store_writes_arrays_the_same_way_and_cleans_up_their_leftovers(tmp_
         store.lock()
         store.clean()
         assert not leftover.exists()
+
+
+# --- in-place rewrites through a journal (issue 22) -----------------------------------------------
+
+
+def _journal(folder: Path, target: Path, content: bytes, pid: int, host: str | None = None) -> Path:
+    """A journal for ``target`` holding ``content``, as a writer of ``pid`` left it."""
+    import hashlib
+
+    st = target.stat()
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    path = folder / f".{target.name}.{host or _host()}.{pid}.{st.st_dev}-{st.st_ino}.{digest}.genrify-journal"
+    path.write_bytes(content)
+    assert fsutil.JOURNAL_PATTERN.fullmatch(path.name)
+    return path
+
+
+def test_write_in_place_keeps_the_inode_and_every_link_and_leaves_nothing(tmp_path):
+    target = tmp_path / "song.flac"
+    target.write_bytes(b"old" * 1000)
+    os.link(target, tmp_path / "link.flac")
+    inode = target.stat().st_ino
+    with scratch_path(target) as tmp:
+        tmp.write_bytes(b"new content, longer than before " * 200)
+        fsutil.write_in_place(tmp, target)
+    assert target.stat().st_ino == inode and (tmp_path / "link.flac").read_bytes() == target.read_bytes()
+    assert target.read_bytes() == b"new content, longer than before " * 200
+    assert sorted(os.listdir(tmp_path)) == ["link.flac", "song.flac"]
+
+
+def test_a_failed_in_place_write_that_changed_nothing_leaves_no_journal(tmp_path, monkeypatch):
+    target = tmp_path / "song.flac"
+    target.write_bytes(b"old" * 1000)
+    source = tmp_path / "new"
+    source.write_bytes(b"new" * 1000)
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fsutil, "fsync_dir", full_disk)  # fails before the first byte of the file changes
+    with pytest.raises(GenrifyIOError, match="file left unchanged"):
+        fsutil.write_in_place(source, target)
+    assert target.read_bytes() == b"old" * 1000 and os.listdir(tmp_path) == ["song.flac"]
+
+
+def test_deferred_signals_hold_back_ctrl_c_and_term_until_the_block_ends():
+    import signal
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with fsutil.deferred_signals():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                inside = list(seen)  # nothing delivered yet
+        assert inside == [] and seen == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_recover_in_place_finishes_a_dead_writers_journal(tmp_path, dead_pid):
+    target = tmp_path / "song.flac"
+    target.write_bytes(b"half new, half old")
+    os.link(target, tmp_path / "link.flac")
+    journal = _journal(tmp_path, target, b"the whole new file" * 100, dead_pid)
+
+    (done,) = fsutil.recover_in_place(tmp_path)
+
+    assert done.finished and done.target == target and done.journal == journal
+    assert (tmp_path / "link.flac").read_bytes() == b"the whole new file" * 100
+    assert sorted(os.listdir(tmp_path)) == ["link.flac", "song.flac"]
+
+
+def test_recover_in_place_leaves_journals_it_must_not_or_cannot_use(tmp_path, dead_pid):
+    live = tmp_path / "live.flac"
+    live.write_bytes(b"being written")
+    running = _journal(tmp_path, live, b"a live writer's", os.getppid())
+    elsewhere = _journal(tmp_path, live, b"another machine's", dead_pid, host="nas-7")
+    damaged_for = tmp_path / "damaged.flac"
+    damaged_for.write_bytes(b"half")
+    damaged = _journal(tmp_path, damaged_for, b"whole", dead_pid)
+    damaged.write_bytes(b"whol")  # cut short: its checksum no longer matches
+    gone_for = tmp_path / "gone.flac"
+    gone_for.write_bytes(b"half")
+    gone = _journal(tmp_path, gone_for, b"whole", dead_pid)
+    gone_for.unlink()
+
+    found = {r.journal: r for r in fsutil.recover_in_place(tmp_path)}
+
+    assert running not in found  # a live writer's: not even reported
+    assert not any(r.finished for r in found.values()) and set(found) == {elsewhere, damaged, gone}
+    assert "another machine" in found[elsewhere].reason and "checksum" in found[damaged].reason
+    assert "gone" in found[gone].reason
+    assert all(p.exists() for p in (running, elsewhere, damaged, gone))
+    assert live.read_bytes() == b"being written" and damaged_for.read_bytes() == b"half"
+    # Only the journals of the file asked for; and a dry run writes nothing.
+    assert fsutil.recover_in_place(tmp_path, damaged_for, dry_run=True)[0].journal == damaged
+    assert fsutil.remove_leftovers(tmp_path) == []  # journals are never taken for temporaries

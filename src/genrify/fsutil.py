@@ -12,21 +12,35 @@ Every temporary file has one name pattern, :data:`TEMP_PATTERN`::
 
 so that a later run can tell its own leftovers (a ``kill -9`` half-way through a write) from a
 user's files, and a live writer's temporary from a dead one's: :func:`remove_leftovers`.
+
+A file that must keep its identity (several hard links, an owner, group or extended attributes the
+writer cannot give a new file) is rewritten in place instead, through a journal:
+:func:`write_in_place` first renames the complete, checked new content to a
+:data:`JOURNAL_PATTERN` name beside the file, which records the file's device and inode and the
+content's checksum, and removes it only once the file is verified to hold that content; signals
+that would end the process wait until then (:func:`deferred_signals`). A journal left by a
+``kill -9`` or a power cut is finished by :func:`recover_in_place`, which the next write there runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import secrets
+import signal
 import socket
 import stat
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from genrify.errors import GenrifyIOError
 
 TEMP_SUFFIX = ".genrify-tmp"
 #: Suffix of the copies older versions made while organising (mkstemp names); cleaned up too.
@@ -56,12 +70,12 @@ def host_name() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
 
 
-def _name_part(name: str) -> str:
-    """The target's name as kept inside a temporary name (cut to :data:`_NAME_BYTES` bytes)."""
+def _name_part(name: str, limit: int = _NAME_BYTES) -> str:
+    """The target's name as kept inside a temporary name (cut to ``limit`` bytes)."""
     raw = os.fsencode(name)
-    if len(raw) <= _NAME_BYTES:
+    if len(raw) <= limit:
         return name
-    return raw[:_NAME_BYTES].decode("utf-8", "ignore") or "file"
+    return raw[:limit].decode("utf-8", "ignore") or "file"
 
 
 def temp_name(target_name: str) -> str:
@@ -195,9 +209,10 @@ def atomic_path(
 def scratch_path(path: str | Path) -> Iterator[Path]:
     """Give a temporary file beside ``path`` that is deleted when the block ends, whatever happens.
 
-    For work copies that are never renamed into place (e.g. a checked copy written back into a
-    hard-linked file). Same name pattern and mode as :func:`atomic_path`, so a killed process's
-    scratch file is cleaned up by :func:`remove_leftovers` like any other leftover.
+    For work copies that may or may not be used: a tagged copy is handed on to
+    :func:`replace_with` or :func:`write_in_place`, which consume it, or else it is deleted. Same
+    name pattern and mode as :func:`atomic_path`, so a killed process's scratch file is cleaned up
+    by :func:`remove_leftovers` like any other leftover.
     """
     tmp = _create_temp(Path(path))
     try:
@@ -356,3 +371,320 @@ def remove_leftovers(folder: str | Path, target_name: str | None = None) -> list
                 continue
             removed.append(Path(entry.path))
     return removed
+
+
+# --- in-place rewrites through a journal -----------------------------------------------------
+
+JOURNAL_SUFFIX = ".genrify-journal"
+# The target's name is cut shorter in a journal name than in a temporary name: the journal name
+# also carries the device, the inode and the checksum, and must stay under 255 bytes.
+_JOURNAL_NAME_BYTES = 80
+#: A journal made by :func:`write_in_place` (matched on the whole name): the file's new content,
+#: complete, for the file of that device and inode, whose SHA-256 starts with ``digest``.
+JOURNAL_PATTERN = re.compile(
+    r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]{1,64})\.(?P<pid>[0-9]{1,10})"
+    r"\.(?P<dev>[0-9]{1,20})-(?P<ino>[0-9]{1,20})\.(?P<digest>[0-9a-f]{16})" + re.escape(JOURNAL_SUFFIX)
+)
+#: The signals whose default action ends the process, held back while a file is rewritten in place.
+DEFERRED_SIGNALS: tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+# Journals this process is working on now: another thread's write in progress is not a leftover,
+# but a journal of this pid that is not here is (an earlier write in this process failed).
+_ACTIVE_JOURNALS: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+def content_digest(path: str | Path) -> str:
+    """The first 16 hex digits of the SHA-256 of a file's content (what a journal name records)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+
+
+def journal_name(target_name: str, st: os.stat_result, digest: str) -> str:
+    """The journal name for new content ``digest`` of the file ``target_name`` whose stat is ``st``."""
+    return (f".{_name_part(target_name, _JOURNAL_NAME_BYTES)}.{host_name()}.{os.getpid()}"
+            f".{st.st_dev}-{st.st_ino}.{digest}{JOURNAL_SUFFIX}")
+
+
+@contextlib.contextmanager
+def deferred_signals(signums: tuple[int, ...] = DEFERRED_SIGNALS) -> Iterator[None]:
+    """Hold back ``signums`` (Ctrl-C, ``kill``, a closed terminal) until the block ends.
+
+    A signal that arrives meanwhile is delivered again when the block ends, to the handler that
+    was there before (so Ctrl-C still raises :class:`KeyboardInterrupt`, and SIGTERM still ends
+    the process), once the block's work is whole. Python lets only the main thread set handlers:
+    elsewhere the block runs unprotected (the journal of :func:`write_in_place` still covers it).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        pending.append(signum)
+
+    previous: dict[int, Any] = {}
+    try:
+        for signum in signums:
+            previous[signum] = signal.signal(signum, hold)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            # None: a handler set outside Python, which cannot be put back; the default is closest.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        # Every signal that came, each once, even where the first one's handler raises.
+        raised: BaseException | None = None
+        for signum in dict.fromkeys(pending):
+            try:
+                signal.raise_signal(signum)
+            except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and whatever handlers raise
+                raised = raised or exc
+        if raised is not None:
+            raise raised
+
+
+@contextlib.contextmanager
+def _working_on(journal: Path) -> Iterator[None]:
+    with _ACTIVE_LOCK:
+        _ACTIVE_JOURNALS.add(str(journal))
+    try:
+        yield
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE_JOURNALS.discard(str(journal))
+
+
+def _overwrite(source: Path, target: Path, touched: Callable[[], None]) -> None:
+    """Make ``target``'s bytes those of ``source`` without replacing it; ``touched()`` before the first change."""
+    size = source.stat().st_size
+    with open(source, "rb") as src, open(target, "r+b") as dst:
+        old_size = os.fstat(dst.fileno()).st_size
+        if size > old_size and hasattr(os, "posix_fallocate"):
+            # Reserve the room first, so that a full disk fails before any byte changes.
+            try:
+                os.posix_fallocate(dst.fileno(), 0, size)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(dst.fileno(), old_size)
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    raise
+            else:
+                touched()  # the file grew (zeros at its end)
+        offset = 0
+        while True:
+            new = src.read(1 << 20)
+            if not new:
+                break
+            dst.seek(offset)
+            # Unchanged blocks (the audio, when the tag block kept its size) are not rewritten, so
+            # an interruption can only touch the blocks that differ.
+            if dst.read(len(new)) != new:
+                touched()
+                dst.seek(offset)
+                dst.write(new)
+            offset += len(new)
+        if os.fstat(dst.fileno()).st_size != offset:
+            touched()
+            dst.truncate(offset)
+        dst.flush()
+        os.fsync(dst.fileno())
+
+
+def write_in_place(source: str | Path, target: str | Path) -> None:
+    """Give ``target`` the content of ``source`` in place (same inode: its hard links, owner, group,
+    mode and extended attributes stay), so that a crash at any moment loses nothing.
+
+    ``source`` (complete and checked by the caller, in ``target``'s folder) is flushed and renamed
+    to a journal (:data:`JOURNAL_PATTERN`), ``target`` is overwritten from it (only the blocks
+    that differ), flushed and read back, and only then is the journal removed. SIGINT, SIGTERM
+    and SIGHUP wait until the end (:func:`deferred_signals`). After a ``kill -9`` or a power cut,
+    the journal holds the whole new content and :func:`recover_in_place` finishes the write.
+
+    Parameters
+    ----------
+    source
+        The new content; it is consumed (renamed to the journal, then removed).
+    target
+        The file to rewrite; it must be writable.
+
+    Raises
+    ------
+    GenrifyIOError
+        The rewrite failed. Where ``target`` was not changed yet, the journal is removed and the
+        message says the file is unchanged; otherwise the journal stays, so that the next
+        :func:`recover_in_place` (the next write there) finishes the file, and the message names it.
+    """
+    source, target = Path(source), Path(target)
+    st = os.stat(target)
+    fsync_file(source)
+    digest = content_digest(source)
+    journal = target.with_name(journal_name(target.name, st, digest))
+    changed = False
+
+    def touched() -> None:
+        nonlocal changed
+        changed = True
+
+    with deferred_signals(), _working_on(journal):
+        os.rename(source, journal)
+        try:
+            fsync_dir(target.parent)  # the journal is on disk before the file's first byte changes
+            _overwrite(journal, target, touched)
+            if content_digest(target) != digest:
+                raise OSError(errno.EIO, "the file did not read back as written")
+        except BaseException as exc:
+            if not changed:
+                with contextlib.suppress(OSError):
+                    os.unlink(journal)
+                if isinstance(exc, OSError):
+                    raise GenrifyIOError(f"{target}: could not rewrite it in place, file left unchanged "
+                                         f"({exc.strerror or exc})") from exc
+            elif isinstance(exc, Exception):
+                raise GenrifyIOError(
+                    f"{target}: rewriting it in place failed ({getattr(exc, 'strerror', None) or exc}); its "
+                    f"complete new content is kept in {journal.name}, and the next write there puts it back"
+                ) from exc
+            raise
+        # The file is whole and verified: a journal that cannot be removed now is harmless (the
+        # next recovery sees the file already holds its content, and only removes it).
+        with contextlib.suppress(OSError):
+            os.unlink(journal)
+        fsync_dir(target.parent)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What :func:`recover_in_place` did with one journal.
+
+    Attributes
+    ----------
+    journal
+        The journal file.
+    target
+        The file it belongs to (found by device and inode), or ``None`` where none is there.
+    finished
+        The file now holds the journal's content and the journal is gone (or, in a dry run,
+        would be so).
+    reason
+        Why it was not finished, where it was not.
+    """
+
+    journal: Path
+    target: Path | None
+    finished: bool
+    reason: str = ""
+
+
+def _journal_owner_live(match: re.Match[str], journal: Path) -> bool | None:
+    """True: a live writer's journal; False: its writer is gone; None: another machine's."""
+    if match["host"] != host_name():
+        return None
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        with _ACTIVE_LOCK:
+            return str(journal) in _ACTIVE_JOURNALS
+    return _pid_alive(pid)
+
+
+def recover_in_place(folder: str | Path, target: str | Path | None = None, *, dry_run: bool = False) -> list[Recovery]:
+    """Finish the in-place writes into ``folder``'s files that a killed process left half-done.
+
+    Each journal whose writer is gone is checked (its content against the checksum in its name)
+    and copied into the file of its device and inode, in place (with signals held back), read
+    back and removed. A journal whose file is gone or was replaced, or whose content is damaged,
+    is left alone and reported. A live writer's journal is passed over.
+
+    Parameters
+    ----------
+    folder
+        The folder to look in (not its sub-folders). A missing or unreadable folder is fine.
+    target
+        Only the journals of this file (matched by device and inode, so through any of its links).
+    dry_run
+        Check, but write nothing: what would be finished is reported as finished.
+
+    Returns
+    -------
+    list of Recovery
+        One per journal found (live writers' left out).
+    """
+    folder = Path(folder)
+    wanted = None
+    if target is not None:
+        try:
+            tst = os.stat(target)
+        except OSError:
+            return []
+        wanted = (tst.st_dev, tst.st_ino)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    done: list[Recovery] = []
+    for entry in entries:
+        match = JOURNAL_PATTERN.fullmatch(entry.name) if entry.name.endswith(JOURNAL_SUFFIX) else None
+        if match is None:
+            continue
+        ident = (int(match["dev"]), int(match["ino"]))
+        journal = Path(entry.path)
+        try:
+            if (wanted is not None and ident != wanted) or not entry.is_file(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        live = _journal_owner_live(match, journal)
+        if live:
+            continue
+        if live is None:
+            done.append(Recovery(journal, None, False, f"left by genrify on another machine ({match['host']}), "
+                                                        "which finishes it on its next write there"))
+            continue
+        found = Path(target) if target is not None else _file_of(entries, ident, match["name"])
+        if found is None:
+            done.append(Recovery(journal, None, False, "the file it belongs to is gone or was replaced; left alone"))
+            continue
+        done.append(_finish(journal, found, match["digest"], dry_run))
+    return done
+
+
+def _file_of(entries: list[os.DirEntry[str]], ident: tuple[int, int], name: str) -> Path | None:
+    """The regular file among ``entries`` of device and inode ``ident``: the one called ``name``
+    (the name the write went through) where it is still that file, else any of its names."""
+    for entry in sorted(entries, key=lambda e: e.name != name):
+        try:
+            if entry.inode() != ident[1] or entry.name.endswith(JOURNAL_SUFFIX) or is_temp_name(entry.name):
+                continue
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_dev == ident[0]:
+            return Path(entry.path)
+    return None
+
+
+def _finish(journal: Path, target: Path, digest: str, dry_run: bool) -> Recovery:
+    """Copy a checked journal into ``target`` in place, read it back, remove the journal."""
+    try:
+        if content_digest(journal) != digest:
+            return Recovery(journal, target, False, "its content does not match its checksum (damaged); left alone")
+        if dry_run:
+            return Recovery(journal, target, True)
+        with deferred_signals(), _working_on(journal):
+            if content_digest(target) != digest:
+                _overwrite(journal, target, lambda: None)
+                if content_digest(target) != digest:
+                    return Recovery(journal, target, False, "the file did not read back as written; journal kept")
+            try:
+                os.unlink(journal)
+            except FileNotFoundError:  # another genrify finished it at the same moment
+                pass
+            fsync_dir(journal.parent)
+    except OSError as exc:
+        return Recovery(journal, target, False, f"could not put it back ({exc.strerror or exc}); journal kept")
+    return Recovery(journal, target, True)
+
+
+def replace_with(tmp: str | Path, path: str | Path) -> None:
+    """Flush ``tmp`` and rename it over ``path`` (same folder), then flush the folder."""
+    _commit(Path(tmp), Path(path), overwrite=True)

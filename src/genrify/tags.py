@@ -25,6 +25,18 @@ every format, for players that show only the first value. The provenance value i
 follows Picard's convention for custom fields, so Picard and Mp3tag show a field named ``GENRIFY``
 in every format.
 
+Writing v2.3 loses nothing a person set: the v2.4-only frames that mutagen's conversion deletes are
+kept as they are (the sort orders ``TSOP``, ``TSOA``, ``TSOT`` and ``TSST``, as Picard does) or moved
+to ``TXXX`` frames (``TMOO`` to ``TXXX:mood`` as Picard names it; ``TDRL``, ``TPRO``, ``TDEN``,
+``TDTG`` to ``RELEASETIME``, ``PRODUCEDNOTICE``, ``ENCODINGTIME``, ``TAGGINGTIME``; a date that
+``TYER``/``TDAT``/``TIME`` or ``TORY`` cannot hold whole to ``RECORDINGTIME`` or
+``ORIGRELEASETIME``), see :func:`_to_v23`.
+
+A wav file may carry a genre in its RIFF ``INFO`` chunk (``IGNR``) that mutagen does not read: where
+its ID3 tag holds no genre, that one is the file's genre (:func:`read_genre`), so keep mode keeps
+it and merge mode copies it into the ID3 tag first. genrify writes only ID3, so replace mode leaves
+the INFO genre in the file and says so (:attr:`TagChange.notes`).
+
 ID3v2.3 and the ``/`` join: v2.3 has no multi-valued text frames; mutagen (``v23_sep="/"``), beets
 with ``id3v23: yes`` and most taggers store several values as one ``/``-joined string, and players
 that split genre strings split it again (Navidrome's default genre separators are ``;/,``). mutagen
@@ -35,13 +47,16 @@ the genres a player shows (``("Rock", "Pop")``) and a merge does not repeat one 
 
 A write is atomic: the file is copied to a hidden temporary file in its own folder, the tags are
 written into the copy, the copy is checked (the genres and the provenance read back, same audio)
-and flushed to disk and renamed over the original (:func:`genrify.fsutil.atomic_path`). A crash,
+and flushed to disk and renamed over the original (:func:`genrify.fsutil.replace_with`). A crash,
 a full disk or a damaged file at any point leaves the original exactly as it was and no temporary
 behind; what a ``kill -9`` leaves is removed by the next write to that file
 (:func:`genrify.fsutil.remove_leftovers`).
 
 A file with several hard links is the exception: renaming would give only this name the new tags,
-so the checked copy is written back into the original file in place (see :func:`write_genre`).
+so the checked copy is written back into the original file in place, through a journal that a
+``kill -9`` leaves behind and the next write there finishes (:func:`genrify.fsutil.write_in_place`).
+So is a file whose owner, group, mode or extended attributes (ACLs among them) the new copy cannot
+be given: writing in place keeps them all.
 """
 
 from __future__ import annotations
@@ -51,13 +66,13 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genrify.errors import ParameterError, TagError
-from genrify.fsutil import atomic_path, remove_leftovers, scratch_path
+from genrify.errors import GenrifyIOError, ParameterError, TagError
+from genrify.fsutil import Recovery, recover_in_place, remove_leftovers, replace_with, scratch_path, write_in_place
 from genrify.tagpolicy import Provenance, check_mode, human_genres, resolve
 
 #: Joins several genres in an ID3v2.3 tag when the caller gives no ``separator`` (v2.3 has no
@@ -105,6 +120,9 @@ class TagChange:
         ``"written"`` (the genres change; in a dry run: would be written), ``"unchanged"`` (the
         file already holds these genres) or ``"kept"`` (left alone by keep mode because a person
         set a genre). Derived from ``changed`` when not given.
+    notes
+        Warnings about the file to show the user, e.g. that an interrupted earlier tag write of
+        it was finished first.
     """
 
     path: Path
@@ -113,6 +131,7 @@ class TagChange:
     changed: bool
     dry_run: bool = False
     status: str = ""
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.status:
@@ -183,7 +202,9 @@ def read_genre(path: str | Path) -> tuple[str, ...]:
 
     ID3 genre references such as ``(17)`` are translated to their names (``Rock``). In ID3 tags
     older than v2.4 a ``/``-joined value is split (``"Rock/Pop"`` -> ``("Rock", "Pop")``): see the
-    module docstring for why, and for what mutagen and mediafile read instead.
+    module docstring for why, and for what mutagen and mediafile read instead. A wav file whose
+    ID3 tag holds no genre gives the genre of its RIFF INFO chunk (``IGNR``), where a person may
+    have set it with another program.
 
     Raises
     ------
@@ -194,7 +215,7 @@ def read_genre(path: str | Path) -> tuple[str, ...]:
     path = Path(path)
     target = _check_file(path, writable=False)
     tagged = _open(path, target)
-    return _display(_kind(path, tagged), tagged.tags)
+    return _display(_kind(path, tagged), tagged.tags, _info_genres(tagged))
 
 
 def read_provenance(path: str | Path) -> Provenance | None:
@@ -272,24 +293,30 @@ def write_genre(
         The file is missing, read-only (no write permission bit, or no write access; refused even
         for root so that behaviour does not depend on who runs it), in a folder that cannot take a
         temporary file, of a format without a supported genre tag, damaged, or the write failed.
-        The original file is untouched in every case.
+        The original file is untouched in every case but one: an in-place write that failed
+        half-way (an I/O error) keeps the complete new file in a journal beside it, which the
+        message names and the next write puts back.
     ParameterError
         No genre left after dropping blanks, a genre containing a NUL character, an empty
         ``separator`` or an unknown ``mode``.
 
     Notes
     -----
-    The file is replaced by a rewritten, checked copy: its mode and (where permitted) owner are
-    kept and its modification time becomes the time of writing.
+    The file is replaced by a rewritten, checked copy that carries its owner and group, mode and
+    extended attributes (``user.*`` comments, POSIX ACLs, every one the process can read); its
+    modification time becomes the time of writing.
 
     A file with more than one hard link is written in place instead, so that every name sees the
-    new tags: the tags are written into a temporary copy, the copy is checked (the tags read back,
-    the audio stream unchanged), then its bytes are written over the original (only the blocks
-    that differ, then truncated and flushed) and the copy is deleted. Where the new tag block fits
-    in the old one's space (the usual case: taggers leave padding) only the tag block's bytes
-    change. Where it does not, the audio after it moves; the space is reserved first, so a full disk
-    fails before anything changes, but a power cut or ``kill -9`` during that rewrite can leave the
-    file damaged, a risk the replacing path does not have.
+    new tags, and so is a file whose owner, group, mode or extended attributes the copy cannot be
+    given (a user outside the file's group, a filesystem that refuses an attribute): the tags are
+    written into a temporary copy, the copy is checked (the tags read back, the audio stream
+    unchanged) and renamed to a journal beside the file, then its bytes are written over the
+    original (only the blocks that differ), the file is flushed and read back, and the journal is
+    deleted (:func:`genrify.fsutil.write_in_place`). SIGINT, SIGTERM and SIGHUP wait until that is
+    done. After a ``kill -9`` or a power cut in the middle, the journal holds the complete new
+    file; the next write to that file (through any of its links) finishes the rewrite first and
+    says so in :attr:`TagChange.notes` (:func:`recover_interrupted_writes` does so for a whole
+    library).
     """
     path = Path(path)
     values = _clean_genres(genres)
@@ -298,23 +325,28 @@ def write_genre(
     check_mode(mode)
     # Refuse read-only files in dry runs too, so that a dry run predicts the real run.
     target = _check_file(path, writable=True)
+    # A write of this file that a kill -9 cut short (through any of its links) is finished before
+    # its tags are read: until then the file may be half-written.
+    notes = tuple(recovery_message(r, dry_run=dry_run) for r in recover_in_place(target.parent, target, dry_run=dry_run))
     tagged = _open(path, target)
     kind = _kind(path, tagged)
     tags = tagged.tags
-    old = _display(kind, tags)
+    info = _info_genres(tagged)  # a wav's RIFF INFO genre: the file's genre where ID3 holds none
+    old = _display(kind, tags, info)
     previous = Provenance.from_text(_provenance_text(kind, tags))
     # With a separator, one stored value holds several genres: compare genre by genre, so that a
     # merge neither repeats a genre nor mistakes a person's genre for genrify's.
     current = _split(old, separator) if separator is not None else old
     resolved = resolve(current, previous, values, mode)
     if resolved is None:
-        return TagChange(path=path, old=old, new=old, changed=False, dry_run=dry_run, status="kept")
+        return TagChange(path=path, old=old, new=old, changed=False, dry_run=dry_run, status="kept", notes=notes)
     v23 = kind == _ID3 and (id3v23 or tags.version[:2] == (2, 3))
     stored = _stored(resolved, separator, v23)
     new = _split(stored, ID3V23_SEPARATOR) if v23 else stored
     if new == old:
         # The genres a reader sees stay the same: no rewrite, even for a newer provenance.
-        return TagChange(path=path, old=old, new=old, changed=False, dry_run=dry_run, status="unchanged")
+        return TagChange(path=path, old=old, new=old, changed=False, dry_run=dry_run, status="unchanged",
+                         notes=notes)
     if not dry_run:
         record = None
         if provenance is not None:
@@ -324,7 +356,8 @@ def write_genre(
             ours = [g for g in resolved if g.casefold() not in human]
             record = provenance.with_genres(_split(ours, ID3V23_SEPARATOR) if v23 else ours).to_text()
         _rewrite(path, target, tagged, kind, _Plan(stored, record, v23))
-    return TagChange(path=path, old=old, new=new, changed=True, dry_run=dry_run, status="written")
+    notes += _info_note(path, info, old, current, resolved, dry_run=dry_run)
+    return TagChange(path=path, old=old, new=new, changed=True, dry_run=dry_run, status="written", notes=notes)
 
 
 def _stored(genres: tuple[str, ...], separator: str | None, v23: bool) -> tuple[str, ...]:
@@ -484,15 +517,159 @@ def _raw(kind: str, tags: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in tags.get(_MP4_GENRE, []))
 
 
-def _display(kind: str, tags: Any) -> tuple[str, ...]:
-    """The genres as :func:`read_genre` gives them (ID3 references named, pre-v2.4 ``/`` split)."""
+def _display(kind: str, tags: Any, info_genres: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The genres as :func:`read_genre` gives them (ID3 references named, pre-v2.4 ``/`` split).
+
+    Parameters
+    ----------
+    kind, tags
+        The tag family and the tag block.
+    info_genres
+        The genre of a wav file's RIFF INFO chunk (:func:`_info_genres`): the file's genre where
+        its ID3 tag holds none.
+    """
     if kind == _ID3:
         frame = tags.get("TCON")
-        if frame is None:
-            return ()
-        genres = tuple(frame.genres)
+        genres = tuple(frame.genres) if frame is not None else ()
+        if not genres:
+            return info_genres
         return _split(genres, ID3V23_SEPARATOR) if tags.version[:2] < (2, 4) else genres
     return _raw(kind, tags)
+
+
+def _info_genres(tagged: Any) -> tuple[str, ...]:
+    """The genre in a wav file's RIFF ``LIST``/``INFO`` chunk (``IGNR``), or none.
+
+    mutagen reads only the ID3 chunk of a wav file; the INFO chunk is what Windows, Audacity,
+    Adobe Audition and libsndfile write, so a person's genre may be there alone. It is read with
+    libsndfile (:mod:`soundfile`, genrify's decoder), which finds the chunk before or after the
+    audio and decodes its text as UTF-8. A wav file libsndfile cannot open (an mp3 stream inside
+    a wav container, say) counts as having none. Other formats have no INFO chunk: ``()``.
+    """
+    from mutagen.wave import WAVE
+
+    if not isinstance(tagged, WAVE):
+        return ()
+    import soundfile  # deferred: only wav files need it here
+
+    try:
+        with soundfile.SoundFile(tagged.filename) as sound:
+            genre = sound.genre
+    except Exception:  # noqa: BLE001 - libsndfile refuses some wav encodings; the ID3 tag still counts
+        return ()
+    genre = (genre or "").strip()
+    return (genre,) if genre else ()
+
+
+def _info_note(
+    path: Path,
+    info: tuple[str, ...],
+    old: tuple[str, ...],
+    current: tuple[str, ...],
+    resolved: tuple[str, ...],
+    *,
+    dry_run: bool,
+) -> tuple[str, ...]:
+    """A warning where a written ID3 genre leaves out the RIFF INFO genre the file had (replace mode).
+
+    genrify writes no RIFF INFO (mutagen cannot), so that genre stays in the file; from then on
+    genrify reads the ID3 genre, as beets and Picard do, but a player that reads only INFO still
+    shows the old one. Keep and merge never leave it out, so they never warn.
+    """
+    if not info or old != info:
+        return ()  # the ID3 tag held the genres: INFO was not what the file's genre was read from
+    ours = {g.casefold() for g in resolved}
+    if all(g.casefold() in ours for g in current):
+        return ()
+    verb = "would stay" if dry_run else "stays"
+    return (f"{path}: its RIFF INFO genre {info[0]!r} {verb} in the file beside the new ID3 genre "
+            "(genrify writes only ID3, which it, beets and Picard read first)",)
+
+
+# ID3v2.4 frames that ID3v2.3 does not define, and where converting a tag to v2.3 puts each so that
+# nothing a person set is lost (mutagen's ``update_to_v23`` deletes them all):
+#: Kept as they are, off the v2.3 standard: the sort-order and set-subtitle frames, as Picard does
+#: (its ``compatid3``: "most applications use them also in ID3v2.3"). A v2.3 reader skips a frame
+#: it does not know; mutagen (so beets and Picard) reads these back.
+_V23_KEPT = ("TSOP", "TSOA", "TSOT", "TSST")
+#: Text frames a v2.3 reader would not show, moved to user-defined ``TXXX`` frames: mood under
+#: Picard's v2.3 name (Picard reads ``TXXX:mood`` back as the mood), the others under their
+#: ID3v2.4 frame names, spelled as Mp3tag names these fields.
+_V23_TXXX = {
+    "TMOO": "mood",
+    "TDRL": "RELEASETIME",
+    "TPRO": "PRODUCEDNOTICE",
+    "TDEN": "ENCODINGTIME",
+    "TDTG": "TAGGINGTIME",
+}
+#: Dates mutagen converts to v2.3 frames (TDRC to TYER, TDAT and TIME; TDOR to TORY, the year
+#: only): where those cannot hold the whole value (a month without its day, a time to the second,
+#: an original release date, several dates), the value as it was goes to a ``TXXX`` frame too.
+_V23_DATES = {"TDRC": "RECORDINGTIME", "TDOR": "ORIGRELEASETIME"}
+# ASPI, SEEK and SIGN go, as mutagen drops them: they point into or sign the old tag's bytes,
+# which no rewrite keeps valid. TIPL and TMCL become one IPLS (mutagen), every name and role kept.
+# RVA2 and EQU2 (volume, equalisation) stay as they are: mutagen's deletion misses them, since
+# their keys always carry a description ("RVA2:track").
+
+
+def _to_v23(tags: Any) -> None:
+    """Convert an ID3 tag in memory to v2.3 frames without losing what v2.3 cannot name.
+
+    mutagen's ``update_to_v23`` (which every v2.3 save needs: mutagen holds v2.4 frames in memory)
+    deletes the v2.4-only frames; this keeps their values as :data:`_V23_KEPT`, :data:`_V23_TXXX`
+    and :data:`_V23_DATES` say. Run on a tag that is v2.3 already, it changes nothing: its
+    ``TXXX`` frames stay, and so do the frames kept as they are.
+    """
+    from mutagen.id3 import TXXX
+
+    kept = [frame for key in _V23_KEPT for frame in tags.getall(key)]
+    moved: list[tuple[str, list[str], int]] = []
+    for frame_id, name in _V23_TXXX.items():
+        moved += [(name, _frame_texts(frame), frame.encoding) for frame in tags.getall(frame_id)]
+    for frame_id, name in _V23_DATES.items():
+        moved += [(name, _frame_texts(frame), frame.encoding) for frame in tags.getall(frame_id)
+                  if not _v23_holds_date(frame_id, frame)]
+    tags.update_to_v23()
+    for frame in kept:
+        tags.add(frame)
+    for name, values, encoding in moved:
+        if not values:
+            continue
+        existing = tags.get("TXXX:" + name)
+        if existing is not None:  # a person's own TXXX of that name: both values stay
+            values = [*existing.text, *(v for v in values if v not in existing.text)]
+        tags.add(TXXX(encoding=encoding, desc=name, text=values))
+
+
+def _frame_texts(frame: Any) -> list[str]:
+    """A text frame's non-blank values; timestamps in the ID3v2.4 form (``2001-02-03T10:20``)."""
+    from mutagen.id3 import TimeStampTextFrame
+
+    values = [str(v) for v in frame.text]
+    if isinstance(frame, TimeStampTextFrame):
+        values = [v.replace(" ", "T") for v in values]
+    return [v for v in values if v.strip()]
+
+
+def _v23_holds_date(frame_id: str, frame: Any) -> bool:
+    """Whether the v2.3 frames mutagen makes of a TDRC or TDOR frame hold all of its value.
+
+    TDRC becomes TYER, TDAT (day and month, only both) and TIME (hour and minute, only both and
+    non-zero, read back only with a TDAT); TDOR becomes TORY, a year. Only the first value of
+    either is converted.
+    """
+    if len(frame.text) != 1:
+        return False
+    stamp = frame.text[0]
+    if not stamp.year:
+        return False
+    if frame_id == "TDOR":
+        return stamp.month is None
+    if stamp.month is not None and not (stamp.month and stamp.day):
+        return False
+    if stamp.hour is not None and not (stamp.month and stamp.day and stamp.hour and stamp.minute):
+        return False
+    return not stamp.second
 
 
 def _provenance_text(kind: str, tags: Any) -> str | None:
@@ -547,16 +724,18 @@ def _rewrite(path: Path, target: Path, tagged: Any, kind: str, plan: _Plan) -> N
     # What an earlier, killed write to this file left (a full-size hidden copy) goes first.
     remove_leftovers(target.parent, target.name)
     try:
-        if st.st_nlink > 1:
-            # Renaming would detach this name from the other links; write the checked copy back.
-            with scratch_path(target) as tmp:
-                _tagged_copy(path, target, tmp, tagged, kind, plan)
-                _write_in_place(tmp, target)
-        else:
-            with atomic_path(target, keep_mode=True) as tmp:
-                _tagged_copy(path, target, tmp, tagged, kind, plan)
-                _preserve_owner_and_mode(tmp, st)
-    except BaseException as exc:  # interrupts too: the context managers removed the temporary
+        with scratch_path(target) as tmp:
+            _tagged_copy(path, target, tmp, tagged, kind, plan)
+            # Renaming would detach this name from the other links, and a copy that cannot be given
+            # the file's owner, group, mode or extended attributes would drop them: in both cases
+            # the checked copy is written back into the file itself, through a journal.
+            if st.st_nlink > 1 or not _carry_attributes(tmp, st, target):
+                write_in_place(tmp, target)
+            else:
+                replace_with(tmp, target)
+    except GenrifyIOError as exc:  # the in-place write says whether the file changed, and where its copy is
+        raise TagError(path, str(exc).removeprefix(f"{target}: ")) from exc
+    except BaseException as exc:  # interrupts too: the context manager removed the temporary
         if isinstance(exc, TagError):
             raise
         if isinstance(exc, Exception):
@@ -575,10 +754,10 @@ def _tagged_copy(path: Path, target: Path, tmp: Path, tagged: Any, kind: str, pl
         copy.add_tags()
     if plan.v23:
         # mutagen holds every ID3 tag as v2.4 frames in memory (a v2.3 file's are translated on
-        # reading); saving v2.3 needs them translated back (dates to TYER/TDAT, v2.4-only frames
-        # dropped), as mutagen documents and as beets does with id3v23. Before _set, so that the
-        # genre values go in exactly as planned.
-        copy.tags.update_to_v23()
+        # reading); saving v2.3 needs them translated back (dates to TYER/TDAT), as mutagen
+        # documents, keeping the v2.4-only frames mutagen would drop (_to_v23). Before _set, so
+        # that the genre values go in exactly as planned.
+        _to_v23(copy.tags)
     _set(kind, copy.tags, plan.values, plan.provenance)
     copy.save(**_save_options(kind, plan.v23))
     # Read the copy back as a new file: the genres and the provenance must be there exactly, and
@@ -602,38 +781,93 @@ def _stream(info: Any) -> tuple[Any, ...]:
     return tuple(getattr(info, key, None) for key in ("length", "sample_rate", "channels", "bits_per_sample", "bitrate"))
 
 
-def _write_in_place(source: Path, target: Path) -> None:
-    """Make ``target``'s bytes those of ``source`` without replacing the file (its links stay)."""
-    size = source.stat().st_size
-    with open(source, "rb") as src, open(target, "r+b") as dst:
-        if size > os.fstat(dst.fileno()).st_size and hasattr(os, "posix_fallocate"):
-            # Reserve the room first, so that a full disk fails before any byte changes.
-            try:
-                os.posix_fallocate(dst.fileno(), 0, size)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                    raise
-        offset = 0
-        while True:
-            new = src.read(1 << 20)
-            if not new:
-                break
-            dst.seek(offset)
-            # Unchanged blocks (the audio, when the tag block kept its size) are not rewritten, so
-            # an interruption can only touch the blocks that differ.
-            if dst.read(len(new)) != new:
-                dst.seek(offset)
-                dst.write(new)
-            offset += len(new)
-        dst.truncate(offset)
-        dst.flush()
-        os.fsync(dst.fileno())
+def _carry_attributes(tmp: Path, st: os.stat_result, target: Path) -> bool:
+    """Give the copy ``tmp`` the owner, group, extended attributes and mode of ``target`` (stat ``st``).
+
+    Returns
+    -------
+    bool
+        True where the copy now has every one of them; False where the process may not give it
+        one (a group the user is not in, an attribute it cannot set or read): the caller then
+        writes in place, which keeps them all, rather than drop it.
+    """
+    wanted = _xattrs(target)
+    if wanted is None:
+        return False
+    try:
+        tmp_st = tmp.stat()
+        if (tmp_st.st_uid, tmp_st.st_gid) != (st.st_uid, st.st_gid):
+            os.chown(tmp, st.st_uid, st.st_gid)  # root, or the owner giving a group of theirs
+        have = _xattrs(tmp)
+        if have is None:
+            return False
+        # The copy may have inherited attributes the file lacks (a folder's default ACL).
+        for name in have.keys() - wanted.keys():
+            os.removexattr(tmp, name)
+        for name, value in wanted.items():
+            if have.get(name) != value:
+                os.setxattr(tmp, name, value)
+        # Last: chown clears set-id bits, and an ACL's mask is the group bits of the mode.
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        now = tmp.stat()
+    except OSError:
+        return False
+    return (now.st_uid, now.st_gid, stat.S_IMODE(now.st_mode)) == (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) \
+        and _xattrs(tmp) == wanted
 
 
-def _preserve_owner_and_mode(tmp: Path, st: os.stat_result) -> None:
-    tmp_st = tmp.stat()
-    if (tmp_st.st_uid, tmp_st.st_gid) != (st.st_uid, st.st_gid):
-        # Only root (or a member of the group) may do this; otherwise the file becomes the writer's.
-        with contextlib.suppress(OSError):
-            os.chown(tmp, st.st_uid, st.st_gid)
-    os.chmod(tmp, stat.S_IMODE(st.st_mode))  # the copy was made with the umask's mode
+def _xattrs(path: Path) -> dict[str, bytes] | None:
+    """Every extended attribute of ``path`` by name; ``None`` where one cannot be read.
+
+    A system without them (no ``os.listxattr``, or a filesystem that does not support them) has
+    none, which a copy carries trivially.
+    """
+    if not hasattr(os, "listxattr"):
+        return {}
+    try:
+        names = os.listxattr(path)
+    except OSError as exc:
+        return {} if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP) else None
+    values: dict[str, bytes] = {}
+    for name in names:
+        try:
+            values[name] = os.getxattr(path, name)
+        except OSError as exc:
+            if exc.errno == errno.ENODATA:  # removed between the listing and the read
+                continue
+            return None
+    return values
+
+
+def recovery_message(recovery: Recovery, *, dry_run: bool = False) -> str:
+    """One line for the user about an interrupted tag write found beside a file (see :class:`Recovery`)."""
+    if recovery.finished and recovery.target is not None:
+        verb = "would finish" if dry_run else "finished"
+        return f"{recovery.target}: {verb} an interrupted tag write (restored from {recovery.journal.name})"
+    return f"{recovery.journal}: an interrupted tag write could not be finished: {recovery.reason}"
+
+
+def recover_interrupted_writes(folders: Iterable[str | Path], *, dry_run: bool = False) -> list[str]:
+    """Finish the tag writes that a killed genrify left half-done in these folders' files.
+
+    For a library run before it reads any file: an in-place write (a hard-linked file) cut short
+    by ``kill -9`` or a power cut leaves the file half-written and its complete new version in a
+    journal beside it (:func:`genrify.fsutil.write_in_place`); this copies each journal back into
+    its file and removes it.
+
+    Parameters
+    ----------
+    folders
+        The folders to look in (not their sub-folders); repeats are looked at once.
+    dry_run
+        Write nothing; say what would be finished.
+
+    Returns
+    -------
+    list of str
+        One warning per journal found, naming the file (:func:`recovery_message`).
+    """
+    messages: list[str] = []
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        messages.extend(recovery_message(r, dry_run=dry_run) for r in recover_in_place(folder, dry_run=dry_run))
+    return messages
