@@ -41,6 +41,7 @@ from genrify.errors import (
 )
 from genrify.features import FeatureParams
 from genrify.web import ModelEntry, create_app, serve
+from genrify.web.security import LOCAL_HOSTS, allowed_hosts_for, host_name
 from genrify.web.upload import Upload, display_name, safe_extension
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "genrify" / "web" / "static"
@@ -89,7 +90,8 @@ def other(model):
 def app(model, other, tmp_path_factory):
     entries = [ModelEntry.from_model("trained", model, description="two epochs on synthetic songs"),
                ModelEntry.from_model("untrained", other)]
-    return create_app(entries, upload_dir=tmp_path_factory.mktemp("uploads"))
+    # Eight parallel uploads from one address (the tests') are part of the tests: no per-client cap.
+    return create_app(entries, upload_dir=tmp_path_factory.mktemp("uploads"), uploads_per_client=None)
 
 
 @pytest.fixture(scope="module")
@@ -442,6 +444,124 @@ def test_serve_no_builtin_without_model_files_is_refused_in_one_line(monkeypatch
     assert served == []
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "--no-builtin" in lines[0] and "model file" in lines[0]
+
+
+def test_a_file_part_without_a_file_name_is_decoded_by_its_content(client, songs):
+    # curl -F 'file=<song.wav' and some HTTP libraries send the song with no file name at all.
+    boundary = "genrify-no-name"
+    for disposition in ('form-data; name="file"', 'form-data; name="file"; filename=""'):
+        body = (f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: audio/wav\r\n\r\n".encode()
+                + songs["wav"].read_bytes() + f"\r\n--{boundary}--\r\n".encode())
+        response = client.post("/api/classify", content=body,
+                               headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert response.status_code == 200, (disposition, response.text[:300])
+        assert response.json()["path"] == "upload"
+    # Without a name and not audio: the usual one line, naming it as the answer does.
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"\r\n\r\n'.encode()
+            + b"song.mp3" + f"\r\n--{boundary}--\r\n".encode())
+    response = client.post("/api/classify", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 422 and response.json()["detail"].startswith("upload: could not be read as audio")
+
+
+# --- who may talk to the server ---------------------------------------------------------------------
+
+
+def test_the_host_policy_follows_the_address_listened_on():
+    assert allowed_hosts_for("127.0.0.1") == allowed_hosts_for("localhost") == allowed_hosts_for("::1") == LOCAL_HOSTS
+    assert allowed_hosts_for("127.0.0.2") == LOCAL_HOSTS
+    assert allowed_hosts_for("0.0.0.0") is None and allowed_hosts_for("192.168.1.5") is None
+    assert allowed_hosts_for("0.0.0.0", ["Music.Example.com:8443"]) == LOCAL_HOSTS | {"music.example.com"}
+    assert allowed_hosts_for("127.0.0.1", ["*"]) is None
+    with pytest.raises(UsageError, match="--allowed-host must be a host name"):
+        allowed_hosts_for("127.0.0.1", ["http://x/"])
+    assert host_name("[::1]:8000") == "::1" and host_name("LOCALHOST.:80") == "localhost"
+    assert host_name("") is None and host_name("a b") is None and host_name("x:port") is None
+
+
+def test_a_server_on_localhost_answers_only_to_its_own_names(model, songs, tmp_path):
+    # DNS rebinding: a page at http://evil.example:8000 whose name now resolves to 127.0.0.1 sends
+    # requests with that Host; they must not reach the app.
+    app = create_app({"m": model}, upload_dir=tmp_path, allowed_hosts=allowed_hosts_for("127.0.0.1"))
+    wav = songs["wav"].read_bytes()
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LocalHost"):
+            assert c.get("/api/health", headers={"host": host}).status_code == 200, host
+        for method, path in (("GET", "/api/models"), ("GET", "/"), ("POST", "/api/classify")):
+            response = c.request(method, path, headers={"host": "evil.example:8000"}, files={"file": ("a.wav", wav)}
+                                 if method == "POST" else None)
+            assert response.status_code == 400, (path, response.text)
+            assert response.json()["detail"] == ("this server does not answer to the host 'evil.example:8000' "
+                                                 "(genrify serve --allowed-host NAME lets it)")
+            assert response.headers["x-content-type-options"] == "nosniff"
+    assert list(app.state.upload_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("bound", ["127.0.0.1", "0.0.0.0"])
+def test_a_post_from_another_sites_page_is_refused(model, songs, tmp_path, bound):
+    app = create_app({"m": model}, upload_dir=tmp_path, allowed_hosts=allowed_hosts_for(bound))
+    wav = songs["wav"].read_bytes()
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        def post_from(origin: str | None) -> httpx.Response:
+            headers = {} if origin is None else {"origin": origin}
+            return c.post("/api/classify", files={"file": ("a.wav", wav)}, headers=headers)
+
+        # The page itself, and clients that are not browsers (no Origin), are answered.
+        assert post_from("http://127.0.0.1:8000").status_code == 200
+        assert post_from(None).status_code == 200
+        for origin in ("https://evil.example", "http://127.0.0.1:9999", "http://127.0.0.1", "null", "file://"):
+            response = post_from(origin)
+            assert response.status_code == 403, (origin, response.text)
+            assert response.json()["detail"] == f"requests from another site's page are refused (origin {origin!r})"
+        # Reading is not refused by origin: a page of another site cannot read the answer anyway.
+        assert c.get("/api/health", headers={"origin": "https://evil.example"}).status_code == 200
+    assert list(app.state.upload_dir.iterdir()) == []
+
+
+def test_behind_a_proxy_the_allowed_name_is_the_pages_origin(model, songs, tmp_path):
+    # A proxy that serves https://music.example.com and passes Host: 127.0.0.1:8000 on.
+    app = create_app({"m": model}, upload_dir=tmp_path, allowed_hosts=allowed_hosts_for("127.0.0.1", ["music.example.com"]))
+    wav = songs["wav"].read_bytes()
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        ok = c.post("/api/classify", files={"file": ("a.wav", wav)}, headers={"origin": "https://music.example.com"})
+        assert ok.status_code == 200, ok.text
+        assert c.get("/api/health", headers={"host": "music.example.com"}).status_code == 200
+        assert c.get("/api/health", headers={"host": "other.example.com"}).status_code == 400
+
+
+def test_serve_passes_allowed_hosts_and_the_per_client_limit(model_file, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    import genrify.web
+    from genrify import cli
+
+    apps: list = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: apps.append(self.config.app))
+    threads = torch.get_num_threads()
+    try:
+        serve([model_file], port=0, workers=1, echo=lambda _line: None)
+        serve([model_file], host="0.0.0.0", port=0, workers=1, echo=lambda _line: None)
+        serve([model_file], port=0, workers=1, allowed_hosts=["music.example.com"], uploads_per_client=None,
+              echo=lambda _line: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert apps[0].state.allowed_hosts == LOCAL_HOSTS and apps[0].state.uploads_per_client == 4
+    assert apps[1].state.allowed_hosts is None
+    assert apps[2].state.allowed_hosts == LOCAL_HOSTS | {"music.example.com"} and apps[2].state.uploads_per_client is None
+    with pytest.raises(UsageError, match="--allowed-host"):
+        serve([model_file], allowed_hosts=[""], echo=lambda _line: None)
+    # The command line: --allowed-host is repeatable; --uploads-per-client 0 is no limit.
+    served: list[dict] = []
+    monkeypatch.setattr(genrify.web, "serve", lambda *a, **k: served.append(k))
+    result = CliRunner().invoke(cli.app, ["serve", str(model_file), "--no-builtin", "--allowed-host", "a.example",
+                                          "--allowed-host", "b.example", "--uploads-per-client", "0"])
+    assert result.exit_code == 0, result.output
+    assert served[-1]["allowed_hosts"] == ["a.example", "b.example"] and served[-1]["uploads_per_client"] is None
+    result = CliRunner().invoke(cli.app, ["serve", str(model_file), "--no-builtin"])
+    assert served[-1]["allowed_hosts"] == () and "uploads_per_client" not in served[-1]
+    monkeypatch.setenv("COLUMNS", "400")
+    help_text = CliRunner().invoke(cli.app, ["serve", "--help"]).output
+    assert "--allowed-host" in help_text and "rebound DNS name" in help_text and "--uploads-per-client" in help_text
 
 
 # --- the other endpoints and the page -------------------------------------------------------------

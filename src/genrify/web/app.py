@@ -22,13 +22,11 @@ Every answer, errors included, is strict JSON ``{"detail": "..."}`` (no NaN,
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
-import os
-import shutil
-import tempfile
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,11 +35,12 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from genrify import __version__
+from genrify.defaults import MAX_DURATION
 from genrify.errors import AudioError, GenrifyError, ParameterError
 from genrify.web.catalogue import ModelEntry, describe, entries_by_name
 from genrify.web.images import spectrogram_png
 from genrify.web.responses import ClientError, StrictJSONResponse, strict_json
-from genrify.web.security import SecurityHeaders
+from genrify.web.security import HostAndOriginCheck, SecurityHeaders
 from genrify.web.upload import (
     DEFAULT_MAX_UPLOAD_BYTES,
     DEFAULT_MIN_UPLOAD_RATE,
@@ -49,6 +48,8 @@ from genrify.web.upload import (
     FORM_OVERHEAD,
     Upload,
     display_name,
+    make_upload_dir,
+    remove_upload_dir,
     too_large,
 )
 
@@ -62,6 +63,25 @@ log = logging.getLogger("genrify.web")
 STATIC = Path(__file__).resolve().parent / "static"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+#: Uploads one client address may be sending at once.
+DEFAULT_UPLOADS_PER_CLIENT = 4
+
+
+def client_key(host: str | None) -> str:
+    """The client an address counts as for the per-client upload limit.
+
+    An IPv6 client counts by its /64 network (one host is usually given a whole /64, so its
+    addresses are not separate clients); an IPv4-mapped address as its IPv4 address.
+    """
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return host or ""  # a Unix socket or a test client: one client
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _parse_bool(name: str, value: str | None, default: bool) -> bool:
@@ -88,21 +108,24 @@ def _parse_top_k(value: str | None) -> int | None:
 
 
 def _classify_file(
-    entry: ModelEntry, path: Path, name: str, top_k: int | None, timeline: bool, spectrogram: bool
+    entry: ModelEntry, path: Path, name: str, top_k: int | None, timeline: bool, spectrogram: bool,
+    max_duration: float | None = MAX_DURATION,
 ) -> bytes:
     """Classify through the classification service (the answer `genrify classify` gives for the
     file), draw the spectrogram if asked, and render the answer as strict JSON (in a worker thread:
     a large spectrogram is not encoded on the event loop)."""
-    from genrify.classify import classify_song
-    from genrify.segments import song_features
+    from genrify.classify import ClassifyOptions, classify_song
+    from genrify.segments import picture_features
 
     features = None
     try:
         # The picture needs the whole song; the answer reuses it where the library run would read
-        # the song whole too, and decodes only its sampled segments where that would seek.
-        whole = song_features(path, entry.model.params) if spectrogram else None
+        # the song whole too, and decodes only its sampled segments where that would seek. A song
+        # longer than PICTURE_MAX_DURATION gets no picture: drawing it would cost a worker minutes.
+        whole = picture_features(path, entry.model.params, max_duration=max_duration) if spectrogram else None
         features = whole[0] if whole is not None else None
-        prediction = classify_song(path, entry.model, name=name, whole=whole)
+        prediction = classify_song(path, entry.model, ClassifyOptions(max_duration=max_duration), name=name,
+                                   whole=whole)
     except AudioError as exc:
         # The reason may quote the server's file name; the client only ever sees its own.
         reason = exc.reason.replace(str(path), name).replace(str(path.parent), "")
@@ -157,6 +180,9 @@ def create_app(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     min_upload_rate: float = DEFAULT_MIN_UPLOAD_RATE,
     max_uploads: int | None = None,
+    uploads_per_client: int | None = DEFAULT_UPLOADS_PER_CLIENT,
+    allowed_hosts: Collection[str] | None = None,
+    max_duration: float | None = MAX_DURATION,
 ) -> FastAPI:
     """The web app over ``models`` (the first is the default).
 
@@ -175,7 +201,8 @@ def create_app(
     upload_dir
         Where the app makes its private upload directory (default: the system's temporary
         directory). ``app.state.upload_dir`` is that directory; it is removed with the app, or at
-        once by ``app.state.close()``.
+        once by ``app.state.close()``. Directories that killed servers left there are removed
+        first (:func:`genrify.web.upload.make_upload_dir`).
     request_timeout
         Seconds an upload may stay silent before it is dropped with 408 (and its partial file
         removed); :mod:`genrify.web.server` gives a request's headers the same time.
@@ -185,6 +212,18 @@ def create_app(
     max_uploads
         Uploads being received at once, beyond which the app answers 503 (default:
         ``2 * max_pending``, at least 32). With ``max_pending`` it bounds the disk uploads use.
+    uploads_per_client
+        Uploads one client address (an IPv6 /64) may be sending at once; beyond it the app answers
+        429 at once, so one client's stalled uploads cannot take every place. ``None``: no limit
+        (behind a reverse proxy every client has the proxy's address).
+    allowed_hosts
+        Host names (lower case, no port) the ``Host`` header may give; others get 400. ``None``:
+        any (:func:`genrify.web.security.allowed_hosts_for` is ``genrify serve``'s policy). In
+        any case a POST whose ``Origin`` names another site gets 403
+        (:class:`genrify.web.security.HostAndOriginCheck`).
+    max_duration
+        A song holding more audio than this many seconds is refused with 422, by its header before
+        it is decoded (``None``: no limit; see :func:`genrify.segments.song_segments`).
 
     Raises
     ------
@@ -195,6 +234,9 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
 
     entries = entries_by_name(models)
+    from genrify.audio import check_max_duration
+
+    check_max_duration(max_duration)
     if not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
         raise ParameterError(f"max_upload_bytes must be a positive number of bytes, not {max_upload_bytes!r}")
     if not isinstance(workers, int) or workers < 1:
@@ -205,6 +247,8 @@ def create_app(
     upload_limit = max_uploads if max_uploads is not None else max(32, 2 * pending_limit)
     if not isinstance(upload_limit, int) or upload_limit < 1:
         raise ParameterError(f"max_uploads must be at least 1, not {max_uploads!r}")
+    if uploads_per_client is not None and (not isinstance(uploads_per_client, int) or uploads_per_client < 1):
+        raise ParameterError(f"uploads_per_client must be at least 1, not {uploads_per_client!r}")
     if not (isinstance(request_timeout, (int, float)) and 0 < request_timeout < math.inf):
         raise ParameterError(f"request_timeout must be a positive number of seconds, not {request_timeout!r}")
     if not (isinstance(min_upload_rate, (int, float)) and 0 <= min_upload_rate < math.inf):
@@ -217,21 +261,25 @@ def create_app(
         description="Classify songs into genres. The page is at `/`; `POST /api/classify` takes one song.",
         default_response_class=StrictJSONResponse,
     )
-    directory = Path(tempfile.mkdtemp(prefix="genrify-web-", dir=upload_dir))
-    os.chmod(directory, 0o700)
+    directory, marker = make_upload_dir(upload_dir)
     limiter = anyio.CapacityLimiter(workers)
     app.state.models = entries
     app.state.upload_dir = directory
     # Removes the upload directory: at once when called (serve() does, however it stops), else when
     # the app is collected or the interpreter exits. Runs once.
-    app.state.close = weakref.finalize(app, shutil.rmtree, str(directory), True)
+    app.state.close = weakref.finalize(app, remove_upload_dir, str(directory), str(marker))
     app.state.max_upload_bytes = max_upload_bytes
     app.state.workers = workers
+    app.state.max_duration = max_duration
     app.state.limiter = limiter
     app.state.request_timeout = float(request_timeout)
     app.state.max_uploads = upload_limit
     app.state.max_pending = pending_limit
+    app.state.uploads_per_client = uploads_per_client
+    app.state.allowed_hosts = None if allowed_hosts is None else frozenset(allowed_hosts)
     state = {"uploading": 0, "pending": 0}
+    # Uploads being received, by client (client_key); a client leaves when its last one ends.
+    uploading_by_client: dict[str, int] = {}
 
     @app.exception_handler(ClientError)
     async def client_error(_request: Request, exc: ClientError) -> JSONResponse:
@@ -268,10 +316,13 @@ def create_app(
         summary="Classify one song",
         openapi_extra={"requestBody": _CLASSIFY_BODY},
         responses={
+            400: _error_doc("this server does not answer to the host 'example.com' (genrify serve --allowed-host NAME lets it)"),
+            403: _error_doc("requests from another site's page are refused (origin 'https://example.com')"),
             408: _error_doc("the upload stalled: nothing arrived for 30 s"),
             413: _error_doc("the file is larger than this server accepts (100 MB)"),
             415: _error_doc("send the song as multipart/form-data, in the field 'file'"),
             422: _error_doc("song.mp3: could not be read as audio (not a recognised audio format (cannot decode))"),
+            429: _error_doc("this client is already sending 4 uploads; send the next when one has arrived"),
             500: _error_doc("internal server error"),
             503: _error_doc("the server is busy; try again shortly"),
             507: _error_doc("the server has no room to store this upload now"),
@@ -293,17 +344,30 @@ def create_app(
         if length is not None and length.isdigit() and int(length) > max_upload_bytes + FORM_OVERHEAD:
             raise ClientError(413, too_large(max_upload_bytes), headers={"Connection": "close"})
         # The inference queue is full: say so now rather than after the upload.
+        who = client_key(request.client.host if request.client else None)
+        mine = uploading_by_client.get(who, 0)
+        # A client over its share is refused at once, before its upload takes a place: clients
+        # that stall (and reconnect when dropped) from one address cannot hold every place.
+        if uploads_per_client is not None and mine >= uploads_per_client:
+            raise ClientError(429, f"this client is already sending {mine} uploads; send the next when one "
+                                   "has arrived", headers={"Retry-After": "1", "Connection": "close"})
         if state["pending"] >= pending_limit or state["uploading"] >= upload_limit:
             raise ClientError(503, "the server is busy; try again shortly",
                                headers={"Retry-After": "5", "Connection": "close"})
         upload = Upload(directory, max_upload_bytes, request_timeout, min_upload_rate)
         queued = False
         state["uploading"] += 1
+        uploading_by_client[who] = mine + 1
         try:
             try:
                 await upload.receive(request)
             finally:
                 state["uploading"] -= 1
+                left = uploading_by_client[who] - 1
+                if left:
+                    uploading_by_client[who] = left
+                else:
+                    del uploading_by_client[who]
             if upload.path is None:
                 raise ClientError(422, "no file: send the song in the multipart field 'file'")
             fields = {k: v for k, v in upload.fields.items() if k in ("model", "top_k", "timeline", "spectrogram")}
@@ -318,7 +382,8 @@ def create_app(
             state["pending"] += 1
             queued = True
             name = display_name(upload.filename)
-            work = partial(_classify_file, entry, upload.path, name, k, with_timeline, with_spectrogram)
+            work = partial(_classify_file, entry, upload.path, name, k, with_timeline, with_spectrogram,
+                           max_duration)
             try:
                 body = await anyio.to_thread.run_sync(work, limiter=limiter)
             except ClientError:
@@ -337,6 +402,8 @@ def create_app(
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Added first, so inside SecurityHeaders: its refusals get the security headers too.
+    app.add_middleware(HostAndOriginCheck, allowed_hosts=allowed_hosts)
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -22,9 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genrify.defaults import MAX_DURATION
 from genrify.errors import GenrifyIOError, ParameterError, UsageError
-from genrify.web.app import create_app
+from genrify.web.app import DEFAULT_UPLOADS_PER_CLIENT, create_app
 from genrify.web.catalogue import ModelEntry
+from genrify.web.security import allowed_hosts_for, is_loopback
 from genrify.web.upload import DEFAULT_REQUEST_TIMEOUT
 
 if TYPE_CHECKING:
@@ -150,6 +152,9 @@ def serve(
     extra_models: Sequence[ModelEntry] | None = None,
     *,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    allowed_hosts: Sequence[str] = (),
+    uploads_per_client: int | None = DEFAULT_UPLOADS_PER_CLIENT,
+    max_duration: float | None = MAX_DURATION,
     echo: Any = print,
 ) -> None:
     """Load model files and serve the page and the API until interrupted (Ctrl-C, SIGTERM, SIGHUP).
@@ -169,6 +174,15 @@ def serve(
     request_timeout
         Seconds a client may stay silent while it sends its request headers or its upload before
         it is dropped (see :func:`genrify.web.create_app`).
+    allowed_hosts
+        Names the ``Host`` header may give besides this machine's own (``"*"``: any). None given:
+        only ``localhost``, ``127.0.0.1`` and ``[::1]`` when ``host`` is a loopback address (no page
+        can reach the server through a DNS name rebound to it), any name otherwise
+        (:func:`genrify.web.security.allowed_hosts_for`).
+    uploads_per_client
+        Uploads one client address may be sending at once (``None``: no limit, e.g. behind a proxy).
+    max_duration
+        Songs holding more audio than this many seconds are refused (``None``: no limit).
     echo
         Where the one line saying where the server listens goes.
 
@@ -193,6 +207,9 @@ def serve(
         raise UsageError(f"the upload limit must be more than 0 MB, not {max_upload_mb}")
     if not request_timeout > 0:
         raise UsageError(f"the request timeout must be more than 0 seconds, not {request_timeout}")
+    if uploads_per_client is not None and uploads_per_client < 1:
+        raise UsageError(f"uploads per client must be at least 1, not {uploads_per_client}")
+    hosts = allowed_hosts_for(host, allowed_hosts)
     from genrify.runner import default_jobs
 
     cores = default_jobs()
@@ -227,7 +244,8 @@ def serve(
         # Each worker thread gets its share of the cores; set once for the process, never per request.
         torch.set_num_threads(max(1, cores // workers))
         app = create_app(entries, max_upload_bytes=int(max_upload_mb * 2**20), workers=workers,
-                         request_timeout=request_timeout)
+                         request_timeout=request_timeout, uploads_per_client=uploads_per_client,
+                         allowed_hosts=hosts, max_duration=max_duration)
         server = make_server(app)
         with _stop_on_signals(server):
             sock.listen(128)
@@ -235,7 +253,7 @@ def serve(
             shown = f"[{host}]" if family == socket.AF_INET6 else host
             count = f"{len(entries)} model{'s' if len(entries) != 1 else ''}"
             echo(f"genrify: serving {count} on http://{shown}:{bound} (Ctrl-C to stop)")
-            if host not in ("127.0.0.1", "localhost", "::1"):
+            if not is_loopback(host):
                 echo("genrify: warning: the page has no login; anyone who can reach this address can upload songs")
             server.run(sockets=[sock])
     finally:

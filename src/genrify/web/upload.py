@@ -6,6 +6,11 @@ whitelisted extension, which the decoders use), counted as it arrives and refuse
 size limit, dropped with 408 when the client stalls or trickles (a read timeout and a minimum
 rate); small form fields stay in memory. :meth:`Upload.remove` deletes the file however the
 request ends.
+
+:func:`make_upload_dir` makes a server's private directory, with a marker beside it named as
+:mod:`genrify.fsutil` names a temporary file (it carries the host and the server's pid); a server
+killed with ``kill -9`` cannot remove its directory, so the next one started in the same place
+removes it, once :func:`genrify.fsutil.remove_leftovers` finds that its marker's process is gone.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import stat
+import tempfile
 import time
 import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from genrify import fsutil
 from genrify.audio import AUDIO_EXTENSIONS
 from genrify.errors import GenrifyIOError, http_status
 from genrify.web.responses import ClientError
@@ -44,6 +53,8 @@ FORM_OVERHEAD = 256 * 2**10
 #: Largest value of one form field (model name, top_k, flags).
 _MAX_FIELD_BYTES = 1024
 _MAX_FIELDS = 16
+#: How every server's upload directory is named (``tempfile.mkdtemp`` adds a random part).
+UPLOAD_DIR_PREFIX = "genrify-web-"
 
 
 def display_name(filename: str | None) -> str:
@@ -87,7 +98,8 @@ class Upload:
     path
         Where the file part was written (``None`` until one arrives).
     filename
-        The client's file name, as sent (display it through :func:`display_name` only).
+        The client's file name, as sent (display it through :func:`display_name` only); ``None``
+        where it sent none.
     fields
         The small form fields, by name.
     """
@@ -140,13 +152,15 @@ class Upload:
 
         _kind, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in options:
+        # The field 'file' is the song even without a file name (curl -F 'file=<song.mp3', some
+        # HTTP libraries): it is decoded by its content, as any upload is.
+        if b"filename" in options or name == "file":
             if name != "file":
                 self._part = "skip"  # a file under another name: not ours, read past it
                 return
             if self.path is not None:
                 raise ClientError(422, "send one file per request")
-            self.filename = options[b"filename"].decode("utf-8", "replace")
+            self.filename = options.get(b"filename", b"").decode("utf-8", "replace") or None
             # The server chooses the name; the client's name lends only a known audio extension.
             self.path = self.directory / f"upload-{secrets.token_hex(12)}{safe_extension(self.filename)}"
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
@@ -278,3 +292,94 @@ def too_large(limit: int) -> str:
 
 def _size(n: float) -> str:
     return f"{n / 2**20:.3g} MB" if n >= 2**20 else f"{n / 2**10:.3g} KB"
+
+
+# --- the upload directory ----------------------------------------------------------------------
+
+
+def make_upload_dir(parent: str | Path | None = None) -> tuple[Path, Path]:
+    """A new private upload directory (mode 0700) in ``parent``, after removing dead servers' ones.
+
+    Parameters
+    ----------
+    parent
+        Where to make it (default: the system's temporary directory).
+
+    Returns
+    -------
+    directory, marker
+        The directory, and the empty marker file beside it that says which process owns it
+        (:func:`genrify.fsutil.temp_name` of the directory's name). Remove both with
+        :func:`remove_upload_dir`.
+
+    Raises
+    ------
+    OSError
+        ``parent`` is missing or not writable.
+    """
+    parent = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    remove_dead_upload_dirs(parent)
+    directory = Path(tempfile.mkdtemp(prefix=UPLOAD_DIR_PREFIX, dir=parent))
+    os.chmod(directory, 0o700)
+    marker = parent / fsutil.temp_name(directory.name)
+    try:
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
+    except OSError:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return directory, marker
+
+
+def remove_upload_dir(directory: str | Path, marker: str | Path) -> None:
+    """Remove a server's upload directory and its marker (a missing one is fine)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    # The marker goes last: a server killed between the two still leaves its directory marked.
+    try:
+        os.unlink(marker)
+    except FileNotFoundError:
+        pass
+
+
+def remove_dead_upload_dirs(parent: str | Path) -> list[Path]:
+    """Remove the upload directories in ``parent`` of servers that were killed (``kill -9``).
+
+    A directory goes only when its marker is one :func:`genrify.fsutil.remove_leftovers` removes:
+    made on this machine by a process that is gone. A live server's directory, another machine's
+    (a shared folder), another user's, and one without a marker (made by an older genrify) are left
+    alone.
+
+    Parameters
+    ----------
+    parent
+        The folder the servers made their directories in (not searched below).
+
+    Returns
+    -------
+    list of Path
+        The directories removed.
+    """
+    parent = Path(parent)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    uid = getattr(os, "getuid", lambda: None)()
+    removed: list[Path] = []
+    for name in names:
+        match = fsutil.TEMP_PATTERN.fullmatch(name)
+        if match is None or not match["name"].startswith(UPLOAD_DIR_PREFIX):
+            continue
+        target = match["name"]
+        if not fsutil.remove_leftovers(parent, target):
+            continue  # its server still runs, or the marker is not this user's to remove
+        directory = parent / target
+        try:
+            info = os.lstat(directory)
+        except OSError:
+            continue
+        # Only a real directory of this user's (never through a link another user planted).
+        if stat.S_ISDIR(info.st_mode) and (uid is None or info.st_uid == uid):
+            shutil.rmtree(directory, ignore_errors=True)
+            log.info("removed the upload directory %s of a server that was killed", directory)
+            removed.append(directory)
+    return removed
