@@ -8,12 +8,20 @@ waveforms match librosa's.
 Files are read in blocks (:func:`stream`), so a one-hour file never sits in memory whole, and a part
 of a long file can be read (``offset``/``duration``) without decoding what comes before it where
 the format allows seeking.
+
+Work and memory are bounded whatever a file claims (a 1 MB flac can hold ten hours of silence; a
+wav header can say its samples are one second apart): a file that declares more than
+``max_duration`` (:data:`MAX_DURATION`, six hours, by default) is refused before it is decoded, one
+that declares no length is refused as soon as decoding passes it, sample rates outside
+:data:`MIN_SAMPLE_RATE` to :data:`MAX_SAMPLE_RATE` are refused, and a block never holds more than a
+few million samples whatever the channel count.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import struct
@@ -47,6 +55,24 @@ _BLOCK_SECONDS = 20.0
 # A file that decodes to less than its header promises by more than this is truncated or corrupt.
 _SHORTFALL_TOLERANCE_S = 0.5
 _AV_PREROLL_S = 0.5
+#: Longest audio decoded from one file unless a caller says otherwise (``--max-duration``), seconds.
+MAX_DURATION = defaults.MAX_DURATION
+#: Lowest native sample rate accepted, in Hz. Below it a file is no music genrify's features can
+#: describe (it holds nothing above 1 kHz), and resampling it multiplies its samples: a header
+#: declaring 1 Hz turns each stored sample into 22050 decoded ones (a 2 MB wav into 88 GB).
+MIN_SAMPLE_RATE = 2000
+#: Highest native sample rate accepted, in Hz: the highest any recording format uses (DXD is
+#: 352.8 kHz; some converters run at 768 kHz). Higher ones are damage or a trap whose decoding work
+#: grows with the rate.
+MAX_SAMPLE_RATE = 768_000
+# Native samples (frames x channels) read at a time, at most: a header may declare hundreds of
+# channels, and 20 s of 1024 channels at 48 kHz would be 4 GB in one read.
+_BLOCK_SAMPLES = 1 << 22
+# What libsndfile reports as the length of a stream that does not say it (a FLAC whose STREAMINFO
+# holds 0 samples, as a live encoder writes): no length, not 2**63 frames.
+_SF_UNKNOWN_FRAMES = 2**63 - 1
+# Decoders may give a few codec frames more than a header declares (padding): no reason to refuse.
+_LIMIT_SLACK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +89,70 @@ class AudioInfo:
     def duration(self) -> float:
         """Length in seconds (as declared by the header; 0 where it declares none)."""
         return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def span(seconds: float) -> str:
+    """A duration for a message: ``"45 s"``, ``"12 min"``, ``"6 h"``, ``"30.5 h"``, ``"11.6 days"``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f}".removesuffix(".0") + " h"
+    return f"{seconds / 86400:.1f}".removesuffix(".0") + " days"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a positive number of seconds, or one ending in ``s``, ``min``/``m`` or ``h``
+    (``"6h"``, ``"90m"``, ``"1.5 h"``, ``"3600"``).
+
+    Raises
+    ------
+    ParameterError
+        Not a positive, finite duration.
+    """
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(s|sec|m|min|h)?\s*", text, re.IGNORECASE)
+    seconds = float(match.group(1)) * {"h": 3600, "m": 60, "min": 60}.get((match.group(2) or "s").lower(), 1) if match else 0.0
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ParameterError(f"not a duration: {text!r} (give seconds, or a number ending in s, m or h: 6h, 90m)")
+    return seconds
+
+
+def check_header(head: AudioInfo, max_duration: float | None = MAX_DURATION) -> None:
+    """Refuse a file whose header declares a sample rate or a length genrify will not decode.
+
+    Parameters
+    ----------
+    head
+        The header (:func:`info`).
+    max_duration
+        Longest declared length accepted, in seconds; ``None``: no limit.
+
+    Raises
+    ------
+    AudioError
+        The sample rate is outside :data:`MIN_SAMPLE_RATE` to :data:`MAX_SAMPLE_RATE`, or the
+        declared length is over ``max_duration``.
+    """
+    _check_rate(Path(head.path), head.sample_rate)
+    _check_declared(Path(head.path), head.duration, max_duration)
+
+
+def _check_rate(path: Path, rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(path, f"sample rate {rate} Hz: not music audio "
+                               f"(genrify decodes {MIN_SAMPLE_RATE} Hz to {MAX_SAMPLE_RATE} Hz)")
+
+
+def _check_declared(path: Path, seconds: float, max_duration: float | None) -> None:
+    if max_duration is not None and seconds > max_duration + _LIMIT_SLACK_S:
+        raise AudioError(path, f"declares {span(seconds)} of audio, over the {span(max_duration)} limit (--max-duration)")
+
+
+def check_max_duration(max_duration: float | None) -> None:
+    """Raise :class:`ParameterError` unless ``max_duration`` is ``None`` or a positive, finite number of seconds."""
+    if max_duration is not None and not (max_duration > 0 and math.isfinite(max_duration)):
+        raise ParameterError(f"max_duration must be a positive number of seconds (or None), not {max_duration}")
 
 
 def is_audio_file(path: str | Path) -> bool:
@@ -95,8 +185,12 @@ def load(
     *,
     offset: float = 0.0,
     duration: float | None = None,
+    max_duration: float | None = MAX_DURATION,
 ) -> np.ndarray:
     """Decode a file (or a part of it) to one mono float32 array at ``sr`` Hz.
+
+    The whole waveform is held: 4 bytes per sample, 320 MB per hour at 22050 Hz. A long file is
+    better read with :func:`stream`; ``max_duration`` bounds what a file can make this cost.
 
     Parameters
     ----------
@@ -108,6 +202,8 @@ def load(
         Start reading this many seconds into the file.
     duration
         Read at most this many seconds; ``None`` reads to the end.
+    max_duration
+        Refuse a file longer than this many seconds (:func:`stream`); ``None``: no limit.
 
     Returns
     -------
@@ -117,10 +213,20 @@ def load(
     Raises
     ------
     AudioError
-        The file cannot be decoded, holds no samples in the requested range, or is truncated.
+        The file cannot be decoded, holds no samples in the requested range, is truncated, or is
+        longer than ``max_duration``.
     """
-    blocks = list(stream(path, sr, offset=offset, duration=duration))
-    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+    blocks = list(stream(path, sr, offset=offset, duration=duration, max_duration=max_duration))
+    # Copied into place block by block, each freed as it goes: the peak is the waveform and one
+    # block, not twice the waveform as with a concatenation.
+    out = np.empty(sum(b.size for b in blocks), dtype=np.float32)
+    at = 0
+    blocks.reverse()
+    while blocks:
+        block = blocks.pop()
+        out[at : at + block.size] = block
+        at += block.size
+    return out
 
 
 def stream(
@@ -130,19 +236,39 @@ def stream(
     offset: float = 0.0,
     duration: float | None = None,
     block_seconds: float = _BLOCK_SECONDS,
+    max_duration: float | None = MAX_DURATION,
 ) -> Iterator[np.ndarray]:
     """Decode a file block by block: yields mono float32 arrays at ``sr`` Hz.
 
     Concatenated, the blocks equal :func:`load`'s result; memory stays bounded by the block size
-    whatever the file's length. Errors found late (a truncated file) are raised after the blocks
-    already decoded, so a caller must treat the stream as failed as a whole.
+    whatever the file's length. Errors found late (a truncated file, one longer than
+    ``max_duration`` whose header did not say so) are raised after the blocks already decoded, so a
+    caller must treat the stream as failed as a whole.
+
+    Parameters
+    ----------
+    path
+        The audio file.
+    sr
+        Target sample rate in Hz.
+    offset
+        Start reading this many seconds into the file.
+    duration
+        Read at most this many seconds; ``None`` reads to the end.
+    block_seconds
+        Native seconds decoded at a time (fewer where the file has many channels).
+    max_duration
+        Refuse a file whose header declares more than this many seconds, before decoding it, and
+        stop with an error where decoding passes this point of a file (one that declares no length,
+        or less than it holds); ``None``: no limit.
 
     Raises
     ------
     AudioError
-        As :func:`load`.
+        As :func:`load`; also a sample rate outside :data:`MIN_SAMPLE_RATE` to
+        :data:`MAX_SAMPLE_RATE`.
     ParameterError
-        ``sr``, ``offset``, ``duration`` or ``block_seconds`` out of range.
+        ``sr``, ``offset``, ``duration``, ``block_seconds`` or ``max_duration`` out of range.
     """
     if sr <= 0:
         raise ParameterError(f"sample rate must be positive, not {sr}")
@@ -152,11 +278,12 @@ def stream(
         raise ParameterError(f"duration must be > 0 seconds, not {duration}")
     if block_seconds <= 0:
         raise ParameterError(f"block_seconds must be > 0, not {block_seconds}")
+    check_max_duration(max_duration)
     path = _check_file(path)
     native: Iterator[tuple[np.ndarray, int]] | None = None
     if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
         try:
-            native = _soundfile_blocks(path, offset, duration, block_seconds)
+            native = _soundfile_blocks(path, offset, duration, block_seconds, max_duration)
             first = next(native, None)
         except AudioError:
             raise
@@ -166,9 +293,9 @@ def stream(
             if first is not None:
                 native = _chain_first(first, native)
     if native is None:
-        native = _av_blocks(path, offset, duration, block_seconds)
+        native = _av_blocks(path, offset, duration, block_seconds, max_duration)
     yielded = 0
-    for block in _resample_blocks(native, sr):
+    for block in _resample_blocks(_bounded(path, native, offset, max_duration), sr):
         problem = sample_problem(block)
         if problem is not None:  # one rule for every consumer: extraction, any model, the web app
             raise AudioError(path, problem)
@@ -196,6 +323,25 @@ def sample_problem(samples: np.ndarray) -> str | None:
     if peak > MAX_SAMPLE_MAGNITUDE:
         return f"samples far outside [-1, 1] (peak {peak:.3g}): not valid audio"
     return None
+
+
+def _bounded(
+    path: Path, blocks: Iterator[tuple[np.ndarray, int]], offset: float, max_duration: float | None
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Pass native blocks on while the rate is sane and the read stays within ``max_duration``.
+
+    The one guard every decoder goes through: a header's declared length is checked before decoding
+    (see :func:`_soundfile_blocks`), but a stream that declares none (some mp3 and ogg files) or
+    less than it holds is only found out here, one block past the limit.
+    """
+    decoded = 0
+    for samples, rate in blocks:
+        if decoded == 0:
+            _check_rate(path, rate)
+        decoded += samples.size
+        if max_duration is not None and offset + decoded / rate > max_duration + _LIMIT_SLACK_S:
+            raise AudioError(path, f"more than {span(max_duration)} of audio, over the limit (--max-duration)")
+        yield samples, rate
 
 
 def _chain_first(first: tuple[np.ndarray, int], rest: Iterator[tuple[np.ndarray, int]]) -> Iterator[tuple[np.ndarray, int]]:
@@ -317,11 +463,21 @@ def _soundfile_info(path: Path) -> AudioInfo:
     with decoder_output(path):
         f = sf.SoundFile(os.fsencode(path))  # bytes: soundfile cannot encode a name that is not UTF-8
     with f:
-        return AudioInfo(str(path), int(f.samplerate), int(f.channels), int(f.frames), "soundfile")
+        return AudioInfo(str(path), int(f.samplerate), int(f.channels), _sf_frames(f), "soundfile")
+
+
+def _sf_frames(f) -> int:
+    """A SoundFile's declared length in frames, 0 where it declares none."""
+    frames = int(f.frames)
+    return 0 if frames >= _SF_UNKNOWN_FRAMES or frames < 0 else frames
+
+
+class _NoLength(Exception):  # noqa: N818 - a signal to stream(), never seen outside this module
+    """libsndfile opened a stream that declares no length: ffmpeg decodes it instead."""
 
 
 def _soundfile_blocks(
-    path: Path, offset: float, duration: float | None, block_seconds: float
+    path: Path, offset: float, duration: float | None, block_seconds: float, max_duration: float | None = None
 ) -> Iterator[tuple[np.ndarray, int]]:
     import soundfile as sf
 
@@ -332,7 +488,14 @@ def _soundfile_blocks(
         raise AudioError(path, f"cannot read: {exc.strerror}") from None
     with f:
         rate = int(f.samplerate)
-        declared = int(f.frames)
+        declared = _sf_frames(f)
+        if int(f.frames) >= _SF_UNKNOWN_FRAMES:
+            # libsndfile fails the read that reaches the end of such a stream, losing its last
+            # block ("Internal psf_fseek() failed"); ffmpeg reads it to its end.
+            raise _NoLength
+        # Before a sample is decoded: a tiny file may declare days of audio, or a rate of 1 Hz.
+        _check_rate(path, rate)
+        _check_declared(path, declared / rate, max_duration)
         if f.format in ("WAV", "WAVEX", "RF64"):
             # libsndfile quietly shortens a WAV whose data chunk was cut off; we want to know.
             _check_wav_complete(path)
@@ -346,7 +509,7 @@ def _soundfile_blocks(
         if duration is not None:
             limit = int(round(duration * rate))
             wanted = limit if wanted is None else min(wanted, limit)
-        block = max(1, int(block_seconds * rate))
+        block = max(1, min(int(block_seconds * rate), _BLOCK_SAMPLES // max(1, int(f.channels))))
         read = 0
         while wanted is None or read < wanted:
             n = block if wanted is None else min(block, wanted - read)
@@ -432,23 +595,31 @@ def _av_info(path: Path) -> AudioInfo:
     with container:
         audio = container.streams.audio[0]
         rate = int(audio.codec_context.sample_rate or audio.rate or 0)
-        seconds = 0.0
-        if audio.duration is not None and audio.time_base is not None:
-            seconds = float(audio.duration * audio.time_base)
-        elif container.duration is not None:
-            seconds = container.duration / 1_000_000
+        seconds = _av_seconds(container, audio)
         channels = int(audio.codec_context.channels or 0)
         return AudioInfo(str(path), rate, channels, int(round(seconds * rate)), "av")
 
 
+def _av_seconds(container, audio) -> float:
+    """The length a file's header declares (the stream's, else the container's), 0 where none."""
+    if audio.duration is not None and audio.time_base is not None:
+        return float(audio.duration * audio.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return 0.0
+
+
 def _av_blocks(
-    path: Path, offset: float, duration: float | None, block_seconds: float
+    path: Path, offset: float, duration: float | None, block_seconds: float, max_duration: float | None = None
 ) -> Iterator[tuple[np.ndarray, int]]:
     import av
 
     container = _open_av(path)
     with container:
         audio = container.streams.audio[0]
+        # What info() says, so that song_segments and the stream agree; a file that holds more than
+        # it declares is stopped by _bounded.
+        _check_declared(path, _av_seconds(container, audio), max_duration)
         # Normalise whatever sample format the codec gives to planar float; rate and layout stay.
         converter = av.AudioResampler(format="fltp")
         rate = 0

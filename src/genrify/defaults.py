@@ -21,6 +21,14 @@ CHUNK_FRAMES = 128
 #: as every segment for at least 97 % of songs of 1 to 10 minutes, real and synthetic
 #: (``benchmarks/sampling_agreement.py``); a song of up to 8 segments (about 24 s) is read whole.
 DEFAULT_MAX_SEGMENTS = 8
+#: Longest audio genrify decodes from one file unless told otherwise (``--max-duration``), in
+#: seconds. Past it a file is refused, each with one line, before it is decoded where its header says
+#: its length, and as soon as decoding passes the limit where it does not. A tiny file can declare
+#: days of audio (a flac of silence compresses over 1000 to 1): without a limit, extracting or drawing
+#: it costs gigabytes. Six hours covers the longest single-file music there is (a DJ set, a radio
+#: show, a whole opera of 4-5 h) and costs extraction at most about 500 MB (its 240 MB of float16
+#: features and their copy) and half a minute of one core.
+MAX_DURATION = 6 * 3600.0
 #: The trainable architectures, by registry name, each with one line for help texts. The registry
 #: (:func:`genrify.models.architectures`) imports torch, which the CLI must not do at start-up;
 #: ``tests/test_layout.py`` checks that these names are the registry's.

@@ -7,6 +7,12 @@ keeps the segment music-like (rhythm, timbre, level) where padding would add sil
 training segment has: on 294 real GTZAN excerpts of 2-3 s, the musicnn taggers' genre tags named
 49 % right from repeated patches against 39 % from padded ones (``benchmarks/builtin_accuracy.py``
 measures the built-in model on them). Such songs are flagged ``short`` wherever they are answered.
+
+What a song costs is bounded by what the model needs, never by what the file claims: a long song has
+only its sampled segments decoded, a song is read whole only up to ``max_duration``
+(:data:`genrify.audio.MAX_DURATION` by default; a longer one is an :class:`~genrify.errors.AudioError`
+for that file), and the spectrogram drawn for a page (:func:`picture_features`) only up to
+:data:`PICTURE_MAX_DURATION`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from genrify.defaults import CHUNK_FRAMES, DEFAULT_MAX_SEGMENTS
+from genrify.defaults import CHUNK_FRAMES, DEFAULT_MAX_SEGMENTS, MAX_DURATION
 from genrify.errors import AudioError, ParameterError, PredictionError
 
 if TYPE_CHECKING:
@@ -58,6 +64,10 @@ _SEGMENT_MARGIN_FRAMES = 8
 # Seeking costs a decoder open and a seek per segment: it pays only where the sampled segments are a
 # small part of the song (under a third of it); a shorter song is decoded whole and then sampled.
 _SEEK_FACTOR = 3
+#: Longest song whose whole spectrogram :func:`picture_features` computes, in seconds. An hour takes
+#: about 5 s of one core and 40-90 MB (float16 decibels, float32 musicnn input) while it is drawn; a
+#: web worker must not spend the minutes and gigabytes of a whole --max-duration on a picture.
+PICTURE_MAX_DURATION = 3600.0
 
 
 def segment_starts(
@@ -85,15 +95,28 @@ def feature_dtype(params: FeatureParams) -> type:
     return np.float16 if params.scale == "db" else np.float32
 
 
-def song_features(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, float]:
+def song_features(
+    path: str | Path, params: FeatureParams, *, max_duration: float | None = MAX_DURATION
+) -> tuple[np.ndarray, float]:
     """A file's whole log-mel spectrogram ``(n_mels, frames)``, and its length in seconds.
 
     Decibel features are float16, as the store keeps them (an hour takes about 40 MB).
 
+    Parameters
+    ----------
+    path
+        The audio file.
+    params
+        Feature parameters.
+    max_duration
+        Refuse a file longer than this many seconds (:func:`genrify.audio.stream`); ``None``: no
+        limit.
+
     Raises
     ------
     AudioError
-        The file cannot be decoded, or decodes to non-finite values.
+        The file cannot be decoded, decodes to non-finite values, or is longer than
+        ``max_duration``.
     """
     from genrify import audio
     from genrify.features import log_mel_stream
@@ -106,7 +129,58 @@ def song_features(path: str | Path, params: FeatureParams) -> tuple[np.ndarray, 
             samples += block.size
             yield block
 
-    features = log_mel_stream(counted(audio.stream(path, params.sample_rate)), params, dtype=feature_dtype(params))
+    blocks = audio.stream(path, params.sample_rate, max_duration=max_duration)
+    features = log_mel_stream(counted(blocks), params, dtype=feature_dtype(params))
+    if not np.isfinite(features).all():
+        raise AudioError(path, "decoded to non-finite values")
+    return features, samples / params.sample_rate
+
+
+class _PastPicture(Exception):
+    """A song turned out longer than the picture's limit while it was decoded."""
+
+
+def picture_features(
+    path: str | Path,
+    params: FeatureParams,
+    *,
+    limit: float = PICTURE_MAX_DURATION,
+    max_duration: float | None = MAX_DURATION,
+) -> tuple[np.ndarray, float] | None:
+    """:func:`song_features` for a picture of the song, or ``None`` where the song is longer than
+    ``limit`` seconds (no picture; the song can still be classified from its sampled segments).
+
+    The result can be handed to :func:`song_segments` as ``whole``. A header that declares more than
+    ``limit`` costs nothing; a file that declares no length is decoded up to ``limit`` at most.
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded (or is longer than ``max_duration``, as :func:`song_features`).
+    """
+    from genrify import audio
+    from genrify.features import log_mel_stream
+
+    head = audio.info(path)
+    audio.check_header(head, max_duration)
+    if head.duration > limit:
+        return None
+    most = int(limit * params.sample_rate)
+    samples = 0
+
+    def capped(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        nonlocal samples
+        for block in blocks:
+            samples += block.size
+            if samples > most:
+                raise _PastPicture
+            yield block
+
+    try:
+        blocks = audio.stream(path, params.sample_rate, max_duration=max_duration)
+        features = log_mel_stream(capped(blocks), params, dtype=feature_dtype(params))
+    except _PastPicture:
+        return None
     if not np.isfinite(features).all():
         raise AudioError(path, "decoded to non-finite values")
     return features, samples / params.sample_rate
@@ -174,6 +248,7 @@ def song_segments(
     hop_frames: int | None = None,
     max_segments: int | None = DEFAULT_MAX_SEGMENTS,
     whole: tuple[np.ndarray, float] | None = None,
+    max_duration: float | None = MAX_DURATION,
 ) -> SongSegments:
     """Decode the segments of a file that a model will see, and only those where that is cheaper.
 
@@ -188,10 +263,15 @@ def song_segments(
     ``whole`` is the song's whole features and length (:func:`song_features`) where the caller has
     them already (the web page draws them): a song that is read whole is then not read again.
 
+    A file whose header declares more than ``max_duration`` seconds (``None``: no limit), or a
+    sample rate that is no music's (:func:`genrify.audio.check_header`), is refused before anything
+    is decoded, even where its sampled segments could be read: the same file fails the same way in
+    extraction, classification and the web app. A file read whole is stopped at ``max_duration``.
+
     Raises
     ------
     AudioError
-        The file cannot be decoded.
+        The file cannot be decoded, or is longer than ``max_duration``.
     PredictionError
         No audio at all.
     """
@@ -199,17 +279,18 @@ def song_segments(
 
     if max_segments:
         head = audio.info(path)
+        audio.check_header(head, max_duration)
         frames = params.n_frames(int(head.duration * params.sample_rate)) if head.duration > 0 else 0
         starts = segment_starts(frames, chunk_frames, hop_frames, None) if frames else np.zeros(0)
         if starts.size > _SEEK_FACTOR * max_segments:
             chosen = segment_starts(frames, chunk_frames, hop_frames, max_segments)
             try:
-                segments = np.stack([_segment_at(path, params, int(s), chunk_frames) for s in chosen])
+                segments = np.stack([segment_at(path, params, int(s), chunk_frames, max_duration) for s in chosen])
             except AudioError:
                 pass  # a header that overstates the length: decoding it whole says what is wrong
             else:
                 return SongSegments(segments, chosen * params.seconds_per_frame, head.duration, short=False)
-    features, duration = whole if whole is not None else song_features(path, params)
+    features, duration = whole if whole is not None else song_features(path, params, max_duration=max_duration)
     try:
         return cut_segments(features, params, chunk_frames, duration=duration, hop_frames=hop_frames,
                             max_segments=max_segments)
@@ -217,15 +298,28 @@ def song_segments(
         raise PredictionError(path, exc.reason) from None
 
 
-def _segment_at(path: str | Path, params: FeatureParams, start: int, chunk_frames: int) -> np.ndarray:
-    """One segment's features ``(n_mels, chunk_frames)``, decoded with a few frames of context."""
+def segment_at(
+    path: str | Path, params: FeatureParams, start: int, chunk_frames: int, max_duration: float | None = MAX_DURATION
+) -> np.ndarray:
+    """One segment's features ``(n_mels, chunk_frames)`` from frame ``start``, decoded by seeking with a
+    few frames of context (the same values as the whole song's features there).
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded there, or is longer than ``max_duration`` seconds by its header.
+    """
     from genrify import audio
     from genrify.features import log_mel_stream
     first = max(0, start - _SEGMENT_MARGIN_FRAMES)
     hop_seconds = params.hop_length / params.sample_rate
     blocks = audio.stream(path, params.sample_rate, offset=first * hop_seconds,
-                          duration=(start - first + chunk_frames + _SEGMENT_MARGIN_FRAMES) * hop_seconds)
+                          duration=(start - first + chunk_frames + _SEGMENT_MARGIN_FRAMES) * hop_seconds,
+                          max_duration=max_duration)
     features = log_mel_stream(blocks, params, dtype=feature_dtype(params))
     if not np.isfinite(features).all():
         raise AudioError(path, "decoded to non-finite values")
     return fill_chunk(features[:, start - first : start - first + chunk_frames], chunk_frames)
+
+
+_segment_at = segment_at  # its earlier, private name
