@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import synth_store
 from typer.testing import CliRunner
@@ -78,3 +79,98 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert (tmp_path / "d" / "model.safetensors").is_file()
     assert (tmp_path / "d" / "model.safetensors.report" / "confusion.png").is_file()
     assert "Demo done" in result.output and "song accuracy" in result.output
+
+
+def _train(store: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["train", str(store), "--out", str(out), "--epochs", "1", *extra])
+
+
+@pytest.mark.parametrize("victim", ["song.wav", "notes.txt", "weights.safetensors", "dangling-link"])
+def test_train_out_never_replaces_what_is_not_a_genrify_model(store, tmp_path, victim):
+    import os
+
+    target = tmp_path / victim
+    if victim == "song.wav":
+        target.write_bytes(b"RIFF....WAVEfmt ")
+    elif victim == "weights.safetensors":  # another program's safetensors: no genrify metadata
+        from safetensors.numpy import save_file
+
+        save_file({"w": np.zeros(3, dtype=np.float32)}, str(target))
+    elif victim == "dangling-link":  # a link to nothing would be replaced by the model
+        os.symlink(tmp_path / "nowhere", target)
+    else:
+        target.write_text("my notes")
+    before = target.read_bytes() if target.exists() else None
+    result = _train(store, target)
+    assert result.exit_code == 2, result.output
+    assert "error: --out" in result.output and "run 1/1" not in result.output  # refused before any training
+    assert (target.read_bytes() if target.exists() else None) == before
+    assert not (tmp_path / f"{victim}.report").exists()
+
+
+def test_train_out_never_writes_into_the_store(store, tmp_path):
+    from genrify.store import FeatureStore
+
+    manifest = store / "manifest.sqlite"
+    before = manifest.read_bytes()
+    for out in (manifest, store / "model.safetensors", store / "arrays" / "m.safetensors"):
+        result = _train(store, out)
+        assert result.exit_code == 2, result.output
+        assert "inside the feature store" in result.output or "not a genrify model" in result.output
+        assert not out.with_name(out.name + ".report").exists()
+    assert manifest.read_bytes() == before and not (store / "model.safetensors").exists()
+    with FeatureStore.open(store) as fs:
+        assert len(fs) == 15
+
+
+def test_train_out_may_replace_a_genrify_model_and_says_so(store, tmp_path):
+    import os
+
+    from helpers import untrained_model
+
+    from genrify import modelfile
+
+    old = modelfile.save(untrained_model(["a", "b"]), tmp_path / "real" / "m.safetensors")
+    (tmp_path / "m.safetensors").symlink_to(old)  # a link to a model stays a link
+    result = _train(store, tmp_path / "m.safetensors")
+    assert result.exit_code == 0, result.output
+    assert f"replacing model {old}" in result.output
+    assert os.path.islink(tmp_path / "m.safetensors")
+    assert modelfile.read_metadata(old)["genres"] == ["disco", "jazz", "reggae"]
+    assert (tmp_path / "m.safetensors.report" / "report.json").is_file()
+    again = _train(store, tmp_path / "m.safetensors")  # its own report folder is replaced too
+    assert again.exit_code == 0, again.output
+
+
+def test_train_and_evaluate_never_replace_a_report_folder_that_is_not_genrifys(store, tmp_path):
+    model = tmp_path / "m.safetensors"
+    report = tmp_path / "m.safetensors.report"
+    report.write_text("a file where the report folder goes")
+    assert _train(store, model).exit_code == 2
+    assert report.read_text() == "a file where the report folder goes" and not model.exists()
+    report.unlink()
+    report.mkdir()
+    (report / "report.json").write_text('{"mine": true}')
+    (report / "keep.txt").write_text("mine")
+    refused = _train(store, model)
+    assert refused.exit_code == 2 and "not part of a genrify report" in refused.output
+    assert (report / "report.json").read_text() == '{"mine": true}'
+    (report / "report.json").unlink()
+    trained = _train(store, model)
+    assert trained.exit_code == 0, trained.output
+    assert (report / "keep.txt").read_text() == "mine"  # other files in the folder are never touched
+    (report / "curves.png").unlink()
+    (report / "curves.png").symlink_to(tmp_path / "elsewhere.png")
+    evaluated = runner.invoke(app, ["evaluate", str(model), str(store), "--all"])
+    assert evaluated.exit_code == 2 and "curves.png" in evaluated.output and "on 15 songs" not in evaluated.output
+
+
+def test_train_out_that_is_the_split_file_or_a_folder(store, tmp_path):
+    split = tmp_path / "split.tsv"
+    lines = "".join(f"{g}/{g}.{i:05d}.wav\t{s}\n" for g in ("disco", "jazz", "reggae")
+                    for i, s in enumerate(["train", "train", "valid", "test", "test"]))
+    split.write_text(lines)
+    assert _train(store, split, "--split-file", str(split)).exit_code == 2
+    assert split.read_text() == lines
+    folder = _train(store, tmp_path)
+    assert folder.exit_code == 1 and "is a folder" in folder.output

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -49,3 +50,23 @@ def test_report_files(tmp_path):
         with Image.open(out / name) as image:
             assert image.width > 400 and image.height > 300
             assert len(set(image.convert("L").getdata())) > 20  # drawn, not blank
+
+
+def test_evaluate_refuses_stored_features_that_are_not_finite(small_store, model_file, tmp_path):
+    import shutil
+
+    from genrify.errors import TrainingError
+    from genrify.evaluation import evaluate_model
+    from genrify.store import FeatureStore
+
+    store = tmp_path / "store"
+    shutil.copytree(small_store, store)
+    with FeatureStore.open(store) as fs:
+        track = fs.tracks()[4]
+        file = fs.array_file(track)
+    clean = evaluate_model(model_file, store, all_tracks=True)
+    assert clean.songs == 18 and np.isfinite(clean.evaluation.song_probabilities).all()
+    # Overwritten in place (same size, valid header): NaN would otherwise become a confident answer.
+    np.save(file, np.full(np.load(file, mmap_mode="r").shape, np.nan, dtype=np.float16))
+    with pytest.raises(TrainingError, match="^" + re.escape(track.path) + r": its stored features hold NaN or infinite values; .*--verify"):
+        evaluate_model(model_file, store, all_tracks=True)

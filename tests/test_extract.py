@@ -282,3 +282,95 @@ def test_cli_reports_odd_names_damage_and_paths_passed_over(tmp_path):
     redo = runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1"])
     assert redo.exit_code == 0 and "Extracted 1 tracks" in redo.output and "repaired 1" in redo.output
     assert runner.invoke(app, ["inspect", str(store), "--check"]).exit_code == 0
+
+
+def _overwrite_with_nan(file: Path) -> None:
+    """Overwrite an array in place with NaN: same size, valid header, as a disk fault might."""
+    size = file.stat().st_size
+    np.save(file, np.full(np.load(file, mmap_mode="r").shape, np.nan, dtype=np.float16))
+    assert file.stat().st_size == size
+
+
+def test_values_overwritten_in_place_are_redone_by_verify(make_library, tmp_path):
+    music = make_library({"pop": ["a.wav", "b.wav"]}, seconds=1.0)
+    store = tmp_path / "store"
+    extract(music, store, jobs=1)
+    with FeatureStore.open(store) as fs:
+        _overwrite_with_nan(fs.array_file(next(t for t in fs.tracks() if t.name == "a.wav")))
+    quick = extract(music, store, jobs=1)  # a stat and a header read cannot see it
+    assert (quick.done, quick.unchanged, quick.repaired) == (0, 2, [])
+    verified = extract(music, store, jobs=1, verify=True)
+    assert (verified.done, verified.unchanged) == (1, 1)
+    assert [(os.path.basename(p), r) for p, r in verified.repaired] == [("a.wav", "array holds non-finite values")]
+    with FeatureStore.open(store) as fs:
+        assert fs.damaged(full=True) == []
+
+
+def test_cli_extract_redoes_what_inspect_check_found(make_library, tmp_path):
+    from typer.testing import CliRunner
+
+    from genrify.cli import app
+
+    music = make_library({"pop": ["a.wav", "b.wav"]}, seconds=1.0)
+    store = tmp_path / "store"
+    runner = CliRunner()
+    assert runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1"]).exit_code == 0
+    with FeatureStore.open(store) as fs:
+        _overwrite_with_nan(fs.array_file(next(t for t in fs.tracks() if t.name == "b.wav")))
+    assert runner.invoke(app, ["inspect", str(store)]).exit_code == 0  # sizes alone look sound
+    checked = runner.invoke(app, ["inspect", str(store), "--check"])
+    assert checked.exit_code == 1
+    assert "b.wav: array holds non-finite values" in checked.output and "redoes them" in checked.output
+    # Recorded in the manifest: a plain inspect now says so too, and extract redoes it.
+    assert runner.invoke(app, ["inspect", str(store)]).exit_code == 1
+    redo = runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1", "-v"])
+    assert redo.exit_code == 0, redo.output
+    assert "Extracted 1 tracks" in redo.output and "repaired 1" in redo.output
+    assert "b.wav: array holds non-finite values" in redo.output
+    assert runner.invoke(app, ["inspect", str(store), "--check"]).exit_code == 0
+    again = runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1"])
+    assert "Nothing new to extract" in again.output
+
+
+def test_cli_links_to_folders_are_passed_over_unless_followed(make_library, tmp_path):
+    from typer.testing import CliRunner
+
+    from genrify.cli import app
+
+    music = make_library({"pop": ["a.wav"]}, seconds=1.0)
+    outside = make_library({"x": ["b.wav"]}, seconds=1.0, root="elsewhere") / "x"
+    (music / "rock").symlink_to(outside)
+    (music / "system").symlink_to(tmp_path)  # a folder above the library, as "/" once was
+    store = tmp_path / "store"
+    runner = CliRunner()
+    plain = runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1", "-v"])
+    assert plain.exit_code == 0, plain.output
+    assert "Extracted 1 tracks" in plain.output and "passed over 2" in plain.output
+    assert "rock: symbolic link to a folder (not followed" in plain.output
+    followed = runner.invoke(app, ["extract", str(music), "--store", str(store), "--jobs", "1", "-v", "--follow-links"])
+    assert followed.exit_code == 0, followed.output
+    assert "Extracted 1 tracks" in followed.output and "passed over 1" in followed.output
+    assert "system: symbolic link to a folder above it (a loop; never followed)" in followed.output
+    with FeatureStore.open(store) as fs:
+        assert fs.counts() == {"pop": 1, "rock": 1}
+
+
+def test_inspect_check_on_a_store_it_cannot_write_points_to_verify(make_library, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from genrify.cli import app
+    from genrify.errors import StoreError
+
+    music = make_library({"pop": ["a.wav"]}, seconds=1.0)
+    store = tmp_path / "store"
+    extract(music, store, jobs=1)
+    with FeatureStore.open(store) as fs:
+        _overwrite_with_nan(fs.array_file(fs.tracks()[0]))
+
+    def read_only(self, *args, **kwargs):
+        raise StoreError(f"{self.root}: cannot record the damaged arrays: attempt to write a readonly database")
+
+    monkeypatch.setattr(FeatureStore, "record_damaged", read_only)
+    checked = CliRunner().invoke(app, ["inspect", str(store), "--check"])
+    assert checked.exit_code == 1
+    assert "a.wav: array holds non-finite values" in checked.output and "--verify` redoes them" in checked.output

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from genrify.errors import LibraryError
-from genrify.library import scan
+from genrify.library import LINK_ABOVE, LINK_INSIDE, LINK_NOT_FOLLOWED, find_audio, scan
 
 
 def test_genres_from_top_folders_at_any_depth(make_library, tmp_path):
@@ -84,7 +84,7 @@ def _odd_entries(folder):
     (folder / "locked" / "hidden.wav").write_bytes(b"0")
     return {"a.wav": "symbolic link loop", "b.wav": "symbolic link loop",
             "dangling.mp3": "dangling symbolic link (its target does not exist)",
-            "up": "symbolic link to a folder (not followed)", "pipe.wav": "not a regular file"}
+            "up": LINK_NOT_FOLLOWED, "pipe.wav": "not a regular file"}
 
 
 @pytest.fixture
@@ -130,6 +130,61 @@ def test_scan_records_the_same_problems(odd_folder):
     problems = {os.path.basename(p): r for p, r in lib.problems}
     assert problems == expected
     assert all(r != "not an audio file" for _, r in lib.problems)
+
+
+def _linked_library(make_library, tmp_path):
+    """A library whose genre folders include links: out of it, to a folder above it, into it."""
+    import os
+
+    music = make_library({"rock": ["a.wav", "live/b.wav"]}, seconds=0.5)
+    outside = make_library({"x": ["c.wav", "deeper/d.wav"]}, seconds=0.5, root="elsewhere") / "x"
+    os.symlink(outside, music / "jazz")  # a genre folder on another disk
+    os.symlink(tmp_path, music / "system")  # a genre folder linked to a folder above (as to "/")
+    os.symlink(music / "rock" / "live", music / "blues")  # into the library: found through rock anyway
+    os.symlink(music, music / "rock" / "back")  # a loop below a genre folder
+    os.symlink(outside, music / "rock" / "again")  # the same outside folder as jazz
+    return music
+
+
+def test_links_to_folders_are_not_followed_unless_asked(make_library, tmp_path):
+    import os
+
+    music = _linked_library(make_library, tmp_path)
+    lib = scan(music)
+    assert {(t.genre, os.path.basename(t.path)) for t in lib.tracks} == {("rock", "a.wav"), ("rock", "b.wav")}
+    problems = {os.path.relpath(p, music): r for p, r in lib.problems}
+    assert problems == {"jazz": LINK_NOT_FOLLOWED, "system": LINK_NOT_FOLLOWED, "blues": LINK_NOT_FOLLOWED,
+                        "rock/back": LINK_NOT_FOLLOWED, "rock/again": LINK_NOT_FOLLOWED}
+
+
+def test_follow_links_follows_links_out_of_the_library_once_and_never_a_loop(make_library, tmp_path):
+    import os
+
+    music = _linked_library(make_library, tmp_path)
+    lib = scan(music, follow_links=True)
+    found = {(t.genre, os.path.relpath(t.path, music)) for t in lib.tracks}
+    assert found == {("rock", "rock/a.wav"), ("rock", "rock/live/b.wav"),
+                     ("jazz", "jazz/c.wav"), ("jazz", "jazz/deeper/d.wav")}
+    problems = {os.path.relpath(p, music): r for p, r in lib.problems}
+    assert problems == {"system": LINK_ABOVE, "blues": LINK_INSIDE, "rock/back": LINK_ABOVE, "rock/again": LINK_INSIDE}
+
+
+def test_find_audio_follows_links_only_when_asked(make_library, tmp_path):
+    import os
+
+    music = _linked_library(make_library, tmp_path)
+    plain = find_audio([music / "rock"])
+    assert sorted(os.path.basename(f) for f in plain.files) == ["a.wav", "b.wav"]
+    assert {os.path.basename(p): r for p, r in plain.passed_over} == {"back": LINK_NOT_FOLLOWED, "again": LINK_NOT_FOLLOWED}
+    followed = find_audio([music / "rock"], follow_links=True)
+    assert sorted(os.path.relpath(f, music) for f in followed.files) == [
+        "rock/a.wav", "rock/again/c.wav", "rock/again/deeper/d.wav", "rock/live/b.wav"]
+    assert {os.path.basename(p): r for p, r in followed.passed_over} == {"back": LINK_ABOVE}
+    # A folder named on the command line is searched even through a link; links into it are not followed.
+    both = find_audio([music / "jazz", music / "rock"], follow_links=True)
+    assert sorted(os.path.relpath(f, music) for f in both.files) == [
+        "jazz/c.wav", "jazz/deeper/d.wav", "rock/a.wav", "rock/live/b.wav"]
+    assert {os.path.basename(p): r for p, r in both.passed_over} == {"back": LINK_ABOVE, "again": LINK_INSIDE}
 
 
 def test_display_path_is_readable_utf8_on_one_line():

@@ -224,3 +224,21 @@ def test_info_shows_a_hostile_file_as_one_line(tiny_model):
     # A training config with fewer settings than genrify writes is shown as it is.
     result = info(_rewrite(tiny_model, meta={"info": {"config": {"lr": 0.1}}}))
     assert result.returncode == 0 and "lr=0.1" in result.stdout, result.stderr
+
+
+def test_is_model_file_knows_genrifys_models_from_everything_else(tmp_path):
+    import json
+
+    from helpers import untrained_model
+    from safetensors.torch import save_file
+
+    model = modelfile.save(untrained_model(["a", "b"]), tmp_path / "m.safetensors")
+    assert modelfile.is_model_file(model)
+    foreign = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign), metadata={"genrify": json.dumps({"format": "something-else"})})
+    (tmp_path / "song.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "empty").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe")  # must not block
+    for name in ("other.safetensors", "song.wav", "notes.txt", "empty", "pipe", "missing", ""):
+        assert not modelfile.is_model_file(tmp_path / name), name

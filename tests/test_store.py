@@ -132,6 +132,50 @@ def test_check_finds_missing_truncated_and_reshaped_arrays(tmp_path):
         assert store.check(rows["ok"], full=True) is None
 
 
+def test_damage_found_by_a_full_check_is_recorded_until_the_track_is_stored_anew(tmp_path):
+    with FeatureStore.create(tmp_path / "s") as store:
+        for name in ("ok", "nan", "gone"):
+            _done(store, f"/music/rock/{name}.wav", frames=20)
+        rows = {t.name.removesuffix(".wav"): t for t in store.tracks()}
+        bad = np.full((20, 128), np.nan, dtype=np.float16)
+        np.save(store.array_file(rows["nan"]), bad)  # same size, valid header: the quick check passes
+        assert store.damaged() == [] and store.recorded_damage() == {}
+        found = store.damaged(full=True)
+        assert [t.name for t, _ in found] == ["nan.wav"]
+        store.record_damaged(found, replace=True)
+    with FeatureStore.open(tmp_path / "s") as store:  # recorded in the manifest, for the next extraction
+        assert store.recorded_damage() == {"/music/rock/nan.wav": "array holds non-finite values"}
+        assert [(t.name, p) for t, p in store.damaged()] == [("nan.wav", "array holds non-finite values")]
+    with FeatureStore.create(tmp_path / "s") as store:
+        _done(store, "/music/rock/nan.wav", frames=20)  # stored anew: no longer damaged
+        assert store.recorded_damage() == {} and store.damaged(full=True) == []
+        store.record_damaged([(rows["gone"], "array file missing")])
+        store.remove(["/music/rock/gone.wav"])  # forgotten with its track
+        assert store.recorded_damage() == {}
+        store.record_damaged([(rows["ok"], "array holds non-finite values")])
+        store.record_damaged([], replace=True)  # a later full check found every array sound
+        assert store.recorded_damage() == {}
+
+
+def test_a_store_made_before_damage_was_recorded_still_opens(tmp_path):
+    import sqlite3
+
+    with FeatureStore.create(tmp_path / "s") as store:
+        _done(store, "/music/rock/a.wav")
+    db = sqlite3.connect(tmp_path / "s" / "manifest.sqlite")
+    db.execute("DROP TABLE damaged")
+    db.commit()
+    db.close()
+    with FeatureStore.open(tmp_path / "s") as store:  # readers add nothing: a read-only store stays openable
+        assert store.recorded_damage() == {} and store.damaged() == []
+    db = sqlite3.connect(tmp_path / "s" / "manifest.sqlite")
+    assert not db.execute("SELECT name FROM sqlite_master WHERE name = 'damaged'").fetchall()
+    db.close()
+    with FeatureStore.create(tmp_path / "s") as store:  # a writer adds the table
+        _done(store, "/music/rock/b.wav")
+        assert store.recorded_damage() == {}
+
+
 def test_names_that_are_not_utf8_are_stored_faithfully(tmp_path):
     import os
 

@@ -229,12 +229,34 @@ class ChunkDataset(torch.utils.data.Dataset):
             got = self._reader.read_into(stored[k], t, start)
             if got < cf:  # a track shorter than a chunk: repeated to fill it
                 stored[k] = fill_chunk(stored[k][:got], cf, axis=0)
+        if not np.isfinite(stored).all():
+            self._refuse_non_finite(stored, tracks)
         if rng is not None and self.augment.pitch_shift:  # type: ignore[union-attr]
             self._shift(stored, rng)
         if rng is not None and (self.augment.time_masks or self.augment.freq_masks):  # type: ignore[union-attr]
             self._mask(stored, rng)
         x = torch.from_numpy(stored).transpose(1, 2)
         return x, torch.from_numpy(self.track_labels[tracks]), torch.from_numpy(tracks)
+
+    def _refuse_non_finite(self, stored: np.ndarray, tracks: np.ndarray) -> None:
+        """Name the first track of a batch whose chunk holds NaN or infinity, as an error.
+
+        An array overwritten in place (same size, valid header) reads as NaN: a network fed with
+        it answers NaN, which argmax turns into a confident first genre, and figures computed from
+        it look plausible. Each batch is checked as read (one pass over memory just filled), so
+        evaluation, validation and test sets never silently use such features.
+
+        Raises
+        ------
+        TrainingError
+            Always.
+        """
+        bad = int(np.flatnonzero(~np.isfinite(stored).reshape(len(stored), -1).all(axis=1))[0])
+        path = self.paths[int(tracks[bad])]
+        raise TrainingError(
+            f"{path}: its stored features hold NaN or infinite values;"
+            f" `genrify extract MUSIC_DIR --store {self.store.root} --verify` redoes it"
+        )
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         x, y, t = self.batch([i])

@@ -142,6 +142,129 @@ def report_dir(model_path: str | Path) -> Path:
     return model_path.with_name(model_path.name + ".report")
 
 
+#: The files :func:`write_report` writes into ``MODEL.report/``; nothing else there is touched.
+REPORT_FILES = ("report.json", "curves.png", "confusion.png")
+
+
+def check_report_dir(folder: str | Path) -> None:
+    """Refuse a ``MODEL.report/`` folder whose writing would replace something genrify did not write.
+
+    The folder may be missing, or a folder (not a link) whose ``report.json``, where present, is a
+    genrify report and whose :data:`REPORT_FILES` are plain files; the pictures count as genrify's
+    only beside its ``report.json``. Other files in it are never touched.
+
+    Raises
+    ------
+    UsageError
+        The folder, or one of the report's files in it, is not genrify's (the message names it).
+    """
+    from genrify.errors import UsageError
+    from genrify.library import display_path
+
+    folder = Path(folder)
+    if not os.path.lexists(folder):
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise UsageError(f"{display_path(folder)}: exists and is not a genrify report folder; genrify writes the"
+                         " model's report there and never replaces what it did not write")
+    present = [folder / name for name in REPORT_FILES if os.path.lexists(folder / name)]
+    for file in present:
+        if file.is_symlink() or not file.is_file():
+            raise UsageError(f"{display_path(file)}: exists and is not a file of a genrify report; genrify never replaces it")
+    if present and not _is_report(folder / REPORT_FILES[0]):
+        raise UsageError(f"{display_path(present[0])}: not part of a genrify report (no genrify report.json in"
+                         f" {display_path(folder)}); genrify never replaces what it did not write")
+
+
+def _is_report(file: Path) -> bool:
+    """Whether ``file`` is a ``report.json`` that :func:`write_report` wrote."""
+    try:
+        report = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(report, dict) and {"model", "genres", "summary", "runs"} <= report.keys()
+
+
+@dataclass(frozen=True)
+class ModelDestination:
+    """Where a new model file goes (:func:`check_model_destination`)."""
+
+    path: Path  #: the file to write: the name given, or the file a symbolic link of that name points to
+    report: Path  #: ``MODEL.report/`` beside the name given
+    replaces: bool  #: an existing genrify model will be replaced
+
+
+def check_model_destination(
+    model_path: str | Path, *, store: str | Path | None = None, inputs: Sequence[str | Path] = ()
+) -> ModelDestination:
+    """Refuse a model file name whose writing would replace something that is not a genrify model.
+
+    The rules of ``genrify classify -o``: never an input, a file of the feature store (anything in
+    its folder), an audio file (or a name an audio file would have), or an existing file that is
+    not a genrify model
+    (:func:`genrify.modelfile.is_model_file`); an existing genrify model may be replaced. Its
+    report folder must be genrify's too (:func:`check_report_dir`). A symbolic link to a model
+    stays a link: the file it points to is written.
+
+    Parameters
+    ----------
+    model_path
+        The model file to write.
+    store
+        The feature store the model is trained on: nothing inside its folder may be written.
+    inputs
+        Other files the command reads (a split file).
+
+    Returns
+    -------
+    ModelDestination
+
+    Raises
+    ------
+    UsageError
+        Writing there would replace something that is not genrify's model or report.
+    GenrifyIOError
+        The name is a folder, or its folder cannot be written.
+    """
+    from genrify.audio import is_audio_file
+    from genrify.errors import GenrifyIOError, UsageError
+    from genrify.library import display_path, file_identity
+    from genrify.modelfile import is_model_file
+
+    given = Path(model_path)
+    shown = display_path(given)
+    if given.is_symlink() and not given.exists():
+        raise UsageError(f"{shown}: a symbolic link to nothing; genrify does not replace links, choose another name")
+    target = Path(os.path.realpath(given)) if given.is_symlink() else given
+    if target.is_dir():
+        raise GenrifyIOError(f"{shown}: is a folder; give the model file's name (e.g. {shown}/genres.safetensors)")
+    parent = target.parent
+    while not os.path.lexists(parent) and parent != parent.parent:  # save() makes missing folders
+        parent = parent.parent
+    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        raise GenrifyIOError(f"{shown}: cannot write the model file there ({display_path(parent)} is not a writable folder)")
+    if store is not None:
+        inside = Path(os.path.realpath(store))
+        for where in (Path(os.path.realpath(given.parent)) / given.name, Path(os.path.realpath(target))):
+            if where == inside or inside in where.parents:
+                raise UsageError(f"{shown}: lies inside the feature store {display_path(store)}; genrify never writes"
+                                 " into a store's folder, choose a name outside it")
+    identity = file_identity(target)
+    if identity is not None and identity in {file_identity(i) for i in inputs}:
+        raise UsageError(f"{shown}: is one of the input files; choose another name")
+    if is_audio_file(target.name) or is_audio_file(given.name):
+        # Even where no such file exists yet: a model named like a song would pass for one later.
+        what = "an existing audio file" if os.path.lexists(target) else "an audio file's name"
+        raise UsageError(f"{shown}: {what}; genrify never writes a model there, choose a .safetensors name")
+    replaces = os.path.lexists(target)
+    if replaces:
+        if not is_model_file(target):
+            raise UsageError(f"{shown}: exists and is not a genrify model; genrify replaces only models it wrote,"
+                             " choose another name")
+    check_report_dir(report_dir(given))
+    return ModelDestination(path=target, report=report_dir(given), replaces=replaces)
+
+
 def write_report(
     model_path: str | Path,
     *,
@@ -164,8 +287,14 @@ def write_report(
         Per-run figures, each with ``history`` (list of epoch dicts) and ``confusion``.
     extra
         More top-level entries for ``report.json``.
+
+    Raises
+    ------
+    UsageError
+        ``MODEL.report`` holds something genrify did not write (:func:`check_report_dir`).
     """
     out = report_dir(model_path)
+    check_report_dir(out)  # checked before any work by the commands; here again for every caller
     out.mkdir(parents=True, exist_ok=True)
     report = {"model": str(Path(model_path).name), "genres": list(genres), "summary": summary, "runs": list(runs)}
     report.update(extra or {})

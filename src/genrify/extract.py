@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genrify.defaults import CHUNK_FRAMES
+from genrify.defaults import CHUNK_FRAMES, MAX_DURATION
 from genrify.errors import AudioError, ParameterError
 from genrify.features import FeatureParams
 from genrify.library import Library, Track, scan
@@ -76,15 +76,18 @@ class ExtractSummary:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
-def extract_track(track: Track, store_dir: str, params: FeatureParams) -> TrackResult:
+def extract_track(track: Track, store_dir: str, params: FeatureParams,
+                  max_duration: float | None = MAX_DURATION) -> TrackResult:
     """Decode one track, compute its log-mel, and write it into the store.
 
-    Runs in a worker process; never raises for a bad file (the error is in the result).
+    Runs in a worker process; never raises for a bad file (the error is in the result, as for a
+    track longer than ``max_duration`` seconds; ``None``: no limit).
     """
-    return EXTRACTOR(track, store_dir, params)
+    return EXTRACTOR(track, store_dir, params, max_duration)
 
 
-def _extract_track(track: Track, store_dir: str, params: FeatureParams) -> TrackResult:
+def _extract_track(track: Track, store_dir: str, params: FeatureParams,
+                   max_duration: float | None = MAX_DURATION) -> TrackResult:
     """:func:`extract_track`, raising for a bad file (:data:`EXTRACTOR` records it)."""
     from genrify import audio
     from genrify.features import log_mel_stream
@@ -102,7 +105,8 @@ def _extract_track(track: Track, store_dir: str, params: FeatureParams) -> Track
             samples += block.size
             yield block
 
-    features = log_mel_stream(measured(audio.stream(track.path, params.sample_rate)), params, dtype=np.float16)
+    blocks = audio.stream(track.path, params.sample_rate, max_duration=max_duration)
+    features = log_mel_stream(measured(blocks), params, dtype=np.float16)
     if not np.isfinite(features).all():
         raise AudioError(track.path, "decoded to non-finite values")
     name = write_array(store_dir, track.path, features)
@@ -126,7 +130,7 @@ def _failed(track: Track, reason: str) -> TrackResult:
     return TrackResult(track, error=reason)
 
 
-def _init_worker(store_dir: str, params: FeatureParams) -> None:
+def _init_worker(store_dir: str, params: FeatureParams, max_duration: float | None = MAX_DURATION) -> None:
     import torch
 
     from genrify.features import cached_transform
@@ -154,6 +158,9 @@ def extract(
     on_result: Callable[[TrackResult], None] | None = None,
     library: Library | None = None,
     processor: Processor[Track, TrackResult] = EXTRACTOR,
+    follow_links: bool = False,
+    verify: bool = False,
+    max_duration: float | None = MAX_DURATION,
 ) -> ExtractSummary:
     """Extract the log-mel features of every track of a library into a store.
 
@@ -181,6 +188,17 @@ def extract(
         An already made :func:`~genrify.library.scan` of ``music_dir`` (saves scanning twice).
     processor
         The per-track work (default :data:`EXTRACTOR`; tests hand in stand-ins that crash).
+    follow_links
+        Without ``library``: follow symbolic links to folders outside ``music_dir``
+        (:func:`~genrify.library.scan`).
+    verify
+        Read every stored array of an unchanged track whole and redo those holding non-finite
+        values (slow on a big store). Without it, a stat and a header read per track find arrays
+        deleted or cut short, and tracks that ``genrify inspect --check`` recorded as damaged are
+        redone.
+    max_duration
+        A track longer than this many seconds fails (by its header, before it is decoded; else
+        when decoding passes it), with its reason; ``None``: no limit.
 
     Returns
     -------
@@ -195,8 +213,11 @@ def extract(
     started = time.perf_counter()
     if runner is not None and jobs is not None:
         raise ParameterError("give either a runner or jobs, not both")
+    from genrify.audio import check_max_duration
+
+    check_max_duration(max_duration)  # here, not once per track as a failure of each
     runner = runner or LocalRunner(jobs)
-    library = library or scan(music_dir)
+    library = library or scan(music_dir, follow_links=follow_links)
     with FeatureStore.create(store_dir, params) as store:
         store.lock()
         store.clean()
@@ -206,6 +227,7 @@ def extract(
             row.path for row in store.tracks(status=None, under=library.root) if row.path not in present
         )
         todo: list[Track] = []
+        recorded = store.recorded_damage()  # what `genrify inspect --check` found by reading arrays whole
         for track in library.tracks:
             row = store.get(track.path)
             current = (
@@ -218,8 +240,9 @@ def extract(
             if current and not force:
                 # The manifest may say done while the array was deleted or cut short behind its
                 # back: a stat and a header read per track find that, and the track is redone.
+                # Values overwritten in place need a full read: --verify, or inspect --check's record.
                 assert row is not None
-                problem = store.check(row)
+                problem = store.check(row, full=verify) or recorded.get(row.path)
                 if problem is None:
                     summary.unchanged += 1
                     continue
@@ -227,7 +250,8 @@ def extract(
             todo.append(track)
         if on_start:
             on_start(len(todo))
-        for result in extract_tracks(todo, str(store.root), store.params, runner, processor=processor):
+        for result in extract_tracks(todo, str(store.root), store.params, runner, processor=processor,
+                                     max_duration=max_duration):
             _record(store, result, summary)
             if on_result:
                 on_result(result)
@@ -267,6 +291,7 @@ def extract_tracks(
     runner: Runner | None = None,
     *,
     processor: Processor[Track, TrackResult] = EXTRACTOR,
+    max_duration: float | None = MAX_DURATION,
 ) -> Iterator[TrackResult]:
     """Extract tracks with a runner, writing their arrays into ``store_dir``; yield each track's
     result as it arrives (any order), without recording it (:func:`extract` records).
@@ -286,6 +311,8 @@ def extract_tracks(
         Default: in this process (``LocalRunner(1)``).
     processor
         The per-track work (default :data:`EXTRACTOR`).
+    max_duration
+        Longest track accepted, in seconds (see :func:`extract`).
 
     Raises
     ------
@@ -299,4 +326,7 @@ def extract_tracks(
         store_dir = os.path.abspath(store_dir)  # workers run in other folders
     sample = [tracks[0].path, tracks[-1].path] if len(tracks) > 1 else [tracks[0].path]
     runner.check(sample, os.path.join(store_dir, ARRAYS_DIR), writable=True, what="feature store's folder")
-    yield from runner.run(processor, tracks, store_dir, params)
+    # The limit travels only where it is not the default: a processor written for
+    # ``(track, store_dir, params)`` keeps working, and a worker's default is the same limit.
+    limit = () if max_duration == MAX_DURATION else (max_duration,)
+    yield from runner.run(processor, tracks, store_dir, params, *limit)

@@ -6,9 +6,13 @@ audio are skipped; files directly in ``MUSIC_DIR`` have no genre and are reporte
 Artists are read from tags later, in the extraction workers, where the file is opened anyway.
 
 Nothing is passed over silently except hidden entries: dangling symbolic links, link loops, links
-to folders (never followed, so a loop cannot make a scan endless), files that are not regular
-(a named pipe would block a reader forever) and folders that cannot be listed are recorded with
-their reason, for the commands to count and, on request, list.
+to folders, files that are not regular (a named pipe would block a reader forever) and folders that
+cannot be listed are recorded with their reason, for the commands to count and, on request, list.
+
+Symbolic links to folders, a genre folder itself included, are not followed by default: a genre
+folder linked to ``/`` once filed thousands of system files as "rock". ``follow_links=True``
+follows those that lead out of the folders searched, and never one that leads back into them or to
+a folder above (a loop, or the same files counted twice); see :class:`_Walker`.
 """
 
 from __future__ import annotations
@@ -63,13 +67,17 @@ class Library:
         return {g: counter[g] for g in sorted(counter)}
 
 
-def scan(music_dir: str | Path) -> Library:
+def scan(music_dir: str | Path, *, follow_links: bool = False) -> Library:
     """Find every audio file under ``music_dir/<genre>/``.
 
     Parameters
     ----------
     music_dir
         The library's root folder; each sub-folder is a genre.
+    follow_links
+        Follow symbolic links to folders outside ``music_dir`` (genre folders and folders inside
+        them); without it every link to a folder is passed over and recorded. A link back into
+        the library or to a folder above is never followed.
 
     Returns
     -------
@@ -94,10 +102,14 @@ def scan(music_dir: str | Path) -> Library:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
         raise LibraryError(f"{root}: cannot list the folder: {exc.strerror or exc}") from None
+    walker = _Walker(skipped, roots=[str(root)], follow_links=follow_links)
     for entry in entries:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
+            # A genre folder may itself be a link (to another disk, or to "/"): same rule as below it.
+            if entry.is_symlink() and not walker.may_follow(entry.path, str(root)):
+                continue
             genre_dirs.append(entry)
             continue
         reason, _st = _check_file(entry.path)
@@ -110,7 +122,7 @@ def scan(music_dir: str | Path) -> Library:
             f"{root}: no genre sub-folders; lay the music out as {root}/<genre>/<audio files>"
         )
     for genre_dir in genre_dirs:
-        for path, st in _walk_audio(genre_dir.path, skipped, note_other=True):
+        for path, st in walker.walk(genre_dir.path, note_other=True):
             tracks.append(Track(path=os.path.abspath(path), genre=genre_dir.name, size=st.st_size, mtime_ns=st.st_mtime_ns))
     if not tracks:
         raise LibraryError(
@@ -183,40 +195,102 @@ def _check_file(path: str) -> tuple[str | None, os.stat_result | None]:
     return None, st
 
 
-def _walk_audio(folder: str, skipped: list[tuple[str, str]], *, note_other: bool) -> Iterator[tuple[str, os.stat_result]]:
-    """The regular audio files under ``folder`` with their ``stat``, in sorted order.
+#: Why a symbolic link to a folder was not followed (reasons of :attr:`Library.skipped`).
+LINK_NOT_FOLLOWED = "symbolic link to a folder (not followed; --follow-links follows links out of the folders given)"
+LINK_ABOVE = "symbolic link to a folder above it (a loop; never followed)"
+LINK_INSIDE = "symbolic link to a folder searched anyway (not followed: its files would count twice)"
 
-    Everything else that is not hidden goes into ``skipped`` with its reason (files that are not
-    audio only with ``note_other``). Links to folders are reported, not followed.
+
+class _Walker:
+    """Walks folders for audio files, deciding which symbolic links to folders to follow.
+
+    Without ``follow_links`` no link to a folder is followed. With it, a link is followed where
+    its target lies outside every tree searched so far (the roots given and the targets already
+    followed) and holds none of them: so a link to a folder above it (a loop, or ``/``) and a
+    link into the library (whose files are found through their own paths) are never followed,
+    and no file is found twice. Links that are not followed are recorded in ``skipped``.
+
+    Parameters
+    ----------
+    skipped
+        Receives ``(path, reason)`` for everything passed over.
+    roots
+        The folders given; their trees are searched anyway.
+    follow_links
+        Follow links to folders outside them.
     """
 
-    def on_error(exc: OSError) -> None:
-        skipped.append((str(exc.filename or folder), f"cannot list the folder: {exc.strerror or exc}"))
+    def __init__(self, skipped: list[tuple[str, str]], *, roots: Sequence[str], follow_links: bool) -> None:
+        self.skipped = skipped
+        self.follow_links = follow_links
+        # Real paths of the trees searched: a link into one of them, or to a folder holding one,
+        # would find the same files again.
+        self.searched = [os.path.realpath(r) for r in roots]
 
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=on_error, followlinks=False):
-        # Hidden folders (.git, .AppleDouble, ...) hold no music of the library.
-        kept = []
-        for name in sorted(dirnames):
-            if name.startswith("."):
-                continue
-            if os.path.islink(os.path.join(dirpath, name)):
-                skipped.append((os.path.join(dirpath, name), "symbolic link to a folder (not followed)"))
-                continue
-            kept.append(name)
-        dirnames[:] = kept
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            path = os.path.join(dirpath, name)
-            if not is_audio_file(name):
-                if note_other:
-                    skipped.append((path, NOT_AUDIO))
-                continue
-            reason, st = _check_file(path)
-            if reason is not None:
-                skipped.append((path, reason))
-                continue
-            yield path, st  # type: ignore[misc]
+    def may_follow(self, link: str, real_dir: str) -> bool:
+        """Whether to follow ``link`` (a link to a folder inside the real folder ``real_dir``);
+        records the reason where not, and registers the target's tree where so."""
+        if not self.follow_links:
+            self.skipped.append((link, LINK_NOT_FOLLOWED))
+            return False
+        target = os.path.realpath(link)
+        if _within(real_dir, target):
+            self.skipped.append((link, LINK_ABOVE))
+            return False
+        if any(_within(target, tree) or _within(tree, target) for tree in self.searched):
+            self.skipped.append((link, LINK_INSIDE))
+            return False
+        self.searched.append(target)
+        return True
+
+    def walk(self, folder: str, *, note_other: bool) -> Iterator[tuple[str, os.stat_result]]:
+        """The regular audio files under ``folder`` with their ``stat``, in sorted order.
+
+        Everything else that is not hidden goes into ``skipped`` with its reason (files that are
+        not audio only with ``note_other``). Paths found through a followed link keep the link's
+        path.
+        """
+        skipped = self.skipped
+        real_top = os.path.realpath(folder)
+
+        def on_error(exc: OSError) -> None:
+            skipped.append((str(exc.filename or folder), f"cannot list the folder: {exc.strerror or exc}"))
+
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=on_error, followlinks=False):
+            # os.walk does not follow links below the top, so the real folder is the top's plus the rest.
+            real_dir = os.path.normpath(os.path.join(real_top, os.path.relpath(dirpath, folder)))
+            # Hidden folders (.git, .AppleDouble, ...) hold no music of the library.
+            kept, followed = [], []
+            for name in sorted(dirnames):
+                if name.startswith("."):
+                    continue
+                path = os.path.join(dirpath, name)
+                if os.path.islink(path):
+                    if self.may_follow(path, real_dir):
+                        followed.append(path)
+                    continue
+                kept.append(name)
+            dirnames[:] = kept
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                path = os.path.join(dirpath, name)
+                if not is_audio_file(name):
+                    if note_other:
+                        skipped.append((path, NOT_AUDIO))
+                    continue
+                reason, st = _check_file(path)
+                if reason is not None:
+                    skipped.append((path, reason))
+                    continue
+                yield path, st  # type: ignore[misc]
+            for path in followed:
+                yield from self.walk(path, note_other=note_other)
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 @dataclass
@@ -232,14 +306,16 @@ class AudioSearch:
     passed_over: list[tuple[str, str]] = field(default_factory=list)
 
 
-def find_audio(inputs: Sequence[str | Path]) -> AudioSearch:
+def find_audio(inputs: Sequence[str | Path], *, follow_links: bool = False) -> AudioSearch:
     """The audio files named by ``inputs``: files as given, folders searched recursively.
 
     Inside folders, hidden entries and files without an audio extension are passed over quietly;
-    links to folders are not followed, and every other thing passed over (see
-    :class:`AudioSearch`) is recorded. A file named directly is kept whatever its extension
-    (decoding decides) as long as it is a regular file. Each file appears once, in the order
-    found (folders sorted).
+    links to folders are not followed (with ``follow_links``, those leading out of the folders
+    given are, but never one back into them or to a folder above), and every other thing passed
+    over (see :class:`AudioSearch`) is recorded. A file named directly is kept whatever its
+    extension (decoding decides) as long as it is a regular file; a folder named directly is
+    searched even where the name is a link. Each file appears once, in the order found (folders
+    sorted).
 
     Returns
     -------
@@ -255,10 +331,12 @@ def find_audio(inputs: Sequence[str | Path]) -> AudioSearch:
             seen.add(key)
             found.files.append(key)
 
+    folders = [os.fspath(raw) for raw in inputs if os.path.isdir(raw)]
+    walker = _Walker(found.passed_over, roots=folders, follow_links=follow_links)
     for raw in inputs:
         item = os.fspath(raw)
         if os.path.isdir(item):
-            for path, _st in _walk_audio(item, found.passed_over, note_other=False):
+            for path, _st in walker.walk(item, note_other=False):
                 add(path)
             continue
         reason, _st = _check_file(item)

@@ -98,6 +98,42 @@ def save(model: GenreModel, path: str | Path) -> Path:
     return path
 
 
+# safetensors' own limit on a header; a file that claims a longer one is not a model.
+_MAX_HEADER_BYTES = 100_000_000
+
+
+def is_model_file(path: str | Path) -> bool:
+    """Whether ``path`` is a model file genrify wrote: safetensors whose metadata holds genrify's
+    model document.
+
+    Only the header is read, and only the document's ``format`` is looked at: a model of another
+    genrify version, or one whose fields :func:`read_metadata` would refuse, is still genrify's.
+    Anything else (a song, a text file, another program's safetensors, a folder, a pipe) is not.
+
+    Parameters
+    ----------
+    path
+        The file (a symbolic link is followed).
+
+    Returns
+    -------
+    bool
+    """
+    if not Path(path).is_file():  # a pipe would block the read below
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            size = int.from_bytes(head, "little")
+            if len(head) != 8 or not 2 <= size <= _MAX_HEADER_BYTES:
+                return False
+            header = json.loads(fh.read(size))
+        meta = json.loads(header["__metadata__"]["genrify"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The genrify metadata of a model file, validated, without loading the weights.
 

@@ -13,6 +13,12 @@ A run killed at any moment therefore leaves at worst a stray temporary file or a
 row, both cleaned up and redone by the next run; the array's name derives from the track's path, so
 a track is never stored twice. Only one process (the extraction's parent) writes the manifest.
 
+Arrays can also be damaged behind the manifest's back. A stat and a header read (:meth:`FeatureStore.check`)
+find an array deleted or cut short; values overwritten in place (NaN where music was) only a full
+read finds. What a full read finds (``genrify inspect --check``) is recorded in the manifest's
+``damaged`` table (:meth:`FeatureStore.record_damaged`), so that the next extraction redoes those
+tracks without reading every array again; a track stored anew leaves the table.
+
 Arrays can be read memory-mapped (:meth:`FeatureStore.load`) or chunk by chunk (training reads with
 positioned reads): a run over a store of any size holds only the chunks it uses.
 They are stored time-major, so that a chunk of consecutive frames is one contiguous block of the
@@ -68,6 +74,11 @@ CREATE TABLE IF NOT EXISTS tracks (
     updated   REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tracks_status_genre ON tracks (status, genre);
+"""
+# Tracks whose array a full check found damaged, for the next extraction to redo. Its own table, made
+# by writers only: stores made before it stay readable (and on a read-only disk, openable) as they were.
+_DAMAGED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS damaged (path PRIMARY KEY, problem TEXT NOT NULL, found REAL NOT NULL);
 """
 
 
@@ -186,6 +197,10 @@ class FeatureStore:
                 )
         else:
             params = _check_params(root, stored, params)
+        try:
+            db.executescript(_DAMAGED_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{manifest}: cannot write the manifest: {exc}") from None
         return cls(root, db, params)
 
     @classmethod
@@ -302,6 +317,7 @@ class FeatureStore:
             (_to_db(path), _to_db(genre), _text(artist), duration, size, mtime_ns, frames, status, _text(error),
              array, flags, time.time()),
         )
+        self._forget_damage(path)  # stored anew (or failed): whatever was recorded is gone
         if time.monotonic() - self._last_commit > _COMMIT_INTERVAL_S:
             self.commit()
 
@@ -313,6 +329,7 @@ class FeatureStore:
             if old is None:
                 continue
             self._db.execute("DELETE FROM tracks WHERE path = ?", (_to_db(path),))
+            self._forget_damage(path)
             arrays.append(old.array)
         self.commit()  # rows go first: no committed row may ever point to a deleted array
         for array in arrays:
@@ -448,13 +465,63 @@ class FeatureStore:
         return None
 
     def damaged(self, tracks: Iterable[StoredTrack] | None = None, *, full: bool = False) -> list[tuple[StoredTrack, str]]:
-        """The done tracks whose array fails :meth:`check`, with the problem (all done tracks by default)."""
+        """The done tracks whose array fails :meth:`check`, with the problem (all done tracks by default).
+
+        Without ``full``, a track whose array passes the quick check but was recorded damaged by an
+        earlier full check (:meth:`recorded_damage`) is listed with the recorded problem: it stays
+        damaged until extracted again. With ``full``, the full read decides.
+        """
+        recorded = {} if full else self.recorded_damage()
         found = []
         for track in self.tracks() if tracks is None else tracks:
-            problem = self.check(track, full=full)
+            problem = self.check(track, full=full) or recorded.get(track.path)
             if problem is not None:
                 found.append((track, problem))
         return found
+
+    def recorded_damage(self) -> dict[str, str]:
+        """Path -> problem of the done tracks recorded damaged (:meth:`record_damaged`)."""
+        try:
+            rows = self._db.execute(
+                "SELECT d.path, d.problem FROM damaged d JOIN tracks t ON t.path = d.path WHERE t.status = 'done'"
+            ).fetchall()
+        except sqlite3.OperationalError:  # a store no writer has opened since the table was added
+            return {}
+        return {_from_db(path): problem for path, problem in rows}
+
+    def record_damaged(self, found: Iterable[tuple[StoredTrack, str]], *, replace: bool = False) -> None:
+        """Record tracks whose array is damaged, for the next extraction to redo them.
+
+        Parameters
+        ----------
+        found
+            ``(track, problem)`` pairs, as :meth:`damaged` gives them.
+        replace
+            ``found`` is all there is (a full check of every done track): what was recorded
+            before is forgotten.
+
+        Raises
+        ------
+        StoreError
+            The manifest cannot be written (a read-only store).
+        """
+        try:
+            self._db.executescript(_DAMAGED_SCHEMA)
+            with self._db:
+                if replace:
+                    self._db.execute("DELETE FROM damaged")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO damaged (path, problem, found) VALUES (?, ?, ?)",
+                    [(_to_db(track.path), problem, time.time()) for track, problem in found],
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.root / MANIFEST_NAME}: cannot record the damaged arrays: {exc}") from None
+
+    def _forget_damage(self, path: str) -> None:
+        try:
+            self._db.execute("DELETE FROM damaged WHERE path = ?", (_to_db(path),))
+        except sqlite3.OperationalError:  # no such table: nothing was ever recorded
+            pass
 
 
 _COLUMNS = "path, genre, artist, duration, size, mtime_ns, frames, status, error, array, flags"
