@@ -249,3 +249,23 @@ def test_track_choice_takes_the_albums_ranking_and_its_unsure_flag():
     assert ranking[0][0] == "rock" and not unsure  # the album is sure: the doubtful track gets its genre
     alone, unsure = track_choice(doubtful, None)
     assert alone == doubtful.top(3) and unsure
+
+
+def test_a_track_that_is_not_music_is_never_tagged_even_on_a_sure_album_or_with_tag_unsure():
+    from dataclasses import replace
+
+    from genrify.albums import Album, album_answers, track_choice
+    from genrify.tagpolicy import TagPolicy
+
+    sure = [_pred([0.9, 0.05, 0.05], path=f"/a/{i}.mp3") for i in range(4)]
+    noise = replace(_pred([0.9, 0.05, 0.05], path="/a/noise.mp3"), not_music="noise")
+    tracks = [*sure, noise]
+    answers = album_answers(tracks, [Album(key=("folder", "/a"), tracks=tuple(t.path for t in tracks))])
+    assert not answers[noise.path].low_confidence  # the album itself is sure ...
+    tag_unsure = TagPolicy(skip_unsure=False)
+    for album in (answers[noise.path], None):
+        ranking, unsure = track_choice(noise, album)
+        assert ranking == [] and unsure  # ... but its noise track gets nothing, even with --tag-unsure
+        assert tag_unsure.genres_for(ranking, unsure=unsure) == []
+    ranking, _ = track_choice(sure[0], answers[sure[0].path])
+    assert tag_unsure.genres_for(ranking, unsure=False)  # the album's music tracks are still tagged

@@ -15,6 +15,8 @@ from genrify.organize import (
     check_destination,
     organize,
     plan_moves,
+    PLAYLIST_MARK_LINE,
+    is_genrify_playlist,
     sanitize_genre,
     write_playlists,
 )
@@ -263,11 +265,15 @@ def test_playlists_list_each_genre_with_paths_relative_to_the_playlist(tmp_path,
     out = tmp_path / "lists" / "genrify"
     durations = {path: 61.6 for path in library}
     durations.pop(next(p for p in library if p.name == "tune.flac"))
-    written = write_playlists({**library, tmp_path / "music" / "a" / "x.wav": "Hip-Hop/Rap"}, out, durations=durations)
+    done = write_playlists({**library, tmp_path / "music" / "a" / "x.wav": "Hip-Hop/Rap"}, out, durations=durations)
+    written = done.written
     assert written == [out / "Hip-Hop_Rap.m3u8", out / "jazz.m3u8", out / "rock.m3u8"]
+    assert not done.left_out and not done.sidestepped and not done.failed
     text = (out / "rock.m3u8").read_text(encoding="utf-8")
     assert text == (
         "#EXTM3U\n"
+        f"{PLAYLIST_MARK_LINE}\n"
+        "#PLAYLIST:rock\n"
         "#EXTINF:62,song\n"
         f"..{os.sep}..{os.sep}music{os.sep}a{os.sep}song.mp3\n"
         "#EXTINF:62,song\n"
@@ -275,6 +281,7 @@ def test_playlists_list_each_genre_with_paths_relative_to_the_playlist(tmp_path,
     )
     jazz = (out / "jazz.m3u8").read_text(encoding="utf-8")
     assert "#EXTINF:-1,tune\n" in jazz and "#EXTINF:62,Ünïcode name\n" in jazz
+    assert "#PLAYLIST:Hip-Hop/Rap\n" in (out / "Hip-Hop_Rap.m3u8").read_text(encoding="utf-8")
     for playlist in written:
         for entry in _entries(playlist):
             assert not os.path.isabs(entry)
@@ -285,14 +292,14 @@ def test_playlists_list_each_genre_with_paths_relative_to_the_playlist(tmp_path,
 
 def test_playlists_without_durations_have_no_extinf_and_are_deterministic(tmp_path, library):
     out = tmp_path / "lists"
-    first = write_playlists(library, out)
+    first = write_playlists(library, out).written
     contents = {p: p.read_bytes() for p in first}
-    second = write_playlists(dict(reversed(list(library.items()))), out)
+    second = write_playlists(dict(reversed(list(library.items()))), out).written
     assert second == first and {p: p.read_bytes() for p in second} == contents
     for playlist in first:
         lines = playlist.read_text(encoding="utf-8").splitlines()
         assert lines[0] == "#EXTM3U" and not any(line.startswith("#EXTINF") for line in lines)
-        assert len(lines) == 3
+        assert len(lines) == 5 and is_genrify_playlist(playlist)
 
 
 def test_playlist_entries_never_read_as_comments(tmp_path):
@@ -313,8 +320,8 @@ def test_a_failed_playlist_write_leaves_the_old_playlist(tmp_path, library, monk
 
     monkeypatch.setattr(fsutil, "fsync_dir", lambda folder: None)
     monkeypatch.setattr(os, "fsync", fail)
-    with pytest.raises(OSError):
-        write_playlists({p: "jazz" for p in library}, out)
+    done = write_playlists({p: "jazz" for p in library}, out)
+    assert done.written == [] and done.failed == [(out / "jazz.m3u8", "No space left on device")]
     assert _tree(out) == before and _no_temporaries(out)
 
 
@@ -370,5 +377,60 @@ def test_playlists_never_replace_an_input_a_folder_or_a_file(tmp_path, library):
 
 def test_a_name_that_is_not_utf8_is_left_out_of_playlists(tmp_path, library):
     odd = _file(Path(os.fsdecode(os.fsencode(tmp_path) + b"/music/bad\xff.mp3")), "x")
-    (written,) = write_playlists({odd: "rock", **{p: "rock" for p in library}}, tmp_path / "lists")
+    done = write_playlists({odd: "rock", **{p: "rock" for p in library}}, tmp_path / "lists")
+    (written,) = done.written
     assert len(_entries(written)) == len(library)
+    assert done.left_out == [(odd, "its name is not valid UTF-8, which an M3U8 playlist cannot hold")]
+
+
+def test_every_file_left_out_of_a_playlist_is_named_with_why_dry_run_too(tmp_path, library):
+    broken = _file(tmp_path / "music" / "two\nlines.mp3", "x")
+    lists = tmp_path / "lists"
+    planned = write_playlists({broken: "rock", **library}, lists, dry_run=True)
+    assert planned.dry_run and not lists.exists()
+    assert planned.written == [lists / "jazz.m3u8", lists / "rock.m3u8"]
+    assert planned.left_out == [(broken, "a line break in its name cannot be written in a playlist")]
+    done = write_playlists({broken: "rock", **library}, lists)
+    assert done.left_out == planned.left_out and done.written == planned.written
+    assert "lines.mp3" not in (lists / "rock.m3u8").read_text(encoding="utf-8")
+
+
+def test_a_persons_own_playlist_of_the_same_name_is_never_replaced(tmp_path, library):
+    lists = tmp_path / "lists"
+    theirs = _file(lists / "rock.m3u8", b"#EXTM3U\r\n#EXTINF:10,mine\r\nmine.mp3\r\n")
+    favourites = _file(tmp_path / "mine" / "favourites.m3u8", "#EXTM3U\nfavourite.mp3\n")
+    link = lists / "jazz.m3u8"
+    os.symlink(favourites, link)  # a link is theirs too
+    own = dict(theirs=theirs.read_bytes())
+
+    first = write_playlists(library, lists)
+    ours = lists / "rock (genrify).m3u8"
+    assert first.written == [lists / "jazz (genrify).m3u8", ours]
+    assert first.sidestepped == [(link, lists / "jazz (genrify).m3u8"), (theirs, ours)]
+    assert theirs.read_bytes() == own["theirs"] and os.readlink(link) == str(favourites)
+    assert favourites.read_text() == "#EXTM3U\nfavourite.mp3\n"
+    assert is_genrify_playlist(ours) and not is_genrify_playlist(theirs) and not is_genrify_playlist(link)
+    assert len(_entries(ours)) == 2
+
+    # A second run rewrites genrify's own list (here: with one song less), and still not theirs.
+    second = write_playlists({p: g for p, g in library.items() if p.name != "tune.flac"}, lists)
+    assert second.written == first.written and theirs.read_bytes() == own["theirs"]
+    assert len(_entries(ours)) == 2 and len(_entries(lists / "jazz (genrify).m3u8")) == 1
+
+    # genrify's own playlist at the usual name is rewritten there; one without the mark is not.
+    theirs.unlink()
+    third = write_playlists(library, lists)
+    assert lists / "rock.m3u8" in third.written and is_genrify_playlist(lists / "rock.m3u8")
+    (lists / "rock.m3u8").write_text("#EXTM3U\n#PLAYLIST:rock\nmy edit.mp3\n")  # the mark deleted: theirs now
+    fourth = write_playlists(library, lists)
+    assert (lists / "rock.m3u8").read_text() == "#EXTM3U\n#PLAYLIST:rock\nmy edit.mp3\n"
+    assert (lists / "rock.m3u8", ours) in fourth.sidestepped and _no_temporaries(lists)
+
+
+def test_a_persons_file_at_genrifys_other_name_is_passed_over_too(tmp_path, library):
+    lists = tmp_path / "lists"
+    mine = {name: _file(lists / name, f"{name} is mine\n").read_bytes()
+            for name in ("rock.m3u8", "rock (genrify).m3u8", "rock (genrify 2).m3u8")}
+    done = write_playlists(library, lists)
+    assert (lists / "rock.m3u8", lists / "rock (genrify 3).m3u8") in done.sidestepped
+    assert {name: (lists / name).read_bytes() for name in mine} == mine

@@ -315,6 +315,8 @@ def track_choice(
     In album mode (``answer`` given) both are the album's: a track the model is unsure of, on an
     album it is sure of, gets the album's genre (that is what album mode is for), and the tracks of
     an album the model is unsure of are all left alone together. Without an album, the track's own.
+    A track that is not music (:attr:`~genrify.predict.Prediction.not_music`) gets an empty
+    ranking, so no genre is ever written for it, whatever its album or ``--tag-unsure`` say.
     The CLI's tag writer and the beets plugin both decide through this.
 
     Parameters
@@ -332,6 +334,8 @@ def track_choice(
         ``(genre, probability)`` pairs, most important first, for
         :meth:`genrify.tagpolicy.TagPolicy.genres_for`, and its ``unsure`` argument.
     """
+    if prediction.not_music:
+        return [], True
     if answer is None:
         return prediction.top(len(prediction.genres)), prediction.low_confidence
     return track_ranking(prediction, answer, own_genre_above=own_genre_above), answer.low_confidence

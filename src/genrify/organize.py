@@ -4,7 +4,7 @@ Two steps, so that a caller can show what will happen before anything happens::
 
     moves = plan_moves({Path("in/a.mp3"): "rock"}, Path("sorted"), mode="copy")
     results = apply(moves)                  # or apply(moves, dry_run=True)
-    write_playlists({Path("in/a.mp3"): "rock"}, Path("playlists"))
+    write_playlists({Path("in/a.mp3"): "rock"}, Path("playlists"))   # never over a person's own
 
 Each file goes to ``DEST/<genre>/<name>``. Nothing is ever overwritten: a name already taken, on
 disk or by another file of the same plan, gets a suffix (``song (1).mp3``), and a file identical
@@ -13,21 +13,24 @@ the second time. Nothing half-written ever appears at a target: copies are made 
 temporary name in the target folder, flushed to disk and then renamed.
 
 Errors are per file: one unreadable file is reported in its :class:`MoveResult` and the rest of the
-library goes on. Only a problem with the request as a whole (an unknown mode, a destination inside a
-source folder) raises.
+library goes on. Playlists are rewritten only where genrify wrote them (its mark is their second
+line): a person's own ``rock.m3u8`` stays as it is, and genrify's goes beside it as
+``rock (genrify).m3u8``. Only a problem with the request as a whole (an unknown mode, a
+destination inside a source folder) raises.
 """
 
 from __future__ import annotations
 
 import errno
 import filecmp
+import itertools
 import math
 import os
 import re
 import shutil
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -48,6 +51,13 @@ _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f
 _MAX_NAME = 100  # characters; leaves room under the usual 255-byte limit for UTF-8 names
 # os.link fails with these where a hard link is impossible (other filesystem, or one without links).
 _NO_HARDLINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
+#: The start of the line, second in every playlist genrify writes, that marks it as genrify's: only
+#: a playlist with it is ever rewritten (see :func:`is_genrify_playlist`).
+PLAYLIST_MARK = "#GENRIFY:"
+#: The whole mark line. A comment to players; it tells a person how to keep a list genrify would
+#: otherwise rewrite.
+PLAYLIST_MARK_LINE = (f"{PLAYLIST_MARK}written by genrify classify --playlists and rewritten by each run; "
+                      "delete this line to keep the list as yours")
 
 
 @dataclass(frozen=True)
@@ -235,15 +245,39 @@ def organize(
 
 
 def playlist_path(out_dir: str | Path, genre: str) -> Path:
-    """The playlist :func:`write_playlists` writes for ``genre``: ``out_dir/<sanitised genre>.m3u8``."""
+    """The playlist :func:`write_playlists` writes for ``genre``: ``out_dir/<sanitised genre>.m3u8``.
+
+    Where a file that genrify did not write already has that name, the playlist goes to
+    ``<sanitised genre> (genrify).m3u8`` instead (see :func:`write_playlists`).
+    """
     return Path(out_dir) / f"{sanitize_genre(genre)}.m3u8"
+
+
+def is_genrify_playlist(path: str | Path) -> bool:
+    """Whether ``path`` is a playlist genrify wrote: a regular file (not a link) that starts with
+    ``#EXTM3U`` and then genrify's mark (a line starting with :data:`PLAYLIST_MARK`).
+
+    Only such a file is ever rewritten by :func:`write_playlists`; anything else with a playlist's
+    name (a person's own list, a file this function cannot read) is left alone.
+    """
+    try:
+        if os.path.islink(path) or not os.path.isfile(path):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    lines = head.decode("utf-8", errors="replace").removeprefix("\ufeff").splitlines()
+    return len(lines) >= 2 and lines[0].strip() == "#EXTM3U" and lines[1].startswith(PLAYLIST_MARK)
 
 
 def check_playlists(out_dir: str | Path, genres: Iterable[str], keep: Iterable[str | Path] = ()) -> None:
     """Refuse playlists that cannot be written, or that would replace a file to keep.
 
     Called by :func:`write_playlists`, and by a caller before any long work (with the genres a
-    model can answer and the input files as ``keep``), so that a bad folder fails at once.
+    model can answer and the input files as ``keep``), so that a bad folder fails at once. A
+    person's own playlist of the same name is no reason to refuse: :func:`write_playlists` writes
+    genrify's under another name beside it.
 
     Raises
     ------
@@ -265,57 +299,115 @@ def check_playlists(out_dir: str | Path, genres: Iterable[str], keep: Iterable[s
             raise OrganizeError(f"{display_path(target)}: a playlist would replace this input file")
 
 
+@dataclass
+class PlaylistResult:
+    """What :func:`write_playlists` did (or, in a dry run, would do).
+
+    Attributes
+    ----------
+    written
+        The playlists written (or that would be), sorted.
+    left_out
+        ``(file, why)`` for every file that could not be listed in its playlist (a name with a
+        line break, or one that is not valid UTF-8, has no M3U8 spelling).
+    sidestepped
+        ``(a file genrify did not write, the playlist written instead)``: a person's own playlist
+        had the name, so genrify's went beside it, and theirs was left as it is.
+    failed
+        ``(playlist, why)`` for playlists that could not be written (the old one, if any, stays).
+    dry_run
+        Nothing was written.
+    """
+
+    written: list[Path] = field(default_factory=list)
+    left_out: list[tuple[Path, str]] = field(default_factory=list)
+    sidestepped: list[tuple[Path, Path]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    dry_run: bool = False
+
+
 def write_playlists(
     assignments: Mapping[str | Path, str],
     out_dir: str | Path,
     *,
     durations: Mapping[str | Path, float] | None = None,
-) -> list[Path]:
+    dry_run: bool = False,
+) -> PlaylistResult:
     """Write one ``<genre>.m3u8`` playlist per genre into ``out_dir``.
 
-    Each playlist is UTF-8, starts with ``#EXTM3U``, lists its files sorted by path, and names them
-    relative to ``out_dir`` (absolute where no relative path exists, e.g. another Windows drive), so
-    the folder of music and playlists can move as a whole. With ``durations`` (file -> seconds)
-    every entry gets an ``#EXTINF:<seconds>,<title>`` line, the title being the file name without
-    its extension (``-1`` seconds where a file has no duration). Files whose names contain a line
-    break, or are not valid UTF-8, cannot be written in M3U8 and are left out. Playlists are
-    written atomically, replacing any playlist of the same name (never a folder or other special
-    file: see :func:`check_playlists`).
+    Each playlist is UTF-8, starts with ``#EXTM3U``, then genrify's mark (a ``#GENRIFY:`` line, see
+    :func:`is_genrify_playlist`) and a ``#PLAYLIST:<genre>`` title, lists its files sorted by path,
+    and names them relative to ``out_dir`` (absolute where no relative path exists, e.g. another
+    Windows drive), so the folder of music and playlists can move as a whole. With ``durations``
+    (file -> seconds) every entry gets an ``#EXTINF:<seconds>,<title>`` line, the title being the
+    file name without its extension (``-1`` seconds where a file has no duration).
+
+    A playlist genrify wrote earlier is replaced, atomically. A file of the same name that genrify
+    did not write (a person's own list; a symbolic link) is never touched: genrify's playlist goes
+    to ``<genre> (genrify).m3u8`` (or ``<genre> (genrify 2).m3u8``, ...) and the result says so.
+    Files whose names contain a line break, or are not valid UTF-8, cannot be written in M3U8:
+    they are left out, and the result lists them. A playlist that cannot be written (a full disk)
+    costs that playlist only; the result lists it.
+
+    Parameters
+    ----------
+    assignments
+        File -> genre.
+    out_dir
+        The playlist folder (made if missing; not in a dry run).
+    durations
+        File -> seconds, for ``#EXTINF`` lines.
+    dry_run
+        Decide everything, write nothing.
+
+    Returns
+    -------
+    PlaylistResult
+        The playlists written, the files left out, the person's playlists sidestepped and the
+        playlists that failed.
 
     Raises
     ------
     OrganizeError
         See :func:`check_playlists`.
-
-    Returns
-    -------
-    list of Path
-        The playlists written, sorted.
     """
     out = Path(out_dir)
     check_playlists(out, set(assignments.values()))
-    out.mkdir(parents=True, exist_ok=True)
+    if not dry_run:
+        out.mkdir(parents=True, exist_ok=True)
     base = os.path.abspath(out)
-    by_name: dict[str, list[Path]] = {}
+    by_name: dict[str, list[tuple[Path, str]]] = {}
     for source, genre in assignments.items():
-        by_name.setdefault(sanitize_genre(genre), []).append(Path(source))
+        by_name.setdefault(sanitize_genre(genre), []).append((Path(source), genre))
     seconds = {Path(k): v for k, v in (durations or {}).items()}
-    written = []
-    for name, files in sorted(by_name.items()):
-        lines = ["#EXTM3U"]
-        for source in sorted(set(files), key=lambda p: os.path.abspath(p)):
-            entry = _playlist_entry(source, base)
+    result = PlaylistResult(dry_run=dry_run)
+    taken: set[str] = set()  # names used by this run, casefolded: safe on case-insensitive disks
+    for name, members in sorted(by_name.items()):
+        title = " ".join(display_path(min(genre for _, genre in members)).split())  # one line, always UTF-8
+        lines = ["#EXTM3U", PLAYLIST_MARK_LINE, f"#PLAYLIST:{title}"]
+        for source in sorted({s for s, _ in members}, key=lambda p: os.path.abspath(p)):
+            entry, why = _playlist_entry(source, base)
             if entry is None:
+                result.left_out.append((source, why))
                 continue
             if durations is not None:
                 value = seconds.get(source)
                 length = round(value) if value is not None and math.isfinite(value) else -1
                 lines.append(f"#EXTINF:{length},{source.stem}")
             lines.append(entry)
-        path = out / f"{name}.m3u8"
-        write_text_atomic(path, "\n".join(lines) + "\n")
-        written.append(path)
-    return written
+        path = _playlist_target(out, name, taken)
+        taken.add(path.name.casefold())
+        if path.name != f"{name}.m3u8":
+            result.sidestepped.append((out / f"{name}.m3u8", path))
+        if not dry_run:
+            try:
+                write_text_atomic(path, "\n".join(lines) + "\n")
+            except OSError as exc:
+                result.failed.append((path, _describe(exc)))
+                continue
+        result.written.append(path)
+    result.written.sort()
+    return result
 
 
 # --- planning --------------------------------------------------------------------------------
@@ -444,18 +536,32 @@ def _describe(exc: BaseException) -> str:
 # --- playlists -------------------------------------------------------------------------------
 
 
-def _playlist_entry(source: Path, base: str) -> str | None:
+def _playlist_target(out: Path, name: str, taken: set[str]) -> Path:
+    """``name.m3u8`` where that is free or genrify's own playlist, else the first free (or
+    genrify's) ``name (genrify).m3u8``, ``name (genrify 2).m3u8``, ...: never a person's file."""
+    for n in itertools.count(1):
+        suffix = "" if n == 1 else " (genrify)" if n == 2 else f" (genrify {n - 1})"
+        path = out / f"{name}{suffix}.m3u8"
+        if path.name.casefold() in taken:
+            continue
+        if not os.path.lexists(path) or is_genrify_playlist(path):
+            return path
+    raise AssertionError("unreachable")
+
+
+def _playlist_entry(source: Path, base: str) -> tuple[str | None, str]:
+    """The playlist line for ``source``, or ``None`` and why it cannot be listed."""
     absolute = os.path.abspath(source)
     if "\n" in absolute or "\r" in absolute:
-        return None
+        return None, "a line break in its name cannot be written in a playlist"
     try:
         absolute.encode("utf-8")
     except UnicodeEncodeError:  # a name that is not UTF-8 has no M3U8 spelling
-        return None
+        return None, "its name is not valid UTF-8, which an M3U8 playlist cannot hold"
     try:
         entry = os.path.relpath(absolute, base)
     except ValueError:  # Windows: another drive has no relative path
-        return absolute
+        return absolute, ""
     if entry.startswith("#"):  # would read as a comment line
         entry = os.path.join(os.curdir, entry)
-    return entry
+    return entry, ""
