@@ -142,3 +142,32 @@ def write_wav_with_info_genre(path: Path, data: np.ndarray, sr: int, genre: str,
         f.seek(4)
         f.write(struct.pack("<I", size))
     return path
+
+
+def write_wav_with_info_fields(path: Path, data: np.ndarray, sr: int, fields: list[tuple[bytes, bytes]], *,
+                               list_size: int | None = None) -> Path:
+    """A 16-bit wav with a RIFF ``LIST``/``INFO`` chunk after its audio holding ``fields`` (id, raw
+    value bytes) exactly as given: text in any encoding, as other programs write it. ``list_size``
+    declares another size for the ``LIST`` chunk than its real one (a damaged or hostile file)."""
+    import struct
+
+    import soundfile as sf
+
+    sf.write(path, data, sr, subtype="PCM_16")
+    info = b"INFO" + b"".join(key + struct.pack("<I", len(value)) + value + b"\x00" * (len(value) % 2)
+                              for key, value in fields)
+    with open(path, "r+b") as f:
+        f.seek(0, os.SEEK_END)
+        f.write(b"LIST" + struct.pack("<I", len(info) if list_size is None else list_size) + info)
+        size = f.tell() - 8
+        f.seek(4)
+        f.write(struct.pack("<I", size))
+    return path
+
+
+def song(seconds: float, sr: int = 22050, *, index: int = 0, genre: str = "rock") -> np.ndarray:
+    """A short synthesised song (drums, bass, chords, lead): music, where a test needs an answer that
+    can be tagged. A bare tone is flagged "not music" and never tagged (see genrify.musicness)."""
+    from genrify.synth import synthesize_song
+
+    return synthesize_song(genre, seconds, index=index, sample_rate=sr).astype(np.float32)

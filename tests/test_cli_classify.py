@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tone, write_with_av
+from helpers import song, write_with_av
 from typer.testing import CliRunner
 
 from genrify import audio
@@ -88,7 +88,7 @@ def tagged_mp3s(tmp_path) -> list[Path]:
     paths = []
     for i in range(3):
         path = folder / f"song{i}.mp3"
-        write_with_av(path, tone(4.0, freq=220.0 * (i + 1)), 22050)
+        write_with_av(path, song(4.0, index=i), 22050)
         paths.append(path)
     return paths
 
@@ -154,6 +154,9 @@ def test_destination_inside_the_source_is_refused(model_file, music):
         (["--min-confidence", "2"], "between 0 and 1", 2),
         (["--device", "gpu"], "unknown device", 2),
         (["--tag-separator", "", "--write-tags"], "--tag-separator must not be empty", 2),
+        (["--tag-separator", "\n", "--write-tags"], "--tag-separator must not contain control characters", 2),
+        (["--tag-separator", ";\x00", "--write-tags"], "--tag-separator must not contain control characters", 2),
+        (["--since", "2026-02-30"], "not a date", 2),
         (["--jobs", "0"], "--jobs must be at least 1", 2),
         (["--segment-hop", "inf"], "--segment-hop must be a positive", 2),
     ],
@@ -223,6 +226,19 @@ def test_an_output_that_is_an_input_or_audio_is_refused_before_any_work(model_fi
     assert result.exit_code == 2, result.output
     assert "--output" in result.output and len(result.output.strip().splitlines()) == 1
     assert song.read_bytes() == content and target.read_bytes() == content
+
+
+def test_an_output_that_is_a_folder_is_a_usage_error_as_for_train_out(model_file, music, tmp_path):
+    # The rule train --out is held to (genrify.destinations): a folder where a file name goes is a
+    # mistyped option, exit 2; a folder that cannot be written stays the file system's no, exit 1.
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    result = classify(music / "metal", "--model", model_file, "-f", "json", "-o", folder)
+    assert result.exit_code == 2, result.output
+    assert f"error: --output {folder}: is a folder; give the output file's name" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "classified" not in result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["keep.txt"]
 
 
 def test_playlists_and_organize_never_replace_inputs(model_file, music, tmp_path):
@@ -320,3 +336,87 @@ def test_the_table_stays_one_line_per_song_at_80_columns(model_file, music, monk
               if len(re.split("[│┃]", line)) > 2 and re.split("[│┃]", line)[1].strip() not in ("", "file")]
     assert all(g.endswith(" ?") for g in genres), genres
     assert "? unsure" in result.stdout
+
+
+def test_since_takes_any_valid_date(model_file, music):
+    everything = classify(music / "metal", "--model", model_file, "--since", "0001-01-01")
+    assert everything.exit_code == 0, everything.output
+    assert "6 classified" in everything.output and "skipped" not in everything.output
+    nothing = classify(music / "metal", "--model", model_file, "--since", "9999-12-31T23:59:59")
+    assert nothing.exit_code == 0, nothing.output
+    assert "0 classified" in nothing.output and "6 not modified since then skipped" in nothing.output
+
+
+def test_a_persons_own_playlist_survives_and_genrifys_is_updated(model_file, music, tmp_path):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    theirs = lists / "metal.m3u8"
+    theirs.write_bytes(b"#EXTM3U\n#EXTINF:300,My favourite\n/music/favourite.flac\n")
+    mine = theirs.read_bytes()
+    ours = lists / "metal (genrify).m3u8"
+
+    dry = classify(music / "metal", "--model", model_file, "--playlists", lists, "--dry-run", "-f", "json")
+    genres = {o["genre"] for o in _json_of(dry)}
+    assert "metal" in genres, genres  # the premise: some of these songs are answered metal
+    assert f"kept {theirs}: not written by genrify; would write its playlist as metal (genrify).m3u8" in dry.output
+    assert sorted(p.name for p in lists.iterdir()) == ["metal.m3u8"]
+
+    first = classify(music / "metal", "--model", model_file, "--playlists", lists, "-f", "json")
+    assert first.exit_code == 0, first.output
+    assert f"kept {theirs}: not written by genrify; wrote its playlist as metal (genrify).m3u8" in first.output
+    assert "1 beside a playlist genrify did not write" in first.output
+    assert theirs.read_bytes() == mine
+    listed = [line for line in ours.read_text().splitlines() if not line.startswith("#")]
+    assert len(listed) == sum(o["genre"] == "metal" for o in _json_of(first))
+
+    with ours.open("a") as f:  # a stale entry: genrify's own list must be rewritten, not kept
+        f.write("stale.wav\n")
+    second = classify(music / "metal", "--model", model_file, "--playlists", lists)
+    assert second.exit_code == 0, second.output
+    assert theirs.read_bytes() == mine and "stale.wav" not in ours.read_text()
+    assert all((lists / e).resolve().parent == (music / "metal").resolve()
+               for e in ours.read_text().splitlines() if not e.startswith("#"))
+
+
+def test_a_file_left_out_of_its_playlist_is_counted_and_named_with_verbose(model_file, music, tmp_path):
+    odd = os.fsencode(music / "metal") + b"/bad\xff name.wav"
+    shutil.copy(music / "metal" / sorted(os.listdir(music / "metal"))[0], os.fsdecode(odd))
+    lists = tmp_path / "lists"
+    result = classify(music / "metal", "--model", model_file, "--playlists", lists)
+    assert result.exit_code == 0, result.output
+    assert "1 file left out of them; -v lists them)" in result.output and "left out of its playlist" not in result.output
+    verbose = classify(music / "metal", "--model", model_file, "--playlists", lists, "-v")
+    assert ("left out of its playlist " + os.fsdecode(odd).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            + ": its name is not valid UTF-8") in verbose.output
+    assert "(1 file left out of them)" in verbose.output
+    entries = [line for f in lists.glob("*.m3u8") for line in f.read_text().splitlines() if not line.startswith("#")]
+    assert len(entries) == 6
+
+
+def test_a_huge_tag_value_is_shown_short_in_a_dry_run(model_file, tagged_mp3s):
+    from mutagen.id3 import ID3, TCON
+
+    huge = "Rock" * 250_000
+    tags = ID3()
+    tags.add(TCON(encoding=3, text=[huge]))
+    tags.save(tagged_mp3s[0])
+    result = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--tag-unsure",
+                      "--tag-mode", "replace", "--dry-run")
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("would tag") and "song0.mp3" in line]
+    assert f"would tag {tagged_mp3s[0]}: {huge[:79]}… (1,000,000 characters) -> " in line and len(line) < 300
+    assert max(len(line) for line in result.output.splitlines()) < 300
+
+
+def test_a_cache_that_cannot_be_written_is_said_before_the_work(model_file, music, tmp_path, monkeypatch):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    real = os.access
+    # As root every permission is granted: the system's answer for a read-only folder is simulated.
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == folder else real(p, mode, **kw))
+    result = classify(music / "metal", "--model", model_file, cache=folder / "cache.sqlite")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    warning = f"warning: cannot write the results cache {folder / 'cache.sqlite'} (its folder {folder} is not writable); running without it"
+    assert lines.count(warning) == 1 and lines.index(warning) < len(lines) - 1
+    assert "6 classified (0 from cache)" in lines[-1] and not list(folder.iterdir())

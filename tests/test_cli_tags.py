@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import tone, write_wav_with_info_genre, write_with_av
+from helpers import song, write_wav_with_info_genre, write_with_av
 from typer.testing import CliRunner
 
 from genrify.cli import app
@@ -28,8 +28,8 @@ def album(small_store, tmp_path) -> list[Path]:
     folder.mkdir()
     songs = sorted((small_store.parent / "music" / "metal").iterdir())
     songs.append(sorted((small_store.parent / "music" / "classical").iterdir())[0])
-    for song in songs:
-        shutil.copyfile(song, folder / song.name)
+    for track in songs:
+        shutil.copyfile(track, folder / track.name)
     return sorted(folder.iterdir())
 
 
@@ -120,7 +120,7 @@ def test_id3v23_joins_genres_with_a_slash(model_file, tmp_path):
     folder = tmp_path / "mp3s"
     folder.mkdir()
     for i in range(2):
-        write_with_av(folder / f"song{i}.mp3", tone(4.0, freq=220.0 * (i + 1)), 22050)
+        write_with_av(folder / f"song{i}.mp3", song(4.0, index=i), 22050)
     tag(folder, model_file, "--id3v23", "--tag-genres", "2", "--min-probability", "0")
     for path in folder.iterdir():
         id3 = ID3(path)
@@ -205,7 +205,7 @@ def test_id3v23_keeps_the_v24_only_frames_a_person_set(model_file, tmp_path):
     folder = tmp_path / "mp3s"
     folder.mkdir()
     path = folder / "song.mp3"
-    write_with_av(path, tone(4.0), 22050)
+    write_with_av(path, song(4.0), 22050)
     frames = [TSOP(encoding=3, text=["Beatles, The"]), TSOA(encoding=3, text=["Abbey Road"]),
               TMOO(encoding=3, text=["Mëlancholy"]), TDRL(encoding=3, text=["2019-09-27"]),
               TSST(encoding=3, text=["Side One"]), TPRO(encoding=3, text=["2019 Apple Corps"])]
@@ -228,9 +228,9 @@ def test_a_wavs_riff_info_genre_is_a_persons_genre(model_file, tmp_path):
 
     folder = tmp_path / "wavs"
     folder.mkdir()
-    person = write_wav_with_info_genre(folder / "polka.wav", tone(4.0), 22050, "Polka")
+    person = write_wav_with_info_genre(folder / "polka.wav", song(4.0), 22050, "Polka")
     plain = folder / "plain.wav"
-    sf.write(plain, tone(4.0, freq=330.0), 22050)
+    sf.write(plain, song(4.0, index=1), 22050)
     kept = tag(folder, model_file)
     assert "kept 1 (set by a person)" in kept.output and "written 1," in kept.output
     assert read_genre(person) == ("Polka",) and read_genre(plain)

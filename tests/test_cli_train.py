@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,8 +88,6 @@ def _train(store: Path, out: Path, *extra: str):
 
 @pytest.mark.parametrize("victim", ["song.wav", "notes.txt", "weights.safetensors", "dangling-link"])
 def test_train_out_never_replaces_what_is_not_a_genrify_model(store, tmp_path, victim):
-    import os
-
     target = tmp_path / victim
     if victim == "song.wav":
         target.write_bytes(b"RIFF....WAVEfmt ")
@@ -124,8 +123,6 @@ def test_train_out_never_writes_into_the_store(store, tmp_path):
 
 
 def test_train_out_may_replace_a_genrify_model_and_says_so(store, tmp_path):
-    import os
-
     from helpers import untrained_model
 
     from genrify import modelfile
@@ -172,5 +169,13 @@ def test_train_out_that_is_the_split_file_or_a_folder(store, tmp_path):
     split.write_text(lines)
     assert _train(store, split, "--split-file", str(split)).exit_code == 2
     assert split.read_text() == lines
+    # A folder where a file name goes is a mistyped option, as for classify -o: exit 2.
     folder = _train(store, tmp_path)
-    assert folder.exit_code == 1 and "is a folder" in folder.output
+    assert folder.exit_code == 2, folder.output
+    assert f"error: --out {tmp_path}: is a folder" in folder.output and "run 1/1" not in folder.output
+    assert len(folder.output.strip().splitlines()) == 1
+    # A folder that cannot be written (here a file where the folder goes: root too is refused) is
+    # the file system's no: exit 1, still before any training.
+    refused = _train(store, split / "m.safetensors")
+    assert refused.exit_code == 1 and "cannot write the model file there" in refused.output
+    assert "run 1/1" not in refused.output and split.read_text() == lines

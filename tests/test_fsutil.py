@@ -166,13 +166,16 @@ def test_the_store_writes_arrays_the_same_way_and_cleans_up_their_leftovers(tmp_
 # --- in-place rewrites through a journal (issue 22) -----------------------------------------------
 
 
-def _journal(folder: Path, target: Path, content: bytes, pid: int, host: str | None = None) -> Path:
-    """A journal for ``target`` holding ``content``, as a writer of ``pid`` left it."""
+def _journal(folder: Path, target: Path, content: bytes, pid: int, host: str | None = None, *,
+             name: str | None = None) -> Path:
+    """A journal for ``target`` holding ``content``, as a writer of ``pid`` left it before the file's
+    first change (its old size recorded; ``name``: the name the write went through, if not ``target``'s)."""
     import hashlib
 
     st = target.stat()
     digest = hashlib.sha256(content).hexdigest()[:16]
-    path = folder / f".{target.name}.{host or _host()}.{pid}.{st.st_dev}-{st.st_ino}.{digest}.genrify-journal"
+    path = folder / (f".{name or target.name}.{host or _host()}.{pid}.{st.st_dev}-{st.st_ino}.{st.st_size}"
+                     f".{digest}.genrify-journal")
     path.write_bytes(content)
     assert fsutil.JOURNAL_PATTERN.fullmatch(path.name)
     return path
@@ -262,3 +265,159 @@ def test_recover_in_place_leaves_journals_it_must_not_or_cannot_use(tmp_path, de
     # Only the journals of the file asked for; and a dry run writes nothing.
     assert fsutil.recover_in_place(tmp_path, damaged_for, dry_run=True)[0].journal == damaged
     assert fsutil.remove_leftovers(tmp_path) == []  # journals are never taken for temporaries
+
+
+# --- recovery writes only into the file the interrupted write left (review of issue 22) ----------
+
+
+def _age(path: Path, seconds: float) -> None:
+    """Set ``path``'s times back by ``seconds``: a journal left that long ago, whose writer stamped it last then."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_recovery_never_writes_a_new_file_that_was_given_the_freed_inode(tmp_path, dead_pid):
+    # ext4 hands a freed inode to the next new file: song.flac's journal is left, the damaged song
+    # is deleted, and a new, unrelated file gets its inode. Its device and inode are all that match.
+    notes = tmp_path / "my notes.flac"
+    notes.write_bytes(b"a person's own file, not a song")
+    journal = _journal(tmp_path, notes, b"song.flac's new content", dead_pid, name="song.flac")
+
+    (done,) = fsutil.recover_in_place(tmp_path)
+    assert not done.finished and "gone or was replaced" in done.reason
+    (asked,) = fsutil.recover_in_place(tmp_path, notes)  # a write to the new file asks too
+    assert not asked.finished and asked.journal == journal
+
+    assert notes.read_bytes() == b"a person's own file, not a song" and journal.exists()
+
+
+@pytest.mark.parametrize("how", ["changed-later", "other-size"])
+def test_recovery_leaves_a_file_changed_since_the_interruption_and_says_so(tmp_path, dead_pid, how):
+    song = tmp_path / "song.flac"
+    song.write_bytes(b"half new, half old")
+    os.link(song, tmp_path / "link.flac")
+    journal = _journal(tmp_path, song, b"the whole new file" * 100, dead_pid)
+    if how == "changed-later":
+        # Killed a minute ago; a copy over the file (or a tagger writing in place) changes it now.
+        _age(journal, 60)
+        song.write_bytes(b"x" * len(b"half new, half old"))
+    else:
+        # A size the interrupted write cannot have left: neither the old one, nor the new, nor between.
+        song.write_bytes(b"y" * 5000)
+    before = song.read_bytes()
+
+    for found in (fsutil.recover_in_place(tmp_path, dry_run=True), fsutil.recover_in_place(tmp_path),
+                  fsutil.recover_in_place(tmp_path, tmp_path / "link.flac")):
+        (done,) = found
+        assert not done.finished and "changed since the interrupted write" in done.reason
+        assert "restore it by hand" in done.reason and done.journal == journal
+
+    assert song.read_bytes() == before and journal.exists()
+    from genrify.tags import recovery_message
+
+    (done,) = fsutil.recover_in_place(tmp_path)
+    line = recovery_message(done)
+    assert "\n" not in line and str(journal) in line and str(song) in line  # one line naming both files
+
+
+def test_recovery_goes_by_the_recorded_name_also_where_the_journal_cut_it(tmp_path, dead_pid):
+    song = tmp_path / ("é" * 60 + ".flac")  # 125 bytes: the journal's name keeps only its first 80
+    song.write_bytes(b"half")
+    name = fsutil.journal_name(song.name, song.stat(), "0" * 16)
+    assert fsutil.JOURNAL_PATTERN.fullmatch(name)["name"] != song.name
+    other = tmp_path / "other.flac"  # a link under another name: the journal does not name it
+    os.link(song, other)
+    import hashlib
+
+    new = b"whole" * 10
+    journal = tmp_path / name.replace("0" * 16, hashlib.sha256(new).hexdigest()[:16])
+    journal.write_bytes(new)
+
+    (done,) = fsutil.recover_in_place(tmp_path)
+    assert done.finished and done.target == song and other.read_bytes() == new and not journal.exists()
+
+
+def test_an_interrupted_in_place_write_is_recovered_however_long_the_copy_waited(tmp_path, monkeypatch):
+    """The journal is stamped before each change of the file: its age before the write does not count."""
+    target = tmp_path / "song.flac"
+    target.write_bytes(b"old" * 1000)
+    source = tmp_path / "new"
+    source.write_bytes(b"new" * 2000)
+    _age(source, 3600)  # a copy made an hour before it is written back (a slow disk, a stalled run)
+    real_fsync = os.fsync
+
+    def dies(fd):  # the process dies after the file changed, before it is flushed
+        if os.fstat(fd).st_ino == target.stat().st_ino:
+            raise KeyboardInterrupt
+        real_fsync(fd)
+
+    monkeypatch.setattr(fsutil.os, "fsync", dies)
+    with pytest.raises(KeyboardInterrupt):
+        fsutil.write_in_place(source, target)
+    monkeypatch.undo()
+    (journal,) = [p for p in tmp_path.iterdir() if p.name.endswith(fsutil.JOURNAL_SUFFIX)]
+    assert int(fsutil.JOURNAL_PATTERN.fullmatch(journal.name)["size"]) == 3000  # the old size
+
+    (done,) = fsutil.recover_in_place(tmp_path, target)
+    assert done.finished and target.read_bytes() == b"new" * 2000 and not journal.exists()
+
+
+def test_the_scratch_copy_is_never_more_readable_than_its_original(tmp_path, umask):
+    original = tmp_path / "private.flac"
+    original.write_bytes(b"a diary")
+    os.chmod(original, 0o600)
+    with scratch_path(original, like=original.stat()) as tmp:
+        assert stat.S_IMODE(tmp.stat().st_mode) == 0o600
+    os.chmod(original, 0o644)
+    with scratch_path(original, like=original.stat()) as tmp:  # and never more than the umask gives
+        assert stat.S_IMODE(tmp.stat().st_mode) == 0o644 & ~umask
+    # A copy in another group than the file's would let that group read it: no group bits then.
+    st = original.stat()
+    other_group = os.stat_result((0o100660, st.st_ino, st.st_dev, 1, st.st_uid, st.st_gid + 1, 7, 0, 0, 0))
+    with scratch_path(original, like=other_group) as tmp:
+        assert stat.S_IMODE(tmp.stat().st_mode) == 0o600
+
+
+def test_journals_are_listed_once_while_the_folder_is_unchanged(tmp_path, monkeypatch, dead_pid):
+    song = tmp_path / "song.flac"
+    song.write_bytes(b"half")
+    _age(tmp_path, 60)  # a folder last changed a while ago: its listing can be kept
+    listed: list[str] = []
+    real_listdir, real_scandir = os.listdir, os.scandir
+
+    def counting(real):
+        def listing(path="."):
+            listed.append(os.fspath(path))
+            return real(path)
+        return listing
+
+    monkeypatch.setattr(fsutil.os, "listdir", counting(real_listdir))
+    monkeypatch.setattr(fsutil.os, "scandir", counting(real_scandir))
+    for _ in range(20):
+        assert fsutil.recover_in_place(tmp_path, song) == []
+    assert len(listed) <= 1
+    # A journal that appears changes the folder: it is seen at once.
+    journal = _journal(tmp_path, song, b"whole", dead_pid)
+    (done,) = fsutil.recover_in_place(tmp_path, song)
+    assert done.finished and done.journal == journal and song.read_bytes() == b"whole"
+    # A folder changed within the last seconds is listed each time: a change in the same tick of
+    # the filesystem's clock would leave its times as they were.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    listed.clear()
+    assert fsutil.journal_names(fresh) == () == fsutil.journal_names(fresh)
+    assert listed == [str(fresh)] * 2
+
+
+def test_a_journal_of_the_first_format_without_the_old_size_is_still_finished(tmp_path, dead_pid):
+    import hashlib
+
+    song = tmp_path / "song.flac"
+    song.write_bytes(b"half")
+    st, new = song.stat(), b"whole" * 10
+    journal = tmp_path / (f".song.flac.{_host()}.{dead_pid}.{st.st_dev}-{st.st_ino}"
+                          f".{hashlib.sha256(new).hexdigest()[:16]}.genrify-journal")
+    journal.write_bytes(new)
+    assert fsutil.JOURNAL_PATTERN.fullmatch(journal.name)["size"] is None
+    (done,) = fsutil.recover_in_place(tmp_path)
+    assert done.finished and song.read_bytes() == new and not journal.exists()

@@ -87,3 +87,14 @@ def test_names_that_are_not_utf8_are_written_readably(tmp_path):
     assert objects[1]["error"] == "/music/bad\\xff.wav: not audio"
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text(encoding="utf-8"))))
     assert [r["path"] for r in rows] == ["/music/bad\\xff.wav"] * 2
+
+
+def test_long_tag_values_are_shown_short_with_their_length():
+    from genrify.outputs import SHOWN_VALUE, shorten, shown_values
+
+    huge = "Rock" * 262_144  # 1 MiB of one value
+    line = shown_values([huge, "Pop"])
+    assert line == f"{huge[:SHOWN_VALUE - 1]}… (1,048,576 characters); Pop"
+    assert shorten("x" * SHOWN_VALUE) == "x" * SHOWN_VALUE  # exactly the limit: whole
+    assert shown_values([str(i) for i in range(1000)]) == "0; 1; 2; 3; 4; 5; 6; 7; 8; 9; … and 990 more"
+    assert shown_values([]) == ""

@@ -106,3 +106,77 @@ def test_an_empty_file_or_an_older_cache_is_adopted(tmp_path):
     with ResultCache(old, "m", {}) as cache:
         assert cache.enabled
     assert not list(tmp_path.glob("*.damaged*"))
+
+
+def test_a_read_only_cache_location_is_said_at_once_and_left_as_it_is(tmp_path, monkeypatch):
+    song = tmp_path / "song.wav"
+    song.write_bytes(b"x")
+    kept = tmp_path / "kept" / "c.sqlite"
+    with ResultCache(kept, "m", {}) as cache:
+        cache.put(song, {"genre": "rock"})
+    before = _tree(tmp_path)
+    # As root every permission is granted, so the system's answer is what is simulated here.
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if "kept" in str(p) or "ro" in Path(p).parts
+                        else real(p, mode, **kw))
+    for path, why in [(kept, "the file is read-only"),
+                      (tmp_path / "ro" / "new" / "c.sqlite", f"its folder {tmp_path / 'ro'} is not writable")]:
+        (tmp_path / "ro").mkdir(exist_ok=True)
+        lines: list[str] = []
+        with ResultCache(path, "m", {}, notify=lines.append) as cache:
+            assert not cache.enabled and not cache.writable and cache.get(song) is None
+            cache.put(song, {"genre": "jazz"})
+        assert lines == [f"cannot write the results cache {path} ({why}); running without it"]
+    assert {k: v for k, v in _tree(tmp_path).items() if not k.startswith("ro")} == before
+
+
+def test_a_cache_that_sqlite_finds_read_only_is_never_taken_for_a_damaged_one(tmp_path, monkeypatch):
+    path = tmp_path / "c.sqlite"
+    song = tmp_path / "song.wav"
+    song.write_bytes(b"x")
+    with ResultCache(path, "m", {}) as cache:
+        cache.put(song, {"genre": "rock"})
+    before = _tree(tmp_path)
+    real = sqlite3.connect
+    # What a read-only file or file system does to SQLite (root ignores file modes, so simulated).
+    monkeypatch.setattr(sqlite3, "connect", lambda p, **kw: real(f"file:{p}?mode=ro", uri=True, **kw))
+    lines: list[str] = []
+    with ResultCache(path, "m", {}, notify=lines.append) as cache:
+        assert not cache.enabled
+    assert len(lines) == 1 and lines[0].startswith(f"cannot use the results cache {path} (attempt to write a readonly")
+    assert not list(tmp_path.glob("*.damaged*")) and _tree(tmp_path)["c.sqlite"] == before["c.sqlite"]
+
+
+class _FullDisk:
+    """A connection whose statements starting with ``fails`` fail as on a full disk (reads work)."""
+
+    def __init__(self, db: sqlite3.Connection, fails: str) -> None:
+        self.db, self.fails = db, fails
+
+    def execute(self, sql: str, *args):
+        if sql.startswith(self.fails):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@pytest.mark.parametrize("fails", ["INSERT", "COMMIT"])
+def test_a_cache_that_stops_taking_writes_says_so_once_and_still_answers(tmp_path, fails):
+    songs = [tmp_path / f"{i}.wav" for i in range(3)]
+    for song in songs:
+        song.write_bytes(b"x")
+    with ResultCache(tmp_path / "c.sqlite", "m", {}) as cache:
+        cache.put(songs[0], {"genre": "rock"})
+    lines: list[str] = []
+    with ResultCache(tmp_path / "c.sqlite", "m", {}, notify=lines.append) as cache:
+        cache._db = _FullDisk(cache._db, fails)  # type: ignore[arg-type, assignment]
+        for song in songs[1:]:
+            cache.put(song, {"genre": "jazz"})
+            cache.commit()
+        assert cache.get(songs[0]) == {"genre": "rock"} and not cache.writable
+    assert lines == [f"cannot write to the results cache {tmp_path / 'c.sqlite'} (database or disk is full); "
+                     "the answers of the rest of this run are not stored"]
+    with ResultCache(tmp_path / "c.sqlite", "m", {}) as cache:
+        assert [cache.get(song) for song in songs] == [{"genre": "rock"}, None, None]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import mutagen
 import pytest
 import soundfile as sf
-from helpers import tone, write_wav_with_info_genre, write_with_av
+from helpers import tone, write_wav_with_info_fields, write_wav_with_info_genre, write_with_av
 from mediafile import MediaFile
 from mutagen.id3 import ID3
 
@@ -186,3 +186,46 @@ def test_a_wav_without_info_chunk_has_no_genre(tmp_path):
     sf.write(path, tone(0.5, SR), SR)
     assert read_genre(path) == ()
     assert write_genre(path, ["Jazz"], mode="keep").status == "written"
+
+
+@pytest.mark.parametrize(("raw", "genre"), [
+    ("Électronique".encode("cp1252") + b"\x00", "Électronique"),  # Windows, older editors
+    ("Électronique".encode("utf-8") + b"\x00", "Électronique"),  # libsndfile, Audacity
+    (b"Musique du monde\x00\x00", "Musique du monde"),
+])
+def test_a_riff_info_genre_in_either_encoding_reads_whole_and_merges_whole(tmp_path, raw, genre):
+    fields = [(b"INAM", b"Titre\x00"), (b"IGNR", raw)]
+    path = write_wav_with_info_fields(tmp_path / "song.wav", tone(0.5, SR), SR, fields)
+    assert read_genre(path) == (genre,)
+    change = write_genre(path, ["Jazz"], mode="merge", provenance=_record("Jazz"))
+    assert change.new == (genre, "Jazz") and mutagen.File(path).tags["TCON"].text == [genre, "Jazz"]
+
+
+@pytest.mark.parametrize("raw", [
+    b"Electr\x81nique\x00",  # a byte neither UTF-8 nor Windows-1252 can read
+    "Electr\ufffdnique".encode("utf-8"),  # what another reader already garbled
+    b"Rock\x07\x00",  # a control character: not a genre
+    b"\x00",
+])
+def test_a_riff_info_genre_that_is_not_clean_text_is_never_copied(tmp_path, raw):
+    path = write_wav_with_info_fields(tmp_path / "song.wav", tone(0.5, SR), SR, [(b"IGNR", raw)])
+    assert read_genre(path) == ()
+    change = write_genre(path, ["Jazz"], mode="merge", provenance=_record("Jazz"))
+    assert change.new == ("Jazz",) and mutagen.File(path).tags["TCON"].text == ["Jazz"]
+
+
+@pytest.mark.parametrize(("list_size", "genres"), [
+    (0xFFFFFFF0, ("Polka",)),  # the last chunk, its size past the end of the file: read as far as it goes
+    (2, ()),  # too small to be a list: the walk stops at the garbage after it
+    (None, ("Polka",)),
+])
+def test_a_damaged_riff_info_chunk_costs_nothing_and_raises_nothing(tmp_path, list_size, genres):
+    fields = [(b"ISFT", b"x" * 10_000), (b"IGNR", b"Polka\x00")]
+    path = write_wav_with_info_fields(tmp_path / "song.wav", tone(0.5, SR), SR, fields, list_size=list_size)
+    assert read_genre(path) == genres
+    # A hostile sub-chunk size inside the list ends the search there.
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"ISFT") + 4
+    raw[at : at + 4] = b"\xff\xff\xff\x7f"
+    path.write_bytes(bytes(raw))
+    assert read_genre(path) == ()

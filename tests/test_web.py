@@ -468,14 +468,40 @@ def test_a_file_part_without_a_file_name_is_decoded_by_its_content(client, songs
 
 def test_the_host_policy_follows_the_address_listened_on():
     assert allowed_hosts_for("127.0.0.1") == allowed_hosts_for("localhost") == allowed_hosts_for("::1") == LOCAL_HOSTS
-    assert allowed_hosts_for("127.0.0.2") == LOCAL_HOSTS
+    assert allowed_hosts_for("127.0.0.2") == LOCAL_HOSTS | {"127.0.0.2"}
     assert allowed_hosts_for("0.0.0.0") is None and allowed_hosts_for("192.168.1.5") is None
     assert allowed_hosts_for("0.0.0.0", ["Music.Example.com:8443"]) == LOCAL_HOSTS | {"music.example.com"}
     assert allowed_hosts_for("127.0.0.1", ["*"]) is None
     with pytest.raises(UsageError, match="--allowed-host must be a host name"):
         allowed_hosts_for("127.0.0.1", ["http://x/"])
     assert host_name("[::1]:8000") == "::1" and host_name("LOCALHOST.:80") == "localhost"
+    assert host_name("[0:0:0:0:0:0:0:1]:8000") == host_name("0:0::1") == "::1"
     assert host_name("") is None and host_name("a b") is None and host_name("x:port") is None
+
+
+@pytest.mark.parametrize("bound", ["127.0.0.2", "127.0.1.1", "0:0:0:0:0:0:0:1", "::1", "localhost"])
+def test_a_server_on_another_loopback_address_answers_to_the_address_it_prints(model, songs, tmp_path, bound):
+    # genrify serve --host 127.0.0.2 prints http://127.0.0.2:PORT; its own URL must not get 400. An
+    # IPv6 address is compared in its normal spelling: [0:0::1] is [::1].
+    hosts = allowed_hosts_for(bound)
+    assert hosts is not None and LOCAL_HOSTS <= hosts
+    app = create_app({"m": model}, upload_dir=tmp_path, allowed_hosts=hosts)
+    shown = f"[{bound}]" if ":" in bound else bound
+    with TestClient(app, base_url=f"http://{shown}:8000") as c:
+        for host in (f"{shown}:8000", shown.upper(), "127.0.0.1:8000", "[0:0::1]:8000", "localhost"):
+            assert c.get("/api/health", headers={"host": host}).status_code == 200, host
+        # The page itself posts with its own origin, in whatever spelling the browser gives it.
+        response = c.post("/api/classify", files={"file": ("a.wav", songs["wav"].read_bytes())},
+                          headers={"host": f"{shown}:8000", "origin": f"http://{shown}:8000"})
+        assert response.status_code == 200, response.text
+        assert c.get("/api/health", headers={"host": "evil.example:8000"}).status_code == 400
+        # Another loopback port is another site, whatever the name.
+        assert c.post("/api/classify", files={"file": ("a.wav", b"x")}, headers={
+            "host": f"{shown}:8000", "origin": f"http://{shown}:9999"}).status_code == 403
+    # Only the address listened on is added: a server on 127.0.0.2 does not answer to 127.0.0.3.
+    assert "127.0.0.3" not in hosts
+    # With --allowed-host too, the address listened on still reaches it.
+    assert host_name(shown) in allowed_hosts_for(bound, ["music.example.com"])
 
 
 def test_a_server_on_localhost_answers_only_to_its_own_names(model, songs, tmp_path):

@@ -42,11 +42,13 @@ def wav() -> bytes:
 
 
 
-def stalled_upload(port: int, content_length: int = 50_000_000, source: str | None = None) -> socket.socket:
+def stalled_upload(port: int, content_length: int = 50_000_000, source: str | None = None,
+                   extra_headers: str = "") -> socket.socket:
     """A client that sends the headers of a large upload and the start of its file, then stops
-    (from the loopback address ``source``: 127.0.0.2 and so on are other clients to the server)."""
+    (from the loopback address ``source``: 127.0.0.2 and so on are other clients to the server;
+    ``extra_headers``: more header lines, each ending in CRLF)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0) if source else None)
-    head = (f"POST /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    head = (f"POST /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}"
             f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {content_length}\r\n\r\n")
     part = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="song.wav"\r\n'
             "Content-Type: audio/wav\r\n\r\n")
@@ -278,6 +280,27 @@ def test_the_429_says_why_in_one_json_line(model, tmp_path):
             other = stalled_upload(port, source="127.0.0.2")
             wait_for(url, "uploading", 3)
             other.close()
+        finally:
+            for s in stalled:
+                s.close()
+        wait_for(url, "uploading", 0)
+
+
+def test_a_forwarded_for_header_does_not_make_a_client_someone_else(model, tmp_path):
+    # uvicorn by default believes X-Forwarded-For from 127.0.0.1: a local client naming a new
+    # address on each upload would never reach its share. The address is the connection's.
+    from genrify.web import make_server
+
+    app = create_app({"m": model}, request_timeout=5.0, uploads_per_client=2, upload_dir=tmp_path)
+    assert make_server(app).config.proxy_headers is False
+    with running_server(app) as (url, port):
+        stalled = [stalled_upload(port, extra_headers=f"X-Forwarded-For: 10.0.0.{n}\r\n") for n in (1, 2)]
+        try:
+            wait_for(url, "uploading", 2)
+            third = stalled_upload(port, extra_headers="X-Forwarded-For: 10.0.0.3\r\nX-Real-IP: 10.0.0.3\r\n")
+            answer = read_to_end(third)
+            third.close()
+            assert answer.startswith(b"HTTP/1.1 429"), answer[:200]
         finally:
             for s in stalled:
                 s.close()

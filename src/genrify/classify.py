@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genrify import outputs, predict
+from genrify.defaults import MAX_DURATION
 from genrify.errors import ModelFileError, ParameterError, PredictionError
 from genrify.library import AudioSearch, display_path, find_audio
 from genrify.predict import Failure, Prediction, SegmentPlan, predict_or_fail
@@ -256,6 +257,10 @@ class ClassifyOptions:
         Time between segment starts (``None``: one segment's length, no overlap).
     max_segments
         Classify at most this many segments per song, spread evenly; 0 or ``None``: every segment.
+    max_duration
+        Refuse a file longer than this many seconds, a failure of that file
+        (:func:`genrify.segments.song_segments`); ``None``: no limit. Not part of the cache key:
+        it decides whether a file is answered, never the answer.
 
     Raises
     ------
@@ -265,17 +270,24 @@ class ClassifyOptions:
 
     hop_seconds: float | None = None
     max_segments: int | None = DEFAULT_MAX_SEGMENTS
+    max_duration: float | None = MAX_DURATION
 
     def __post_init__(self) -> None:
         if self.hop_seconds is not None and not (self.hop_seconds > 0 and math.isfinite(self.hop_seconds)):
             raise ParameterError(f"segment hop must be a positive number of seconds, not {self.hop_seconds}")
         if self.max_segments is not None and self.max_segments < 0:
             raise ParameterError(f"max_segments must be 0 (every segment) or more, not {self.max_segments}")
+        from genrify.audio import check_max_duration
+
+        check_max_duration(self.max_duration)
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The results cache's settings key (the same as earlier genrify versions wrote)."""
-        return {"hop": self.hop_seconds, "max_segments": self.max_segments}
+        """The results cache's settings key. It names the music check's version, so that answers
+        cached before the check (or by an older one) are worked out again."""
+        from genrify.musicness import CHECK_VERSION
+
+        return {"hop": self.hop_seconds, "max_segments": self.max_segments, "music_check": CHECK_VERSION}
 
 
 def open_cache(path: str | Path, ref: ModelRef, options: ClassifyOptions = ClassifyOptions(), *,
@@ -323,7 +335,7 @@ def classify_song(path: str | Path, model: Any, options: ClassifyOptions = Class
         No audio, or the model gives no finite answer.
     """
     prediction = predict.classify(path, model, hop_seconds=options.hop_seconds, max_segments=options.max_segments,
-                                  whole=whole)
+                                  whole=whole, max_duration=options.max_duration)
     prediction.path = str(path) if name is None else name
     return finite(prediction)
 
@@ -345,7 +357,8 @@ def finite(prediction: Prediction) -> Prediction:
 # --- many files on remote workers ------------------------------------------------------------------
 
 
-def _load_model(ref: ModelRef, hop_frames: int | None, max_segments: int | None) -> None:
+def _load_model(ref: ModelRef, hop_frames: int | None, max_segments: int | None,
+                max_duration: float | None = MAX_DURATION) -> None:
     # Setup, outside the per-file failure records: a model a worker cannot load fails the task.
     import torch
 
@@ -353,14 +366,15 @@ def _load_model(ref: ModelRef, hop_frames: int | None, max_segments: int | None)
     ref.load()
 
 
-def _classify_file(path: str, ref: ModelRef, hop_frames: int | None, max_segments: int | None) -> Result:
+def _classify_file(path: str, ref: ModelRef, hop_frames: int | None, max_segments: int | None,
+                   max_duration: float | None = MAX_DURATION) -> Result:
     model = ref.load()
-    plan = SegmentPlan(model.params, model.chunk_frames, hop_frames, max_segments)
+    plan = SegmentPlan(model.params, model.chunk_frames, hop_frames, max_segments, max_duration)
     return predict_or_fail(plan.segments(path), model, path=path)
 
 
 #: Decoding, features and the model for one file, in a worker that loads the model itself (once):
-#: ``FILE_CLASSIFIER(path, ref, hop_frames, max_segments)``.
+#: ``FILE_CLASSIFIER(path, ref, hop_frames, max_segments, max_duration)``.
 FILE_CLASSIFIER: Processor[str, Result] = Processor(_classify_file, Failure, setup=_load_model)
 
 
@@ -404,7 +418,7 @@ def classify_remote(
     todo = [os.path.abspath(p) for p in given]
     shown = dict(zip(todo, given, strict=True))
     runner.check([p for p in (ref.path, todo[0]) if p is not None], what="model file")
-    for result in runner.run(processor, todo, ref, hop_frames, options.max_segments):
+    for result in runner.run(processor, todo, ref, hop_frames, options.max_segments, options.max_duration):
         path = shown.get(result.path, result.path)  # type: ignore[arg-type]
         if isinstance(result, Failure):
             yield Failure(path, result.error) if path != result.path else result
@@ -664,7 +678,7 @@ def _classify_paths(todo: list[str], ref: ModelRef, runner: Runner, options: Cla
     if device is not None:
         model.network.to(device)
     yield from predict.classify_paths(todo, model, runner=runner, hop_seconds=options.hop_seconds,
-                                      max_segments=options.max_segments)
+                                      max_segments=options.max_segments, max_duration=options.max_duration)
 
 
 # --- consumers of results --------------------------------------------------------------------------
@@ -867,18 +881,38 @@ def organize_results(predictions: Sequence[Prediction], dest: str | Path, *, mod
 
 @dataclass
 class PlaylistReport:
-    """What :func:`playlist_results` wrote (or would write)."""
+    """What :func:`playlist_results` wrote (or would write).
+
+    ``left_out``, ``sidestepped`` and ``failed`` are :class:`genrify.organize.PlaylistResult`'s:
+    files that could not be listed, a person's playlists that genrify's went beside, and playlists
+    that could not be written.
+    """
 
     playlists: list[Path]
     folder: Path
     dry_run: bool = False
+    left_out: list[tuple[Path, str]] = field(default_factory=list)
+    sidestepped: list[tuple[Path, Path]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def line(self) -> str:
-        """E.g. ``"4 playlists in lists"``."""
-        if self.dry_run:
-            return f"would write {len(self.playlists)} playlists in {display_path(self.folder)}"
-        return f"{len(self.playlists)} playlists in {display_path(self.folder)}"
+        """E.g. ``"4 playlists in lists"``, ``"4 playlists in lists (2 files left out of them)"``."""
+        return self.summary()
+
+    def summary(self, *, left_out_hint: str = "") -> str:
+        """:attr:`line`, with ``left_out_hint`` (e.g. ``"; -v lists them"``) after the count of
+        files left out, where there are any."""
+        head = f"{'would write ' if self.dry_run else ''}{len(self.playlists)} playlists in {display_path(self.folder)}"
+        notes = []
+        if self.left_out:
+            count = len(self.left_out)
+            notes.append(f"{count} file{'s' if count != 1 else ''} left out of them{left_out_hint}")
+        if self.sidestepped:
+            notes.append(f"{len(self.sidestepped)} beside a playlist genrify did not write")
+        if self.failed:
+            notes.append(f"{len(self.failed)} not written")
+        return head + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def playlist_results(predictions: Sequence[Prediction], folder: str | Path, *,
@@ -894,7 +928,7 @@ def playlist_results(predictions: Sequence[Prediction], folder: str | Path, *,
     placed
         Where organising put each file (:attr:`OrganizeReport.placed`): the playlists list those.
     dry_run
-        Write nothing; name the playlists that would be written.
+        Write nothing; name the playlists that would be written (and the files left out).
 
     Raises
     ------
@@ -902,15 +936,14 @@ def playlist_results(predictions: Sequence[Prediction], folder: str | Path, *,
         A playlist would replace something that is not a playlist (see
         :func:`genrify.organize.check_playlists`).
     """
-    from genrify.organize import playlist_path, write_playlists
+    from genrify.organize import write_playlists
 
     folder = Path(folder)
-    if dry_run:
-        return PlaylistReport(sorted({playlist_path(folder, r.genre) for r in predictions}), folder, True)
     where = placed or {}
-    lists = write_playlists({where.get(r.path, r.path): r.genre for r in predictions}, folder,  # type: ignore[misc]
-                            durations={where.get(r.path, r.path): r.duration for r in predictions})  # type: ignore[misc]
-    return PlaylistReport(lists, folder)
+    done = write_playlists({where.get(r.path, r.path): r.genre for r in predictions}, folder,  # type: ignore[misc]
+                           durations={where.get(r.path, r.path): r.duration for r in predictions},  # type: ignore[misc]
+                           dry_run=dry_run)
+    return PlaylistReport(done.written, folder, dry_run, done.left_out, done.sidestepped, done.failed)
 
 
 __all__ = [

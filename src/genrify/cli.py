@@ -25,6 +25,7 @@ from genrify.defaults import (
     ARCHITECTURES,
     DEFAULT_MAX_SEGMENTS,
     HOP_LENGTH,
+    MAX_DURATION,
     N_FFT,
     N_MELS,
     SAMPLE_RATE,
@@ -33,6 +34,22 @@ from genrify.errors import GenrifyError, UsageError, exit_code
 
 if TYPE_CHECKING:
     from genrify.runner import Runner
+
+#: ``--max-duration``'s default and help, the same for extract, classify and serve.
+_MAX_DURATION = f"{MAX_DURATION / 3600:g}h"
+_MAX_DURATION_HELP = ("Refuse a file holding more audio than this (e.g. 12h, 90m; a bare number is seconds), with "
+                      "one line for that file: a tiny file can declare days of audio.")
+
+
+def _max_duration(text: str) -> float:
+    """``--max-duration``'s seconds; a bad value is a usage error (exit 2) before any work."""
+    from genrify.audio import parse_duration
+    from genrify.errors import ParameterError
+
+    try:
+        return parse_duration(text)
+    except ParameterError as exc:
+        _usage(f"--max-duration: {exc}")
 
 app = typer.Typer(
     name="genrify",
@@ -171,6 +188,7 @@ def extract(
     store: Annotated[Path, typer.Option("--store", "-s", help="Feature store folder (created if missing).")],
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes (default: every core).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo every track, even unchanged ones.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Read every stored array whole and redo the damaged ones (NaN where music was); slow on a big store.")] = False,
     sample_rate: Annotated[int | None, typer.Option(help=f"Resample to this rate (default {SAMPLE_RATE}, or the store's).")] = None,
     n_mels: Annotated[int | None, typer.Option(help=f"Mel bands (default {N_MELS}, or the store's).")] = None,
     n_fft: Annotated[int | None, typer.Option(help=f"FFT size (default {N_FFT}, or the store's).")] = None,
@@ -178,11 +196,14 @@ def extract(
     show_failed: Annotated[int, typer.Option(help="List at most this many failed files.")] = 20,
     scheduler: Annotated[str | None, typer.Option(help="Extract on a Dask cluster: tcp://HOST:8786, a scheduler file, or 'local' (needs genrify[dask]).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every path passed over, and show the decoders' notes.")] = False,
+    follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symbolic links to folders outside MUSIC_DIR (never one back into it or to a folder above).")] = False,
+    max_duration: Annotated[str, typer.Option(help=_MAX_DURATION_HELP)] = _MAX_DURATION,
 ) -> None:
     """Compute the log-mel features of every song into a feature store.
 
     Runs on every core, skips songs already stored and unchanged (so an interrupted run resumes
-    where it stopped), redoes changed ones and ones whose stored features were deleted or damaged,
+    where it stopped), redoes changed ones and ones whose stored features were deleted, cut short or
+    found damaged by `genrify inspect --check` (--verify reads every array to find them itself),
     and lists files that could not be read without stopping.
     """
     from rich.markup import escape
@@ -192,6 +213,7 @@ def extract(
     from genrify.library import display_path, scan
     from genrify.store import FeatureStore
 
+    longest = _max_duration(max_duration)
     if verbose:
         _log_to_stderr()
 
@@ -204,7 +226,7 @@ def extract(
         if v is not None
     }
     params = FeatureParams(**overrides) if overrides else None
-    library = scan(music_dir)
+    library = scan(music_dir, follow_links=follow_links)
     FeatureStore.create(store, params).close()  # a store made with other parameters fails here, before any work
     counts = library.counts()
     err.print(
@@ -221,7 +243,9 @@ def extract(
             params=params,
             runner=runner,
             force=force,
+            verify=verify,
             library=library,
+            max_duration=longest,
             on_start=lambda n: progress.update(task, total=n),
             on_result=lambda _r: progress.advance(task),
         )
@@ -241,7 +265,7 @@ def extract(
     problems = library.problems  # broken or looping links, unreadable folders: never silently
     if problems or summary.repaired:
         out.print(
-            f"passed over {len(problems)} (broken links, link loops, unreadable folders)"
+            f"passed over {len(problems)} (broken links, link loops, links to folders, unreadable folders)"
             f" · repaired {len(summary.repaired)} (stored features missing or damaged, redone)",
             highlight=False,
         )
@@ -273,21 +297,30 @@ def inspect(
     """Show what a feature store holds: parameters, tracks per genre, failures, damaged arrays.
 
     Every run checks that each stored array exists and has the size its track needs (cheap);
-    --check also reads every array whole. `genrify extract` redoes the tracks found damaged.
+    --check also reads every array whole and records what it finds in the store's manifest, so
+    that `genrify extract` redoes the tracks found damaged.
     """
     from rich.markup import escape
     from rich.table import Table
 
+    from genrify.errors import StoreError
     from genrify.library import display_path
     from genrify.store import FeatureStore
 
     def shown(text: str) -> str:  # any file name, readable on one line, never taken for markup
         return escape(display_path(text))
 
+    redo = f"`genrify extract MUSIC_DIR --store {shown(str(store))}` redoes them"
     with FeatureStore.open(store) as fs:
         done = fs.tracks()
         bad = fs.tracks(status="failed")
         damaged = fs.damaged(done, full=check)
+        if check:
+            # Values overwritten in place pass extract's quick check: record them for it to redo.
+            try:
+                fs.record_damaged(damaged, replace=True)
+            except StoreError:  # a read-only store: extract must then read every array itself
+                redo = f"`genrify extract MUSIC_DIR --store {shown(str(store))} --verify` redoes them"
         table = Table(title=shown(str(store)))
         table.add_column("genre")
         table.add_column("tracks", justify="right")
@@ -310,8 +343,7 @@ def inspect(
                 out.print(f"  [red]failed[/] {shown(t.path)}: {shown(t.error or '')}", highlight=False, soft_wrap=True)
     if damaged:
         err.print(
-            f"[bold red]error:[/] {shown(str(store))}: {len(damaged)} stored arrays are missing or damaged;"
-            f" `genrify extract MUSIC_DIR --store {shown(str(store))}` redoes them",
+            f"[bold red]error:[/] {shown(str(store))}: {len(damaged)} stored arrays are missing or damaged; {redo}",
             highlight=False,
         )
         raise typer.Exit(1)
@@ -347,6 +379,9 @@ def train(
     from genrify.evaluation import write_report
     from genrify.training import train as run_training
 
+    # Where the model and its report go is checked before any training: a run of hours must not
+    # end by replacing a song, a store's manifest or another program's file (or by being refused).
+    _model_destination(model_file, store, split_file)
     config = dataclasses.replace(
         TRAIN_DEFAULTS, arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, optimizer=optimizer, lr=lr,
         patience=patience, group_by=group_by, device=device,
@@ -388,7 +423,10 @@ def train(
                               on_prepare=on_prepare, notify=lambda line: progress.console.print(line, highlight=False))
     if not ddp.is_main():  # under torchrun, rank 0 alone writes the model and the report
         return
-    modelfile.save(result.model, model_file)
+    destination = _model_destination(model_file, store, split_file)  # again: something may have appeared meanwhile
+    if destination.replaces:
+        err.print(f"replacing model {_say(destination.path)}", highlight=False)
+    modelfile.save(result.model, destination.path)
     summary = result.summary()
     report = write_report(model_file, genres=result.model.genres, summary=summary, runs=result.model.info["runs"],
                           extra={"config": config.to_dict(), "kept_run": result.model.info["kept_run"]})
@@ -409,6 +447,17 @@ def train(
     out.print(f"model: {model_file} (run {result.model.info['kept_run'] + 1}, lowest validation loss) · report: {report}", highlight=False)
 
 
+def _model_destination(model_file: Path, store: Path, split_file: Path | None) -> Any:
+    """``train --out``: the :class:`genrify.evaluation.ModelDestination`, or a usage error (exit 2)
+    where writing the model or its report would replace something that is not genrify's."""
+    from genrify.evaluation import check_model_destination
+
+    try:
+        return check_model_destination(model_file, store=store, inputs=[split_file] if split_file else [])
+    except UsageError as exc:
+        _usage(f"--out {exc}")
+
+
 @app.command()
 @_user_errors
 def evaluate(
@@ -424,8 +473,9 @@ def evaluate(
     """
     from rich.table import Table
 
-    from genrify.evaluation import evaluate_model, write_report
+    from genrify.evaluation import check_report_dir, evaluate_model, report_dir, write_report
 
+    check_report_dir(report_dir(model))  # the report it rewrites must be genrify's, checked before any work
     result = evaluate_model(model, store, split_file=split_file, all_tracks=all_tracks)
     ev = result.evaluation
     table = Table(title=f"{model.name} on {result.songs} songs ({result.selection})")
@@ -477,6 +527,148 @@ def info(model: Annotated[Path, typer.Argument(help="Model file.")]) -> None:
         table.add_row("training", ", ".join(f"{k}={config[k]}" for k in keys if k in config))
     table.add_row("genrify", str(meta.get("genrify_version")))
     out.print(table)
+    learned = meta.get("info", {}).get("learned")
+    if isinstance(learned, dict):  # a head made by `genrify learn`: its honest report
+        from genrify.learning import report_lines
+
+        source = meta.get("info", {}).get("learned_from") or {}
+        for line in report_lines(learned, dropped=source.get("dropped"), min_songs=source.get("min_songs")):
+            out.print(_say(line), highlight=False)
+
+
+@app.command()
+@_user_errors
+def learn(
+    paths: Annotated[list[Path], typer.Argument(help="Your music: folders (searched recursively) and files.")],
+    model_out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.safetensors); classify --model, serve, tags and beets take it.")],
+    labels: Annotated[str, typer.Option(help="Where the genres come from: tags (each file's genre tags; genrify's own guesses never count) or folders (the top folder, MUSIC_DIR/<genre>/...).")] = "tags",
+    genre_map: Annotated[Path | None, typer.Option(help="A genre map (TOML): aliases, canonical spellings, a whitelist; default: genrify's.")] = None,
+    min_songs: Annotated[int, typer.Option(help="Leave out genres with fewer songs than this.")] = 5,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Decoding processes (default: one per core).")] = None,
+    cache: Annotated[bool, typer.Option(help="Reuse the embeddings of unchanged songs from earlier runs.")] = True,
+    cache_file: Annotated[Path | None, typer.Option(help="The embedding cache (default ~/.cache/genrify/embeddings.sqlite).")] = None,
+    follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symbolic links to folders outside the folders given.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List the files that could not be read, and the learner's steps.")] = False,
+    suggest: Annotated[int | None, typer.Option("--suggest", metavar="N", help="Then list the N songs without a genre whose genres would teach the model most (uncertain, and unlike each other), with its current guess: tag them, and learn again.")] = None,
+    playlist: Annotated[Path | None, typer.Option(help="With --suggest: also write them as an M3U playlist (replaces only a playlist genrify wrote).")] = None,
+) -> None:
+    """Learn the genres of your library from the genres it already has, into a model file.
+
+    Each song is embedded by the pretrained taggers on the segments classify samples (cached, so
+    learning again embeds only new or changed songs); a genre head is fitted with settings chosen
+    by an artist-grouped cross-check, whose figures are printed and stored in the model.
+    """
+    from rich.markup import escape
+
+    from genrify.embedcache import EmbeddingCache, default_cache_path
+    from genrify.genremap import GenreMap
+    from genrify.labels import SOURCES
+    from genrify.learning import learn_library, report_lines
+    from genrify.library import display_path, file_identity
+
+    if labels not in SOURCES:
+        _usage(f"--labels: choose {' or '.join(SOURCES)}, not {labels!r}")
+    if min_songs < 1:
+        _usage(f"--min-songs must be at least 1, not {min_songs}")
+    if jobs is not None and jobs < 1:
+        _usage(f"--jobs must be at least 1, not {jobs}")
+    if suggest is not None and suggest < 1:
+        _usage(f"--suggest must be at least 1, not {suggest}")
+    if playlist is not None:
+        from genrify.suggest import check_playlist
+
+        if suggest is None:
+            _usage("--playlist goes with --suggest N")
+        check_playlist(playlist)  # before an hour of work, not after it
+    mapping = GenreMap.load(genre_map) if genre_map is not None else None
+    cache_path = (cache_file or default_cache_path()) if cache else None
+    if cache_path is not None and file_identity(cache_path) is not None and (
+            file_identity(cache_path) in {file_identity(p) for p in paths} or file_identity(cache_path) == file_identity(model_out)):
+        _usage(f"--cache-file {display_path(cache_path)}: is one of the inputs (or the model); choose another name")
+
+    def warn(line: str) -> None:
+        err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False)
+
+    store = EmbeddingCache(cache_path, notify=warn) if cache_path is not None else None
+    try:
+        with _progress() as progress:
+            tasks: dict[str, Any] = {}
+
+            def show(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total)
+                progress.update(tasks[stage], completed=done, total=total)
+
+            def step(line: str) -> None:
+                if verbose:
+                    progress.console.print(f"[dim]{_say(line)}[/]", highlight=False)
+
+            summary = learn_library(paths, model_out, labels=labels, genre_map=mapping, min_songs=min_songs,
+                                    cache=store, jobs=jobs, follow_links=follow_links, progress=show, notify=step)
+            suggested = None
+            if suggest is not None and summary.labels.untagged:
+                from genrify.models.builtin import GenreHead
+                from genrify.suggest import suggest_files
+
+                # The untagged songs are embedded once, into the same cache: learning again after
+                # tagging some of them embeds nothing new for them (a retagged file changes, though).
+                suggested = suggest_files(GenreHead.load(model_out), summary.labels.untagged, suggest, cache=store,
+                                          jobs=jobs, progress=lambda done, total: show("embedding songs without a genre", done, total))
+    finally:
+        if store is not None:
+            store.close()
+    bad = summary.unreadable
+    for path, reason in bad if verbose else []:
+        err.print(f"[yellow]unreadable[/] {_say(path)}: {escape(reason)}", highlight=False)
+    if bad and not verbose:
+        err.print(f"{len(bad)} file(s) could not be read and were left out (-v lists them)", highlight=False)
+    for line in report_lines(summary.report, dropped=summary.dropped, min_songs=min_songs):
+        out.print(_say(line), highlight=False)
+    for note in summary.notes:
+        out.print(_say(f"note: {note}"), highlight=False)
+    out.print(_say(summary.line), highlight=False)
+    if suggest is not None:
+        _print_suggestions(suggested, playlist, verbose)
+    if summary.labels.untagged:
+        import shlex
+
+        where = " ".join(shlex.quote(display_path(p)) for p in paths)
+        out.print(_say(f"next: genrify classify {where} --model {shlex.quote(display_path(model_out))} --write-tags "
+                       f"gives the {len(summary.labels.untagged)} songs without a genre one (and leaves yours alone)"),
+                  highlight=False)
+
+
+def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool) -> None:
+    """``learn --suggest``'s table (path, current guess, probability) and its playlist."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if suggested is None:
+        out.print("no song without a genre to suggest: every readable song has one", highlight=False)
+        return
+    suggestions, failed = suggested
+    for failure in failed if verbose else []:
+        err.print(f"[yellow]unreadable[/] {_say(failure.path)}: {escape(failure.reason)}", highlight=False)
+    if failed and not verbose:
+        err.print(f"{len(failed)} song(s) without a genre could not be read and were left out (-v lists them)", highlight=False)
+    table = Table(title=f"{len(suggestions)} songs to tag next (uncertain, and unlike each other)")
+    table.add_column("path")
+    table.add_column("current guess")
+    table.add_column("probability", justify="right")
+    for s in suggestions:
+        table.add_row(_say(s.path), _say(s.guess), f"{s.probability:.2f}")
+    out.print(table)
+    if playlist is not None and suggestions:
+        from genrify.errors import GenrifyIOError
+        from genrify.library import display_path
+        from genrify.suggest import write_playlist
+
+        try:
+            write_playlist(playlist, suggestions)
+        except OSError as exc:
+            raise GenrifyIOError(f"{display_path(playlist)}: cannot write the playlist: {exc.strerror or exc}") from None
+        out.print(_say(f"playlist: {playlist}"), highlight=False)
+    out.print("tag them in any tagger, then learn again", highlight=False)
 
 
 @app.command()
@@ -555,6 +747,8 @@ def classify(
     device: Annotated[str, typer.Option(help="Run the model on: auto (a CUDA GPU when there is one), cpu or cuda.")] = "auto",
     scheduler: Annotated[str | None, typer.Option(help="Classify on a Dask cluster: tcp://HOST:8786, a scheduler file, or 'local' (needs genrify[dask]).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file and folder passed over (broken or looping links, links to folders, unreadable folders).")] = False,
+    follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symbolic links to folders outside the folders given (never one back into them or to a folder above).")] = False,
+    max_duration: Annotated[str, typer.Option(help=_MAX_DURATION_HELP)] = _MAX_DURATION,
 ) -> None:
     """Classify songs and whole libraries; optionally write genre tags, sort files, make playlists.
 
@@ -565,11 +759,11 @@ def classify(
     """
     import math
     import os
+    import unicodedata
 
     from rich.markup import escape
 
     from genrify import outputs
-    from genrify.audio import is_audio_file
     from genrify.classify import (
         ClassifyOptions,
         Listener,
@@ -583,8 +777,9 @@ def classify(
         require_audio,
         tag_results,
     )
+    from genrify.destinations import check_output_file
     from genrify.devices import resolve_device
-    from genrify.errors import GenrifyIOError, OrganizeError, ParameterError
+    from genrify.errors import OrganizeError, ParameterError
     from genrify.library import display_path, file_identity, find_audio
     from genrify.organize import check_playlists
     from genrify.predict import Failure
@@ -607,6 +802,9 @@ def classify(
         _usage(f"--jobs must be at least 1, not {jobs}")
     if tag_separator is not None and not tag_separator:
         _usage("--tag-separator must not be empty; leave it out to write separate genre values")
+    if tag_separator is not None and any(unicodedata.category(c) == "Cc" for c in tag_separator):
+        # A line break or NUL in a tag splits it into lines or values some players read differently.
+        _usage(f"--tag-separator must not contain control characters (a line break, a tab), not {tag_separator!r}")
     if genres and model is not None:
         _usage("--genres chooses among the built-in model's genres; a trained model answers with its own")
     tag_only = {"--tag-genres": tag_genres != 1, "--tag-separator": tag_separator is not None,
@@ -626,15 +824,12 @@ def classify(
         torch_device = resolve_device(device, notify=lambda line: err.print(escape(line), highlight=False))
     except ParameterError as exc:
         _usage(f"--device: {exc}")
-    if output is not None and not (output.parent.is_dir() and os.access(output.parent, os.W_OK)) or (
-        output is not None and output.is_dir()
-    ):
-        raise GenrifyIOError(f"{display_path(output)}: cannot write the output file there")
     if playlists is not None and os.path.lexists(playlists) and not playlists.is_dir():
         _usage(f"--playlists {display_path(playlists)}: exists and is not a folder; give a folder for the playlists")
-    options = ClassifyOptions(hop_seconds=segment_hop, max_segments=max_segments)
+    options = ClassifyOptions(hop_seconds=segment_hop, max_segments=max_segments,
+                              max_duration=_max_duration(max_duration))
 
-    found = find_audio(paths)
+    found = find_audio(paths, follow_links=follow_links)
     if verbose:
         for path, reason in found.passed_over:
             err.print(f"[yellow]passed over[/] {_say(path)}: {escape(reason)}", highlight=False)
@@ -647,10 +842,10 @@ def classify(
     keep.pop(None, None)
     cache_path = (cache_file or default_cache_path()) if cache else None
     if output is not None:
-        if file_identity(output) in keep:
-            _usage(f"--output {display_path(output)}: is one of the input files; choose another name")
-        if os.path.lexists(output) and is_audio_file(output):
-            _usage(f"--output {display_path(output)}: an existing audio file; genrify never replaces audio with results")
+        try:  # a folder, an input, the model or audio: the rules train --out is held to too
+            check_output_file(output, inputs=keep.values())
+        except UsageError as exc:
+            _usage(f"--output {exc}")
         if cache_path is not None and file_identity(output) is not None and file_identity(output) == file_identity(cache_path):
             _usage(f"--output {display_path(output)}: is the results cache; choose another name")
     if cache_path is not None and file_identity(cache_path) in keep:
@@ -675,6 +870,13 @@ def classify(
     try:
         for raw, reason in found.missing:
             err.print(f"[yellow]skipped[/] {_say(raw)}: {escape(reason)}", highlight=False)
+        if write_tags:
+            from genrify.tags import recover_interrupted_writes
+
+            # A tag write cut short by kill -9 left a file half-written and its complete new version
+            # beside it: put it back before the file is read.
+            for line in recover_interrupted_writes({Path(f).parent for f in found.files}, dry_run=dry_run):
+                err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False)
         with _runner(scheduler, jobs) as runner, _progress() as progress:
             task = progress.add_task("classifying", total=len(found.files))
 
@@ -713,8 +915,12 @@ def classify(
                 dry_run=dry_run, cache=store)
             for _path, message in tagged.failures:
                 err.print(f"[red]tag not written[/] {_say(message)}", highlight=False)
+            for note in (note for change in tagged.changes for note in change.notes):
+                err.print(f"[yellow]warning:[/] {_say(note)}", highlight=False)
             for change in tagged.changes if dry_run or verbose else []:
-                before, after = _say("; ".join(change.old) or "(none)"), _say("; ".join(change.new))
+                # A value may be megabytes long: each is cut to a readable length, its size noted.
+                before = _say(outputs.shown_values(change.old) or "(none)")
+                after = _say(outputs.shown_values(change.new))
                 shown = escape(_shown_path(str(change.path)))
                 if change.status == "kept":
                     err.print(f"kept {shown}: {before} (set by a person; --tag-mode merge or replace to change it)",
@@ -738,7 +944,15 @@ def classify(
         placed = moved.placed
         notes.append(moved.line)
     if playlists is not None:
-        notes.append(playlist_results(chosen, playlists, placed=placed, dry_run=dry_run).line)
+        listed = playlist_results(chosen, playlists, placed=placed, dry_run=dry_run)
+        for own, instead in listed.sidestepped:  # always said: the user may look for it under its usual name
+            err.print(f"kept {_say(own)}: not written by genrify; {'would write' if dry_run else 'wrote'} "
+                      f"its playlist as {_say(instead.name)}", highlight=False)
+        for path, why in listed.failed:
+            err.print(f"[red]playlist not written[/] {_say(path)}: {_say(why)}", highlight=False)
+        for path, why in listed.left_out if verbose else []:
+            err.print(f"[yellow]left out of its playlist[/] {_say(path)}: {escape(why)}", highlight=False)
+        notes.append(listed.summary(left_out_hint="" if verbose else "; -v lists them"))
     summary = run.summary
     if summary.passed_over:
         notes.append(f"{summary.passed_over} passed over (broken or looping links, unreadable folders"
@@ -753,9 +967,17 @@ def _since(text: str) -> float:
     from datetime import datetime
 
     try:
-        return datetime.fromisoformat(text.strip()).timestamp()
+        when = datetime.fromisoformat(text.strip())
     except ValueError:
         _usage(f"--since {text!r}: not a date; give e.g. 2026-11-30 or 2026-11-30T18:00")
+    try:
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        # A local time within a day of year 1 or 9999 has no local offset the C library can find:
+        # take the offset of the nearest day it can (no file is that old or new either way).
+        edge = datetime(1, 1, 2) if when.year < 5000 else datetime(9999, 12, 30)
+        offset = edge.timestamp() - (edge - datetime(1970, 1, 1)).total_seconds()
+        return (when - datetime(1970, 1, 1)).total_seconds() + offset
 
 
 def _tag_policy(count: int, min_confidence: float, min_probability: float, tag_unsure: bool, mode: str,
@@ -811,10 +1033,17 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
     # marked "?" (explained under the table) rather than "(unsure)" (JSON and CSV keep all).
     wide = console.width >= 100
     unsure = " (unsure)" if wide else " ?"
-    genre_width = max((len(r.genre) + (len(unsure) if r.low_confidence else 0) for r in good), default=5)
+
+    def mark(r: Prediction) -> str:
+        # What is not music says so, with the reason (genrify.musicness), on every width.
+        if r.not_music:
+            return f" (not music: {r.not_music})" if wide else unsure
+        return unsure if r.low_confidence else ""
+
+    genre_width = max((len(r.genre) + len(mark(r)) for r in good), default=5)
     others = (genre_width + 3) + (5 + 3) + (20 + 3) + (2 * (8 + 3) if wide else 0) + 1
     path_width = max(16, min(console.width * 2 // 5, console.width - others - 3))
-    caption = "? unsure: top probability under the model's threshold" if not wide and any(
+    caption = "? unsure: top probability under the model's threshold, a near tie, or not music" if not wide and any(
         r.low_confidence for r in good) else None
     table = Table(title=escape(f"{len(good)} songs · model {display_path(model_name)}"), caption=caption)
     shown_paths = {r.path: _shown_path(r.path, bases, width=path_width) for r in results}
@@ -836,7 +1065,7 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
         else:
             # Genres under half a percent add width, not information.
             tops = ", ".join(f"{g} {p:.0%}" for i, (g, p) in enumerate(r.top(top_k)) if i == 0 or p >= 0.005)
-            genre = f"{escape(r.genre)} [yellow]{escape(unsure.strip())}[/]" if r.low_confidence else escape(r.genre)
+            genre = f"{escape(r.genre)} [yellow]{escape(mark(r).strip())}[/]" if r.low_confidence else escape(r.genre)
             table.add_row(shown, genre, f"{r.confidence:.2f}", escape(tops),
                           *([str(r.segments), f"{r.duration:.0f} s"] if wide else []))
     console.print(table)
@@ -976,19 +1205,31 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Songs classified at once (default: one per core, at most 4).")] = None,
     builtin: Annotated[bool, typer.Option(help="Also offer the built-in pretrained genre model.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds a client may stay silent while sending a request or an upload before it is dropped.")] = 30,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", metavar="NAME",
+        help="A host name the server answers to (repeatable; '*': any). Without it, a server on 127.0.0.1 or "
+             "localhost answers only to localhost, 127.0.0.1 and [::1] (no web page can reach it through a "
+             "rebound DNS name), and one on another address answers to any name.")] = None,
+    uploads_per_client: Annotated[int | None, typer.Option(
+        help="Uploads one client address may be sending at once (default 4; 0: no limit, e.g. behind a "
+             "reverse proxy, where every client has the proxy's address).")] = None,
+    max_duration: Annotated[str, typer.Option(help=_MAX_DURATION_HELP)] = _MAX_DURATION,
 ) -> None:
     """Serve a web page (and a REST API) for trying models: drop songs, see genres, timeline, spectrogram."""
     from genrify.errors import ParameterError
     from genrify.web import ModelEntry
     from genrify.web import serve as run_server
 
+    longest = _max_duration(max_duration)
     if not builtin and not models:
         raise ParameterError("--no-builtin leaves no model to serve: name one or more model files (genrify train makes them)")
     extra = []
     if builtin:
         extra.append(ModelEntry.builtin())
+    per_client = {} if uploads_per_client is None else {"uploads_per_client": uploads_per_client or None}
     run_server(models or [], host=host, port=port, max_upload_mb=max_upload_mb, workers=workers, extra_models=extra,
-               request_timeout=timeout, echo=lambda line: err.print(line, highlight=False))
+               request_timeout=timeout, allowed_hosts=allowed_host or (), **per_client, max_duration=longest,
+               echo=lambda line: err.print(line, highlight=False))
 
 
 @app.command()

@@ -67,6 +67,11 @@ class LibraryError(GenrifyError):
     """A music folder cannot be scanned (missing, empty, or not laid out by genre)."""
 
 
+class LabelError(LibraryError):
+    """A library's genre tags (or genre folders) cannot teach a model: no file has a genre, or
+    only one genre is left to learn."""
+
+
 class StoreError(GenrifyError):
     """A feature store cannot be opened or does not match the requested parameters."""
 

@@ -187,7 +187,7 @@ def _is_report(file: Path) -> bool:
 
 @dataclass(frozen=True)
 class ModelDestination:
-    """Where a new model file goes (:func:`check_model_destination`)."""
+    """Where a new model file and its report go (:func:`check_model_destination`)."""
 
     path: Path  #: the file to write: the name given, or the file a symbolic link of that name points to
     report: Path  #: ``MODEL.report/`` beside the name given
@@ -197,14 +197,11 @@ class ModelDestination:
 def check_model_destination(
     model_path: str | Path, *, store: str | Path | None = None, inputs: Sequence[str | Path] = ()
 ) -> ModelDestination:
-    """Refuse a model file name whose writing would replace something that is not a genrify model.
+    """Refuse a model file name whose writing, or its report's, would replace what is not genrify's.
 
-    The rules of ``genrify classify -o``: never an input, a file of the feature store (anything in
-    its folder), an audio file (or a name an audio file would have), or an existing file that is
-    not a genrify model
-    (:func:`genrify.modelfile.is_model_file`); an existing genrify model may be replaced. Its
-    report folder must be genrify's too (:func:`check_report_dir`). A symbolic link to a model
-    stays a link: the file it points to is written.
+    The model file's rules are :func:`genrify.modelfile.check_destination`'s (never an input, an
+    audio file, a folder, anything in the feature store, or an existing file that is not a genrify
+    model); its report folder must be genrify's too (:func:`check_report_dir`).
 
     Parameters
     ----------
@@ -222,47 +219,16 @@ def check_model_destination(
     Raises
     ------
     UsageError
-        Writing there would replace something that is not genrify's model or report.
+        Writing there would replace something that is not genrify's model or report, or the name
+        is a folder.
     GenrifyIOError
-        The name is a folder, or its folder cannot be written.
+        Its folder cannot be written.
     """
-    from genrify.audio import is_audio_file
-    from genrify.errors import GenrifyIOError, UsageError
-    from genrify.library import display_path, file_identity
-    from genrify.modelfile import is_model_file
+    from genrify.modelfile import check_destination
 
-    given = Path(model_path)
-    shown = display_path(given)
-    if given.is_symlink() and not given.exists():
-        raise UsageError(f"{shown}: a symbolic link to nothing; genrify does not replace links, choose another name")
-    target = Path(os.path.realpath(given)) if given.is_symlink() else given
-    if target.is_dir():
-        raise GenrifyIOError(f"{shown}: is a folder; give the model file's name (e.g. {shown}/genres.safetensors)")
-    parent = target.parent
-    while not os.path.lexists(parent) and parent != parent.parent:  # save() makes missing folders
-        parent = parent.parent
-    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
-        raise GenrifyIOError(f"{shown}: cannot write the model file there ({display_path(parent)} is not a writable folder)")
-    if store is not None:
-        inside = Path(os.path.realpath(store))
-        for where in (Path(os.path.realpath(given.parent)) / given.name, Path(os.path.realpath(target))):
-            if where == inside or inside in where.parents:
-                raise UsageError(f"{shown}: lies inside the feature store {display_path(store)}; genrify never writes"
-                                 " into a store's folder, choose a name outside it")
-    identity = file_identity(target)
-    if identity is not None and identity in {file_identity(i) for i in inputs}:
-        raise UsageError(f"{shown}: is one of the input files; choose another name")
-    if is_audio_file(target.name) or is_audio_file(given.name):
-        # Even where no such file exists yet: a model named like a song would pass for one later.
-        what = "an existing audio file" if os.path.lexists(target) else "an audio file's name"
-        raise UsageError(f"{shown}: {what}; genrify never writes a model there, choose a .safetensors name")
-    replaces = os.path.lexists(target)
-    if replaces:
-        if not is_model_file(target):
-            raise UsageError(f"{shown}: exists and is not a genrify model; genrify replaces only models it wrote,"
-                             " choose another name")
-    check_report_dir(report_dir(given))
-    return ModelDestination(path=target, report=report_dir(given), replaces=replaces)
+    model = check_destination(model_path, store=store, inputs=inputs)
+    check_report_dir(report_dir(model_path))
+    return ModelDestination(path=model.path, report=report_dir(model_path), replaces=model.replaces)
 
 
 def write_report(

@@ -16,10 +16,15 @@ user's files, and a live writer's temporary from a dead one's: :func:`remove_lef
 A file that must keep its identity (several hard links, an owner, group or extended attributes the
 writer cannot give a new file) is rewritten in place instead, through a journal:
 :func:`write_in_place` first renames the complete, checked new content to a
-:data:`JOURNAL_PATTERN` name beside the file, which records the file's device and inode and the
-content's checksum, and removes it only once the file is verified to hold that content; signals
-that would end the process wait until then (:func:`deferred_signals`). A journal left by a
-``kill -9`` or a power cut is finished by :func:`recover_in_place`, which the next write there runs.
+:data:`JOURNAL_PATTERN` name beside the name the write goes through, which records that name, the
+file's device, inode and size and the content's checksum, and removes it only once the file is
+verified to hold that content; signals that would end the process wait until then
+(:func:`deferred_signals`). A journal left by a ``kill -9`` or a power cut is finished by
+:func:`recover_in_place`, which the next write through a name in that folder runs, but only into
+the file it was made for: the same name, device and inode, a size between the old and the new
+one, and no change later than the journal's last stamp (see :func:`write_in_place`). A file
+deleted, replaced or changed since (an inode handed to a new file, a copy or a tagger writing over
+it) is left alone and reported.
 """
 
 from __future__ import annotations
@@ -206,20 +211,55 @@ def atomic_path(
 
 
 @contextlib.contextmanager
-def scratch_path(path: str | Path) -> Iterator[Path]:
+def scratch_path(path: str | Path, *, like: os.stat_result | None = None) -> Iterator[Path]:
     """Give a temporary file beside ``path`` that is deleted when the block ends, whatever happens.
 
     For work copies that may or may not be used: a tagged copy is handed on to
     :func:`replace_with` or :func:`write_in_place`, which consume it, or else it is deleted. Same
     name pattern and mode as :func:`atomic_path`, so a killed process's scratch file is cleaned up
     by :func:`remove_leftovers` like any other leftover.
+
+    Parameters
+    ----------
+    path
+        The file the scratch file stands beside.
+    like
+        The stat of the file whose content will be copied in: the scratch file, still empty, gets
+        no permission bit that file lacks (:func:`limit_mode`), so that a copy a ``kill -9``
+        leaves behind (or a journal made of it) is no more readable than the original.
     """
     tmp = _create_temp(Path(path))
     try:
+        if like is not None:
+            # A filesystem that refuses chmod (FAT, some network shares) gives every file the
+            # mount's mode, the original's too: nothing to take away there.
+            with contextlib.suppress(OSError):
+                limit_mode(tmp, like)
         yield tmp
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def limit_mode(path: str | Path, like: os.stat_result) -> None:
+    """Take from ``path`` every permission bit that the file of stat ``like`` lacks.
+
+    The owner keeps read and write (the copy is the writer's own, and must stay writable to it).
+    Group bits go entirely where ``path``'s group is not ``like``'s: they would let another group
+    read it. Set-id and sticky bits go. For a new, still empty file: its content comes after.
+
+    Raises
+    ------
+    OSError
+        The mode cannot be changed.
+    """
+    st = os.stat(path)
+    allowed = stat.S_IMODE(like.st_mode) & 0o777
+    if st.st_gid != like.st_gid:
+        allowed &= ~0o070
+    mode = (stat.S_IMODE(st.st_mode) & allowed) | stat.S_IRUSR | stat.S_IWUSR
+    if mode != stat.S_IMODE(st.st_mode):
+        os.chmod(path, mode)
 
 
 @contextlib.contextmanager
@@ -377,13 +417,17 @@ def remove_leftovers(folder: str | Path, target_name: str | None = None) -> list
 
 JOURNAL_SUFFIX = ".genrify-journal"
 # The target's name is cut shorter in a journal name than in a temporary name: the journal name
-# also carries the device, the inode and the checksum, and must stay under 255 bytes.
+# also carries the device, the inode, the old size and the checksum, and must stay under 255 bytes
+# (at most 1+80+1+64+1+10+1+20+1+20+1+20+1+16 bytes and the 16 of the suffix: 253).
 _JOURNAL_NAME_BYTES = 80
-#: A journal made by :func:`write_in_place` (matched on the whole name): the file's new content,
-#: complete, for the file of that device and inode, whose SHA-256 starts with ``digest``.
+#: A journal made by :func:`write_in_place` (matched on the whole name): the complete new content
+#: of the file called ``name`` beside it (cut as in temporary names), of that device and inode,
+#: whose size was ``size`` before the write; its SHA-256 starts with ``digest``. The first journals
+#: carried no size: theirs is ``None``.
 JOURNAL_PATTERN = re.compile(
     r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]{1,64})\.(?P<pid>[0-9]{1,10})"
-    r"\.(?P<dev>[0-9]{1,20})-(?P<ino>[0-9]{1,20})\.(?P<digest>[0-9a-f]{16})" + re.escape(JOURNAL_SUFFIX)
+    r"\.(?P<dev>[0-9]{1,20})-(?P<ino>[0-9]{1,20})\.(?:(?P<size>[0-9]{1,20})\.)?(?P<digest>[0-9a-f]{16})"
+    + re.escape(JOURNAL_SUFFIX)
 )
 #: The signals whose default action ends the process, held back while a file is rewritten in place.
 DEFERRED_SIGNALS: tuple[int, ...] = tuple(
@@ -393,6 +437,21 @@ DEFERRED_SIGNALS: tuple[int, ...] = tuple(
 # but a journal of this pid that is not here is (an earlier write in this process failed).
 _ACTIVE_JOURNALS: set[str] = set()
 _ACTIVE_LOCK = threading.Lock()
+# How much later than its journal's modification time the file of an interrupted write may have
+# last changed (its ctime). The journal is stamped right before each change of the file, so the
+# file changed at most one write call after the stamp (a slow disk may stall one call for a
+# while); a file changed later was changed by someone else after the interruption, or is new.
+_STAMP_SLACK_NS = 5 * 10**9
+# The journal names found in each folder, by the folder's identity and times (see journal_names):
+# a check before each file's write then costs one stat, not a listing of the whole folder, which
+# made tagging a flat folder of N files read N names N times.
+_LISTINGS: dict[str, tuple[tuple[int, int, int, int], tuple[str, ...]]] = {}
+_LISTINGS_LOCK = threading.Lock()
+_LISTINGS_KEPT = 1024
+# A listing is reused only where the folder last changed this long before it was taken: a change
+# within the same tick of the filesystem's clock (2 s on FAT) would leave the folder's times as
+# they were, and the kept listing would miss it.
+_RACY_NS = 3 * 10**9
 
 
 def content_digest(path: str | Path) -> str:
@@ -402,9 +461,44 @@ def content_digest(path: str | Path) -> str:
 
 
 def journal_name(target_name: str, st: os.stat_result, digest: str) -> str:
-    """The journal name for new content ``digest`` of the file ``target_name`` whose stat is ``st``."""
+    """The journal name for new content ``digest`` of the file ``target_name`` whose stat, before
+    the write, is ``st`` (see :data:`JOURNAL_PATTERN`)."""
     return (f".{_name_part(target_name, _JOURNAL_NAME_BYTES)}.{host_name()}.{os.getpid()}"
-            f".{st.st_dev}-{st.st_ino}.{digest}{JOURNAL_SUFFIX}")
+            f".{st.st_dev}-{st.st_ino}.{st.st_size}.{digest}{JOURNAL_SUFFIX}")
+
+
+def journal_names(folder: str | Path) -> tuple[str, ...]:
+    """The names in ``folder`` that are journals (:data:`JOURNAL_PATTERN`); none where it cannot be listed.
+
+    The listing is kept and reused while the folder's device, inode, modification and change
+    times stay the same (adding, removing or renaming a name changes both times), provided those
+    times were a few seconds old when it was taken, so that checking each file of a large folder
+    before writing it costs one ``stat`` of the folder. On a network share whose client caches a
+    folder's attributes (NFS, up to a minute by default) a journal another machine made in that
+    time may be seen late; a library run lists each folder afresh up front.
+    """
+    key = os.fspath(folder)
+    try:
+        st = os.stat(key)
+    except OSError:
+        return ()
+    state = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    with _LISTINGS_LOCK:
+        kept = _LISTINGS.get(key)
+    if kept is not None and kept[0] == state:
+        return kept[1]
+    started = time.time_ns()
+    try:
+        names = tuple(n for n in os.listdir(key) if n.endswith(JOURNAL_SUFFIX) and JOURNAL_PATTERN.fullmatch(n))
+    except OSError:
+        return ()
+    if st.st_mtime_ns < started - _RACY_NS:
+        with _LISTINGS_LOCK:
+            _LISTINGS.pop(key, None)
+            _LISTINGS[key] = (state, names)
+            while len(_LISTINGS) > _LISTINGS_KEPT:  # the oldest first: dicts keep insertion order
+                del _LISTINGS[next(iter(_LISTINGS))]
+    return names
 
 
 @contextlib.contextmanager
@@ -456,12 +550,26 @@ def _working_on(journal: Path) -> Iterator[None]:
 
 
 def _overwrite(source: Path, target: Path, touched: Callable[[], None]) -> None:
-    """Make ``target``'s bytes those of ``source`` without replacing it; ``touched()`` before the first change."""
+    """Make ``target``'s bytes those of ``source`` (its journal) without replacing it.
+
+    ``touched()`` is called once ``target`` may have changed. Right before each change of
+    ``target`` the journal's modification time is stamped, so that for as long as the file may be
+    half-written its last change (ctime) is at most one write call later than the journal's
+    mtime: what :func:`recover_in_place` checks before it writes into a file.
+    """
     size = source.stat().st_size
     with open(source, "rb") as src, open(target, "r+b") as dst:
+
+        def stamp() -> None:
+            # Best effort: a journal this user may not stamp (another user's, being recovered)
+            # only makes a later recovery of it more careful, never less.
+            with contextlib.suppress(OSError, NotImplementedError):
+                os.utime(src.fileno() if os.utime in os.supports_fd else source)
+
         old_size = os.fstat(dst.fileno()).st_size
         if size > old_size and hasattr(os, "posix_fallocate"):
             # Reserve the room first, so that a full disk fails before any byte changes.
+            stamp()
             try:
                 os.posix_fallocate(dst.fileno(), 0, size)
             except OSError as exc:
@@ -481,11 +589,13 @@ def _overwrite(source: Path, target: Path, touched: Callable[[], None]) -> None:
             # an interruption can only touch the blocks that differ.
             if dst.read(len(new)) != new:
                 touched()
+                stamp()
                 dst.seek(offset)
                 dst.write(new)
             offset += len(new)
         if os.fstat(dst.fileno()).st_size != offset:
             touched()
+            stamp()
             dst.truncate(offset)
         dst.flush()
         os.fsync(dst.fileno())
@@ -496,24 +606,28 @@ def write_in_place(source: str | Path, target: str | Path) -> None:
     mode and extended attributes stay), so that a crash at any moment loses nothing.
 
     ``source`` (complete and checked by the caller, in ``target``'s folder) is flushed and renamed
-    to a journal (:data:`JOURNAL_PATTERN`), ``target`` is overwritten from it (only the blocks
-    that differ), flushed and read back, and only then is the journal removed. SIGINT, SIGTERM
-    and SIGHUP wait until the end (:func:`deferred_signals`). After a ``kill -9`` or a power cut,
-    the journal holds the whole new content and :func:`recover_in_place` finishes the write.
+    to a journal (:data:`JOURNAL_PATTERN`) beside ``target``, named after it and recording its
+    device, inode and size; ``target`` is overwritten from it (only the blocks that differ, the
+    journal's modification time stamped before each), flushed and read back, and only then is the
+    journal removed. SIGINT, SIGTERM and SIGHUP wait until the end (:func:`deferred_signals`).
+    After a ``kill -9`` or a power cut, the journal holds the whole new content and
+    :func:`recover_in_place` over ``target``'s folder finishes the write.
 
     Parameters
     ----------
     source
         The new content; it is consumed (renamed to the journal, then removed).
     target
-        The file to rewrite; it must be writable.
+        The file to rewrite; it must be writable. The journal lies beside this name: a write
+        through a hard link in another folder is finished only by a recovery of that folder.
 
     Raises
     ------
     GenrifyIOError
         The rewrite failed. Where ``target`` was not changed yet, the journal is removed and the
         message says the file is unchanged; otherwise the journal stays, so that the next
-        :func:`recover_in_place` (the next write there) finishes the file, and the message names it.
+        :func:`recover_in_place` (the next write through a name in that folder) finishes the
+        file, and the message names it.
     """
     source, target = Path(source), Path(target)
     st = os.stat(target)
@@ -562,12 +676,13 @@ class Recovery:
     journal
         The journal file.
     target
-        The file it belongs to (found by device and inode), or ``None`` where none is there.
+        The file it belongs to (the name it records, of its device and inode; the caller's name
+        for it where :func:`recover_in_place` was given one), or ``None`` where none is there.
     finished
         The file now holds the journal's content and the journal is gone (or, in a dry run,
         would be so).
     reason
-        Why it was not finished, where it was not.
+        Why it was not finished, where it was not; the journal is then kept.
     """
 
     journal: Path
@@ -591,16 +706,28 @@ def recover_in_place(folder: str | Path, target: str | Path | None = None, *, dr
     """Finish the in-place writes into ``folder``'s files that a killed process left half-done.
 
     Each journal whose writer is gone is checked (its content against the checksum in its name)
-    and copied into the file of its device and inode, in place (with signals held back), read
-    back and removed. A journal whose file is gone or was replaced, or whose content is damaged,
-    is left alone and reported. A live writer's journal is passed over.
+    and copied into its file in place (with signals held back), read back and removed. Its file
+    must be the one the interrupted write left: the name the journal records, in ``folder``, of
+    the device and inode it records, with a size between the old one it records and the new one,
+    last changed (ctime) no later than the journal's last stamp and a few seconds
+    (:func:`write_in_place`). A file deleted, replaced or renamed since (its inode handed to a
+    new file, say) or changed since (copied over, tagged by another program, given a new link) is
+    never written: the journal is kept and reported, to restore by hand if wanted. So is one whose
+    content is damaged, and another machine's. A file that already holds the journal's content
+    only has the journal removed. A live writer's journal is passed over.
 
     Parameters
     ----------
     folder
-        The folder to look in (not its sub-folders). A missing or unreadable folder is fine.
+        The folder to look in (not its sub-folders). A missing or unreadable folder is fine. Its
+        journals are listed once and the listing reused while the folder is unchanged
+        (:func:`journal_names`), so a check before each write into a large folder costs little.
     target
-        Only the journals of this file (matched by device and inode, so through any of its links).
+        Only the journals of this file, named as it lies in ``folder``: those of its device and
+        inode (written through any of its names in ``folder``; a journal lies beside the name the
+        write went through, so a write through a link in another folder is finished only from
+        there), and another machine's journal for any of its names in ``folder``, whose device
+        numbers cannot be compared, so that it is at least reported.
     dry_run
         Check, but write nothing: what would be finished is reported as finished.
 
@@ -617,21 +744,22 @@ def recover_in_place(folder: str | Path, target: str | Path | None = None, *, dr
         except OSError:
             return []
         wanted = (tst.st_dev, tst.st_ino)
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return []
     done: list[Recovery] = []
-    for entry in entries:
-        match = JOURNAL_PATTERN.fullmatch(entry.name) if entry.name.endswith(JOURNAL_SUFFIX) else None
-        if match is None:
+    for name in journal_names(folder):
+        match = JOURNAL_PATTERN.fullmatch(name)
+        if match is None:  # journal_names gives only matching names
             continue
         ident = (int(match["dev"]), int(match["ino"]))
-        journal = Path(entry.path)
-        try:
-            if (wanted is not None and ident != wanted) or not entry.is_file(follow_symlinks=False):
+        if wanted is not None and ident != wanted:
+            # Another machine numbers devices its own way: its journal is this file's where the
+            # name it records is one of this file's names here.
+            if match["host"] == host_name() or _file_of(folder, wanted, match["name"]) is None:
                 continue
-        except OSError:
+        journal = folder / name
+        try:
+            if not stat.S_ISREG(os.lstat(journal).st_mode):
+                continue
+        except OSError:  # finished meanwhile, by another genrify
             continue
         live = _journal_owner_live(match, journal)
         if live:
@@ -640,49 +768,89 @@ def recover_in_place(folder: str | Path, target: str | Path | None = None, *, dr
             done.append(Recovery(journal, None, False, f"left by genrify on another machine ({match['host']}), "
                                                         "which finishes it on its next write there"))
             continue
-        found = Path(target) if target is not None else _file_of(entries, ident, match["name"])
+        found = _file_of(folder, ident, match["name"])
         if found is None:
-            done.append(Recovery(journal, None, False, "the file it belongs to is gone or was replaced; left alone"))
+            done.append(Recovery(journal, None, False, "the file it belongs to is gone or was replaced"))
             continue
-        done.append(_finish(journal, found, match["digest"], dry_run))
+        done.append(_finish(journal, found, match, dry_run, Path(target) if target is not None else found))
     return done
 
 
-def _file_of(entries: list[os.DirEntry[str]], ident: tuple[int, int], name: str) -> Path | None:
-    """The regular file among ``entries`` of device and inode ``ident``: the one called ``name``
-    (the name the write went through) where it is still that file, else any of its names."""
-    for entry in sorted(entries, key=lambda e: e.name != name):
+def _file_of(folder: Path, ident: tuple[int, int], recorded: str) -> Path | None:
+    """The regular file in ``folder`` under the name a journal records (cut as in its name), of
+    device and inode ``ident``; ``None`` where no such name is that file any more."""
+    candidates = [folder / recorded]
+    if len(os.fsencode(recorded)) > _JOURNAL_NAME_BYTES - 4:
+        # The name may have been cut to fit the journal's name: any name it begins is a candidate.
+        with contextlib.suppress(OSError):
+            candidates += [folder / n for n in os.listdir(folder)
+                           if n != recorded and _name_part(n, _JOURNAL_NAME_BYTES) == recorded]
+    for path in candidates:
+        if path.name.endswith(JOURNAL_SUFFIX) or is_temp_name(path.name):
+            continue
         try:
-            if entry.inode() != ident[1] or entry.name.endswith(JOURNAL_SUFFIX) or is_temp_name(entry.name):
-                continue
-            st = entry.stat(follow_symlinks=False)
+            st = os.lstat(path)
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode) and st.st_dev == ident[0]:
-            return Path(entry.path)
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == ident:
+            return path
     return None
 
 
-def _finish(journal: Path, target: Path, digest: str, dry_run: bool) -> Recovery:
-    """Copy a checked journal into ``target`` in place, read it back, remove the journal."""
+def _unchanged_since(journal_st: os.stat_result, file_st: os.stat_result, match: re.Match[str]) -> bool:
+    """Whether the file of stat ``file_st`` can still be the one its journal's write left.
+
+    While :func:`write_in_place` writes, the file's size stays between its old size (in the
+    journal's name) and the new one (the journal's), and the file changes at most one write call
+    after the journal's modification time, stamped before each change. A file changed later than
+    that (or made later: a new file given a freed inode) was changed by someone else since.
+    """
+    if match["size"] is not None:
+        old, new = int(match["size"]), journal_st.st_size
+        if not min(old, new) <= file_st.st_size <= max(old, new):
+            return False
+    return file_st.st_ctime_ns <= journal_st.st_mtime_ns + _STAMP_SLACK_NS
+
+
+def _finish(journal: Path, found: Path, match: re.Match[str], dry_run: bool, shown: Path) -> Recovery:
+    """Copy a checked journal into its file ``found`` in place, read it back, remove the journal.
+
+    ``shown`` is the file's name as the caller knows it, for the report.
+    """
+    digest = match["digest"]
     try:
+        journal_st = os.stat(journal)  # before a write here stamps it
         if content_digest(journal) != digest:
-            return Recovery(journal, target, False, "its content does not match its checksum (damaged); left alone")
+            return Recovery(journal, shown, False, "its content does not match its checksum (damaged)")
+        file_st = os.stat(found)
+        if content_digest(found) == digest:
+            # Already whole (the write was done but for removing the journal): nothing is written,
+            # so nothing is lost whatever happened to the file since.
+            if not dry_run:
+                with deferred_signals(), _working_on(journal):
+                    _remove_journal(journal)
+            return Recovery(journal, shown, True)
+        if not _unchanged_since(journal_st, file_st, match):
+            return Recovery(journal, shown, False, f"its file {shown} changed since the interrupted write "
+                                                   "(restore it by hand if wanted)")
         if dry_run:
-            return Recovery(journal, target, True)
+            return Recovery(journal, shown, True)
         with deferred_signals(), _working_on(journal):
-            if content_digest(target) != digest:
-                _overwrite(journal, target, lambda: None)
-                if content_digest(target) != digest:
-                    return Recovery(journal, target, False, "the file did not read back as written; journal kept")
-            try:
-                os.unlink(journal)
-            except FileNotFoundError:  # another genrify finished it at the same moment
-                pass
-            fsync_dir(journal.parent)
+            _overwrite(journal, found, lambda: None)
+            if content_digest(found) != digest:
+                return Recovery(journal, shown, False, "the file did not read back as written")
+            _remove_journal(journal)
     except OSError as exc:
-        return Recovery(journal, target, False, f"could not put it back ({exc.strerror or exc}); journal kept")
-    return Recovery(journal, target, True)
+        return Recovery(journal, shown, False, f"could not put it back ({exc.strerror or exc})")
+    return Recovery(journal, shown, True)
+
+
+def _remove_journal(journal: Path) -> None:
+    try:
+        os.unlink(journal)
+    except FileNotFoundError:  # another genrify finished it at the same moment
+        pass
+    fsync_dir(journal.parent)
 
 
 def replace_with(tmp: str | Path, path: str | Path) -> None:

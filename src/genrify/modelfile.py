@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,9 +104,26 @@ def save(model: GenreModel, path: str | Path) -> Path:
 _MAX_HEADER_BYTES = 100_000_000
 
 
+def _file_format(path: str | Path) -> str | None:
+    """The ``format`` of the genrify document in a safetensors file's header, or ``None``."""
+    if not Path(path).is_file():  # a pipe would block the read below
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            size = int.from_bytes(head, "little")
+            if len(head) != 8 or not 2 <= size <= _MAX_HEADER_BYTES:
+                return None
+            header = json.loads(fh.read(size))
+        meta = json.loads(header["__metadata__"]["genrify"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return meta.get("format") if isinstance(meta, dict) and isinstance(meta.get("format"), str) else None
+
+
 def is_model_file(path: str | Path) -> bool:
     """Whether ``path`` is a model file genrify wrote: safetensors whose metadata holds genrify's
-    model document.
+    model document, or a genre head learned by ``genrify learn`` (:func:`is_head_file`).
 
     Only the header is read, and only the document's ``format`` is looked at: a model of another
     genrify version, or one whose fields :func:`read_metadata` would refuse, is still genrify's.
@@ -119,19 +138,85 @@ def is_model_file(path: str | Path) -> bool:
     -------
     bool
     """
-    if not Path(path).is_file():  # a pipe would block the read below
-        return False
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            size = int.from_bytes(head, "little")
-            if len(head) != 8 or not 2 <= size <= _MAX_HEADER_BYTES:
-                return False
-            header = json.loads(fh.read(size))
-        meta = json.loads(header["__metadata__"]["genrify"])
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return False
-    return isinstance(meta, dict) and meta.get("format") == FORMAT
+    from genrify.models.builtin import HEAD_FORMAT
+
+    return _file_format(path) in (FORMAT, HEAD_FORMAT)
+
+
+def is_head_file(path: str | Path) -> bool:
+    """Whether ``path`` is a genre head for the built-in model (``genrify learn`` writes them; the
+    packaged head is one): loaded, it is the built-in model with that head (:func:`load`).
+
+    Only the header is read.
+    """
+    from genrify.models.builtin import HEAD_FORMAT
+
+    return _file_format(path) == HEAD_FORMAT
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a new model file goes (:func:`check_destination`)."""
+
+    path: Path  #: the file to write: the name given, or the file a symbolic link of that name points to
+    replaces: bool  #: an existing genrify model will be replaced
+
+
+def check_destination(
+    path: str | Path, *, store: str | Path | None = None, inputs: Sequence[str | Path] = ()
+) -> Destination:
+    """Refuse a model file name whose writing would replace something that is not a genrify model.
+
+    The rules of every file genrify writes by name
+    (:func:`genrify.destinations.check_output_file`: not a folder, an input or an audio file, here
+    also not an audio file's name, and in a folder that can be written or made), and those of a
+    model: never a file of the feature store (anything in its folder), nor an existing file that
+    is not a genrify model (:func:`is_model_file`); an existing genrify model may be replaced. A
+    symbolic link to a model stays a link: the file it points to is written.
+
+    Parameters
+    ----------
+    path
+        The model file to write.
+    store
+        The feature store the model is trained on: nothing inside its folder may be written.
+    inputs
+        Other files the command reads (a split file, songs).
+
+    Returns
+    -------
+    Destination
+
+    Raises
+    ------
+    UsageError
+        Writing there would replace something that is not a genrify model, or ``path`` is a folder.
+    GenrifyIOError
+        Its folder cannot be written.
+    """
+    from genrify.destinations import check_output_file
+    from genrify.errors import UsageError
+    from genrify.library import display_path
+
+    given = Path(path)
+    shown = display_path(given)
+    if given.is_symlink() and not given.exists():
+        raise UsageError(f"{shown}: a symbolic link to nothing; genrify does not replace links, choose another name")
+    # An audio file's name is refused even where none exists: a model named like a song would
+    # pass for one later. save() makes missing folders.
+    target = check_output_file(given, inputs=inputs, what="the model file", example="genres.safetensors",
+                               audio_names=True, follow_link=True, make_folders=True)
+    if store is not None:
+        inside = Path(os.path.realpath(store))
+        for where in (Path(os.path.realpath(given.parent)) / given.name, Path(os.path.realpath(target))):
+            if where == inside or inside in where.parents:
+                raise UsageError(f"{shown}: lies inside the feature store {display_path(store)}; genrify never writes"
+                                 " into a store's folder, choose a name outside it")
+    replaces = os.path.lexists(target)
+    if replaces and not is_model_file(target):
+        raise UsageError(f"{shown}: exists and is not a genrify model; genrify replaces only models it wrote,"
+                         " choose another name")
+    return Destination(path=target, replaces=replaces)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -163,7 +248,53 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         meta = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; deep nesting recurses
         raise ModelFileError(f"{path}: the genrify metadata is not valid JSON") from None
+    from genrify.models.builtin import HEAD_FORMAT
+
+    if isinstance(meta, dict) and meta.get("format") == HEAD_FORMAT:
+        return _head_metadata(path)
     return _validate(path, meta)
+
+
+def _head_metadata(path: Path) -> dict[str, Any]:
+    """A genre head file's metadata in a model file's shape: what ``classify``, ``info``, the web
+    page and remote workers read without loading weights (the head itself is checked whole).
+
+    Raises
+    ------
+    ModelFileError
+        The head is not one genrify can use.
+    """
+    from genrify.models.builtin import NAME, GenreHead
+    from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
+
+    head = GenreHead.load(path)  # small (a few hundred kB): every field and array is checked
+    info = dict(head.info)
+    report = learned_report(info)
+    if report is not None:
+        info["learned"] = report
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "genrify_version": str(info.get("genrify_version", __version__)),
+        "genres": list(head.genres),
+        "features": MUSICNN_PARAMS.to_dict(),
+        "architecture": NAME,
+        "architecture_config": {"head": path.name},
+        "chunk_frames": PATCH_FRAMES,
+        "info": info,
+        "head": True,
+    }
+
+
+def learned_report(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The honest report a learned head carries (``genrify learn``'s cross-check), or ``None``."""
+    for holder in (info, info.get("head") if isinstance(info.get("head"), dict) else None):
+        if isinstance(holder, dict):
+            for key in ("learned", "report"):
+                found = holder.get(key)
+                if isinstance(found, dict) and ("cv_top1" in found or "per_genre" in found):
+                    return found
+    return None
 
 
 #: Bounds on what a model file may declare: generous for any real model, tight enough that a
@@ -284,6 +415,10 @@ def _validate(path: Path, meta: Any) -> dict[str, Any]:
 def load(path: str | Path, *, params: FeatureParams | None = None) -> GenreModel:
     """Load a model file (never running code from it).
 
+    A genre head file (:func:`is_head_file`, made by ``genrify learn``) loads as the built-in
+    model with that head (a :class:`~genrify.models.builtin.BuiltinGenreModel`), which
+    classification uses like any model.
+
     Parameters
     ----------
     path
@@ -304,6 +439,8 @@ def load(path: str | Path, *, params: FeatureParams | None = None) -> GenreModel
 
     path = Path(path)
     meta = read_metadata(path)
+    if meta.get("head"):
+        return _load_head(path, meta, params)
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - a truncated body fails here, after a valid header
@@ -380,6 +517,26 @@ def load(path: str | Path, *, params: FeatureParams | None = None) -> GenreModel
     )
     if params is not None:
         model.check_features(params, source=str(path))
+    return model
+
+
+def _load_head(path: Path, meta: dict[str, Any], params: FeatureParams | None) -> Any:
+    """The built-in model with the genre head in ``path`` (a :class:`~genrify.models.builtin.BuiltinGenreModel`).
+
+    Raises
+    ------
+    ModelFileError
+        The head is unusable, or ``params`` are not the taggers' input.
+    """
+    from genrify.models.builtin import GenreHead, load_builtin
+
+    head = GenreHead.load(path)
+    model = load_builtin(head=head)
+    model.name = path.name
+    model.info = {**model.info, **meta["info"]}
+    if params is not None and params != model.params:
+        diff = "; ".join(model.params.differences(params))
+        raise ModelFileError(f"{path}: were made with other feature parameters than the model's: {diff}")
     return model
 
 

@@ -68,32 +68,84 @@ def to_json(results: Sequence[Result], *, top_k: int | None = None, timeline: bo
 
 
 def to_csv(results: Sequence[Result], *, top_k: int | None = None, timeline: bool = False) -> str:
-    """CSV text: ``path, genre, confidence, top..., segments, duration, error``, then one
+    """CSV text: ``path, genre, confidence, top..., segments, duration, error, not_music``, then one
     probability column per genre; with ``timeline``, one row per segment with its start time.
+    ``not_music`` is why a song is not music (:attr:`genrify.predict.Prediction.not_music`), or empty.
     Paths are written as :func:`display_path` shows them (UTF-8, one line)."""
     results = checked(results)
     genres: list[str] = next((r.genres for r in results if isinstance(r, Prediction)), [])
     k = min(top_k or 3, len(genres)) if genres else 0
     head = ["path"] + (["segment_start"] if timeline else []) + ["genre", "confidence"]
-    head += [f"top{i + 1}" for i in range(k)] + ["segments", "duration", "error"] + [f"p_{g}" for g in genres]
+    head += [f"top{i + 1}" for i in range(k)] + ["segments", "duration", "error", "not_music"] + [f"p_{g}" for g in genres]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(head)
     for r in results:
         if isinstance(r, Failure):
             writer.writerow([display_path(r.path)] + ([""] if timeline else []) + ["", ""] + [""] * k
-                            + ["", "", display_path(r.error)] + [""] * len(genres))
+                            + ["", "", display_path(r.error), ""] + [""] * len(genres))
             continue
         tops = [g for g, _ in r.top(k)]
         if timeline:
             for start, probs in zip(r.segment_starts, r.segment_probabilities, strict=True):
                 order = sorted(range(len(genres)), key=lambda i: -probs[i])[:k]
                 writer.writerow([display_path(r.path or ""), f"{start:.3f}", genres[order[0]], f"{probs[order[0]]:.6f}"]
-                                + [genres[i] for i in order] + [1, "", ""] + [f"{p:.6f}" for p in probs])
+                                + [genres[i] for i in order] + [1, "", "", r.not_music or ""] + [f"{p:.6f}" for p in probs])
         else:
-            writer.writerow([display_path(r.path or ""), r.genre, f"{r.confidence:.6f}"] + tops + [r.segments, f"{r.duration:.3f}", ""]
-                            + [f"{p:.6f}" for p in r.probabilities])
+            writer.writerow([display_path(r.path or ""), r.genre, f"{r.confidence:.6f}"] + tops
+                            + [r.segments, f"{r.duration:.3f}", "", r.not_music or ""] + [f"{p:.6f}" for p in r.probabilities])
     return buffer.getvalue()
+
+
+#: The most characters of one tag value shown on a line (``--dry-run``, ``-v``); a longer value is cut.
+SHOWN_VALUE = 80
+#: The most values of one tag shown on a line; the rest are counted.
+SHOWN_VALUES = 10
+
+
+def shorten(text: str, limit: int = SHOWN_VALUE) -> str:
+    """``text`` as it is, or cut to ``limit`` characters with "…" and its full length noted.
+
+    A tag value can be megabytes long (a damaged or hostile file); a line that reports it must stay
+    a line.
+
+    Parameters
+    ----------
+    text
+        The value.
+    limit
+        The most characters kept, "…" included (at least 1).
+
+    Returns
+    -------
+    str
+        ``text``, or e.g. ``"Rock Rock Rock…" + " (1,048,576 characters)"``.
+
+    Examples
+    --------
+    >>> shorten("Rock")
+    'Rock'
+    >>> shorten("x" * 1000, 10)
+    'xxxxxxxxx… (1,000 characters)'
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:max(limit - 1, 0)]}… ({len(text):,} characters)"
+
+
+def shown_values(values: Sequence[str], *, limit: int = SHOWN_VALUE, most: int = SHOWN_VALUES) -> str:
+    """A tag's values on one short line: ``"; "``-joined, each :func:`shorten`-ed, at most ``most``
+    of them and then how many more.
+
+    Examples
+    --------
+    >>> shown_values(["Rock", "Pop"])
+    'Rock; Pop'
+    >>> shown_values([str(i) for i in range(12)], most=2)
+    '0; 1; … and 10 more'
+    """
+    shown = "; ".join(shorten(v, limit) for v in values[:most])
+    return shown + (f"; … and {len(values) - most:,} more" if len(values) > most else "")
 
 
 def render(results: Sequence[Result], fmt: str, *, top_k: int | None = None, timeline: bool = False) -> str:

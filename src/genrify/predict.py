@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from genrify.defaults import MAX_DURATION
 from genrify.errors import ParameterError, PredictionError
 from genrify.runner import LocalRunner, Processor, Runner
 from genrify.segments import (  # noqa: F401 - song_features and segment_starts are part of this API too
@@ -107,6 +108,13 @@ class Prediction(RankedGenres):
     short
         The song is shorter than one segment: its only segment was padded, so the answer rests on
         less audio than the model was made for and is flagged as unsure.
+    not_music
+        Why the song is not music (``silence``, ``tone``, ``noise``, ``clicks`` or ``unlike-music``,
+        see :mod:`genrify.musicness`), or ``None``: an answer for what is not music is flagged as
+        unsure, whatever the model's confidence.
+    near_tie_margin
+        The model's near-tie margin: an answer whose two most probable genres are closer than this
+        is flagged as unsure (0: never; a learned head chooses it by cross-validation).
     """
 
     genres: list[str]
@@ -119,15 +127,38 @@ class Prediction(RankedGenres):
     segment_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     confidence_threshold: float = 0.5  #: below this top probability the answer is flagged as unsure
     short: bool = False
+    not_music: str | None = None
+    near_tie_margin: float = 0.0
 
     @property
     def low_confidence(self) -> bool:
-        """True where the answer is unsure: the song is shorter than one segment, or the model's top
-        probability is below its threshold (speech, animals, silence and music between genres land
-        here)."""
+        """True where the answer is unsure: the song is shorter than one segment, is not music
+        (:attr:`not_music`), the model's top probability is below its threshold (music between
+        genres lands here), or its two best genres are a near tie (:attr:`near_tie`)."""
         # ``not >=`` rather than ``<``: a NaN confidence (an answer rebuilt from a damaged cache)
         # counts as unsure, never as sure.
-        return self.short or not self.confidence >= self.confidence_threshold
+        return (self.short or self.not_music is not None or not self.confidence >= self.confidence_threshold
+                or self.near_tie)
+
+    @property
+    def near_tie(self) -> bool:
+        """The two most probable genres are closer than :attr:`near_tie_margin`."""
+        if self.near_tie_margin <= 0 or len(self.probabilities) < 2:
+            return False
+        first, second = np.sort(self.probabilities)[-2:][::-1]
+        return bool(first - second < self.near_tie_margin)
+
+    @property
+    def unsure_reason(self) -> str | None:
+        """Why the answer is unsure (``short``, ``not music``, ``low probability`` or ``near tie``,
+        the first that holds), or ``None``."""
+        if self.short:
+            return "short"
+        if self.not_music is not None:
+            return "not music"
+        if not self.confidence >= self.confidence_threshold:
+            return "low probability"
+        return "near tie" if self.near_tie else None
 
     def to_dict(self, *, top_k: int | None = None, timeline: bool = False) -> dict[str, Any]:
         """The JSON object of ``genrify classify --format json`` (and of the web API).
@@ -140,12 +171,15 @@ class Prediction(RankedGenres):
             "confidence": round(self.confidence, 6),
             "low_confidence": self.low_confidence,
             "short": self.short,
+            "not_music": self.not_music,
             "probabilities": {g: round(float(p), 6) for g, p in zip(self.genres, self.probabilities, strict=True)},
             "votes": {g: round(float(v), 6) for g, v in zip(self.genres, self.votes, strict=True)},
             "top": [{"genre": g, "probability": round(p, 6)} for g, p in self.top(top_k or len(self.genres))],
             "segments": self.segments,
             "duration": round(self.duration, 3),
             "confidence_threshold": self.confidence_threshold,
+            "near_tie_margin": self.near_tie_margin,
+            "unsure_reason": self.unsure_reason,
         }
         if timeline:
             out["timeline"] = [
@@ -164,6 +198,8 @@ class Prediction(RankedGenres):
             genres=genres,
             confidence_threshold=float(data.get("confidence_threshold", 0.5)),
             short=bool(data.get("short", False)),
+            not_music=str(data["not_music"]) if data.get("not_music") else None,
+            near_tie_margin=float(data.get("near_tie_margin", 0.0)),
             probabilities=np.array([data["probabilities"][g] for g in genres], dtype=np.float64),
             votes=np.array([data["votes"][g] for g in genres], dtype=np.float64),
             segments=int(data["segments"]),
@@ -193,6 +229,7 @@ def predict_segments(
     *,
     batch_size: int | None = None,
     path: str | None = None,
+    music_check: bool = True,
 ) -> Prediction:
     """Classify a song from its segments (:func:`song_segments`, :func:`cut_segments`).
 
@@ -205,7 +242,10 @@ def predict_segments(
     batch_size
         Segments per forward pass (default: the model's ``batch_size``, else 64): bounds memory.
     path
-        Recorded in the prediction.
+        Recorded in the prediction; where it is a file and the model computes no tagger embedding
+        of its own, the music check reads the same segments from it (:mod:`genrify.musicness`).
+    music_check
+        Judge whether the song is music at all (:attr:`Prediction.not_music`).
 
     Raises
     ------
@@ -221,11 +261,21 @@ def predict_segments(
     device = module_device(network)
     n = song.segments.shape[0]
     probabilities = np.empty((n, len(model.genres)), dtype=np.float32)
+    # A model that computes the music check's tagger embedding anyway (the built-in one) hands it over.
+    from genrify import musicness
+
+    with_embedding = (getattr(network, "forward_with_embedding", None)
+                      if music_check and musicness.UNLIKE_MUSIC_CHECK else None)
+    embeddings: list[np.ndarray] = []
     with torch.inference_mode():
         for i in range(0, n, batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(song.segments[i : i + batch_size]))
             with autocast(device):
-                logits = network(batch.to(device))
+                if with_embedding is not None:
+                    logits, embedding = with_embedding(batch.to(device))
+                    embeddings.append(embedding.float().cpu().numpy())
+                else:
+                    logits = network(batch.to(device))
             probabilities[i : i + batch.shape[0]] = torch.softmax(logits.float(), dim=1).cpu().numpy()
     if not np.isfinite(probabilities).all():
         # NaN would pass for an answer (argmax picks the first genre) and could end up in tags.
@@ -233,6 +283,12 @@ def predict_segments(
     mean = probabilities.mean(axis=0, dtype=np.float64)
     mean /= mean.sum()
     votes = np.bincount(probabilities.argmax(axis=1), minlength=len(model.genres)) / n
+    not_music = None
+    if music_check:
+        not_music = musicness.check_song(
+            song, model.params, embedding=np.concatenate(embeddings) if embeddings else None,
+            path=path if path is not None and Path(path).is_file() else None,
+        )
     return Prediction(
         genres=list(model.genres),
         probabilities=mean,
@@ -243,6 +299,8 @@ def predict_segments(
         confidence_threshold=float(getattr(model, "confidence_threshold", 0.5)),
         # One rule for every model: less audio than one segment is filled and flagged.
         short=song.short,
+        not_music=not_music,
+        near_tie_margin=float(getattr(model, "near_tie_margin", 0.0)),
         segment_starts=np.asarray(song.starts, dtype=np.float64),
         segment_probabilities=probabilities.astype(np.float64),
     )
@@ -307,6 +365,7 @@ def classify(
     hop_seconds: float | None = None,
     max_segments: int | None = DEFAULT_MAX_SEGMENTS,
     whole: tuple[np.ndarray, float] | None = None,
+    max_duration: float | None = MAX_DURATION,
 ) -> Prediction:
     """Classify one song, from a file or a waveform.
 
@@ -327,6 +386,9 @@ def classify(
     whole
         The file's whole features and length, where the caller has them (see
         :func:`genrify.segments.song_segments`).
+    max_duration
+        Refuse a file longer than this many seconds (by its header, or while it is read whole);
+        ``None``: no limit.
 
     Raises
     ------
@@ -369,7 +431,7 @@ def classify(
         return predict_features(features, model, duration=waveform.size / params.sample_rate, hop_frames=hop_frames,
                                 max_segments=max_segments)
     song = song_segments(source, params, model.chunk_frames, hop_frames=hop_frames, max_segments=max_segments,
-                         whole=whole)
+                         whole=whole, max_duration=max_duration)
     return predict_segments(song, model, path=str(source))
 
 
@@ -396,16 +458,20 @@ class SegmentPlan:
     chunk_frames: int
     hop_frames: int | None = None
     max_segments: int | None = DEFAULT_MAX_SEGMENTS
+    #: Longest file accepted, in seconds (``None``: no limit); see :func:`song_segments`.
+    max_duration: float | None = MAX_DURATION
 
     @classmethod
     def for_model(cls, model: Classifier, hop_seconds: float | None = None,
-                  max_segments: int | None = DEFAULT_MAX_SEGMENTS) -> SegmentPlan:
-        return cls(model.params, model.chunk_frames, segment_hop(hop_seconds, model.params), max_segments)
+                  max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+                  max_duration: float | None = MAX_DURATION) -> SegmentPlan:
+        return cls(model.params, model.chunk_frames, segment_hop(hop_seconds, model.params), max_segments,
+                   max_duration)
 
     def segments(self, path: str | Path) -> SongSegments:
         """The segments of one file (:func:`song_segments`)."""
         return song_segments(path, self.params, self.chunk_frames, hop_frames=self.hop_frames,
-                             max_segments=self.max_segments)
+                             max_segments=self.max_segments, max_duration=self.max_duration)
 
 
 #: What a decoding worker sends back for one file: ``(path, segments, None)`` or ``(path, None, error)``.
@@ -439,6 +505,7 @@ def classify_paths(
     jobs: int | None = None,
     hop_seconds: float | None = None,
     max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    max_duration: float | None = MAX_DURATION,
 ) -> Iterator[Prediction | Failure]:
     """Classify many files with a model loaded here; yields each file's result as soon as it is
     ready (in any order).
@@ -460,6 +527,8 @@ def classify_paths(
         Without ``runner``: decoding processes (``None``: one per core; 1 runs everything here).
     hop_seconds, max_segments
         Which segments (see :func:`classify`).
+    max_duration
+        Longest file accepted, in seconds (see :func:`classify`); a longer one is a :class:`Failure`.
 
     Raises
     ------
@@ -474,7 +543,7 @@ def classify_paths(
         # service's business (genrify.classify.classify_library), not this loaded model's.
         raise ParameterError("a remote runner's workers load the model themselves: classify through "
                              "genrify.classify.classify_library (or classify_remote) with a ModelRef")
-    plan = SegmentPlan.for_model(model, hop_seconds, max_segments)
+    plan = SegmentPlan.for_model(model, hop_seconds, max_segments, max_duration)
     runner = runner or LocalRunner(jobs)
     pooled = isinstance(runner, LocalRunner) and not runner.runs_here(len(todo))
 

@@ -53,10 +53,13 @@ behind; what a ``kill -9`` leaves is removed by the next write to that file
 (:func:`genrify.fsutil.remove_leftovers`).
 
 A file with several hard links is the exception: renaming would give only this name the new tags,
-so the checked copy is written back into the original file in place, through a journal that a
-``kill -9`` leaves behind and the next write there finishes (:func:`genrify.fsutil.write_in_place`).
-So is a file whose owner, group, mode or extended attributes (ACLs among them) the new copy cannot
-be given: writing in place keeps them all.
+so the checked copy is written back into the original file in place, through a journal beside the
+name written through, which a ``kill -9`` leaves behind and the next write through a name in that
+folder finishes (:func:`genrify.fsutil.write_in_place`), provided the file has not changed since;
+until then the file is not written again. So is a file whose owner, group, mode or extended
+attributes (ACLs among them) the new copy cannot be given: writing in place keeps them all. The
+copy never has permission bits the file lacks, so one a ``kill -9`` leaves behind is no more
+readable than the file.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ import errno
 import os
 import shutil
 import stat
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,9 +297,11 @@ def write_genre(
         The file is missing, read-only (no write permission bit, or no write access; refused even
         for root so that behaviour does not depend on who runs it), in a folder that cannot take a
         temporary file, of a format without a supported genre tag, damaged, or the write failed.
-        The original file is untouched in every case but one: an in-place write that failed
-        half-way (an I/O error) keeps the complete new file in a journal beside it, which the
-        message names and the next write puts back.
+        Also where an interrupted earlier write of it could not be finished (its journal damaged,
+        another machine's, or its file changed since): the file may be half-written, so it is
+        left alone. The original file is untouched in every case but one: an in-place write that
+        failed half-way (an I/O error) keeps the complete new file in a journal beside it, which
+        the message names and the next write puts back.
     ParameterError
         No genre left after dropping blanks, a genre containing a NUL character, an empty
         ``separator`` or an unknown ``mode``.
@@ -314,9 +320,9 @@ def write_genre(
     original (only the blocks that differ), the file is flushed and read back, and the journal is
     deleted (:func:`genrify.fsutil.write_in_place`). SIGINT, SIGTERM and SIGHUP wait until that is
     done. After a ``kill -9`` or a power cut in the middle, the journal holds the complete new
-    file; the next write to that file (through any of its links) finishes the rewrite first and
-    says so in :attr:`TagChange.notes` (:func:`recover_interrupted_writes` does so for a whole
-    library).
+    file; the next write to that file through any of its names in the same folder (the journal
+    lies beside the name written through) finishes the rewrite first and says so in
+    :attr:`TagChange.notes` (:func:`recover_interrupted_writes` does so for a whole library).
     """
     path = Path(path)
     values = _clean_genres(genres)
@@ -325,9 +331,15 @@ def write_genre(
     check_mode(mode)
     # Refuse read-only files in dry runs too, so that a dry run predicts the real run.
     target = _check_file(path, writable=True)
-    # A write of this file that a kill -9 cut short (through any of its links) is finished before
-    # its tags are read: until then the file may be half-written.
-    notes = tuple(recovery_message(r, dry_run=dry_run) for r in recover_in_place(target.parent, target, dry_run=dry_run))
+    # A write of this file that a kill -9 cut short (through any of its names in this folder) is
+    # finished before its tags are read: until then the file may be half-written, and one that
+    # cannot be finished leaves it so, to be neither read, copied nor written over.
+    recoveries = recover_in_place(target.parent, target, dry_run=dry_run)
+    for recovery in recoveries:
+        if not recovery.finished:
+            raise TagError(path, f"an interrupted tag write of it could not be finished, {recovery.journal.name} "
+                                 f"kept: {recovery.reason}; left alone")
+    notes = tuple(recovery_message(r, dry_run=dry_run) for r in recoveries)
     tagged = _open(path, target)
     kind = _kind(path, tagged)
     tags = tagged.tags
@@ -541,24 +553,90 @@ def _info_genres(tagged: Any) -> tuple[str, ...]:
     """The genre in a wav file's RIFF ``LIST``/``INFO`` chunk (``IGNR``), or none.
 
     mutagen reads only the ID3 chunk of a wav file; the INFO chunk is what Windows, Audacity,
-    Adobe Audition and libsndfile write, so a person's genre may be there alone. It is read with
-    libsndfile (:mod:`soundfile`, genrify's decoder), which finds the chunk before or after the
-    audio and decodes its text as UTF-8. A wav file libsndfile cannot open (an mp3 stream inside
-    a wav container, say) counts as having none. Other formats have no INFO chunk: ``()``.
+    Adobe Audition and libsndfile write, so a person's genre may be there alone. The chunk is found
+    among the file's top-level chunks, before or after the audio (:func:`_riff_info_field`). Its
+    text has no declared encoding: UTF-8 where it decodes as such, else Windows-1252 (what Windows
+    and older editors write, a superset of Latin-1). A value that is neither, or holds a control
+    character or U+FFFD, counts as none: it would be copied into the ID3 tag as garbage. Other
+    formats have no INFO chunk: ``()``.
     """
     from mutagen.wave import WAVE
 
     if not isinstance(tagged, WAVE):
         return ()
-    import soundfile  # deferred: only wav files need it here
-
     try:
-        with soundfile.SoundFile(tagged.filename) as sound:
-            genre = sound.genre
-    except Exception:  # noqa: BLE001 - libsndfile refuses some wav encodings; the ID3 tag still counts
+        with open(tagged.filename, "rb") as f:
+            raw = _riff_info_field(f, b"IGNR")
+    except OSError:
         return ()
-    genre = (genre or "").strip()
+    genre = _info_text(raw) if raw is not None else None
     return (genre,) if genre else ()
+
+
+# Bounds of the walk through a wav file's chunks: a damaged or hostile file (a chunk size pointing
+# anywhere) costs at most this many chunk headers and one INFO list of this size.
+_RIFF_MAX_CHUNKS = 4096
+_INFO_MAX_BYTES = 1 << 20
+
+
+def _riff_info_field(f: Any, field: bytes) -> bytes | None:
+    """The value of ``field`` in the first ``LIST``/``INFO`` chunk of a RIFF/WAVE file open in ``f``.
+
+    Only the top-level chunks are walked, each header read and its body skipped (bodies are padded
+    to an even size), until the end of the file or a header that cannot be one (an id that is not
+    four printable ASCII characters). A chunk whose size reaches past the end of the file is the
+    last one: a list there is read as far as the file goes, as libsndfile does.
+    """
+    header = f.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:] != b"WAVE":
+        return None
+    end = os.fstat(f.fileno()).st_size
+    offset = 12
+    for _ in range(_RIFF_MAX_CHUNKS):
+        if offset + 8 > end:
+            break
+        f.seek(offset)
+        chunk_id, size = struct.unpack("<4sI", f.read(8))
+        if not all(0x20 <= b < 0x7F for b in chunk_id):
+            break
+        cut = offset + 8 + size > end
+        if chunk_id == b"LIST" and size >= 4 and (cut or size <= _INFO_MAX_BYTES):
+            body = f.read(min(size, end - offset - 8, _INFO_MAX_BYTES))
+            if body[:4] == b"INFO":
+                value = _info_subchunk(body, field)
+                if value is not None:
+                    return value
+        if cut:
+            break
+        offset += 8 + size + (size & 1)
+    return None
+
+
+def _info_subchunk(body: bytes, field: bytes) -> bytes | None:
+    """The value of sub-chunk ``field`` in the body of a ``LIST``/``INFO`` chunk (``INFO`` first)."""
+    pos = 4
+    while pos + 8 <= len(body):
+        sub_id, size = struct.unpack_from("<4sI", body, pos)
+        if sub_id == field:
+            return body[pos + 8 : pos + 8 + size]
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _info_text(raw: bytes) -> str | None:
+    """An INFO value as text: up to its first NUL, UTF-8 or else Windows-1252; ``None`` where blank or garbled."""
+    raw = raw.split(b"\x00", 1)[0]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:  # one of the five bytes cp1252 leaves undefined: not text
+            return None
+    text = text.strip()
+    if not text or "\ufffd" in text or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
+        return None
+    return text
 
 
 def _info_note(
@@ -724,7 +802,9 @@ def _rewrite(path: Path, target: Path, tagged: Any, kind: str, plan: _Plan) -> N
     # What an earlier, killed write to this file left (a full-size hidden copy) goes first.
     remove_leftovers(target.parent, target.name)
     try:
-        with scratch_path(target) as tmp:
+        # The copy gets no permission bit the file lacks before its content goes in: a kill -9
+        # leaves it (or the journal made of it) beside the file.
+        with scratch_path(target, like=st) as tmp:
             _tagged_copy(path, target, tmp, tagged, kind, plan)
             # Renaming would detach this name from the other links, and a copy that cannot be given
             # the file's owner, group, mode or extended attributes would drop them: in both cases
@@ -844,7 +924,7 @@ def recovery_message(recovery: Recovery, *, dry_run: bool = False) -> str:
     if recovery.finished and recovery.target is not None:
         verb = "would finish" if dry_run else "finished"
         return f"{recovery.target}: {verb} an interrupted tag write (restored from {recovery.journal.name})"
-    return f"{recovery.journal}: an interrupted tag write could not be finished: {recovery.reason}"
+    return f"{recovery.journal}: an interrupted tag write could not be finished: {recovery.reason}; journal kept"
 
 
 def recover_interrupted_writes(folders: Iterable[str | Path], *, dry_run: bool = False) -> list[str]:
@@ -852,8 +932,11 @@ def recover_interrupted_writes(folders: Iterable[str | Path], *, dry_run: bool =
 
     For a library run before it reads any file: an in-place write (a hard-linked file) cut short
     by ``kill -9`` or a power cut leaves the file half-written and its complete new version in a
-    journal beside it (:func:`genrify.fsutil.write_in_place`); this copies each journal back into
-    its file and removes it.
+    journal beside the name written through (:func:`genrify.fsutil.write_in_place`); this copies
+    each journal back into its file and removes it, where the file is still the one the write left
+    (:func:`genrify.fsutil.recover_in_place`). A journal whose file was deleted, replaced or
+    changed since, that is damaged, or another machine's, is kept and reported; :func:`write_genre`
+    then refuses its file.
 
     Parameters
     ----------

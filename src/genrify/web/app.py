@@ -215,7 +215,9 @@ def create_app(
     uploads_per_client
         Uploads one client address (an IPv6 /64) may be sending at once; beyond it the app answers
         429 at once, so one client's stalled uploads cannot take every place. ``None``: no limit
-        (behind a reverse proxy every client has the proxy's address).
+        (behind a reverse proxy every client has the proxy's address). The address is the ASGI
+        server's ``client``: :func:`genrify.web.make_server` gives the connection's own and never
+        reads ``X-Forwarded-For``, which any client can send.
     allowed_hosts
         Host names (lower case, no port) the ``Host`` header may give; others get 400. ``None``:
         any (:func:`genrify.web.security.allowed_hosts_for` is ``genrify serve``'s policy). In

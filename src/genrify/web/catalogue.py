@@ -34,8 +34,9 @@ class ModelEntry:
         (:class:`genrify.predict.Classifier`), e.g. a :class:`genrify.modelfile.GenreModel`.
     metadata
         JSON-ready facts for ``GET /api/models``: ``architecture``, ``genres``, ``song_accuracy``
-        (the training report's mean song accuracy, or ``None``), ``features``, ``segment_seconds``,
-        ... (:func:`describe` makes them from a model).
+        (the training report's mean song accuracy, or ``None``), ``learned`` (a model made by
+        ``genrify learn``: its cross-validated ``top1``, ``macro_recall`` and ``songs``, or ``None``),
+        ``features``, ``segment_seconds``, ... (:func:`describe` makes them from a model).
     description
         One line for people, e.g. where the model comes from.
     """
@@ -110,7 +111,18 @@ def describe(model: Classifier) -> dict[str, Any]:
         "chunk_frames": int(model.chunk_frames),
         "segment_seconds": round(model.chunk_frames * params.seconds_per_frame, 4),
         "genrify_version": getattr(model, "genrify_version", None),
+        "learned": _learned(info),
     }
+
+
+def _learned(info: Any) -> dict[str, Any] | None:
+    """A learned head's cross-validated figures (``genrify learn``'s report), for the page; else ``None``."""
+    report = info.get("learned") if isinstance(info, Mapping) else None
+    if not isinstance(report, Mapping):
+        return None
+    songs = report.get("songs")
+    return {"top1": finite_number(report.get("cv_top1")), "macro_recall": finite_number(report.get("cv_macro_recall")),
+            "songs": songs if isinstance(songs, int) and not isinstance(songs, bool) else None}
 
 
 

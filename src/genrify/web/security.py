@@ -75,7 +75,19 @@ def host_name(value: str) -> str | None:
     name = name.rstrip(".")
     if not name or any(c.isspace() or c in "/\\@?#" for c in name):
         return None
-    return name
+    return _normal_address(name)
+
+
+def _normal_address(name: str) -> str:
+    """An IP address in its one normal spelling (``0:0::1`` is ``::1``); any other name as given.
+
+    One address has many spellings in a URL (``[0:0:0:0:0:0:0:1]``, ``[::1]``): compared as
+    written, the address the server listens on would not match the ``Host`` a client sends for it.
+    """
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name
 
 
 def is_loopback(host: str) -> bool:
@@ -103,7 +115,9 @@ def allowed_hosts_for(bind_host: str, allowed: Iterable[str] = ()) -> frozenset[
     frozenset of str or None
         ``allowed`` plus this machine's own names (:data:`LOCAL_HOSTS`) where any is given; else
         the local names alone for a server on loopback (a page cannot reach it through a rebound
-        DNS name); else ``None``: a server reachable from the network answers to any name.
+        DNS name); else ``None``: a server reachable from the network answers to any name. A
+        server on loopback answers to the address it listens on too (``127.0.0.2``, ``[0:0::1]``:
+        the address ``genrify serve`` prints), IP addresses compared in their normal spelling.
 
     Raises
     ------
@@ -118,9 +132,15 @@ def allowed_hosts_for(bind_host: str, allowed: Iterable[str] = ()) -> frozenset[
         if name is None:
             raise UsageError(f"--allowed-host must be a host name or address, not {value!r}")
         names.add(name)
-    if names:
-        return frozenset(names | LOCAL_HOSTS)
-    return LOCAL_HOSTS if is_loopback(bind_host) else None
+    own = set(LOCAL_HOSTS)
+    if is_loopback(bind_host):
+        # The address it listens on is the one it prints: 127.0.0.2 or 0:0::1 must reach it too.
+        bound = host_name(bind_host)
+        if bound is not None:
+            own.add(bound)
+    elif not names:
+        return None
+    return frozenset(names | own)
 
 
 class HostAndOriginCheck:
@@ -139,15 +159,18 @@ class HostAndOriginCheck:
     -----
     A POST's ``Origin`` passes when it names the host and port the request was sent to (its
     ``Host``; a ``Host`` without a port is not compared on ports, so a proxy that adds TLS in
-    front still passes) or a host in ``allowed_hosts`` other than this machine's own names (a proxy
-    that rewrites ``Host``). A request without ``Origin`` (curl, scripts) is not a browser's
+    front still passes) or a host in ``allowed_hosts`` other than this machine's own names
+    (``localhost`` and loopback addresses; a proxy that rewrites ``Host``). A request without ``Origin`` (curl, scripts) is not a browser's
     cross-site request and passes; ``Origin: null`` (a sandboxed or local file page) does not.
     """
 
     def __init__(self, app: Any, allowed_hosts: Collection[str] | None = None) -> None:
         self.app = app
         self.allowed_hosts = None if allowed_hosts is None else frozenset(host_name(h) or h for h in allowed_hosts)
-        self._origin_hosts = frozenset() if allowed_hosts is None else self.allowed_hosts - LOCAL_HOSTS
+        # This machine's own names are never a proxy's: a page on another port of loopback is
+        # another site, and its POST must name this server's port.
+        self._origin_hosts = frozenset() if self.allowed_hosts is None else frozenset(
+            h for h in self.allowed_hosts if not is_loopback(h))
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -176,7 +199,7 @@ class HostAndOriginCheck:
     def _same_origin(self, origin: str, host: str) -> bool:
         try:
             parts = urlsplit(origin.strip())
-            origin_host, origin_port = (parts.hostname or "").rstrip("."), parts.port
+            origin_host, origin_port = _normal_address((parts.hostname or "").rstrip(".")), parts.port
         except ValueError:  # a port out of range
             return False
         if parts.scheme not in ("http", "https") or not origin_host:

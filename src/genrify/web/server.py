@@ -106,9 +106,13 @@ def make_server(
     timeout = float(getattr(state, "request_timeout", DEFAULT_REQUEST_TIMEOUT))
     if limit_concurrency is None:
         limit_concurrency = getattr(state, "max_uploads", 32) + getattr(state, "max_pending", 16) + _SPARE_CONNECTIONS
+    # proxy_headers=False: uvicorn would otherwise take a client's address from X-Forwarded-For
+    # whenever the connection comes from 127.0.0.1, so any local client could name itself anyone
+    # and sidestep the per-client upload limit. The address is always the connection's own.
     config = uvicorn.Config(
         app, http=_protocol(timeout), lifespan="off", log_level="warning", access_log=False, server_header=False,
         limit_concurrency=limit_concurrency, timeout_keep_alive=keep_alive, timeout_graceful_shutdown=5,
+        proxy_headers=False,
     )
     return uvicorn.Server(config)
 
@@ -176,8 +180,8 @@ def serve(
         it is dropped (see :func:`genrify.web.create_app`).
     allowed_hosts
         Names the ``Host`` header may give besides this machine's own (``"*"``: any). None given:
-        only ``localhost``, ``127.0.0.1`` and ``[::1]`` when ``host`` is a loopback address (no page
-        can reach the server through a DNS name rebound to it), any name otherwise
+        only ``localhost``, ``127.0.0.1``, ``[::1]`` and ``host`` itself when ``host`` is a loopback
+        address (no page can reach the server through a DNS name rebound to it), any name otherwise
         (:func:`genrify.web.security.allowed_hosts_for`).
     uploads_per_client
         Uploads one client address may be sending at once (``None``: no limit, e.g. behind a proxy).

@@ -110,7 +110,7 @@
       for (const g of m.genres) colorOf(g);
     }
     el.modelSelect.replaceChildren(...state.models.map((m) =>
-      make("option", { value: m.name, text: m.genres ? `${m.name} (${m.genres.length} genres)` : m.name })));
+      make("option", { value: m.name, text: m.genres ? `${m.name} (${m.genres.length} genres${learnedFigure(m)})` : m.name })));
     el.modelSelect.value = state.defaultModel;
     el.modelSelect.disabled = state.models.length < 2;
     if (state.maxUpload) {
@@ -124,11 +124,18 @@
       : "Ready. Choose songs to classify.");
   }
 
+  // A model made by `genrify learn`: its cross-validated top-1, beside its name in the selector.
+  const learnedFigure = (m) => (m.learned && m.learned.top1 != null ? `, ${pct(m.learned.top1)} cross-validated` : "");
+
   function showModelInfo() {
     const m = state.byName.get(selectedModel());
     if (!m) return;
-    const accuracy = m.song_accuracy == null ? "not recorded"
-      : `${pct(m.song_accuracy)}${m.song_accuracy_std ? ` ± ${pct(m.song_accuracy_std)}` : ""} of test songs`;
+    const learned = m.learned && m.learned.top1 != null
+      ? `${pct(m.learned.top1)} top-1${m.learned.macro_recall != null ? `, ${pct(m.learned.macro_recall)} macro recall` : ""}, `
+        + `cross-validated on ${m.learned.songs ?? "?"} of your songs (artists held out)`
+      : null;
+    const accuracy = learned || (m.song_accuracy == null ? "not recorded"
+      : `${pct(m.song_accuracy)}${m.song_accuracy_std ? ` ± ${pct(m.song_accuracy_std)}` : ""} of test songs`);
     const fact = (term, value) => make("div", {}, [make("dt", { text: term }), make("dd", { text: value })]);
     const features = m.features || {};
     el.modelInfo.replaceChildren(
