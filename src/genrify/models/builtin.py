@@ -14,25 +14,33 @@ Two sources of evidence are combined for every 3-second patch:
   separates ones the tags confuse (country and pop, metal and rock).
 
 The head's evidence enters as a log likelihood ratio (its log-odds minus the log-odds of the genre's
-share of its training data), so the tags act as the prior and the head moves them as far as its
+share of its training songs), so the tags act as the prior and the head moves them as far as its
 data supports: a genre the head was not trained on keeps its tag score, and a patch unlike any of
 the head's genres leaves the tags in charge. Per patch,
-``logit_g = (log S_g + beta * cap * tanh(LLR_g / cap)) / temperature``: the evidence is bounded
-(``cap`` = 2 nats, a factor of at most 7.4 on a genre's odds), because a linear head fitted on a few
-hundred GTZAN excerpts extrapolates wildly on music unlike them (unbounded, it cost 5 of the 20
-out-of-domain clips of ``real/genre-samples``; bounded, 2). Reggae and disco, which have no tags,
-start from an even share. The song's answer is the mean of its patches' softmax, as for any genrify model;
-asking for a few genres (``--genres``) renormalises the same logits over them.
+``a_g = prior_weight * log S_g + cap * tanh(LLR_g / cap)``: the evidence is bounded (``cap`` nats),
+because a linear head fitted on a few hundred excerpts extrapolates on music unlike them. Reggae and
+disco, which have no tags, start from an even share (:data:`EVEN_SHARE`).
 
-``beta``, the head's regularisation and the temperature were chosen by fitting on one
-artist-disjoint half of the excerpts and measuring on the other, then swapping; the unsure threshold
-by measurement on real music against speech and animal sounds. ``scripts/train_builtin_head.py``
-makes the packaged head, and ``benchmarks/builtin_accuracy.py`` repeats the cross-check against the
-tags alone.
+The head never heard the genres it did not learn (electronic, dance, folk, punk, soul/rnb, funk,
+ambient for the packaged head), so its evidence says which of its *learned* genres a patch is, not
+whether it is one of them: the total probability the tags give the unlearned genres is kept, but for
+a share ``mobility`` of the change the head would make to it (:func:`keep_unlearned_mass`); the
+learned genres share the rest as the evidence says. The logits are ``log`` of those probabilities
+divided by ``temperature``. The song's answer is the mean of its patches' softmax, as for any genrify
+model; asking for a few genres (``--genres``) renormalises the same logits over them.
+
+A head may hold any vocabulary: ``genrify learn`` makes one from a library's own genres with the
+same learner (:mod:`genrify.learner`), each genre taking as prior the tag score of the built-in
+genre it means (:func:`builtin_genre`), if any. The packaged head is one such head, made by
+``scripts/train_builtin_head.py`` from the 294 GTZAN excerpts: its settings (regularisation, prior
+weight, bound, temperature, unsure threshold, near-tie margin) chosen by artist-grouped nested
+cross-validation, its report stored in it; ``benchmarks/builtin_accuracy.py`` measures it against
+the tags alone.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +53,7 @@ from torch import nn
 
 from genrify.errors import DependencyError, ModelFileError, ParameterError
 from genrify.features import FeatureParams
+from genrify.genremap import GenreMap, genre_key
 
 #: Each genre's tags in each tagger's vocabulary.
 GENRE_TAGS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -75,6 +84,8 @@ ALIASES: dict[str, str] = {
     "r&b": "soul/rnb", "edm": "dance", "house": "dance", "techno": "electronic", "electronica": "electronic",
     "heavy metal": "metal", "new age": "ambient", "ska": "reggae", "dub": "reggae",
 }
+# Every spelling of a built-in genre, by key: its name and its aliases.
+_BUILTIN_KEYS: dict[str, str] = {**{genre_key(a): g for a, g in ALIASES.items()}, **{genre_key(g): g for g in GENRES}}
 #: The taggers the model runs.
 TAGGER_NAMES = ("MSD_musicnn", "MTT_musicnn")
 #: The head's input: this tagger's output of this name.
@@ -83,13 +94,56 @@ NAME = "genrify-musicnn"
 #: Where the packaged head lives.
 HEAD_PATH = Path(__file__).resolve().parents[1] / "pretrained" / "genre_head.safetensors"
 HEAD_FORMAT = "genrify-genre-head"
-HEAD_FORMAT_VERSION = 1
+#: 2: any vocabulary, each genre with an optional tag prior, the near-tie margin (1: the 17 genres).
+HEAD_FORMAT_VERSION = 2
+#: The tagger outputs a head may read (``tagger/output``), with their widths.
+HEAD_FEATURES: dict[str, int] = {
+    "MSD_musicnn/penultimate": 200, "MSD_musicnn/taggram": 50, "MTT_musicnn/penultimate": 200, "MTT_musicnn/taggram": 50,
+}
+#: What a head reads unless told otherwise: :data:`EMBEDDING`.
+DEFAULT_HEAD_FEATURES: tuple[str, ...] = ("/".join(EMBEDDING),)
+#: The prior of a genre no tag scores (reggae, disco, a library's own genres): an even share of the
+#: tag genres' probability, so that it starts level with a tag genre the tags are unsure about.
+EVEN_SHARE = 1.0 / len(GENRE_TAGS)
+#: Bounds on what a head file may hold: a head is a few hundred kB; a file beyond these is not one.
+MAX_HEAD_GENRES = 1000
+MAX_HEAD_BYTES = 64 << 20
 # Tag scores below this are clipped before the log: a tag's absence is evidence, not certainty.
 _SCORE_FLOOR = 1e-4
 
 
-def resolve_genres(names: Sequence[str] | None) -> list[tuple[str, str]]:
+def builtin_genre(name: str, genre_map: GenreMap | None = None) -> str | None:
+    """The genre of :data:`GENRES` that ``name`` means, or ``None``.
+
+    Names are compared as :func:`genrify.genremap.genre_key` compares them (``Hip Hop`` is
+    ``hip-hop``), through :data:`ALIASES` (``rap``, ``r&b``) and, given a genre map, through its
+    spellings (a map that spells ``soul/rnb`` as ``R&B`` makes ``R&B`` mean it).
+    """
+    key = genre_key(name)
+    found = _BUILTIN_KEYS.get(key)
+    if found is not None or genre_map is None or not key:
+        return found
+    spelled = genre_map.name(name)
+    if spelled is None:
+        return None
+    for other, genre in _BUILTIN_KEYS.items():
+        mapped = genre_map.name(other)
+        if mapped is not None and genre_key(mapped) == genre_key(spelled):
+            return genre
+    return None
+
+
+def resolve_genres(names: Sequence[str] | None, vocabulary: Sequence[str] = GENRES) -> list[tuple[str, str]]:
     """``(shown name, vocabulary genre)`` for each name asked for (all genres for ``None``).
+
+    Parameters
+    ----------
+    names
+        Genres asked for, as a person spells them.
+    vocabulary
+        The genres the model answers with: :data:`GENRES` for the built-in model, or a learned
+        head's. A name matches a genre of the same :func:`~genrify.genremap.genre_key`, or one that
+        means the same built-in genre (:func:`builtin_genre`: ``rap`` finds ``Hip-Hop``).
 
     Raises
     ------
@@ -97,17 +151,24 @@ def resolve_genres(names: Sequence[str] | None) -> list[tuple[str, str]]:
         A name that is neither a genre nor an alias, or the same genre twice.
     """
     if names is None:
-        return [(g, g) for g in GENRES]
+        return [(g, g) for g in vocabulary]
+    by_key = {genre_key(g): g for g in vocabulary}
+    by_builtin: dict[str, str] = {}
+    for g in vocabulary:
+        meant = builtin_genre(g)
+        if meant is not None:
+            by_builtin.setdefault(meant, g)
     out: list[tuple[str, str]] = []
     for raw in names:
         name = raw.strip()
-        key = name.lower()
-        genre = key if key in GENRES else ALIASES.get(key)
+        meant = builtin_genre(name)
+        genre = by_key.get(genre_key(name)) or (by_builtin.get(meant) if meant is not None else None)
         if genre is None:
-            raise ParameterError(
-                f"the built-in model knows no genre {name!r}; it knows {', '.join(GENRES)}"
-                f" (and {', '.join(sorted(ALIASES))} as other names)"
-            )
+            known = ", ".join(vocabulary)
+            if tuple(vocabulary) == GENRES:
+                raise ParameterError(f"the built-in model knows no genre {name!r}; it knows {known}"
+                                     f" (and {', '.join(sorted(ALIASES))} as other names)")
+            raise ParameterError(f"the model knows no genre {name!r}; it knows {known}")
         if genre in {g for _, g in out}:
             raise ParameterError(f"genre {name!r} is asked for twice (as {genre})")
         out.append((name, genre))
@@ -118,47 +179,96 @@ def resolve_genres(names: Sequence[str] | None) -> list[tuple[str, str]]:
 
 @dataclass
 class GenreHead:
-    """One logistic regression per genre on a tagger embedding, and how it joins the tags.
+    """A genre head: one logistic regression per genre on tagger outputs, and how it joins the tags.
+
+    Any vocabulary: the packaged head's (the 17 genres, GTZAN's ten learned) or a library's own
+    (``genrify learn``). Each genre may have a tag genre as its prior (:attr:`priors`); per patch,
+
+    ``a_g = prior_weight * log S_prior(g) + cap * tanh(LLR_g / cap)``
+
+    where ``S`` are the tag scores (:func:`tag_scores`; a genre without a prior takes
+    :data:`EVEN_SHARE`) and ``LLR_g`` the head's log-odds for the genre minus those of its share of
+    the training songs. A genre the head did not learn (:attr:`learned`) has no evidence, and the
+    unlearned genres together keep the probability their priors give them but for a share
+    :attr:`mobility` of the change the evidence would make (:func:`keep_unlearned_mass`); the
+    logits are those log probabilities divided by :attr:`temperature`.
 
     Attributes
     ----------
     genres
-        The vocabulary genres it was trained on, in column order.
+        The answer's genres, in output order.
+    priors
+        Each genre's tag genre (a key of :data:`GENRE_TAGS`), or ``None`` for an even share.
     mean, std
-        Standardisation of the embedding ``(dim,)``.
+        Standardisation of the input ``(dim,)``.
     weight, bias
-        ``(dim, genres)`` and ``(genres,)``: each genre's log-odds.
+        ``(dim, genres)`` and ``(genres,)``: each genre's log-odds (zero for a genre not learned).
     prior_logit
-        Log-odds of each genre's share of the training data (removed to leave the evidence).
-    beta
-        Weight of the head's evidence against the tags'.
+        Log-odds of each genre's share of the training songs (removed to leave the evidence).
+    features
+        The tagger outputs read, concatenated in this order (keys of :data:`HEAD_FEATURES`).
+    learned
+        The genres with evidence of their own (the others answer from their prior alone).
+    prior_weight
+        Weight of the tags' log-score against the head's evidence (0: the head alone).
     cap
         Bound of the evidence (``cap * tanh(llr / cap)``, in nats): a linear model fitted on a few
-        hundred excerpts extrapolates wildly on music unlike them, and must not overrule the tags.
+        hundred songs extrapolates wildly on music unlike them, and must not overrule the tags.
     temperature
         Divides the combined logits (calibration).
+    mobility
+        Share (0 to 1) of the change the evidence would make to the unlearned genres' total
+        probability that it may make (0: they keep what their priors give them; 1: no rule). A head
+        has no evidence about genres it never heard, so it should not take their probability.
     threshold
         Top probability under which an answer is flagged as unsure.
+    margin
+        Near-tie margin: an answer whose two most probable genres are closer than this is flagged
+        as unsure (0: never).
     info
-        What it was trained on and measured with (shown by ``genrify info``-like displays).
+        What it learned from, how it was made, and its cross-validated report.
     """
 
     genres: list[str]
+    priors: list[str | None]
     mean: np.ndarray
     std: np.ndarray
     weight: np.ndarray
     bias: np.ndarray
     prior_logit: np.ndarray
-    beta: float = 1.0
+    features: list[str] = field(default_factory=lambda: list(DEFAULT_HEAD_FEATURES))
+    learned: list[str] = field(default_factory=list)
+    prior_weight: float = 1.0
     cap: float = 2.0
     temperature: float = 1.0
     threshold: float = 0.3
+    margin: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    mobility: float = 1.0
 
-    def evidence(self, embedding: np.ndarray) -> np.ndarray:
-        """The head's bounded log likelihood ratios ``(n, genres)`` for embeddings ``(n, dim)``."""
-        z = (np.asarray(embedding, dtype=np.float64) - self.mean) / self.std
+    def inputs(self, outputs: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
+        """The head's input ``(n, dim)`` from the taggers' outputs ``{tagger: {output: (n, width)}}``."""
+        parts = []
+        for feature in self.features:
+            tagger, output = feature.split("/")
+            parts.append(np.asarray(outputs[tagger][output], dtype=np.float64))
+        return np.concatenate(parts, axis=1)
+
+    def evidence(self, x: np.ndarray) -> np.ndarray:
+        """The head's bounded log likelihood ratios ``(n, genres)`` for inputs ``(n, dim)``."""
+        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.std
         return self.cap * np.tanh((z @ self.weight + self.bias - self.prior_logit) / self.cap)
+
+    def unlearned(self) -> np.ndarray:
+        """``(genres,)`` bool: the genres without evidence of their own (their mass is kept, see
+        :attr:`mobility`)."""
+        learned = set(self.learned)
+        return np.array([g not in learned for g in self.genres], dtype=bool)
+
+    def prior_columns(self) -> list[int]:
+        """Each genre's column in the tag table ``[S, even share]`` (:func:`prior_table`)."""
+        tags = list(GENRE_TAGS)
+        return [tags.index(p) if p is not None else len(tags) for p in self.priors]
 
     def save(self, path: str | Path) -> Path:
         """Write the head as a safetensors file (plain arrays; the metadata is JSON)."""
@@ -167,15 +277,16 @@ class GenreHead:
         from genrify.fsutil import atomic_path
 
         meta = {
-            "format": HEAD_FORMAT, "version": HEAD_FORMAT_VERSION, "genres": self.genres,
-            "embedding": list(EMBEDDING), "beta": self.beta, "cap": self.cap, "temperature": self.temperature,
-            "threshold": self.threshold, "info": self.info,
+            "format": HEAD_FORMAT, "version": HEAD_FORMAT_VERSION, "genres": list(self.genres),
+            "priors": list(self.priors), "features": list(self.features), "learned": list(self.learned),
+            "prior_weight": float(self.prior_weight), "cap": float(self.cap), "temperature": float(self.temperature),
+            "threshold": float(self.threshold), "margin": float(self.margin), "mobility": float(self.mobility),
+            "info": self.info,
         }
-        tensors = {k: np.ascontiguousarray(getattr(self, k), dtype=np.float32)
-                   for k in ("mean", "std", "weight", "bias", "prior_logit")}
+        tensors = {k: np.ascontiguousarray(getattr(self, k), dtype=np.float32) for k in _HEAD_TENSORS}
         path = Path(path)
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"genrify": json.dumps(meta)})
+            save_file(tensors, str(tmp), metadata={"genrify": json.dumps(meta, allow_nan=False)})
         return path
 
     @classmethod
@@ -185,103 +296,141 @@ class GenreHead:
         Raises
         ------
         ModelFileError
-            Missing, unreadable or inconsistent.
+            Missing, unreadable, too big, or a field missing, of the wrong type or inconsistent
+            (one line, naming the file).
         """
         from safetensors import safe_open
 
         path = Path(path)
         if not path.is_file():
-            raise ModelFileError(f"{path}: the built-in model's genre head is missing; reinstall genrify")
+            if path == HEAD_PATH:
+                raise ModelFileError(f"{path}: the built-in model's genre head is missing; reinstall genrify")
+            raise ModelFileError(f"{path}: the genre head file is missing")
+        if path.stat().st_size > MAX_HEAD_BYTES:
+            raise ModelFileError(f"{path}: too big for a genre head ({path.stat().st_size} bytes)")
         try:
             with safe_open(str(path), framework="numpy") as f:
                 raw = (f.metadata() or {}).get("genrify")
-                tensors = {k: f.get_tensor(k).astype(np.float64) for k in f.keys()}  # noqa: SIM118
-            meta = json.loads(raw or "null")
+                names = sorted(f.keys())
+                if names != sorted(_HEAD_TENSORS):
+                    raise ModelFileError(f"{path}: not a genre head's arrays ({', '.join(names[:8]) or 'none'})")
+                tensors = {k: f.get_tensor(k) for k in names}
+            meta = json.loads(raw or "null", parse_constant=_refuse_constant)
+        except ModelFileError:
+            raise
         except Exception as exc:  # noqa: BLE001 - safetensors and json raise several types
             raise ModelFileError(f"{path}: not a readable genre head ({type(exc).__name__})") from None
         if not isinstance(meta, dict) or meta.get("format") != HEAD_FORMAT:
             raise ModelFileError(f"{path}: not a genrify genre head")
+        if meta.get("version") != HEAD_FORMAT_VERSION:
+            raise ModelFileError(f"{path}: a genre head of format version {meta.get('version')!r}; this genrify reads "
+                                 f"version {HEAD_FORMAT_VERSION} (learn it again, or reinstall genrify)")
         try:
-            genres = [str(g) for g in meta["genres"]]
-            head = cls(genres=genres, mean=tensors["mean"], std=tensors["std"], weight=tensors["weight"],
-                       bias=tensors["bias"], prior_logit=tensors["prior_logit"], beta=float(meta["beta"]),
-                       cap=float(meta["cap"]), temperature=float(meta["temperature"]), threshold=float(meta["threshold"]),
-                       info=dict(meta.get("info") or {}))
+            head = cls(
+                genres=_names(meta["genres"], "genres"), priors=_priors(meta["priors"]),
+                features=_names(meta["features"], "features"), learned=_names(meta["learned"], "learned", empty=True),
+                prior_weight=_number(meta["prior_weight"], "prior_weight"), cap=_number(meta["cap"], "cap"),
+                temperature=_number(meta["temperature"], "temperature"), threshold=_number(meta["threshold"], "threshold"),
+                margin=_number(meta["margin"], "margin"), info=_mapping(meta.get("info", {}), "info"),
+                # Heads made before the rule have none: 1 answers as they always did.
+                mobility=_number(meta.get("mobility", 1.0), "mobility"),
+                **{k: _array(tensors[k], k) for k in _HEAD_TENSORS},
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: the genre head is incomplete ({type(exc).__name__}: {exc})") from None
-        dim, n = head.weight.shape if head.weight.ndim == 2 else (0, 0)
-        if (not genres or len(set(genres)) != len(genres) or any(g not in GENRES for g in genres) or n != len(genres)
-                or head.mean.shape != (dim,) or head.std.shape != (dim,) or head.bias.shape != (n,)
-                or head.prior_logit.shape != (n,) or not all(np.isfinite(t).all() for t in tensors.values())
-                or not (head.std > 0).all() or not head.temperature > 0 or not np.isfinite(head.beta) or not head.cap > 0
-                or not 0 <= head.threshold <= 1):
-            raise ModelFileError(f"{path}: the genre head's arrays or settings are inconsistent")
+            reason = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            raise ModelFileError(f"{path}: the genre head is incomplete or invalid ({reason})") from None
+        problem = head.problem()
+        if problem is not None:
+            raise ModelFileError(f"{path}: the genre head's arrays or settings are inconsistent ({problem})")
         return head
 
-
-def fit_head(
-    embedding: np.ndarray,
-    labels: Sequence[str],
-    *,
-    C: float = 0.03,
-    beta: float = 1.0,
-    cap: float = 2.0,
-    info: dict[str, Any] | None = None,
-) -> GenreHead:
-    """Fit a :class:`GenreHead`: one L2-regularised logistic regression per genre in ``labels``.
-
-    Parameters
-    ----------
-    embedding
-        ``(n, dim)`` tagger embeddings (:data:`EMBEDDING`), one row per patch.
-    labels
-        Each row's vocabulary genre.
-    C
-        Inverse regularisation strength (scikit-learn's).
-    beta
-        Weight of the head's evidence against the tags'.
-    cap
-        Bound of the evidence in nats (see :class:`GenreHead`).
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    x = np.asarray(embedding, dtype=np.float64)
-    y = np.asarray(labels)
-    genres = [g for g in GENRES if (y == g).any()]
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    z = (x - mean) / std
-    weight = np.zeros((x.shape[1], len(genres)))
-    bias = np.zeros(len(genres))
-    prior = np.zeros(len(genres))
-    for j, genre in enumerate(genres):
-        target = (y == genre).astype(int)
-        share = target.mean()
-        prior[j] = np.log(share / (1 - share)) if share < 1 else 0.0
-        if share == 1:  # one genre only: no evidence to learn
-            continue
-        model = LogisticRegression(C=C, max_iter=5000).fit(z, target)
-        weight[:, j], bias[j] = model.coef_[0], model.intercept_[0]
-    return GenreHead(genres, mean, std, weight, bias, prior, beta=beta, cap=cap, info=dict(info or {}))
+    def problem(self) -> str | None:
+        """What makes this head unusable, or ``None``: shapes, values and names are all checked."""
+        n = len(self.genres)
+        if not 0 < n <= MAX_HEAD_GENRES or len({genre_key(g) for g in self.genres}) != n:
+            return "genres empty, too many or repeated"
+        if len(self.priors) != n or any(p is not None and p not in GENRE_TAGS for p in self.priors):
+            return "priors"
+        if not self.features or len(set(self.features)) != len(self.features) or any(f not in HEAD_FEATURES for f in self.features):
+            return "features"
+        if len(set(self.learned)) != len(self.learned) or not set(self.learned) <= set(self.genres):
+            return "learned genres"
+        dim = sum(HEAD_FEATURES[f] for f in self.features)
+        if (self.mean.shape != (dim,) or self.std.shape != (dim,) or self.weight.shape != (dim, n)
+                or self.bias.shape != (n,) or self.prior_logit.shape != (n,)):
+            return "array shapes"
+        if not all(np.isfinite(getattr(self, k)).all() for k in _HEAD_TENSORS) or not (self.std > 0).all():
+            return "array values"
+        others = [j for j, g in enumerate(self.genres) if g not in self.learned]
+        if np.any(self.weight[:, others]) or np.any(self.bias[others]) or np.any(self.prior_logit[others]):
+            return "evidence for a genre not learned"
+        if not (0 <= self.prior_weight <= 100 and 0 < self.cap <= 100 and 0.01 <= self.temperature <= 100
+                and 0 <= self.threshold <= 1 and 0 <= self.margin <= 1 and 0 <= self.mobility <= 1):
+            return "settings out of bounds"
+        return None
 
 
-def fit_temperature(logits: np.ndarray, targets: Sequence[int]) -> float:
-    """The temperature that makes softmax(logits / T) best predict ``targets`` (least log loss).
+_HEAD_TENSORS = ("mean", "std", "weight", "bias", "prior_logit")
 
-    ``logits`` must come from a model that did not learn from these examples (held-out answers),
-    or the temperature only measures how well it remembers them. Searched on a log grid from 0.2
-    to 5.
-    """
-    z0 = np.asarray(logits, dtype=np.float64)
-    rows = np.arange(z0.shape[0])
-    target = np.asarray(targets)
 
-    def loss(t: float) -> float:
-        z = z0 / t
-        z = z - z.max(axis=1, keepdims=True)
-        return float(-(z[rows, target] - np.log(np.exp(z).sum(axis=1))).mean())
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
 
-    grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 161))
-    return float(grid[int(np.argmin([loss(t) for t in grid]))])
+
+def _names(value: Any, what: str, *, empty: bool = False) -> list[str]:
+    if not isinstance(value, list) or (not value and not empty) or len(value) > MAX_HEAD_GENRES:
+        raise ValueError(f"{what} must be a list of names")
+    if not all(isinstance(v, str) and v.strip() and len(v) <= 200 and "\n" not in v for v in value):
+        raise ValueError(f"{what} must be non-empty one-line names")
+    return list(value)
+
+
+def _priors(value: Any) -> list[str | None]:
+    if not isinstance(value, list) or not all(v is None or isinstance(v, str) for v in value):
+        raise ValueError("priors must be a list of tag genres or nulls")
+    return list(value)
+
+
+def _number(value: Any, what: str) -> float:
+    # bool is an int to Python, but never a setting: a file saying ``true`` is not a head's.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"{what} must be a finite number")
+    return float(value)
+
+
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object")
+    return dict(value)
+
+
+def _array(value: np.ndarray, what: str) -> np.ndarray:
+    if value.dtype != np.float32:
+        raise ValueError(f"{what} must be float32, not {value.dtype}")
+    return value.astype(np.float64)
+
+
+def tagger_tags() -> dict[str, list[str]]:
+    """Each tagger of :data:`TAGGER_NAMES`'s 50 tag names, in output order (read from the packaged
+    weights' metadata, without loading them)."""
+    return {name: list(tags) for name, tags in _tagger_tags().items()}
+
+
+@functools.cache
+def _tagger_tags() -> dict[str, tuple[str, ...]]:
+    from safetensors import safe_open
+
+    from genrify.models.musicnn import weight_path
+
+    out = {}
+    for name in TAGGER_NAMES:
+        path = weight_path(name)
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                out[name] = tuple(str(t) for t in json.loads((f.metadata() or {})["genrify"])["tags"])
+        except Exception as exc:  # noqa: BLE001 - missing file, bad header, no tags: one answer
+            raise ModelFileError(f"{path}: the {name} tagger's tag names cannot be read ({type(exc).__name__})") from None
+    return out
 
 
 def tag_scores(taggrams: dict[str, np.ndarray] | dict[str, torch.Tensor], tags: dict[str, list[str]]) -> Any:
@@ -304,23 +453,75 @@ def tag_scores(taggrams: dict[str, np.ndarray] | dict[str, torch.Tensor], tags: 
     return scores / (scores.sum(1, keepdim=True) if xp_torch else scores.sum(1, keepdims=True)).clip(min=1e-12)
 
 
+def prior_table(scores: np.ndarray) -> np.ndarray:
+    """``log [S, even share]`` ``(n, 16)``: each tag genre's log-score and, last, :data:`EVEN_SHARE`'s
+    (the prior of a genre without tags); a head's :meth:`GenreHead.prior_columns` index it."""
+    even = np.full((scores.shape[0], 1), EVEN_SHARE)
+    return np.log(np.maximum(np.concatenate([np.asarray(scores, dtype=np.float64), even], axis=1), _SCORE_FLOOR))
+
+
+def keep_unlearned_mass(combined: Any, prior: Any, unlearned: Any, mobility: float) -> Any:
+    """Log probabilities in which the unlearned genres keep the total their priors give them, but for
+    a share ``mobility`` of the change the evidence would make to it.
+
+    With ``p = softmax(combined)`` (prior and evidence) and ``q = softmax(prior)``, the unlearned
+    genres' total becomes ``m = q_U + mobility * (p_U - q_U)``: shared among them as ``p`` shares it
+    (their evidence is zero, so as their priors do), and the learned genres share ``1 - m`` as ``p``
+    does. Works on numpy arrays and torch tensors alike, rows ``(n, genres)``; ``unlearned`` is a
+    bool mask ``(genres,)`` (or one per row, ``(n, genres)``, the same number of genres in each).
+    With ``mobility`` 1, without unlearned genres or without learned ones, ``combined`` itself.
+    """
+    if isinstance(combined, np.ndarray):
+        mask = np.broadcast_to(np.asarray(unlearned, dtype=bool), combined.shape)
+        count = int(mask[0].sum()) if len(mask) else 0
+        if mobility >= 1 or count in (0, combined.shape[1]):
+            return combined
+
+        def lse(v: np.ndarray, keep: np.ndarray) -> np.ndarray:
+            v = np.where(keep, v, -np.inf)
+            top = v.max(axis=1)
+            return top + np.log(np.exp(v - top[:, None]).sum(axis=1))
+
+        log_sigmoid = lambda v: -np.logaddexp(0.0, -v)  # noqa: E731
+        log, log1p, exp, where = np.log, np.log1p, np.exp, np.where
+    else:
+        mask = torch.as_tensor(unlearned, dtype=torch.bool, device=combined.device).expand_as(combined)
+        count = int(mask[0].sum()) if len(mask) else 0
+        if mobility >= 1 or count in (0, combined.shape[1]):
+            return combined
+
+        def lse(v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+            return torch.logsumexp(v.masked_fill(~keep, float("-inf")), dim=1)
+
+        log_sigmoid, log, log1p, exp, where = (torch.nn.functional.logsigmoid, torch.log, torch.log1p, torch.exp,
+                                               torch.where)
+    a_u, a_l = lse(combined, mask), lse(combined, ~mask)
+    p_u, q_u = exp(log_sigmoid(a_u - a_l)), exp(log_sigmoid(lse(prior, mask) - lse(prior, ~mask)))
+    m = (q_u + mobility * (p_u - q_u)).clip(1e-12, 1 - 1e-12)
+    return where(mask, combined - a_u[:, None] + log(m)[:, None], combined - a_l[:, None] + log1p(-m)[:, None])
+
+
 def combine(scores: np.ndarray, evidence: np.ndarray | None, head: GenreHead | None) -> np.ndarray:
-    """The vocabulary's logits ``(n, len(GENRES))`` from tag scores ``(n, 15)`` and head evidence."""
-    n = scores.shape[0]
-    even = np.full((n, len(HEAD_ONLY_GENRES)), 1.0 / len(GENRE_TAGS))
-    logits = np.log(np.maximum(np.concatenate([scores, even], axis=1), _SCORE_FLOOR))
-    if head is not None and evidence is not None:
-        columns = [GENRES.index(g) for g in head.genres]
-        logits[:, columns] += head.beta * evidence
-        logits /= head.temperature
-    return logits
+    """The logits ``(n, genres)`` of the head's vocabulary (of :data:`GENRES` without a head) from
+    tag scores ``(n, 15)`` and the head's evidence (:meth:`GenreHead.evidence`)."""
+    table = prior_table(scores)
+    if head is None:
+        return table[:, _TAG_ONLY_COLUMNS]
+    prior = head.prior_weight * table[:, head.prior_columns()]
+    if evidence is None:
+        return prior / head.temperature
+    return keep_unlearned_mass(prior + evidence, prior, head.unlearned(), head.mobility) / head.temperature
+
+
+# The tags alone: the tag genres score themselves, reggae and disco take an even share.
+_TAG_ONLY_COLUMNS = [list(GENRE_TAGS).index(g) if g in GENRE_TAGS else len(GENRE_TAGS) for g in GENRES]
 
 
 class BuiltinGenreNetwork(nn.Module):
     """Two pretrained taggers, the tag-to-genre map and the genre head: musicnn patches in, logits out.
 
     Takes ``(batch, 96, 187)`` (bands, frames) as genrify's prediction cuts segments, and returns
-    the logits of the genres asked for (a softmax over them is the answer).
+    the logits of the genres asked for (a softmax over them is the answer): :func:`combine` in torch.
     """
 
     def __init__(self, taggers: dict[str, nn.Module], tags: dict[str, list[str]], head: GenreHead | None,
@@ -331,28 +532,38 @@ class BuiltinGenreNetwork(nn.Module):
         self.onnx = dict(onnx or {})
         self.tags = {name: list(tags[name]) for name in taggers}
         self.head = head
-        self.register_buffer("chosen", torch.tensor([GENRES.index(g) for g in genres]), persistent=False)
+        vocabulary = list(head.genres) if head is not None else list(GENRES)
+        self.register_buffer("chosen", torch.tensor([vocabulary.index(g) for g in genres]), persistent=False)
+        columns = head.prior_columns() if head is not None else _TAG_ONLY_COLUMNS
+        self.register_buffer("prior_columns", torch.tensor(columns), persistent=False)
         if head is not None:
-            for key in ("mean", "std", "weight", "bias", "prior_logit"):
+            for key in _HEAD_TENSORS:
                 self.register_buffer(f"head_{key}", torch.from_numpy(getattr(head, key)).float(), persistent=False)
-            self.register_buffer("head_columns", torch.tensor([GENRES.index(g) for g in head.genres]), persistent=False)
+            self.register_buffer("head_unlearned", torch.from_numpy(head.unlearned()), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_embedding(x)[0]
+
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits and :data:`EMBEDDING` of each patch: prediction's music check
+        (:mod:`genrify.musicness`) reads the embedding, which the taggers compute anyway."""
         patches = x.transpose(1, 2).float()  # (batch, frames, bands), the taggers' layout
         if self.onnx and x.device.type == "cpu":
             outputs = {name: self.onnx[name](patches) for name in self.taggers}
         else:
             outputs = {name: tagger(patches) for name, tagger in self.taggers.items()}
-        scores = tag_scores({n: o["taggram"] for n, o in outputs.items()}, self.tags)
-        even = torch.full((x.shape[0], len(HEAD_ONLY_GENRES)), 1.0 / len(GENRE_TAGS), device=x.device)
-        logits = torch.log(torch.cat([scores.to(x.device), even], dim=1).clamp(min=_SCORE_FLOOR))
+        scores = tag_scores({n: o["taggram"] for n, o in outputs.items()}, self.tags).to(x.device)
+        even = torch.full((x.shape[0], 1), EVEN_SHARE, device=x.device)
+        logits = torch.log(torch.cat([scores, even], dim=1).clamp(min=_SCORE_FLOOR))[:, self.prior_columns]
         if self.head is not None:
-            z = (outputs[EMBEDDING[0]][EMBEDDING[1]] - self.head_mean) / self.head_std
+            parts = [outputs[f.split("/")[0]][f.split("/")[1]].float() for f in self.head.features]
+            z = (torch.cat(parts, dim=1) - self.head_mean) / self.head_std
             evidence = z @ self.head_weight + self.head_bias - self.head_prior_logit
             evidence = self.head.cap * torch.tanh(evidence / self.head.cap)
-            logits = logits.index_add(1, self.head_columns, self.head.beta * evidence)
+            prior = self.head.prior_weight * logits
+            logits = keep_unlearned_mass(prior + evidence, prior, self.head_unlearned, self.head.mobility)
             logits = logits / self.head.temperature
-        return logits[:, self.chosen]
+        return logits[:, self.chosen], outputs[EMBEDDING[0]][EMBEDDING[1]]
 
 
 @dataclass
@@ -367,6 +578,8 @@ class BuiltinGenreModel:
     info: dict[str, Any] = field(default_factory=dict)
     #: Top probability under which the answer is flagged as unsure (set by measurement, see the head).
     confidence_threshold: float = 0.3
+    #: An answer whose two most probable genres are closer than this is flagged as unsure (0: never).
+    near_tie_margin: float = 0.0
     #: Patches per forward pass: the taggers' front ends hold about 15 MB per patch.
     batch_size: int = 8
 
@@ -374,7 +587,8 @@ class BuiltinGenreModel:
 def load_builtin(
     genres: Sequence[str] | None = None, *, head: GenreHead | None | bool = True, runtime: str = "auto"
 ) -> BuiltinGenreModel:
-    """The built-in genre model, over all of :data:`GENRES` or the ones asked for.
+    """The built-in genre model, over its head's genres (:data:`GENRES` for the packaged head and
+    the tags alone) or the ones asked for.
 
     Parameters
     ----------
@@ -382,8 +596,9 @@ def load_builtin(
         Restrict the answer to these genres (or aliases); the probabilities are renormalised over
         them.
     head
-        The genre head: ``True`` for the packaged one, a :class:`GenreHead`, or ``False``/``None``
-        for the tags alone (reggae and disco then only ever get an even share).
+        The genre head: ``True`` for the packaged one, a :class:`GenreHead` (a learned one answers
+        over its own genres), or ``False``/``None`` for the tags alone over :data:`GENRES` (reggae
+        and disco then only ever get an even share).
     runtime
         How the taggers run on a CPU: ``auto`` (ONNX Runtime where it is installed, see
         :mod:`genrify.models.onnx`; else PyTorch), ``onnx`` or ``torch``. On a GPU they run on PyTorch.
@@ -400,9 +615,9 @@ def load_builtin(
 
     if runtime not in ("auto", "onnx", "torch"):
         raise ParameterError(f"unknown runtime {runtime!r}; choose auto, onnx or torch")
-    chosen = resolve_genres(genres)
-    taggers = {name: load_tagger(name) for name in TAGGER_NAMES}
     genre_head = GenreHead.load() if head is True else (head or None)
+    chosen = resolve_genres(genres, genre_head.genres if genre_head is not None else GENRES)
+    taggers = {name: load_tagger(name) for name in TAGGER_NAMES}
     use_onnx = runtime == "onnx" or (runtime == "auto" and all(onnx.available(n) for n in TAGGER_NAMES))
     if use_onnx and not all(onnx.available(n) for n in TAGGER_NAMES):
         raise DependencyError("ONNX Runtime is not installed (pip install onnxruntime) or the taggers' graphs are missing")
@@ -426,4 +641,5 @@ def load_builtin(
         chunk_frames=PATCH_FRAMES,
         info=info,
         confidence_threshold=genre_head.threshold if genre_head is not None else 0.3,
+        near_tie_margin=genre_head.margin if genre_head is not None else 0.0,
     )
