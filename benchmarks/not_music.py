@@ -173,11 +173,14 @@ _TEXT_MODULES = ("json", "collections", "email", "argparse", "textwrap", "csv", 
 #: Languages (their letter-to-sound rules and intonation) and voice variants espeak-ng reads with.
 _LANGUAGES = ("en",) * 6 + ("en-us",) * 4 + ("en-gb-scotland", "en-gb-x-rp", "en-029", "fr", "de", "es", "it", "nl",
                                                "pt", "pl", "sv", "ru")
-_VARIANTS = tuple("""adam Alex Alicia Andrea Andy Annie antonio aunty belinda benjamin boris caleb david Denis Diogo ed
-edward edward2 Gene Gene2 gustave Henrique Hugo iven iven2 iven3 iven4 Jacky john kaukovalta Lee linda marcelo Marco
-Mario max Michael michel miguel Mike Mr Nguyen pablo paul pedro quincy rob robert steph steph2 steph3 Storm zac anika
-AnxiousAndy f1 f2 f3 f4 f5 grandpa grandma klatt klatt2 klatt3 klatt4 klatt5 klatt6 m1 m2 m3 m4 m5 m6 m7 m8 norbert
-sandro shelby travis victor croak whisper whisperf""".split())
+_VARIANTS = ("adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "antonio", "aunty", "belinda", "benjamin", "boris",
+             "caleb", "david", "Denis", "Diogo", "ed", "edward", "edward2", "Gene", "Gene2", "gustave", "Henrique",
+             "Hugo", "iven", "iven2", "iven3", "iven4", "Jacky", "john", "kaukovalta", "Lee", "linda", "marcelo",
+             "Marco", "Mario", "max", "Michael", "michel", "miguel", "Mike", "Mr", "Nguyen", "pablo", "paul",
+             "pedro", "quincy", "rob", "robert", "steph", "steph2", "steph3", "Storm", "zac", "anika", "AnxiousAndy",
+             "f1", "f2", "f3", "f4", "f5", "grandpa", "grandma", "klatt", "klatt2", "klatt3", "klatt4", "klatt5",
+             "klatt6", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "norbert", "sandro", "shelby", "travis",
+             "victor", "croak", "whisper", "whisperf")
 
 
 def _sentences() -> list[str]:
@@ -571,11 +574,7 @@ def verdict(density: Any, m: dict[str, np.ndarray], name: str) -> str | None:
     from genrify import musicness
 
     name, _, with_density = name.partition("+")
-    features = m[f"{name}/features"]
-    reasons = density.rules.reasons(features)
-    if density.classifier is not None:
-        learned = density.classifier.reasons(features)
-        reasons = [r if r is not None else c for r, c in zip(reasons, learned, strict=True)]
+    reasons = musicness.judge_features(m[f"{name}/features"], density)
     emb = m.get(f"{name}/embedding")
     if with_density and emb is not None and emb.ndim == 2:
         unlike = density.unlike(emb)

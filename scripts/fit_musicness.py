@@ -1,13 +1,17 @@
 """Regenerate the music check's packaged file, ``src/genrify/pretrained/music_density.safetensors``.
 
-Needs the GTZAN excerpts at ``../shared/data/gtzan-excerpts`` (see ``NOTICE``)::
+Needs the GTZAN excerpts at ``../shared/data/gtzan-excerpts`` (see ``NOTICE``) and ``espeak-ng`` for
+the synthetic speech (``apt-get install espeak-ng``; genrify itself never needs it)::
 
     .venv/bin/python scripts/fit_musicness.py
 
 The fitting lives with its measurement in ``benchmarks/not_music.py`` (so that what ships is what is
-measured): the density of ``MSD_musicnn`` embeddings is fitted on every excerpt, its threshold set at
-the 2.5th percentile of the excerpts' out-of-fold scores (five artist-grouped folds), and the signal
-rules' thresholds beyond the 0.5 % most extreme music segments. Only music is used to fit.
+measured): the signal rules' thresholds beyond the 0.5 % most extreme music segments; the segment
+classifier (multinomial logistic regression) on the GTZAN excerpts, genrify's synthetic songs and
+synthetic sparse music against generated signals and ``espeak-ng`` speech (seeds no measurement
+uses), its threshold at the 2nd percentile of the GTZAN segments' out-of-fold probability of music
+(five artist-grouped folds); and the (unused) density of ``MSD_musicnn`` embeddings. No recording of
+non-music is used to fit.
 """
 
 from __future__ import annotations
