@@ -463,3 +463,102 @@ def test_a_beets_without_the_multi_valued_field_gets_joined_genres(monkeypatch):
     plugin.set_item_genres(item, ["Jazz", "Blues"], " / ")
     assert item["genre"] == "Jazz / Blues"
     assert plugin.item_genres(item, " / ") == ["Jazz", "Blues"]
+
+
+# --- beet genrify-learn and --suggest -------------------------------------------------------------
+
+#: A library to learn from: (artist, file, synthetic genre, song index); four artists.
+LEARN_SONGS = [(f"Artist {k % 4}", f"{genre}{k}.flac", genre, k) for genre in ("metal", "classical") for k in range(6)]
+
+
+@pytest.fixture(scope="module")
+def learn_songs(tmp_path_factory) -> Path:
+    from genrify.synth import SynthSpec, write_song
+
+    root = tmp_path_factory.mktemp("learn-songs")
+    for artist, name, genre, index in LEARN_SONGS:
+        path = root / artist / name
+        spec = SynthSpec(genres=(genre,), per_genre=1, seconds=3.5, seed=11, fmt="flac")
+        write_song(path, genre, index, spec)
+        f = mediafile.MediaFile(str(path))
+        f.artist, f.albumartist, f.album, f.title = artist, artist, artist, path.stem
+        f.save()
+    return root
+
+
+def test_genrify_learn_learns_from_the_databases_genres_and_suggests(tmp_path, learn_songs):
+    from beetsplug.genrify import item_group
+
+    library = BeetsLibrary(tmp_path, learn_songs)
+    library.configure(write=False)
+    library.beet("import", "-A", "-q", str(library.music))
+    # People's genres, in the database only (-W: the files keep none): four of each genre are labels;
+    # metal5 carries a genre genrify set (its provenance says so), which must never teach.
+    for genre, spelled in (("metal", "Metal"), ("classical", "Classical")):
+        for k in range(4):
+            library.beet("modify", "-y", "-W", f"title:{genre}{k}", f"genres={spelled}")
+    library.beet("modify", "-y", "-W", "title:metal5", "genres=Metal", "genrify_genres=Metal", "genrify_model=x")
+    assert not any(file_genres(p) for p in library.music.rglob("*.flac"))
+
+    model = tmp_path / "mine.safetensors"
+    done = library.beet("genrify-learn", "--out", str(model), "--min-songs", "3")
+    assert "learned 2 genres from 8 songs" in done.stdout and "cross-validated" in done.stdout, done.stdout
+    assert "4 without a genre" in done.stdout and model.is_file()
+    assert (tmp_path / "cache" / "genrify" / "embeddings.sqlite").is_file()  # the cache `genrify learn` uses
+    from genrify.modelfile import read_metadata
+
+    learned_from = read_metadata(model)["info"]["learned_from"]
+    assert learned_from["labels"] == "beets" and learned_from["artists_from"] == {"tags": 8, "folders": 0, "none": 0}
+    # Learning again embeds nothing: the embeddings come from the cache.
+    again = library.beet("genrify-learn", "--out", str(model), "--min-songs", "3").stdout
+    assert "0 embedded, 8 from cache" in again
+
+    # --suggest on the learned model: items without a person's genre only, with the model's guess.
+    library.configure(write=False, model=str(model))
+    before = library.items()
+    listed = library.beet("genrify", "--suggest", "2").stdout
+    rows = [line.split(" | ") for line in listed.splitlines() if " | " in line]
+    assert len(rows) == 2, listed
+    untagged = {"metal4", "metal5", "classical4", "classical5"}
+    assert all(Path(path).stem in untagged and guess in ("Metal", "Classical") and 0 < float(p) <= 1
+               for _item, path, guess, p in rows)
+    assert library.items() == before  # --suggest changes nothing
+
+    # model: takes the learned file; beet genrify answers in the library's own genres.
+    out = library.beet("genrify", "title:metal4", ",", "title:classical4").stdout
+    assert "genrify: 2 classified" in out, out
+    items = library.items()
+    for rel in ("Artist 0/metal4.flac", "Artist 0/classical4.flac"):
+        assert items[rel]["genrify_model"] == "mine.safetensors"
+        assert set(items[rel]["genres"]) <= {"Metal", "Classical"} and items[rel]["genres"]
+
+    # Artist groups come from albumartist, then artist, then the folder.
+    from beets.library import Item
+
+    assert item_group(Item(albumartist="The Band", artist="Someone", path=b"/m/a/x.flac")) == "artist:the band"
+    assert item_group(Item(artist="Someone", path=b"/m/a/x.flac")) == "artist:someone"
+    assert item_group(Item(path=b"/m/a/x.flac")) == "folder:/m/a"
+
+
+def test_genrify_learn_refuses_bad_options_and_too_few_genres_in_one_line(library):
+    library.import_songs()  # no item has a genre
+    for args, says in [((), "needs --out MODEL"),
+                       (("--out", "m.safetensors", "--min-songs", "0"), "--min-songs must be at least 1"),
+                       (("--out", "m.safetensors"), "none of the 5 has a genre")]:
+        done = library.beet("genrify-learn", *args, ok=False)
+        assert done.returncode == 1
+        lines = _error_lines(done)
+        assert len(lines) == 1 and says in lines[0] and lines[0].startswith("error: genrify: "), lines
+    done = library.beet("genrify", "--suggest", "0", ok=False)
+    assert _error_lines(done) == ["error: genrify: --suggest must be at least 1, not 0"]
+
+
+def test_an_older_beets_learns_from_the_joined_genre_field(monkeypatch):
+    import beetsplug.genrify as plugin
+    from beets.library import Item
+
+    monkeypatch.setattr(plugin, "GENRE_FIELD", "genre")
+    item = Item(genre="Jazz, Blues, Soul")
+    assert plugin.item_labels(item, ", ") == ["Jazz", "Blues", "Soul"]
+    item["genrify_genres"] = "Soul"  # genrify set Soul: not a label
+    assert plugin.item_labels(item, ", ") == ["Jazz", "Blues"]

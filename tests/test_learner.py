@@ -300,13 +300,13 @@ def test_genres_left_out_of_training_choose_the_settings_and_are_reported(monkey
     """With unlearned genres in the vocabulary, each learned genre the tags know is held out in turn,
     with its artists, and its songs answered by a head that never heard it."""
     fitted = []
-    real = learner._fit_path
+    real = learner.fit_path
 
     def spy(data, songs, Cs, learnable):
         fitted.append((np.asarray(songs).copy(), learnable.copy(), data))
         return real(data, songs, Cs, learnable)
 
-    monkeypatch.setattr(learner, "_fit_path", spy)
+    monkeypatch.setattr(learner, "fit_path", spy)
     where = centres(["Rock", "Jazz", "Country", "Polka"], seed=12)
     songs, labels, groups = library(where, songs=12, artists=4, seed=12)
     head, report = learn_head(songs, labels, groups, builtin=False, genres=["Rock", "Jazz", "Country", "Polka", "punk"])
@@ -399,3 +399,16 @@ def test_the_regressions_are_scikit_learns():
             ref = LogisticRegression(C=C, tol=1e-8, max_iter=10000).fit(z, truth[:, j], sample_weight=weights)
             np.testing.assert_allclose(w[:, j], ref.coef_[0], atol=2e-3)
             assert b[j] == pytest.approx(ref.intercept_[0], abs=2e-3)
+
+
+def test_folds_of_a_small_library_keep_artists_apart_where_no_genre_fills_every_fold():
+    from genrify.learner import group_folds
+
+    # Three songs per genre, each by its own artist: too few for five stratified folds.
+    strata = np.repeat(np.arange(4), 3)
+    groups = np.array([f"artist{i}" for i in range(12)])
+    folds = group_folds(strata, groups, 5, seed=0)
+    assert len(folds) == 5
+    assert sorted(np.concatenate([test for _, test in folds]).tolist()) == list(range(12))
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])

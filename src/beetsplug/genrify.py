@@ -11,6 +11,13 @@ the files' tags as it does for any field (``import.write``, ``-w``/``-W``).
   and changes nothing; ``-f`` redoes items genrify did before).
 - With ``auto: yes``, an import stage classifies new items as they are imported (their files are
   written once beets has copied or moved them: a source file is never written).
+- ``beet genrify-learn [QUERY] --out MODEL [--min-songs N]`` learns the genres of the library from
+  the genres people set in beets' database (``genres``; ``genre`` split on ``separator`` on an
+  older beets), genrify's own never counting, each item's artist from ``albumartist``/``artist``
+  (:func:`genrify.learning.learn_labels`); ``model: MODEL`` then classifies with it. The songs'
+  embeddings go into the cache ``genrify learn`` uses (``~/.cache/genrify/embeddings.sqlite``).
+- ``beet genrify --suggest N [QUERY]`` lists the N items without a genre whose genres would teach
+  the configured model most (:func:`genrify.suggest.suggest`), with its guess; it changes nothing.
 
 What genrify did is kept in flexible attributes of each item: ``genrify_model`` (the model's name:
 the item is done, a later run passes it over unless forced), ``genrify_confidence`` (the answer's top
@@ -286,6 +293,21 @@ def is_done(item: Item) -> bool:
 def item_path(item: Item) -> str:
     """The item's file as genrify names it: an absolute ``str`` path."""
     return os.path.abspath(os.fsdecode(item.path))
+
+
+def item_labels(item: Item, separator: str) -> list[str]:
+    """The genres a person set on the item (those genrify set are not labels: a model must never
+    learn from its own guesses)."""
+    from genrify.tagpolicy import human_genres
+
+    return list(human_genres(item_genres(item, separator), item_provenance(item)))
+
+
+def item_group(item: Item) -> str:
+    """The item's artist group as ``genrify learn`` makes it: ``artist:NAME`` from the album artist,
+    else the artist, else ``folder:FOLDER`` (the folder holding its file)."""
+    name = str(item.get("albumartist") or item.get("artist") or "").strip()
+    return f"artist:{name.casefold()}" if name else f"folder:{os.path.dirname(item_path(item))}"
 
 
 def _shown(genres: Sequence[str]) -> str:
@@ -611,15 +633,148 @@ class GenrifyPlugin(BeetsPlugin):
                                   help="write new genres to the files' tags (default: import.write)")
         command.parser.add_option("-W", "--nowrite", action="store_false", dest="write",
                                   help="store new genres in the library only, not in the files")
+        command.parser.add_option("--suggest", type="int", metavar="N", default=None,
+                                  help="list the N items without a genre whose genres would teach the model most; "
+                                       "change nothing")
         command.func = self.command
-        return [command]
+        learn = ui.Subcommand("genrify-learn", help="learn the library's genres into a genrify model file")
+        learn.parser.usage += " [QUERY] --out MODEL"
+        learn.parser.add_option("-o", "--out", metavar="MODEL", default=None,
+                                help="the model file to write (.safetensors); then set genrify's model: to it")
+        learn.parser.add_option("--min-songs", type="int", metavar="N", default=None,
+                                help="leave out genres with fewer items than N (default 5)")
+        learn.func = self.learn_command
+        return [command, learn]
 
     def command(self, lib: Library, opts: Values, args: list[str]) -> None:
         """Run ``beet genrify``: classify the matched items and set their genres."""
         settings = self.settings()
+        if opts.suggest is not None:
+            self.suggest_command(lib, settings, opts.suggest, args)
+            return
         items = list(lib.items(args))
         run = Run(self._log, settings, force=opts.force, pretend=opts.pretend, write=ui.should_write(opts.write))
         ui.print_(run.run(items).line)
+
+    def learn_command(self, lib: Library, opts: Values, args: list[str]) -> None:
+        """Run ``beet genrify-learn``: learn a model from the genres people set in the library.
+
+        Raises
+        ------
+        beets.ui.UserError
+            No ``--out``, a bad ``--min-songs``, too few genres or artists, or a model file that
+            cannot be written (one line).
+        """
+        from genrify.errors import GenrifyError
+        from genrify.labels import DEFAULT_MIN_SONGS, labels_from_values
+        from genrify.learning import learn_labels, report_lines
+
+        if not opts.out:
+            raise ui.UserError("genrify: genrify-learn needs --out MODEL, the model file to write")
+        min_songs = DEFAULT_MIN_SONGS if opts.min_songs is None else opts.min_songs
+        if min_songs < 1:
+            raise ui.UserError(f"genrify: --min-songs must be at least 1, not {min_songs}")
+        settings = self.settings()
+        entries = []
+        for path, item in self._files(lib.items(args)).items():
+            entries.append((path, item_labels(item, settings.separator), item_group(item)))
+        try:
+            labels = labels_from_values(entries, genre_map=settings.policy.genre_map, min_songs=min_songs,
+                                        source=f"the {len(entries)} beets item(s) with a file")
+            cache = self._embedding_cache(settings)
+            try:
+                self._log.info("learning from {} items ({} genres)", len(labels.songs), len(labels.genres))
+                summary = learn_labels(labels, opts.out, genre_map=settings.policy.genre_map, min_songs=min_songs,
+                                       cache=cache, jobs=settings.jobs, source="beets",
+                                       inputs=[" ".join(args) or "(every item)"], progress=self._progress())
+            finally:
+                if cache is not None:
+                    cache.close()
+        except GenrifyError as exc:
+            raise ui.UserError(f"genrify: {exc}") from None
+        for path, reason in summary.failed:
+            self._log.warning("{}: {}", path, reason)
+        for line in report_lines(summary.report, dropped=summary.dropped, min_songs=min_songs):
+            ui.print_(line)
+        ui.print_(f"genrify: {summary.line}")
+        ui.print_(f"genrify: set `model: {opts.out}` in the genrify section of beets' config to classify with it")
+
+    def suggest_command(self, lib: Library, settings: Settings, n: int, args: list[str]) -> None:
+        """``beet genrify --suggest N``: the items without a genre that would teach the model most.
+
+        Raises
+        ------
+        beets.ui.UserError
+            ``N`` below 1, or a model that is not a genre head (a network from ``genrify train``).
+        """
+        from genrify.errors import GenrifyError
+        from genrify.models.builtin import GenreHead
+        from genrify.modelfile import is_head_file
+        from genrify.suggest import suggest_files
+
+        if n < 1:
+            raise ui.UserError(f"genrify: --suggest must be at least 1, not {n}")
+        ref = settings.ref
+        if not ref.is_builtin and not is_head_file(ref.path):
+            raise ui.UserError(f"genrify: --suggest needs a model learned by genrify-learn (or the built-in one); "
+                               f"{ref.name} is a network from `genrify train`")
+        files = self._files(lib.items(args))
+        untagged = [path for path, item in files.items() if not item_labels(item, settings.separator)]
+        if not untagged:
+            ui.print_("genrify: no item without a genre to suggest")
+            return
+        try:
+            head = GenreHead.load() if ref.is_builtin else GenreHead.load(ref.path)
+            cache = self._embedding_cache(settings)
+            try:
+                suggestions, failed = suggest_files(head, untagged, n, cache=cache, jobs=settings.jobs,
+                                                    progress=self._progress("embedding"))
+            finally:
+                if cache is not None:
+                    cache.close()
+        except GenrifyError as exc:
+            raise ui.UserError(f"genrify: {exc}") from None
+        for failure in failed:
+            self._log.warning("{}: {}", failure.path, failure.reason)
+        ui.print_(f"genrify: {len(suggestions)} of {len(untagged)} items without a genre to tag next "
+                  f"(uncertain, and unlike each other), with {ref.name}'s guess:")
+        for s in suggestions:
+            ui.print_(f"{files[s.path]} | {s.path} | {s.guess} | {s.probability:.2f}")
+
+    def _files(self, items: Iterable[Item]) -> dict[str, Item]:
+        """Each item's file (the first item of a file beets lists twice); missing files warned about."""
+        out: dict[str, Item] = {}
+        for item in items:
+            path = item_path(item)
+            if not os.path.isfile(path):
+                self._log.warning("{}: the file is missing, left out", path)
+            elif path not in out:
+                out[path] = item
+        return out
+
+    def _embedding_cache(self, settings: Settings) -> Any:
+        """genrify's embedding cache (the one ``genrify learn`` uses), or ``None`` with ``cache: no``."""
+        from genrify.embedcache import EmbeddingCache, segment_plan
+
+        if settings.cache is None:
+            return None
+        return EmbeddingCache(plan=segment_plan(settings.options.max_segments),
+                              notify=lambda line: self._log.warning("{}", line))
+
+    def _progress(self, only: str | None = None) -> Any:
+        """A progress callback ``(stage, done, total)`` (or ``(done, total)`` for the stage ``only``)
+        that logs a line every :data:`PROGRESS_EVERY` seconds."""
+        last = [time.monotonic()]
+
+        def show(stage: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if total > 1 and (now - last[0] >= PROGRESS_EVERY or done == total) and done:
+                last[0] = now
+                self._log.info("{}: {} of {}", stage, done, total)
+
+        if only is None:
+            return show
+        return lambda done, total: show(only, done, total)
 
     def import_begins(self, session: ImportSession) -> None:
         """``import_begin``: check the configuration before beets imports anything, so a bad value

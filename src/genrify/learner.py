@@ -310,16 +310,23 @@ def group_folds(strata: np.ndarray, groups: np.ndarray, folds: int, seed: int) -
     ParameterError
         Fewer than two groups: nothing can be held out.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     n_groups = len(np.unique(groups))
     if n_groups < 2:
         raise ParameterError("cross-validation needs songs of at least two artists")
-    splitter = StratifiedGroupKFold(n_splits=min(folds, n_groups), shuffle=True, random_state=seed)
+    n_splits = min(folds, n_groups)
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         # A genre with fewer songs than folds cannot be in every fold; that is expected, not an error.
         warnings.simplefilter("ignore", UserWarning)
-        return [(train, test) for train, test in splitter.split(np.zeros(len(groups)), strata, groups)]
+        try:
+            return [(train, test) for train, test in splitter.split(np.zeros(len(groups)), strata, groups)]
+        except ValueError:
+            # Every genre has fewer songs than folds (a small library, ``--min-songs 3``): scikit-learn
+            # refuses to stratify at all, so the folds only keep artists apart.
+            plain = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            return [(train, test) for train, test in plain.split(np.zeros(len(groups)), strata, groups)]
 
 
 # --- fitting --------------------------------------------------------------------------------------
@@ -340,7 +347,7 @@ class _Fit:
         return ((x - self.mean) / self.std) @ self.weight + self.bias - self.prior_logit
 
 
-def _fit_path(data: _Data, songs: np.ndarray, Cs: Sequence[float], learnable: np.ndarray) -> list[_Fit]:
+def fit_path(data: _Data, songs: np.ndarray, Cs: Sequence[float], learnable: np.ndarray) -> list[_Fit]:
     """Fit every genre's regression on ``songs``, once per ``C`` (ascending, warm-started).
 
     One-vs-rest: each genre's targets are its songs (a song of several genres is a positive for each).
@@ -606,7 +613,7 @@ def _leave_genres_out(data: _Data, songs: np.ndarray, learned: np.ndarray,
         others[g] = False
         if (data.truth[train][:, others].sum(axis=0) > 0).sum() < 2 or len(np.unique(data.groups[train])) < 2:
             continue
-        fits = _fit_path(data, train, GRID_C, others)
+        fits = fit_path(data, train, GRID_C, others)
         rows, _ = _local_starts(data, songs[has])
         parts.append((g, songs[has], [fit.raw(data.x[rows]) for fit in fits], fits))
     if not parts:
@@ -685,7 +692,7 @@ def _cross_raws(data: _Data, songs: np.ndarray, folds: list[tuple[np.ndarray, np
     where[rows] = np.arange(len(rows))
     out = [np.zeros((len(rows), data.truth.shape[1])) for _ in GRID_C]
     for train, test in folds:
-        fits = _fit_path(data, songs[train], GRID_C, learnable)
+        fits = fit_path(data, songs[train], GRID_C, learnable)
         test_rows, _ = _local_starts(data, songs[test])
         for i, fit in enumerate(fits):
             out[i][where[test_rows]] = fit.raw(data.x[test_rows])
@@ -829,7 +836,7 @@ def learn_head(
             except ParameterError:  # one artist left: nothing to choose on
                 settings = dict(FALLBACK)
             fold_settings.append(settings)
-            fits = _fit_path(data, train_songs, GRID_C, learned)
+            fits = fit_path(data, train_songs, GRID_C, learned)
             rows, local = _local_starts(data, everyone[test])
             for i, fit in enumerate(fits):
                 raws_all[i][rows] = fit.raw(x[rows])
@@ -854,7 +861,7 @@ def learn_head(
         held_all = _leave_genres_out(data, everyone, learned, candidates) if candidates else None
         final = _choose(data, everyone, raws_all, learned, weights, held_all)
         say(f"fitting the head on all {len(songs)} songs")
-        fit = _fit_path(data, everyone, [final["C"]], learned)[0]
+        fit = fit_path(data, everyone, [final["C"]], learned)[0]
 
     prob = song_probabilities(nested, starts)
     top1, macro, recall = _scores(prob, truth, learned)

@@ -165,16 +165,42 @@ def resolve_genres(names: Sequence[str] | None, vocabulary: Sequence[str] = GENR
         genre = by_key.get(genre_key(name)) or (by_builtin.get(meant) if meant is not None else None)
         if genre is None:
             known = ", ".join(vocabulary)
+            others = sorted(a for a, g in ALIASES.items() if g in by_builtin)
+            hint = _did_you_mean(name, [*vocabulary, *others])
             if tuple(vocabulary) == GENRES:
-                raise ParameterError(f"the built-in model knows no genre {name!r}; it knows {known}"
+                raise ParameterError(f"the built-in model knows no genre {name!r}{hint}; it knows {known}"
                                      f" (and {', '.join(sorted(ALIASES))} as other names)")
-            raise ParameterError(f"the model knows no genre {name!r}; it knows {known}")
+            raise ParameterError(f"the model knows no genre {name!r}{hint}; it knows {known}")
         if genre in {g for _, g in out}:
             raise ParameterError(f"genre {name!r} is asked for twice (as {genre})")
         out.append((name, genre))
     if not out:
         raise ParameterError("no genres asked for")
     return out
+
+
+def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    """`` (did you mean 'jazz'?)`` for the candidates closest to a mistyped ``name``, or ``""``.
+
+    Names are compared by :func:`~genrify.genremap.genre_key` (``Hip Hop`` is ``hiphop``), with
+    :func:`difflib.get_close_matches`: at most three, closest first.
+
+    Examples
+    --------
+    >>> _did_you_mean("jaz", ["rock", "jazz"])
+    " (did you mean 'jazz'?)"
+    >>> _did_you_mean("polka", ["rock", "jazz"])
+    ''
+    """
+    import difflib
+
+    by_key: dict[str, str] = {}
+    for c in candidates:
+        by_key.setdefault(genre_key(c), c)
+    close = [by_key[k] for k in difflib.get_close_matches(genre_key(name), list(by_key), n=3, cutoff=0.7)]
+    if not close:
+        return ""
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
 
 
 @dataclass
