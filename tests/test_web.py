@@ -304,6 +304,8 @@ def test_content_that_does_not_decode_is_422_with_a_clear_message(client, app, n
     detail = response.json()["detail"]
     assert isinstance(detail, str) and detail.startswith(f"{name}: could not be read as audio")
     assert str(app.state.upload_dir) not in detail and "upload-" not in detail
+    # The reason is joined with a colon: its own brackets are never doubled by ours.
+    assert "((" not in detail and "))" not in detail
 
 
 def test_bad_requests_are_refused_clearly(client, songs):
@@ -603,6 +605,13 @@ def test_models_health_and_docs(client, model):
     assert second["song_accuracy"] is None
     assert first["features"] == model.params.to_dict() and first["description"] == "two epochs on synthetic songs"
     assert first["segment_seconds"] == pytest.approx(128 * 512 / 22050, abs=1e-3)
+    # Every model has a card (genrify.modelcard): the trained one its test figures, the other says it has none.
+    card = first["card"]
+    assert card["kind"] == "trained" and card["what"].startswith("a seed-cnn network") and card["genres"] == model.genres
+    assert card["headline"].endswith("test song accuracy") and card["figures"][0]["label"] == "test song accuracy"
+    assert second["card"]["figures"] == [] and "no training report" in second["card"]["notes"][0]
+    for m in models["models"]:
+        assert "unknown" not in str(m["card"]) and "not recorded" not in str(m["card"])
     health = client.get("/api/health").json()
     assert health["status"] == "ok" and health["models"] == 2 and health["busy"] == 0
     assert client.get("/docs").status_code == 200
@@ -803,3 +812,49 @@ def test_spectrogram_of_log10p_features_uses_their_whole_range():
         return float(mpimg.imread(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))[..., :3].std())
 
     assert contrast("log10p") > 2 * contrast("db")
+
+
+# --- samples: the example recordings -----------------------------------------------------------
+
+
+def test_the_example_recordings_are_listed_served_and_nothing_else(client):
+    from genrify.web.samples import EXAMPLES_DIR, SAMPLES
+
+    listed = client.get("/api/samples").json()["samples"]
+    assert [s["name"] for s in listed] == [s.file for s in SAMPLES]  # they travel with the package
+    for s in listed:
+        assert s["title"] and s["artist"] and s["licence"] in ("CC BY 3.0", "Public Domain")
+        answer = client.get(s["url"])
+        assert answer.status_code == 200 and answer.headers["content-type"] == "audio/ogg"
+        assert answer.content == (EXAMPLES_DIR / s["name"]).read_bytes() and answer.content[:4] == b"OggS"
+    # Only the listed names: other files of the folder, other folders, made-up names.
+    for name in ("README.md", "..%2F..%2F__init__.py", "%2e%2e", "nothing.ogg", "vibe-ace.OGG"):
+        answer = client.get(f"/api/samples/{name}")
+        # (a name with a slash in it matches no route at all: 404 all the same)
+        assert answer.status_code == 404 and (answer.json()["detail"].startswith("no sample named") or answer.json()["detail"] == "Not Found")
+    assert client.post("/api/samples/vibe-ace.ogg").status_code == 405
+
+
+def test_a_sample_classifies_through_the_same_api_as_an_upload(client, model):
+    audio = client.get("/api/samples/vibe-ace.ogg").content
+    response = client.post("/api/classify?timeline=true", files={"file": ("vibe-ace.ogg", audio)})
+    assert response.status_code == 200
+    data = response.json()
+    assert data["path"] == "vibe-ace.ogg" and data["model"] == "trained" and data["genre"] in model.genres
+
+
+def test_the_samples_missing_from_an_install_are_not_offered(client, monkeypatch, tmp_path):
+    from genrify.web import samples
+
+    monkeypatch.setattr(samples, "EXAMPLES_DIR", tmp_path)
+    assert client.get("/api/samples").json() == {"samples": []}
+    assert client.get("/api/samples/vibe-ace.ogg").status_code == 404
+
+
+def test_the_repositorys_examples_folder_is_the_packages():
+    # One copy of the audio: the repository's examples/ (for `genrify classify examples`) links to the package's.
+    from genrify.web.samples import EXAMPLES_DIR
+
+    link = Path(__file__).resolve().parents[1] / "examples"
+    assert link.resolve() == EXAMPLES_DIR.resolve() and sorted(p.name for p in link.glob("*.ogg")) == sorted(
+        p.name for p in EXAMPLES_DIR.glob("*.ogg"))

@@ -1,10 +1,13 @@
 """The page in a real browser: Debian's Chromium driven by Playwright, against the app on loopback.
 
 Skipped where /usr/bin/chromium (``apt-get install chromium``) or the playwright package is missing.
-Screenshots go to test-artifacts/web.png (a laptop) and test-artifacts/web-phone.png (a phone).
-The first model is a seed-cnn trained for two epochs on the small synthetic store; set
-GENRIFY_WEB_TEST_MODEL to a model file to show that one instead (docs/web.png was taken with a
-10-genre model that way).
+Screenshots go to test-artifacts/: web.png (a laptop) and web-phone.png (a phone) of the full walk;
+first-visit.png (the page before any song), first-card.png (the built-in model's card, opened),
+first-result.png (an example recording, clicked, with the built-in model), first-error.png (a file
+that is not audio) and first-phone.png of a first visit.
+In the full walk the first model is a seed-cnn trained for two epochs on the small synthetic store;
+set GENRIFY_WEB_TEST_MODEL to a model file to show that one instead. docs/web.png is
+first-result.png and docs/web-phone.png first-phone.png.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from test_web import trained_model_file
 
 from genrify import predict
 from genrify.web import ModelEntry, create_app
+from genrify.web.samples import EXAMPLES_DIR
 
 ARTIFACTS = REPO / "test-artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -94,8 +98,8 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
         page.on("request", lambda r: None if r.url.startswith(local) else problems.append(f"external request {r.url}"))
         page.goto(url)  # the page's strict content security policy stays on: functions, not strings, below
         page.wait_for_function("() => document.querySelectorAll('#model-select option').length === 2")
-        assert "Training accuracy" in page.inner_text("#model-info")
-        assert name in page.inner_text("#model-info")
+        card = page.inner_text("#model-info")
+        assert name in card and "seed-cnn network" in card and "unknown" not in card and "not recorded" not in card
 
         # Two songs at once: classified one after the other; the last stays on screen.
         page.set_input_files("#file-input", [str(real), str(synthetic)])
@@ -147,12 +151,29 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
             page.click("#download-json")
         assert '"spectrogram_png"' not in Path(download.value.path()).read_text()
 
+        # A long song is answered from a few segments spread over it: the parts not heard are drawn
+        # hatched, and the legend says what they are.
+        from genrify.synth import synthesize_song
+
+        long_song = tmp_path / "long song.wav"
+        sf.write(long_song, synthesize_song("metal", 75.0, seed=7), 22050)
+        page.set_input_files("#file-input", str(long_song))
+        page.wait_for_function(f"() => document.getElementById('song-title').textContent === {long_song.name!r}")
+        heard = predict.classify(long_song, trained)
+        assert len(page.query_selector_all("#timeline .segment")) == heard.segments < 20
+        assert len(page.query_selector_all("#timeline .gap")) >= heard.segments - 1
+        assert page.is_visible("[data-testid=legend-unsampled]")
+        assert page.inner_text("[data-testid=legend-unsampled]") == "not sampled"
+        assert "not sampled" in page.get_attribute("#timeline .gap", "title")
+
         # What the API refuses is shown clearly.
         junk = tmp_path / "not a song.mp3"
         junk.write_text("just some text, no music here\n" * 50)
         page.set_input_files("#file-input", str(junk))
         page.wait_for_selector("#error:not([hidden])")
-        assert "not a song.mp3: could not be read as audio" in page.inner_text("#error")
+        assert page.inner_text("#error").splitlines() == [
+            "Could not classify not a song.mp3.", "Could not be read as audio: not a recognised audio format (cannot decode)"]
+        assert "((" not in page.inner_text("#error")
         assert "failed" in page.inner_text("#results tbody tr:last-child")
         page.close()
 
@@ -168,5 +189,82 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
         width = phone.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the page is {width} px wide on a 390 px phone"
         phone.screenshot(path=str(ARTIFACTS / "web-phone.png"), full_page=True)
+        phone.close()
+    assert problems == []
+
+
+def test_a_first_visit_an_example_recording_and_an_error(browser, models, tmp_path):
+    """What someone sees in their first minute: a page that invites a song, the built-in model's
+    card, an example recording classified with one click, and a clear error."""
+    builtin = ModelEntry.builtin()
+    example = EXAMPLES_DIR / "vibe-ace.ogg"
+    expected = predict.classify(example, builtin.model)
+    app = create_app([builtin, models[0]])
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_server(app) as (url, _port):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(TIMEOUT_MS)
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" and "status of 422" not in m.text else None)
+        page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else problems.append(r.url))
+        page.goto(url)
+        page.wait_for_function("() => document.querySelectorAll('#model-select option').length === 2")
+        page.wait_for_selector("[data-testid=sample]")
+
+        # Before any song: a drop zone and the examples; no player, no spectrogram box, no empty bars.
+        assert page.is_visible("#drop-zone") and "Drop a song here or choose a file" in page.inner_text("#drop-zone")
+        samples = page.query_selector_all("[data-testid=sample]")
+        assert [s.get_attribute("data-name") for s in samples] == [
+            "vibe-ace.ogg", "sugar-plum-fairy.ogg", "lets-go-fishin.ogg", "hungarian-dance-5.ogg"]
+        assert all(s.is_visible() for s in samples)
+        for hidden in ("#result", "#player", "#spectrogram", "#bars", "text=Top genres", "#error"):
+            assert not page.is_visible(hidden), f"{hidden} shows before any song"
+        # The built-in model's card: what it is, its figures, its genres; the selector has its headline.
+        card = page.inner_text("#model-info")
+        assert "musicnn taggers" in card and "GTZAN" in card and "Cross-validated top-1" in card
+        assert "unknown" not in card.lower() and "not recorded" not in card
+        assert len(page.query_selector_all("#model-info .chip")) == len(builtin.model.genres)
+        assert "top-1, cross-validated" in page.inner_text("#model-select option:first-child")
+        page.click("#model-info summary")  # "More about this model": where it learned, licence, notes
+        assert page.is_visible("text=Licence") and "ISC" in page.inner_text("#model-info")
+        page.locator("#model-info").screenshot(path=str(ARTIFACTS / "first-card.png"))
+        page.click("#model-info summary")
+        page.screenshot(path=str(ARTIFACTS / "first-visit.png"), full_page=True)
+
+        # One click on an example: classified through POST /api/classify like an upload.
+        with page.expect_request(lambda r: r.url.startswith(f"{url}/api/classify") and r.method == "POST"):
+            samples[0].click()
+        page.wait_for_selector("#bars .bar-row")
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('vibe-ace.ogg:')")
+        assert page.inner_text("#song-title") == "vibe-ace.ogg"
+        assert page.inner_text("#top-genre") == expected.genre
+        assert page.is_visible("#player") and page.is_visible("#legend li")
+        assert len(page.query_selector_all("#timeline .segment")) == expected.segments
+        assert page.is_hidden("#error")
+        page.evaluate("document.getElementById('player').currentTime = 7.5")
+        page.wait_for_selector("#playhead:not([hidden])")
+        page.screenshot(path=str(ARTIFACTS / "first-result.png"), full_page=True)
+
+        # A file that is not audio: one clear line, no doubled brackets.
+        junk = tmp_path / "holiday photo.jpg"
+        junk.write_bytes(b"\xff\xd8\xff\xe0" + b"not really a photo, and not audio" * 40)
+        page.set_input_files("#file-input", str(junk))
+        page.wait_for_selector("#error:not([hidden])")
+        error = page.inner_text("#error")
+        assert error.startswith("Could not classify holiday photo.jpg.\nCould not be read as audio: ")
+        assert "((" not in error and "))" not in error
+        page.screenshot(path=str(ARTIFACTS / "first-error.png"), full_page=True)
+        page.close()
+
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
+        phone.set_default_timeout(TIMEOUT_MS)
+        phone.on("pageerror", lambda exc: problems.append(f"phone page error: {exc}"))
+        phone.goto(url)
+        phone.wait_for_selector("[data-testid=sample]")
+        phone.click("[data-testid=sample] >> nth=0")
+        phone.wait_for_selector("#timeline .segment")
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        phone.screenshot(path=str(ARTIFACTS / "first-phone.png"), full_page=True)
         phone.close()
     assert problems == []

@@ -9,6 +9,7 @@ The package, one concern a module:
 - :mod:`~genrify.web.catalogue`: :class:`ModelEntry`, the models an app offers, and :func:`describe`.
 - :mod:`~genrify.web.upload`: one song's multipart body streamed to a private file, with limits.
 - :mod:`~genrify.web.images`: the spectrogram PNG the page shows.
+- :mod:`~genrify.web.samples`: the example recordings the page offers as one-click samples.
 - :mod:`~genrify.web.responses`: strict JSON answers and :class:`~genrify.web.responses.ClientError`.
 - :mod:`~genrify.web.security`: the page's security headers.
 - :mod:`~genrify.web.app`: :func:`create_app`, the routes over the others.

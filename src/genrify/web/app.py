@@ -7,8 +7,10 @@ with no external assets; everything it shows comes from the API:
 - ``POST /api/classify``: one song as the multipart field ``file``; answers the JSON object of
   ``genrify classify --format json`` (:meth:`genrify.predict.Prediction.to_dict`) plus the model's
   name, and optionally the song's log-mel spectrogram as a PNG data URL.
-- ``GET /api/models``: the loaded models with their genres, architecture, training accuracy and
-  feature parameters; ``GET /api/health``.
+- ``GET /api/models``: the loaded models with their model cards (:mod:`genrify.modelcard`), genres,
+  architecture, training accuracy and feature parameters; ``GET /api/health``.
+- ``GET /api/samples``: the example recordings the page offers as one-click samples, each served
+  read-only by ``GET /api/samples/{name}`` (:mod:`genrify.web.samples`: names from a fixed list).
 
 Uploads are streamed to a private directory (mode 0700) by :mod:`genrify.web.upload` (limits on
 size and time), decoded to check that they are audio, and removed when the request ends, however it
@@ -40,6 +42,7 @@ from genrify.errors import AudioError, GenrifyError, ParameterError
 from genrify.web.catalogue import ModelEntry, describe, entries_by_name
 from genrify.web.images import spectrogram_png
 from genrify.web.responses import ClientError, StrictJSONResponse, strict_json
+from genrify.web.samples import available_samples, find_sample
 from genrify.web.security import HostAndOriginCheck, SecurityHeaders
 from genrify.web.upload import (
     DEFAULT_MAX_UPLOAD_BYTES,
@@ -127,9 +130,10 @@ def _classify_file(
         prediction = classify_song(path, entry.model, ClassifyOptions(max_duration=max_duration), name=name,
                                    whole=whole)
     except AudioError as exc:
-        # The reason may quote the server's file name; the client only ever sees its own.
+        # The reason may quote the server's file name; the client only ever sees its own. It is
+        # joined with a colon, not wrapped in brackets: reasons carry brackets of their own.
         reason = exc.reason.replace(str(path), name).replace(str(path.parent), "")
-        raise ClientError.from_error(exc, f"{name}: could not be read as audio ({reason})") from None
+        raise ClientError.from_error(exc, f"{name}: could not be read as audio: {reason}") from None
     except GenrifyError as exc:
         # Bad input is 422; a missing dependency 503, storage 507 (genrify.errors.STATUS).
         raise ClientError.from_error(exc, f"{name}: {str(exc).replace(str(path), name)}") from None
@@ -323,7 +327,7 @@ def create_app(
             408: _error_doc("the upload stalled: nothing arrived for 30 s"),
             413: _error_doc("the file is larger than this server accepts (100 MB)"),
             415: _error_doc("send the song as multipart/form-data, in the field 'file'"),
-            422: _error_doc("song.mp3: could not be read as audio (not a recognised audio format (cannot decode))"),
+            422: _error_doc("song.mp3: could not be read as audio: not a recognised audio format (cannot decode)"),
             429: _error_doc("this client is already sending 4 uploads; send the next when one has arrived"),
             500: _error_doc("internal server error"),
             503: _error_doc("the server is busy; try again shortly"),
@@ -398,6 +402,22 @@ def create_app(
             upload.remove()
             if queued:
                 state["pending"] -= 1
+
+    @app.get("/api/samples", summary="Example recordings to try")
+    async def list_samples() -> dict[str, Any]:
+        """Short excerpts of real recordings (CC BY 3.0 or public domain, credited) that travel with
+        genrify; the page offers them as one-click samples, classified like any upload."""
+        return {"samples": [s.to_dict() for s in available_samples()]}
+
+    @app.get("/api/samples/{name}", summary="One example recording", response_class=FileResponse,
+             responses={404: _error_doc("no sample named 'x.ogg'")})
+    async def sample(name: str) -> FileResponse:
+        """The recording's file (Ogg Vorbis), read-only. Only names that ``GET /api/samples`` lists."""
+        found = find_sample(name)  # compared with a fixed list: the name never reaches the file system
+        if found is None:
+            raise ClientError(404, f"no sample named {name[:100]!r}")
+        return FileResponse(found.path, media_type="audio/ogg", filename=found.file,
+                            content_disposition_type="inline", headers={"Cache-Control": "public, max-age=3600"})
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

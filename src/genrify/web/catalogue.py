@@ -36,7 +36,8 @@ class ModelEntry:
         JSON-ready facts for ``GET /api/models``: ``architecture``, ``genres``, ``song_accuracy``
         (the training report's mean song accuracy, or ``None``), ``learned`` (a model made by
         ``genrify learn``: its cross-validated ``top1``, ``macro_recall`` and ``songs``, or ``None``),
-        ``features``, ``segment_seconds``, ... (:func:`describe` makes them from a model).
+        ``features``, ``segment_seconds``, ``card`` (the model card, :func:`genrify.modelcard.model_card`
+        as :meth:`~genrify.modelcard.ModelCard.to_dict`), ... (:func:`describe` makes them from a model).
     description
         One line for people, e.g. where the model comes from.
     """
@@ -88,8 +89,8 @@ class ModelEntry:
         """
         from genrify.classify import ModelRef
 
-        return cls.from_model(name, ModelRef.builtin(genres).load(),
-                              description="genres from the pretrained musicnn taggers, no training needed")
+        # No description: its model card (genrify.modelcard) says what it is.
+        return cls.from_model(name, ModelRef.builtin(genres).load())
 
     def to_dict(self) -> dict[str, Any]:
         """What ``GET /api/models`` says about this model."""
@@ -97,7 +98,10 @@ class ModelEntry:
 
 
 def describe(model: Classifier) -> dict[str, Any]:
-    """The facts about a model that the page shows: architecture, genres, training accuracy, features."""
+    """The facts about a model that the page shows: its model card, architecture, genres, training
+    accuracy, features."""
+    from genrify.modelcard import model_card
+
     info = getattr(model, "info", None) or {}
     summary = (info.get("summary") or {}) if isinstance(info, Mapping) else {}
     params = model.params
@@ -112,6 +116,7 @@ def describe(model: Classifier) -> dict[str, Any]:
         "segment_seconds": round(model.chunk_frames * params.seconds_per_frame, 4),
         "genrify_version": getattr(model, "genrify_version", None),
         "learned": _learned(info),
+        "card": model_card(model).to_dict(),
     }
 
 

@@ -13,7 +13,7 @@
     spectrogramCaption: $("spectrogram-caption"), playhead: $("playhead"), axisEnd: $("axis-end"),
     segmentInfo: $("segment-info"), legend: $("legend"), results: $("results").querySelector("tbody"),
     resultsEmpty: $("results-empty"), downloadCsv: $("download-csv"), downloadJson: $("download-json"),
-    clearResults: $("clear-results"),
+    clearResults: $("clear-results"), samples: $("samples"), sampleList: $("sample-list"),
   };
 
   // Distinct colours, assigned to genre names in the order the models list them, so a genre keeps
@@ -109,8 +109,7 @@
       state.byName.set(m.name, m);
       for (const g of m.genres) colorOf(g);
     }
-    el.modelSelect.replaceChildren(...state.models.map((m) =>
-      make("option", { value: m.name, text: m.genres ? `${m.name} (${m.genres.length} genres${learnedFigure(m)})` : m.name })));
+    el.modelSelect.replaceChildren(...state.models.map((m) => make("option", { value: m.name, text: optionText(m) })));
     el.modelSelect.value = state.defaultModel;
     el.modelSelect.disabled = state.models.length < 2;
     if (state.maxUpload) {
@@ -120,36 +119,102 @@
     }
     showModelInfo();
     setStatus(state.models.length > 1
-      ? `${state.models.length} models loaded. Choose songs to classify.`
-      : "Ready. Choose songs to classify.");
+      ? `${state.models.length} models loaded. Drop a song, or try an example.`
+      : "Ready. Drop a song, or try an example.");
   }
 
-  // A model made by `genrify learn`: its cross-validated top-1, beside its name in the selector.
-  const learnedFigure = (m) => (m.learned && m.learned.top1 != null ? `, ${pct(m.learned.top1)} cross-validated` : "");
+  // The selector names each model with its genres and its main measured figure (its card's headline).
+  function optionText(m) {
+    const card = m.card || {};
+    return [m.name, m.genres ? `${m.genres.length} genres` : null, card.headline || null].filter(Boolean).join(" · ");
+  }
 
+  // The model card (GET /api/models gives it, from genrify.modelcard): what the model is, its main
+  // figures at a glance, and the rest (where it learned, every figure, licence, caveats) one click away.
   function showModelInfo() {
     const m = state.byName.get(selectedModel());
     if (!m) return;
-    const learned = m.learned && m.learned.top1 != null
-      ? `${pct(m.learned.top1)} top-1${m.learned.macro_recall != null ? `, ${pct(m.learned.macro_recall)} macro recall` : ""}, `
-        + `cross-validated on ${m.learned.songs ?? "?"} of your songs (artists held out)`
-      : null;
-    const accuracy = learned || (m.song_accuracy == null ? "not recorded"
-      : `${pct(m.song_accuracy)}${m.song_accuracy_std ? ` ± ${pct(m.song_accuracy_std)}` : ""} of test songs`);
+    const card = m.card || { kind: "", what: m.description || "", figures: [], notes: [] };
     const fact = (term, value) => make("div", {}, [make("dt", { text: term }), make("dd", { text: value })]);
     const features = m.features || {};
+    const figures = card.figures || [];
+    // At a glance: the figures that say how often it is right; the rest is under "More".
+    const glance = figures.filter((f) => /top-1|accuracy|macro recall/.test(f.label)).slice(0, 2);
+    const more = [
+      card.learned_from ? fact("Learned from", card.learned_from) : null,
+      ...figures.filter((f) => !glance.includes(f)).map((f) => fact(capital(f.label), f.value)),
+      fact("Segments", `${Number(m.segment_seconds).toFixed(1)} s at ${features.sample_rate || "?"} Hz, ${features.n_mels || "?"} mel bands`),
+      card.licence ? fact("Licence", card.licence) : null,
+    ];
     el.modelInfo.replaceChildren(
-      make("h2", { id: "model-info-title", class: "visually-hidden", text: "About the model" }),
-      make("dl", { class: "facts" }, [
-        fact("Model", m.name),
-        fact("Architecture", m.architecture || "unknown"),
-        fact("Training accuracy", accuracy),
-        fact("Segments", `${Number(m.segment_seconds).toFixed(1)} s at ${features.sample_rate || "?"} Hz, ${features.n_mels || "?"} mel bands`),
+      make("div", { class: "card-head" }, [
+        make("h2", { id: "model-info-title", class: "model-name", text: m.name }),
+        card.kind ? make("span", { class: `badge badge-${card.kind}`, text: card.kind }) : null,
       ]),
-      m.description ? make("p", { class: "muted small", text: m.description }) : null,
+      make("p", { class: "model-what", "data-testid": "model-what", text: capital(card.what || m.description || "") }),
+      glance.length
+        ? make("dl", { class: "facts" }, glance.map((f) => fact(capital(f.label), f.value)))
+        : make("p", { class: "muted small", text: "No measured figures: this model's file holds no report." }),
       make("ul", { class: "chips", "aria-label": `The ${m.genres.length} genres this model knows` },
         m.genres.map((g) => make("li", { class: "chip" }, [swatch(g), g]))),
+      make("details", { class: "more" }, [
+        make("summary", { text: "More about this model" }),
+        make("dl", { class: "card-facts" }, more),
+        (card.notes || []).length ? make("ul", { class: "notes" }, card.notes.map((n) => make("li", { text: capital(n) }))) : null,
+        m.description ? make("p", { class: "muted small", text: m.description }) : null,
+      ]),
     );
+  }
+  const capital = (text) => (text ? text[0].toUpperCase() + text.slice(1) : text);
+
+  // --- samples: the example recordings that come with genrify --------------------------------
+  async function loadSamples() {
+    let body;
+    try {
+      const response = await fetch("/api/samples", { headers: { Accept: "application/json" } });
+      if (!response.ok) return; // an older server: no samples, the drop zone alone
+      body = await response.json();
+    } catch (err) {
+      return;
+    }
+    const samples = (body && body.samples) || [];
+    el.sampleList.replaceChildren(...samples.map((s) => {
+      const button = make("button", { type: "button", class: "sample", "data-testid": "sample", "data-name": s.name,
+        "aria-label": `Classify ${s.title} by ${s.artist} (${s.licence})` }, [
+        make("span", { class: "sample-play", "aria-hidden": "true", text: "▶" }),
+        make("span", { class: "sample-text" }, [
+          make("span", { class: "sample-title", text: s.title }),
+          make("span", { class: "sample-credit", text: `${s.artist} · ${s.licence}` }),
+        ]),
+      ]);
+      button.addEventListener("click", () => classifySample(s, button));
+      return make("li", {}, button);
+    }));
+    el.samples.hidden = samples.length === 0;
+  }
+
+  // A sample is fetched once and then treated as a file the person chose: the same upload to
+  // POST /api/classify, the same player, the same session row.
+  const sampleFiles = new Map();
+  async function classifySample(sample, button) {
+    let file = sampleFiles.get(sample.name);
+    if (!file) {
+      button.disabled = true;
+      setStatus(`Fetching the example ${sample.title}…`);
+      try {
+        const response = await fetch(sample.url);
+        if (!response.ok) throw new Error(`the server answered HTTP ${response.status}`);
+        file = new File([await response.blob()], sample.name, { type: "audio/ogg" });
+        sampleFiles.set(sample.name, file);
+      } catch (err) {
+        showError(`Could not fetch the example ${sample.title}.`, String(err.message || err));
+        setStatus("");
+        return;
+      } finally {
+        button.disabled = false;
+      }
+    }
+    enqueue([file]);
   }
 
   el.modelSelect.addEventListener("change", () => {
@@ -259,8 +324,10 @@
         : `${label}Classifying ${file.name} with ${model}…`);
     });
     if (answer.error) {
-      record(file, model, null, answer.error);
-      showError(`Could not classify ${file.name}.`, answer.error);
+      // The server's line starts with the file's name, which the title already gives.
+      const reason = answer.error.startsWith(`${file.name}: `) ? capital(answer.error.slice(file.name.length + 2)) : answer.error;
+      record(file, model, null, reason);
+      showError(`Could not classify ${file.name}.`, reason);
       setStatus(`${label}${file.name}: failed.`);
       return false;
     }
@@ -344,9 +411,23 @@
       button.addEventListener("keydown", (event) => moveFocus(event, i));
       return button;
     });
-    el.timeline.replaceChildren(...state.segments);
+    // What the model did not hear: a long song is answered from a few segments spread over it, and a
+    // song's last part shorter than a segment is never heard. Drawn hatched, so a gap is not
+    // mistaken for a missing or grey answer.
+    const gaps = unsampled(timeline, length, data.duration);
+    const gapCells = gaps.map(([from, to]) => {
+      const text = `${clock(from)}–${clock(to)}: not sampled (the model heard ${timeline.length} segment${timeline.length === 1 ? "" : "s"} of this song)`;
+      const cell = make("div", { class: "gap", title: text, "data-testid": "gap" });
+      cell.style.left = `${(100 * from) / duration}%`;
+      cell.style.width = `${(100 * (to - from)) / duration}%`;
+      cell.addEventListener("mouseenter", () => { el.segmentInfo.textContent = text; });
+      cell.addEventListener("click", () => seek(from));
+      return cell;
+    });
+    el.timeline.replaceChildren(...gapCells, ...state.segments);
+    const heard = gaps.length ? ` The hatched parts were not sampled.` : "";
     el.timeline.setAttribute("aria-label",
-      `${state.segments.length} segments of ${length.toFixed(1)} s, each coloured by its most probable genre. ` +
+      `${state.segments.length} segments of ${length.toFixed(1)} s, each coloured by its most probable genre.${heard} ` +
       "Arrow keys move between them; Enter plays from one.");
     el.axisEnd.textContent = clock(data.duration);
     el.segmentInfo.textContent = "Point at or focus a segment to see its genres; click it to play from there. Paler segments are less sure.";
@@ -354,8 +435,26 @@
     for (const g of model ? model.genres : Object.keys(data.probabilities)) {
       if (timeline.some((s) => s.genre === g)) seen.push(g);
     }
-    el.legend.replaceChildren(...seen.map((g) => make("li", { "data-genre": g }, [swatch(g), g])));
+    const items = seen.map((g) => make("li", { "data-genre": g }, [swatch(g), g]));
+    if (gaps.length) {
+      items.push(make("li", { class: "legend-gap", "data-testid": "legend-unsampled" },
+        [make("span", { class: "swatch gap-swatch", "aria-hidden": "true" }), "not sampled"]));
+    }
+    el.legend.replaceChildren(...items);
     updatePlayhead();
+  }
+
+  // The stretches of [0, duration] no segment covers, each at least half a second long.
+  function unsampled(timeline, length, duration) {
+    const spans = timeline.map((s) => [s.start, Math.min(s.start + length, duration)]).sort((a, b) => a[0] - b[0]);
+    const gaps = [];
+    let t = 0;
+    for (const [from, to] of spans) {
+      if (from - t >= 0.5) gaps.push([t, from]);
+      t = Math.max(t, to);
+    }
+    if (duration - t >= 0.5) gaps.push([t, duration]);
+    return gaps;
   }
 
   function moveFocus(event, i) {
@@ -522,4 +621,5 @@
   window.genrify = { toCsv, toJson, state };
 
   loadModels();
+  loadSamples();
 })();

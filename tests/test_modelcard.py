@@ -1,0 +1,83 @@
+"""Model cards: every kind of model says what it is, its genres, what it learned from, its figures
+(read from what it carries, never written down elsewhere) and its licence."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from helpers import untrained_model
+
+from genrify.modelcard import ModelCard, model_card
+from genrify.models.builtin import HEAD_PATH, GenreHead
+
+
+@pytest.fixture(scope="module")
+def head() -> GenreHead:
+    return GenreHead.load()
+
+
+def test_the_built_in_card_says_what_it_is_from_its_heads_report(head):
+    card = model_card(None)
+    report = head.info["report"]
+    assert card.kind == "built-in" and card.genres == list(head.genres)
+    assert card.what.startswith("the pretrained musicnn taggers (MSD_musicnn, MTT_musicnn) and a genre head learned from "
+                                f"{head.info['songs']} GTZAN excerpts")
+    figures = dict(card.figures)
+    assert figures["cross-validated top-1"].startswith(f"{100 * report['cv_top1']:.0f} % of {report['songs']} excerpts")
+    assert figures["cross-validated macro recall"].startswith(f"{100 * report['cv_macro_recall']:.0f} %")
+    assert card.headline == f"{100 * report['cv_top1']:.0f} % top-1, cross-validated"
+    assert "ISC" in card.licence and "GTZAN" in card.licence and "NOTICE" in card.licence
+    assert "GTZAN" in card.learned_from
+    # The genres its head never heard are named as such.
+    unheard = [g for g in head.genres if g not in report["learned"]]
+    assert unheard and any(all(g in n for g in unheard) for n in card.notes)
+    text = "\n".join(card.lines())
+    assert "unknown" not in text and "not recorded" not in text
+    assert model_card(HEAD_PATH).figures == card.figures  # the packaged head's file: the same card
+
+
+def test_figures_follow_the_report_not_a_copy_of_it(head):
+    meta = {"genres": list(head.genres), "architecture": "genrify-musicnn", "head": True,
+            "info": copy.deepcopy(head.info)}
+    meta["info"]["report"]["cv_top1"] = 0.5
+    assert dict(model_card(meta).figures)["cross-validated top-1"].startswith("50 %")
+
+
+def test_a_learned_heads_card_names_its_library_and_cross_validated_figures(head):
+    info = copy.deepcopy(head.info)
+    info.pop("trained_on")
+    info["learned_from"] = {"labels": "folders", "inputs": ["/home/me/Music"], "songs": 120, "min_songs": 5,
+                            "dropped": {"polka": 2}}
+    info["report"].update(songs=120, artists=40)
+    card = model_card({"genres": ["rock", "jazz"], "architecture": "genrify-musicnn", "head": True, "info": info},
+                      name="mine.safetensors")
+    assert card.kind == "learned" and card.name == "mine.safetensors"
+    assert card.learned_from == "120 songs by 40 artists of your library, by their genre folders (Music)"
+    assert "genrify learn" in card.what and "cross-validated top-1" in dict(card.figures)
+    assert any("polka" in n and "fewer than 5" in n for n in card.notes)
+
+
+def test_a_trained_models_card_shows_its_test_figures():
+    model = untrained_model(["blues", "metal"])
+    bare = model_card(model, name="bare")
+    assert bare.kind == "trained" and bare.what.startswith("a seed-cnn network") and bare.figures == []
+    assert "figures: none recorded" in bare.lines() and "no training report" in bare.notes[0]
+    model.info = {"summary": {"runs": 3, "song_accuracy_mean": 0.712, "song_accuracy_std": 0.031,
+                              "chunk_accuracy_mean": 0.6, "chunk_accuracy_std": 0.02},
+                  "store": "/srv/private/gtzan-store", "kept_run": 0,
+                  "runs": [{"split": {"method": "random", "train": 70, "valid": 15, "test": 15}}]}
+    card = model_card(model, name="genres")
+    assert card.figures[0] == ("test song accuracy", "71 % ± 3 % over 3 runs, on songs held out of training")
+    assert card.headline == "71 % test song accuracy"
+    assert card.learned_from == "70 training, 15 validation and 15 test songs; from the feature store 'gtzan-store'"
+    assert "/srv/private" not in str(card.to_dict())  # a server shows no paths
+
+
+def test_the_card_as_data_and_as_text():
+    card = ModelCard("m", "trained", "a model", ["a", "b"], "songs", [("x", "1 %")], "ISC", ["careful"], "1 %")
+    assert card.to_dict() == {"name": "m", "kind": "trained", "what": "a model", "genres": ["a", "b"],
+                              "learned_from": "songs", "figures": [{"label": "x", "value": "1 %"}],
+                              "licence": "ISC", "notes": ["careful"], "headline": "1 %"}
+    assert card.lines() == ["m: a model", "genres (2): a, b", "learned from: songs", "x: 1 %", "licence: ISC",
+                            "note: careful"]
