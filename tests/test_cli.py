@@ -98,3 +98,53 @@ def test_synth_writes_genre_folders(tmp_path, fmt):
 def test_synth_unknown_genre(tmp_path):
     line = _one_line_error(["synth", str(tmp_path / "o"), "--genre-names", "rock,polka"])
     assert "polka" in line
+
+
+def _help(monkeypatch, *command: str) -> str:
+    monkeypatch.setenv("COLUMNS", "400")  # one option per line: no phrase is wrapped apart
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("command", ["classify", "extract"])
+def test_scheduler_help_says_what_local_is_and_how_to_get_dask(monkeypatch, command):
+    text = _help(monkeypatch, command)
+    assert "'local' (start a cluster of worker processes on this machine: one per core, or --jobs)" in text
+    assert "Needs Dask: pip install 'genrify[dask]'." in text and "(needs genrify)" not in text
+
+
+def test_help_says_what_the_seed_is(monkeypatch):
+    for command in ("train", "classify", "demo"):
+        text = _help(monkeypatch, command)
+        assert "the seed" not in text.lower(), command
+    assert "sgd (as in the student project genrify grew from" in _help(monkeypatch, "train")
+    assert "seed-cnn (the CNN of the student project genrify grew from)" in _help(monkeypatch, "train")
+    assert "as the student project genrify grew from printed it" in _help(monkeypatch, "classify")
+
+
+def test_classify_help_points_to_the_builtin_models_card(monkeypatch):
+    text = _help(monkeypatch, "classify")
+    assert "Without --model the built-in genre model answers" in text
+    assert "`genrify info` shows its card (genres, what it learned from, its cross-validated figures, licence)" in text
+
+
+def test_info_without_a_model_shows_the_builtin_models_card():
+    from genrify.modelcard import model_card
+
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == model_card(None).lines()
+    assert result.output.startswith("genrify-musicnn: the pretrained musicnn taggers")
+    assert "cross-validated top-1: " in result.output and "licence: musicnn weights: ISC" in result.output
+
+
+def test_info_on_a_model_file_shows_its_card_then_how_it_is_built(model_file):
+    from genrify.modelcard import model_card
+
+    result = runner.invoke(app, ["info", str(model_file)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    card = model_card(model_file).lines()
+    assert lines[: len(card)] == card and card[0].startswith(f"{model_file.name}: a ")
+    assert "architecture" in result.output and "features" in result.output and "chunk" in result.output

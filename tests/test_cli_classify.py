@@ -150,7 +150,8 @@ def test_destination_inside_the_source_is_refused(model_file, music):
         # usage mistakes: exit 2, before any work
         (["--format", "xml"], "unknown format", 2),
         (["--mode", "teleport", "--organize", "x"], "unknown mode", 2),
-        (["--top-k", "0"], "at least 1", 2),
+        (["--top-k", "0"], "error: --top-k must be at least 1, not 0", 2),
+        (["--tag-genres", "0", "--write-tags"], "error: --tag-genres must be at least 1, not 0", 2),
         (["--min-confidence", "2"], "between 0 and 1", 2),
         (["--device", "gpu"], "unknown device", 2),
         (["--tag-separator", "", "--write-tags"], "--tag-separator must not be empty", 2),
@@ -420,3 +421,109 @@ def test_a_cache_that_cannot_be_written_is_said_before_the_work(model_file, musi
     warning = f"warning: cannot write the results cache {folder / 'cache.sqlite'} (its folder {folder} is not writable); running without it"
     assert lines.count(warning) == 1 and lines.index(warning) < len(lines) - 1
     assert "6 classified (0 from cache)" in lines[-1] and not list(folder.iterdir())
+
+
+def test_the_summary_line_counts_every_genre_or_says_how_many_more():
+    from genrify.classify import RunSummary
+
+    few = RunSummary(4, 0, 0, 0, 4.1, {"jazz": 2, "classical": 1, "pop": 1})
+    assert few.line == "4 classified (0 from cache), 0 failed in 4.1 s · jazz 2, classical 1, pop 1"
+    names = ["rock", "pop", "jazz", "blues", "metal", "disco", "funk", "punk", "soul", "folk", "reggae"]
+    counts = {g: 12 - i for i, g in enumerate(names)}
+    many = RunSummary(sum(counts.values()), 0, 0, 0, 1.0, counts)
+    assert many.line.endswith("· rock 12, pop 11, jazz 10, blues 9, metal 8, disco 7, +5 more genres")
+    seven = RunSummary(7, 0, 0, 0, 1.0, {g: 1 for g in "abcdefg"})
+    assert seven.spread() == "a 1, b 1, c 1, d 1, e 1, f 1, g 1"  # one more is named, not counted
+
+
+@pytest.mark.parametrize("genres, hint", [("rock,jaz", "(did you mean 'jazz'?)"), ("hiphp", "(did you mean 'hip-hop'?)"),
+                                          ("polka", "")])
+def test_an_unknown_genre_is_a_usage_error_with_the_closest_names(tmp_path, genres, hint):
+    result = classify(tmp_path, "--genres", genres)  # refused before the folder is even searched
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    unknown = genres.split(",")[-1]
+    assert line.startswith(f"error: --genres: the built-in model knows no genre '{unknown}'{' ' + hint if hint else ''};")
+    assert "it knows rock, pop, electronic" in line and "did you mean" not in line.replace(hint, "")
+
+
+def _answer(path: str, probabilities: list[float], **flags) -> object:
+    from genrify.predict import Prediction
+
+    genres = ["jazz", "classical", "blues", "pop"]
+    return Prediction(genres=genres, probabilities=np.array(probabilities), votes=np.array(probabilities),
+                      segments=6, duration=18.0, path=path, confidence_threshold=0.33, **flags)
+
+
+@pytest.mark.parametrize("width", [100, 120])
+def test_a_wide_table_says_why_an_answer_is_unsure(monkeypatch, tmp_path, width):
+    from rich.console import Console
+
+    from genrify import classify as service
+    from genrify import cli
+    from genrify.predict import Failure
+
+    names = ["sugar-plum-fairy.ogg", "hungarian-dance-5.ogg", "quiet.ogg", "hiss.ogg", "blip.ogg", "notes.ogg"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"OggS")
+    path = [str(tmp_path / name) for name in names]
+    results = [_answer(path[0], [0.39, 0.38, 0.14, 0.09], near_tie_margin=0.05),
+               _answer(path[1], [0.04, 0.92, 0.02, 0.02], near_tie_margin=0.05),
+               _answer(path[2], [0.25, 0.25, 0.25, 0.25]),
+               _answer(path[3], [0.7, 0.1, 0.1, 0.1], not_music="noise"),
+               _answer(path[4], [0.7, 0.1, 0.1, 0.1], short=True),
+               Failure(path[5], "not a recognised audio format (cannot decode)")]
+
+    def answered(found, ref, **kwargs):  # the answers above, as a run of the built-in model would give them
+        summary = service.RunSummary(5, 0, 1, 0, 1.0, {"jazz": 4, "classical": 1})
+        return service.LibraryRun(results, summary, found)
+
+    monkeypatch.setattr(service, "classify_library", answered)
+    console = Console(file=io.StringIO(), width=width, soft_wrap=True)
+    monkeypatch.setattr(cli, "out", console)
+    result = classify(tmp_path)
+    assert result.exit_code == 0, result.output
+    text = console.file.getvalue()
+    genres = [cells[2].strip() for line in text.splitlines() if len(cells := line.split("│")) > 2 and cells[1].strip()]
+    assert genres == ["jazz? (near tie)", "classical", "jazz? (low probability)", "jazz? (not music: noise)",
+                      "jazz? (short)", "error"], text
+    assert text.splitlines()[0].strip() == "5 songs · model genrify-musicnn"
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "· jazz 4, classical 1" in result.output
+
+
+def test_a_file_that_is_not_audio_is_one_error_line_not_a_table(model_file, tmp_path):
+    notes = tmp_path / "README.md"
+    notes.write_text("# my notes\n")
+    result = classify(notes, "--model", model_file)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [f"error: {notes}: not a recognised audio format (cannot decode)"]
+    other = tmp_path / "todo.txt"
+    other.write_text("buy milk\n")
+    both = classify(notes, other, "--model", model_file)
+    assert both.exit_code == 1, both.output
+    lines = both.output.strip().splitlines()
+    assert sorted(lines[:2]) == [f"failed {notes}: not a recognised audio format (cannot decode)",
+                                 f"failed {other}: not a recognised audio format (cannot decode)"]
+    assert lines[2:] == ["error: none of the 2 files could be classified"]
+
+
+@pytest.mark.parametrize("kind, why", [
+    ("song.ogg", "it is an Ogg audio file"),
+    ("notes.txt", "it is a text file"),
+    ("cut.safetensors", "cut short: its header needs"),
+    ("half.safetensors", None),
+])
+def test_a_model_that_is_not_a_model_file_says_so_in_genrifys_words(model_file, music, tmp_path, kind, why):
+    path = tmp_path / kind
+    data = model_file.read_bytes()
+    path.write_bytes({"song.ogg": b"OggS\x00\x02" + os.urandom(4000), "notes.txt": b"# my model, I think\n",
+                      "cut.safetensors": data[:100], "half.safetensors": data[: len(data) // 2]}[kind])
+    result = classify(music / "metal", "--model", path)
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    if why is None:  # the header is a genrify model's: a damaged model, not another kind of file
+        assert line.startswith(f"error: {path}: the model file is damaged (cut short: it holds ")
+    else:
+        assert line.startswith(f"error: {path}: not a genrify model file ({why}")
+    assert "header too large" not in line and "deserializ" not in line.lower()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,8 @@ def test_train_on_an_empty_store(tmp_path):
 
 def test_info_on_a_file_that_is_not_a_model(tmp_path):
     (tmp_path / "song.safetensors").write_text("hello")
-    assert "not a safetensors model file" in _error_line(["info", str(tmp_path / "song.safetensors")])
+    assert "song.safetensors: not a genrify model file (5 bytes, too short to be one)" in _error_line(
+        ["info", str(tmp_path / "song.safetensors")])
 
 
 def test_split_file_naming_tracks_the_store_lacks(store, tmp_path):
@@ -75,11 +77,26 @@ def test_split_file_naming_tracks_the_store_lacks(store, tmp_path):
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--genres", "3", "--per-genre", "5", "--seconds", "4"])
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--genres", "3", "--per-genre", "4",
+                                 "--seconds", "4", "--folds", "4"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "d" / "model.safetensors").is_file()
     assert (tmp_path / "d" / "model.safetensors.report" / "confusion.png").is_file()
-    assert "Demo done" in result.output and "song accuracy" in result.output
+    assert len(list((tmp_path / "d" / "folds").glob("fold-*.tsv"))) == 4
+    # Every song is tested once, by a head that never heard it: the closing figure counts all 12,
+    # with its interval, and names what the progress line's validation figure is.
+    done = " ".join(line for line in result.output.splitlines() if "Demo done" in line or line.startswith(" "))
+    assert re.search(r"Demo done: test songs: \d+/12 named right \(\d+ %, 95 % interval \d+-\d+ %; chance 33 %\)", done), done
+    assert "val chunk acc is per 3-s segment" in result.output
+    report = json.loads((tmp_path / "d" / "model.safetensors.report" / "report.json").read_text())
+    assert report["summary"]["songs"] == 12 and report["summary"]["folds"] == 4
+    assert len(report["runs"]) == 4 and sum(run["songs"] for run in report["runs"]) == 12
+
+
+def test_demo_refuses_fewer_songs_than_folds(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--per-genre", "3", "--folds", "4"])
+    assert result.exit_code == 2 and "--per-genre must be at least --folds" in result.output
+    assert not (tmp_path / "d").exists()  # refused before any work
 
 
 def _train(store: Path, out: Path, *extra: str):

@@ -10,7 +10,7 @@ from helpers import untrained_model
 from genrify import modelfile
 from genrify.destinations import check_output_file
 from genrify.errors import GenrifyIOError, UsageError
-from genrify.evaluation import check_model_destination
+from genrify.evaluation import check_report_dir, report_dir
 
 
 def test_a_folder_is_a_usage_error_for_every_destination(tmp_path):
@@ -18,8 +18,6 @@ def test_a_folder_is_a_usage_error_for_every_destination(tmp_path):
         check_output_file(tmp_path)
     with pytest.raises(UsageError, match="is a folder; give the model file's name"):
         modelfile.check_destination(tmp_path)
-    with pytest.raises(UsageError, match="is a folder"):
-        check_model_destination(tmp_path)
 
 
 def test_an_input_is_refused_through_any_link(tmp_path):
@@ -75,8 +73,9 @@ def test_a_model_replaces_only_a_model_and_a_link_to_one_stays_a_link(tmp_path):
     real = modelfile.save(untrained_model(["a", "b"]), tmp_path / "real" / "m.safetensors")
     (tmp_path / "link.safetensors").symlink_to(real)
     assert modelfile.check_destination(tmp_path / "link.safetensors") == modelfile.Destination(real, replaces=True)
-    full = check_model_destination(tmp_path / "link.safetensors")
-    assert (full.path, full.replaces, full.report) == (real, True, tmp_path / "link.safetensors.report")
+    # The report goes beside the name given, not beside the file the link points to.
+    assert report_dir(tmp_path / "link.safetensors") == tmp_path / "link.safetensors.report"
+    check_report_dir(report_dir(tmp_path / "link.safetensors"))
     (tmp_path / "dangling.safetensors").symlink_to(tmp_path / "nowhere")
     with pytest.raises(UsageError, match="a symbolic link to nothing"):
         modelfile.check_destination(tmp_path / "dangling.safetensors")

@@ -98,3 +98,37 @@ def test_long_tag_values_are_shown_short_with_their_length():
     assert shorten("x" * SHOWN_VALUE) == "x" * SHOWN_VALUE  # exactly the limit: whole
     assert shown_values([str(i) for i in range(1000)]) == "0; 1; 2; 3; 4; 5; 6; 7; 8; 9; … and 990 more"
     assert shown_values([]) == ""
+
+
+@pytest.mark.parametrize("timeline", [False, True])
+def test_csv_and_json_carry_the_same_fields(timeline):
+    from genrify.outputs import CSV_SPREAD
+
+    tie = _prediction()
+    tie.probabilities, tie.near_tie_margin, tie.confidence_threshold = np.array([0.45, 0.44, 0.11]), 0.05, 0.3
+    results = [_prediction(), tie, Failure("b.mp3", "not audio")]
+    objects = json.loads(render(results, "json", timeline=timeline))
+    scalar = {k for o in objects for k, v in o.items() if not isinstance(v, dict | list)}
+    nested = {k for o in objects for k, v in o.items() if isinstance(v, dict | list)}
+    assert nested == set(CSV_SPREAD) - ({"timeline"} if not timeline else set())
+    header = next(csv.reader(io.StringIO(render(results, "csv", timeline=timeline))))
+    spread = {c for c in header if c.startswith(("p_", "vote_")) or c == "segment_start"
+              or (c.startswith("top") and c[3:].isdigit())}
+    assert set(header) - spread == scalar
+    assert {"low_confidence", "short", "not_music", "near_tie", "unsure_reason"} <= scalar
+
+
+def test_csv_says_whether_and_why_an_answer_is_unsure():
+    tie = _prediction()
+    tie.probabilities, tie.near_tie_margin, tie.confidence_threshold = np.array([0.45, 0.44, 0.11]), 0.05, 0.3
+    noise = _prediction()
+    noise.not_music = "noise"
+    rows = list(csv.DictReader(io.StringIO(render([_prediction(), tie, noise, Failure("b.mp3", "bad")], "csv"))))
+    sure, tied, not_music, failed = rows
+    assert (sure["low_confidence"], sure["unsure_reason"], sure["near_tie"], sure["short"]) == ("false", "", "false", "false")
+    assert (tied["low_confidence"], tied["unsure_reason"], tied["near_tie"]) == ("true", "near tie", "true")
+    assert (not_music["unsure_reason"], not_music["not_music"]) == ("not music", "noise")
+    assert failed["low_confidence"] == "" and failed["error"] == "bad"
+    assert float(sure["vote_jazz"]) == pytest.approx(2 / 3, abs=1e-6) and sure["near_tie_margin"] == "0.0"
+    seg = list(csv.DictReader(io.StringIO(render([tie], "csv", timeline=True))))
+    assert len(seg) == 3 and all(r["unsure_reason"] == "near tie" and r["vote_jazz"] == "" for r in seg)

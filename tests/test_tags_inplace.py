@@ -8,6 +8,7 @@ group, mode and extended attributes, or the file is written in place where it ca
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import shutil
 import signal
@@ -81,39 +82,57 @@ def _assert_whole(path: Path, genres: tuple[str, ...], samples: np.ndarray) -> N
     assert read_genre(path) == genres and tags.read_artist(path) == "Ärtist"
 
 
+def _hook_writes(on_write, only=None):
+    """An ``open`` that hands back a file opened ``"r+b"`` (only the file ``only``, where given)
+    with its ``write`` replaced by ``on_write(file, data)``: how the tests cut an in-place write
+    short. Self-contained and unannotated: :data:`_STALLING_WRITER` runs its source in a child."""
+    import builtins
+    import os
+
+    real_open = builtins.open
+
+    class Hooked:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            return on_write(self.f, data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    def hooked_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if mode == "r+b" and (only is None or os.path.realpath(file) == only):
+            return Hooked(f)
+        return f
+
+    return hooked_open
+
+
 # A child process that tags a file and stalls in the middle of rewriting it in place: the first
 # write into the open file puts half of its bytes there, says "writing" and waits. It hooks
 # open() alone, which the old and the new code both use, so the test means the same on both.
-_STALLING_WRITER = textwrap.dedent("""
+_STALLING_WRITER = inspect.getsource(_hook_writes) + textwrap.dedent("""
     import builtins, os, sys, time
     from genrify.tags import write_genre
 
     target, pause = os.path.realpath(sys.argv[1]), float(sys.argv[2])
-    real_open = builtins.open
 
-    class Stall:
-        def __init__(self, f):
-            self.f = f
-        def write(self, data):
-            half = len(data) // 2
-            self.f.write(data[:half]); self.f.flush(); os.fsync(self.f.fileno())
-            print("writing", flush=True)
-            time.sleep(pause)
-            return half + self.f.write(data[half:])
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-        def __enter__(self):
-            return self
-        def __exit__(self, *exc):
-            return self.f.__exit__(*exc)
+    def stall(f, data):
+        half = len(data) // 2
+        f.write(data[:half]); f.flush(); os.fsync(f.fileno())
+        print("writing", flush=True)
+        time.sleep(pause)
+        return half + f.write(data[half:])
 
-    def stalling_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        if mode == "r+b" and os.path.realpath(file) == target:
-            return Stall(f)
-        return f
-
-    builtins.open = stalling_open
+    builtins.open = _hook_writes(stall, only=target)
     write_genre(sys.argv[1], ["Jazz", ("A longer genre " * max(int(sys.argv[3]), 1)).strip()], mode="replace")
     print("done", flush=True)
 """)
@@ -197,30 +216,12 @@ def test_a_library_run_finishes_interrupted_writes_before_reading_the_files(link
 def test_an_exception_mid_in_place_write_keeps_the_journal_for_the_next_write(linked, monkeypatch, error):
     path, other = linked
     samples, _ = sf.read(path, dtype="float32")
-    real_open = open
 
-    class Broken:  # writes half of the first block, then the write is interrupted
-        def __init__(self, f):
-            self.f = f
+    def broken_write(f, data):  # writes half of the first block, then the write is interrupted
+        f.write(data[: len(data) // 2])
+        raise error
 
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            raise error
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self.f.__exit__(*exc)
-
-    def breaking_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return Broken(f) if mode == "r+b" else f
-
-    monkeypatch.setattr("builtins.open", breaking_open)
+    monkeypatch.setattr("builtins.open", _hook_writes(broken_write))
     with pytest.raises(KeyboardInterrupt if error is KeyboardInterrupt else tags.TagError) as info:
         write_genre(path, ["Jazz"])
     monkeypatch.undo()

@@ -247,14 +247,8 @@ def stream(
 
     Parameters
     ----------
-    path
-        The audio file.
-    sr
-        Target sample rate in Hz.
-    offset
-        Start reading this many seconds into the file.
-    duration
-        Read at most this many seconds; ``None`` reads to the end.
+    path, sr, offset, duration
+        As for :func:`load`.
     block_seconds
         Native seconds decoded at a time (fewer where the file has many channels).
     max_duration

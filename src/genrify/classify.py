@@ -461,8 +461,21 @@ class RunSummary:
     skipped: int = 0
 
     def spread(self, n: int = 6) -> str:
-        """The ``n`` most frequent genres with their counts, e.g. ``"rock 12, jazz 3"``."""
-        return ", ".join(f"{g} {c}" for g, c in list(self.genres.items())[:n])
+        """Every genre answered, with its count, most frequent first; past ``n`` of them, the
+        ``n`` most frequent and how many more (never a count that hides that others exist).
+
+        Examples
+        --------
+        >>> RunSummary(4, 0, 0, 0, 1.0, {"jazz": 2, "classical": 1, "pop": 1}).spread()
+        'jazz 2, classical 1, pop 1'
+        >>> RunSummary(9, 0, 0, 0, 1.0, {g: 1 for g in "abcdefghi"}).spread(3)
+        'a 1, b 1, c 1, +6 more genres'
+        """
+        items = list(self.genres.items())
+        # One genre more is shown rather than counted: "+1 more genre" is no shorter than its name.
+        shown = items if len(items) <= n + 1 else items[:n]
+        rest = len(items) - len(shown)
+        return ", ".join([f"{g} {c}" for g, c in shown] + ([f"+{rest} more genres"] if rest else []))
 
     @property
     def line(self) -> str:

@@ -84,7 +84,9 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _progress():
+def _progress(*, transient: bool = False) -> Any:
+    """A progress bar on stderr; ``transient``: erased when done (and not shown where stderr is
+    not a terminal, where it could not be erased)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -102,7 +104,8 @@ def _progress():
         TextColumn("eta"),
         TimeRemainingColumn(),
         console=err,
-        transient=False,
+        transient=transient,
+        disable=transient and not err.is_terminal,
     )
 
 
@@ -194,7 +197,7 @@ def extract(
     n_fft: Annotated[int | None, typer.Option(help=f"FFT size (default {N_FFT}, or the store's).")] = None,
     hop_length: Annotated[int | None, typer.Option(help=f"Hop between frames (default {HOP_LENGTH}, or the store's).")] = None,
     show_failed: Annotated[int, typer.Option(help="List at most this many failed files.")] = 20,
-    scheduler: Annotated[str | None, typer.Option(help="Extract on a Dask cluster: tcp://HOST:8786, a scheduler file, or 'local' (needs genrify[dask]).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Extract on a Dask cluster: tcp://HOST:8786 (a running scheduler), a scheduler's JSON file, or 'local' (start a cluster of worker processes on this machine: one per core, or --jobs). Needs Dask: pip install 'genrify\\[dask]'.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every path passed over, and show the decoders' notes.")] = False,
     follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symbolic links to folders outside MUSIC_DIR (never one back into it or to a folder above).")] = False,
     max_duration: Annotated[str, typer.Option(help=_MAX_DURATION_HELP)] = _MAX_DURATION,
@@ -360,7 +363,7 @@ def train(
     runs: Annotated[int, typer.Option(help="Repeat split-train-evaluate this many times with seeds K, K+1, ...")] = 1,
     seed: Annotated[int, typer.Option(help="Seed K of the first run.")] = 0,
     split_file: Annotated[Path | None, typer.Option(help="Fixed splits: a folder with train_*/valid_*/test_*.txt, one of them, or a path<TAB>split file.")] = None,
-    optimizer: Annotated[str, typer.Option(help="sgd (the seed's: Nesterov momentum 0.9, inverse-time decay), adam or adamw.")] = "sgd",
+    optimizer: Annotated[str, typer.Option(help="sgd (as in the student project genrify grew from: Nesterov momentum 0.9, inverse-time decay), adam or adamw.")] = "sgd",
     lr: Annotated[float, typer.Option(help="Learning rate.")] = TRAIN_DEFAULTS.lr,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation loss.")] = TRAIN_DEFAULTS.patience,
     group_by: Annotated[str, typer.Option(help="Split by 'artist' (songs of an artist stay together), 'song', or 'auto' (artist where tags give one).")] = "auto",
@@ -409,7 +412,7 @@ def train(
             progress.update(
                 task, advance=1,
                 description=f"run {current['run'] + 1}/{runs} · epoch {e.epoch} · loss {e.train_loss:.3f} · "
-                f"acc {e.train_accuracy:.3f} · val loss {e.valid_loss:.3f} · val acc {e.valid_accuracy:.3f}",
+                f"chunk acc {e.train_accuracy:.3f} · val loss {e.valid_loss:.3f} · val chunk acc {e.valid_accuracy:.3f}",
             )
 
         preparing: dict[str, Any] = {}  # a progress bar per thing the trainer prepares (embeddings)
@@ -448,12 +451,16 @@ def train(
 
 
 def _model_destination(model_file: Path, store: Path, split_file: Path | None) -> Any:
-    """``train --out``: the :class:`genrify.evaluation.ModelDestination`, or a usage error (exit 2)
-    where writing the model or its report would replace something that is not genrify's."""
-    from genrify.evaluation import check_model_destination
+    """``train --out``: the :class:`genrify.modelfile.Destination`, or a usage error (exit 2)
+    where writing the model or its report (``MODEL.report/`` beside the name given) would replace
+    something that is not genrify's."""
+    from genrify.evaluation import check_report_dir, report_dir
+    from genrify.modelfile import check_destination
 
     try:
-        return check_model_destination(model_file, store=store, inputs=[split_file] if split_file else [])
+        destination = check_destination(model_file, store=store, inputs=[split_file] if split_file else [])
+        check_report_dir(report_dir(model_file))
+        return destination
     except UsageError as exc:
         _usage(f"--out {exc}")
 
@@ -499,36 +506,40 @@ def evaluate(
 
 @app.command()
 @_user_errors
-def info(model: Annotated[Path, typer.Argument(help="Model file.")]) -> None:
-    """Show what a model file holds: genres, features, architecture, training figures."""
+def info(model: Annotated[Path | None, typer.Argument(help="Model file (made by genrify train or genrify learn); default: the built-in genre model.")] = None) -> None:
+    """Show a model's card: what it is, its genres, what it learned from, its measured figures and
+    its licence; for a model file, also its architecture, features and training settings.
+
+    With no MODEL: the built-in genre model, the one `genrify classify` uses without --model.
+    """
     from rich.table import Table
 
+    from genrify.modelcard import model_card
     from genrify.modelfile import read_metadata
 
-    meta = read_metadata(model)
-    table = Table(title=str(model), show_header=False)
+    meta = read_metadata(model) if model is not None else None
+    card = model_card(meta, name=model.name) if model is not None else model_card(None)
+    first, *rest = card.lines()
+    out.print(f"[bold]{_say(first)}[/]", highlight=False)
+    for line in rest:
+        out.print(_say(line), highlight=False)
+    if meta is None:
+        return
+    # What the card leaves out: how the file is built and was trained.
+    table = Table(title=_say(str(model)), show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
-    table.add_row("genres", ", ".join(meta["genres"]))
-    table.add_row("architecture", f"{meta['architecture']} {json.dumps(meta['architecture_config'])}")
+    table.add_row("architecture", _say(f"{meta['architecture']} {json.dumps(meta['architecture_config'])}"))
     table.add_row("features", ", ".join(f"{k}={v}" for k, v in meta["features"].items()))
     table.add_row("chunk", f"{meta['chunk_frames']} frames")
-    summary = meta.get("info", {}).get("summary")
-    if summary:
-        table.add_row(
-            "test figures",
-            f"song accuracy {summary['song_accuracy_mean']:.3f} ± {summary['song_accuracy_std']:.3f}, "
-            f"chunk accuracy {summary['chunk_accuracy_mean']:.3f} ± {summary['chunk_accuracy_std']:.3f} "
-            f"over {summary['runs']} run(s)",
-        )
     config = meta.get("info", {}).get("config")
     if config:
         keys = ("optimizer", "lr", "batch_size", "epochs", "patience", "seed")
         table.add_row("training", ", ".join(f"{k}={config[k]}" for k in keys if k in config))
-    table.add_row("genrify", str(meta.get("genrify_version")))
+    table.add_row("genrify", _say(str(meta.get("genrify_version"))))
     out.print(table)
     learned = meta.get("info", {}).get("learned")
-    if isinstance(learned, dict):  # a head made by `genrify learn`: its honest report
+    if isinstance(learned, dict):  # a head made by `genrify learn`: its honest report, in full
         from genrify.learning import report_lines
 
         source = meta.get("info", {}).get("learned_from") or {}
@@ -676,47 +687,97 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool) -> 
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Working folder for the demo.")] = Path("demo-output"),
     genres: Annotated[int, typer.Option(help="Number of synthetic genres.")] = 4,
-    per_genre: Annotated[int, typer.Option(help="Songs per genre.")] = 8,
-    seconds: Annotated[float, typer.Option(help="Length of each song in seconds.")] = 20.0,
+    per_genre: Annotated[int, typer.Option(help="Songs per genre (at least --folds).")] = 10,
+    seconds: Annotated[float, typer.Option(help="Length of each song in seconds.")] = 12.0,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds: every song is tested once, by a head trained without it.")] = 5,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes (default: every core).")] = None,
 ) -> None:
-    """Run the whole pipeline on generated music: synthesise, extract, train, evaluate (about a minute).
+    """Run the whole pipeline on generated music: synthesise, extract, train, evaluate (about half a minute).
 
     The model is a head on the pretrained musicnn embeddings (``--arch musicnn-transfer``), which
-    learns from a handful of songs per genre; the seed's own network needs dozens (see the README).
+    learns from a handful of songs per genre; the network of the student project genrify grew from
+    (``seed-cnn``) needs dozens (see the README).
+    Heads are cross-validated (``--folds``), so the closing figure counts every song, each tested
+    by a head that never heard it, and gives its 95 % interval.
     """
-    import json as json_
+    import dataclasses
+
+    from genrify import modelfile
+    from genrify.demo import cross_validate
+    from genrify.evaluation import write_report
 
     music = out_dir / "music"
     store = out_dir / "store"
     model = out_dir / "model.safetensors"
-    err.print(f"[bold]1/4[/] synthesising {genres} x {per_genre} songs into {music}", highlight=False)
+    if folds < 3:
+        _usage(f"--folds must be at least 3 (a test, a validation and a training fold), not {folds}")
+    if per_genre < folds:
+        _usage(f"--per-genre must be at least --folds ({folds}): every fold tests every genre")
+    _model_destination(model, store, None)  # checked before any work, as train does
+    err.print(f"[bold]1/4[/] synthesising {genres} x {per_genre} songs of {seconds:g} s into {music}", highlight=False)
     synth(music, genres=genres, genre_names=None, per_genre=per_genre, seconds=seconds, seed=0, format="mixed",
           sample_rate=SAMPLE_RATE, channels=1, jobs=jobs)
     err.print(f"[bold]2/4[/] extracting features into {store}", highlight=False)
     extract(music, store=store, jobs=jobs, force=False, sample_rate=None, n_mels=None, n_fft=None,
             hop_length=None, show_failed=20)
-    err.print(f"[bold]3/4[/] training a musicnn-transfer head into {model}", highlight=False)
-    train(store, model_file=model, arch="musicnn-transfer", epochs=TRAIN_DEFAULTS.epochs,
-          batch_size=TRAIN_DEFAULTS.batch_size, runs=1, seed=0, split_file=None, optimizer="adam",
-          lr=TRAIN_DEFAULTS.lr, patience=TRAIN_DEFAULTS.patience, group_by="auto")
-    err.print(f"[bold]4/4[/] evaluating {model} on its test songs", highlight=False)
-    evaluate(model, store, split_file=None, all_tracks=False)
-    report = json_.loads((Path(f"{model}.report") / "report.json").read_text(encoding="utf-8"))
-    accuracy, songs = report["summary"]["song_accuracy_mean"], report["runs"][-1]["songs"]
+    err.print(f"[bold]3/4[/] cross-validating musicnn-transfer heads over {folds} folds: each head is trained on"
+              f" {folds - 2}/{folds} of the songs, stopped early on 1/{folds} and tested on the other 1/{folds}",
+              highlight=False)
+    config = dataclasses.replace(TRAIN_DEFAULTS, arch="musicnn-transfer", optimizer="adam", seed=0)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a head this small trains fastest on one thread, and far faster on a busy machine
+    try:
+        with _progress() as progress:
+            task = progress.add_task("fold 1", total=config.epochs)
+            preparing: dict[str, Any] = {}
+            current = {"fold": 0}
+
+            def on_fold(k: int, total: int, split: Any) -> None:
+                current["fold"] = k
+                sizes = split.sizes()
+                progress.console.print(f"fold {k + 1}/{total}: {sizes['train']} train, {sizes['valid']} validation,"
+                                       f" {sizes['test']} test songs", highlight=False)
+                progress.reset(task, total=config.epochs, description=f"fold {k + 1}/{total}")
+
+            def on_epoch(e: Any) -> None:
+                # Per 3-s segment (chunk), on the fold's validation songs, which steer early stopping.
+                progress.update(task, advance=1, description=f"fold {current['fold'] + 1}/{folds} · epoch {e.epoch} · "
+                                f"val loss {e.valid_loss:.3f} · val chunk acc {e.valid_accuracy:.3f}")
+
+            def on_prepare(what: str, done: int, total: int) -> None:
+                if what not in preparing:
+                    preparing[what] = progress.add_task(what, total=total)
+                progress.update(preparing[what], completed=done, total=total)
+
+            cv = cross_validate(store, out_dir / "folds", config, folds=folds, jobs=jobs, on_fold=on_fold,
+                                on_epoch=on_epoch, on_prepare=on_prepare,
+                                notify=lambda line: progress.console.print(line, highlight=False))
+    finally:
+        torch.set_num_threads(threads)
+    kept = cv.results[cv.kept]
+    err.print(f"[bold]4/4[/] saving fold {cv.kept + 1}'s head (lowest validation loss) into {model}", highlight=False)
+    destination = _model_destination(model, store, None)
+    modelfile.save(kept.model, destination.path)
+    report = write_report(model, genres=cv.genres, summary=cv.summary(), runs=[r.runs[0].summary() for r in cv.results],
+                          extra={"config": config.to_dict(), "kept_run": cv.kept,
+                                 "cross_validation": {"folds": folds, "fold_files": str(out_dir / "folds")}})
+    for k, r in enumerate(cv.results):
+        ev = r.runs[0].evaluation
+        out.print(f"fold {k + 1}: {int(ev.confusion.trace())}/{len(ev.paths)} test songs named right", highlight=False)
     out.print(
-        f"Demo done: song accuracy {accuracy:.2f} is the share of the {songs} test songs, never heard in "
-        f"training, whose genre the model named (chance: {1 / genres:.2f}). "
-        f"Music in {music}, features in {store}, model {model}, report {model}.report/",
+        f"Demo done: {cv.line()} (the progress line's val chunk acc is per 3-s segment of a fold's validation songs;"
+        f" this is per song, on test songs). "
+        f"Music in {music}, features in {store}, folds in {out_dir / 'folds'}, model {model}, report {report}/",
         highlight=False,
     )
-
 
 @app.command()
 @_user_errors
 def classify(
     paths: Annotated[list[Path], typer.Argument(help="Audio files and folders (searched recursively).")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file made by `genrify train`; default: the built-in pretrained genre model.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file made by `genrify train` or `genrify learn`; default: the built-in genre model (`genrify info` shows its card).")] = None,
     genres: Annotated[str | None, typer.Option(help="With the built-in model: answer only among these genres, e.g. rock,jazz,hip-hop.")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the json/csv/table here instead of stdout.")] = None,
@@ -745,17 +806,21 @@ def classify(
     cache: Annotated[bool, typer.Option(help="Reuse results of earlier runs for unchanged files and the same model.")] = True,
     cache_file: Annotated[Path | None, typer.Option(help="The results cache (default ~/.cache/genrify/results.sqlite).")] = None,
     device: Annotated[str, typer.Option(help="Run the model on: auto (a CUDA GPU when there is one), cpu or cuda.")] = "auto",
-    scheduler: Annotated[str | None, typer.Option(help="Classify on a Dask cluster: tcp://HOST:8786, a scheduler file, or 'local' (needs genrify[dask]).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Classify on a Dask cluster: tcp://HOST:8786 (a running scheduler), a scheduler's JSON file, or 'local' (start a cluster of worker processes on this machine: one per core, or --jobs). Needs Dask: pip install 'genrify\\[dask]'.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file and folder passed over (broken or looping links, links to folders, unreadable folders).")] = False,
     follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symbolic links to folders outside the folders given (never one back into them or to a folder above).")] = False,
     max_duration: Annotated[str, typer.Option(help=_MAX_DURATION_HELP)] = _MAX_DURATION,
 ) -> None:
     """Classify songs and whole libraries; optionally write genre tags, sort files, make playlists.
 
+    Without --model the built-in genre model answers: the pretrained musicnn taggers and a genre
+    head learned from real music; `genrify info` shows its card (genres, what it learned from, its
+    cross-validated figures, licence).
+
     Each song is cut into segments of about 3 s; the answer is the mean of the segments'
-    probabilities (the vote shares, as the seed printed them, are in the JSON). A file that
-    cannot be read is reported and the run goes on; the exit status is 0 when at least one file
-    was classified.
+    probabilities (the share of segments each genre wins, as the student project genrify grew from
+    printed it, is in the JSON as votes). A file that cannot be read is reported and the run goes
+    on; the exit status is 0 when at least one file was classified.
     """
     import math
     import os
@@ -790,8 +855,10 @@ def classify(
         _usage(f"--format: unknown format {format!r}; choose one of {', '.join(outputs.FORMATS)}")
     if mode not in ("copy", "link", "move"):
         _usage(f"--mode: unknown mode {mode!r}; choose copy, link or move")
-    if top_k < 1 or tag_genres < 1:
-        _usage("--top-k and --tag-genres must be at least 1")
+    if top_k < 1:
+        _usage(f"--top-k must be at least 1, not {top_k}")
+    if tag_genres < 1:
+        _usage(f"--tag-genres must be at least 1, not {tag_genres}")
     if not 0.0 <= min_confidence <= 1.0:
         _usage(f"--min-confidence must be between 0 and 1, not {min_confidence}")
     if max_segments < 0:
@@ -807,6 +874,11 @@ def classify(
         _usage(f"--tag-separator must not contain control characters (a line break, a tab), not {tag_separator!r}")
     if genres and model is not None:
         _usage("--genres chooses among the built-in model's genres; a trained model answers with its own")
+    if genres:
+        try:  # a mistyped genre is a mistyped option: one line with the closest names, exit 2, before any work
+            ModelRef.builtin(genres.split(","))
+        except ParameterError as exc:
+            _usage(f"--genres: {exc}")
     tag_only = {"--tag-genres": tag_genres != 1, "--tag-separator": tag_separator is not None,
                 "--tag-mode": tag_mode != "keep", "--min-probability": min_probability != 0.1,
                 "--tag-unsure": tag_unsure, "--id3v23": id3v23, "--genre-map": genre_map is not None,
@@ -877,23 +949,61 @@ def classify(
             # beside it: put it back before the file is read.
             for line in recover_interrupted_writes({Path(f).parent for f in found.files}, dry_run=dry_run):
                 err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False)
-        with _runner(scheduler, jobs) as runner, _progress() as progress:
+        # The bar goes when the run ends: the summary line says what it did, and where nothing
+        # could be classified the error is the run's only line.
+        with _runner(scheduler, jobs) as runner, _progress(transient=True) as progress:
             task = progress.add_task("classifying", total=len(found.files))
 
             class ShowProgress(Listener):
+                """Each failure on a line of its own as it comes, but the first is held back until
+                another file has its outcome: where the only file given cannot be read, its failure
+                is said once, as the run's error (below)."""
+
+                def __init__(self) -> None:
+                    self.held: Failure | None = None
+                    self.outcomes = 0
+
+                def show(self, failure: Failure) -> None:
+                    progress.console.print(f"[red]failed[/] {_say(failure.path)}: {_say(failure.error)}",
+                                           highlight=False)
+
+                def flush(self) -> None:
+                    if self.held is not None:
+                        self.show(self.held)
+                        self.held = None
+
                 def on_result(self, result: Any, cached: bool) -> None:
+                    self.outcomes += 1
+                    if self.outcomes > 1:
+                        self.flush()
                     if isinstance(result, Failure):
-                        progress.console.print(f"[red]failed[/] {_say(result.path)}: {_say(result.error)}",
-                                               highlight=False)
+                        if self.outcomes == 1:
+                            self.held = result
+                        else:
+                            self.show(result)
                     progress.advance(task)
+
+            shower = ShowProgress()
 
             # Tags are written as answers arrive (an interrupted run has tagged all it classified),
             # except in album mode, which needs each album whole.
             writer = TagWriter(policy, model=ref.name, dry_run=dry_run, cache=store) \
                 if policy is not None and not album_mode else None
             run = classify_library(found, ref, options=options, runner=runner, cache=store,
-                                   listeners=[ShowProgress(), *([writer] if writer else [])], device=torch_device,
+                                   listeners=[shower, *([writer] if writer else [])], device=torch_device,
                                    since=since_time, since_whole_folders=album_mode)
+        if not run.predictions and run.summary.failed and not run.summary.skipped:
+            # Nothing classified: no table of failures under a "0 songs" title (JSON and CSV are
+            # still written, for programs), each failure said once, and one error line.
+            if format != "table":
+                _render_results(run.results, ref.name, format, output, top_k, timeline, [])
+            if shower.held is not None and len(run.results) == 1:
+                what = f"{escape(_shown_path(shower.held.path))}: {_say(shower.held.error)}"
+            else:
+                shower.flush()
+                what = f"none of the {len(run.results)} files could be classified"
+            err.print(f"[bold red]error:[/] {what}", highlight=False)
+            raise typer.Exit(1)
         _render_results(run.results, ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
 
         chosen = confident(run.results, min_confidence)
@@ -1030,22 +1140,25 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
     # A row stays one line where it can: the file column is sized to what the other columns
     # leave (at most two fifths of the width) and the path is shortened in the middle, keeping
     # the file name; on a narrow terminal segments and duration go, and an unsure answer is
-    # marked "?" (explained under the table) rather than "(unsure)" (JSON and CSV keep all).
+    # marked " ?" (explained under the table) rather than "? (why)" (JSON and CSV keep all).
     wide = console.width >= 100
-    unsure = " (unsure)" if wide else " ?"
 
     def mark(r: Prediction) -> str:
-        # What is not music says so, with the reason (genrify.musicness), on every width.
-        if r.not_music:
-            return f" (not music: {r.not_music})" if wide else unsure
-        return unsure if r.low_confidence else ""
+        # Why the answer is unsure, as JSON and CSV say it (a near tie, not music: noise, ...).
+        if not r.low_confidence:
+            return ""
+        if not wide:
+            return " ?"
+        why = f"not music: {r.not_music}" if r.not_music else r.unsure_reason
+        return f"? ({why})" if why else "?"
 
     genre_width = max((len(r.genre) + len(mark(r)) for r in good), default=5)
     others = (genre_width + 3) + (5 + 3) + (20 + 3) + (2 * (8 + 3) if wide else 0) + 1
     path_width = max(16, min(console.width * 2 // 5, console.width - others - 3))
-    caption = "? unsure: top probability under the model's threshold, a near tie, or not music" if not wide and any(
-        r.low_confidence for r in good) else None
-    table = Table(title=escape(f"{len(good)} songs · model {display_path(model_name)}"), caption=caption)
+    caption = ("? unsure: short, not music, low probability or near tie (JSON and CSV say which)"
+               if not wide and any(r.low_confidence for r in good) else None)
+    songs = f"{len(good)} song{'' if len(good) == 1 else 's'}"
+    table = Table(title=escape(f"{songs} · model {display_path(model_name)}"), caption=caption)
     shown_paths = {r.path: _shown_path(r.path, bases, width=path_width) for r in results}
     # The file name is what a reader looks for: the top-genre list gives way first, to whatever
     # width the other columns leave (Rich never shrinks a column that does not wrap).
@@ -1065,7 +1178,7 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
         else:
             # Genres under half a percent add width, not information.
             tops = ", ".join(f"{g} {p:.0%}" for i, (g, p) in enumerate(r.top(top_k)) if i == 0 or p >= 0.005)
-            genre = f"{escape(r.genre)} [yellow]{escape(mark(r).strip())}[/]" if r.low_confidence else escape(r.genre)
+            genre = f"{escape(r.genre)}[yellow]{escape(mark(r))}[/]" if r.low_confidence else escape(r.genre)
             table.add_row(shown, genre, f"{r.confidence:.2f}", escape(tops),
                           *([str(r.segments), f"{r.duration:.0f} s"] if wide else []))
     console.print(table)

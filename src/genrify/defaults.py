@@ -33,7 +33,7 @@ MAX_DURATION = 6 * 3600.0
 #: (:func:`genrify.models.architectures`) imports torch, which the CLI must not do at start-up;
 #: ``tests/test_layout.py`` checks that these names are the registry's.
 ARCHITECTURES = {
-    "seed-cnn": "the student project's",
+    "seed-cnn": "the CNN of the student project genrify grew from",
     "short-res": "2D residual CNN",
     "timbre-temporal": "musicnn-style",
     "musicnn-transfer": "a head on pretrained musicnn embeddings: good with few songs",

@@ -33,7 +33,7 @@ import numpy as np
 
 from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
 from genrify.errors import ParameterError
-from genrify.predict import SEGMENTER, SegmentPlan
+from genrify.predict import SEGMENTER, SegmentPlan, beside_workers
 from genrify.results import ResultCache, file_digest
 from genrify.runner import LocalRunner, Runner
 from genrify.segments import SongSegments
@@ -301,36 +301,27 @@ def embed_songs(
         return
     embedder = embedder or Embedder()
     runner = runner or LocalRunner(jobs)
-    pooled = isinstance(runner, LocalRunner) and not runner.runs_here(len(missing))
-
-    import torch
-
-    # The taggers share the cores with the decoding workers; one thread avoids oversubscription.
-    threads = torch.get_num_threads()
-    if pooled:
-        torch.set_num_threads(1)
     try:
-        for path, song, error in runner.run(SEGMENTER, missing, plan):
-            result: SongEmbedding | EmbedFailure
-            if song is None:
-                result = EmbedFailure(path, error or "could not be read")
-            else:
-                try:
-                    result = embedder.embed(song, path)
-                except Exception as exc:  # noqa: BLE001 - one song's failure is recorded; the run goes on
-                    from genrify.runner import failure_reason
-
-                    result = EmbedFailure(path, failure_reason(exc))
+        with beside_workers(runner, len(missing)):  # the taggers share the cores with the decoding workers
+            for path, song, error in runner.run(SEGMENTER, missing, plan):
+                result: SongEmbedding | EmbedFailure
+                if song is None:
+                    result = EmbedFailure(path, error or "could not be read")
                 else:
-                    if cache is not None:
-                        cache.put(path, result)
-            done += 1
-            yield result
-            if progress:
-                progress(done, total)
+                    try:
+                        result = embedder.embed(song, path)
+                    except Exception as exc:  # noqa: BLE001 - one song's failure is recorded; the run goes on
+                        from genrify.runner import failure_reason
+
+                        result = EmbedFailure(path, failure_reason(exc))
+                    else:
+                        if cache is not None:
+                            cache.put(path, result)
+                done += 1
+                yield result
+                if progress:
+                    progress(done, total)
     finally:
-        if pooled:
-            torch.set_num_threads(threads)
         if cache is not None:
             cache.commit()
 

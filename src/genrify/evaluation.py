@@ -185,52 +185,6 @@ def _is_report(file: Path) -> bool:
     return isinstance(report, dict) and {"model", "genres", "summary", "runs"} <= report.keys()
 
 
-@dataclass(frozen=True)
-class ModelDestination:
-    """Where a new model file and its report go (:func:`check_model_destination`)."""
-
-    path: Path  #: the file to write: the name given, or the file a symbolic link of that name points to
-    report: Path  #: ``MODEL.report/`` beside the name given
-    replaces: bool  #: an existing genrify model will be replaced
-
-
-def check_model_destination(
-    model_path: str | Path, *, store: str | Path | None = None, inputs: Sequence[str | Path] = ()
-) -> ModelDestination:
-    """Refuse a model file name whose writing, or its report's, would replace what is not genrify's.
-
-    The model file's rules are :func:`genrify.modelfile.check_destination`'s (never an input, an
-    audio file, a folder, anything in the feature store, or an existing file that is not a genrify
-    model); its report folder must be genrify's too (:func:`check_report_dir`).
-
-    Parameters
-    ----------
-    model_path
-        The model file to write.
-    store
-        The feature store the model is trained on: nothing inside its folder may be written.
-    inputs
-        Other files the command reads (a split file).
-
-    Returns
-    -------
-    ModelDestination
-
-    Raises
-    ------
-    UsageError
-        Writing there would replace something that is not genrify's model or report, or the name
-        is a folder.
-    GenrifyIOError
-        Its folder cannot be written.
-    """
-    from genrify.modelfile import check_destination
-
-    model = check_destination(model_path, store=store, inputs=inputs)
-    check_report_dir(report_dir(model_path))
-    return ModelDestination(path=model.path, report=report_dir(model_path), replaces=model.replaces)
-
-
 def write_report(
     model_path: str | Path,
     *,

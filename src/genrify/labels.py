@@ -239,16 +239,7 @@ def read_labels(
                 continue
         else:
             names, dropped_ours = ([tops[path]] if tops.get(path) else []), False
-        keys: list[str] = []
-        for name in names:
-            canonical = None if genre_key(name) in NOT_GENRES else genre_map.name(name)
-            if canonical is None or genre_key(canonical) in NOT_GENRES:
-                ignored[name] += 1
-                continue
-            key = genre_key(canonical)
-            if key not in keys:
-                keys.append(key)
-                spellings.setdefault(key, Counter())[canonical] += 1
+        keys = _genre_keys(names, genre_map, spellings, ignored)
         if keys:
             found[path] = keys
             root = roots.get(path)
@@ -262,10 +253,45 @@ def read_labels(
         progress(len(files), len(files))
     files_read = len(files) - failed
 
+    if not found:
+        raise LabelError(_no_genre(source, inputs, files_read, len(unreadable)))
+    songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
+    return LibraryLabels(songs=songs, untagged=untagged, genres=genres, dropped=dropped,
+                         unreadable=unreadable, files_read=files_read, ignored=dict(ignored.most_common()), ours=ours)
+
+
+def _genre_keys(names: Sequence[str], genre_map: GenreMap, spellings: dict[str, Counter[str]],
+                ignored: Counter[str]) -> list[str]:
+    """The genre keys one song's ``names`` map to, in order and without repeats.
+
+    Each canonical spelling is counted in ``spellings`` (genre key -> spellings seen) and each
+    name that is no genre, or that the genre map leaves out, in ``ignored``.
+    """
+    keys: list[str] = []
+    for name in names:
+        canonical = None if genre_key(name) in NOT_GENRES else genre_map.name(name)
+        if canonical is None or genre_key(canonical) in NOT_GENRES:
+            ignored[name] += 1
+            continue
+        key = genre_key(canonical)
+        if key not in keys:
+            keys.append(key)
+            spellings.setdefault(key, Counter())[canonical] += 1
+    return keys
+
+
+def _keep_genres(found: dict[str, list[str]], groups: dict[str, str], spellings: dict[str, Counter[str]],
+                 min_songs: int) -> tuple[list[LabelledSong], list[str], dict[str, int]]:
+    """The min-songs rule over ``found`` (path -> genre keys, at least one song): the labelled
+    songs, the genres kept (most songs first) and the genres left out with their song counts.
+
+    Raises
+    ------
+    LabelError
+        Fewer than two genres are left to learn.
+    """
     shown = {key: names.most_common(1)[0][0] for key, names in spellings.items()}
     songs_per = Counter(k for keys in found.values() for k in keys)
-    if not songs_per:
-        raise LabelError(_no_genre(source, inputs, files_read, len(unreadable)))
     kept = {k for k, n in songs_per.items() if n >= min_songs}
     dropped = {shown[k]: n for k, n in sorted(songs_per.items(), key=lambda kv: (-kv[1], shown[kv[0]])) if k not in kept}
     order = sorted(kept, key=lambda k: (-songs_per[k], shown[k].casefold()))
@@ -273,8 +299,7 @@ def read_labels(
         raise LabelError(_too_few(order, shown, songs_per, dropped, min_songs))
     songs = [LabelledSong(path, tuple(shown[k] for k in keys if k in kept), groups[path])
              for path, keys in found.items() if any(k in kept for k in keys)]
-    return LibraryLabels(songs=songs, untagged=untagged, genres=[shown[k] for k in order], dropped=dropped,
-                         unreadable=unreadable, files_read=files_read, ignored=dict(ignored.most_common()), ours=ours)
+    return songs, [shown[k] for k in order], dropped
 
 
 def _find(inputs: Sequence[str | Path], *, follow_links: bool) -> tuple[
@@ -387,30 +412,13 @@ def labels_from_values(
     ignored: Counter[str] = Counter()
     untagged: list[str] = []
     for path, values, group in entries:
-        keys: list[str] = []
-        for name in tag_values(list(values)):
-            canonical = None if genre_key(name) in NOT_GENRES else genre_map.name(name)
-            if canonical is None or genre_key(canonical) in NOT_GENRES:
-                ignored[name] += 1
-                continue
-            key = genre_key(canonical)
-            if key not in keys:
-                keys.append(key)
-                spellings.setdefault(key, Counter())[canonical] += 1
+        keys = _genre_keys(tag_values(list(values)), genre_map, spellings, ignored)
         if keys:
             found[path], groups[path] = keys, group
         else:
             untagged.append(path)
-    shown = {key: names.most_common(1)[0][0] for key, names in spellings.items()}
-    songs_per = Counter(k for keys in found.values() for k in keys)
-    if not songs_per:
+    if not found:
         raise LabelError(f"{source}: none of the {len(entries)} has a genre (genrify's own guesses do not count)")
-    kept = {k for k, n in songs_per.items() if n >= min_songs}
-    dropped = {shown[k]: n for k, n in sorted(songs_per.items(), key=lambda kv: (-kv[1], shown[kv[0]])) if k not in kept}
-    order = sorted(kept, key=lambda k: (-songs_per[k], shown[k].casefold()))
-    if len(order) < 2:
-        raise LabelError(_too_few(order, shown, songs_per, dropped, min_songs))
-    songs = [LabelledSong(path, tuple(shown[k] for k in keys if k in kept), groups[path])
-             for path, keys in found.items() if any(k in kept for k in keys)]
-    return LibraryLabels(songs=songs, untagged=untagged, genres=[shown[k] for k in order], dropped=dropped,
+    songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
+    return LibraryLabels(songs=songs, untagged=untagged, genres=genres, dropped=dropped,
                          unreadable=[], files_read=len(entries), ignored=dict(ignored.most_common()))

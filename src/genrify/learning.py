@@ -36,6 +36,11 @@ from genrify.library import display_path
 Progress = Callable[[str, int, int], None]
 
 
+def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    """``progress`` for one stage: a ``(done, total)`` callback, or ``None`` without ``progress``."""
+    return (lambda done, total: progress(stage, done, total)) if progress else None
+
+
 @dataclass
 class LearnSummary:
     """What :func:`learn_library` did.
@@ -176,14 +181,13 @@ def learn_library(
 
     Raises
     ------
-    LabelError
-        No genre in the library, or fewer than two genres to learn.
     LibraryError
         Nothing to read.
-    UsageError
-        ``out`` would replace something that is not a genrify model.
-    ModelFileError
-        The model file cannot be written.
+    LabelError
+        No genre in the library, or fewer than two genres to learn (also once the songs that cannot
+        be decoded are left out).
+    UsageError, ModelFileError
+        As for :func:`learn_labels`.
     """
     from genrify.modelfile import check_destination
 
@@ -191,11 +195,8 @@ def learn_library(
     # Checked before any work: a run of an hour must not end by replacing a song or another program's file.
     destination = check_destination(out, inputs=[p for p in inputs if os.path.isfile(p)])
 
-    def tell(stage: str) -> Callable[[int, int], None] | None:
-        return (lambda done, total: progress(stage, done, total)) if progress else None
-
     library = read_labels(inputs, source=labels, genre_map=genre_map, min_songs=min_songs, follow_links=follow_links,
-                          progress=tell("reading tags" if labels == "tags" else "reading folders"))
+                          progress=_stage(progress, "reading tags" if labels == "tags" else "reading folders"))
     summary = learn_labels(library, destination.path, genre_map=genre_map, min_songs=min_songs, cache=cache, jobs=jobs,
                            max_segments=max_segments, max_duration=max_duration, folds=folds, seed=seed,
                            progress=progress, notify=notify, source=labels,
@@ -252,14 +253,11 @@ def learn_labels(
     say = notify or (lambda line: None)
     destination = check_destination(out, inputs=[s.path for s in library.songs])
 
-    def tell(stage: str) -> Callable[[int, int], None] | None:
-        return (lambda done, total: progress(stage, done, total)) if progress else None
-
     embeddings: dict[str, SongEmbedding] = {}
     failed: list[tuple[str, str]] = []
     hits_before = cache.hits if cache is not None else 0
     for result in embed_songs([s.path for s in library.songs], cache=cache, jobs=jobs, max_segments=max_segments,
-                              max_duration=max_duration, progress=tell("embedding")):
+                              max_duration=max_duration, progress=_stage(progress, "embedding")):
         if isinstance(result, EmbedFailure):
             failed.append((result.path, result.reason))
         else:

@@ -121,6 +121,60 @@ def _file_format(path: str | Path) -> str | None:
     return meta.get("format") if isinstance(meta, dict) and isinstance(meta.get("format"), str) else None
 
 
+# The first bytes of files people give as a model by mistake, to say what the file is instead.
+_KNOWN_KINDS: tuple[tuple[bytes, str], ...] = (
+    (b"OggS", "an Ogg audio file"), (b"fLaC", "a FLAC audio file"), (b"ID3", "an MP3 audio file"),
+    (b"\xff\xfb", "an MP3 audio file"), (b"\xff\xf3", "an MP3 audio file"), (b"\xff\xf2", "an MP3 audio file"),
+    (b"RIFF", "a WAV (RIFF) file"), (b"FORM", "an AIFF audio file"),
+    (b"PK\x03\x04", "a zip archive (a PyTorch checkpoint?)"), (b"\x89HDF", "an HDF5 file (a Keras model?)"),
+    *((bytes([0x80, protocol]), "a Python pickle") for protocol in range(2, 6)),
+)
+
+
+def _unreadable_reason(path: Path) -> tuple[str, bool] | None:
+    """Why ``path`` cannot be read as a safetensors file, in genrify's own words, or ``None``.
+
+    Only the header is read. The flag says whether the header is a genrify model's own (the file
+    is then a damaged model, not another kind of file).
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            for magic, kind in _KNOWN_KINDS:
+                if head.startswith(magic):
+                    return f"it is {kind}", False
+            if len(head) < 8:
+                return f"{size} bytes, too short to be one", False
+            length = int.from_bytes(head, "little")
+            if not 2 <= length <= _MAX_HEADER_BYTES:
+                try:
+                    head.decode("utf-8").encode("ascii")
+                    text = all(c.isprintable() or c.isspace() for c in head.decode("ascii"))
+                except UnicodeError:
+                    text = False
+                return ("it is a text file" if text else "it does not begin with a safetensors header"), False
+            if 8 + length > size:
+                return f"cut short: its header needs {8 + length:,} bytes, the file has only {size:,}", False
+            raw = fh.read(length)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}", False
+    try:
+        header = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return "its header is not a safetensors header", False
+    if not isinstance(header, dict):
+        return "its header is not a safetensors header", False
+    ours = isinstance(header.get("__metadata__"), dict) and "genrify" in header["__metadata__"]
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        return "its safetensors header is damaged", ours
+    if 8 + length + end > size:
+        return f"cut short: it holds {size:,} of the {8 + length + end:,} bytes its header declares", ours
+    return None
+
+
 def is_model_file(path: str | Path) -> bool:
     """Whether ``path`` is a model file genrify wrote: safetensors whose metadata holds genrify's
     model document, or a genre head learned by ``genrify learn`` (:func:`is_head_file`).
@@ -236,13 +290,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
+    # Said in genrify's words (an .ogg given as --model is "an Ogg audio file"), never the
+    # safetensors library's ("header too large").
+    problem = _unreadable_reason(path)
+    if problem is not None:
+        why, ours = problem
+        raise ModelFileError(f"{path}: the model file is damaged ({why})" if ours
+                             else f"{path}: not a genrify model file ({why})")
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("genrify")
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for bad headers
-        raise ModelFileError(f"{path}: not a safetensors model file ({_first_line(exc)})") from None
+    except Exception:  # noqa: BLE001 - safetensors raises several types for bad headers
+        raise ModelFileError(f"{path}: not a genrify model file (its safetensors header is damaged)") from None
     if raw is None:
-        raise ModelFileError(f"{path}: a safetensors file, but not a genrify model (no genrify metadata)")
+        raise ModelFileError(f"{path}: not a genrify model file (a safetensors file without genrify's metadata)")
     try:
         # NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise.
         meta = json.loads(raw, parse_constant=_refuse_constant)

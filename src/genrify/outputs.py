@@ -1,8 +1,10 @@
 """Classification results as JSON, CSV or text, for people and for other programs.
 
 The JSON objects are :meth:`genrify.predict.Prediction.to_dict`'s (a failed file is
-``{"path", "error"}``), the same objects the web API returns. CSV has one row per file, with a
-column per genre; with a timeline, one row per segment instead.
+``{"path", "error"}``), the same objects the web API returns. CSV has one row per file with the
+same fields: each scalar JSON field is a column of the same name, and the nested ones are spread
+into columns (:data:`CSV_SPREAD`: ``p_<genre>``, ``vote_<genre>``, ``top1..topK``); with a
+timeline, one row per segment instead.
 
 Both are always valid: JSON is strict (no ``NaN``; a result with a non-finite number becomes a
 failure of its file, see :func:`checked`) and both are UTF-8. A path is written as
@@ -67,33 +69,73 @@ def to_json(results: Sequence[Result], *, top_k: int | None = None, timeline: bo
                       allow_nan=False) + "\n"
 
 
+#: How the CSV carries the JSON fields whose values are nested: each is spread into columns (or,
+#: for the timeline, rows), so that every other JSON field is one CSV column of the same name.
+CSV_SPREAD: dict[str, str] = {
+    "probabilities": "one column p_<genre> per genre",
+    "votes": "one column vote_<genre> per genre",
+    "top": "columns top1..topK, the genre names (their probabilities are in p_<genre>)",
+    "timeline": "with --timeline, one row per segment, its start in segment_start",
+}
+#: The columns of a song's scalar fields, in order: the same names as its JSON object's keys
+#: (:meth:`genrify.predict.Prediction.to_dict`, and ``error`` of a failure's).
+SONG_COLUMNS = ("genre", "confidence", "low_confidence", "unsure_reason", "short", "not_music", "near_tie")
+MODEL_COLUMNS = ("segments", "duration", "confidence_threshold", "near_tie_margin", "error")
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell: booleans as JSON writes them (``true``/``false``), ``None`` as empty."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def csv_columns(genres: Sequence[str], k: int, *, timeline: bool = False) -> list[str]:
+    """The CSV header: ``path``, (``segment_start``), the song's fields, ``top1..topK``, the counts
+    and thresholds, ``error``, then ``p_<genre>`` and ``vote_<genre>`` per genre (see :data:`CSV_SPREAD`)."""
+    return (["path"] + (["segment_start"] if timeline else []) + list(SONG_COLUMNS)
+            + [f"top{i + 1}" for i in range(k)] + list(MODEL_COLUMNS)
+            + [f"p_{g}" for g in genres] + [f"vote_{g}" for g in genres])
+
+
 def to_csv(results: Sequence[Result], *, top_k: int | None = None, timeline: bool = False) -> str:
-    """CSV text: ``path, genre, confidence, top..., segments, duration, error, not_music``, then one
-    probability column per genre; with ``timeline``, one row per segment with its start time.
-    ``not_music`` is why a song is not music (:attr:`genrify.predict.Prediction.not_music`), or empty.
-    Paths are written as :func:`display_path` shows them (UTF-8, one line)."""
+    """CSV text: one row per file, with the same fields as the JSON objects (:func:`records`).
+
+    Every scalar field of a JSON object is a column of the same name: ``path, genre, confidence,
+    low_confidence, unsure_reason, short, not_music, near_tie, segments, duration,
+    confidence_threshold, near_tie_margin, error`` (``true``/``false`` for booleans, empty for
+    ``null`` and for what a failed file lacks); the nested fields are spread into columns as
+    :data:`CSV_SPREAD` says (``top1..topK``, ``p_<genre>``, ``vote_<genre>``). With ``timeline``,
+    one row per segment instead, with its start (``segment_start``) and its own genre, probability,
+    top genres and probabilities; the song's flags (``low_confidence`` ... ``near_tie``) and the
+    model's thresholds repeat on each of its rows, ``segments`` is 1, ``duration`` and the votes
+    are empty. Paths are written as :func:`display_path` shows them (UTF-8, one line).
+    """
     results = checked(results)
     genres: list[str] = next((r.genres for r in results if isinstance(r, Prediction)), [])
     k = min(top_k or 3, len(genres)) if genres else 0
-    head = ["path"] + (["segment_start"] if timeline else []) + ["genre", "confidence"]
-    head += [f"top{i + 1}" for i in range(k)] + ["segments", "duration", "error", "not_music"] + [f"p_{g}" for g in genres]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(head)
+    writer.writerow(csv_columns(genres, k, timeline=timeline))
+    blank = [""] * len(genres)
     for r in results:
         if isinstance(r, Failure):
-            writer.writerow([display_path(r.path)] + ([""] if timeline else []) + ["", ""] + [""] * k
-                            + ["", "", display_path(r.error), ""] + [""] * len(genres))
+            writer.writerow([display_path(r.path)] + ([""] if timeline else []) + [""] * len(SONG_COLUMNS)
+                            + [""] * k + ["", "", "", "", display_path(r.error)] + blank + blank)
             continue
-        tops = [g for g, _ in r.top(k)]
+        flags = [_cell(r.low_confidence), _cell(r.unsure_reason), _cell(r.short), _cell(r.not_music), _cell(r.near_tie)]
+        limits = [_cell(r.confidence_threshold), _cell(r.near_tie_margin), ""]
+        path = display_path(r.path or "")
         if timeline:
             for start, probs in zip(r.segment_starts, r.segment_probabilities, strict=True):
                 order = sorted(range(len(genres)), key=lambda i: -probs[i])[:k]
-                writer.writerow([display_path(r.path or ""), f"{start:.3f}", genres[order[0]], f"{probs[order[0]]:.6f}"]
-                                + [genres[i] for i in order] + [1, "", "", r.not_music or ""] + [f"{p:.6f}" for p in probs])
+                writer.writerow([path, f"{start:.3f}", genres[order[0]], f"{probs[order[0]]:.6f}"] + flags
+                                + [genres[i] for i in order] + [1, ""] + limits
+                                + [f"{p:.6f}" for p in probs] + blank)
         else:
-            writer.writerow([display_path(r.path or ""), r.genre, f"{r.confidence:.6f}"] + tops
-                            + [r.segments, f"{r.duration:.3f}", "", r.not_music or ""] + [f"{p:.6f}" for p in r.probabilities])
+            writer.writerow([path, r.genre, f"{r.confidence:.6f}"] + flags + [g for g, _ in r.top(k)]
+                            + [r.segments, f"{r.duration:.3f}"] + limits
+                            + [f"{p:.6f}" for p in r.probabilities] + [f"{v:.6f}" for v in r.votes])
     return buffer.getvalue()
 
 

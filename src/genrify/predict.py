@@ -19,6 +19,7 @@ results cache, or on a Dask cluster whose workers load the model themselves) are
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -179,6 +180,7 @@ class Prediction(RankedGenres):
             "duration": round(self.duration, 3),
             "confidence_threshold": self.confidence_threshold,
             "near_tie_margin": self.near_tie_margin,
+            "near_tie": self.near_tie,
             "unsure_reason": self.unsure_reason,
         }
         if timeline:
@@ -497,6 +499,26 @@ def _one_thread(*_args: Any) -> None:
 SEGMENTER: Processor[str, Segmented] = Processor(_segments, _segments_failed, setup=_one_thread)
 
 
+@contextlib.contextmanager
+def beside_workers(runner: Runner, files: int) -> Iterator[None]:
+    """Torch in this process on one thread while ``runner`` decodes ``files`` files in worker
+    processes here (a local pool): the model shares the cores with them, and more threads would
+    only contend. The thread count is put back on leaving; other runners change nothing.
+    """
+    pooled = isinstance(runner, LocalRunner) and not runner.runs_here(files)
+
+    import torch
+
+    threads = torch.get_num_threads()
+    if pooled:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if pooled:
+            torch.set_num_threads(threads)
+
+
 def classify_paths(
     paths: Iterable[str | Path],
     model: Classifier,
@@ -545,20 +567,9 @@ def classify_paths(
                              "genrify.classify.classify_library (or classify_remote) with a ModelRef")
     plan = SegmentPlan.for_model(model, hop_seconds, max_segments, max_duration)
     runner = runner or LocalRunner(jobs)
-    pooled = isinstance(runner, LocalRunner) and not runner.runs_here(len(todo))
-
-    import torch
-
-    # The model shares the cores with the decoding workers; one thread avoids oversubscription.
-    threads = torch.get_num_threads()
-    if pooled:
-        torch.set_num_threads(1)
-    try:
+    with beside_workers(runner, len(todo)):
         for path, song, error in runner.run(SEGMENTER, todo, plan):
             if song is None:
                 yield Failure(path, error or "could not be read")
             else:
                 yield predict_or_fail(song, model, path=path)
-    finally:
-        if pooled:
-            torch.set_num_threads(threads)
