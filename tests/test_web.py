@@ -588,7 +588,7 @@ def test_serve_passes_allowed_hosts_and_the_per_client_limit(model_file, monkeyp
     result = CliRunner().invoke(cli.app, ["serve", str(model_file), "--no-builtin"])
     assert served[-1]["allowed_hosts"] == () and "uploads_per_client" not in served[-1]
     monkeypatch.setenv("COLUMNS", "400")
-    help_text = CliRunner().invoke(cli.app, ["serve", "--help"]).output
+    help_text = " ".join(CliRunner().invoke(cli.app, ["serve", "--help"]).output.split())  # as one line
     assert "--allowed-host" in help_text and "rebound DNS name" in help_text and "--uploads-per-client" in help_text
 
 

@@ -57,6 +57,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Docstrings are wrapped at 100 columns in the source; markdown mode joins their lines into
+    # paragraphs, so that help reads well at any terminal width.
+    rich_markup_mode=None,
 )
 # soft_wrap: a long path stays on one line, so an error is one line whatever the terminal's width.
 out = Console(soft_wrap=True)
@@ -197,7 +200,7 @@ def extract(
     n_fft: Annotated[int | None, typer.Option(help=f"FFT size (default {N_FFT}, or the store's).")] = None,
     hop_length: Annotated[int | None, typer.Option(help=f"Hop between frames (default {HOP_LENGTH}, or the store's).")] = None,
     show_failed: Annotated[int, typer.Option(help="List at most this many failed files.")] = 20,
-    scheduler: Annotated[str | None, typer.Option(help="Extract on a Dask cluster: tcp://HOST:8786 (a running scheduler), a scheduler's JSON file, or 'local' (start a cluster of worker processes on this machine: one per core, or --jobs). Needs Dask: pip install 'genrify\\[dask]'.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Extract on a Dask cluster: tcp://HOST:8786 (a running scheduler), a scheduler's JSON file, or 'local' (start a cluster of worker processes on this machine: one per core, or --jobs). Needs Dask: pip install 'genrify[dask]'.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every path passed over, and show the decoders' notes.")] = False,
     follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symbolic links to folders outside MUSIC_DIR (never one back into it or to a folder above).")] = False,
     max_duration: Annotated[str, typer.Option(help=_MAX_DURATION_HELP)] = _MAX_DURATION,
@@ -806,7 +809,7 @@ def classify(
     cache: Annotated[bool, typer.Option(help="Reuse results of earlier runs for unchanged files and the same model.")] = True,
     cache_file: Annotated[Path | None, typer.Option(help="The results cache (default ~/.cache/genrify/results.sqlite).")] = None,
     device: Annotated[str, typer.Option(help="Run the model on: auto (a CUDA GPU when there is one), cpu or cuda.")] = "auto",
-    scheduler: Annotated[str | None, typer.Option(help="Classify on a Dask cluster: tcp://HOST:8786 (a running scheduler), a scheduler's JSON file, or 'local' (start a cluster of worker processes on this machine: one per core, or --jobs). Needs Dask: pip install 'genrify\\[dask]'.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Classify on a Dask cluster: tcp://HOST:8786 (a running scheduler), a scheduler's JSON file, or 'local' (start a cluster of worker processes on this machine: one per core, or --jobs). Needs Dask: pip install 'genrify[dask]'.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file and folder passed over (broken or looping links, links to folders, unreadable folders).")] = False,
     follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symbolic links to folders outside the folders given (never one back into them or to a folder above).")] = False,
     max_duration: Annotated[str, typer.Option(help=_MAX_DURATION_HELP)] = _MAX_DURATION,
