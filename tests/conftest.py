@@ -75,8 +75,8 @@ def small_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def model_file(small_store, tmp_path_factory) -> Path:
     """A seed-cnn trained for two epochs on the small synthetic store, saved once for every test."""
-    from genrify import modelfile
-    from genrify.config import TrainConfig
-    from genrify.training import train
+    from genrify.learn.config import TrainConfig
+    from genrify.learn.training import train
+    from genrify.models import modelfile
 
     return modelfile.save(train(small_store, TrainConfig(epochs=2)).model, tmp_path_factory.mktemp("model") / "m.safetensors")

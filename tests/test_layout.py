@@ -30,9 +30,9 @@ def test_the_architecture_list_is_the_registrys():
 
 
 def test_the_objects_that_hold_defaults_take_them_from_defaults_py():
-    from genrify.audio import DEFAULT_SAMPLE_RATE
-    from genrify.config import TrainConfig
-    from genrify.features import FeatureParams
+    from genrify.audio.decode import DEFAULT_SAMPLE_RATE
+    from genrify.audio.features import FeatureParams
+    from genrify.learn.config import TrainConfig
 
     params = FeatureParams()
     assert (params.sample_rate, params.n_mels, params.n_fft, params.hop_length) == (
@@ -127,15 +127,15 @@ def _private_uses(source: str, name: str) -> set[str]:
 
 def test_the_private_name_check_sees_both_forms():
     source = (
-        "from genrify.features import _cached_transform, log_mel\n"
-        "from genrify import audio\n"
+        "from genrify.audio.features import _cached_transform, log_mel\n"
+        "from genrify.audio import decode as audio\n"
         "import genrify.web.app as web_app\n"
         "audio._decoder_output(None)\n"
         "web_app.__name__, web_app._options, audio.load\n"
     )
     assert _private_uses(source, "x.py") == {
-        "x.py: genrify.features._cached_transform",
-        "x.py: genrify.audio._decoder_output",
+        "x.py: genrify.audio.features._cached_transform",
+        "x.py: genrify.audio.decode._decoder_output",
         "x.py: genrify.web.app._options",
     }
 

@@ -13,10 +13,14 @@ import soundfile as sf
 from helpers import tone, write_with_av
 from mediafile import MediaFile  # beets' own tag library: what beets users' files are read with
 
-from genrify import audio, fsutil, tags
+from genrify.audio import decode as audio
+
+from genrify.core import fsutil
+
+from genrify.collection import tags
+from genrify.collection.tagpolicy import Provenance
 from genrify.errors import GenrifyError, ParameterError, TagError
-from genrify.tagpolicy import Provenance
-from genrify.tags import (
+from genrify.collection.tags import (
     MP4_PROVENANCE_KEY,
     TAG_STATUSES,
     TagChange,
