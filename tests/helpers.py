@@ -76,6 +76,27 @@ def synth_store(root: Path, genres: tuple[str, ...], per_genre: int, seconds: fl
     return root / "store"
 
 
+def trained_model_file(store: Path, out: Path) -> Path:
+    """A seed-cnn trained for two epochs on ``store``, saved to ``out`` (the tests' trained model)."""
+    from genrify.learn.config import TrainConfig
+    from genrify.learn.training import train
+    from genrify.models import modelfile
+
+    return modelfile.save(train(store, TrainConfig(epochs=2)).model, out)
+
+
+def tone_file(path: Path, seconds: float = 1.0, sr: int = 22050) -> Path:
+    """A tone written to ``path`` in the format its suffix names (mp3, m4a and opus through PyAV)."""
+    import soundfile as sf
+
+    data = tone(seconds, sr)
+    if path.suffix[1:] in ("mp3", "m4a", "opus"):
+        write_with_av(path, data, sr)
+    else:
+        sf.write(path, data, sr)
+    return path
+
+
 def untrained_model(genres: list[str], seed: int = 0) -> GenreModel:
     """A freshly initialised seed-cnn (what it answers is arbitrary but deterministic)."""
     import torch

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,14 +29,6 @@ def umask() -> Iterator[int]:
         yield 0o027
     finally:
         os.umask(old)
-
-
-@pytest.fixture(scope="module")
-def dead_pid() -> int:
-    """The pid of a process that has ended."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 def _host() -> str:

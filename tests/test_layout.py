@@ -336,6 +336,17 @@ def test_torch_only_where_training_and_the_networks_need_it():
     assert TORCH_MODULES - found == set(), "torch-free now: take these off TORCH_MODULES"
 
 
+def test_no_test_imports_another_test():
+    """Shared test code lives in conftest.py (fixtures) or helpers.py (functions)."""
+    found = []
+    for path in sorted(TESTS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert found == [], found
+
+
 def test_the_top_level_holds_about_a_dozen_entries():
     top = sorted(p.name for p in SRC.iterdir() if p.name not in ("__init__.py", "__main__.py", "__pycache__"))
     assert len(top) <= MAX_TOP_LEVEL, top

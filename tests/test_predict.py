@@ -10,7 +10,6 @@ from helpers import tone
 from genrify.audio import decode as audio
 
 from genrify.errors import AudioError, ParameterError
-from genrify.models import modelfile
 from genrify.classify.predict import (
     Failure,
     Prediction,
@@ -22,11 +21,6 @@ from genrify.classify.predict import (
     segment_starts,
     song_features,
 )
-
-
-@pytest.fixture(scope="module")
-def model(model_file):
-    return modelfile.load(model_file)
 
 
 @pytest.fixture(scope="module")

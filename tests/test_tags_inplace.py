@@ -25,7 +25,7 @@ import mutagen
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import tone, write_with_av
+from helpers import tone_file
 
 from genrify.core import fsutil
 
@@ -39,12 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _make(path: Path) -> Path:
     """A 1 s song with an artist tag (and for flac, tags padded as a tagger leaves them)."""
-    data = tone(1.0, SR)
-    if path.suffix == ".mp3":
-        write_with_av(path, data, SR)
-    else:
-        sf.write(path, data, SR)
-    f = mutagen.File(path)
+    f = mutagen.File(tone_file(path, 1.0, SR))
     if f.tags is None:
         f.add_tags()
     if path.suffix == ".flac":

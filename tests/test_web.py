@@ -30,10 +30,8 @@ with warnings.catch_warnings():  # newer Starlette suggests httpx2 for its test 
 
 from helpers import running_server, tone, untrained_model
 
-from genrify.models import modelfile
 
 from genrify.classify import predict
-from genrify.learn.config import TrainConfig
 from genrify.errors import (
     DependencyError,
     GenrifyIOError,
@@ -49,16 +47,7 @@ from genrify.web.upload import Upload, display_name, safe_extension
 STATIC = Path(__file__).resolve().parents[1] / "src" / "genrify" / "web" / "static"
 
 
-# --- helpers shared with test_web_browser.py ---------------------------------------------------
-
-
-def trained_model_file(store: Path, out: Path) -> Path:
-    """A seed-cnn trained for two epochs on a small store (as tests/test_predict.py does)."""
-    from genrify.learn.training import train
-
-    return modelfile.save(train(store, TrainConfig(epochs=2)).model, out)
-
-
+# --- helpers ------------------------------------------------------------------------------------
 
 
 def multipart(filename: str | None, content: bytes = b"", **fields: str) -> tuple[bytes, str]:
@@ -76,11 +65,6 @@ def multipart(filename: str | None, content: bytes = b"", **fields: str) -> tupl
 
 
 # --- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model(model_file):
-    return modelfile.load(model_file)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 pytest.importorskip("fastapi")
 
 from helpers import REAL, REPO, real_clips, running_server, untrained_model
-from test_web import trained_model_file
+from helpers import trained_model_file
 
 from genrify.classify import predict
 from genrify.web import ModelEntry, create_app
