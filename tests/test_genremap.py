@@ -76,7 +76,7 @@ def test_the_default_map_spells_every_genre_the_models_use():
 def test_the_default_map_is_the_shipped_file_read_once():
     assert GenreMap.default() is GenreMap.default()
     assert GenreMap.load(DEFAULT_MAP_PATH) == GenreMap.default()
-    assert DEFAULT_MAP_PATH.name == "genre_map.toml" and DEFAULT_MAP_PATH.parent.name == "genrify"
+    assert DEFAULT_MAP_PATH.name == "genre_map.toml" and DEFAULT_MAP_PATH.parent.name == "collection"
 
 
 @pytest.mark.parametrize(
