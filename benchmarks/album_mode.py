@@ -11,9 +11,9 @@ Run from the repository root::
 2. Albums: other synthetic songs (seed 202, never heard in training), one folder per album, each
    album one genre (every genre in turn), 4 to 8 tracks of 10 to 40 s; every other album has one
    outlier, a track of another genre at a random place.
-3. Every track is classified alone, the tracks are grouped by :func:`genrify.albums.group_albums`
+3. Every track is classified alone, the tracks are grouped by :func:`genrify.classify.albums.group_albums`
    (by folder: the files carry no album tags) and each pooling rule of
-   :data:`genrify.albums.POOLING_RULES` gives the album answers.
+   :data:`genrify.classify.albums.POOLING_RULES` gives the album answers.
 
 Printed, per rule: the share of all tracks whose (first) genre is right; the same for the tracks of
 the album's genre and for the outliers alone; albums named right; outliers that flipped their album
@@ -56,12 +56,12 @@ class Track:
 
 def train_model(work: Path, per_genre: int, seconds: float, jobs: int) -> Path:
     """Train (once; reused on later runs) a musicnn-transfer head on synthetic songs of ``TRAIN_SEED``."""
-    from genrify import modelfile
-    from genrify.config import TrainConfig
-    from genrify.extract import extract
-    from genrify.runner import LocalRunner
-    from genrify.synth import GENRES, SynthSpec, write_dataset
-    from genrify.training import train
+    from genrify.audio.synth import GENRES, SynthSpec, write_dataset
+    from genrify.core.runner import LocalRunner
+    from genrify.learn.config import TrainConfig
+    from genrify.learn.training import train
+    from genrify.models import modelfile
+    from genrify.store.extract import extract
 
     base = work / f"train-{per_genre}x{seconds:g}"
     model = base / "model.safetensors"
@@ -79,7 +79,7 @@ def train_model(work: Path, per_genre: int, seconds: float, jobs: int) -> Path:
 
 
 def _write(args: tuple[str, str, int, float]) -> None:
-    from genrify.synth import SynthSpec, write_song
+    from genrify.audio.synth import SynthSpec, write_song
 
     path, genre, index, seconds = args
     if not Path(path).exists():
@@ -89,7 +89,7 @@ def _write(args: tuple[str, str, int, float]) -> None:
 
 def make_albums(root: Path, n_albums: int, sizes: tuple[int, int], durations: tuple[float, float], jobs: int) -> list[Track]:
     """Write the album folders (songs already there are kept) and return their tracks with the truth."""
-    from genrify.synth import GENRES
+    from genrify.audio.synth import GENRES
 
     rng = np.random.default_rng(ALBUM_SEED)
     next_index = dict.fromkeys(GENRES, 0)  # a new song for every track: indexes count per genre
@@ -114,7 +114,7 @@ def make_albums(root: Path, n_albums: int, sizes: tuple[int, int], durations: tu
 
 def folder_table(tracks: list[Track], preds: dict, own_above: float) -> tuple[list[tuple[str, dict]], dict]:
     """Every row of the first table: track mode, album mode per rule, album + own genre per rule."""
-    from genrify.albums import POOLING_RULES, album_answers, group_albums, pool_album, track_ranking
+    from genrify.classify.albums import POOLING_RULES, album_answers, group_albums, pool_album, track_ranking
 
     albums = group_albums([t.path for t in tracks])
     truth = {t.path: t for t in tracks}
@@ -159,7 +159,7 @@ def folder_table(tracks: list[Track], preds: dict, own_above: float) -> tuple[li
 
 def own_sweep(tracks: list[Track], preds: dict, thresholds: list[float]) -> dict[float, dict]:
     """Album + own genre with the default rule, for several thresholds: what the extra genre costs."""
-    from genrify.albums import album_answers, group_albums, track_ranking
+    from genrify.classify.albums import album_answers, group_albums, track_ranking
 
     answers = album_answers(list(preds.values()), group_albums([t.path for t in tracks]))
     out = {}
@@ -178,7 +178,7 @@ def own_sweep(tracks: list[Track], preds: dict, thresholds: list[float]) -> dict
 
 def resampled(tracks: list[Track], preds: dict, n: int, seed: int) -> dict[str, dict]:
     """Per-track accuracy of each rule on ``n`` random albums drawn from the classified tracks."""
-    from genrify.albums import POOLING_RULES, pool_album
+    from genrify.classify.albums import POOLING_RULES, pool_album
 
     rng = np.random.default_rng(seed)
     by_genre: dict[str, list[Track]] = {}
@@ -232,10 +232,10 @@ def main() -> int:
 
     import torch
 
-    from genrify import modelfile
-    from genrify.albums import DEFAULT_POOLING
-    from genrify.predict import Prediction, classify_paths
-    from genrify.runner import default_jobs
+    from genrify.classify.albums import DEFAULT_POOLING
+    from genrify.classify.predict import Prediction, classify_paths
+    from genrify.core.runner import default_jobs
+    from genrify.models import modelfile
 
     jobs = args.jobs or default_jobs()
     torch.set_num_threads(jobs)

@@ -8,7 +8,7 @@ Run from the repository root::
 Measured in one run, on the same files (synthetic songs written as 44.1 kHz stereo mp3):
 
 a. One 4-minute song, warm process: the built-in model's classification (sampled segments, decoded
-   by seeking) against decoding and resampling the whole file alone (``genrify.audio.load`` at the
+   by seeking) against decoding and resampling the whole file alone (``genrify.audio.decode.load`` at the
    model's 16 kHz), median of 5. Target: at most 3 x.
 b. Peak RSS of ``genrify classify`` (a fresh process, the whole process tree) on a one-hour file
    against a 30 s file. Target: at most 1.3 x.
@@ -40,7 +40,7 @@ GENRIFY = [sys.executable, "-m", "genrify"]
 
 def songs(folder: Path, n: int, seconds: float, seed: int) -> list[Path]:
     """``n`` synthetic songs of ``seconds`` as 44.1 kHz stereo mp3 (kept between runs)."""
-    from genrify.synth import GENRES, SynthSpec, song_paths, write_dataset
+    from genrify.audio.synth import GENRES, SynthSpec, song_paths, write_dataset
 
     spec = SynthSpec(genres=GENRES, per_genre=max(1, -(-n // len(GENRES))), seconds=seconds, seed=seed, fmt="mp3",
                      sample_rate=44100, channels=2)
@@ -73,10 +73,10 @@ def main() -> None:
         args.songs, args.hour_seconds = 20, 600.0
     import torch
 
-    from genrify import audio
+    from genrify.audio import decode as audio
+    from genrify.classify.predict import classify
     from genrify.models.builtin import TAGGER_NAMES, load_builtin
     from genrify.models.musicnn import MUSICNN_PARAMS, load_tagger, tag_song
-    from genrify.predict import classify
 
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)

@@ -41,11 +41,11 @@ GENRIFY = [sys.executable, "-m", "genrify"]
 def make_model(path: Path) -> Path:
     import torch
 
-    from genrify import modelfile
-    from genrify.features import FeatureParams
+    from genrify.audio.features import FeatureParams
+    from genrify.audio.synth import GENRES
+    from genrify.models import modelfile
     from genrify.models import GenreNetwork, build
-    from genrify.normalization import Normalization
-    from genrify.synth import GENRES
+    from genrify.models.normalization import Normalization
 
     torch.manual_seed(0)
     params = FeatureParams()
@@ -61,7 +61,7 @@ def run_reference(paths: list[str], model_path: str) -> None:
     import librosa
     import torch
 
-    from genrify import modelfile
+    from genrify.models import modelfile
 
     model = modelfile.load(model_path)
     for p in paths:
@@ -75,7 +75,8 @@ def run_reference(paths: list[str], model_path: str) -> None:
 
 def long_song_ratio(song: Path, model_path: Path, repeats: int = 5) -> tuple[float, float]:
     """Median seconds of (decode + features) and of the whole classification of one file."""
-    from genrify import modelfile, predict
+    from genrify.classify import predict
+    from genrify.models import modelfile
 
     model = modelfile.load(model_path)
     predict.classify(song, model)  # warm up: imports, filter bank, first-call allocations
@@ -99,7 +100,7 @@ def long_file(path: Path, source: Path, seconds: float) -> Path:
     """An mp3 of ``seconds``: a synthetic clip repeated (encoding is done once and kept)."""
     import soundfile as sf
 
-    from genrify import audio
+    from genrify.audio import decode as audio
 
     if path.exists():
         return path
@@ -128,7 +129,7 @@ def main() -> None:
     if args.quick:
         args.clips, args.long_seconds, args.hour_seconds = 40, 60.0, 600.0
 
-    from genrify.runner import default_jobs
+    from genrify.core.runner import default_jobs
 
     jobs = default_jobs()
     work: Path = args.workdir

@@ -7,9 +7,9 @@ Run from the repository root::
 
 Arms, alternated ``--repeat`` times so that a change in the machine's load hits both alike:
 
-(a) ``genrify.extract.extract(..., runner=LocalRunner(W, in_process=False))``: the built-in forkserver pool of W
+(a) ``genrify.store.extract.extract(..., runner=LocalRunner(W, in_process=False))``: the built-in forkserver pool of W
     processes, start-up included (as every run pays it);
-(b) the same work through :func:`genrify.distributed.extract_on_dask` on a Dask ``LocalCluster`` of
+(b) the same work through :func:`genrify.store.extract.extract_on_dask` on a Dask ``LocalCluster`` of
     W single-threaded worker processes, started once (its start-up is reported apart: a cluster's
     workers live across runs); this process records the results in the manifest, as
     ``genrify extract --scheduler`` does.
@@ -63,10 +63,10 @@ def run_pool(music: Path, store: Path, workers: int) -> tuple[float, int, float]
 
 
 def _pool_main(music: str, store: str, workers: int) -> None:
-    from genrify.extract import extract
+    from genrify.store.extract import extract
 
     started = time.perf_counter()
-    from genrify.runner import LocalRunner
+    from genrify.core.runner import LocalRunner
 
     summary = extract(music, store, runner=LocalRunner(workers, in_process=False))
     print(json.dumps([time.perf_counter() - started, summary.done, summary.audio_seconds]))
@@ -74,10 +74,10 @@ def _pool_main(music: str, store: str, workers: int) -> None:
 
 def run_dask(music: Path, store: Path, client, batch_size: int) -> tuple[float, int, float, float]:
     """(b): wall seconds, tracks done, audio seconds, CPU seconds of this process (client + scheduler)."""
-    from genrify import distributed as gd
-    from genrify.extract import ExtractSummary, _record
-    from genrify.library import scan
-    from genrify.store import FeatureStore
+    from genrify.collection.library import scan
+    from genrify.store.extract import extract_on_dask
+    from genrify.store.extract import ExtractSummary, _record
+    from genrify.store.store import FeatureStore
 
     shutil.rmtree(store, ignore_errors=True)
     cpu0 = cpu_seconds()
@@ -87,7 +87,7 @@ def run_dask(music: Path, store: Path, client, batch_size: int) -> tuple[float, 
         fs.lock()
         fs.clean()
         summary = ExtractSummary(store=str(fs.root), total=len(library.tracks))
-        for result in gd.extract_on_dask(library.tracks, str(fs.root), fs.params, client, batch_size=batch_size):
+        for result in extract_on_dask(library.tracks, str(fs.root), fs.params, client, batch_size=batch_size):
             _record(fs, result, summary)
     return time.perf_counter() - started, summary.done, summary.audio_seconds, cpu_seconds() - cpu0
 
@@ -146,7 +146,7 @@ def main() -> None:
 
     t = time.perf_counter()
     # A cluster as the brief's users start one (`dask worker`), Dask's defaults untouched: the
-    # workers' heap settings are genrify's business (genrify.distributed._tune_worker).
+    # workers' heap settings are genrify's business (genrify.core.distributed._tune_worker).
     cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address=None)
     client = distributed.Client(cluster)

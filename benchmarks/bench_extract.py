@@ -38,7 +38,7 @@ GENRIFY = [sys.executable, "-m", "genrify.cli"]
 
 
 def synthesise(out: Path, n: int, seconds: float, fmt: str, sample_rate: int, channels: int, jobs: int) -> list[Path]:
-    from genrify.synth import GENRES, SynthSpec, song_paths, write_dataset
+    from genrify.audio.synth import GENRES, SynthSpec, song_paths, write_dataset
 
     spec = SynthSpec(genres=GENRES, per_genre=max(1, n // len(GENRES)), seconds=seconds, seed=7, fmt=fmt,
                      sample_rate=sample_rate, channels=channels)
@@ -53,7 +53,7 @@ def _floor_init() -> None:
 
 
 def _floor_one(path: str) -> int:
-    from genrify import audio, features
+    from genrify.audio import decode as audio, features
 
     return features.log_mel(audio.load(path)).shape[1]
 
@@ -177,7 +177,7 @@ def main() -> None:
         return run_reference(args.run_reference.read_text().split("\n"))
     if args.quick:
         args.clips, args.seconds, args.scale = 40, 10.0, 4
-    from genrify.extract import default_jobs
+    from genrify.store.extract import default_jobs
 
     jobs = args.jobs or default_jobs()
     work: Path = args.workdir

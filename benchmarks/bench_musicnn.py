@@ -62,7 +62,7 @@ def generated_clips(n: int, folder: Path) -> list[Path]:
     import numpy as np
     import soundfile as sf
 
-    from genrify.synth import GENRES, synthesize_song
+    from genrify.audio.synth import GENRES, synthesize_song
 
     paths = []
     for i in range(n):

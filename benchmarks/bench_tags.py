@@ -8,9 +8,9 @@ Run from the repository root::
 Measured in one run, on the same files (short synthetic songs in mp3, flac and ogg, copied to make a
 library; each copy is its own file to tag):
 
-1. Classification with the built-in model (``genrify.classify.classify_library``, every core, no
+1. Classification with the built-in model (``genrify.classify.service.classify_library``, every core, no
    cache): files per second.
-2. Tag writing (``genrify.classify.tag_results``: two genres per file, replace mode, provenance
+2. Tag writing (``genrify.classify.service.tag_results``: two genres per file, replace mode, provenance
    record, each file rewritten as a checked copy and renamed): files per second, and its share of
    the time of classifying and tagging.
 3. The reference, on a second copy of the same library: mutagen alone setting the genre and saving
@@ -38,7 +38,7 @@ FORMATS = ("mp3", "flac", "ogg")
 
 def make_library(folder: Path, n: int, seconds: float) -> list[Path]:
     """``n`` files, copies of a few synthetic songs per format, ten per album folder."""
-    from genrify.synth import GENRES, SynthSpec, song_paths, write_dataset
+    from genrify.audio.synth import GENRES, SynthSpec, song_paths, write_dataset
 
     sources: list[Path] = []
     for fmt in FORMATS:
@@ -79,8 +79,8 @@ def main() -> int:
     args = parser.parse_args()
     n = 200 if args.quick else args.files
 
-    from genrify.classify import ModelRef, classify_library, tag_results
-    from genrify.tagpolicy import TagPolicy
+    from genrify.classify.service import ModelRef, classify_library, tag_results
+    from genrify.collection.tagpolicy import TagPolicy
 
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"making a library of {n} files ...", flush=True)

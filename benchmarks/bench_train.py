@@ -33,7 +33,7 @@ GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "
 
 
 def make_store(path: Path, tracks: int, frames: int = 1292) -> Path:
-    from genrify.store import FeatureStore, write_array
+    from genrify.store.store import FeatureStore, write_array
 
     if (path / "manifest.sqlite").exists():
         with FeatureStore.open(path) as store:
@@ -53,8 +53,8 @@ def make_store(path: Path, tracks: int, frames: int = 1292) -> Path:
 
 def run_epoch(store: str, arch: str) -> None:
     """One epoch of training, as ``genrify train`` runs it; prints the epoch's figures as JSON."""
-    from genrify.config import TrainConfig
-    from genrify.training import train
+    from genrify.learn.config import TrainConfig
+    from genrify.learn.training import train
 
     stats = []
     train(store, TrainConfig(arch=arch, epochs=1), on_epoch=stats.append)

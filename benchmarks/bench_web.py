@@ -48,7 +48,7 @@ def song(path: Path, seconds: float) -> Path:
     """A synthetic song as a 44.1 kHz stereo mp3 (made once and kept)."""
     import soundfile as sf
 
-    from genrify.synth import synthesize_song
+    from genrify.audio.synth import synthesize_song
 
     if not path.exists():
         tmp = path.with_suffix(".part.mp3")

@@ -7,7 +7,7 @@ for the out-of-domain line)::
 
 The shipped head is made by ``scripts/train_builtin_head.py``: one call of genrify's learner on all
 294 GTZAN excerpts, five folds that never share an artist (``SOURCES.tsv``'s), settings chosen by
-nested cross-validation (:mod:`genrify.learner`). This benchmark makes the same call (same folds,
+nested cross-validation (:mod:`genrify.learn.learner`). This benchmark makes the same call (same folds,
 same seed) and measures its cross-validated answers: each excerpt answered by a head that never
 heard its artist, with settings chosen without it. Beside them, on the same excerpts, the tag map
 (genrify's built-in model before any head: the taggers' 15 tag genres, no reggae, disco answered
@@ -58,7 +58,7 @@ def recall_table(answers: list[str], truth: list[str]) -> tuple[float, float, di
 
 def tag_map_answers(songs: list, columns: list[str]) -> list[str]:
     """The tag map's answer among ``columns`` (tag genres; ``dance`` read as disco) for each song."""
-    from genrify.learner import song_probabilities
+    from genrify.learn.learner import song_probabilities
     from genrify.models.builtin import GENRE_TAGS, tag_scores, tagger_tags
 
     tags = tagger_tags()
@@ -74,7 +74,7 @@ def tag_map_answers(songs: list, columns: list[str]) -> list[str]:
 
 def head_answers(logits: list[np.ndarray], genres: list[str], columns: list[str]) -> list[str]:
     """Answers among ``columns`` from each song's cross-validated logits (renormalised as ``--genres``)."""
-    from genrify.learner import song_probabilities
+    from genrify.learn.learner import song_probabilities
 
     index = [genres.index(c) for c in columns]
     return [columns[int(np.argmax(song_probabilities(lg[:, index])))] for lg in logits]
@@ -84,8 +84,8 @@ def genre_samples(head) -> tuple[int, int, list[str]] | None:  # noqa: ANN001 - 
     """Acceptable first answers of ``head`` on the genre samples (every segment), or ``None`` without them."""
     from genre_map import ACCEPTED, CLIPS
 
-    from genrify.embedcache import EmbedFailure, EmbeddingCache, embed_songs, segment_plan
-    from genrify.learner import predict_songs
+    from genrify.learn.embedcache import EmbedFailure, EmbeddingCache, embed_songs, segment_plan
+    from genrify.learn.learner import predict_songs
 
     clips = [c for c in sorted(CLIPS.glob("*.mp3")) if c.stem in ACCEPTED]
     if not clips:
@@ -137,7 +137,7 @@ def main() -> int:
           "chose: " + "; ".join(f"C={s['C']} w={s['prior_weight']} cap={s['cap']} mobility={s['mobility']}"
                                 for s in report.fold_settings))
     unsure = report.unsure
-    from genrify.learner import song_probabilities
+    from genrify.learn.learner import song_probabilities
 
     margins = []
     for lg in report.answers:

@@ -57,12 +57,12 @@ def parse_variant(text: str) -> tuple[str, dict, dict]:
 
 
 def prepare(work: Path, genres: int, per_genre: int, seconds: float, jobs: int) -> Path:
-    from genrify.extract import extract
-    from genrify.synth import GENRES, SynthSpec, write_dataset
+    from genrify.audio.synth import GENRES, SynthSpec, write_dataset
+    from genrify.store.extract import extract
 
     music, store = work / "music", work / "store"
     write_dataset(music, SynthSpec(genres=GENRES[:genres], per_genre=per_genre, seconds=seconds, seed=1, fmt="wav"), jobs=jobs)
-    from genrify.runner import LocalRunner
+    from genrify.core.runner import LocalRunner
 
     extract(music, store, runner=LocalRunner(jobs, in_process=False))
     return store
@@ -71,8 +71,8 @@ def prepare(work: Path, genres: int, per_genre: int, seconds: float, jobs: int) 
 def run_one(store: str, variant: str, seed: int, device: str, threads: int) -> dict:
     import torch
 
-    from genrify.config import TrainConfig
-    from genrify.training import train
+    from genrify.learn.config import TrainConfig
+    from genrify.learn.training import train
 
     torch.set_num_threads(threads)
     arch, train_over, arch_over = parse_variant(variant)
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench-output" / "compare.json")
     args = parser.parse_args()
     variants = args.variant or list(DEFAULT_VARIANTS)
-    from genrify.runner import default_jobs
+    from genrify.core.runner import default_jobs
 
     jobs = default_jobs()
     work = args.work / f"{args.genres}x{args.per_genre}x{args.seconds:g}"

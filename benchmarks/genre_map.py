@@ -56,9 +56,9 @@ def main() -> int:
     if not CLIPS.is_dir():
         print(f"no clips at {CLIPS}")
         return 1
+    from genrify.classify.predict import classify
     from genrify.models.builtin import GENRE_TAGS, TAGGER_NAMES, load_builtin
     from genrify.models.musicnn import load_tagger, preprocess_file
-    from genrify.predict import classify
 
     taggers = {n: load_tagger(n) for n in TAGGER_NAMES}
     tags = {n: t.tags for n, t in taggers.items()}

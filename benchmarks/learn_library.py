@@ -12,18 +12,18 @@ Three measurements, each printed with its target; the figures go to ``bench-outp
    with real tags written by mutagen (genre, artist, title) into ``<artist>/`` folders of a
    temporary library; for each genre, whole artists are chosen at random (seeded) until about a
    quarter of the genre's excerpts are left *untagged* (no genre tag at all). ``genrify learn``'s
-   API (:func:`genrify.learning.learn_library`) learns from the library; its model's top-1 accuracy
+   API (:func:`genrify.learn.learning.learn_library`) learns from the library; its model's top-1 accuracy
    on the untagged excerpts is compared with the built-in model's on the same files (``classify``
    with ``--genres`` the ten GTZAN genres), and its cross-validated estimate with the accuracy it
    realises there (target: within 0.05). Caveat: the packaged head of the built-in model was
    learned from these very excerpts (``scripts/train_builtin_head.py``), so its figure here is of
    songs it has heard: an upper bound, not what it does on a library's new music.
 2. **Active learning.** The artists are split in two halves (stratified by genre, seeded): a
-   *development* half, on which the suggestion schemes of :data:`genrify.suggest.METHODS` were
+   *development* half, on which the suggestion schemes of :data:`genrify.learn.suggest.METHODS` were
    compared and the default chosen, and a *report* half, which the reported figure alone uses.
    Per seed: 3 tagged songs per genre (of different artists where the genre has them), the rest of
-   the half untagged; a head is learned (:func:`genrify.learner.learn_head`), 20 untagged songs are
-   added with their true genre, chosen by :func:`genrify.suggest.suggest` or at random, and a head
+   the half untagged; a head is learned (:func:`genrify.learn.learner.learn_head`), 20 untagged songs are
+   added with their true genre, chosen by :func:`genrify.learn.suggest.suggest` or at random, and a head
    is learned again. Each gain is the change in top-1 accuracy on the untagged songs that neither
    scheme chose (the same songs for both). Target: mean suggested gain >= 1.5 x mean random gain,
    over 5 seeds.
@@ -126,13 +126,13 @@ def untagged_artists(rows: list[dict[str, str]], seed: int = 0) -> set[str]:
 def accuracy_on_untagged(work: Path, jobs: int | None) -> dict[str, Any]:
     import soundfile as sf
 
-    from genrify.classify import ModelRef, classify_library
-    from genrify.embedcache import EmbeddingCache, embed_songs
-    from genrify.learner import predict_songs
-    from genrify.learning import learn_library
-    from genrify.library import find_audio
+    from genrify.classify.service import ModelRef, classify_library
+    from genrify.collection.library import find_audio
+    from genrify.core.runner import LocalRunner
+    from genrify.learn.embedcache import EmbeddingCache, embed_songs
+    from genrify.learn.learner import predict_songs
+    from genrify.learn.learning import learn_library
     from genrify.models.builtin import GenreHead, builtin_genre
-    from genrify.runner import LocalRunner
 
     rows = excerpts()
     hidden = untagged_artists(rows)
@@ -198,11 +198,11 @@ def _small_folds() -> None:
 
     scikit-learn's ``StratifiedGroupKFold`` raises ``ValueError`` where every genre has fewer songs
     than folds (30 songs of 10 genres, 5 folds; or the 3 inner folds on 2 songs per genre), which
-    :func:`genrify.learner.group_folds` does not catch yet (reported to its owner). Until it does,
+    :func:`genrify.learn.learner.group_folds` does not catch yet (reported to its owner). Until it does,
     a refused split is retried with as many folds as the largest genre has songs (at least 2); any
     split scikit-learn accepts is left exactly as it is.
     """
-    import genrify.learner as learner
+    import genrify.learn.learner as learner
 
     if getattr(learner.group_folds, "small_safe", False):
         return
@@ -233,8 +233,8 @@ def active_learning(methods: tuple[str, ...], seeds: tuple[int, ...], which_half
     sys.path.insert(0, str(REPO / "scripts"))
     from train_builtin_head import load_excerpts  # the excerpts' embeddings, cached
 
-    from genrify.learner import learn_head, predict_songs
-    from genrify.suggest import choose, song_means
+    from genrify.learn.learner import learn_head, predict_songs
+    from genrify.learn.suggest import choose, song_means
 
     songs, labels, groups = load_excerpts()
     half = artist_halves(excerpts())
@@ -394,7 +394,7 @@ def main() -> None:
             print(f"  cross-validated estimate {a['cv_top1']:.3f} vs realised {a['learned_top1_untagged']:.3f}: "
                   f"gap {a['cv_gap']:.3f} (target <= 0.05: {'met' if a['cv_gap'] <= 0.05 else 'MISSED'})")
         if "active" in parts:
-            from genrify.suggest import METHODS
+            from genrify.learn.suggest import METHODS
 
             if args.dev or args.dev_only:
                 print("2a. suggestion schemes on the development half (not reported)", flush=True)
@@ -402,7 +402,7 @@ def main() -> None:
                                                         DEV_SEEDS[:1] if args.quick else DEV_SEEDS, 0)
                 print("  mean gains: " + ", ".join(f"{m} {g:+.3f}" for m, g in results["active_dev"]["mean_gain"].items()))
         if "active" in parts and not args.dev_only:
-            from genrify.suggest import DEFAULT_METHOD
+            from genrify.learn.suggest import DEFAULT_METHOD
 
             print(f"2. active learning on the report half ({DEFAULT_METHOD} vs random, {len(seeds)} seed(s))", flush=True)
             r = results["active"] = active_learning((DEFAULT_METHOD,), seeds, 1)

@@ -1,4 +1,4 @@
-"""Does every model flag what is not music? The music check (:mod:`genrify.musicness`) measured.
+"""Does every model flag what is not music? The music check (:mod:`genrify.classify.musicness`) measured.
 
 Run from the repository root (needs ``../shared/data``; without it, only the generated clips)::
 
@@ -271,10 +271,10 @@ def synthetic_speech(cache: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]
 
 def synthetic_music(cache: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     """Features of genrify's synthetic songs (20 s, :data:`SYNTH_PER_GENRE` per genre), cached."""
-    from genrify import musicness
-    from genrify.features import log_mel
-    from genrify.segments import cut_segments
-    from genrify.synth import GENRES, synthesize_song
+    from genrify.audio.features import log_mel
+    from genrify.audio.segments import cut_segments
+    from genrify.audio.synth import GENRES, synthesize_song
+    from genrify.classify import musicness
 
     out = []
     for genre in GENRES:
@@ -380,8 +380,8 @@ def sparse_music(cache: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
 
 def models() -> dict[str, tuple[Any, int]]:
     """The two kinds of segments: the built-in model's and a default trained model's."""
+    from genrify.audio.features import FeatureParams
     from genrify.defaults import CHUNK_FRAMES
-    from genrify.features import FeatureParams
     from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
 
     return {"builtin": (MUSICNN_PARAMS, PATCH_FRAMES), "trained": (FeatureParams(), CHUNK_FRAMES)}
@@ -389,19 +389,19 @@ def models() -> dict[str, tuple[Any, int]]:
 
 def _feature_key() -> str:
     """Names the feature set in cache keys (change :data:`FEATURE_REVISION` with their computation)."""
-    from genrify import musicness
+    from genrify.classify import musicness
 
     return hashlib.sha1(repr((musicness.FEATURES, FEATURE_REVISION)).encode()).hexdigest()[:10]
 
 
-#: Bump when :func:`genrify.musicness.segment_features` computes differently under the same names.
+#: Bump when :func:`genrify.classify.musicness.segment_features` computes differently under the same names.
 FEATURE_REVISION = 1
 
 
 def features_of(path: Path) -> dict[str, np.ndarray]:
     """The signal features of a file's segments for each kind of model."""
-    from genrify import musicness
-    from genrify.segments import song_segments
+    from genrify.audio.segments import song_segments
+    from genrify.classify import musicness
 
     out = {}
     for name, (params, chunk) in models().items():
@@ -414,8 +414,8 @@ def measure(path: Path, cache: dict[str, np.ndarray], density: bool = False) -> 
     """Signal features of the segments for each kind of model and, with ``density``, the embedding of
     each set of segments (for the built-in model: of its own segments; for a trained one: of its
     segments decoded again at musicnn's rate, timed), cached by content."""
-    from genrify import musicness
-    from genrify.segments import song_segments
+    from genrify.audio.segments import song_segments
+    from genrify.classify import musicness
 
     key = hashlib.sha1(path.read_bytes()).hexdigest()
     fkey = _feature_key()
@@ -477,12 +477,12 @@ class FittingSet:
 def fit_classifier(gtzan_features: list[dict[str, np.ndarray]], artists: list[str], extra: FittingSet,
                    threshold: bool = True) -> Any:
     """The segment classifier: a multinomial logistic regression (balanced classes, standardised
-    :func:`genrify.musicness.classifier_inputs`) on every kind of model's segments pooled; its
+    :func:`genrify.classify.musicness.classifier_inputs`) on every kind of model's segments pooled; its
     threshold at :data:`CLASSIFIER_PERCENTILE` of the GTZAN segments' out-of-fold probability of
     music (artist-grouped folds, each fold's classifier fitted without those artists)."""
     from sklearn.linear_model import LogisticRegression
 
-    from genrify import musicness
+    from genrify.classify import musicness
 
     names = list(models())
     xs, ys = [], []
@@ -520,7 +520,7 @@ def fit(embeddings: list[np.ndarray] | None, features: dict[str, list[np.ndarray
     :func:`fit_rules`), the segment classifier (:func:`fit_classifier`) and, where ``embeddings``
     are given, the density on every segment's embedding, its threshold at :data:`PERCENTILE` of
     the songs' out-of-fold scores (artist-grouped folds)."""
-    from genrify import musicness
+    from genrify.classify import musicness
 
     if embeddings is not None:
         folds = artist_folds(artists)
@@ -548,7 +548,7 @@ def fit_rules(music: dict[str, np.ndarray]) -> Any:
     """The rules' thresholds from music segments' features (pooled over the kinds of model): each
     rule fires only beyond the most extreme :data:`RULE_PERCENTILE` % of music on each of its
     measurements (two per rule), so that music is left alone by construction."""
-    from genrify import musicness
+    from genrify.classify import musicness
 
     allf = np.concatenate(list(music.values()))
     col = {n: allf[:, i] for i, n in enumerate(musicness.FEATURES)}
@@ -571,7 +571,7 @@ def fit_rules(music: dict[str, np.ndarray]) -> Any:
 def verdict(density: Any, m: dict[str, np.ndarray], name: str) -> str | None:
     """The song's reason (or ``None``) for one kind of model's segments (``name`` ending in
     ``+density``: with the density's judgement too)."""
-    from genrify import musicness
+    from genrify.classify import musicness
 
     name, _, with_density = name.partition("+")
     reasons = musicness.judge_features(m[f"{name}/features"], density)

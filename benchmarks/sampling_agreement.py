@@ -13,10 +13,10 @@ Songs of 1 to 10 minutes, real and synthetic:
   1.5 to 2.5 minutes each (harder than one song: their parts differ on purpose).
 
 For each song the built-in model classifies every segment once; a sample of K segments spread
-evenly over the song (as :func:`genrify.predict.segment_starts` picks them) is answered from the
+evenly over the song (as :func:`genrify.classify.predict.segment_starts` picks them) is answered from the
 same segments' probabilities. Printed: for each K, the share of songs whose sampled top genre is the
 all-segments top genre. Then the default (:data:`genrify.defaults.DEFAULT_MAX_SEGMENTS`) is checked
-end to end: ``genrify.predict.classify`` with seeking and decoding of the sampled segments only,
+end to end: ``genrify.classify.predict.classify`` with seeking and decoding of the sampled segments only,
 against every segment, on the same songs. Results go to ``bench-output/sampling_agreement.json``.
 """
 
@@ -56,8 +56,8 @@ def songs(folder: Path, quick: bool) -> list[tuple[str, Path]]:
     """(kind, path) of every song to measure, written into ``folder`` where made here."""
     import soundfile as sf
 
-    from genrify import audio
-    from genrify.synth import GENRES, SynthSpec, write_dataset
+    from genrify.audio import decode as audio
+    from genrify.audio.synth import GENRES, SynthSpec, write_dataset
 
     out: list[tuple[str, Path]] = []
     minutes = (1, 3) if quick else (1, 3, 10)
@@ -101,9 +101,9 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
+    from genrify.classify.predict import classify, segment_starts
     from genrify.defaults import DEFAULT_MAX_SEGMENTS
     from genrify.models.builtin import load_builtin
-    from genrify.predict import classify, segment_starts
 
     torch.set_num_threads(2)
     model = load_builtin()

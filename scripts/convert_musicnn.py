@@ -2,7 +2,7 @@
 
 Reads ``<weights>/<NAME>.npz`` (every checkpoint variable of musicnn 0.1.0's ``MTT_musicnn``,
 ``MSD_musicnn``, ``MTT_vgg`` and ``MSD_vgg``, keyed by TensorFlow variable name, in TensorFlow layout)
-and writes ``src/genrify/pretrained/<NAME>.safetensors`` (through the weight port in
+and writes ``src/genrify/models/pretrained/<NAME>.safetensors`` (through the weight port in
 ``scripts/musicnn_port.py``): float32 tensors in the layout of
 :mod:`genrify.models.musicnn`'s modules, and metadata naming the tags (JSON), the architecture, the
 preprocessing parameters, the source and the licence (one JSON document under the metadata key
@@ -141,7 +141,7 @@ BUILTIN_TAGGERS = ("MSD_musicnn", "MTT_musicnn")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="folder of <NAME>.npz checkpoint variables")
-    parser.add_argument("--out", type=Path, default=REPO / "src" / "genrify" / "pretrained", help="folder to write <NAME>.safetensors to")
+    parser.add_argument("--out", type=Path, default=REPO / "src" / "genrify" / "models" / "pretrained", help="folder to write <NAME>.safetensors to")
     parser.add_argument("names", nargs="*", default=list(musicnn.TAGGERS), help="taggers to convert (default: all four)")
     args = parser.parse_args(argv)
     for name in args.names:

@@ -1,4 +1,4 @@
-"""Regenerate the music check's packaged file, ``src/genrify/pretrained/music_density.safetensors``.
+"""Regenerate the music check's packaged file, ``src/genrify/models/pretrained/music_density.safetensors``.
 
 Needs the GTZAN excerpts at ``../shared/data/gtzan-excerpts`` (see ``NOTICE``) and ``espeak-ng`` for
 the synthetic speech (``apt-get install espeak-ng``; genrify itself never needs it)::
@@ -23,6 +23,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
-    target = REPO / "src" / "genrify" / "pretrained" / "music_density.safetensors"
+    target = REPO / "src" / "genrify" / "models" / "pretrained" / "music_density.safetensors"
     sys.argv = [str(REPO / "benchmarks" / "not_music.py"), "--write", str(target), *sys.argv[1:]]
     runpy.run_path(sys.argv[0], run_name="__main__")

@@ -1,4 +1,4 @@
-"""Regenerate ``src/genrify/mel_filters.npz``: librosa's mel filter banks for common parameters.
+"""Regenerate ``src/genrify/audio/mel_filters.npz``: librosa's mel filter banks for common parameters.
 
 Extraction workers load these instead of importing librosa (about 0.75 s per process, a large part
 of a short run). ``tests/test_features.py`` checks that every bank equals librosa's output.
@@ -13,8 +13,8 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from genrify.features import FeatureParams
-from genrify.transforms import filter_bank_key
+from genrify.audio.features import FeatureParams
+from genrify.audio.transforms import filter_bank_key
 
 COMMON = [
     FeatureParams(),  # genrify's defaults
@@ -29,7 +29,7 @@ def main() -> None:
             sr=p.sample_rate, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax, htk=False, norm="slaney",
             dtype=np.float32,
         )
-    out = Path(__file__).resolve().parents[1] / "src" / "genrify" / "mel_filters.npz"
+    out = Path(__file__).resolve().parents[1] / "src" / "genrify" / "audio" / "mel_filters.npz"
     np.savez_compressed(out, **banks)
     print(f"wrote {out}: {', '.join(banks)}")
 

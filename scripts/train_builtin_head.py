@@ -1,10 +1,10 @@
-"""Make the built-in model's genre head, ``src/genrify/pretrained/genre_head.safetensors``.
+"""Make the built-in model's genre head, ``src/genrify/models/pretrained/genre_head.safetensors``.
 
 Needs the GTZAN excerpts at ``../shared/data/gtzan-excerpts`` (see ``NOTICE``)::
 
     .venv/bin/python scripts/train_builtin_head.py [--out PATH]
 
-One call of genrify's learner (:func:`genrify.learner.learn_head`, what ``genrify learn`` runs on a
+One call of genrify's learner (:func:`genrify.learn.learner.learn_head`, what ``genrify learn`` runs on a
 library): the 294 excerpts, their folders as labels (GTZAN's ``hiphop`` is the built-in
 ``hip-hop``), the artists ``SOURCES.tsv`` names as groups (an excerpt of unknown artist is its own),
 five artist-grouped folds, settings chosen by nested cross-validation (with the learner's
@@ -17,7 +17,7 @@ cannot be the comparison, as it learned from them. ``benchmarks/builtin_accuracy
 against the accuracy targets.
 
 The excerpts' embeddings are cached in ``bench-output/gtzan_embeddings.sqlite`` (an embedding cache
-of :mod:`genrify.embedcache`).
+of :mod:`genrify.learn.embedcache`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def load_excerpts(excerpts: Path = EXCERPTS, cache: Path = CACHE) -> tuple[list,
     SystemExit
         An excerpt cannot be embedded.
     """
-    from genrify.embedcache import EmbedFailure, EmbeddingCache, embed_songs
+    from genrify.learn.embedcache import EmbedFailure, EmbeddingCache, embed_songs
     from genrify.models.builtin import builtin_genre
 
     rows = list(csv.DictReader((excerpts / "SOURCES.tsv").read_text(encoding="utf-8").splitlines(), delimiter="\t"))
@@ -65,15 +65,15 @@ def load_excerpts(excerpts: Path = EXCERPTS, cache: Path = CACHE) -> tuple[list,
 
 
 def learn(excerpts: Path = EXCERPTS, cache: Path = CACHE, progress=None):  # noqa: ANN001, ANN201 - a script
-    """The packaged head and its report, as :func:`genrify.learner.learn_head` makes them here."""
-    from genrify.learner import learn_head
+    """The packaged head and its report, as :func:`genrify.learn.learner.learn_head` makes them here."""
+    from genrify.learn.learner import learn_head
     from genrify.models.builtin import GENRES
 
     songs, labels, groups = load_excerpts(excerpts, cache)
     info = {
         "trained_on": f"{len(songs)} GTZAN excerpts of 2-3 s (Tzanetakis and Cook 2002; clips of the fault-filtered "
                       "train and valid lists, see NOTICE), artists from SOURCES.tsv",
-        "made_by": "scripts/train_builtin_head.py (genrify.learner.learn_head)",
+        "made_by": "scripts/train_builtin_head.py (genrify.learn.learner.learn_head)",
     }
     return learn_head(songs, labels, groups, folds=FOLDS, seed=SEED, genres=list(GENRES), builtin=False, info=info,
                       progress=progress)
@@ -81,7 +81,7 @@ def learn(excerpts: Path = EXCERPTS, cache: Path = CACHE, progress=None):  # noq
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "src" / "genrify" / "pretrained" / "genre_head.safetensors")
+    parser.add_argument("--out", type=Path, default=REPO / "src" / "genrify" / "models" / "pretrained" / "genre_head.safetensors")
     args = parser.parse_args()
     if not EXCERPTS.is_dir():
         print(f"no excerpts at {EXCERPTS}")

@@ -15,6 +15,7 @@ from helpers import (  # noqa: F401
     real_clips,
     synth_store,
     tone,
+    trained_model_file,
     write_with_av,
 )
 
@@ -75,8 +76,23 @@ def small_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def model_file(small_store, tmp_path_factory) -> Path:
     """A seed-cnn trained for two epochs on the small synthetic store, saved once for every test."""
-    from genrify import modelfile
-    from genrify.config import TrainConfig
-    from genrify.training import train
+    return trained_model_file(small_store, tmp_path_factory.mktemp("model") / "m.safetensors")
 
-    return modelfile.save(train(small_store, TrainConfig(epochs=2)).model, tmp_path_factory.mktemp("model") / "m.safetensors")
+
+@pytest.fixture(scope="module")
+def model(model_file):
+    """The trained model of :func:`model_file`, loaded (a module may define its own ``model``)."""
+    from genrify.models import modelfile
+
+    return modelfile.load(model_file)
+
+
+@pytest.fixture(scope="module")
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

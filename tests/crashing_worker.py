@@ -8,9 +8,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from genrify.extract import EXTRACTOR, TrackResult, extract_track
-from genrify.predict import SEGMENTER
-from genrify.runner import Processor
+from genrify.classify.predict import SEGMENTER
+from genrify.core.runner import Processor
+from genrify.store.extract import EXTRACTOR, TrackResult, extract_track
 
 
 def _crash_if_named(path: str) -> None:
@@ -28,9 +28,9 @@ def crash_features_on_some(path, plan):
     return SEGMENTER.process(path, plan)
 
 
-#: :data:`genrify.extract.EXTRACTOR`, crashing on crash* files.
+#: :data:`genrify.store.extract.EXTRACTOR`, crashing on crash* files.
 CRASHING_EXTRACTOR = dataclasses.replace(EXTRACTOR, process=crash_on_some)
-#: :data:`genrify.predict.SEGMENTER`, crashing on crash* files.
+#: :data:`genrify.classify.predict.SEGMENTER`, crashing on crash* files.
 CRASHING_SEGMENTER = dataclasses.replace(SEGMENTER, process=crash_features_on_some)
 
 __all__ = ["CRASHING_EXTRACTOR", "CRASHING_SEGMENTER", "DOUBLER", "crash_features_on_some", "crash_on_some"]

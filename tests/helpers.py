@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from genrify.modelfile import GenreModel
+    from genrify.models.modelfile import GenreModel
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GENRIFY_SHARED", REPO.parent / "shared"))
@@ -68,22 +68,43 @@ def write_with_av(path: Path, data: np.ndarray, sr: int) -> None:
 
 def synth_store(root: Path, genres: tuple[str, ...], per_genre: int, seconds: float, seed: int = 0) -> Path:
     """Synthesise ``root/music`` and extract it into ``root/store``; returns the store."""
-    from genrify.extract import extract
-    from genrify.synth import SynthSpec, write_dataset
+    from genrify.audio.synth import SynthSpec, write_dataset
+    from genrify.store.extract import extract
 
     write_dataset(root / "music", SynthSpec(genres=genres, per_genre=per_genre, seconds=seconds, seed=seed, fmt="wav"))
     extract(root / "music", root / "store", jobs=1)
     return root / "store"
 
 
+def trained_model_file(store: Path, out: Path) -> Path:
+    """A seed-cnn trained for two epochs on ``store``, saved to ``out`` (the tests' trained model)."""
+    from genrify.learn.config import TrainConfig
+    from genrify.learn.training import train
+    from genrify.models import modelfile
+
+    return modelfile.save(train(store, TrainConfig(epochs=2)).model, out)
+
+
+def tone_file(path: Path, seconds: float = 1.0, sr: int = 22050) -> Path:
+    """A tone written to ``path`` in the format its suffix names (mp3, m4a and opus through PyAV)."""
+    import soundfile as sf
+
+    data = tone(seconds, sr)
+    if path.suffix[1:] in ("mp3", "m4a", "opus"):
+        write_with_av(path, data, sr)
+    else:
+        sf.write(path, data, sr)
+    return path
+
+
 def untrained_model(genres: list[str], seed: int = 0) -> GenreModel:
     """A freshly initialised seed-cnn (what it answers is arbitrary but deterministic)."""
     import torch
 
-    from genrify.features import FeatureParams
-    from genrify.modelfile import GenreModel
+    from genrify.audio.features import FeatureParams
     from genrify.models import GenreNetwork, build
-    from genrify.normalization import Normalization
+    from genrify.models.modelfile import GenreModel
+    from genrify.models.normalization import Normalization
 
     torch.manual_seed(seed)
     params = FeatureParams()
@@ -167,7 +188,7 @@ def write_wav_with_info_fields(path: Path, data: np.ndarray, sr: int, fields: li
 
 def song(seconds: float, sr: int = 22050, *, index: int = 0, genre: str = "rock") -> np.ndarray:
     """A short synthesised song (drums, bass, chords, lead): music, where a test needs an answer that
-    can be tagged. A bare tone is flagged "not music" and never tagged (see genrify.musicness)."""
-    from genrify.synth import synthesize_song
+    can be tagged. A bare tone is flagged "not music" and never tagged (see genrify.classify.musicness)."""
+    from genrify.audio.synth import synthesize_song
 
     return synthesize_song(genre, seconds, index=index, sample_rate=sr).astype(np.float32)

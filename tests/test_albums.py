@@ -11,7 +11,7 @@ import soundfile as sf
 from helpers import tone
 from mutagen.flac import FLAC
 
-from genrify.albums import (
+from genrify.classify.albums import (
     DEFAULT_POOLING,
     POOLING_RULES,
     Album,
@@ -21,8 +21,8 @@ from genrify.albums import (
     pool_album,
     track_ranking,
 )
+from genrify.classify.predict import Prediction
 from genrify.errors import ParameterError
-from genrify.predict import Prediction
 
 GENRES = ["rock", "jazz", "pop"]
 
@@ -232,8 +232,8 @@ def test_own_genre_threshold_must_be_a_probability_and_models_must_match():
 
 
 def test_track_choice_takes_the_albums_ranking_and_its_unsure_flag():
-    from genrify.albums import Album, album_answers, track_choice
-    from genrify.predict import Prediction
+    from genrify.classify.albums import Album, album_answers, track_choice
+    from genrify.classify.predict import Prediction
 
     def answer(path: str, probs: list[float]) -> Prediction:
         p = np.asarray(probs)
@@ -254,8 +254,8 @@ def test_track_choice_takes_the_albums_ranking_and_its_unsure_flag():
 def test_a_track_that_is_not_music_is_never_tagged_even_on_a_sure_album_or_with_tag_unsure():
     from dataclasses import replace
 
-    from genrify.albums import Album, album_answers, track_choice
-    from genrify.tagpolicy import TagPolicy
+    from genrify.classify.albums import Album, album_answers, track_choice
+    from genrify.collection.tagpolicy import TagPolicy
 
     sure = [_pred([0.9, 0.05, 0.05], path=f"/a/{i}.mp3") for i in range(4)]
     noise = replace(_pred([0.9, 0.05, 0.05], path="/a/noise.mp3"), not_music="noise")

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 from helpers import real_clips
 
-from genrify import audio
+from genrify.audio import decode as audio
 from genrify.errors import AudioError, ParameterError
 
 
@@ -198,21 +198,21 @@ def test_decoder_notes_go_to_the_log_not_to_stderr(write_audio, capfd, caplog):
     data[third : third + 3000] = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
     path.write_bytes(bytes(data))
     capfd.readouterr()
-    with caplog.at_level("DEBUG", logger="genrify.audio"):
+    with caplog.at_level("DEBUG", logger="genrify.audio.decode"):
         try:
             audio.load(path)
         except AudioError:
             pass  # how damaged is too damaged is decoding's call; the notes are this test's subject
     err = capfd.readouterr().err
     assert "Note:" not in err and "mpg123" not in err, err
-    notes = [r.getMessage() for r in caplog.records if r.name == "genrify.audio"]
+    notes = [r.getMessage() for r in caplog.records if r.name == "genrify.audio.decode"]
     assert any("Note:" in m and str(path) in m for m in notes), notes
 
 
 def test_other_output_while_decoding_still_reaches_stderr(tmp_path, capfd, caplog):
     # fd 2 is the whole process's: what another thread writes during a decode must not vanish.
     capfd.readouterr()
-    with caplog.at_level("DEBUG", logger="genrify.audio"), audio.decoder_output(tmp_path / "x.mp3"):
+    with caplog.at_level("DEBUG", logger="genrify.audio.decode"), audio.decoder_output(tmp_path / "x.mp3"):
         os.write(2, b"Note: Trying to resync...\n")
         os.write(2, b"progress 50%\n")
     err = capfd.readouterr().err

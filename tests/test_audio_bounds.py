@@ -15,9 +15,9 @@ import pytest
 import soundfile as sf
 from helpers import tone
 
-from genrify import audio
+from genrify.audio import decode as audio
+from genrify.audio.features import FeatureParams
 from genrify.errors import AudioError, ParameterError
-from genrify.features import FeatureParams
 
 
 def _float_wav(path: Path, samples: np.ndarray, sr: int = 22050) -> Path:
@@ -54,9 +54,9 @@ def test_float_audio_a_little_over_full_scale_is_accepted(tmp_path):
 
 
 def test_the_builtin_model_refuses_what_extraction_refuses(huge, tmp_path):
-    from genrify.extract import extract
+    from genrify.classify.predict import Failure, classify, classify_paths
     from genrify.models.builtin import load_builtin
-    from genrify.predict import Failure, classify, classify_paths
+    from genrify.store.extract import extract
 
     builtin = load_builtin(["jazz", "metal"])
     with pytest.raises(AudioError, match="far outside"):
@@ -119,7 +119,7 @@ def test_a_file_declaring_more_than_the_limit_is_refused_before_a_sample_is_deco
 
 
 def test_segments_of_a_long_file_are_read_by_seeking_once_the_limit_allows_it(ten_hours):
-    from genrify.segments import picture_features, song_segments
+    from genrify.audio.segments import picture_features, song_segments
 
     params = FeatureParams()
     with pytest.raises(AudioError, match="declares 10 h of audio, over the 6 h limit"):
@@ -153,7 +153,7 @@ def test_a_file_that_declares_no_length_is_read_whole_and_stopped_at_the_limit(t
 
 
 def test_the_picture_of_a_song_is_drawn_up_to_its_limit(tmp_path):
-    from genrify.segments import picture_features, song_features
+    from genrify.audio.segments import picture_features, song_features
 
     path = _without_length(_silent_flac(tmp_path / "live.flac", 90))
     params = FeatureParams()

@@ -26,10 +26,10 @@ pytest.importorskip("beets", reason="beets is not installed (pip install genrify
 mediafile = pytest.importorskip("mediafile")
 import mutagen  # noqa: E402
 
-from genrify.classify import ModelRef, classify_library  # noqa: E402
-from genrify.predict import Prediction  # noqa: E402
-from genrify.runner import LocalRunner  # noqa: E402
-from genrify.tagpolicy import TagPolicy  # noqa: E402
+from genrify.classify.predict import Prediction  # noqa: E402
+from genrify.classify.service import ModelRef, classify_library  # noqa: E402
+from genrify.collection.tagpolicy import TagPolicy  # noqa: E402
+from genrify.core.runner import LocalRunner  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BEET = Path(sys.executable).parent / "beet"
@@ -62,7 +62,7 @@ def beets_config_here(tmp_path_factory):
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory) -> Path:
     """The synthetic songs, tagged with an artist, album and title (as a collection has them)."""
-    from genrify.synth import SynthSpec, write_song
+    from genrify.audio.synth import SynthSpec, write_song
 
     root = tmp_path_factory.mktemp("songs")
     for folder, name, genre, index in SONGS:
@@ -91,7 +91,7 @@ def expected(prediction: Prediction, **policy: Any) -> list[str]:
 
 def album_expected(predictions: Sequence[Prediction], **policy: Any) -> list[str]:
     """The genres album mode gives every track of an album: the pooled answer through the policy."""
-    from genrify.albums import pool_album
+    from genrify.classify.albums import pool_album
 
     pooled = pool_album(predictions)
     genres = predictions[0].genres
@@ -473,7 +473,7 @@ LEARN_SONGS = [(f"Artist {k % 4}", f"{genre}{k}.flac", genre, k) for genre in ("
 
 @pytest.fixture(scope="module")
 def learn_songs(tmp_path_factory) -> Path:
-    from genrify.synth import SynthSpec, write_song
+    from genrify.audio.synth import SynthSpec, write_song
 
     root = tmp_path_factory.mktemp("learn-songs")
     for artist, name, genre, index in LEARN_SONGS:
@@ -505,7 +505,7 @@ def test_genrify_learn_learns_from_the_databases_genres_and_suggests(tmp_path, l
     assert "learned 2 genres from 8 songs" in done.stdout and "cross-validated" in done.stdout, done.stdout
     assert "4 without a genre" in done.stdout and model.is_file()
     assert (tmp_path / "cache" / "genrify" / "embeddings.sqlite").is_file()  # the cache `genrify learn` uses
-    from genrify.modelfile import read_metadata
+    from genrify.models.modelfile import read_metadata
 
     learned_from = read_metadata(model)["info"]["learned_from"]
     assert learned_from["labels"] == "beets" and learned_from["artists_from"] == {"tags": 8, "folders": 0, "none": 0}

@@ -27,8 +27,8 @@ from genrify.models.builtin import (
     resolve_genres,
     tag_scores,
 )
+from genrify.classify.predict import classify
 from genrify.models.musicnn import load_tagger
-from genrify.predict import classify
 
 runner = CliRunner()
 GTZAN = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
@@ -244,7 +244,7 @@ def test_tags_on_onnx_runtime_equal_pytorchs(taggers, tmp_path):
         PRETRAINED_DIR,
         tag_song,
     )
-    from genrify.segments import song_segments
+    from genrify.audio.segments import song_segments
 
     assert onnx.GRAPHS_DIR == PRETRAINED_DIR and all(onnx.available(n) for n in taggers)
     song = tmp_path / "song.wav"

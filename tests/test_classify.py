@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genrify import __version__, modelfile, predict
-from genrify.classify import (
+from genrify import __version__
+
+from genrify.models import modelfile
+
+from genrify.classify import predict
+from genrify.classify.service import (
     ClassifyOptions,
     LibraryRun,
     Listener,
@@ -24,10 +28,10 @@ from genrify.classify import (
     playlist_results,
     tag_results,
 )
+from genrify.classify.predict import Failure, Prediction, classify
+from genrify.classify.results import ResultCache, file_digest
+from genrify.core.runner import LocalRunner
 from genrify.errors import ModelFileError, ParameterError, PredictionError
-from genrify.predict import Failure, Prediction, classify
-from genrify.results import ResultCache, file_digest
-from genrify.runner import LocalRunner
 
 
 @pytest.fixture
@@ -232,9 +236,9 @@ def test_one_song_with_a_nan_model_is_a_prediction_error(model_file, music, monk
 
 
 def test_tags_organize_and_playlists_consume_the_results(model_file, music, tmp_path):
-    from genrify.genremap import GenreMap
-    from genrify.tagpolicy import TagPolicy
-    from genrify.tags import read_genre, read_provenance
+    from genrify.collection.genremap import GenreMap
+    from genrify.collection.tagpolicy import TagPolicy
+    from genrify.collection.tags import read_genre, read_provenance
 
     run = classify_library([music], ModelRef.file(model_file), runner=LocalRunner(1))
     assert confident(run.results, 1.01) == [] and len(confident(run.results)) == len(run.predictions)
@@ -271,9 +275,9 @@ def test_tags_organize_and_playlists_consume_the_results(model_file, music, tmp_
 
 
 def test_a_tag_writer_tags_each_answer_as_it_arrives(model_file, music):
-    from genrify.classify import Listener, TagWriter
-    from genrify.tagpolicy import TagPolicy
-    from genrify.tags import read_genre
+    from genrify.classify.service import Listener, TagWriter
+    from genrify.collection.tagpolicy import TagPolicy
+    from genrify.collection.tags import read_genre
 
     class Interrupt(Listener):
         def __init__(self) -> None:

@@ -130,7 +130,7 @@ def test_classify_help_points_to_the_builtin_models_card(monkeypatch):
 
 
 def test_info_without_a_model_shows_the_builtin_models_card():
-    from genrify.modelcard import model_card
+    from genrify.models.modelcard import model_card
 
     result = runner.invoke(app, ["info"])
     assert result.exit_code == 0, result.output
@@ -140,7 +140,7 @@ def test_info_without_a_model_shows_the_builtin_models_card():
 
 
 def test_info_on_a_model_file_shows_its_card_then_how_it_is_built(model_file):
-    from genrify.modelcard import model_card
+    from genrify.models.modelcard import model_card
 
     result = runner.invoke(app, ["info", str(model_file)])
     assert result.exit_code == 0, result.output

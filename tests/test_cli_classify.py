@@ -12,10 +12,10 @@ import pytest
 from helpers import song, write_with_av
 from typer.testing import CliRunner
 
-from genrify import audio
+from genrify.audio import decode as audio
 from genrify.cli import app
-from genrify.genremap import GenreMap
-from genrify.tags import read_genre
+from genrify.collection.genremap import GenreMap
+from genrify.collection.tags import read_genre
 
 runner = CliRunner()
 
@@ -230,7 +230,7 @@ def test_an_output_that_is_an_input_or_audio_is_refused_before_any_work(model_fi
 
 
 def test_an_output_that_is_a_folder_is_a_usage_error_as_for_train_out(model_file, music, tmp_path):
-    # The rule train --out is held to (genrify.destinations): a folder where a file name goes is a
+    # The rule train --out is held to (genrify.collection.destinations): a folder where a file name goes is a
     # mistyped option, exit 2; a folder that cannot be written stays the file system's no, exit 1.
     folder = tmp_path / "results"
     folder.mkdir()
@@ -295,7 +295,7 @@ def test_a_missing_input_says_it_does_not_exist(model_file, tmp_path):
 
 
 def test_a_nan_answer_is_a_failure_of_its_file_never_invalid_json(model_file, music, monkeypatch):
-    from genrify import predict
+    from genrify.classify import predict
 
     real = predict.classify_paths
 
@@ -424,7 +424,7 @@ def test_a_cache_that_cannot_be_written_is_said_before_the_work(model_file, musi
 
 
 def test_the_summary_line_counts_every_genre_or_says_how_many_more():
-    from genrify.classify import RunSummary
+    from genrify.classify.service import RunSummary
 
     few = RunSummary(4, 0, 0, 0, 4.1, {"jazz": 2, "classical": 1, "pop": 1})
     assert few.line == "4 classified (0 from cache), 0 failed in 4.1 s · jazz 2, classical 1, pop 1"
@@ -448,7 +448,7 @@ def test_an_unknown_genre_is_a_usage_error_with_the_closest_names(tmp_path, genr
 
 
 def _answer(path: str, probabilities: list[float], **flags) -> object:
-    from genrify.predict import Prediction
+    from genrify.classify.predict import Prediction
 
     genres = ["jazz", "classical", "blues", "pop"]
     return Prediction(genres=genres, probabilities=np.array(probabilities), votes=np.array(probabilities),
@@ -459,9 +459,9 @@ def _answer(path: str, probabilities: list[float], **flags) -> object:
 def test_a_wide_table_says_why_an_answer_is_unsure(monkeypatch, tmp_path, width):
     from rich.console import Console
 
-    from genrify import classify as service
     from genrify import cli
-    from genrify.predict import Failure
+    from genrify.classify import service
+    from genrify.classify.predict import Failure
 
     names = ["sugar-plum-fairy.ogg", "hungarian-dance-5.ogg", "quiet.ogg", "hiss.ogg", "blip.ogg", "notes.ogg"]
     for name in names:

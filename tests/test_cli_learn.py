@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from genrify import tags
+from genrify.audio.synth import SynthSpec, song_paths, write_dataset
 from genrify.cli import app
-from genrify.synth import SynthSpec, song_paths, write_dataset
+from genrify.collection import tags
 
 runner = CliRunner()
 
@@ -48,7 +48,7 @@ def library(tmp_path_factory) -> tuple[Path, list[Path], list[Path]]:
 
 
 def test_learn_then_classify_fills_exactly_the_songs_without_a_genre(tmp_path, library):
-    pytest.importorskip("genrify.learner")
+    pytest.importorskip("genrify.learn.learner")
     lib, tagged, untagged = library
     work = tmp_path / "lib"
     shutil.copytree(lib, work)
@@ -85,7 +85,7 @@ def test_learn_then_classify_fills_exactly_the_songs_without_a_genre(tmp_path, l
 
 
 def test_learn_from_genre_folders(tmp_path, library):
-    pytest.importorskip("genrify.learner")
+    pytest.importorskip("genrify.learn.learner")
     lib, tagged, _ = library
     music = tmp_path / "music"
     for p in tagged:
@@ -159,8 +159,8 @@ def _head_file(path: Path) -> Path:
 
 
 def test_a_learned_head_file_is_taken_by_classify_info_and_the_web_page(tmp_path, library):
-    from genrify import modelfile
-    from genrify.classify import ModelRef
+    from genrify.classify.service import ModelRef
+    from genrify.models import modelfile
     from genrify.web.catalogue import ModelEntry
 
     lib, tagged, _ = library
@@ -182,6 +182,6 @@ def test_a_learned_head_file_is_taken_by_classify_info_and_the_web_page(tmp_path
     entry = ModelEntry.from_file(model).to_dict()
     assert entry["learned"] == {"top1": 0.8, "macro_recall": 0.75, "songs": 40}
     # An earlier learned model may be replaced by the next `genrify learn` (it is genrify's).
-    from genrify.modelfile import check_destination
+    from genrify.models.modelfile import check_destination
 
     assert check_destination(model).replaces

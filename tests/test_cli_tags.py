@@ -11,8 +11,8 @@ from helpers import song, write_wav_with_info_genre, write_with_av
 from typer.testing import CliRunner
 
 from genrify.cli import app
-from genrify.genremap import GenreMap
-from genrify.tags import read_genre, read_provenance, write_genre
+from genrify.collection.genremap import GenreMap
+from genrify.collection.tags import read_genre, read_provenance, write_genre
 
 runner = CliRunner()
 
@@ -153,8 +153,8 @@ def test_bad_tag_options_are_usage_errors(album, model_file, args, message):
 
 
 def test_the_default_map_spells_every_genre_the_models_answer():
-    from genrify.classify import ModelRef
-    from genrify.synth import GENRES
+    from genrify.audio.synth import GENRES
+    from genrify.classify.service import ModelRef
 
     names = GenreMap.default()
     assert names.name("hiphop") == names.name("hip-hop") == "Hip-Hop"
@@ -180,9 +180,9 @@ def test_a_second_run_reads_every_answer_from_the_cache_and_rewrites_nothing(alb
 
 
 def test_since_with_album_mode_takes_every_track_of_a_changed_folder(album, model_file, tmp_path, monkeypatch):
-    from genrify import classify as service
-    from genrify.classify import ModelRef, classify_library
-    from genrify.runner import LocalRunner
+    from genrify.classify import service
+    from genrify.classify.service import ModelRef, classify_library
+    from genrify.core.runner import LocalRunner
 
     other = tmp_path / "other"
     other.mkdir()

@@ -48,7 +48,7 @@ def _error_line(args: list[str]) -> str:
 
 
 def test_train_on_an_empty_store(tmp_path):
-    from genrify.store import FeatureStore
+    from genrify.store.store import FeatureStore
 
     FeatureStore.create(tmp_path / "empty").close()
     line = _error_line(["train", str(tmp_path / "empty"), "--out", str(tmp_path / "m.safetensors")])
@@ -125,7 +125,7 @@ def test_train_out_never_replaces_what_is_not_a_genrify_model(store, tmp_path, v
 
 
 def test_train_out_never_writes_into_the_store(store, tmp_path):
-    from genrify.store import FeatureStore
+    from genrify.store.store import FeatureStore
 
     manifest = store / "manifest.sqlite"
     before = manifest.read_bytes()
@@ -142,7 +142,7 @@ def test_train_out_never_writes_into_the_store(store, tmp_path):
 def test_train_out_may_replace_a_genrify_model_and_says_so(store, tmp_path):
     from helpers import untrained_model
 
-    from genrify import modelfile
+    from genrify.models import modelfile
 
     old = modelfile.save(untrained_model(["a", "b"]), tmp_path / "real" / "m.safetensors")
     (tmp_path / "m.safetensors").symlink_to(old)  # a link to a model stays a link

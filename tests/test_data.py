@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from genrify.config import Augment
-from genrify.data import Batches, ChunkDataset
+from genrify.audio.segments import chunk_starts
 from genrify.errors import TrainingError
-from genrify.normalization import Normalization
-from genrify.segments import chunk_starts
-from genrify.store import FeatureStore, write_array
+from genrify.learn.config import Augment
+from genrify.learn.data import Batches, ChunkDataset
+from genrify.models.normalization import Normalization
+from genrify.store.store import FeatureStore, write_array
 
 AUG = Augment(time_masks=1, freq_masks=1, pitch_shift=2)
 

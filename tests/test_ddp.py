@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from genrify import ddp, modelfile
-from genrify.data import Batches, ChunkDataset
+from genrify.learn import ddp
+
 from genrify.errors import ParameterError
-from genrify.normalization import Normalization
-from genrify.store import FeatureStore
+from genrify.learn.data import Batches, ChunkDataset
+from genrify.models import modelfile
+from genrify.models.normalization import Normalization
+from genrify.store.store import FeatureStore
 
 DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")
 
@@ -85,9 +87,10 @@ def test_incomplete_torchrun_variables_are_a_clear_error(no_dist_env, monkeypatc
 
 TRAIN_SCRIPT = """
 import json, os, sys
-from genrify import ddp, modelfile
-from genrify.config import Augment, TrainConfig
-from genrify.training import train
+from genrify.learn import ddp
+from genrify.learn.config import Augment, TrainConfig
+from genrify.learn.training import train
+from genrify.models import modelfile
 
 store, out, results = sys.argv[1], sys.argv[2], sys.argv[3]
 config = TrainConfig(epochs=2, batch_size=16, patience=5, device="cpu",

@@ -7,10 +7,10 @@ from collections import Counter
 import pytest
 from helpers import synth_store
 
-from genrify.demo import closing_line, fold_lists, wilson_interval, write_fold_files
 from genrify.errors import ParameterError
-from genrify.splits import split_from_file
-from genrify.store import FeatureStore, StoredTrack
+from genrify.learn.demo import closing_line, fold_lists, wilson_interval, write_fold_files
+from genrify.learn.splits import split_from_file
+from genrify.store.store import FeatureStore, StoredTrack
 
 
 def test_closing_line_carries_the_count_and_its_interval():

@@ -7,10 +7,10 @@ import os
 import pytest
 from helpers import untrained_model
 
-from genrify import modelfile
-from genrify.destinations import check_output_file
+from genrify.collection.destinations import check_output_file
 from genrify.errors import GenrifyIOError, UsageError
-from genrify.evaluation import check_report_dir, report_dir
+from genrify.learn.evaluation import check_report_dir, report_dir
+from genrify.models import modelfile
 
 
 def test_a_folder_is_a_usage_error_for_every_destination(tmp_path):

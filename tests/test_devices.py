@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genrify.config import TrainConfig
-from genrify.devices import autocast, module_device, resolve_device
+from genrify.core.devices import autocast, module_device, resolve_device
 from genrify.errors import ParameterError
+from genrify.learn.config import TrainConfig
 
 
 def test_cpu_and_auto():

@@ -15,14 +15,15 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from genrify import distributed as gd
+from genrify.audio.features import FeatureParams
+from genrify.classify.predict import Failure, Prediction, classify_paths
+from genrify.classify.service import classify_on_dask
+from genrify.collection.library import scan
+from genrify.core import distributed as gd
+from genrify.core.runner import CRASHED, Processor
 from genrify.errors import DependencyError, ModelFileError, ParameterError
-from genrify.extract import EXTRACTOR, ExtractSummary, extract, extract_track
-from genrify.features import FeatureParams
-from genrify.library import scan
-from genrify.predict import Failure, Prediction, classify_paths
-from genrify.runner import CRASHED, Processor
-from genrify.store import ARRAYS_DIR, FeatureStore
+from genrify.store.extract import EXTRACTOR, ExtractSummary, extract, extract_on_dask, extract_track
+from genrify.store.store import ARRAYS_DIR, FeatureStore
 
 GENRES = ("classical", "hiphop", "metal")
 
@@ -56,7 +57,7 @@ def client(cluster):
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> Path:
     """3 synthetic genres x 4 songs x 3 s, and its local extraction (the reference)."""
-    from genrify.synth import SynthSpec, write_dataset
+    from genrify.audio.synth import SynthSpec, write_dataset
 
     root = tmp_path_factory.mktemp("dask")
     write_dataset(root / "music", SynthSpec(genres=GENRES, per_genre=4, seconds=3.0, seed=3, fmt="wav"))
@@ -130,7 +131,7 @@ def test_a_task_that_raises_is_retried(library, client, tmp_path):
 def test_workers_that_cannot_see_the_store_fail_early(library, client, tmp_path):
     tracks = scan(library / "music").tracks
     with pytest.raises(ParameterError, match="shared filesystem"):
-        list(gd.extract_on_dask(tracks, str(tmp_path / "nowhere"), FeatureParams(), client))
+        list(extract_on_dask(tracks, str(tmp_path / "nowhere"), FeatureParams(), client))
 
 
 def test_a_worker_killed_mid_run_costs_nothing(library, client, tmp_path):
@@ -187,14 +188,14 @@ def test_a_crashing_decoder_costs_only_its_own_file(make_library, cluster, clien
 
 
 def test_classification_on_dask_equals_classify_paths(small_store, model_file, client, tmp_path):
-    from genrify import modelfile
+    from genrify.models import modelfile
 
     songs = sorted(str(p) for p in (small_store.parent / "music").rglob("*.wav"))[:7]
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF" + os.urandom(200))
     files = [*songs, str(bad)]
     local = {r.path: r for r in classify_paths(files, modelfile.load(model_file), jobs=1, hop_seconds=1.5)}
-    remote = list(gd.classify_on_dask(files, str(model_file), client, hop_seconds=1.5, batch_size=3))
+    remote = list(classify_on_dask(files, str(model_file), client, hop_seconds=1.5, batch_size=3))
     assert sorted(r.path for r in remote) == sorted(files)
     for r in remote:
         want = local[r.path]
@@ -216,15 +217,15 @@ def test_the_built_in_model_on_dask_equals_classify_paths(small_store, client):
     songs = sorted(str(p) for p in (small_store.parent / "music").rglob("*.wav"))[:3]
     chosen = ["rock", "jazz", "hiphop"]
     local = {r.path: r for r in classify_paths(songs, load_builtin(chosen), jobs=1, max_segments=2)}
-    remote = list(gd.classify_on_dask(songs, None, client, genres=chosen, max_segments=2))
+    remote = list(classify_on_dask(songs, None, client, genres=chosen, max_segments=2))
     assert sorted(r.path for r in remote) == songs
     for r in remote:
         assert isinstance(r, Prediction) and r.genres == chosen == local[r.path].genres
         np.testing.assert_allclose(r.probabilities, local[r.path].probabilities, atol=1e-6)
     with pytest.raises(ParameterError):
-        list(gd.classify_on_dask(songs, None, client, genres=["polka-core"]))
+        list(classify_on_dask(songs, None, client, genres=["polka-core"]))
     # the classification service with a Dask runner: the workers load the built-in model over the same genres
-    from genrify.classify import ClassifyOptions, ModelRef, classify_library
+    from genrify.classify.service import ClassifyOptions, ModelRef, classify_library
 
     through = classify_library(songs, ModelRef.builtin(chosen), runner=gd.DaskRunner(client),
                                options=ClassifyOptions(max_segments=2)).results
@@ -235,10 +236,10 @@ def test_the_built_in_model_on_dask_equals_classify_paths(small_store, client):
 
 def test_each_worker_loads_the_model_once(small_store, model_file, client):
     songs = sorted(str(p) for p in (small_store.parent / "music").rglob("*.wav"))
-    list(gd.classify_on_dask(songs, str(model_file), client, batch_size=1, max_segments=1))
+    list(classify_on_dask(songs, str(model_file), client, batch_size=1, max_segments=1))
 
     def loaded() -> list:
-        from genrify.classify import loaded_models
+        from genrify.classify.service import loaded_models
 
         return [key[0] for key in loaded_models()]
 
@@ -249,7 +250,7 @@ def test_a_bad_model_file_fails_once_on_the_client(client, tmp_path):
     fake = tmp_path / "m.safetensors"
     fake.write_bytes(b"not a model")
     with pytest.raises(ModelFileError):
-        list(gd.classify_on_dask(["a.wav"], str(fake), client))
+        list(classify_on_dask(["a.wav"], str(fake), client))
 
 
 # --- connecting ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from helpers import tone
 
-from genrify.embedcache import (
+from genrify.learn.embedcache import (
     APPLICATION_ID,
     EmbedFailure,
     Embedder,
@@ -26,8 +26,8 @@ from genrify.embedcache import (
     encode,
     segment_plan,
 )
+from genrify.classify.results import ResultCache
 from genrify.errors import ParameterError
-from genrify.results import ResultCache
 
 
 class CountingEmbedder(Embedder):
@@ -148,7 +148,7 @@ def test_a_damaged_cache_is_set_aside_and_another_kind_of_cache_is_refused(tmp_p
 
 _KILLED_RUN = textwrap.dedent("""
     import sys
-    from genrify.embedcache import EmbeddingCache, embed_songs
+    from genrify.learn.embedcache import EmbeddingCache, embed_songs
 
     if __name__ == "__main__":
         cache = EmbeddingCache(sys.argv[1])

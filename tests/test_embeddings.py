@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from genrify import modelfile
-from genrify.config import TrainConfig
-from genrify.embeddings import (
+from genrify.learn.config import TrainConfig
+from genrify.models import modelfile
+from genrify.learn.embeddings import (
     EmbeddingSet,
     ShuffledBatches,
     embedding_file,
     ensure_embeddings,
 )
-from genrify.evaluation import evaluate_model
-from genrify.predict import classify
-from genrify.store import FeatureStore
-from genrify.training import train
+from genrify.classify.predict import classify
+from genrify.learn.evaluation import evaluate_model
+from genrify.learn.training import train
+from genrify.store.store import FeatureStore
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def test_embeddings_are_cached_in_the_store_and_reused(small_store, trained):
 def test_a_track_that_cannot_be_embedded_is_a_failure_naming_it(small_store, trained, tmp_path):
     import dataclasses
 
+    from genrify.core.runner import LocalRunner
     from genrify.errors import ParameterError
-    from genrify.runner import LocalRunner
 
     with FeatureStore.open(small_store) as store:
         gone = dataclasses.replace(store.tracks()[0], path=str(tmp_path / "gone.wav"))

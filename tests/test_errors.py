@@ -93,7 +93,7 @@ def test_a_classify_option_out_of_range_exits_2(tmp_path):
 def test_an_address_that_cannot_be_listened_on_exits_1(tmp_path, monkeypatch):
     import torch
 
-    from genrify.features import FeatureParams
+    from genrify.audio.features import FeatureParams
     from genrify.web.catalogue import ModelEntry
 
     # A stand-in classifier: the port is refused before the app is built or any song is read.

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from genrify.evaluation import evaluate_probabilities, report_dir, write_report
+from genrify.learn.evaluation import evaluate_probabilities, report_dir, write_report
 
 
 def test_song_answer_is_the_mean_of_chunk_probabilities_and_votes_are_the_seeds():
@@ -56,8 +56,8 @@ def test_evaluate_refuses_stored_features_that_are_not_finite(small_store, model
     import shutil
 
     from genrify.errors import TrainingError
-    from genrify.evaluation import evaluate_model
-    from genrify.store import FeatureStore
+    from genrify.learn.evaluation import evaluate_model
+    from genrify.store.store import FeatureStore
 
     store = tmp_path / "store"
     shutil.copytree(small_store, store)

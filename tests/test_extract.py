@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 from helpers import tone
 
+from genrify.audio.features import FeatureParams, log_mel
 from genrify.errors import ParameterError
-from genrify.extract import extract, extract_track
-from genrify.features import FeatureParams, log_mel
-from genrify.store import ARRAYS_DIR, FeatureStore
+from genrify.store.extract import extract, extract_track
+from genrify.store.store import ARRAYS_DIR, FeatureStore
 
 
 def _stored(store: Path) -> dict[str, int]:
@@ -186,7 +186,7 @@ def test_sigkill_at_any_moment_then_resume_stores_every_track_once(tmp_path):
 def test_a_crashing_decoder_costs_only_its_own_file(make_library, tmp_path):
     from crashing_worker import CRASHING_EXTRACTOR
 
-    from genrify.runner import CRASHED, LocalRunner
+    from genrify.core.runner import CRASHED, LocalRunner
 
     music = make_library({"rock": [f"ok{i}.wav" for i in range(12)] + ["crash.wav", "crash2.wav"]}, seconds=0.5)
     results = []
@@ -200,7 +200,7 @@ def test_a_crashing_decoder_costs_only_its_own_file(make_library, tmp_path):
 
 
 def test_extract_takes_a_runner_or_jobs_not_both(make_library, tmp_path):
-    from genrify.runner import LocalRunner
+    from genrify.core.runner import LocalRunner
 
     music = make_library({"pop": ["a.wav"]}, seconds=0.5)
     with pytest.raises(ParameterError, match="runner or jobs"):
@@ -210,7 +210,7 @@ def test_extract_takes_a_runner_or_jobs_not_both(make_library, tmp_path):
 
 
 def test_a_bad_file_is_a_failure_record_from_extract_track(tmp_path):
-    from genrify.library import Track
+    from genrify.collection.library import Track
 
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF" + os.urandom(100))

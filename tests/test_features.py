@@ -9,10 +9,10 @@ import pytest
 import torch
 from helpers import real_clips, tone
 
-from genrify import audio
+from genrify.audio import decode as audio
+from genrify.audio.features import FeatureParams, log_mel, log_mel_stream
+from genrify.audio.transforms import LogMelSpectrogram
 from genrify.errors import ParameterError
-from genrify.features import FeatureParams, log_mel, log_mel_stream
-from genrify.transforms import LogMelSpectrogram
 
 librosa = pytest.importorskip("librosa")
 
@@ -25,7 +25,7 @@ def librosa_log_mel(y: np.ndarray, p: FeatureParams) -> np.ndarray:
 
 
 def synthetic_signals() -> dict[str, np.ndarray]:
-    from genrify.synth import synthesize_song
+    from genrify.audio.synth import synthesize_song
 
     rng = np.random.default_rng(0)
     return {
@@ -135,9 +135,9 @@ def test_log_mel_rejects_stereo():
 
 
 def test_packaged_filter_banks_equal_librosa():
-    from genrify.transforms import filter_bank_key, mel_filter_bank
+    from genrify.audio.transforms import filter_bank_key, mel_filter_bank
 
-    path = Path(__file__).resolve().parents[1] / "src" / "genrify" / "mel_filters.npz"
+    path = Path(__file__).resolve().parents[1] / "src" / "genrify" / "audio" / "mel_filters.npz"
     with np.load(path) as packaged:
         keys = packaged.files
     assert filter_bank_key(FeatureParams()) in keys

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from genrify import fsutil
+from genrify.core import fsutil
 from genrify.errors import GenrifyIOError
-from genrify.fsutil import (
+from genrify.core.fsutil import (
     TEMP_PATTERN,
     atomic_path,
     atomic_write,
@@ -31,14 +29,6 @@ def umask() -> Iterator[int]:
         yield 0o027
     finally:
         os.umask(old)
-
-
-@pytest.fixture(scope="module")
-def dead_pid() -> int:
-    """The pid of a process that has ended."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 def _host() -> str:
@@ -150,7 +140,7 @@ def test_leftovers_of_one_target_only(tmp_path, dead_pid):
 def test_the_store_writes_arrays_the_same_way_and_cleans_up_their_leftovers(tmp_path, umask):
     import numpy as np
 
-    from genrify.store import ARRAYS_DIR, FeatureStore, write_array
+    from genrify.store.store import ARRAYS_DIR, FeatureStore, write_array
 
     with FeatureStore.create(tmp_path / "s") as store:
         name = write_array(store.root, "/m/a.wav", np.zeros((128, 3)))
@@ -313,7 +303,7 @@ def test_recovery_leaves_a_file_changed_since_the_interruption_and_says_so(tmp_p
         assert "restore it by hand" in done.reason and done.journal == journal
 
     assert song.read_bytes() == before and journal.exists()
-    from genrify.tags import recovery_message
+    from genrify.collection.tags import recovery_message
 
     (done,) = fsutil.recover_in_place(tmp_path)
     line = recovery_message(done)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from genrify import synth
+from genrify.audio import synth
 from genrify.errors import GenreMapError, ParameterError, exit_code
-from genrify.genremap import (
+from genrify.collection.genremap import (
     DEFAULT_MAP_PATH,
     MAX_ANCESTORS,
     MAX_DEPTH,
@@ -54,7 +54,7 @@ case = "title"
 
 
 def _builtin_genres() -> tuple[str, ...]:
-    from genrify.classify import ModelRef
+    from genrify.classify.service import ModelRef
 
     return tuple(ModelRef.builtin().genres)
 
@@ -76,7 +76,7 @@ def test_the_default_map_spells_every_genre_the_models_use():
 def test_the_default_map_is_the_shipped_file_read_once():
     assert GenreMap.default() is GenreMap.default()
     assert GenreMap.load(DEFAULT_MAP_PATH) == GenreMap.default()
-    assert DEFAULT_MAP_PATH.name == "genre_map.toml" and DEFAULT_MAP_PATH.parent.name == "genrify"
+    assert DEFAULT_MAP_PATH.name == "genre_map.toml" and DEFAULT_MAP_PATH.parent.name == "collection"
 
 
 @pytest.mark.parametrize(
@@ -364,7 +364,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
 def test_a_file_swapped_for_a_fifo_after_the_check_is_refused_without_waiting(tmp_path, monkeypatch):
     # The race: the path is a regular file when checked and a FIFO when opened. Opening without
     # blocking, then checking what was opened, refuses it instead of waiting for a writer.
-    import genrify.genremap as genremap
+    import genrify.collection.genremap as genremap
 
     fifo, regular = tmp_path / "map.toml", _write(tmp_path, EXAMPLE, "regular.toml")
     os.mkfifo(fifo)
@@ -383,8 +383,8 @@ def test_a_device_is_refused_before_it_is_read(tmp_path):
     code = textwrap.dedent(f"""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        from genrify.collection.genremap import GenreMap
         from genrify.errors import GenreMapError
-        from genrify.genremap import GenreMap
         for path in ("/dev/zero", {str(link)!r}):
             try:
                 GenreMap.load(path)
@@ -414,7 +414,7 @@ def test_a_file_over_the_size_limit_is_refused(tmp_path):
 
 def test_a_file_larger_than_its_size_says_is_cut_at_the_limit(tmp_path, monkeypatch):
     # Files under /proc report a size of 0: the limit is on the bytes read, not on st_size.
-    import genrify.genremap as genremap
+    import genrify.collection.genremap as genremap
 
     big = tmp_path / "big.toml"
     big.write_bytes(b"#" * (MAX_MAP_BYTES + 10) + b"\n")

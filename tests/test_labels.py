@@ -14,11 +14,11 @@ from mediafile import MediaFile
 from mutagen.id3 import ID3, TCON, TPE1, TPE2
 from mutagen.mp4 import MP4
 
-from genrify import tags
+from genrify.collection import tags
+from genrify.collection.genremap import GenreMap
+from genrify.collection.tagpolicy import Provenance
 from genrify.errors import LabelError, LibraryError, exit_code
-from genrify.genremap import GenreMap
-from genrify.labels import id3v1_names, read_labels, tag_values
-from genrify.tagpolicy import Provenance
+from genrify.learn.labels import id3v1_names, read_labels, tag_values
 
 
 @pytest.fixture(scope="module")

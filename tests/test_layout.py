@@ -30,9 +30,9 @@ def test_the_architecture_list_is_the_registrys():
 
 
 def test_the_objects_that_hold_defaults_take_them_from_defaults_py():
-    from genrify.audio import DEFAULT_SAMPLE_RATE
-    from genrify.config import TrainConfig
-    from genrify.features import FeatureParams
+    from genrify.audio.decode import DEFAULT_SAMPLE_RATE
+    from genrify.audio.features import FeatureParams
+    from genrify.learn.config import TrainConfig
 
     params = FeatureParams()
     assert (params.sample_rate, params.n_mels, params.n_fft, params.hop_length) == (
@@ -127,15 +127,15 @@ def _private_uses(source: str, name: str) -> set[str]:
 
 def test_the_private_name_check_sees_both_forms():
     source = (
-        "from genrify.features import _cached_transform, log_mel\n"
-        "from genrify import audio\n"
+        "from genrify.audio.features import _cached_transform, log_mel\n"
+        "from genrify.audio import decode as audio\n"
         "import genrify.web.app as web_app\n"
         "audio._decoder_output(None)\n"
         "web_app.__name__, web_app._options, audio.load\n"
     )
     assert _private_uses(source, "x.py") == {
-        "x.py: genrify.features._cached_transform",
-        "x.py: genrify.audio._decoder_output",
+        "x.py: genrify.audio.features._cached_transform",
+        "x.py: genrify.audio.decode._decoder_output",
         "x.py: genrify.web.app._options",
     }
 
@@ -187,18 +187,14 @@ def _import_graph() -> dict[str, set[str]]:
 
 
 
-def test_no_import_cycles_inside_the_package():
-    """Data flows one way: no module imports (even lazily) one that imports it back."""
-    graph = _import_graph()
-    # A package's __init__ re-exporting its own submodules is not a cycle of concerns.
-    for name in graph:
-        graph[name] = {t for t in graph[name] if not (t.startswith(name + ".") or name.startswith(t + ".") and t == "genrify")}
-    cycles = []
+def _cycles(graph: dict[str, set[str]]) -> list[str]:
+    """Each cycle of ``graph`` that a depth-first walk meets, as ``a -> b -> a``."""
+    cycles: list[str] = []
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]) -> None:
         state[node] = 1
-        for nxt in sorted(graph[node]):
+        for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
                 cycles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]))
             elif nxt not in state:
@@ -208,7 +204,152 @@ def test_no_import_cycles_inside_the_package():
     for start in sorted(graph):
         if start not in state:
             visit(start, [start])
+    return cycles
+
+
+def test_no_import_cycles_inside_the_package():
+    """Data flows one way: no module imports (even lazily) one that imports it back."""
+    graph = _import_graph()
+    # A package's __init__ re-exporting its own submodules is not a cycle of concerns.
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not (t.startswith(name + ".") or name.startswith(t + ".") and t == "genrify")}
+    cycles = _cycles(graph)
     assert cycles == [], cycles
+
+
+# --- packages and floors (docs/architecture.md) -----------------------------------------------------
+
+#: The floors, lowest first: a unit (a package, or a module at the top) imports only units on lower
+#: floors, never one on its own floor or above. docs/architecture.md draws the same picture.
+FLOORS: list[set[str]] = [
+    {"genrify.errors", "genrify.defaults"},  # plain constants and the one error family
+    {"genrify"},  # the version and the errors' re-export
+    {"genrify.core"},  # atomic writes, runners (process pool, Dask), devices
+    {"genrify.audio"},  # decode, features, segments, synthetic songs
+    {"genrify.collection"},  # the user's files: scan, tags, genre names, organize, write rules
+    {"genrify.store"},  # the feature store and extraction into it
+    {"genrify.models"},  # networks, weights, the model file and its card
+    {"genrify.classify"},  # a model on songs, the library service, albums, cache, outputs
+    {"genrify.learn"},  # training, evaluation, learning a library's genres
+    {"genrify.web"},  # the web app
+    {"genrify.cli"},  # parses and prints
+    {"genrify.__main__"},  # python -m genrify
+]
+
+#: The modules that import torch (at the top or inside a function). Training and the CNN models
+#: need it; the list only shrinks (a torch-free classification path takes modules off it).
+TORCH_MODULES = {
+    "genrify.audio.features",
+    "genrify.audio.transforms",
+    "genrify.classify.musicness",
+    "genrify.classify.predict",
+    "genrify.classify.service",
+    "genrify.cli",
+    "genrify.core.devices",
+    "genrify.core.distributed",
+    "genrify.learn.data",
+    "genrify.learn.ddp",
+    "genrify.learn.embedcache",
+    "genrify.learn.embeddings",
+    "genrify.learn.evaluation",
+    "genrify.learn.training",
+    "genrify.models",
+    "genrify.models.builtin",
+    "genrify.models.modelfile",
+    "genrify.models.musicnn",
+    "genrify.models.normalization",
+    "genrify.models.onnx",
+    "genrify.models.resnet",
+    "genrify.models.seed_cnn",
+    "genrify.models.timbre_temporal",
+    "genrify.models.transfer",
+    "genrify.store.extract",
+    "genrify.web.server",
+}
+
+#: At most this many entries at the top of src/genrify (besides __init__.py and __main__.py).
+MAX_TOP_LEVEL = 12
+
+
+def _unit(module: str) -> str:
+    """The floor unit a module belongs to: the longest unit that is it or holds it."""
+    units = [u for floor in FLOORS for u in floor if module == u or module.startswith(u + ".")]
+    units = [u for u in units if u != "genrify" or module == "genrify"]
+    return max(units, key=len) if units else module
+
+
+def _floor(unit: str) -> int:
+    return next(i for i, floor in enumerate(FLOORS) if unit in floor)
+
+
+def _unit_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for name, targets in _import_graph().items():
+        edges = graph.setdefault(_unit(name), set())
+        edges.update(_unit(t) for t in targets if _unit(t) != _unit(name))
+    return graph
+
+
+def test_every_module_stands_on_a_floor():
+    units = {u for floor in FLOORS for u in floor}
+    assert {_unit(name) for name in _import_graph()} - units == set(), "add the new unit to FLOORS"
+    top = {p.name for p in SRC.iterdir() if p.name not in ("__init__.py", "__main__.py", "__pycache__")}
+    assert {f"genrify.{Path(n).stem}" for n in top if n.endswith(".py") or (SRC / n / "__init__.py").exists()} <= units
+
+
+def test_no_import_cycles_between_packages():
+    cycles = _cycles(_unit_graph())
+    assert cycles == [], cycles
+
+
+def test_lower_floors_never_import_higher_ones():
+    """Each import goes down: a unit imports only units on a lower floor (even lazily)."""
+    wrong = sorted(
+        f"{name} -> {target}"
+        for name, targets in _import_graph().items()
+        for target in targets
+        if _unit(target) != _unit(name) and _floor(_unit(target)) >= _floor(_unit(name))
+    )
+    assert wrong == [], wrong
+
+
+def test_the_floor_check_sees_an_upward_import():
+    assert _floor(_unit("genrify.audio.segments")) < _floor(_unit("genrify.classify.predict"))
+    assert _unit("genrify.models.musicnn") == "genrify.models" and _unit("genrify") == "genrify"
+    assert _cycles({"a": {"b"}, "b": {"a"}}) == ["a -> b -> a"]
+
+
+def _imports_torch(path: Path) -> bool:
+    for node in _run_time_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "torch" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "torch":
+            return True
+    return False
+
+
+def test_torch_only_where_training_and_the_networks_need_it():
+    root = SRC.parent
+    found = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+             for p in SRC.rglob("*.py") if _imports_torch(p)}
+    assert found - TORCH_MODULES == set(), "a new torch import: keep torch out, or argue for it in TORCH_MODULES"
+    assert TORCH_MODULES - found == set(), "torch-free now: take these off TORCH_MODULES"
+
+
+def test_no_test_imports_another_test():
+    """Shared test code lives in conftest.py (fixtures) or helpers.py (functions)."""
+    found = []
+    for path in sorted(TESTS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert found == [], found
+
+
+def test_the_top_level_holds_about_a_dozen_entries():
+    top = sorted(p.name for p in SRC.iterdir() if p.name not in ("__init__.py", "__main__.py", "__pycache__"))
+    assert len(top) <= MAX_TOP_LEVEL, top
 
 
 def test_no_architecture_name_is_tested_outside_the_registry():

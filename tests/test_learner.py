@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genrify import learner
-from genrify.embedcache import SongEmbedding
+from genrify.classify.predict import Prediction
 from genrify.errors import ModelFileError, ParameterError
-from genrify.learner import LearnReport, learn_head, predict_songs
+from genrify.learn import learner
+from genrify.learn.embedcache import SongEmbedding
+from genrify.learn.learner import LearnReport, learn_head, predict_songs
 from genrify.models.builtin import GENRES, HEAD_FORMAT, GenreHead
-from genrify.predict import Prediction
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -337,7 +337,7 @@ def test_two_artists_are_enough_to_learn_and_one_artist_genres_are_noted():
 
 
 def test_learner_keeps_its_maths_in_numpy():
-    tree = ast.parse((REPO / "src" / "genrify" / "learner.py").read_text())
+    tree = ast.parse((REPO / "src" / "genrify" / "learn" / "learner.py").read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {m for m in imported if m.split(".")[0] == "torch"}
@@ -388,7 +388,7 @@ def test_the_shipped_head_is_the_learners_and_meets_the_accuracy_targets():
 def test_the_regressions_are_scikit_learns():
     from sklearn.linear_model import LogisticRegression
 
-    from genrify.learner import fit_one_vs_rest
+    from genrify.learn.learner import fit_one_vs_rest
 
     rng = np.random.default_rng(11)
     z = rng.normal(size=(300, 20))
@@ -402,7 +402,7 @@ def test_the_regressions_are_scikit_learns():
 
 
 def test_folds_of_a_small_library_keep_artists_apart_where_no_genre_fills_every_fold():
-    from genrify.learner import group_folds
+    from genrify.learn.learner import group_folds
 
     # Three songs per genre, each by its own artist: too few for five stratified folds.
     strata = np.repeat(np.arange(4), 3)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from genrify.config import TrainConfig
-from genrify.extract import extract
-from genrify.synth import GENRES, SynthSpec, write_dataset
-from genrify.training import train
+from genrify.audio.synth import GENRES, SynthSpec, write_dataset
+from genrify.learn.config import TrainConfig
+from genrify.learn.training import train
+from genrify.store.extract import extract
 
 
 # Slow: 2 to 6.5 minutes on 2 cores (6.5 on an AMD EPYC), most of the default suite's budget on its

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from genrify.collection.library import LINK_ABOVE, LINK_INSIDE, LINK_NOT_FOLLOWED, find_audio, scan
 from genrify.errors import LibraryError
-from genrify.library import LINK_ABOVE, LINK_INSIDE, LINK_NOT_FOLLOWED, find_audio, scan
 
 
 def test_genres_from_top_folders_at_any_depth(make_library, tmp_path):
@@ -59,7 +59,7 @@ def test_genre_folders_without_audio(tmp_path):
 
 
 def test_find_audio_takes_files_as_given_and_searches_folders(tmp_path):
-    from genrify.library import find_audio
+    from genrify.collection.library import find_audio
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / ".hidden").mkdir()
@@ -109,7 +109,7 @@ def odd_folder(make_library, monkeypatch):
 def test_find_audio_reports_links_loops_pipes_and_unreadable_folders(odd_folder):
     import os
 
-    from genrify.library import find_audio
+    from genrify.collection.library import find_audio
 
     music, expected = odd_folder
     found = find_audio([music])
@@ -190,7 +190,7 @@ def test_find_audio_follows_links_only_when_asked(make_library, tmp_path):
 def test_display_path_is_readable_utf8_on_one_line():
     import os
 
-    from genrify.library import display_path
+    from genrify.collection.library import display_path
 
     assert display_path(os.fsdecode(b"bad\xff.wav")) == "bad\\xff.wav"
     assert display_path(b"bad\xff.wav") == "bad\\xff.wav"

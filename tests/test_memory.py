@@ -13,9 +13,9 @@ import soundfile as sf
 PROBE = textwrap.dedent(
     """
     import os, resource, sys
-    from genrify.extract import extract_track
-    from genrify.features import FeatureParams
-    from genrify.library import Track
+    from genrify.audio.features import FeatureParams
+    from genrify.collection.library import Track
+    from genrify.store.extract import extract_track
     path, store = sys.argv[1], sys.argv[2]
     st = os.stat(path)
     result = extract_track(Track(path, "x", st.st_size, st.st_mtime_ns), store, FeatureParams())
@@ -54,8 +54,8 @@ def test_one_hour_file_costs_little_more_memory_than_one_minute(tmp_path):
 BUILTIN_PROBE = textwrap.dedent(
     """
     import resource, sys
+    from genrify.classify.predict import classify
     from genrify.models.builtin import load_builtin
-    from genrify.predict import classify
     prediction = classify(sys.argv[1], load_builtin())
     print(prediction.segments, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     """
@@ -90,14 +90,14 @@ BOMB_PROBE = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     what, folder, limit = sys.argv[2], sys.argv[3], float(sys.argv[4])
     if what == "extract":
-        from genrify.extract import extract
+        from genrify.store.extract import extract
         summary = extract(folder, folder + ".store", jobs=1, max_duration=limit)
         for path, reason in sorted(summary.failed):
             print("failed", os.path.basename(path), reason)
         print("done", summary.done)
     else:
+        from genrify.classify.predict import Failure, classify_paths
         from genrify.models.builtin import load_builtin
-        from genrify.predict import Failure, classify_paths
         files = sorted(os.path.join(folder, name) for name in os.listdir(folder))
         for r in sorted(classify_paths(files, load_builtin(), jobs=1, max_duration=limit), key=lambda r: r.path):
             name = os.path.basename(r.path)

@@ -8,8 +8,8 @@ import copy
 import pytest
 from helpers import untrained_model
 
-from genrify.modelcard import ModelCard, model_card
 from genrify.models.builtin import HEAD_PATH, GenreHead
+from genrify.models.modelcard import ModelCard, model_card
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from genrify import modelfile
-from genrify.config import TrainConfig
+from genrify.audio.features import FeatureParams
 from genrify.errors import ModelFileError
-from genrify.features import FeatureParams
-from genrify.training import train
+from genrify.learn.config import TrainConfig
+from genrify.learn.training import train
+from genrify.models import modelfile
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def _tiny_model_file(path: Path) -> Path:
     import numpy as np
 
     from genrify.models import GenreNetwork, build
-    from genrify.normalization import Normalization
+    from genrify.models.normalization import Normalization
 
     params = FeatureParams(n_mels=16)
     config = {"channels": [4, 4, 4], "dense": [8, 8]}

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from genrify.audio.features import FeatureParams
 from genrify.errors import ParameterError
-from genrify.features import FeatureParams
 from genrify.models import (
     CHUNKS,
     EMBEDDINGS,

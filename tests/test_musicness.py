@@ -13,13 +13,13 @@ import soundfile as sf
 from helpers import REAL, write_with_av
 from typer.testing import CliRunner
 
-from genrify import musicness
+from genrify.audio.features import FeatureParams, log_mel
+from genrify.audio.segments import cut_segments
+from genrify.classify import musicness
+from genrify.classify.predict import Prediction
 from genrify.cli import app
 from genrify.errors import ModelFileError
-from genrify.features import FeatureParams, log_mel
 from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
-from genrify.predict import Prediction
-from genrify.segments import cut_segments
 
 NON_MUSIC = ("198-209-0000", "3436-172162-0000", "5703-47212-0000", "456440__inspectorj__bird-whistling-robin-single-13",
              "glacier-bay-humpback", "pibble")
@@ -78,7 +78,7 @@ def test_signal_rules_name_what_is_not_music(kind: str, model: str) -> None:
 
 @pytest.mark.parametrize("model", list(PARAMS))
 def test_generated_music_is_music(model: str) -> None:
-    from genrify.synth import synthesize_song
+    from genrify.audio.synth import synthesize_song
 
     params, chunk = PARAMS[model]
     for i, genre in enumerate(("classical", "metal", "jazz", "hiphop", "reggae")):
@@ -159,7 +159,7 @@ def _espeak(text: str, voice: str, path: Path) -> Path:
 @pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng is not installed")
 @pytest.mark.parametrize("model", list(PARAMS))
 def test_synthetic_speech_is_flagged_as_speech(model: str, tmp_path: Path) -> None:
-    from genrify.segments import song_segments
+    from genrify.audio.segments import song_segments
 
     # Sentences and voices of no fitting clip (the fitting reads the standard library's docstrings).
     path = _espeak("The quick brown fox jumps over the lazy dog, and then it runs back home before the rain. "
@@ -185,7 +185,7 @@ def _real(names: tuple[str, ...] | None = None, music: bool = True) -> list[Path
 @pytest.mark.skipif(not (REAL / "cc-excerpts").is_dir(), reason=f"no real clips at {REAL}")
 @pytest.mark.parametrize("music", [True, False], ids=["music", "not-music"])
 def test_real_clips_are_judged_right_from_the_builtin_models_segments(music: bool) -> None:
-    from genrify.segments import song_segments
+    from genrify.audio.segments import song_segments
 
     clips = _real(music=music)
     assert clips
@@ -202,7 +202,8 @@ def test_real_clips_are_judged_right_from_the_builtin_models_segments(music: boo
 
 @pytest.mark.skipif(not (REAL / "cc-excerpts").is_dir(), reason=f"no real clips at {REAL}")
 def test_real_animal_sounds_are_flagged_for_a_trained_model(model_file: Path) -> None:
-    from genrify import modelfile, predict
+    from genrify.classify import predict
+    from genrify.models import modelfile
 
     model = modelfile.load(model_file)
     for name in NON_MUSIC:
@@ -220,7 +221,7 @@ def _noise_mp3(path: Path) -> Path:
 @pytest.mark.parametrize("which", ["builtin", "trained"])
 def test_classify_says_not_music_and_write_tags_leaves_the_file_alone(which: str, tmp_path: Path,
                                                                    request: pytest.FixtureRequest) -> None:
-    from genrify.tags import read_genre
+    from genrify.collection.tags import read_genre
 
     song = _noise_mp3(tmp_path / "noise.mp3")
     sf.write(tmp_path / "silence.wav", non_music("silence", 22050, seconds=5.0), 22050)
@@ -240,8 +241,9 @@ def test_classify_says_not_music_and_write_tags_leaves_the_file_alone(which: str
 
 
 def test_music_check_can_be_left_out(model_file: Path, tmp_path: Path) -> None:
-    from genrify import modelfile, predict
-    from genrify.segments import song_segments
+    from genrify.audio.segments import song_segments
+    from genrify.classify import predict
+    from genrify.models import modelfile
 
     model = modelfile.load(model_file)
     song = song_segments(_noise_mp3(tmp_path / "n.mp3"), model.params, model.chunk_frames)

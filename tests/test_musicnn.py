@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from helpers import SHARED, tone
 
+from genrify.audio.features import log_mel
 from genrify.errors import ModelFileError, ParameterError
-from genrify.features import log_mel
 from genrify.models import musicnn
 from genrify.models.musicnn import (
     MUSICNN_PARAMS,
@@ -274,7 +274,7 @@ def test_batch_size_does_not_change_the_result():
 
 
 def test_tag_a_waveform():
-    from genrify.synth import synthesize_song
+    from genrify.audio.synth import synthesize_song
 
     y = synthesize_song("rock", 7.0, seed=1)  # 22050 Hz
     result = tagger("MTT_vgg").tag(y, 22050, features=True)
@@ -334,7 +334,7 @@ def test_preprocess_refuses_bad_input():
 
 
 def test_a_file_gives_what_its_decoded_waveform_gives(write_audio):
-    from genrify import audio
+    from genrify.audio import decode as audio
 
     path = write_audio("song.wav", seconds=7.0, sr=44100, channels=2)
     from_file = preprocess_file(path)
@@ -355,7 +355,7 @@ def test_silence_is_zero_and_loud_input_stays_finite():
 
 def test_preprocess_matches_librosa():
     librosa = pytest.importorskip("librosa")
-    from genrify.synth import synthesize_song
+    from genrify.audio.synth import synthesize_song
 
     y = synthesize_song("jazz", 7.0, seed=2)
     y16 = librosa.resample(y, orig_sr=22050, target_sr=16000, res_type="soxr_hq")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from genrify import fsutil
+from genrify.core import fsutil
 from genrify.errors import OrganizeError, ParameterError
-from genrify.organize import (
+from genrify.collection.organize import (
     Move,
     apply,
     check_destination,
@@ -360,7 +360,7 @@ def test_a_destination_that_is_a_file_is_refused_before_any_work(tmp_path):
 
 
 def test_playlists_never_replace_an_input_a_folder_or_a_file(tmp_path, library):
-    from genrify.organize import check_playlists
+    from genrify.collection.organize import check_playlists
 
     lists = tmp_path / "lists"
     song = _file(lists / "rock.m3u8", "#EXTM3U\nmy own list, also an input\n")

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from genrify.classify.outputs import render, write_text_atomic
+from genrify.classify.predict import Failure, Prediction
 from genrify.errors import GenrifyIOError, ParameterError
-from genrify.outputs import render, write_text_atomic
-from genrify.predict import Failure, Prediction
 
 
 def _prediction() -> Prediction:
@@ -90,7 +90,7 @@ def test_names_that_are_not_utf8_are_written_readably(tmp_path):
 
 
 def test_long_tag_values_are_shown_short_with_their_length():
-    from genrify.outputs import SHOWN_VALUE, shorten, shown_values
+    from genrify.classify.outputs import SHOWN_VALUE, shorten, shown_values
 
     huge = "Rock" * 262_144  # 1 MiB of one value
     line = shown_values([huge, "Pop"])
@@ -102,7 +102,7 @@ def test_long_tag_values_are_shown_short_with_their_length():
 
 @pytest.mark.parametrize("timeline", [False, True])
 def test_csv_and_json_carry_the_same_fields(timeline):
-    from genrify.outputs import CSV_SPREAD
+    from genrify.classify.outputs import CSV_SPREAD
 
     tie = _prediction()
     tie.probabilities, tie.near_tie_margin, tie.confidence_threshold = np.array([0.45, 0.44, 0.11]), 0.05, 0.3

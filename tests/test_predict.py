@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from helpers import tone
 
-from genrify import audio, modelfile
+from genrify.audio import decode as audio
+
 from genrify.errors import AudioError, ParameterError
-from genrify.predict import (
+from genrify.classify.predict import (
     Failure,
     Prediction,
     SegmentPlan,
@@ -20,11 +21,6 @@ from genrify.predict import (
     segment_starts,
     song_features,
 )
-
-
-@pytest.fixture(scope="module")
-def model(model_file):
-    return modelfile.load(model_file)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +43,9 @@ def test_segment_starts_cover_the_song_and_max_segments_spreads_them():
 
 def test_a_song_gets_the_answer_evaluation_gives_it(model, small_store, songs):
     """Features computed while classifying equal the stored ones: same chunks, same probabilities."""
-    from genrify.data import ChunkDataset
-    from genrify.evaluation import chunk_probabilities
-    from genrify.store import FeatureStore
+    from genrify.learn.data import ChunkDataset
+    from genrify.learn.evaluation import chunk_probabilities
+    from genrify.store.store import FeatureStore
 
     song = songs[0]
     prediction = classify(song, model)
@@ -126,7 +122,7 @@ def test_many_files_in_a_pool_equal_one_by_one_and_bad_files_do_not_stop_the_run
 def test_a_crashing_decoder_costs_only_its_own_file(model, songs, tmp_path):
     from crashing_worker import CRASHING_SEGMENTER
 
-    from genrify.runner import CRASHED, LocalRunner
+    from genrify.core.runner import CRASHED, LocalRunner
 
     crash = tmp_path / "crash.wav"
     crash.write_bytes(songs[0].read_bytes())
@@ -141,7 +137,7 @@ def test_a_crashing_decoder_costs_only_its_own_file(model, songs, tmp_path):
 
 
 def test_classify_paths_takes_a_runner(model, songs):
-    from genrify.runner import LocalRunner
+    from genrify.core.runner import LocalRunner
 
     files = [str(s) for s in songs[:3]]
     here = {r.path: r for r in classify_paths(files, model, runner=LocalRunner(1))}
@@ -169,7 +165,7 @@ def test_a_remote_runner_is_refused_its_workers_need_a_model_reference(model, so
 
 def test_song_features_are_float16_and_proportional_to_length(tmp_path):
     """The features of a long file are float16 and proportional to its length."""
-    from genrify.features import FeatureParams
+    from genrify.audio.features import FeatureParams
 
     path = tmp_path / "long.wav"
     import soundfile as sf

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from genrify.classify.results import APPLICATION_ID, ResultCache
 from genrify.errors import ParameterError
-from genrify.results import APPLICATION_ID, ResultCache
 
 
 def _damage(path: Path) -> None:

@@ -16,8 +16,8 @@ import soundfile as sf
 from crashing_worker import DOUBLER
 from helpers import tone
 
+from genrify.core.runner import CRASHED, LocalRunner, Processor, default_jobs, failure_reason
 from genrify.errors import AudioError, ParameterError
-from genrify.runner import CRASHED, LocalRunner, Processor, default_jobs, failure_reason
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,7 +125,7 @@ def test_pool_workers_and_forkserver_die_with_a_killed_parent(tmp_path):
     code = textwrap.dedent(
         """
         import time
-        from genrify.runner import process_pool
+        from genrify.core.runner import process_pool
         pool = process_pool(2)
         futures = [pool.submit(time.sleep, 600) for _ in range(2)]
         time.sleep(600)
@@ -147,9 +147,9 @@ def test_classify_workers_die_with_a_killed_classify(tmp_path):
     code = textwrap.dedent(
         f"""
         import glob
-        from genrify.features import FeatureParams
-        from genrify.predict import SEGMENTER, SegmentPlan
-        from genrify.runner import LocalRunner
+        from genrify.audio.features import FeatureParams
+        from genrify.classify.predict import SEGMENTER, SegmentPlan
+        from genrify.core.runner import LocalRunner
         files = sorted(glob.glob({str(music)!r} + "/*/*.wav")) * 20
         for _ in LocalRunner(2).run(SEGMENTER, files, SegmentPlan(FeatureParams(), 128)):
             pass
@@ -165,7 +165,7 @@ def test_workers_die_with_a_killed_forkserver(tmp_path):
     code = textwrap.dedent(
         """
         import multiprocessing, os, signal, sys, time
-        from genrify.runner import process_pool
+        from genrify.core.runner import process_pool
         pool = process_pool(2)
         pids = set(pool.submit(os.getpid).result() for _ in range(8))
         import psutil
@@ -187,13 +187,13 @@ def test_workers_log_at_the_parents_level(tmp_path):
     code = textwrap.dedent(
         """
         import logging
-        from genrify.runner import process_pool
+        from genrify.core.runner import process_pool
         logging.getLogger("genrify").setLevel(logging.DEBUG)
         with process_pool(1) as pool:
-            pool.submit(logging.getLogger("genrify.audio").debug, "note from a worker").result()
+            pool.submit(logging.getLogger("genrify.audio.decode").debug, "note from a worker").result()
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     done = subprocess.run([sys.executable, "-c", code], env=env, timeout=120, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "genrify.audio: note from a worker" in done.stderr
+    assert "genrify.audio.decode: note from a worker" in done.stderr

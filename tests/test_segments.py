@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genrify import audio
+from genrify.audio import decode as audio
+from genrify.audio.features import FeatureParams
 from genrify.errors import ParameterError
-from genrify.features import FeatureParams
 from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
-from genrify.segments import (
+from genrify.audio.segments import (
     DEFAULT_MAX_SEGMENTS,
     chunk_starts,
     cut_segments,
@@ -18,7 +18,7 @@ from genrify.segments import (
     song_features,
     song_segments,
 )
-from genrify.synth import SynthSpec, write_dataset
+from genrify.audio.synth import SynthSpec, write_dataset
 
 
 def test_a_short_chunk_is_filled_by_repeating_it():

@@ -4,8 +4,8 @@ import pytest
 from helpers import SHARED
 
 from genrify.errors import SplitError
-from genrify.splits import make_split, read_split_file, split_from_file
-from genrify.store import StoredTrack
+from genrify.learn.splits import make_split, read_split_file, split_from_file
+from genrify.store.store import StoredTrack
 
 
 def track(genre: str, i: int, artist: str | None = None) -> StoredTrack:

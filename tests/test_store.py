@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from genrify.audio.features import FeatureParams
 from genrify.errors import StoreError
-from genrify.features import FeatureParams
-from genrify.store import ARRAYS_DIR, FeatureStore, array_name, write_array
+from genrify.store.store import ARRAYS_DIR, FeatureStore, array_name, write_array
 
 
 def _done(store: FeatureStore, path: str, genre: str = "rock", frames: int = 10) -> None:
@@ -67,7 +67,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("genrify.store.os.replace", boom)
+    monkeypatch.setattr("genrify.store.store.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         write_array(tmp_path, "/x.wav", np.zeros((4, 3)))
     assert not [p for p in (tmp_path / ARRAYS_DIR).rglob("*") if p.is_file()]

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from genrify.embedcache import SongEmbedding
+from genrify.collection.organize import is_genrify_playlist
 from genrify.errors import ParameterError, UsageError
+from genrify.learn.embedcache import SongEmbedding
 from genrify.models.builtin import GenreHead
-from genrify.organize import is_genrify_playlist
-from genrify.suggest import (
+from genrify.learn.suggest import (
     METHODS,
     check_playlist,
     choose,
@@ -93,8 +93,8 @@ def test_suggestions_cover_both_uncertain_clusters_not_one_clusters_near_duplica
     songs = two_uncertain_clusters(np.random.default_rng(1))
     head = head_on_dimension_zero()
     # Margin sampling alone takes the most uncertain songs: all of cluster "a", near-duplicates.
-    from genrify.learner import predict_songs
-    from genrify.suggest import song_means
+    from genrify.learn.learner import predict_songs
+    from genrify.learn.suggest import song_means
 
     prob = predict_songs(head, songs)
     plain = [songs[i].path for i in choose(prob, song_means(songs), 4, method="margin")]
@@ -154,7 +154,7 @@ def test_copies_of_one_song_still_give_n_suggestions():
 
 
 def _suggestions(folder: Path) -> list:
-    from genrify.suggest import Suggestion
+    from genrify.learn.suggest import Suggestion
 
     return [Suggestion(str(folder / "music" / "b song.flac"), "Jazz", 0.41, 0.02),
             Suggestion(str(folder / "#1.mp3"), "Hip-Hop", 0.38, 0.05)]  # beside the playlist: "#" starts a comment
@@ -171,7 +171,7 @@ def test_the_playlist_is_marked_as_genrifys_and_relative_to_its_folder(tmp_path)
     write_playlist(path, _suggestions(tmp_path)[:1])
     assert path.read_text(encoding="utf-8").count("music/") == 1
     # A line break cannot be a playlist line: the song is left out, not the playlist broken.
-    from genrify.suggest import Suggestion
+    from genrify.learn.suggest import Suggestion
 
     assert "bad" not in playlist_text([Suggestion(str(tmp_path / "bad\nname.mp3"), "Jazz", 0.5, 0.1)], path)
 
@@ -197,8 +197,8 @@ def test_a_file_genrify_did_not_write_is_never_replaced(tmp_path):
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> tuple[Path, list[Path]]:
     """Synthetic songs of two genres in artist folders: four of each tagged, three of each not."""
-    from genrify import tags
-    from genrify.synth import SynthSpec, song_paths, write_dataset
+    from genrify.audio.synth import SynthSpec, song_paths, write_dataset
+    from genrify.collection import tags
 
     root = tmp_path_factory.mktemp("suggest")
     spec = SynthSpec(genres=("metal", "classical"), per_genre=7, seconds=3.5, seed=5, fmt="flac")
@@ -227,7 +227,7 @@ def app():
 
 
 def test_learn_suggest_prints_the_table_and_writes_the_playlist(tmp_path, library):
-    pytest.importorskip("genrify.learner")
+    pytest.importorskip("genrify.learn.learner")
     lib, untagged = library
     model, cache, playlist = tmp_path / "m.safetensors", tmp_path / "emb.sqlite", tmp_path / "next.m3u8"
     result = run("learn", lib, "--out", model, "--cache-file", cache, "--jobs", "1", "--min-songs", "3",

@@ -1,4 +1,4 @@
-"""Tests of genrify.synth: procedurally synthesised songs and the datasets made of them."""
+"""Tests of genrify.audio.synth: procedurally synthesised songs and the datasets made of them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from genrify import synth
+from genrify.audio import synth
 from genrify.errors import ParameterError
-from genrify.synth import (
+from genrify.audio.synth import (
     FORMATS,
     GENRES,
     SynthSpec,

@@ -8,9 +8,9 @@ import pickle
 import pytest
 
 import genrify
+from genrify.collection.genremap import GenreMap
+from genrify.collection.tagpolicy import TAG_MODES, Provenance, TagPolicy, human_genres, provenance_for, resolve
 from genrify.errors import ParameterError
-from genrify.genremap import GenreMap
-from genrify.tagpolicy import TAG_MODES, Provenance, TagPolicy, human_genres, provenance_for, resolve
 
 # --- provenance ----------------------------------------------------------------------------------
 
@@ -187,14 +187,14 @@ def test_names_mapping_to_one_genre_count_once_and_refused_ones_are_skipped():
 
 
 def test_merge_treats_spellings_of_one_genre_as_one():
-    from genrify.tagpolicy import resolve
+    from genrify.collection.tagpolicy import resolve
 
     assert resolve(("Hip Hop",), None, ("Hip-Hop",), "merge") == ("Hip Hop",)
     assert resolve(("hiphop", "RnB"), None, ("Hip-Hop", "Jazz"), "merge") == ("hiphop", "RnB", "Jazz")
 
 
 def test_a_value_genrify_joined_stays_genrifys_when_the_join_is_dropped():
-    from genrify.tagpolicy import Provenance, human_genres, resolve
+    from genrify.collection.tagpolicy import Provenance, human_genres, resolve
 
     before = Provenance(genres=("Rock", "Pop"), model="m", version="0")
     assert human_genres(("Rock; Pop",), before) == []

@@ -10,13 +10,17 @@ import mutagen
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import tone, write_with_av
+from helpers import tone, tone_file
 from mediafile import MediaFile  # beets' own tag library: what beets users' files are read with
 
-from genrify import audio, fsutil, tags
+from genrify.audio import decode as audio
+
+from genrify.core import fsutil
+
+from genrify.collection import tags
+from genrify.collection.tagpolicy import Provenance
 from genrify.errors import GenrifyError, ParameterError, TagError
-from genrify.tagpolicy import Provenance
-from genrify.tags import (
+from genrify.collection.tags import (
     MP4_PROVENANCE_KEY,
     TAG_STATUSES,
     TagChange,
@@ -31,16 +35,6 @@ FORMATS = ["mp3", "flac", "ogg", "opus", "m4a", "wav", "aiff"]
 # Formats whose genre tag holds several values (every one: ID3v2.4, Vorbis comments, MP4).
 MULTI_VALUED = set(FORMATS)
 SR = 22050
-
-
-def _make(path: Path, seconds: float = 1.0) -> Path:
-    data = tone(seconds, SR)
-    fmt = path.suffix[1:]
-    if fmt in ("mp3", "m4a", "opus"):
-        write_with_av(path, data, SR)
-    else:
-        sf.write(path, data, SR)
-    return path
 
 
 def _set_artist_title(path: Path) -> None:
@@ -91,7 +85,7 @@ def originals(tmp_path_factory) -> dict[str, Path]:
     made: dict[str, Path | None] = {}
     for fmt in FORMATS:
         try:
-            made[fmt] = _make(root / f"song.{fmt}")
+            made[fmt] = tone_file(root / f"song.{fmt}", sr=SR)
         except Exception:  # noqa: BLE001 - only an m4a may be missing (see below)
             if fmt != "m4a":
                 raise
@@ -375,16 +369,6 @@ def test_bad_arguments(song, genres, kwargs):
     with pytest.raises(ParameterError):
         write_genre(path, genres, **kwargs)
     assert path.read_bytes() == data
-
-
-@pytest.fixture(scope="module")
-def dead_pid() -> int:
-    import subprocess
-    import sys
-
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 def test_a_killed_writes_full_size_copy_is_removed_by_the_next_write(song, dead_pid):

@@ -1,4 +1,4 @@
-"""Format details of :mod:`genrify.tags`: converting to ID3v2.3 without losing v2.4-only frames, and a
+"""Format details of :mod:`genrify.collection.tags`: converting to ID3v2.3 without losing v2.4-only frames, and a
 wav file's RIFF INFO genre (``IGNR``)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from helpers import tone, write_wav_with_info_fields, write_wav_with_info_genre,
 from mediafile import MediaFile
 from mutagen.id3 import ID3
 
-from genrify.tagpolicy import Provenance
-from genrify.tags import read_genre, read_provenance, write_genre
+from genrify.collection.tagpolicy import Provenance
+from genrify.collection.tags import read_genre, read_provenance, write_genre
 
 SR = 22050
 

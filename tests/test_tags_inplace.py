@@ -25,11 +25,13 @@ import mutagen
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import tone, write_with_av
+from helpers import tone_file
 
-from genrify import fsutil, tags
-from genrify.fsutil import JOURNAL_PATTERN
-from genrify.tags import read_genre, recover_interrupted_writes, write_genre
+from genrify.core import fsutil
+
+from genrify.collection import tags
+from genrify.collection.tags import read_genre, recover_interrupted_writes, write_genre
+from genrify.core.fsutil import JOURNAL_PATTERN
 
 SR = 22050
 REPO = Path(__file__).resolve().parents[1]
@@ -37,12 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _make(path: Path) -> Path:
     """A 1 s song with an artist tag (and for flac, tags padded as a tagger leaves them)."""
-    data = tone(1.0, SR)
-    if path.suffix == ".mp3":
-        write_with_av(path, data, SR)
-    else:
-        sf.write(path, data, SR)
-    f = mutagen.File(path)
+    f = mutagen.File(tone_file(path, 1.0, SR))
     if f.tags is None:
         f.add_tags()
     if path.suffix == ".flac":
@@ -121,7 +118,7 @@ def _hook_writes(on_write, only=None):
 # open() alone, which the old and the new code both use, so the test means the same on both.
 _STALLING_WRITER = inspect.getsource(_hook_writes) + textwrap.dedent("""
     import builtins, os, sys, time
-    from genrify.tags import write_genre
+    from genrify.collection.tags import write_genre
 
     target, pause = os.path.realpath(sys.argv[1]), float(sys.argv[2])
 
@@ -337,7 +334,7 @@ def test_a_user_outside_the_files_group_keeps_its_group(open_folder, originals):
     shutil.copyfile(originals["flac"], path)
     os.chown(path, nobody.pw_uid, 1234)  # nobody owns it, but is not in group 1234
     os.chmod(path, 0o640)
-    code = "import sys; from genrify.tags import write_genre; write_genre(sys.argv[1], ['Jazz'])"
+    code = "import sys; from genrify.collection.tags import write_genre; write_genre(sys.argv[1], ['Jazz'])"
     as_nobody = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": [], "cwd": "/", "timeout": 60}
     try:
         done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, **as_nobody)

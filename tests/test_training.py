@@ -5,14 +5,14 @@ import json
 import pytest
 import torch
 
-from genrify import modelfile
-from genrify.config import Augment, TrainConfig
+from genrify.audio.features import FeatureParams
+from genrify.audio.synth import SynthSpec, write_dataset
 from genrify.errors import ParameterError, SplitError, TrainingError
-from genrify.evaluation import evaluate_model, write_report
-from genrify.extract import extract
-from genrify.features import FeatureParams
-from genrify.synth import SynthSpec, write_dataset
-from genrify.training import System, train
+from genrify.learn.config import Augment, TrainConfig
+from genrify.learn.evaluation import evaluate_model, write_report
+from genrify.learn.training import System, train
+from genrify.models import modelfile
+from genrify.store.extract import extract
 
 FAST = TrainConfig(epochs=2, batch_size=16, patience=2, augment=Augment(time_masks=1, freq_masks=1, pitch_shift=2, mixup=0.2))
 

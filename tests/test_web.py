@@ -30,8 +30,8 @@ with warnings.catch_warnings():  # newer Starlette suggests httpx2 for its test 
 
 from helpers import running_server, tone, untrained_model
 
-from genrify import modelfile, predict
-from genrify.config import TrainConfig
+
+from genrify.classify import predict
 from genrify.errors import (
     DependencyError,
     GenrifyIOError,
@@ -39,7 +39,7 @@ from genrify.errors import (
     ParameterError,
     UsageError,
 )
-from genrify.features import FeatureParams
+from genrify.audio.features import FeatureParams
 from genrify.web import ModelEntry, create_app, serve
 from genrify.web.security import LOCAL_HOSTS, allowed_hosts_for, host_name
 from genrify.web.upload import Upload, display_name, safe_extension
@@ -47,16 +47,7 @@ from genrify.web.upload import Upload, display_name, safe_extension
 STATIC = Path(__file__).resolve().parents[1] / "src" / "genrify" / "web" / "static"
 
 
-# --- helpers shared with test_web_browser.py ---------------------------------------------------
-
-
-def trained_model_file(store: Path, out: Path) -> Path:
-    """A seed-cnn trained for two epochs on a small store (as tests/test_predict.py does)."""
-    from genrify.training import train
-
-    return modelfile.save(train(store, TrainConfig(epochs=2)).model, out)
-
-
+# --- helpers ------------------------------------------------------------------------------------
 
 
 def multipart(filename: str | None, content: bytes = b"", **fields: str) -> tuple[bytes, str]:
@@ -74,11 +65,6 @@ def multipart(filename: str | None, content: bytes = b"", **fields: str) -> tupl
 
 
 # --- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model(model_file):
-    return modelfile.load(model_file)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +98,7 @@ def uploads_always_removed(request):
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory) -> dict[str, Path]:
     """A synthetic 8 s song as wav and mp3, and a 32 s tone (more frames than the image is wide)."""
-    from genrify.synth import synthesize_song
+    from genrify.audio.synth import synthesize_song
 
     root = tmp_path_factory.mktemp("web-songs")
     y = synthesize_song("metal", 8.0, seed=3)
@@ -162,8 +148,8 @@ def test_an_upload_gets_the_answer_classify_gives(client, model, songs):
 def test_the_answer_is_the_classification_services_with_or_without_a_spectrogram(client, model_file, songs):
     """One song, the answer a library run (``genrify classify --format json``) gives it, also when
     the page asks for the spectrogram (which decodes the whole song)."""
-    from genrify.classify import ModelRef, classify_library
-    from genrify.runner import LocalRunner
+    from genrify.classify.service import ModelRef, classify_library
+    from genrify.core.runner import LocalRunner
 
     (expected,) = classify_library([songs["long"]], ModelRef.file(model_file), runner=LocalRunner(1)).results
     for spectrogram in ("false", "true"):
@@ -605,7 +591,7 @@ def test_models_health_and_docs(client, model):
     assert second["song_accuracy"] is None
     assert first["features"] == model.params.to_dict() and first["description"] == "two epochs on synthetic songs"
     assert first["segment_seconds"] == pytest.approx(128 * 512 / 22050, abs=1e-3)
-    # Every model has a card (genrify.modelcard): the trained one its test figures, the other says it has none.
+    # Every model has a card (genrify.models.modelcard): the trained one its test figures, the other says it has none.
     card = first["card"]
     assert card["kind"] == "trained" and card["what"].startswith("a seed-cnn network") and card["genres"] == model.genres
     assert card["headline"].endswith("test song accuracy") and card["figures"][0]["label"] == "test song accuracy"

@@ -25,9 +25,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 pytest.importorskip("fastapi")
 
 from helpers import REAL, REPO, real_clips, running_server, untrained_model
-from test_web import trained_model_file
+from helpers import trained_model_file
 
-from genrify import predict
+from genrify.classify import predict
 from genrify.web import ModelEntry, create_app
 from genrify.web.samples import EXAMPLES_DIR
 
@@ -56,7 +56,7 @@ def models(request, tmp_path_factory) -> tuple[ModelEntry, ModelEntry]:
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> tuple[Path, Path]:
     """A real clip (a synthetic mp3 where ../shared is absent) and a synthetic song as wav."""
-    from genrify.synth import synthesize_song
+    from genrify.audio.synth import synthesize_song
 
     root = tmp_path_factory.mktemp("browser-clips")
     synthetic = root / "synthetic metal.wav"
@@ -153,7 +153,7 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
 
         # A long song is answered from a few segments spread over it: the parts not heard are drawn
         # hatched, and the legend says what they are.
-        from genrify.synth import synthesize_song
+        from genrify.audio.synth import synthesize_song
 
         long_song = tmp_path / "long song.wav"
         sf.write(long_song, synthesize_song("metal", 75.0, seed=7), 22050)

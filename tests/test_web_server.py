@@ -22,7 +22,7 @@ httpx = pytest.importorskip("httpx")
 
 from helpers import running_server, tone, untrained_model
 
-from genrify import modelfile
+from genrify.models import modelfile
 from genrify.web import create_app
 
 BOUNDARY = "genrify-stall-boundary"

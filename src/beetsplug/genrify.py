@@ -1,8 +1,8 @@
 """genrify for beets: genres from the audio itself, set through beets' own fields.
 
 Enable it with ``plugins: genrify`` in beets' ``config.yaml``. It is a thin layer over genrify's
-classification service (:func:`genrify.classify.classify_library`) and its tag policy
-(:mod:`genrify.tagpolicy`): beets chooses the items, genrify classifies their files, and the answer
+classification service (:func:`genrify.classify.service.classify_library`) and its tag policy
+(:mod:`genrify.collection.tagpolicy`): beets chooses the items, genrify classifies their files, and the answer
 goes into the item's ``genres`` field (the multi-valued field of beets 2.x; on a beets without it,
 into ``genre``, the genres joined with ``separator``). beets stores it in its database and writes
 the files' tags as it does for any field (``import.write``, ``-w``/``-W``).
@@ -14,15 +14,15 @@ the files' tags as it does for any field (``import.write``, ``-w``/``-W``).
 - ``beet genrify-learn [QUERY] --out MODEL [--min-songs N]`` learns the genres of the library from
   the genres people set in beets' database (``genres``; ``genre`` split on ``separator`` on an
   older beets), genrify's own never counting, each item's artist from ``albumartist``/``artist``
-  (:func:`genrify.learning.learn_labels`); ``model: MODEL`` then classifies with it. The songs'
+  (:func:`genrify.learn.learning.learn_labels`); ``model: MODEL`` then classifies with it. The songs'
   embeddings go into the cache ``genrify learn`` uses (``~/.cache/genrify/embeddings.sqlite``).
 - ``beet genrify --suggest N [QUERY]`` lists the N items without a genre whose genres would teach
-  the configured model most (:func:`genrify.suggest.suggest`), with its guess; it changes nothing.
+  the configured model most (:func:`genrify.learn.suggest.suggest`), with its guess; it changes nothing.
 
 What genrify did is kept in flexible attributes of each item: ``genrify_model`` (the model's name:
 the item is done, a later run passes it over unless forced), ``genrify_confidence`` (the answer's top
 probability) and ``genrify_genres`` (the genres genrify set, joined with ``"; "``). The last is the
-provenance that keeps and merges a person's genres (:func:`genrify.tagpolicy.resolve`): a genre in
+provenance that keeps and merges a person's genres (:func:`genrify.collection.tagpolicy.resolve`): a genre in
 ``genres`` that genrify did not set was set by a person.
 
 Configuration (``genrify:`` in beets' config), with defaults::
@@ -73,10 +73,10 @@ if TYPE_CHECKING:
     from beets.importer import ImportSession, ImportTask
     from beets.library import Library
 
-    from genrify.classify import ClassifyOptions, LibraryRun, ModelRef, Result
-    from genrify.predict import Prediction
-    from genrify.results import ResultCache
-    from genrify.tagpolicy import Provenance, TagPolicy
+    from genrify.classify.predict import Prediction
+    from genrify.classify.results import ResultCache
+    from genrify.classify.service import ClassifyOptions, LibraryRun, ModelRef, Result
+    from genrify.collection.tagpolicy import Provenance, TagPolicy
 
 #: The item field genres go into: beets 2.x has the multi-valued ``genres``; older ones ``genre``.
 GENRE_FIELD = "genres" if "genres" in Item._fields else "genre"
@@ -90,7 +90,7 @@ PROGRESS_EVERY = 10.0
 
 def _defaults() -> dict[str, Any]:
     """The plugin's configuration defaults (genrify's own, imported only when beets loads the plugin)."""
-    from genrify.segments import DEFAULT_MAX_SEGMENTS
+    from genrify.audio.segments import DEFAULT_MAX_SEGMENTS
 
     return {
         "auto": False,
@@ -133,7 +133,7 @@ class Settings:
         In album mode, a track also gets its own top genre where its own probability of it is above
         this (``None``: never). It comes second, so it needs a ``count`` of 2 or more.
     cache
-        genrify's results cache (:mod:`genrify.results`; ``None``: none): answers for unchanged
+        genrify's results cache (:mod:`genrify.classify.results`; ``None``: none): answers for unchanged
         files are read from it, so ``--force`` after a change of settings does not classify again.
     separator
         Joins several genres on a beets whose genre field holds one string.
@@ -159,11 +159,11 @@ class Settings:
         beets.ui.UserError
             A bad value (one line naming the key), or a model or map file that cannot be used.
         """
-        from genrify.classify import ClassifyOptions, ModelRef
+        from genrify.classify.results import default_cache_path
+        from genrify.classify.service import ClassifyOptions, ModelRef
+        from genrify.collection.genremap import GenreMap
+        from genrify.collection.tagpolicy import TagPolicy
         from genrify.errors import GenrifyError
-        from genrify.genremap import GenreMap
-        from genrify.results import default_cache_path
-        from genrify.tagpolicy import TagPolicy
 
         def fail(message: str) -> ui.UserError:
             return ui.UserError(f"genrify: {message}")
@@ -276,7 +276,7 @@ def set_item_genres(item: Item, genres: Sequence[str], separator: str) -> None:
 
 def item_provenance(item: Item) -> Provenance | None:
     """What genrify set on this item before (``None``: nothing, every genre it has is a person's)."""
-    from genrify.tagpolicy import Provenance
+    from genrify.collection.tagpolicy import Provenance
 
     if "genrify_genres" not in item:
         return None
@@ -298,7 +298,7 @@ def item_path(item: Item) -> str:
 def item_labels(item: Item, separator: str) -> list[str]:
     """The genres a person set on the item (those genrify set are not labels: a model must never
     learn from its own guesses)."""
-    from genrify.tagpolicy import human_genres
+    from genrify.collection.tagpolicy import human_genres
 
     return list(human_genres(item_genres(item, separator), item_provenance(item)))
 
@@ -326,12 +326,12 @@ def rankings(predictions: Sequence[Prediction], settings: Settings) -> dict[str,
     confidence, for one group of items: one item, or one beets album in album mode.
 
     The ranking and the unsure flag are decided as the CLI decides them
-    (:func:`genrify.albums.track_choice`): in album mode every track gets its album's answer, its
-    tracks' probabilities pooled (:func:`genrify.albums.album_answers`), with ``own_genre_above``
+    (:func:`genrify.classify.albums.track_choice`): in album mode every track gets its album's answer, its
+    tracks' probabilities pooled (:func:`genrify.classify.albums.album_answers`), with ``own_genre_above``
     also its own top genre where that differs strongly, and the album's unsure flag and confidence;
     otherwise the track's own.
     """
-    from genrify.albums import Album, AlbumAnswer, album_answers, track_choice
+    from genrify.classify.albums import Album, AlbumAnswer, album_answers, track_choice
 
     albums: dict[str, AlbumAnswer] = {}
     if settings.album_mode:
@@ -413,10 +413,10 @@ class Run:
         beets.ui.UserError
             The model cannot be loaded.
         """
-        from genrify.classify import classify_library, open_cache
+        from genrify.classify.service import classify_library, open_cache
+        from genrify.collection.library import find_audio
+        from genrify.core.runner import LocalRunner
         from genrify.errors import GenrifyError
-        from genrify.library import find_audio
-        from genrify.runner import LocalRunner
 
         self._groups = self._group(items)
         paths = [item_path(item) for group in self._groups for item in group]
@@ -454,7 +454,7 @@ class Run:
 
     def on_result(self, result: Result, cached: bool = False) -> None:
         """One file's answer (or failure): its groups are set once every file of theirs has answered."""
-        from genrify.predict import Failure
+        from genrify.classify.predict import Failure
 
         self._seen += 1
         self.tally.from_cache += cached and not isinstance(result, Failure)
@@ -496,7 +496,7 @@ class Run:
 
     def _apply_item(self, item: Item, new: list[str], confidence: float, prediction: Prediction) -> None:
         """Set one item's genres from an answer's genres (``[]``: not sure enough to set any)."""
-        from genrify.tagpolicy import human_genres, resolve
+        from genrify.collection.tagpolicy import human_genres, resolve
 
         self.tally.classified += 1
         separator = self.settings.separator
@@ -553,7 +553,7 @@ class Run:
 
 
 class _Listener:
-    """Hands a library run's results to a :class:`Run` as they arrive (a :class:`genrify.classify.Listener`)."""
+    """Hands a library run's results to a :class:`Run` as they arrive (a :class:`genrify.classify.service.Listener`)."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -666,8 +666,8 @@ class GenrifyPlugin(BeetsPlugin):
             cannot be written (one line).
         """
         from genrify.errors import GenrifyError
-        from genrify.labels import DEFAULT_MIN_SONGS, labels_from_values
-        from genrify.learning import learn_labels, report_lines
+        from genrify.learn.labels import DEFAULT_MIN_SONGS, labels_from_values
+        from genrify.learn.learning import learn_labels, report_lines
 
         if not opts.out:
             raise ui.UserError("genrify: genrify-learn needs --out MODEL, the model file to write")
@@ -708,9 +708,9 @@ class GenrifyPlugin(BeetsPlugin):
             ``N`` below 1, or a model that is not a genre head (a network from ``genrify train``).
         """
         from genrify.errors import GenrifyError
+        from genrify.learn.suggest import suggest_files
         from genrify.models.builtin import GenreHead
-        from genrify.modelfile import is_head_file
-        from genrify.suggest import suggest_files
+        from genrify.models.modelfile import is_head_file
 
         if n < 1:
             raise ui.UserError(f"genrify: --suggest must be at least 1, not {n}")
@@ -754,7 +754,7 @@ class GenrifyPlugin(BeetsPlugin):
 
     def _embedding_cache(self, settings: Settings) -> Any:
         """genrify's embedding cache (the one ``genrify learn`` uses), or ``None`` with ``cache: no``."""
-        from genrify.embedcache import EmbeddingCache, segment_plan
+        from genrify.learn.embedcache import EmbeddingCache, segment_plan
 
         if settings.cache is None:
             return None
@@ -822,7 +822,7 @@ class GenrifyPlugin(BeetsPlugin):
         importer_wrote = bool(task.apply) or getattr(task.choice_flag, "name", "") == "RETAG"
         if importer_wrote or not session.config["write"].get(bool):
             return
-        from genrify.classify import open_cache
+        from genrify.classify.service import open_cache
         from genrify.errors import GenrifyError
 
         settings = self.settings()

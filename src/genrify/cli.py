@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from genrify import __version__
-from genrify.config import TRAIN_DEFAULTS
+from genrify.learn.config import TRAIN_DEFAULTS
 from genrify.defaults import (
     ARCHITECTURES,
     DEFAULT_MAX_SEGMENTS,
@@ -33,7 +33,7 @@ from genrify.defaults import (
 from genrify.errors import GenrifyError, UsageError, exit_code
 
 if TYPE_CHECKING:
-    from genrify.runner import Runner
+    from genrify.core.runner import Runner
 
 #: ``--max-duration``'s default and help, the same for extract, classify and serve.
 _MAX_DURATION = f"{MAX_DURATION / 3600:g}h"
@@ -43,7 +43,7 @@ _MAX_DURATION_HELP = ("Refuse a file holding more audio than this (e.g. 12h, 90m
 
 def _max_duration(text: str) -> float:
     """``--max-duration``'s seconds; a bad value is a usage error (exit 2) before any work."""
-    from genrify.audio import parse_duration
+    from genrify.audio.decode import parse_duration
     from genrify.errors import ParameterError
 
     try:
@@ -138,8 +138,8 @@ def synth(
     """
     import time
 
-    from genrify.runner import default_jobs
-    from genrify.synth import SynthSpec, resolve_genres, song_paths, write_dataset
+    from genrify.audio.synth import SynthSpec, resolve_genres, song_paths, write_dataset
+    from genrify.core.runner import default_jobs
 
     names = resolve_genres([g.strip() for g in genre_names.split(",") if g.strip()] if genre_names else genres)
     spec = SynthSpec(
@@ -164,12 +164,12 @@ def synth(
 def _runner(scheduler: str | None, jobs: int | None, *, in_process: bool | None = None) -> Iterator[Runner]:
     """The runner of ``--scheduler``/``--jobs``: a Dask cluster (closed after the run where this
     command started it), or this machine's process pool."""
-    from genrify.runner import LocalRunner
+    from genrify.core.runner import LocalRunner
 
     if not scheduler:
         yield LocalRunner(jobs, in_process=in_process)
         return
-    from genrify.distributed import DaskRunner, connect
+    from genrify.core.distributed import DaskRunner, connect
 
     with connect(scheduler, n_workers=jobs) as client:
         yield DaskRunner(client)
@@ -214,10 +214,10 @@ def extract(
     """
     from rich.markup import escape
 
-    from genrify.extract import extract as run_extract
-    from genrify.features import FeatureParams
-    from genrify.library import display_path, scan
-    from genrify.store import FeatureStore
+    from genrify.audio.features import FeatureParams
+    from genrify.collection.library import display_path, scan
+    from genrify.store.extract import extract as run_extract
+    from genrify.store.store import FeatureStore
 
     longest = _max_duration(max_duration)
     if verbose:
@@ -309,9 +309,9 @@ def inspect(
     from rich.markup import escape
     from rich.table import Table
 
+    from genrify.collection.library import display_path
     from genrify.errors import StoreError
-    from genrify.library import display_path
-    from genrify.store import FeatureStore
+    from genrify.store.store import FeatureStore
 
     def shown(text: str) -> str:  # any file name, readable on one line, never taken for markup
         return escape(display_path(text))
@@ -381,9 +381,9 @@ def train(
 
     from rich.table import Table
 
-    from genrify import modelfile
-    from genrify.evaluation import write_report
-    from genrify.training import train as run_training
+    from genrify.learn.evaluation import write_report
+    from genrify.learn.training import train as run_training
+    from genrify.models import modelfile
 
     # Where the model and its report go is checked before any training: a run of hours must not
     # end by replacing a song, a store's manifest or another program's file (or by being refused).
@@ -392,7 +392,7 @@ def train(
         TRAIN_DEFAULTS, arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, optimizer=optimizer, lr=lr,
         patience=patience, group_by=group_by, device=device,
     )
-    from genrify import ddp
+    from genrify.learn import ddp
 
     progress = _progress()
     progress.disable = not ddp.is_main()  # under torchrun, rank 0 alone shows progress
@@ -454,11 +454,11 @@ def train(
 
 
 def _model_destination(model_file: Path, store: Path, split_file: Path | None) -> Any:
-    """``train --out``: the :class:`genrify.modelfile.Destination`, or a usage error (exit 2)
+    """``train --out``: the :class:`genrify.models.modelfile.Destination`, or a usage error (exit 2)
     where writing the model or its report (``MODEL.report/`` beside the name given) would replace
     something that is not genrify's."""
-    from genrify.evaluation import check_report_dir, report_dir
-    from genrify.modelfile import check_destination
+    from genrify.learn.evaluation import check_report_dir, report_dir
+    from genrify.models.modelfile import check_destination
 
     try:
         destination = check_destination(model_file, store=store, inputs=[split_file] if split_file else [])
@@ -483,7 +483,7 @@ def evaluate(
     """
     from rich.table import Table
 
-    from genrify.evaluation import check_report_dir, evaluate_model, report_dir, write_report
+    from genrify.learn.evaluation import check_report_dir, evaluate_model, report_dir, write_report
 
     check_report_dir(report_dir(model))  # the report it rewrites must be genrify's, checked before any work
     result = evaluate_model(model, store, split_file=split_file, all_tracks=all_tracks)
@@ -517,8 +517,8 @@ def info(model: Annotated[Path | None, typer.Argument(help="Model file (made by 
     """
     from rich.table import Table
 
-    from genrify.modelcard import model_card
-    from genrify.modelfile import read_metadata
+    from genrify.models.modelcard import model_card
+    from genrify.models.modelfile import read_metadata
 
     meta = read_metadata(model) if model is not None else None
     card = model_card(meta, name=model.name) if model is not None else model_card(None)
@@ -543,7 +543,7 @@ def info(model: Annotated[Path | None, typer.Argument(help="Model file (made by 
     out.print(table)
     learned = meta.get("info", {}).get("learned")
     if isinstance(learned, dict):  # a head made by `genrify learn`: its honest report, in full
-        from genrify.learning import report_lines
+        from genrify.learn.learning import report_lines
 
         source = meta.get("info", {}).get("learned_from") or {}
         for line in report_lines(learned, dropped=source.get("dropped"), min_songs=source.get("min_songs")):
@@ -574,11 +574,11 @@ def learn(
     """
     from rich.markup import escape
 
-    from genrify.embedcache import EmbeddingCache, default_cache_path
-    from genrify.genremap import GenreMap
-    from genrify.labels import SOURCES
-    from genrify.learning import learn_library, report_lines
-    from genrify.library import display_path, file_identity
+    from genrify.collection.genremap import GenreMap
+    from genrify.collection.library import display_path, file_identity
+    from genrify.learn.embedcache import EmbeddingCache, default_cache_path
+    from genrify.learn.labels import SOURCES
+    from genrify.learn.learning import learn_library, report_lines
 
     if labels not in SOURCES:
         _usage(f"--labels: choose {' or '.join(SOURCES)}, not {labels!r}")
@@ -589,7 +589,7 @@ def learn(
     if suggest is not None and suggest < 1:
         _usage(f"--suggest must be at least 1, not {suggest}")
     if playlist is not None:
-        from genrify.suggest import check_playlist
+        from genrify.learn.suggest import check_playlist
 
         if suggest is None:
             _usage("--playlist goes with --suggest N")
@@ -621,8 +621,8 @@ def learn(
                                     cache=store, jobs=jobs, follow_links=follow_links, progress=show, notify=step)
             suggested = None
             if suggest is not None and summary.labels.untagged:
+                from genrify.learn.suggest import suggest_files
                 from genrify.models.builtin import GenreHead
-                from genrify.suggest import suggest_files
 
                 # The untagged songs are embedded once, into the same cache: learning again after
                 # tagging some of them embeds nothing new for them (a retagged file changes, though).
@@ -673,9 +673,9 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool) -> 
         table.add_row(_say(s.path), _say(s.guess), f"{s.probability:.2f}")
     out.print(table)
     if playlist is not None and suggestions:
+        from genrify.collection.library import display_path
         from genrify.errors import GenrifyIOError
-        from genrify.library import display_path
-        from genrify.suggest import write_playlist
+        from genrify.learn.suggest import write_playlist
 
         try:
             write_playlist(playlist, suggestions)
@@ -705,9 +705,9 @@ def demo(
     """
     import dataclasses
 
-    from genrify import modelfile
-    from genrify.demo import cross_validate
-    from genrify.evaluation import write_report
+    from genrify.learn.demo import cross_validate
+    from genrify.learn.evaluation import write_report
+    from genrify.models import modelfile
 
     music = out_dir / "music"
     store = out_dir / "store"
@@ -831,8 +831,8 @@ def classify(
 
     from rich.markup import escape
 
-    from genrify import outputs
-    from genrify.classify import (
+    from genrify.classify import outputs
+    from genrify.classify.service import (
         ClassifyOptions,
         Listener,
         ModelRef,
@@ -845,13 +845,13 @@ def classify(
         require_audio,
         tag_results,
     )
-    from genrify.destinations import check_output_file
-    from genrify.devices import resolve_device
+    from genrify.classify.predict import Failure
+    from genrify.classify.results import default_cache_path
+    from genrify.collection.destinations import check_output_file
+    from genrify.collection.library import display_path, file_identity, find_audio
+    from genrify.collection.organize import check_playlists
+    from genrify.core.devices import resolve_device
     from genrify.errors import OrganizeError, ParameterError
-    from genrify.library import display_path, file_identity, find_audio
-    from genrify.organize import check_playlists
-    from genrify.predict import Failure
-    from genrify.results import default_cache_path
 
     # Every option is checked before any work: a usage mistake costs nothing and exits 2.
     if format not in outputs.FORMATS:
@@ -926,7 +926,7 @@ def classify(
     if cache_path is not None and file_identity(cache_path) in keep:
         _usage(f"--cache-file {display_path(cache_path)}: is one of the input files (or the model)")
     if organize is not None:
-        from genrify.organize import check_destination
+        from genrify.collection.organize import check_destination
 
         check_destination(organize, [p for p in paths if p.is_dir()] or [p.parent for p in paths])
 
@@ -946,7 +946,7 @@ def classify(
         for raw, reason in found.missing:
             err.print(f"[yellow]skipped[/] {_say(raw)}: {escape(reason)}", highlight=False)
         if write_tags:
-            from genrify.tags import recover_interrupted_writes
+            from genrify.collection.tags import recover_interrupted_writes
 
             # A tag write cut short by kill -9 left a file half-written and its complete new version
             # beside it: put it back before the file is read.
@@ -1016,7 +1016,7 @@ def classify(
         if write_tags:
             albums = None
             if album_mode:
-                from genrify.albums import album_answers, group_albums
+                from genrify.classify.albums import album_answers, group_albums
 
                 # Every track has its say in its album, the unsure ones too; the policy then
                 # judges the album's answer (its confidence, its unsure flag), not each track's.
@@ -1096,10 +1096,10 @@ def _since(text: str) -> float:
 def _tag_policy(count: int, min_confidence: float, min_probability: float, tag_unsure: bool, mode: str,
                 separator: str | None, id3v23: bool, parents: bool, genre_map: Path | None,
                 track_genre_above: float | None) -> Any:
-    """The tag options as one :class:`genrify.tagpolicy.TagPolicy`; a bad value is a usage error."""
+    """The tag options as one :class:`genrify.collection.tagpolicy.TagPolicy`; a bad value is a usage error."""
+    from genrify.collection.genremap import GenreMap
+    from genrify.collection.tagpolicy import TAG_MODES, TagPolicy
     from genrify.errors import ParameterError
-    from genrify.genremap import GenreMap
-    from genrify.tagpolicy import TAG_MODES, TagPolicy
 
     if mode not in TAG_MODES:
         _usage(f"--tag-mode: unknown mode {mode!r}; choose {', '.join(TAG_MODES)}")
@@ -1126,9 +1126,9 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
     from rich.markup import escape
     from rich.table import Table
 
-    from genrify import outputs
-    from genrify.library import display_path
-    from genrify.predict import Failure, Prediction
+    from genrify.classify import outputs
+    from genrify.classify.predict import Failure, Prediction
+    from genrify.collection.library import display_path
 
     if format != "table":
         text = outputs.render(results, format, top_k=top_k, timeline=timeline)
@@ -1206,7 +1206,7 @@ def tags(
     from rich.markup import escape
     from rich.table import Table
 
-    from genrify.library import display_path
+    from genrify.collection.library import display_path
     from genrify.models.musicnn import load_tagger, tag_song
 
     if format not in ("table", "json"):
@@ -1273,23 +1273,23 @@ def _usage(message: str) -> NoReturn:
 
 def _say(text: object) -> str:
     """A file name or a message quoting one, ready for a Rich console: readable (see
-    :func:`genrify.library.display_path`) and with no Rich markup in it."""
+    :func:`genrify.collection.library.display_path`) and with no Rich markup in it."""
     from rich.markup import escape
 
-    from genrify.library import display_path
+    from genrify.collection.library import display_path
 
     return escape(display_path(str(text)))
 
 
 def _shown_path(path: str | None, bases: list[Path] | None = None, *, width: int | None = None) -> str:
     """A path for tables: the shortest of itself, relative to the working folder, or relative to
-    the input folder it was found in; readable (:func:`genrify.library.display_path`); cut in the
+    the input folder it was found in; readable (:func:`genrify.collection.library.display_path`); cut in the
     middle with "…" to ``width`` cells, keeping more of the end, where the file name is."""
     import os
 
     from rich.cells import cell_len
 
-    from genrify.library import display_path
+    from genrify.collection.library import display_path
 
     if path is None:
         return ""

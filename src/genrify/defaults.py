@@ -1,8 +1,8 @@
 """Defaults that several modules and the command line share, in one place (no imports: the CLI reads
 them at start-up).
 
-The objects that use them take them from here (:class:`genrify.features.FeatureParams`'s fields,
-:class:`genrify.config.TrainConfig`, :data:`genrify.audio.DEFAULT_SAMPLE_RATE`), and the CLI's help
+The objects that use them take them from here (:class:`genrify.audio.features.FeatureParams`'s fields,
+:class:`genrify.learn.config.TrainConfig`, :data:`genrify.audio.decode.DEFAULT_SAMPLE_RATE`), and the CLI's help
 texts are formatted from them, so a default is changed in one line.
 """
 

@@ -21,14 +21,14 @@ import torch
 from genrify.errors import ParameterError
 
 if TYPE_CHECKING:
-    from genrify.features import FeatureParams
+    from genrify.audio.features import FeatureParams
 
 Builder = Callable[..., torch.nn.Module]
 
-#: Trainer of a whole network on a feature store's log-mel chunks (:mod:`genrify.training`).
+#: Trainer of a whole network on a feature store's log-mel chunks (:mod:`genrify.learn.training`).
 CHUNKS = "chunks"
 #: Trainer of a head on embeddings that a frozen pretrained model computes once per track from the
-#: audio and caches in the store (:mod:`genrify.embeddings`); the network must have a ``head``.
+#: audio and caches in the store (:mod:`genrify.learn.embeddings`); the network must have a ``head``.
 EMBEDDINGS = "embeddings"
 TRAINERS = (CHUNKS, EMBEDDINGS)
 

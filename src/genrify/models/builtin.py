@@ -30,7 +30,7 @@ divided by ``temperature``. The song's answer is the mean of its patches' softma
 model; asking for a few genres (``--genres``) renormalises the same logits over them.
 
 A head may hold any vocabulary: ``genrify learn`` makes one from a library's own genres with the
-same learner (:mod:`genrify.learner`), each genre taking as prior the tag score of the built-in
+same learner (:mod:`genrify.learn.learner`), each genre taking as prior the tag score of the built-in
 genre it means (:func:`builtin_genre`), if any. The packaged head is one such head, made by
 ``scripts/train_builtin_head.py`` from the 294 GTZAN excerpts: its settings (regularisation, prior
 weight, bound, temperature, unsure threshold, near-tie margin) chosen by artist-grouped nested
@@ -51,9 +51,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from genrify.audio.features import FeatureParams
+from genrify.collection.genremap import GenreMap, genre_key
 from genrify.errors import DependencyError, ModelFileError, ParameterError
-from genrify.features import FeatureParams
-from genrify.genremap import GenreMap, genre_key
 
 #: Each genre's tags in each tagger's vocabulary.
 GENRE_TAGS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -92,7 +92,7 @@ TAGGER_NAMES = ("MSD_musicnn", "MTT_musicnn")
 EMBEDDING = ("MSD_musicnn", "penultimate")
 NAME = "genrify-musicnn"
 #: Where the packaged head lives.
-HEAD_PATH = Path(__file__).resolve().parents[1] / "pretrained" / "genre_head.safetensors"
+HEAD_PATH = Path(__file__).resolve().parent / "pretrained" / "genre_head.safetensors"
 HEAD_FORMAT = "genrify-genre-head"
 #: 2: any vocabulary, each genre with an optional tag prior, the near-tie margin (1: the 17 genres).
 HEAD_FORMAT_VERSION = 2
@@ -115,7 +115,7 @@ _SCORE_FLOOR = 1e-4
 def builtin_genre(name: str, genre_map: GenreMap | None = None) -> str | None:
     """The genre of :data:`GENRES` that ``name`` means, or ``None``.
 
-    Names are compared as :func:`genrify.genremap.genre_key` compares them (``Hip Hop`` is
+    Names are compared as :func:`genrify.collection.genremap.genre_key` compares them (``Hip Hop`` is
     ``hip-hop``), through :data:`ALIASES` (``rap``, ``r&b``) and, given a genre map, through its
     spellings (a map that spells ``soul/rnb`` as ``R&B`` makes ``R&B`` mean it).
     """
@@ -142,7 +142,7 @@ def resolve_genres(names: Sequence[str] | None, vocabulary: Sequence[str] = GENR
         Genres asked for, as a person spells them.
     vocabulary
         The genres the model answers with: :data:`GENRES` for the built-in model, or a learned
-        head's. A name matches a genre of the same :func:`~genrify.genremap.genre_key`, or one that
+        head's. A name matches a genre of the same :func:`~genrify.collection.genremap.genre_key`, or one that
         means the same built-in genre (:func:`builtin_genre`: ``rap`` finds ``Hip-Hop``).
 
     Raises
@@ -182,7 +182,7 @@ def resolve_genres(names: Sequence[str] | None, vocabulary: Sequence[str] = GENR
 def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
     """`` (did you mean 'jazz'?)`` for the candidates closest to a mistyped ``name``, or ``""``.
 
-    Names are compared by :func:`~genrify.genremap.genre_key` (``Hip Hop`` is ``hiphop``), with
+    Names are compared by :func:`~genrify.collection.genremap.genre_key` (``Hip Hop`` is ``hiphop``), with
     :func:`difflib.get_close_matches`: at most three, closest first.
 
     Examples
@@ -300,7 +300,7 @@ class GenreHead:
         """Write the head as a safetensors file (plain arrays; the metadata is JSON)."""
         from safetensors.numpy import save_file
 
-        from genrify.fsutil import atomic_path
+        from genrify.core.fsutil import atomic_path
 
         meta = {
             "format": HEAD_FORMAT, "version": HEAD_FORMAT_VERSION, "genres": list(self.genres),
@@ -572,7 +572,7 @@ class BuiltinGenreNetwork(nn.Module):
 
     def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The logits and :data:`EMBEDDING` of each patch: prediction's music check
-        (:mod:`genrify.musicness`) reads the embedding, which the taggers compute anyway."""
+        (:mod:`genrify.classify.musicness`) reads the embedding, which the taggers compute anyway."""
         patches = x.transpose(1, 2).float()  # (batch, frames, bands), the taggers' layout
         if self.onnx and x.device.type == "cpu":
             outputs = {name: self.onnx[name](patches) for name in self.taggers}

@@ -3,7 +3,7 @@
 musicnn (https://github.com/jordipons/musicnn, ISC licence, see ``NOTICE``) ships four taggers that
 give 50 tag probabilities for every 3-second patch of a song: ``MTT_musicnn`` and ``MTT_vgg``
 (trained on MagnaTagATune), ``MSD_musicnn`` and ``MSD_vgg`` (trained on the Million Song Dataset).
-Their weights ship with genrify in ``genrify/pretrained/<name>.safetensors`` (made by
+Their weights ship with genrify in ``genrify/models/pretrained/<name>.safetensors`` (made by
 ``scripts/convert_musicnn.py`` from the original checkpoints, through the TensorFlow-to-PyTorch
 weight port in ``scripts/musicnn_port.py``); the tag names, the architecture and
 the preprocessing travel in each file's metadata, and loading never runs code from the file.
@@ -12,7 +12,7 @@ The port reproduces musicnn 0.1.0's ``extractor`` (its preprocessing with libros
 both architectures in inference mode). Given the original's input batch, the taggram agrees with
 the original's to 4e-6 and the embeddings to 6e-5, except ``max_pool``, where the original's own
 float32 rounding is up to 8e-4 from the exact value (1e-4 of the feature's magnitude); from the
-audio file, through :func:`genrify.audio.load` and :func:`preprocess`, the taggram agrees to 1.3e-5
+audio file, through :func:`genrify.audio.decode.load` and :func:`preprocess`, the taggram agrees to 1.3e-5
 (``tests/test_musicnn.py`` checks every reference clip of every model). The details that matter, all
 from the original and easy to get wrong, are commented where they happen: batch norm *after* the
 ReLU with epsilon 1e-3, TensorFlow's SAME padding with the extra row at the end, zero padding in the
@@ -41,17 +41,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrify.audio.features import FeatureParams, log_mel, log_mel_stream
 from genrify.defaults import DEFAULT_MAX_SEGMENTS
 from genrify.errors import ModelFileError, ParameterError
-from genrify.features import FeatureParams, log_mel, log_mel_stream
 
 if TYPE_CHECKING:
-    from genrify.segments import SongSegments
+    from genrify.audio.segments import SongSegments
 
 #: The four pretrained taggers, by the original's names.
 TAGGERS = ("MTT_musicnn", "MSD_musicnn", "MTT_vgg", "MSD_vgg")
 #: Where the converted weights live inside the package.
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 #: musicnn's input: 16 kHz, 512-point STFT every 256 samples, 96 Slaney mel bands, log10(10000 x + 1).
 MUSICNN_PARAMS = FeatureParams(
     sample_rate=16000, n_mels=96, n_fft=512, hop_length=256, scale="log10p", gain=10000.0, top_db=None
@@ -307,7 +307,7 @@ def patches(spectrogram: np.ndarray, hop: int = PATCH_FRAMES) -> np.ndarray:
 
     Patches start every ``hop`` frames; trailing frames that do not fill a patch are dropped, as in
     the original. Audio shorter than one patch (about 2.98 s), on which the original crashes, gives
-    one patch filled by repeating it (:func:`genrify.segments.fill_chunk`, genrify's one rule for
+    one patch filled by repeating it (:func:`genrify.audio.segments.fill_chunk`, genrify's one rule for
     short audio).
 
     Raises
@@ -315,7 +315,7 @@ def patches(spectrogram: np.ndarray, hop: int = PATCH_FRAMES) -> np.ndarray:
     ParameterError
         No frames at all.
     """
-    from genrify.segments import fill_chunk
+    from genrify.audio.segments import fill_chunk
 
     frames = spectrogram.shape[0]
     if frames == 0:
@@ -371,10 +371,10 @@ def preprocess(waveform: np.ndarray, sample_rate: int, *, hop_seconds: float | N
 
 
 def preprocess_file(path: str | Path, *, hop_seconds: float | None = None) -> np.ndarray:
-    """musicnn's input batch from an audio file, decoded by genrify's :mod:`~genrify.audio` at 16 kHz.
+    """musicnn's input batch from an audio file, decoded by genrify's :mod:`~genrify.audio.decode` at 16 kHz.
 
-    The same values as :func:`preprocess` of :func:`genrify.audio.load`'s waveform, computed block by
-    block (:func:`genrify.features.log_mel_stream`), so that an hour-long file costs its patches
+    The same values as :func:`preprocess` of :func:`genrify.audio.decode.load`'s waveform, computed block by
+    block (:func:`genrify.audio.features.log_mel_stream`), so that an hour-long file costs its patches
     (about 90 MB) rather than its decoded audio and a whole-file STFT (over 1 GB).
 
     Raises
@@ -384,7 +384,7 @@ def preprocess_file(path: str | Path, *, hop_seconds: float | None = None) -> np
     ParameterError
         As :func:`preprocess`.
     """
-    from genrify import audio
+    from genrify.audio import decode as audio
 
     hop = patch_hop(hop_seconds)
     blocks = audio.stream(path, sr=MUSICNN_PARAMS.sample_rate)
@@ -495,7 +495,7 @@ class Tagger:
         return self._result(batch, hop_seconds, features)
 
     def tag_file(self, path: str | Path, *, hop_seconds: float | None = None, features: bool = False) -> TagResult:
-        """Tag an audio file (decoded by :func:`genrify.audio.load`)."""
+        """Tag an audio file (decoded by :func:`genrify.audio.decode.load`)."""
         batch = preprocess_file(path, hop_seconds=hop_seconds)
         return self._result(batch, hop_seconds, features)
 
@@ -531,8 +531,8 @@ def tag_song(
     AudioError
         The file cannot be decoded.
     """
+    from genrify.audio.segments import song_segments
     from genrify.models import onnx
-    from genrify.segments import song_segments
 
     song = song_segments(path, MUSICNN_PARAMS, PATCH_FRAMES, max_segments=max_segments)
     batch = np.ascontiguousarray(song.segments.transpose(0, 2, 1))  # (n, 187, 96), the taggers' layout

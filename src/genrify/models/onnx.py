@@ -4,7 +4,7 @@
 machine: ONNX Runtime took 0.42-0.45 of eager PyTorch's time (0.53-0.59 on one thread), with the
 taggram within 4e-7 and the embedding within 3e-6 of PyTorch's; ``torch.compile``, TorchScript
 freezing and channels-last gained under 15 % or nothing. So the built-in model runs its taggers'
-graphs (``genrify/pretrained/<name>.onnx``, exported from the same weights by
+graphs (``genrify/models/pretrained/<name>.onnx``, exported from the same weights by
 ``scripts/convert_musicnn.py``; a graph of standard operators, no code) on ONNX Runtime's CPU
 provider wherever ``onnxruntime`` imports, and on PyTorch otherwise and on a GPU.
 
@@ -23,7 +23,7 @@ import torch
 
 #: Where the graphs ship: beside the taggers' weights (``genrify.models.musicnn.PRETRAINED_DIR``;
 #: not imported from there, so that the taggers may use this module without a cycle).
-GRAPHS_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+GRAPHS_DIR = Path(__file__).resolve().parent / "pretrained"
 #: The outputs each exported graph gives, in order.
 OUTPUTS = ("taggram", "penultimate")
 
@@ -90,7 +90,7 @@ def export(network: torch.nn.Module, path: str | Path) -> Path:
     """
     import warnings
 
-    from genrify.fsutil import atomic_path
+    from genrify.core.fsutil import atomic_path
 
     class _Outputs(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:

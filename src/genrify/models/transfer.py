@@ -3,7 +3,7 @@
 The tagger (frozen, the packaged ``MSD_musicnn`` weights by default) turns each 3-second patch of
 musicnn's log-mel input into its pooled mid-level features (the temporal mean and max of the
 753 front- and mid-end maps, 1506 numbers); a standardisation and a linear layer (or one hidden
-layer) map them to genres. Trained on embeddings computed once per track (:mod:`genrify.embeddings`),
+layer) map them to genres. Trained on embeddings computed once per track (:mod:`genrify.learn.embeddings`),
 so a head on a thousand tracks trains in seconds on a CPU. The model file holds the tagger's
 weights too, so it works like any other genrify model file.
 
@@ -78,7 +78,7 @@ class MusicnnTransfer(nn.Module):
             raise ParameterError(f"musicnn-transfer takes musicnn's 96 mel bands, not {n_mels}")
         if not tagger.endswith("_musicnn"):
             raise ParameterError(f"musicnn-transfer needs a musicnn tagger (MSD_musicnn or MTT_musicnn), not {tagger!r}")
-        #: the tagger whose cached embeddings the head trains on (:func:`genrify.embeddings.ensure_embeddings`)
+        #: the tagger whose cached embeddings the head trains on (:func:`genrify.learn.embeddings.ensure_embeddings`)
         self.embedding_source = tagger
         self.tagger = load_tagger(tagger).network.eval()
         for p in self.tagger.parameters():

@@ -5,9 +5,9 @@
 with no external assets; everything it shows comes from the API:
 
 - ``POST /api/classify``: one song as the multipart field ``file``; answers the JSON object of
-  ``genrify classify --format json`` (:meth:`genrify.predict.Prediction.to_dict`) plus the model's
+  ``genrify classify --format json`` (:meth:`genrify.classify.predict.Prediction.to_dict`) plus the model's
   name, and optionally the song's log-mel spectrogram as a PNG data URL.
-- ``GET /api/models``: the loaded models with their model cards (:mod:`genrify.modelcard`), genres,
+- ``GET /api/models``: the loaded models with their model cards (:mod:`genrify.models.modelcard`), genres,
   architecture, training accuracy and feature parameters; ``GET /api/health``.
 - ``GET /api/samples``: the example recordings the page offers as one-click samples, each served
   read-only by ``GET /api/samples/{name}`` (:mod:`genrify.web.samples`: names from a fixed list).
@@ -57,7 +57,7 @@ from genrify.web.upload import (
 )
 
 if TYPE_CHECKING:
-    from genrify.predict import Classifier
+    from genrify.classify.predict import Classifier
 
 __all__ = ["ModelEntry", "create_app", "describe"]
 
@@ -117,8 +117,8 @@ def _classify_file(
     """Classify through the classification service (the answer `genrify classify` gives for the
     file), draw the spectrogram if asked, and render the answer as strict JSON (in a worker thread:
     a large spectrogram is not encoded on the event loop)."""
-    from genrify.classify import ClassifyOptions, classify_song
-    from genrify.segments import picture_features
+    from genrify.audio.segments import picture_features
+    from genrify.classify.service import ClassifyOptions, classify_song
 
     features = None
     try:
@@ -229,7 +229,7 @@ def create_app(
         (:class:`genrify.web.security.HostAndOriginCheck`).
     max_duration
         A song holding more audio than this many seconds is refused with 422, by its header before
-        it is decoded (``None``: no limit; see :func:`genrify.segments.song_segments`).
+        it is decoded (``None``: no limit; see :func:`genrify.audio.segments.song_segments`).
 
     Raises
     ------
@@ -240,7 +240,7 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
 
     entries = entries_by_name(models)
-    from genrify.audio import check_max_duration
+    from genrify.audio.decode import check_max_duration
 
     check_max_duration(max_duration)
     if not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from genrify.errors import ParameterError
 
 if TYPE_CHECKING:
-    from genrify.predict import Classifier
+    from genrify.classify.predict import Classifier
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,13 @@ class ModelEntry:
         Shown in the page and passed as ``model`` to the API; unique within an app.
     model
         Anything with ``network``, ``genres``, ``params`` and ``chunk_frames``
-        (:class:`genrify.predict.Classifier`), e.g. a :class:`genrify.modelfile.GenreModel`.
+        (:class:`genrify.classify.predict.Classifier`), e.g. a :class:`genrify.models.modelfile.GenreModel`.
     metadata
         JSON-ready facts for ``GET /api/models``: ``architecture``, ``genres``, ``song_accuracy``
         (the training report's mean song accuracy, or ``None``), ``learned`` (a model made by
         ``genrify learn``: its cross-validated ``top1``, ``macro_recall`` and ``songs``, or ``None``),
-        ``features``, ``segment_seconds``, ``card`` (the model card, :func:`genrify.modelcard.model_card`
-        as :meth:`~genrify.modelcard.ModelCard.to_dict`), ... (:func:`describe` makes them from a model).
+        ``features``, ``segment_seconds``, ``card`` (the model card, :func:`genrify.models.modelcard.model_card`
+        as :meth:`~genrify.models.modelcard.ModelCard.to_dict`), ... (:func:`describe` makes them from a model).
     description
         One line for people, e.g. where the model comes from.
     """
@@ -63,7 +63,7 @@ class ModelEntry:
 
     @classmethod
     def from_file(cls, path: str | Path, name: str | None = None, *, description: str = "") -> ModelEntry:
-        """Load a model file (:meth:`genrify.classify.ModelRef.load`: once per process); the name
+        """Load a model file (:meth:`genrify.classify.service.ModelRef.load`: once per process); the name
         defaults to the file's stem.
 
         Raises
@@ -71,14 +71,14 @@ class ModelEntry:
         ModelFileError
             The file cannot be loaded.
         """
-        from genrify.classify import ModelRef
+        from genrify.classify.service import ModelRef
 
         path = Path(path)
         return cls.from_model(name or path.stem, ModelRef.file(path).load(), description=description, file=path.name)
 
     @classmethod
     def builtin(cls, name: str = "built-in (musicnn)", genres: Sequence[str] | None = None) -> ModelEntry:
-        """The built-in pretrained model (:meth:`genrify.classify.ModelRef.builtin`), loaded once per process.
+        """The built-in pretrained model (:meth:`genrify.classify.service.ModelRef.builtin`), loaded once per process.
 
         Raises
         ------
@@ -87,9 +87,9 @@ class ModelEntry:
         ModelFileError
             The packaged weights are missing or damaged.
         """
-        from genrify.classify import ModelRef
+        from genrify.classify.service import ModelRef
 
-        # No description: its model card (genrify.modelcard) says what it is.
+        # No description: its model card (genrify.models.modelcard) says what it is.
         return cls.from_model(name, ModelRef.builtin(genres).load())
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +100,7 @@ class ModelEntry:
 def describe(model: Classifier) -> dict[str, Any]:
     """The facts about a model that the page shows: its model card, architecture, genres, training
     accuracy, features."""
-    from genrify.modelcard import model_card
+    from genrify.models.modelcard import model_card
 
     info = getattr(model, "info", None) or {}
     summary = (info.get("summary") or {}) if isinstance(info, Mapping) else {}

@@ -214,7 +214,7 @@ def serve(
     if uploads_per_client is not None and uploads_per_client < 1:
         raise UsageError(f"uploads per client must be at least 1, not {uploads_per_client}")
     hosts = allowed_hosts_for(host, allowed_hosts)
-    from genrify.runner import default_jobs
+    from genrify.core.runner import default_jobs
 
     cores = default_jobs()
     workers = workers if workers is not None else max(1, min(4, cores))

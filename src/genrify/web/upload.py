@@ -8,9 +8,9 @@ rate); small form fields stay in memory. :meth:`Upload.remove` deletes the file 
 request ends.
 
 :func:`make_upload_dir` makes a server's private directory, with a marker beside it named as
-:mod:`genrify.fsutil` names a temporary file (it carries the host and the server's pid); a server
+:mod:`genrify.core.fsutil` names a temporary file (it carries the host and the server's pid); a server
 killed with ``kill -9`` cannot remove its directory, so the next one started in the same place
-removes it, once :func:`genrify.fsutil.remove_leftovers` finds that its marker's process is gone.
+removes it, once :func:`genrify.core.fsutil.remove_leftovers` finds that its marker's process is gone.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genrify import fsutil
-from genrify.audio import AUDIO_EXTENSIONS
+from genrify.audio.decode import AUDIO_EXTENSIONS
+from genrify.core import fsutil
 from genrify.errors import GenrifyIOError, http_status
 from genrify.web.responses import ClientError
 
@@ -309,7 +309,7 @@ def make_upload_dir(parent: str | Path | None = None) -> tuple[Path, Path]:
     -------
     directory, marker
         The directory, and the empty marker file beside it that says which process owns it
-        (:func:`genrify.fsutil.temp_name` of the directory's name). Remove both with
+        (:func:`genrify.core.fsutil.temp_name` of the directory's name). Remove both with
         :func:`remove_upload_dir`.
 
     Raises
@@ -343,7 +343,7 @@ def remove_upload_dir(directory: str | Path, marker: str | Path) -> None:
 def remove_dead_upload_dirs(parent: str | Path) -> list[Path]:
     """Remove the upload directories in ``parent`` of servers that were killed (``kill -9``).
 
-    A directory goes only when its marker is one :func:`genrify.fsutil.remove_leftovers` removes:
+    A directory goes only when its marker is one :func:`genrify.core.fsutil.remove_leftovers` removes:
     made on this machine by a process that is gone. A live server's directory, another machine's
     (a shared folder), another user's, and one without a marker (made by an older genrify) are left
     alone.

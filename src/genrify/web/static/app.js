@@ -129,7 +129,7 @@
     return [m.name, m.genres ? `${m.genres.length} genres` : null, card.headline || null].filter(Boolean).join(" · ");
   }
 
-  // The model card (GET /api/models gives it, from genrify.modelcard): what the model is, its main
+  // The model card (GET /api/models gives it, from genrify.models.modelcard): what the model is, its main
   // figures at a glance, and the rest (where it learned, every figure, licence, caveats) one click away.
   function showModelInfo() {
     const m = state.byName.get(selectedModel());

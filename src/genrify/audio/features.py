@@ -1,0 +1,285 @@
+"""Log-mel spectrograms: the parameters as one frozen object, and functions over numpy waveforms.
+
+The transform itself is a small :class:`torch.nn.Module`,
+:class:`genrify.audio.transforms.LogMelSpectrogram`, so the same code runs in extraction workers, in
+prediction and on a GPU. It matches ``librosa.feature.melspectrogram`` followed by
+``librosa.power_to_db(ref=1.0)``: a Hann-windowed STFT centred with zero padding, the Slaney mel
+filter bank (taken from librosa itself), power 2, and decibels against a fixed reference, so one
+track's values do not depend on its own loudest moment. ``scale="log10p"`` swaps the decibels for
+musicnn's compression, so the pretrained taggers of :mod:`genrify.models.musicnn` get their input
+from the same code.
+
+:func:`log_mel_stream` computes the same frames from a waveform that arrives in blocks, keeping
+memory bounded for hour-long files. This module imports torch only when a transform is computed, so
+the parameters are cheap to use in processes that compute nothing (the extraction's parent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from genrify import defaults
+from genrify.errors import ParameterError
+
+if TYPE_CHECKING:
+    from genrify.audio.transforms import LogMelSpectrogram
+
+
+#: The log compressions :class:`FeatureParams` knows (its ``scale``).
+SCALES = ("db", "log10p")
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Everything that determines a log-mel spectrogram.
+
+    Saved in every feature store and every model file: features made with other parameters are
+    refused, never silently mixed.
+
+    Attributes
+    ----------
+    sample_rate
+        Rate the audio is resampled to before the transform, in Hz.
+    n_mels
+        Number of mel bands.
+    n_fft
+        FFT size (and window length) in samples.
+    hop_length
+        Samples between successive frames.
+    fmin, fmax
+        Frequency range of the mel filter bank in Hz; ``fmax=None`` means ``sample_rate / 2``.
+    power
+        Exponent of the magnitude spectrogram (2 for power).
+    ref
+        Fixed reference power for decibels (0 dB).
+    amin
+        Floor on power before the logarithm (-100 dB for 1e-10).
+    top_db
+        Clip each track to ``top_db`` below its own maximum, as ``librosa.power_to_db`` does by
+        default; ``None`` keeps only the fixed ``amin`` floor. The clip matters: within 80 dB of the
+        peak a float32 STFT agrees with librosa to about 0.001 dB, while bins near the -100 dB floor
+        are rounding noise that differs between FFT libraries by a tenth of a dB.
+    scale
+        The log compression: ``"db"`` (decibels, as above, using ``ref``, ``amin`` and ``top_db``) or
+        ``"log10p"``, musicnn's ``log10(gain * power + 1)``, which needs no floor because it is 0 for
+        silence. ``"log10p"`` first rounds the power to float16 and back, as musicnn's own
+        preprocessing does (its models were trained on such values); powers above float16's largest
+        value (65504) are clipped to it rather than becoming infinite. To land that rounding where
+        musicnn's does, it also computes the STFT in float64 (stored as complex64), as musicnn's
+        numpy 1.x did. It ignores ``ref`` and ``amin`` and needs ``top_db=None``.
+    gain
+        The multiplier of the ``"log10p"`` scale (musicnn's 10000); unused by ``"db"``.
+    """
+
+    sample_rate: int = defaults.SAMPLE_RATE
+    n_mels: int = defaults.N_MELS
+    n_fft: int = defaults.N_FFT
+    hop_length: int = defaults.HOP_LENGTH
+    fmin: float = 0.0
+    fmax: float | None = None
+    power: float = 2.0
+    ref: float = 1.0
+    amin: float = 1e-10
+    top_db: float | None = 80.0
+    scale: str = "db"
+    gain: float = 10000.0
+
+    def __post_init__(self) -> None:
+        import math
+        import numbers
+
+        # Parameters also come from files (stores, model files): a wrong type or an absurd size is
+        # refused here, before it sizes an allocation or fails deep inside a transform.
+        for name, most in (("sample_rate", 768_000), ("n_mels", 1024), ("n_fft", 65_536), ("hop_length", 65_536)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value > most:
+                raise ParameterError(f"{name} must be an integer up to {most}, not {value!r}")
+        for name in ("fmin", "fmax", "power", "ref", "amin", "top_db", "gain"):
+            value = getattr(self, name)
+            if value is None and name in ("fmax", "top_db"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ParameterError(f"{name} must be a finite number, not {value!r}")
+        if self.sample_rate < 1000:
+            raise ParameterError(f"sample_rate must be at least 1000 Hz, not {self.sample_rate}")
+        if self.n_mels < 1:
+            raise ParameterError(f"n_mels must be positive, not {self.n_mels}")
+        if self.n_fft < 16:
+            raise ParameterError(f"n_fft must be at least 16, not {self.n_fft}")
+        if not 0 < self.hop_length <= self.n_fft:
+            raise ParameterError(f"hop_length must be in 1..n_fft ({self.n_fft}), not {self.hop_length}")
+        nyquist = self.sample_rate / 2
+        fmax = nyquist if self.fmax is None else self.fmax
+        if not 0 <= self.fmin < fmax <= nyquist:
+            raise ParameterError(f"need 0 <= fmin < fmax <= {nyquist:g} Hz, not fmin={self.fmin}, fmax={self.fmax}")
+        if self.power <= 0:
+            raise ParameterError(f"power must be positive, not {self.power}")
+        if self.ref <= 0 or self.amin <= 0:
+            raise ParameterError("ref and amin must be positive")
+        if self.top_db is not None and self.top_db <= 0:
+            raise ParameterError(f"top_db must be positive or None, not {self.top_db}")
+        if self.scale not in SCALES:
+            raise ParameterError(f"scale must be one of {', '.join(SCALES)}, not {self.scale!r}")
+        if not (np.isfinite(self.gain) and self.gain > 0):
+            raise ParameterError(f"gain must be positive, not {self.gain}")
+        if self.scale == "log10p" and self.top_db is not None:
+            # The clip is a dB notion; refusing it beats silently ignoring a value the caller set.
+            raise ParameterError("top_db applies to the 'db' scale only; pass top_db=None with scale='log10p'")
+
+    @property
+    def seconds_per_frame(self) -> float:
+        """Time between successive frames in seconds."""
+        return self.hop_length / self.sample_rate
+
+    def n_frames(self, n_samples: int) -> int:
+        """Number of frames the transform yields for ``n_samples`` samples (centred frames)."""
+        return 1 + n_samples // self.hop_length
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every parameter."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """The parameters as canonical JSON (sorted keys), for storing and comparing."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureParams:
+        """Rebuild parameters saved with :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ParameterError(f"unknown feature parameters: {', '.join(sorted(unknown))}")
+        return cls(**dict(data))
+
+    def differences(self, other: FeatureParams) -> list[str]:
+        """Human-readable list of the parameters in which ``other`` differs from this one."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [f"{k}={mine[k]!r} (not {theirs[k]!r})" for k in mine if mine[k] != theirs[k]]
+
+
+@lru_cache(maxsize=4)
+def cached_transform(params: FeatureParams, center: bool) -> LogMelSpectrogram:
+    """The log-mel transform for ``params``, built once per process and shared (it holds the mel
+    filters and the STFT window, costly to rebuild per song).
+
+    Parameters
+    ----------
+    params
+        Feature parameters.
+    center
+        Whether frames are centred (padded by ``n_fft // 2`` at both ends), as :func:`log_mel`
+        computes them; :func:`log_mel_stream` pads itself and asks for ``False``.
+
+    Returns
+    -------
+    LogMelSpectrogram
+        In eval mode; call it under ``torch.inference_mode()``.
+    """
+    from genrify.audio.transforms import LogMelSpectrogram
+
+    return LogMelSpectrogram(params, center=center).eval()
+
+
+
+def log_mel(waveform: np.ndarray, params: FeatureParams | None = None) -> np.ndarray:
+    """Log-mel spectrogram of a whole mono waveform.
+
+    Parameters
+    ----------
+    waveform
+        1-D float waveform at ``params.sample_rate``.
+    params
+        Feature parameters; the defaults when ``None``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of shape ``(n_mels, params.n_frames(len(waveform)))``.
+    """
+    params = params or FeatureParams()
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim != 1:
+        raise ParameterError(f"expected a 1-D mono waveform, got shape {waveform.shape}")
+    import torch
+
+    with torch.inference_mode():
+        return cached_transform(params, True)(torch.from_numpy(waveform)).numpy()
+
+
+def log_mel_stream(
+    blocks: Iterable[np.ndarray],
+    params: FeatureParams | None = None,
+    *,
+    frames_per_call: int = 2048,
+    dtype: np.dtype | type = np.float32,
+) -> np.ndarray:
+    """Log-mel spectrogram of a waveform that arrives block by block.
+
+    Gives the same frames as :func:`log_mel` on the concatenated waveform, while holding at most
+    one block and ``frames_per_call`` frames of audio at a time, so memory is bounded by the output
+    (about 0.6 MB per minute at the defaults, in float16) rather than by the decoded audio.
+
+    Parameters
+    ----------
+    blocks
+        Consecutive 1-D float32 pieces of the waveform at ``params.sample_rate``.
+    params
+        Feature parameters; the defaults when ``None``.
+    frames_per_call
+        Frames computed per transform call.
+    dtype
+        dtype of the result (e.g. ``numpy.float16`` for the store).
+
+    Returns
+    -------
+    numpy.ndarray
+        Array of shape ``(n_mels, frames)``.
+    """
+    import torch
+
+    params = params or FeatureParams()
+    n_fft, hop = params.n_fft, params.hop_length
+    transform = cached_transform(params, False)
+    pad = np.zeros(n_fft // 2, dtype=np.float32)
+    # Zero padding at both ends reproduces centred frames: frame t covers [t*hop - n_fft/2, ...).
+    buffer = pad
+    total = 0
+    pieces: list[np.ndarray] = []
+    peak = -np.inf
+
+    def flush(buf: np.ndarray, final: bool) -> np.ndarray:
+        nonlocal peak
+        while True:
+            available = 0 if buf.size < n_fft else 1 + (buf.size - n_fft) // hop
+            if available == 0 or (available < frames_per_call and not final):
+                return buf
+            take = min(available, frames_per_call)
+            span = n_fft + (take - 1) * hop
+            with torch.inference_mode():
+                # The top_db floor needs the whole track's peak: clip once at the end instead.
+                db = transform.to_db(transform.power_mel(torch.from_numpy(buf[:span])), clip=False)
+            peak = max(peak, float(db.max()))
+            pieces.append(db.numpy().astype(dtype))
+            buf = buf[take * hop :]
+
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32)
+        total += block.size
+        buffer = flush(np.concatenate([buffer, block]), final=False)
+    flush(np.concatenate([buffer, pad]), final=True)
+    result = np.concatenate(pieces, axis=-1)
+    pieces.clear()  # free the pieces before the caller keeps the result
+    expected = params.n_frames(total)
+    if result.shape[-1] != expected:  # pragma: no cover - guards the frame arithmetic above
+        raise AssertionError(f"streamed {result.shape[-1]} frames, expected {expected}")
+    if params.top_db is not None:
+        np.maximum(result, peak - params.top_db, out=result, casting="unsafe")
+    return result

@@ -1,0 +1,575 @@
+"""Classify songs: cut a song's log-mel spectrogram into segments, run the model, combine.
+
+The seed's ``test.py`` sampled segments of a song, classified each and printed the share of
+segments won by each genre. :func:`classify` gives that vote vector and, as the answer, the mean of
+the segments' probabilities (a soft vote, which uses how sure each segment is); optionally the
+per-segment probabilities with their start times (a timeline).
+
+A song is decoded block by block and its features are computed as it arrives
+(:func:`genrify.audio.features.log_mel_stream`), so memory is bounded by the features, about 40 MB for
+an hour of audio in float16, never by the decoded audio. The features are exactly those that
+extraction stores, so a song gets the same answer here as in :mod:`genrify.learn.evaluation`.
+
+:func:`classify_paths` classifies many files with a model loaded here and a local runner
+(:mod:`genrify.core.runner`): decoding and features run in a pool of processes, the model in the calling
+process. A file that cannot be read becomes a failed result and the run goes on. Libraries (with a
+results cache, or on a Dask cluster whose workers load the model themselves) are classified by
+:mod:`genrify.classify.service`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from genrify.core.runner import LocalRunner, Processor, Runner
+from genrify.defaults import MAX_DURATION
+from genrify.errors import ParameterError, PredictionError
+from genrify.audio.segments import (  # noqa: F401 - song_features and segment_starts are part of this API too
+    DEFAULT_MAX_SEGMENTS,
+    SongSegments,
+    cut_segments,
+    feature_dtype,
+    segment_starts,
+    song_features,
+    song_segments,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from genrify.audio.features import FeatureParams
+
+
+class Classifier(Protocol):
+    """What prediction needs of a model (a :class:`genrify.models.modelfile.GenreModel` is one)."""
+
+    network: torch.nn.Module  #: dB chunks ``(batch, n_mels, frames)`` in, logits out
+    genres: list[str]
+    params: FeatureParams
+    chunk_frames: int
+    # optional: ``confidence_threshold`` (float), below which an answer is flagged as unsure
+
+
+class RankedGenres:
+    """What an answer over a model's genres offers: the top genre, its probability, a ranking.
+
+    Shared by a song's :class:`Prediction` and an album's pooled answer
+    (:class:`genrify.classify.albums.AlbumAnswer`); the class using it has ``genres`` (the model's genres,
+    in its output order) and ``probabilities`` (one per genre).
+    """
+
+    genres: list[str]
+    probabilities: np.ndarray
+
+    @property
+    def genre(self) -> str:
+        """The most probable genre."""
+        return self.genres[int(np.argmax(self.probabilities))]
+
+    @property
+    def confidence(self) -> float:
+        """The most probable genre's probability."""
+        return float(np.max(self.probabilities))
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most probable genres with their probabilities, most probable first."""
+        order = np.argsort(-self.probabilities, kind="stable")[: max(k, 1)]
+        return [(self.genres[i], float(self.probabilities[i])) for i in order]
+
+
+@dataclass
+class Prediction(RankedGenres):
+    """A song's genres.
+
+    Attributes
+    ----------
+    genres
+        The model's genres, in its output order.
+    probabilities
+        Mean over segments of each genre's probability (sums to 1): the answer.
+    votes
+        Share of segments whose most probable genre is each genre (the seed's vote vector).
+    segments
+        Segments classified.
+    duration
+        The song's length in seconds.
+    path
+        The file, where the song came from one.
+    segment_starts
+        Start time of each segment in seconds.
+    segment_probabilities
+        ``(segments, genres)`` probabilities of each segment (the timeline).
+    short
+        The song is shorter than one segment: its only segment was padded, so the answer rests on
+        less audio than the model was made for and is flagged as unsure.
+    not_music
+        Why the song is not music (``silence``, ``tone``, ``noise``, ``clicks`` or ``unlike-music``,
+        see :mod:`genrify.classify.musicness`), or ``None``: an answer for what is not music is flagged as
+        unsure, whatever the model's confidence.
+    near_tie_margin
+        The model's near-tie margin: an answer whose two most probable genres are closer than this
+        is flagged as unsure (0: never; a learned head chooses it by cross-validation).
+    """
+
+    genres: list[str]
+    probabilities: np.ndarray
+    votes: np.ndarray
+    segments: int
+    duration: float
+    path: str | None = None
+    segment_starts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    segment_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    confidence_threshold: float = 0.5  #: below this top probability the answer is flagged as unsure
+    short: bool = False
+    not_music: str | None = None
+    near_tie_margin: float = 0.0
+
+    @property
+    def low_confidence(self) -> bool:
+        """True where the answer is unsure: the song is shorter than one segment, is not music
+        (:attr:`not_music`), the model's top probability is below its threshold (music between
+        genres lands here), or its two best genres are a near tie (:attr:`near_tie`)."""
+        # ``not >=`` rather than ``<``: a NaN confidence (an answer rebuilt from a damaged cache)
+        # counts as unsure, never as sure.
+        return (self.short or self.not_music is not None or not self.confidence >= self.confidence_threshold
+                or self.near_tie)
+
+    @property
+    def near_tie(self) -> bool:
+        """The two most probable genres are closer than :attr:`near_tie_margin`."""
+        if self.near_tie_margin <= 0 or len(self.probabilities) < 2:
+            return False
+        first, second = np.sort(self.probabilities)[-2:][::-1]
+        return bool(first - second < self.near_tie_margin)
+
+    @property
+    def unsure_reason(self) -> str | None:
+        """Why the answer is unsure (``short``, ``not music``, ``low probability`` or ``near tie``,
+        the first that holds), or ``None``."""
+        if self.short:
+            return "short"
+        if self.not_music is not None:
+            return "not music"
+        if not self.confidence >= self.confidence_threshold:
+            return "low probability"
+        return "near tie" if self.near_tie else None
+
+    def to_dict(self, *, top_k: int | None = None, timeline: bool = False) -> dict[str, Any]:
+        """The JSON object of ``genrify classify --format json`` (and of the web API).
+
+        ``probabilities`` holds every genre (summing to 1); ``top`` the ``top_k`` best.
+        """
+        out: dict[str, Any] = {
+            "path": self.path,
+            "genre": self.genre,
+            "confidence": round(self.confidence, 6),
+            "low_confidence": self.low_confidence,
+            "short": self.short,
+            "not_music": self.not_music,
+            "probabilities": {g: round(float(p), 6) for g, p in zip(self.genres, self.probabilities, strict=True)},
+            "votes": {g: round(float(v), 6) for g, v in zip(self.genres, self.votes, strict=True)},
+            "top": [{"genre": g, "probability": round(p, 6)} for g, p in self.top(top_k or len(self.genres))],
+            "segments": self.segments,
+            "duration": round(self.duration, 3),
+            "confidence_threshold": self.confidence_threshold,
+            "near_tie_margin": self.near_tie_margin,
+            "near_tie": self.near_tie,
+            "unsure_reason": self.unsure_reason,
+        }
+        if timeline:
+            out["timeline"] = [
+                {"start": round(float(t), 3), "genre": self.genres[int(np.argmax(p))],
+                 "probabilities": {g: round(float(v), 6) for g, v in zip(self.genres, p, strict=True)}}
+                for t, p in zip(self.segment_starts, self.segment_probabilities, strict=True)
+            ]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Prediction:
+        """Rebuild a prediction from :meth:`to_dict` (with ``timeline=True`` for the segments)."""
+        genres = list(data["probabilities"])
+        timeline = data.get("timeline") or []
+        return cls(
+            genres=genres,
+            confidence_threshold=float(data.get("confidence_threshold", 0.5)),
+            short=bool(data.get("short", False)),
+            not_music=str(data["not_music"]) if data.get("not_music") else None,
+            near_tie_margin=float(data.get("near_tie_margin", 0.0)),
+            probabilities=np.array([data["probabilities"][g] for g in genres], dtype=np.float64),
+            votes=np.array([data["votes"][g] for g in genres], dtype=np.float64),
+            segments=int(data["segments"]),
+            duration=float(data["duration"]),
+            path=data.get("path"),
+            segment_starts=np.array([s["start"] for s in timeline], dtype=np.float64),
+            segment_probabilities=np.array(
+                [[s["probabilities"][g] for g in genres] for s in timeline], dtype=np.float64
+            ).reshape(len(timeline), len(genres)),
+        )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file that could not be classified."""
+
+    path: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "error": self.error}
+
+
+def predict_segments(
+    song: SongSegments,
+    model: Classifier,
+    *,
+    batch_size: int | None = None,
+    path: str | None = None,
+    music_check: bool = True,
+) -> Prediction:
+    """Classify a song from its segments (:func:`song_segments`, :func:`cut_segments`).
+
+    Parameters
+    ----------
+    song
+        The segments, made with ``model.params`` and ``model.chunk_frames``.
+    model
+        The classifier.
+    batch_size
+        Segments per forward pass (default: the model's ``batch_size``, else 64): bounds memory.
+    path
+        Recorded in the prediction; where it is a file and the model computes no tagger embedding
+        of its own, the music check reads the same segments from it (:mod:`genrify.classify.musicness`).
+    music_check
+        Judge whether the song is music at all (:attr:`Prediction.not_music`).
+
+    Raises
+    ------
+    PredictionError
+        The model gives non-finite probabilities (for this song).
+    """
+    import torch
+
+    from genrify.core.devices import autocast, module_device
+
+    batch_size = batch_size or int(getattr(model, "batch_size", 64))
+    network = model.network.eval()
+    device = module_device(network)
+    n = song.segments.shape[0]
+    probabilities = np.empty((n, len(model.genres)), dtype=np.float32)
+    # A model that computes the music check's tagger embedding anyway (the built-in one) hands it over.
+    from genrify.classify import musicness
+
+    with_embedding = (getattr(network, "forward_with_embedding", None)
+                      if music_check and musicness.UNLIKE_MUSIC_CHECK else None)
+    embeddings: list[np.ndarray] = []
+    with torch.inference_mode():
+        for i in range(0, n, batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(song.segments[i : i + batch_size]))
+            with autocast(device):
+                if with_embedding is not None:
+                    logits, embedding = with_embedding(batch.to(device))
+                    embeddings.append(embedding.float().cpu().numpy())
+                else:
+                    logits = network(batch.to(device))
+            probabilities[i : i + batch.shape[0]] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    if not np.isfinite(probabilities).all():
+        # NaN would pass for an answer (argmax picks the first genre) and could end up in tags.
+        raise PredictionError(path, "the model gave non-finite probabilities")
+    mean = probabilities.mean(axis=0, dtype=np.float64)
+    mean /= mean.sum()
+    votes = np.bincount(probabilities.argmax(axis=1), minlength=len(model.genres)) / n
+    not_music = None
+    if music_check:
+        not_music = musicness.check_song(
+            song, model.params, embedding=np.concatenate(embeddings) if embeddings else None,
+            path=path if path is not None and Path(path).is_file() else None,
+        )
+    return Prediction(
+        genres=list(model.genres),
+        probabilities=mean,
+        votes=votes.astype(np.float64),
+        segments=int(n),
+        duration=float(song.duration),
+        path=path,
+        confidence_threshold=float(getattr(model, "confidence_threshold", 0.5)),
+        # One rule for every model: less audio than one segment is filled and flagged.
+        short=song.short,
+        not_music=not_music,
+        near_tie_margin=float(getattr(model, "near_tie_margin", 0.0)),
+        segment_starts=np.asarray(song.starts, dtype=np.float64),
+        segment_probabilities=probabilities.astype(np.float64),
+    )
+
+
+def predict_features(
+    features: np.ndarray,
+    model: Classifier,
+    *,
+    duration: float | None = None,
+    hop_frames: int | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    batch_size: int | None = None,
+    path: str | None = None,
+) -> Prediction:
+    """Classify a song from its whole log-mel spectrogram ``(n_mels, frames)``.
+
+    Parameters
+    ----------
+    features
+        The spectrogram, made with ``model.params``.
+    model
+        The classifier.
+    duration
+        The song's length in seconds (from the frame count when ``None``).
+    hop_frames, max_segments
+        Which segments (see :func:`segment_starts`); ``max_segments`` 0 or ``None`` takes all.
+    batch_size
+        Segments per forward pass: bounds memory for long songs.
+    path
+        Recorded in the prediction.
+
+    Raises
+    ------
+    PredictionError
+        No frames at all, or the model gives non-finite probabilities (for this song).
+    ParameterError
+        Features of the wrong shape.
+    """
+    try:
+        song = cut_segments(features, model.params, model.chunk_frames, duration=duration, hop_frames=hop_frames,
+                            max_segments=max_segments)
+    except PredictionError as exc:
+        raise PredictionError(path, exc.reason) from None
+    return predict_segments(song, model, batch_size=batch_size, path=path)
+
+
+def predict_or_fail(song: SongSegments, model: Classifier, *, path: str) -> Prediction | Failure:
+    """:func:`predict_segments` for one file of a library run: a file the model cannot answer for
+    (non-finite probabilities) becomes a :class:`Failure`, and the run goes on."""
+    try:
+        return predict_segments(song, model, path=path)
+    except PredictionError as exc:
+        return Failure(path, exc.reason)
+
+
+def classify(
+    source: str | Path | np.ndarray,
+    model: Classifier,
+    *,
+    sample_rate: int | None = None,
+    hop_seconds: float | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    whole: tuple[np.ndarray, float] | None = None,
+    max_duration: float | None = MAX_DURATION,
+) -> Prediction:
+    """Classify one song, from a file or a waveform.
+
+    Parameters
+    ----------
+    source
+        An audio file, or a mono float waveform (then ``sample_rate`` is required).
+    model
+        A loaded model (:func:`genrify.models.modelfile.load`).
+    sample_rate
+        The waveform's rate in Hz; it is resampled to the model's.
+    hop_seconds
+        Time between segment starts (default: one segment's length, no overlap); shorter
+        overlaps segments for a finer timeline.
+    max_segments
+        Classify at most this many segments, spread evenly over the song (only those are decoded
+        where the format can seek); 0 or ``None`` classifies every segment.
+    whole
+        The file's whole features and length, where the caller has them (see
+        :func:`genrify.audio.segments.song_segments`).
+    max_duration
+        Refuse a file longer than this many seconds (by its header, or while it is read whole);
+        ``None``: no limit.
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded.
+    PredictionError
+        No audio, or the model gives non-finite probabilities.
+    ParameterError
+        A bad waveform or setting.
+
+    Examples
+    --------
+    >>> from genrify import modelfile, predict
+    >>> model = modelfile.load("model.safetensors")          # doctest: +SKIP
+    >>> predict.classify("song.mp3", model).top(3)           # doctest: +SKIP
+    [('jazz', 0.81), ('blues', 0.12), ('rock', 0.04)]
+    """
+    params = model.params
+    hop_frames = segment_hop(hop_seconds, params)
+    if isinstance(source, np.ndarray):
+        if sample_rate is None or sample_rate <= 0:
+            raise ParameterError("a waveform needs its sample_rate")
+        waveform = np.asarray(source, dtype=np.float32)
+        if waveform.ndim == 2:  # (channels, samples) as librosa gives it
+            waveform = waveform.mean(axis=0)
+        if waveform.ndim != 1 or waveform.size == 0:
+            raise ParameterError(f"expected a non-empty mono waveform, got shape {source.shape}")
+        from genrify.audio.decode import sample_problem
+
+        problem = sample_problem(waveform)  # the rule decoded files follow (genrify.audio.decode.stream)
+        if problem is not None:
+            raise ParameterError(f"the waveform holds {problem}")
+        if sample_rate != params.sample_rate:
+            import soxr
+
+            waveform = soxr.resample(waveform, sample_rate, params.sample_rate, quality="HQ").astype(np.float32)
+        from genrify.audio.features import log_mel_stream
+
+        features = log_mel_stream([waveform], params, dtype=feature_dtype(params))
+        return predict_features(features, model, duration=waveform.size / params.sample_rate, hop_frames=hop_frames,
+                                max_segments=max_segments)
+    song = song_segments(source, params, model.chunk_frames, hop_frames=hop_frames, max_segments=max_segments,
+                         whole=whole, max_duration=max_duration)
+    return predict_segments(song, model, path=str(source))
+
+
+def segment_hop(hop_seconds: float | None, params: FeatureParams) -> int | None:
+    """Frames between segment starts for a hop of ``hop_seconds`` (``None``: one segment's length).
+
+    Raises
+    ------
+    ParameterError
+        The hop is not a positive, finite number of seconds.
+    """
+    if hop_seconds is None:
+        return None
+    if not hop_seconds > 0 or not math.isfinite(hop_seconds):
+        raise ParameterError(f"segment hop must be a positive number of seconds, not {hop_seconds}")
+    return max(1, round(hop_seconds / params.seconds_per_frame))
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """Which segments of each song a model sees: what a decoding worker needs to know."""
+
+    params: FeatureParams
+    chunk_frames: int
+    hop_frames: int | None = None
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS
+    #: Longest file accepted, in seconds (``None``: no limit); see :func:`song_segments`.
+    max_duration: float | None = MAX_DURATION
+
+    @classmethod
+    def for_model(cls, model: Classifier, hop_seconds: float | None = None,
+                  max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+                  max_duration: float | None = MAX_DURATION) -> SegmentPlan:
+        return cls(model.params, model.chunk_frames, segment_hop(hop_seconds, model.params), max_segments,
+                   max_duration)
+
+    def segments(self, path: str | Path) -> SongSegments:
+        """The segments of one file (:func:`song_segments`)."""
+        return song_segments(path, self.params, self.chunk_frames, hop_frames=self.hop_frames,
+                             max_segments=self.max_segments, max_duration=self.max_duration)
+
+
+#: What a decoding worker sends back for one file: ``(path, segments, None)`` or ``(path, None, error)``.
+Segmented = tuple[str, SongSegments | None, str | None]
+
+
+def _segments(path: str, plan: SegmentPlan) -> Segmented:
+    return (path, plan.segments(path), None)
+
+
+def _segments_failed(path: str, reason: str) -> Segmented:
+    return (path, None, reason)
+
+
+def _one_thread(*_args: Any) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core: threads inside would only contend
+
+
+#: Decoding and features of one file, for a runner whose results come back to this process (the
+#: model runs here): ``SEGMENTER(path, plan)``.
+SEGMENTER: Processor[str, Segmented] = Processor(_segments, _segments_failed, setup=_one_thread)
+
+
+@contextlib.contextmanager
+def beside_workers(runner: Runner, files: int) -> Iterator[None]:
+    """Torch in this process on one thread while ``runner`` decodes ``files`` files in worker
+    processes here (a local pool): the model shares the cores with them, and more threads would
+    only contend. The thread count is put back on leaving; other runners change nothing.
+    """
+    pooled = isinstance(runner, LocalRunner) and not runner.runs_here(files)
+
+    import torch
+
+    threads = torch.get_num_threads()
+    if pooled:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if pooled:
+            torch.set_num_threads(threads)
+
+
+def classify_paths(
+    paths: Iterable[str | Path],
+    model: Classifier,
+    *,
+    runner: Runner | None = None,
+    jobs: int | None = None,
+    hop_seconds: float | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    max_duration: float | None = MAX_DURATION,
+) -> Iterator[Prediction | Failure]:
+    """Classify many files with a model loaded here; yields each file's result as soon as it is
+    ready (in any order).
+
+    Decoding and features run in the runner's worker processes and the model runs here. A file
+    that cannot be decoded yields a :class:`Failure` and the rest go on; a file whose decoder
+    crashes its worker fails alone. On a Dask cluster, where each worker loads the model itself,
+    classify through :func:`genrify.classify.service.classify_library` with a model reference.
+
+    Parameters
+    ----------
+    paths
+        Audio files.
+    model
+        The classifier.
+    runner
+        Default: ``LocalRunner(min(jobs, files))``.
+    jobs
+        Without ``runner``: decoding processes (``None``: one per core; 1 runs everything here).
+    hop_seconds, max_segments
+        Which segments (see :func:`classify`).
+    max_duration
+        Longest file accepted, in seconds (see :func:`classify`); a longer one is a :class:`Failure`.
+
+    Raises
+    ------
+    ParameterError
+        Bad settings; both ``runner`` and ``jobs``; a remote runner.
+    """
+    todo = [str(p) for p in paths]
+    if runner is not None and jobs is not None:
+        raise ParameterError("give either a runner or jobs, not both")
+    if runner is not None and runner.remote:
+        # Remote workers load the model themselves, from a reference to it: the classification
+        # service's business (genrify.classify.service.classify_library), not this loaded model's.
+        raise ParameterError("a remote runner's workers load the model themselves: classify through "
+                             "genrify.classify.service.classify_library (or classify_remote) with a ModelRef")
+    plan = SegmentPlan.for_model(model, hop_seconds, max_segments, max_duration)
+    runner = runner or LocalRunner(jobs)
+    with beside_workers(runner, len(todo)):
+        for path, song, error in runner.run(SEGMENTER, todo, plan):
+            if song is None:
+                yield Failure(path, error or "could not be read")
+            else:
+                yield predict_or_fail(song, model, path=path)

@@ -1,0 +1,1050 @@
+"""The classification service: which model, which files, cached answers, and what to do with them.
+
+Everything that classifies more than a waveform goes through here: ``genrify classify``, the web app
+and the beets plugin.
+
+- :class:`ModelRef` names a model without loading it: a model file, or the built-in model over some
+  genres. It knows its cache key, name, genres and feature parameters (from the file's metadata, or
+  the built-in model's constants), loads the model once per process (:meth:`ModelRef.load`), and
+  pickles as a small value, so a remote worker rebuilds the model from it.
+- :func:`classify_library` finds the audio under some paths, reuses cached answers, classifies the
+  rest through a runner (:mod:`genrify.core.runner`), turns non-finite answers into failures, and returns
+  a :class:`LibraryRun`: the results in input order and a :class:`RunSummary`. Listeners
+  (:class:`Listener`, after beets' plugin events) hear of the start, each result and the end: the
+  CLI's progress bar is one.
+- :func:`tag_results`, :func:`organize_results` and :func:`playlist_results` consume the results
+  (genre tags, one folder per genre, one playlist per genre); each returns its report with a
+  summary line.
+- :func:`classify_song` classifies one song, as a library run would: the web app's answer.
+
+>>> from genrify.classify.service import ModelRef, classify_library
+>>> run = classify_library(["~/Music"], ModelRef.builtin(["rock", "jazz"]))   # doctest: +SKIP
+>>> run.summary.classified, run.summary.genres                                # doctest: +SKIP
+(412, {'rock': 301, 'jazz': 111})
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genrify.audio.segments import DEFAULT_MAX_SEGMENTS
+from genrify.classify import outputs, predict
+from genrify.classify.predict import Failure, Prediction, SegmentPlan, predict_or_fail
+from genrify.collection.library import AudioSearch, display_path, find_audio
+from genrify.core.distributed import BATCH_SIZE, RETRIES, DaskRunner
+from genrify.core.runner import LocalRunner, Processor, Runner
+from genrify.defaults import MAX_DURATION
+from genrify.errors import ModelFileError, ParameterError, PredictionError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from genrify.audio.features import FeatureParams
+    from genrify.classify.albums import AlbumAnswer
+    from genrify.classify.results import ResultCache
+    from genrify.collection.organize import MoveResult
+    from genrify.collection.tagpolicy import TagPolicy
+    from genrify.collection.tags import TagChange
+
+#: One file's answer: a prediction, or why there is none.
+Result = Prediction | Failure
+
+
+# --- the model reference ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model named, not loaded: a model file, or the built-in model over some genres.
+
+    Make one with :meth:`file` or :meth:`builtin`. It pickles as a small value (a path, or genre
+    names), which is what a remote worker needs to load the model itself.
+
+    Attributes
+    ----------
+    path
+        The model file as given; ``None`` for the built-in model.
+    chosen
+        With the built-in model: the genres asked for (``None``: all of them).
+    """
+
+    path: str | None = None
+    chosen: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.path is not None and self.chosen:
+            raise ParameterError("genres choose among the built-in model's genres; a trained model answers with its own")
+
+    @classmethod
+    def file(cls, path: str | Path) -> ModelRef:
+        """A model file made by ``genrify train`` (checked when first read, not here)."""
+        return cls(path=os.fspath(path))
+
+    @classmethod
+    def builtin(cls, genres: Sequence[str] | None = None) -> ModelRef:
+        """The built-in pretrained model, answering among ``genres`` (names or aliases; ``None``: all).
+
+        Raises
+        ------
+        ParameterError
+            An unknown genre, or one asked for twice.
+        """
+        from genrify.models.builtin import resolve_genres
+
+        chosen = tuple(g.strip() for g in genres if g.strip()) if genres else None
+        resolve_genres(chosen)  # an unknown genre fails here, once, never on every worker
+        return cls(path=None, chosen=chosen or None)
+
+    @property
+    def is_builtin(self) -> bool:
+        """True for the built-in model."""
+        return self.path is None
+
+    @property
+    def name(self) -> str:
+        """What tables and summaries call the model: the file's name, or the built-in model's."""
+        if self.path is None:
+            from genrify.models.builtin import NAME
+
+            return NAME
+        return Path(self.path).name
+
+    @cached_property
+    def metadata(self) -> dict[str, Any]:
+        """A model file's validated genrify metadata (:func:`genrify.models.modelfile.read_metadata`),
+        read without the weights; empty for the built-in model.
+
+        Raises
+        ------
+        ModelFileError
+            The file is missing or not a genrify model.
+        """
+        if self.path is None:
+            return {}
+        from genrify.models import modelfile
+
+        return modelfile.read_metadata(self.path)
+
+    @property
+    def genres(self) -> list[str]:
+        """The genres the model answers with, in its output order (without loading it)."""
+        if self.path is None:
+            from genrify.models.builtin import resolve_genres
+
+            return [shown for shown, _ in resolve_genres(self.chosen)]
+        return list(self.metadata["genres"])
+
+    @property
+    def params(self) -> FeatureParams:
+        """The model's feature parameters (without loading it)."""
+        if self.path is None:
+            from genrify.models.musicnn import MUSICNN_PARAMS
+
+            return MUSICNN_PARAMS
+        from genrify.audio.features import FeatureParams
+
+        return FeatureParams.from_dict(self.metadata["features"])
+
+    @property
+    def chunk_frames(self) -> int:
+        """Frames per segment the model reads (without loading it)."""
+        if self.path is None:
+            from genrify.models.musicnn import PATCH_FRAMES
+
+            return PATCH_FRAMES
+        return int(self.metadata["chunk_frames"])
+
+    @property
+    def cache_key(self) -> str:
+        """The model's identity in the results cache (:class:`genrify.classify.results.ResultCache`): a
+        file's SHA-256, or the built-in model's name, genrify's version and the genres."""
+        if self.path is None:
+            from genrify import __version__
+
+            return f"builtin:{self.name}:{__version__}:{','.join(self.genres)}"
+        from genrify.classify.results import file_digest
+
+        try:
+            return file_digest(self.path)
+        except OSError as exc:
+            raise ModelFileError(f"{self.path}: model file cannot be read ({exc.strerror or exc})") from None
+
+    def check(self) -> None:
+        """Fail now, with one line, where the model cannot be used (a missing or bad file, unknown
+        genres), before any work.
+
+        Raises
+        ------
+        ModelFileError, ParameterError
+        """
+        self.genres  # noqa: B018 - reads and validates the metadata (or the built-in genres)
+
+    def for_workers(self) -> ModelRef:
+        """This reference with an absolute path: workers run elsewhere, in other folders."""
+        return self if self.path is None else ModelRef(path=os.path.abspath(self.path))
+
+    def load(self) -> Any:
+        """The model, loaded once per process (in eval mode) while its file is unchanged.
+
+        The CLI, the web app and every worker share it; loading is safe
+        (:func:`genrify.models.modelfile.load` never runs code from the file).
+
+        Raises
+        ------
+        ModelFileError
+            The file is missing or not a genrify model.
+        """
+        if self.path is None:
+            key: tuple[Any, ...] = ("builtin", self.chosen)
+        else:
+            path = os.path.abspath(self.path)
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise ModelFileError(f"{self.path}: model file not found ({exc.strerror or exc})") from None
+            key = (path, st.st_size, st.st_mtime_ns)
+        with _MODELS_LOCK:
+            model = _MODELS.get(key)
+            if model is not None:
+                _MODELS.move_to_end(key)
+                return model
+            if self.path is None:
+                from genrify.models.builtin import load_builtin
+
+                model = load_builtin(list(self.chosen) if self.chosen else None)
+            else:
+                from genrify.models import modelfile
+
+                model = modelfile.load(self.path)
+            model.network.eval()
+            for old in [k for k in _MODELS if k[0] == key[0]]:  # an older version of the same file
+                del _MODELS[old]
+            _MODELS[key] = model
+            while len(_MODELS) > _MODELS_KEPT:
+                _MODELS.popitem(last=False)
+            return model
+
+
+#: Models loaded in this process by :meth:`ModelRef.load`. Keys: ``(absolute path, size, mtime)``
+#: for a model file, ``("builtin", genres)`` for the built-in model.
+_MODELS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+_MODELS_KEPT = 2
+
+
+def loaded_models() -> list[tuple[Any, ...]]:
+    """The keys of the models :meth:`ModelRef.load` holds in this process, oldest first."""
+    with _MODELS_LOCK:
+        return list(_MODELS)
+
+
+# --- options ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """Which segments of each song the model sees: everything besides the model that changes an answer.
+
+    Attributes
+    ----------
+    hop_seconds
+        Time between segment starts (``None``: one segment's length, no overlap).
+    max_segments
+        Classify at most this many segments per song, spread evenly; 0 or ``None``: every segment.
+    max_duration
+        Refuse a file longer than this many seconds, a failure of that file
+        (:func:`genrify.audio.segments.song_segments`); ``None``: no limit. Not part of the cache key:
+        it decides whether a file is answered, never the answer.
+
+    Raises
+    ------
+    ParameterError
+        A hop that is not a positive, finite number of seconds, or a negative ``max_segments``.
+    """
+
+    hop_seconds: float | None = None
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS
+    max_duration: float | None = MAX_DURATION
+
+    def __post_init__(self) -> None:
+        if self.hop_seconds is not None and not (self.hop_seconds > 0 and math.isfinite(self.hop_seconds)):
+            raise ParameterError(f"segment hop must be a positive number of seconds, not {self.hop_seconds}")
+        if self.max_segments is not None and self.max_segments < 0:
+            raise ParameterError(f"max_segments must be 0 (every segment) or more, not {self.max_segments}")
+        from genrify.audio.decode import check_max_duration
+
+        check_max_duration(self.max_duration)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The results cache's settings key. It names the music check's version, so that answers
+        cached before the check (or by an older one) are worked out again."""
+        from genrify.classify.musicness import CHECK_VERSION
+
+        return {"hop": self.hop_seconds, "max_segments": self.max_segments, "music_check": CHECK_VERSION}
+
+
+def open_cache(path: str | Path, ref: ModelRef, options: ClassifyOptions = ClassifyOptions(), *,
+               notify: Callable[[str], None] | None = None) -> ResultCache:
+    """The results cache at ``path`` for this model and these options (see :mod:`genrify.classify.results`).
+
+    Raises
+    ------
+    ParameterError
+        ``path`` is not a genrify results cache (left untouched).
+    ModelFileError
+        The model file cannot be read.
+    """
+    from genrify.classify.results import ResultCache
+
+    return ResultCache(path, ref.cache_key, options.settings, notify=notify)
+
+
+# --- one song --------------------------------------------------------------------------------------
+
+
+def classify_song(path: str | Path, model: Any, options: ClassifyOptions = ClassifyOptions(), *,
+                  name: str | None = None, whole: tuple[Any, float] | None = None) -> Prediction:
+    """Classify one file, as :func:`classify_library` would (the same segments, the same answer).
+
+    Parameters
+    ----------
+    path
+        The audio file.
+    model
+        A loaded model (:meth:`ModelRef.load`, or any :class:`genrify.classify.predict.Classifier`).
+    options
+        Which segments.
+    name
+        The path recorded in the answer (default: ``path``), e.g. an upload's client-side name.
+    whole
+        The file's whole features and length where the caller has them already
+        (:func:`genrify.audio.segments.song_features`): a song read whole is not read again.
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded.
+    PredictionError
+        No audio, or the model gives no finite answer.
+    """
+    prediction = predict.classify(path, model, hop_seconds=options.hop_seconds, max_segments=options.max_segments,
+                                  whole=whole, max_duration=options.max_duration)
+    prediction.path = str(path) if name is None else name
+    return finite(prediction)
+
+
+def finite(prediction: Prediction) -> Prediction:
+    """The prediction, where every number in it is finite.
+
+    Raises
+    ------
+    PredictionError
+        A NaN or infinity: no answer, never to reach JSON, tags or folders.
+    """
+    (checked,) = outputs.checked([prediction])
+    if isinstance(checked, Failure):
+        raise PredictionError(prediction.path, checked.error)
+    return prediction
+
+
+# --- many files on remote workers ------------------------------------------------------------------
+
+
+def _load_model(ref: ModelRef, hop_frames: int | None, max_segments: int | None,
+                max_duration: float | None = MAX_DURATION) -> None:
+    # Setup, outside the per-file failure records: a model a worker cannot load fails the task.
+    import torch
+
+    torch.set_num_threads(1)  # one worker process per core: threads inside would only contend
+    ref.load()
+
+
+def _classify_file(path: str, ref: ModelRef, hop_frames: int | None, max_segments: int | None,
+                   max_duration: float | None = MAX_DURATION) -> Result:
+    model = ref.load()
+    plan = SegmentPlan(model.params, model.chunk_frames, hop_frames, max_segments, max_duration)
+    return predict_or_fail(plan.segments(path), model, path=path)
+
+
+#: Decoding, features and the model for one file, in a worker that loads the model itself (once):
+#: ``FILE_CLASSIFIER(path, ref, hop_frames, max_segments, max_duration)``.
+FILE_CLASSIFIER: Processor[str, Result] = Processor(_classify_file, Failure, setup=_load_model)
+
+
+def classify_remote(
+    paths: Sequence[str | Path],
+    ref: ModelRef,
+    runner: Runner,
+    *,
+    options: ClassifyOptions = ClassifyOptions(),
+    processor: Processor[str, Result] = FILE_CLASSIFIER,
+) -> Iterator[Result]:
+    """Classify files where each worker loads the model itself (a Dask cluster); results as they
+    come, carrying the paths as given.
+
+    Parameters
+    ----------
+    paths
+        Audio files, at paths every worker sees (relative ones are made absolute for the workers).
+    ref
+        The model; a file must be at a path every worker sees.
+    runner
+        The runner (usually :class:`genrify.core.distributed.DaskRunner`).
+    options
+        Which segments.
+    processor
+        The per-file work (default :data:`FILE_CLASSIFIER`).
+
+    Raises
+    ------
+    ModelFileError
+        The model file cannot be read (checked here first, once, not on every worker).
+    ParameterError
+        The workers cannot see the model or the files.
+    """
+    given = [str(p) for p in paths]
+    if not given:
+        return
+    ref = ref.for_workers()
+    hop_frames = predict.segment_hop(options.hop_seconds, ref.params)  # a bad model file fails here
+    # Workers run elsewhere, in other folders: they get absolute paths; results carry the paths given.
+    todo = [os.path.abspath(p) for p in given]
+    shown = dict(zip(todo, given, strict=True))
+    runner.check([p for p in (ref.path, todo[0]) if p is not None], what="model file")
+    for result in runner.run(processor, todo, ref, hop_frames, options.max_segments, options.max_duration):
+        path = shown.get(result.path, result.path)  # type: ignore[arg-type]
+        if isinstance(result, Failure):
+            yield Failure(path, result.error) if path != result.path else result
+        else:
+            result.path = path
+            yield result
+
+
+# --- a library run ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a library run did.
+
+    Attributes
+    ----------
+    classified
+        Files with an answer (from the cache or not).
+    from_cache
+        Of those, answers read from the results cache.
+    failed
+        Files without an answer (unreadable, non-finite answers, inputs that do not exist).
+    skipped
+        Files left out because they were not modified since the ``since`` time of the run.
+    passed_over
+        Things inside the folders passed over (broken or looping links, unreadable folders).
+    seconds
+        Wall time of the run.
+    genres
+        Files per top genre, most frequent first.
+    """
+
+    classified: int
+    from_cache: int
+    failed: int
+    passed_over: int
+    seconds: float
+    genres: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+
+    def spread(self, n: int = 6) -> str:
+        """Every genre answered, with its count, most frequent first; past ``n`` of them, the
+        ``n`` most frequent and how many more (never a count that hides that others exist).
+
+        Examples
+        --------
+        >>> RunSummary(4, 0, 0, 0, 1.0, {"jazz": 2, "classical": 1, "pop": 1}).spread()
+        'jazz 2, classical 1, pop 1'
+        >>> RunSummary(9, 0, 0, 0, 1.0, {g: 1 for g in "abcdefghi"}).spread(3)
+        'a 1, b 1, c 1, +6 more genres'
+        """
+        items = list(self.genres.items())
+        # One genre more is shown rather than counted: "+1 more genre" is no shorter than its name.
+        shown = items if len(items) <= n + 1 else items[:n]
+        rest = len(items) - len(shown)
+        return ", ".join([f"{g} {c}" for g, c in shown] + ([f"+{rest} more genres"] if rest else []))
+
+    @property
+    def line(self) -> str:
+        """One line for people, e.g. ``"18 classified (0 from cache), 1 failed in 2.1 s · rock 12, jazz 6"``."""
+        spread = self.spread()
+        skipped = f", {self.skipped} not modified since then skipped" if self.skipped else ""
+        return (f"{self.classified} classified ({self.from_cache} from cache), {self.failed} failed{skipped} in "
+                f"{self.seconds:.1f} s" + (f" · {spread}" if spread else ""))
+
+
+@dataclass
+class LibraryRun:
+    """The results of :func:`classify_library`, in input order, and its summary.
+
+    Attributes
+    ----------
+    results
+        One per file found, in the order found, then one :class:`~genrify.classify.predict.Failure` per
+        input that does not exist or cannot be read.
+    summary
+        The counts.
+    found
+        What the search found: the files, the inputs missing, what was passed over.
+    """
+
+    results: list[Result]
+    summary: RunSummary
+    found: AudioSearch
+
+    @property
+    def predictions(self) -> list[Prediction]:
+        """The answers (no failures), in order."""
+        return [r for r in self.results if isinstance(r, Prediction)]
+
+    @property
+    def failures(self) -> list[Failure]:
+        """The files without an answer, in order."""
+        return [r for r in self.results if isinstance(r, Failure)]
+
+
+class Listener:
+    """Hears of a library run as it goes (beets' plugin events are the model); override what you need.
+
+    Every hook runs in the calling thread; an exception in one ends the run.
+    """
+
+    def on_start(self, found: AudioSearch) -> None:
+        """The audio was found; ``len(found.files)`` results follow."""
+
+    def on_result(self, result: Result, cached: bool) -> None:
+        """One file's result, as it arrives; ``cached`` where it came from the results cache."""
+
+    def on_finish(self, run: LibraryRun) -> None:
+        """The run is over (not called when it ends by an exception)."""
+
+
+def require_audio(found: AudioSearch, paths: Sequence[str | Path], *, hint: str = "") -> AudioSearch:
+    """``found`` (:func:`genrify.collection.library.find_audio` of ``paths``), where it holds a file to classify.
+
+    Parameters
+    ----------
+    found
+        What the search found.
+    paths
+        The inputs searched, named in the error.
+    hint
+        Added after the count of things passed over, e.g. how to list them.
+
+    Raises
+    ------
+    ParameterError
+        Nothing to classify: every input is missing, or the folders hold no audio.
+    """
+    if not found.files:
+        problems = [f"{display_path(raw)}: {reason}" for raw, reason in found.missing]
+        folders = [p for p in paths if os.path.isdir(p)]
+        if folders:
+            problems.append(f"no audio files in {', '.join(display_path(p) for p in folders)}"
+                            + (f" ({len(found.passed_over)} passed over{hint})" if found.passed_over else ""))
+        raise ParameterError("; ".join(problems))
+    return found
+
+
+def classify_library(
+    paths: Sequence[str | Path] | AudioSearch,
+    ref: ModelRef,
+    *,
+    options: ClassifyOptions = ClassifyOptions(),
+    runner: Runner | None = None,
+    cache: ResultCache | None = None,
+    listeners: Sequence[Listener] = (),
+    device: Any = None,
+    since: float | None = None,
+    since_whole_folders: bool = False,
+) -> LibraryRun:
+    """Classify the audio under ``paths``, reusing cached answers; results in input order.
+
+    With a local runner, decoding runs in its workers and the model (:meth:`ModelRef.load`) here;
+    with a remote runner (Dask) each worker loads the model and classifies whole files. A file that
+    cannot be read, or whose answer is not finite, becomes a :class:`~genrify.classify.predict.Failure` and
+    the run goes on.
+
+    Parameters
+    ----------
+    paths
+        Audio files and folders (searched recursively, :func:`genrify.collection.library.find_audio`), or
+        what that search found already (a caller that checks its outputs against the inputs).
+    ref
+        The model.
+    options
+        Which segments.
+    runner
+        Default: a :class:`~genrify.core.runner.LocalRunner` over every core.
+    cache
+        Results of earlier runs (:func:`open_cache`); new answers are added to it. Not closed here.
+    listeners
+        Told of the start, each result and the end (:class:`Listener`).
+    device
+        Where the model runs in this process (a torch device); default: where it was loaded.
+    since
+        A POSIX time: files not modified since then are left out (counted as skipped, not in the
+        results), so that a run over a big library can take only what was added or changed.
+    since_whole_folders
+        With ``since``: keep every file of a folder where one file changed, so that an album's
+        answer is pooled over all its tracks, not only over the one just added (the others'
+        answers come from the cache).
+
+    Raises
+    ------
+    ParameterError
+        Nothing to classify (see :func:`require_audio`); bad settings; the workers cannot see the files.
+    ModelFileError
+        The model cannot be loaded.
+    """
+    started = time.perf_counter()
+    found = paths if isinstance(paths, AudioSearch) else require_audio(find_audio(paths), paths)
+    runner = runner if runner is not None else LocalRunner()
+    skipped = 0
+    if since is not None:
+        recent = [p for p in found.files if _modified_since(p, since)]
+        if since_whole_folders:
+            folders = {os.path.dirname(p) for p in recent}
+            recent = [p for p in found.files if os.path.dirname(p) in folders]
+        skipped = len(found.files) - len(recent)
+        found = AudioSearch(recent, found.missing, found.passed_over)
+    for listener in listeners:
+        listener.on_start(found)
+
+    def tell(result: Result, cached: bool) -> None:
+        for listener in listeners:
+            listener.on_result(result, cached)
+
+    done: dict[str, Result] = {}
+    todo: list[str] = []
+    from_cache = 0
+    for path in found.files:
+        hit = cache.get(path) if cache is not None else None
+        if hit is not None:
+            prediction = Prediction.from_dict(hit)
+            prediction.path = path
+            (done[path],) = outputs.checked([prediction])  # a damaged entry is no answer
+            from_cache += isinstance(done[path], Prediction)
+            tell(done[path], True)
+        else:
+            todo.append(path)
+    try:
+        for result in _classify_paths(todo, ref, runner, options, device):
+            # A non-finite answer is a failure of its file: never cached, never NaN in JSON or tags.
+            (result,) = outputs.checked([result])
+            done[result.path] = result  # type: ignore[index]
+            if cache is not None and isinstance(result, Prediction):
+                cache.put(result.path, result.to_dict(timeline=True))  # type: ignore[arg-type]
+            tell(result, False)
+    finally:
+        if cache is not None:
+            cache.commit()
+    results = [done[p] for p in found.files] + [Failure(raw, reason) for raw, reason in found.missing]
+    counts: dict[str, int] = {}
+    for r in results:
+        if isinstance(r, Prediction):
+            counts[r.genre] = counts.get(r.genre, 0) + 1
+    good = sum(isinstance(r, Prediction) for r in results)
+    summary = RunSummary(
+        classified=good, from_cache=from_cache, failed=len(results) - good, passed_over=len(found.passed_over),
+        seconds=time.perf_counter() - started,
+        genres=dict(sorted(counts.items(), key=lambda kv: -kv[1])), skipped=skipped,
+    )
+    run = LibraryRun(results, summary, found)
+    for listener in listeners:
+        listener.on_finish(run)
+    return run
+
+
+def _modified_since(path: str, since: float) -> bool:
+    """Whether ``path`` changed at or after ``since`` (a file that cannot be stat'ed is kept: its
+    failure is reported by the run, never hidden by a skip)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True
+    return max(st.st_mtime, st.st_ctime) >= since
+
+
+def _classify_paths(todo: list[str], ref: ModelRef, runner: Runner, options: ClassifyOptions,
+                    device: Any) -> Iterator[Result]:
+    """The uncached files' results, as they come: workers load the model (remote), or it runs here."""
+    if not todo:
+        return
+    if runner.remote:
+        yield from classify_remote(todo, ref, runner, options=options)
+        return
+    model = ref.load()
+    if device is not None:
+        model.network.to(device)
+    yield from predict.classify_paths(todo, model, runner=runner, hop_seconds=options.hop_seconds,
+                                      max_segments=options.max_segments, max_duration=options.max_duration)
+
+
+# --- consumers of results --------------------------------------------------------------------------
+
+
+def confident(results: Sequence[Result], min_confidence: float = 0.0) -> list[Prediction]:
+    """The answers whose top probability is at least ``min_confidence``: what may be tagged,
+    sorted and listed."""
+    return [r for r in results if isinstance(r, Prediction) and r.confidence >= min_confidence]
+
+
+@dataclass
+class TagReport:
+    """What :func:`tag_results` did (or, in a dry run, would do).
+
+    Attributes
+    ----------
+    changes
+        Every file whose tag was looked at, with what happened to it (:attr:`TagChange.status`:
+        ``"written"``, ``"unchanged"`` or ``"kept"``, the last for a genre a person set that the
+        tag mode keeps).
+    failures
+        ``(path, message)`` of files whose tag could not be written.
+    left_alone
+        Answers not written because they are unsure or below the policy's confidence.
+    total
+        Files considered.
+    dry_run
+        Nothing was written.
+    """
+
+    changes: list[TagChange] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    left_alone: int = 0
+    total: int = 0
+    dry_run: bool = False
+
+    def count(self, status: str) -> int:
+        """Files with this :attr:`TagChange.status`."""
+        return sum(c.status == status for c in self.changes)
+
+    @property
+    def line(self) -> str:
+        """E.g. ``"genre tags: written 3, unchanged 12, kept 2 (set by a person), 4 unsure or below
+        confidence, 0 failed"``."""
+        verb = "would write" if self.dry_run else "written"
+        return (f"genre tags: {verb} {self.count('written')}, unchanged {self.count('unchanged')}, "
+                f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence, "
+                f"{len(self.failures)} failed")
+
+
+def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = None, *, model: str = "",
+                albums: Mapping[str, AlbumAnswer] | None = None, own_genre_above: float | None = None,
+                dry_run: bool = False, cache: ResultCache | None = None) -> TagReport:
+    """Write each answer's genres into its file's genre tag, as ``policy`` says.
+
+    The genres come from :meth:`~genrify.collection.tagpolicy.TagPolicy.genres_for` (how many, how sure,
+    spelled by the genre map), meet the genres already in the file by the policy's tag mode
+    (:func:`genrify.collection.tagpolicy.resolve`), and are written with a provenance record
+    (:func:`genrify.collection.tags.write_genre`), so that a later run knows which genres genrify set. A
+    file that would not change is not rewritten: a run that is interrupted and started again
+    only writes what it had not written yet.
+
+    Parameters
+    ----------
+    predictions
+        The answers.
+    policy
+        Which genres, which tag mode, which format options (default: :class:`TagPolicy`'s,
+        which keeps the genres a person set).
+    model
+        The model's name, recorded in the provenance.
+    albums
+        Album mode: each track's album answer (:func:`genrify.classify.albums.album_answers`); the album's
+        genres are written instead of the track's own.
+    own_genre_above
+        Album mode: also write a track's own top genre where it differs from the album's and its
+        probability is more than this (:func:`genrify.classify.albums.track_ranking`).
+    dry_run
+        Change nothing; report what would change.
+    cache
+        A results cache to keep valid: a rewritten file's answer is stored under its new mtime.
+
+    Returns
+    -------
+    TagReport
+        A file that cannot be tagged is a failure in it; the others are tagged.
+    """
+    from genrify.collection.tagpolicy import TagPolicy
+
+    policy = policy if policy is not None else TagPolicy()
+    report = TagReport(dry_run=dry_run)
+    for r in predictions:
+        _tag_one(r, (albums or {}).get(r.path), policy, report, model=model,  # type: ignore[arg-type]
+                 own_genre_above=own_genre_above, cache=cache)
+    if cache is not None:
+        cache.commit()
+    return report
+
+
+class TagWriter(Listener):
+    """Writes each answer's genre tags as the answer arrives, as :func:`tag_results` would.
+
+    For a long run over a big library: interrupted, it has tagged every file it classified, and
+    the next run (answers from the cache, files already right left alone) finishes the rest. Album
+    mode needs every track of an album first, so it tags after the run (:func:`tag_results`).
+
+    Parameters
+    ----------
+    policy, model, dry_run, cache
+        As for :func:`tag_results`.
+
+    Attributes
+    ----------
+    report
+        What was written so far.
+    """
+
+    def __init__(self, policy: TagPolicy, *, model: str = "", dry_run: bool = False,
+                 cache: ResultCache | None = None) -> None:
+        self.policy, self.model, self.cache = policy, model, cache
+        self.report = TagReport(dry_run=dry_run)
+
+    def on_result(self, result: Result, cached: bool) -> None:
+        if isinstance(result, Prediction):
+            _tag_one(result, None, self.policy, self.report, model=self.model, cache=self.cache)
+
+
+def _tag_one(r: Prediction, album: AlbumAnswer | None, policy: TagPolicy, report: TagReport, *, model: str,
+             own_genre_above: float | None = None, cache: ResultCache | None = None) -> None:
+    """Tag one file as ``policy`` says and record what happened in ``report``."""
+    from genrify.classify.albums import track_choice
+    from genrify.collection.tagpolicy import provenance_for
+    from genrify.collection.tags import write_genre
+    from genrify.errors import GenrifyError
+
+    report.total += 1
+    ranked, unsure = track_choice(r, album, own_genre_above=own_genre_above)
+    genres = policy.genres_for(ranked, unsure=unsure)
+    if not genres:
+        report.left_alone += 1
+        return
+    provenance = provenance_for(genres, policy.probabilities_for(ranked), model=model)
+    try:
+        change = write_genre(r.path, genres, separator=policy.separator, id3v23=policy.id3v23,  # type: ignore[arg-type]
+                             mode=policy.mode, provenance=provenance, dry_run=report.dry_run)
+    except GenrifyError as exc:
+        report.failures.append((str(r.path), str(exc)))
+        return
+    report.changes.append(change)
+    if change.written and cache is not None:  # the audio is unchanged: the answer stays valid
+        cache.put(r.path, r.to_dict(timeline=True))  # type: ignore[arg-type]
+
+
+@dataclass
+class OrganizeReport:
+    """What :func:`organize_results` did: every move, and where each file now is."""
+
+    moves: list[MoveResult]
+    dest: Path
+    dry_run: bool = False
+
+    @property
+    def placed(self) -> dict[str, str]:
+        """Source path -> the file in the destination, for files placed there (now or earlier)."""
+        return {str(m.source): str(m.target) for m in self.moves if m.status in ("done", "skipped")}
+
+    @property
+    def line(self) -> str:
+        """E.g. ``"placed 18 files in sorted (0 failed)"``."""
+        failed = sum(not m.ok for m in self.moves)
+        if self.dry_run:
+            return f"would place {sum(m.status == 'planned' for m in self.moves)} files in {display_path(self.dest)} ({failed} failed)"
+        return f"placed {sum(m.status == 'done' for m in self.moves)} files in {display_path(self.dest)} ({failed} failed)"
+
+
+def organize_results(predictions: Sequence[Prediction], dest: str | Path, *, mode: str = "copy",
+                     sources: Sequence[str | Path] = (), dry_run: bool = False) -> OrganizeReport:
+    """Put each file into ``dest/<genre>/`` (:func:`genrify.collection.organize.organize`, never overwriting).
+
+    Parameters
+    ----------
+    predictions
+        The answers (see :func:`confident`).
+    dest
+        The destination folder.
+    mode
+        copy, link or move.
+    sources
+        The folders the files were found in: their layout below is kept.
+    dry_run
+        Change nothing; plan only.
+    """
+    from genrify.collection.organize import organize
+
+    moves = organize({r.path: r.genre for r in predictions}, dest, mode=mode,  # type: ignore[arg-type, misc]
+                     sources=sources, dry_run=dry_run)
+    return OrganizeReport(moves, Path(dest), dry_run)
+
+
+@dataclass
+class PlaylistReport:
+    """What :func:`playlist_results` wrote (or would write).
+
+    ``left_out``, ``sidestepped`` and ``failed`` are :class:`genrify.collection.organize.PlaylistResult`'s:
+    files that could not be listed, a person's playlists that genrify's went beside, and playlists
+    that could not be written.
+    """
+
+    playlists: list[Path]
+    folder: Path
+    dry_run: bool = False
+    left_out: list[tuple[Path, str]] = field(default_factory=list)
+    sidestepped: list[tuple[Path, Path]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def line(self) -> str:
+        """E.g. ``"4 playlists in lists"``, ``"4 playlists in lists (2 files left out of them)"``."""
+        return self.summary()
+
+    def summary(self, *, left_out_hint: str = "") -> str:
+        """:attr:`line`, with ``left_out_hint`` (e.g. ``"; -v lists them"``) after the count of
+        files left out, where there are any."""
+        head = f"{'would write ' if self.dry_run else ''}{len(self.playlists)} playlists in {display_path(self.folder)}"
+        notes = []
+        if self.left_out:
+            count = len(self.left_out)
+            notes.append(f"{count} file{'s' if count != 1 else ''} left out of them{left_out_hint}")
+        if self.sidestepped:
+            notes.append(f"{len(self.sidestepped)} beside a playlist genrify did not write")
+        if self.failed:
+            notes.append(f"{len(self.failed)} not written")
+        return head + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def playlist_results(predictions: Sequence[Prediction], folder: str | Path, *,
+                     placed: Mapping[str, str] | None = None, dry_run: bool = False) -> PlaylistReport:
+    """Write one ``<genre>.m3u8`` per genre into ``folder`` (:func:`genrify.collection.organize.write_playlists`).
+
+    Parameters
+    ----------
+    predictions
+        The answers (see :func:`confident`).
+    folder
+        Where the playlists go.
+    placed
+        Where organising put each file (:attr:`OrganizeReport.placed`): the playlists list those.
+    dry_run
+        Write nothing; name the playlists that would be written (and the files left out).
+
+    Raises
+    ------
+    OrganizeError
+        A playlist would replace something that is not a playlist (see
+        :func:`genrify.collection.organize.check_playlists`).
+    """
+    from genrify.collection.organize import write_playlists
+
+    folder = Path(folder)
+    where = placed or {}
+    done = write_playlists({where.get(r.path, r.path): r.genre for r in predictions}, folder,  # type: ignore[misc]
+                           durations={where.get(r.path, r.path): r.duration for r in predictions},  # type: ignore[misc]
+                           dry_run=dry_run)
+    return PlaylistReport(done.written, folder, dry_run, done.left_out, done.sidestepped, done.failed)
+
+
+# --- on a Dask cluster -----------------------------------------------------------------------
+
+
+def classify_on_dask(
+    paths: Sequence[str],
+    model_path: str | None,
+    client: Client,
+    *,
+    genres: Sequence[str] | None = None,
+    hop_seconds: float | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    batch_size: int = BATCH_SIZE,
+    retries: int = RETRIES,
+    check: bool = True,
+    processor: Processor[str, Prediction | Failure] | None = None,
+) -> Iterator[Prediction | Failure]:
+    """Classify files on a Dask cluster, from a model file; yield each file's result as it arrives.
+
+    Each worker process loads the model once (:meth:`genrify.classify.service.ModelRef.load`) and runs
+    decoding, features and the model; only the predictions travel back. The answers equal
+    :func:`genrify.classify.predict.classify_paths`' for the same files and settings
+    (:func:`genrify.classify.service.classify_library` with a :class:`~genrify.core.distributed.DaskRunner` does the same).
+
+    Parameters
+    ----------
+    paths
+        Audio files, at paths every worker sees (relative ones are made absolute for the workers;
+        results carry the paths as given).
+    model_path
+        The model file, at a path every worker sees; ``None`` for the built-in model
+        (:func:`genrify.models.builtin.load_builtin`, packaged with genrify on every worker).
+    client
+        A Dask client (:func:`~genrify.core.distributed.connect`).
+    genres
+        With the built-in model: answer among these genres only (as ``genrify classify --genres``).
+    hop_seconds, max_segments
+        Which segments (see :func:`genrify.classify.predict.classify`).
+    batch_size, retries
+        As :class:`~genrify.core.distributed.DaskRunner`.
+    check
+        First ask the connected workers whether they see the model and the files.
+    processor
+        The per-file work (for tests; default :data:`genrify.classify.service.FILE_CLASSIFIER`).
+
+    Raises
+    ------
+    ModelFileError
+        The model file cannot be loaded (checked here first, then on the workers).
+    ParameterError
+        Dask missing, bad settings, unknown built-in genres, or the workers cannot see the model or
+        the files.
+    """
+    # The model reference decides "built-in or file", and checks either once, here, not on every worker.
+    ref = (ModelRef.builtin(genres) if model_path is None
+           else ModelRef(path=model_path, chosen=tuple(genres) if genres else None))
+    ref.check()
+    options = ClassifyOptions(hop_seconds=hop_seconds, max_segments=max_segments)
+    runner = DaskRunner(client, batch_size=batch_size, retries=retries, check=check)
+    yield from classify_remote(paths, ref, runner, options=options, processor=processor or FILE_CLASSIFIER)
+
+
+__all__ = [
+    "FILE_CLASSIFIER",
+    "ClassifyOptions",
+    "LibraryRun",
+    "Listener",
+    "ModelRef",
+    "OrganizeReport",
+    "PlaylistReport",
+    "Result",
+    "RunSummary",
+    "TagReport",
+    "TagWriter",
+    "classify_library",
+    "classify_on_dask",
+    "classify_remote",
+    "classify_song",
+    "confident",
+    "finite",
+    "loaded_models",
+    "open_cache",
+    "organize_results",
+    "playlist_results",
+    "require_audio",
+    "tag_results",
+]

@@ -1,0 +1,339 @@
+"""Which genres to write, and how they meet the genres already there (no file I/O here).
+
+Three decisions stand between a model's answer and a file's genre tag, and they are the same for
+genrify's own tag writer (:mod:`genrify.collection.tags`) and the beets plugin (which writes through beets'
+item fields), so they live here, apart from any storage:
+
+- **Which genres** (:meth:`TagPolicy.genres_for`): the most probable few, above the confidence
+  thresholds, spelled by the :class:`~genrify.collection.genremap.GenreMap`, with parent genres if asked.
+- **Whose genres are there** (:class:`Provenance`): beside the genres, genrify records exactly
+  which values it wrote, with which model and version and how probable they were. A genre in the
+  file that genrify did not write was set by a person (or another tool).
+- **How they combine** (:func:`resolve`), by tag mode:
+
+  ``replace``
+      The new genres, whatever was there.
+  ``merge``
+      The genres a person set first, in their order, then the new ones not already among them.
+      Genres genrify wrote earlier and no longer proposes are dropped, so re-running with a
+      better model does not pile up stale guesses.
+  ``keep``
+      The file is left alone if a person set any genre in it; a file with no genre, or only
+      genres genrify wrote earlier, gets the new ones.
+
+Without a provenance record (a file genrify never tagged, or tagged before provenance existed),
+every genre in the file counts as a person's: ``merge`` and ``keep`` never drop it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from genrify.collection.genremap import GenreMap, genre_key
+from genrify.errors import ParameterError
+
+#: The tag modes, in the order the CLI lists them.
+TAG_MODES = ("replace", "merge", "keep")
+#: Marks a provenance record as genrify's (the ``by`` member of its JSON).
+PROVENANCE_MARK = "genrify"
+# What players and taggers join several genres with in one value (Navidrome's default separators).
+_JOINS = re.compile(r"\s*[;/,]\s*")
+# Digits kept of each probability: enough to read, few enough to keep the tag short.
+_DIGITS = 3
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What genrify wrote into a file (or a beets item): the record beside the genres.
+
+    Stored as one line of compact JSON (:meth:`to_text`), e.g.
+    ``{"by":"genrify","version":"0.4.0","model":"genrify-musicnn","genres":["Hip-Hop","R&B"],
+    "probabilities":{"Hip-Hop":0.712,"R&B":0.164}}``.
+
+    Attributes
+    ----------
+    genres
+        Exactly the genre values genrify wrote (as they read back from the file), in order.
+    model
+        The model's name (``ModelRef.name``: the built-in model's name or a model file's).
+    version
+        The genrify version that wrote them.
+    probabilities
+        The written genres' probabilities, rounded to 3 places (genres without one, e.g. parent
+        genres, are absent). Not part of the hash.
+    """
+
+    genres: tuple[str, ...]
+    model: str
+    version: str
+    probabilities: dict[str, float] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        # Normalised here so that a record read back compares equal to the one written.
+        object.__setattr__(self, "genres", tuple(str(g) for g in self.genres))
+        object.__setattr__(self, "probabilities", {
+            str(g): round(float(p), _DIGITS) for g, p in dict(self.probabilities).items() if math.isfinite(float(p))
+        })
+
+    def to_text(self) -> str:
+        """One line of compact JSON (UTF-8 text, non-ASCII genre names kept readable)."""
+        return json.dumps(
+            {"by": PROVENANCE_MARK, "version": self.version, "model": self.model,
+             "genres": list(self.genres), "probabilities": self.probabilities},
+            ensure_ascii=False, separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_text(cls, text: str | bytes | None) -> Provenance | None:
+        """Parse :meth:`to_text`'s output; ``None`` (never an exception) for anything not genrify's.
+
+        Parameters
+        ----------
+        text
+            A tag's value. Unknown extra members are ignored, so that a later version's record
+            still reads.
+
+        Returns
+        -------
+        Provenance or None
+            ``None`` for empty or non-JSON text, another tool's JSON, or a record whose members
+            have the wrong types.
+        """
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        if not isinstance(text, str) or not text.strip():
+            return None
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):  # not JSON; or nested too deep for the parser
+            return None
+        if not isinstance(data, dict) or data.get("by") != PROVENANCE_MARK:
+            return None
+        genres, model, version = data.get("genres"), data.get("model"), data.get("version")
+        probabilities = data.get("probabilities", {})
+        if (
+            not isinstance(genres, list) or not all(isinstance(g, str) for g in genres)
+            or not isinstance(model, str) or not isinstance(version, str)
+            or not isinstance(probabilities, dict)
+            or not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in probabilities.values())
+        ):
+            return None
+        return cls(genres=tuple(genres), model=model, version=version, probabilities=probabilities)
+
+    def with_genres(self, genres: Sequence[str]) -> Provenance:
+        """The same record for the genre values actually stored (probabilities of the others dropped).
+
+        A writer calls this once it knows how the values are stored: joined into one string for
+        an old player, or split as a reader will split them.
+        """
+        kept = {g: p for g, p in self.probabilities.items() if g in genres}
+        return Provenance(genres=tuple(genres), model=self.model, version=self.version, probabilities=kept)
+
+
+def check_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`TAG_MODES`.
+
+    Raises
+    ------
+    ParameterError
+        Any other value.
+    """
+    if mode not in TAG_MODES:
+        raise ParameterError(f"tag mode must be one of {', '.join(TAG_MODES)}, not {mode!r}")
+    return mode
+
+
+def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[str]:
+    """The genres in ``existing`` that genrify did not write (compared case-insensitively).
+
+    Parameters
+    ----------
+    existing
+        The genre values in the file (or item) now.
+    previous
+        The provenance record found beside them; ``None``: every genre is a person's.
+    """
+    ours = {genre_key(g) for g in previous.genres} if previous is not None else set()
+
+    def theirs(value: str) -> bool:
+        # A value genrify joined for an old player ("Rock; Pop") is genrify's when each part is.
+        parts = [p for p in _JOINS.split(value) if p.strip()] or [value]
+        return not all(genre_key(p) in ours for p in parts)
+
+    return [g for g in existing if theirs(g)]
+
+
+def resolve(
+    existing: Sequence[str], previous: Provenance | None, new: Sequence[str], mode: str
+) -> tuple[str, ...] | None:
+    """The genres a file should hold after a write, by tag mode (see the module docstring).
+
+    Parameters
+    ----------
+    existing
+        The genre values there now.
+    previous
+        The provenance record there now (``None`` if none, or not genrify's).
+    new
+        The genres genrify proposes, most probable first.
+    mode
+        ``"replace"``, ``"merge"`` or ``"keep"``.
+
+    Returns
+    -------
+    tuple of str or None
+        The genres to store; ``None`` where ``keep`` leaves the file alone because a person set
+        a genre.
+
+    Raises
+    ------
+    ParameterError
+        An unknown mode.
+    """
+    check_mode(mode)
+    new = tuple(new)
+    if mode == "replace":
+        return new
+    human = human_genres(existing, previous)
+    if mode == "keep":
+        return None if human else new
+    out = list(human)
+    # Spellings that differ only in case, spaces or hyphens are one genre ("Hip Hop", "Hip-Hop").
+    seen = {genre_key(g) for g in out}
+    for genre in new:
+        if genre_key(genre) not in seen:
+            seen.add(genre_key(genre))
+            out.append(genre)
+    return tuple(out)
+
+
+def _probability(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ParameterError(f"{name} must be a probability between 0 and 1, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TagPolicy:
+    """How a run turns answers into genre tags: how many, how sure, which mode, which spelling.
+
+    Attributes
+    ----------
+    count
+        Genres per file, most probable first (parent genres come on top of these).
+    min_confidence
+        The top genre's probability must reach this, else the file is left alone.
+    min_probability
+        Every further genre (2nd to ``count``-th) must reach this, else it is not written.
+    skip_unsure
+        Answers the model flags as unsure (``Prediction.low_confidence``) are not written.
+    mode
+        ``"replace"``, ``"merge"`` or ``"keep"`` (see :func:`resolve`).
+    separator
+        Join several genres into one value with this, for players that read one value only.
+    id3v23
+        Write ID3v2.3 tags (several genres joined with ``/``) instead of ID3v2.4.
+    parents
+        Add each genre's parent genres from the map (``House`` -> ``House``, ``Electronic``).
+    genre_map
+        Canonical spellings, aliases, whitelist and parents (default: the shipped map).
+
+    Raises
+    ------
+    ParameterError
+        A bad mode, ``count`` below 1, a probability outside [0, 1], an empty separator.
+    """
+
+    count: int = 1
+    min_confidence: float = 0.0
+    min_probability: float = 0.1
+    skip_unsure: bool = True
+    mode: str = "keep"
+    separator: str | None = None
+    id3v23: bool = False
+    parents: bool = False
+    genre_map: GenreMap = field(default_factory=GenreMap.default)
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise ParameterError(f"count (genres per file) must be a whole number of at least 1, not {self.count!r}")
+        object.__setattr__(self, "min_confidence", _probability("min_confidence", self.min_confidence))
+        object.__setattr__(self, "min_probability", _probability("min_probability", self.min_probability))
+        if self.separator is not None and (not isinstance(self.separator, str) or not self.separator):
+            raise ParameterError("separator must be a non-empty string (or None for separate values)")
+        if not isinstance(self.genre_map, GenreMap):
+            raise ParameterError(f"genre_map must be a GenreMap, not {type(self.genre_map).__name__}")
+
+    def genres_for(self, ranked: Sequence[tuple[str, float]], *, unsure: bool = False) -> list[str]:
+        """The genres to write for one answer; ``[]`` means leave the file alone.
+
+        Parameters
+        ----------
+        ranked
+            ``(genre, probability)`` pairs, most probable first, as the model names them
+            (``Prediction.top(k)``, or an album's ranking).
+        unsure
+            The model flagged this answer as unsure.
+
+        Returns
+        -------
+        list of str
+            Canonical names: the ranking mapped through the genre map (names the whitelist
+            refuses dropped, names that map to one genre counted once at the first one's place),
+            the first kept only if it reaches ``min_confidence``, then up to ``count - 1`` more
+            that reach ``min_probability``, then (with ``parents``) their parent genres.
+        """
+        if unsure and self.skip_unsure:
+            return []
+        mapped: list[tuple[str, float]] = []
+        seen: set[str] = set()
+        for genre, probability in ranked:
+            name = self.genre_map.name(genre)
+            if name is None or name.casefold() in seen:
+                continue
+            seen.add(name.casefold())
+            mapped.append((name, float(probability)))
+        # A refused top genre does not hand the file to a less likely one without the same test.
+        if not mapped or not mapped[0][1] >= self.min_confidence:
+            return []
+        chosen = [mapped[0][0]] + [g for g, p in mapped[1:self.count] if p >= self.min_probability]
+        return self.genre_map.names(chosen, parents=self.parents)
+
+    def probabilities_for(self, ranked: Sequence[tuple[str, float]]) -> dict[str, float]:
+        """Each canonical name's probability in ``ranked`` (the first name mapping to it), for
+        :class:`Provenance`."""
+        out: dict[str, float] = {}
+        for genre, probability in ranked:
+            name = self.genre_map.name(genre)
+            if name is not None and name not in out:
+                out[name] = float(probability)
+        return out
+
+
+def provenance_for(genres: Sequence[str], probabilities: Mapping[str, float], *, model: str) -> Provenance:
+    """A provenance record for genres about to be written, stamped with this genrify's version.
+
+    Parameters
+    ----------
+    genres
+        The genres (as :meth:`TagPolicy.genres_for` gave them).
+    probabilities
+        Probabilities by genre (as :meth:`TagPolicy.probabilities_for` gave them); others ignored.
+    model
+        The model's name.
+    """
+    from genrify import __version__  # the package's one version
+
+    return Provenance(
+        genres=tuple(genres), model=model, version=__version__,
+        probabilities={g: probabilities[g] for g in genres if g in probabilities},
+    )

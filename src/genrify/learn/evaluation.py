@@ -1,0 +1,396 @@
+"""Metrics, confusion matrices, and the report written beside a model.
+
+Accuracy is given at chunk level and at song level. A song's answer is the mean of its chunks'
+probabilities (soft vote); the seed's vote shares (the fraction of chunks won by each genre) are
+reported too. Per-genre precision, recall and F1 and the confusion matrix are song level, computed
+with scikit-learn. ``MODEL.report/`` holds ``report.json``, ``curves.png`` and ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genrify.core.fsutil import atomic_path, write_text_atomic
+from genrify.learn.data import ChunkDataset
+
+
+@dataclass
+class Evaluation:
+    """Figures of one model on one set of songs."""
+
+    genres: list[str]
+    chunk_accuracy: float
+    song_accuracy: float
+    vote_accuracy: float
+    #: genre -> precision, recall, f1, support (songs)
+    per_genre: dict[str, dict[str, float]]
+    macro_f1: float
+    #: song-level counts, rows true genre, columns predicted
+    confusion: np.ndarray
+    paths: list[str]
+    song_true: np.ndarray
+    song_probabilities: np.ndarray  #: (songs, genres), mean of chunk probabilities
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+        return {
+            "songs": len(self.paths),
+            "chunk_accuracy": self.chunk_accuracy,
+            "song_accuracy": self.song_accuracy,
+            "vote_accuracy": self.vote_accuracy,
+            "macro_f1": self.macro_f1,
+            "per_genre": self.per_genre,
+            "confusion": self.confusion.tolist(),
+        }
+
+
+@torch.inference_mode()
+def chunk_probabilities(network: torch.nn.Module, dataset: ChunkDataset, batch_size: int = 256) -> np.ndarray:
+    """Softmax probabilities of every chunk of a dataset, ``(chunks, genres)``."""
+    from genrify.core.devices import autocast, module_device
+    from genrify.learn.data import Batches
+
+    network.eval()
+    device = module_device(network)
+    out = []
+    for x, _y, _t in Batches(dataset, batch_size, shuffle=False):
+        with autocast(device):
+            logits = network(x.to(device, non_blocking=True))
+        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(dataset.genres)), dtype=np.float32)
+
+
+def evaluate_dataset(network: torch.nn.Module, dataset: ChunkDataset, genres: Sequence[str]) -> Evaluation:
+    """Evaluate a network on every chunk of a dataset, and on its songs."""
+    probs = chunk_probabilities(network, dataset)
+    return evaluate_probabilities(probs, dataset.track_ids, dataset.track_labels, dataset.paths, genres)
+
+
+def evaluate_probabilities(
+    probs: np.ndarray,
+    track_ids: np.ndarray,
+    track_labels: np.ndarray,
+    paths: Sequence[str],
+    genres: Sequence[str],
+) -> Evaluation:
+    """Chunk-, song- and vote-level figures from chunk probabilities.
+
+    Parameters
+    ----------
+    probs
+        ``(chunks, genres)`` probabilities.
+    track_ids
+        Song index of each chunk.
+    track_labels
+        True genre index of each song.
+    paths
+        Song paths, by song index.
+    genres
+        Genre names, by index.
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
+
+    n_songs, n_genres = len(paths), len(genres)
+    chunk_true = track_labels[track_ids]
+    chunk_pred = probs.argmax(axis=1)
+    sums = np.zeros((n_songs, n_genres))
+    np.add.at(sums, track_ids, probs)
+    counts = np.bincount(track_ids, minlength=n_songs)[:, None]
+    song_probs = sums / np.maximum(counts, 1)
+    votes = np.zeros((n_songs, n_genres))
+    np.add.at(votes, (track_ids, chunk_pred), 1.0)
+    song_pred = song_probs.argmax(axis=1)
+    vote_pred = votes.argmax(axis=1)
+    labels = list(range(n_genres))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        track_labels, song_pred, labels=labels, zero_division=0
+    )
+    per_genre = {
+        g: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, g in enumerate(genres)
+    }
+    present = support > 0
+    return Evaluation(
+        genres=list(genres),
+        chunk_accuracy=float(accuracy_score(chunk_true, chunk_pred)),
+        song_accuracy=float(accuracy_score(track_labels, song_pred)),
+        vote_accuracy=float(accuracy_score(track_labels, vote_pred)),
+        per_genre=per_genre,
+        macro_f1=float(f1[present].mean()) if present.any() else 0.0,
+        confusion=confusion_matrix(track_labels, song_pred, labels=labels),
+        paths=list(paths),
+        song_true=np.asarray(track_labels),
+        song_probabilities=song_probs,
+    )
+
+
+def report_dir(model_path: str | Path) -> Path:
+    """``MODEL.report/`` beside a model file."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + ".report")
+
+
+#: The files :func:`write_report` writes into ``MODEL.report/``; nothing else there is touched.
+REPORT_FILES = ("report.json", "curves.png", "confusion.png")
+
+
+def check_report_dir(folder: str | Path) -> None:
+    """Refuse a ``MODEL.report/`` folder whose writing would replace something genrify did not write.
+
+    The folder may be missing, or a folder (not a link) whose ``report.json``, where present, is a
+    genrify report and whose :data:`REPORT_FILES` are plain files; the pictures count as genrify's
+    only beside its ``report.json``. Other files in it are never touched.
+
+    Raises
+    ------
+    UsageError
+        The folder, or one of the report's files in it, is not genrify's (the message names it).
+    """
+    from genrify.collection.library import display_path
+    from genrify.errors import UsageError
+
+    folder = Path(folder)
+    if not os.path.lexists(folder):
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise UsageError(f"{display_path(folder)}: exists and is not a genrify report folder; genrify writes the"
+                         " model's report there and never replaces what it did not write")
+    present = [folder / name for name in REPORT_FILES if os.path.lexists(folder / name)]
+    for file in present:
+        if file.is_symlink() or not file.is_file():
+            raise UsageError(f"{display_path(file)}: exists and is not a file of a genrify report; genrify never replaces it")
+    if present and not _is_report(folder / REPORT_FILES[0]):
+        raise UsageError(f"{display_path(present[0])}: not part of a genrify report (no genrify report.json in"
+                         f" {display_path(folder)}); genrify never replaces what it did not write")
+
+
+def _is_report(file: Path) -> bool:
+    """Whether ``file`` is a ``report.json`` that :func:`write_report` wrote."""
+    try:
+        report = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(report, dict) and {"model", "genres", "summary", "runs"} <= report.keys()
+
+
+def write_report(
+    model_path: str | Path,
+    *,
+    genres: Sequence[str],
+    summary: dict[str, Any],
+    runs: Sequence[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``report.json``, ``curves.png`` and ``confusion.png`` beside a model.
+
+    Parameters
+    ----------
+    model_path
+        The model file; the report goes to ``MODEL.report/``.
+    genres
+        Genre names, in the model's order.
+    summary
+        Headline figures (means and standard deviations over runs).
+    runs
+        Per-run figures, each with ``history`` (list of epoch dicts) and ``confusion``.
+    extra
+        More top-level entries for ``report.json``.
+
+    Raises
+    ------
+    UsageError
+        ``MODEL.report`` holds something genrify did not write (:func:`check_report_dir`).
+    """
+    out = report_dir(model_path)
+    check_report_dir(out)  # checked before any work by the commands; here again for every caller
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"model": str(Path(model_path).name), "genres": list(genres), "summary": summary, "runs": list(runs)}
+    report.update(extra or {})
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2))
+    _plot_curves(runs, out / "curves.png")
+    confusion = np.sum([np.asarray(r["confusion"]) for r in runs], axis=0)
+    _plot_confusion(confusion, list(genres), out / "confusion.png", title=f"Song-level confusion ({len(runs)} run(s))")
+    return out
+
+
+def _save_figure(plt: Any, fig: Any, path: Path) -> None:
+    """Save a PNG atomically (the temporary name has no ``.png``, so the format is named)."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_curves(runs: Sequence[dict[str, Any]], path: Path) -> None:
+    plt = _figure()
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    for i, run in enumerate(runs):
+        history = run.get("history") or []
+        if not history:
+            continue
+        epochs = [h["epoch"] for h in history]
+        label = f"run {i + 1}" if len(runs) > 1 else ""
+        color = plt.cm.tab10(i % 10)
+        ax_acc.plot(epochs, [h["train_accuracy"] for h in history], color=color, linestyle="--", label=f"train {label}".strip())
+        ax_acc.plot(epochs, [h["valid_accuracy"] for h in history], color=color, label=f"validation {label}".strip())
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], color=color, linestyle="--", label=f"train {label}".strip())
+        ax_loss.plot(epochs, [h["valid_loss"] for h in history], color=color, label=f"validation {label}".strip())
+        best = run.get("best_epoch")
+        if best:
+            ax_loss.axvline(best, color=color, alpha=0.3, linewidth=1)
+    ax_acc.set(title="Chunk accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
+    ax_loss.set(title="Loss (line: best epoch)", xlabel="epoch", ylabel="cross-entropy")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    _save_figure(plt, fig, path)
+
+
+def _plot_confusion(confusion: np.ndarray, genres: list[str], path: Path, title: str) -> None:
+    plt = _figure()
+    totals = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, totals, out=np.zeros_like(confusion, dtype=float), where=totals > 0)
+    size = max(4.5, 0.55 * len(genres) + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9), dpi=110)
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(genres)), genres, rotation=45, ha="right")
+    ax.set_yticks(range(len(genres)), genres)
+    ax.set(xlabel="predicted genre", ylabel="true genre", title=title)
+    for i in range(len(genres)):
+        for j in range(len(genres)):
+            if confusion[i, j]:
+                ax.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if normalised[i, j] > 0.6 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true genre's songs")
+    fig.tight_layout()
+    _save_figure(plt, fig, path)
+
+
+@dataclass
+class ModelEvaluation:
+    """:func:`evaluate_model`'s result."""
+
+    evaluation: Evaluation
+    selection: str  #: which songs: "model's test songs", "split file test list", "all tracks"
+    songs: int
+    skipped: int  #: tracks asked for that the store lacks or whose genre the model does not know
+    history: list[dict[str, Any]]  #: the kept training run's epochs, for the curves
+
+    def summary(self) -> dict[str, Any]:
+        ev = self.evaluation
+        return {
+            "runs": 1,
+            "song_accuracy_mean": ev.song_accuracy,
+            "song_accuracy_std": 0.0,
+            "chunk_accuracy_mean": ev.chunk_accuracy,
+            "chunk_accuracy_std": 0.0,
+            "vote_accuracy_mean": ev.vote_accuracy,
+            "macro_f1_mean": ev.macro_f1,
+        }
+
+    def run_entry(self) -> dict[str, Any]:
+        return {"selection": self.selection, **self.evaluation.summary(), "history": self.history}
+
+
+def evaluate_model(
+    model_path: str | Path,
+    store_dir: str | Path,
+    *,
+    split_file: str | Path | None = None,
+    all_tracks: bool = False,
+) -> ModelEvaluation:
+    """Evaluate a saved model on the tracks of a feature store.
+
+    Songs: the test list of ``split_file``; else every track with ``all_tracks``; else the model's
+    own test songs (recorded at training, matched by ``genre/file name``) that the store holds.
+
+    Raises
+    ------
+    ModelFileError
+        The model cannot be loaded, or was made for other feature parameters than the store's.
+    SplitError
+        No song to evaluate on.
+    """
+    from genrify.errors import SplitError
+    from genrify.learn.splits import split_from_file
+    from genrify.models import modelfile
+    from genrify.models import architecture
+    from genrify.store.store import FeatureStore
+
+    with FeatureStore.open(store_dir) as store:
+        model = modelfile.load(model_path)
+        # A model that reads audio at its own feature parameters (a pretrained tagger's head), not
+        # the store's features, is evaluated from the songs' audio, through the code that classifies them.
+        from_audio = architecture(model.architecture).reads_audio
+        if not from_audio:
+            model.check_features(store.params, source=f"store {store_dir}")
+        tracks = store.tracks()
+        if split_file is not None:
+            wanted = set(split_from_file(tracks, split_file).test)
+            selection = f"test list of {Path(split_file).name}"
+        elif all_tracks:
+            wanted = {t.path for t in tracks}
+            selection = "all tracks"
+        else:
+            keys = set(model.info.get("test_tracks", []))
+            wanted = {t.path for t in tracks if f"{t.genre}/{os.path.basename(t.path)}" in keys}
+            selection = "the model's test songs"
+            if not keys:
+                raise SplitError(f"{model_path}: records no test songs; pass --split-file or --all")
+        known = set(model.genres)
+        paths = sorted(t.path for t in tracks if t.path in wanted and t.genre in known)
+        if not paths:
+            raise SplitError(f"{store_dir}: none of the songs to evaluate on ({selection}) is in this store with a genre the model knows")
+        if from_audio:
+            evaluation = _evaluate_from_audio(model, paths, {t.path: t.genre for t in tracks})
+        else:
+            dataset = ChunkDataset(store, paths, model.genres, model.normalization, chunk_frames=model.chunk_frames)
+            evaluation = evaluate_dataset(model.network, dataset, model.genres)
+    skipped = (len(wanted) - len(paths)) if not all_tracks else len(tracks) - len(paths)
+    runs = model.info.get("runs") or [{}]
+    history = runs[min(int(model.info.get("kept_run", 0)), len(runs) - 1)].get("history", [])
+    return ModelEvaluation(
+        evaluation=evaluation, selection=selection, songs=len(paths), skipped=max(skipped, 0), history=history
+    )
+
+
+def _evaluate_from_audio(model: Any, paths: Sequence[str], genre_of: dict[str, str]) -> Evaluation:
+    """Chunk and song figures from classifying the songs' audio files.
+
+    Raises
+    ------
+    AudioError
+        A song's audio can no longer be read.
+    """
+    from genrify.classify.predict import classify
+
+    probs, ids = [], []
+    for i, path in enumerate(paths):
+        prediction = classify(path, model, max_segments=0)  # every segment, as evaluation from the store
+        probs.append(prediction.segment_probabilities)
+        ids.append(np.full(prediction.segments, i))
+    labels = np.array([model.genres.index(genre_of[p]) for p in paths])
+    return evaluate_probabilities(np.concatenate(probs), np.concatenate(ids), labels, list(paths), model.genres)

@@ -1,0 +1,355 @@
+"""Which songs to tag next: active learning for ``genrify learn --suggest N``.
+
+After ``genrify learn``, the songs without a genre are the ones a person could tag next. Some would
+teach the model far more than others: a song the model already names confidently adds little, and
+twenty versions of the same uncertain sound teach what one of them teaches. :func:`suggest` picks
+``n`` songs that are both **uncertain** and **unlike each other**:
+
+1. Each candidate is answered by the learned head (:func:`genrify.learn.learner.predict_songs`, from the
+   cached embeddings: no decoding, no taggers). Its *margin* is the gap between its two most
+   probable genres (margin sampling): a small margin is a song on the boundary between two genres,
+   where a label moves the boundary most.
+2. The candidates' song-mean embeddings (``MSD_musicnn``'s 200 dimensions, centred) are
+   clustered into ``n`` clusters (scikit-learn's :class:`~sklearn.cluster.KMeans`), each candidate
+   weighing ``1 - margin``, so the clusters gather where the uncertain songs are.
+3. From each cluster the song of smallest margin is suggested; the suggestions come most uncertain
+   first.
+
+So the ``n`` suggestions spread over the kinds of music the model is unsure of, instead of being
+the ``n`` most uncertain near-duplicates (one album the model cannot place). Clusters may form among
+songs the model is already sure of (their weight is small, but k-means still places ``n`` centres);
+their least certain song is then suggested, which spreads the labels over the library too.
+
+``benchmarks/learn_library.py`` compares the schemes (:data:`METHODS`) on GTZAN excerpts: from 3
+tagged songs per genre, 20 songs added, 15 seeds, on artists that the reported figure does not use,
+the mean gains in top-1 accuracy were: weighted clusters +0.076, plain clusters +0.064, cluster
+centres +0.062, margin alone +0.069, the most uncertain clustered +0.040, random songs +0.051.
+On the other artists (the reported figure, 5 seeds) the suggested songs gained +0.007 and random
+ones +0.072: at 30 to 50 songs the gains of 20 songs are within the noise of the learner's
+settings, and suggestions are no better than random there (``benchmarks/RESULTS.md``).
+
+>>> from genrify.learn.suggest import suggest
+>>> for s in suggest(head, untagged_embeddings, 20):              # doctest: +SKIP
+...     print(s.path, s.guess, f"{s.probability:.2f}")
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from genrify.collection.organize import PLAYLIST_MARK
+from genrify.errors import ParameterError
+
+if TYPE_CHECKING:
+    from genrify.learn.embedcache import EmbedFailure, EmbeddingCache, SongEmbedding
+    from genrify.models.builtin import GenreHead
+
+#: The selection schemes :func:`suggest` knows (the benchmark compares them): ``"weighted-clusters"``
+#: (the default; see the module's text); ``"clusters"`` (the same, every candidate weighing the
+#: same); ``"uncertain-clusters"`` (only the :data:`POOL` x ``n`` most uncertain candidates are
+#: clustered); ``"centroids"`` (weighted clusters, each giving its song nearest its centre: the most
+#: typical rather than the most uncertain); ``"margin"`` (the ``n`` smallest margins, no spreading:
+#: plain margin sampling); ``"random"`` (``n`` candidates drawn at random).
+METHODS = ("weighted-clusters", "clusters", "uncertain-clusters", "centroids", "margin", "random")
+#: The default scheme: the best of :data:`METHODS` on the benchmark's development artists.
+DEFAULT_METHOD = "weighted-clusters"
+#: ``"uncertain-clusters"`` clusters only the ``POOL * n`` most uncertain candidates.
+POOL = 4
+# Restarts of k-means: a few cost little on a few thousand songs and avoid one bad start.
+_N_INIT = 3
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A song whose genre would teach the model much.
+
+    Attributes
+    ----------
+    path
+        The file (as given in its :class:`~genrify.learn.embedcache.SongEmbedding`).
+    guess
+        The model's current answer: its most probable genre.
+    probability
+        The answer's probability.
+    margin
+        Its lead over the second most probable genre (small: the model hesitates between two).
+    """
+
+    path: str
+    guess: str
+    probability: float
+    margin: float
+
+
+def margins(prob: np.ndarray) -> np.ndarray:
+    """Each row's gap between its two largest probabilities ``(songs,)``; a row of one genre has
+    margin 1 (nothing to hesitate between)."""
+    prob = np.asarray(prob, dtype=np.float64)
+    if prob.ndim != 2:
+        raise ParameterError(f"probabilities must be (songs, genres), not of shape {prob.shape}")
+    if prob.shape[1] < 2:
+        return np.ones(prob.shape[0])
+    top = np.sort(prob, axis=1)
+    return top[:, -1] - top[:, -2]
+
+
+def song_means(songs: Sequence[SongEmbedding]) -> np.ndarray:
+    """Each song's mean embedding over its segments, centred and scaled to unit mean square over
+    the songs ``(songs, 200)``: what the clusters are made of.
+
+    The dimensions keep their own scales: standardising each would make the many dimensions in
+    which songs hardly differ weigh as much as those in which they do, and the clusters would
+    follow noise.
+    """
+    x = np.stack([np.asarray(s.embedding, dtype=np.float64).mean(axis=0) for s in songs])
+    x -= x.mean(axis=0)
+    scale = float(np.sqrt((x**2).sum(axis=1).mean()))
+    return x / scale if scale > 1e-12 else x
+
+
+def choose(prob: np.ndarray, features: np.ndarray, n: int, *, method: str = DEFAULT_METHOD, seed: int = 0) -> list[int]:
+    """The indices of the ``n`` candidates to suggest, most uncertain first (see the module's text).
+
+    Parameters
+    ----------
+    prob
+        The model's answers ``(candidates, genres)``.
+    features
+        What "alike" means ``(candidates, dim)`` (:func:`song_means`).
+    n
+        How many; all candidates where there are no more than ``n``.
+    method
+        One of :data:`METHODS`.
+    seed
+        k-means' starts (and the draw, for ``"random"``).
+
+    Raises
+    ------
+    ParameterError
+        ``n`` below 1, an unknown method, or shapes that do not match.
+    """
+    if n < 1:
+        raise ParameterError(f"the number of songs to suggest must be at least 1, not {n}")
+    if method not in METHODS:
+        raise ParameterError(f"unknown suggestion method {method!r}; choose among {', '.join(METHODS)}")
+    if len(prob) != len(features):
+        raise ParameterError(f"{len(prob)} answers for {len(features)} songs")
+    margin = margins(prob)
+    # Ties (duplicates) by position, so a run is repeatable.
+    order = np.lexsort((np.arange(len(margin)), margin))
+    if len(margin) <= n:
+        return [int(i) for i in order]
+    if method == "margin":
+        return [int(i) for i in order[:n]]
+    if method == "random":
+        drawn = set(np.random.default_rng(seed).choice(len(margin), size=n, replace=False).tolist())
+        return [int(i) for i in order if int(i) in drawn]
+
+    from sklearn.cluster import KMeans
+
+    # Candidates: all, or (uncertain-clusters) only the most uncertain, so that no cluster forms
+    # among songs the model is sure of; clusters then spread the picks over the uncertain kinds.
+    pool = order[: POOL * n] if method == "uncertain-clusters" else order
+    weight = np.clip(1.0 - margin[pool], 1e-3, None) if method != "clusters" else None
+    with warnings.catch_warnings():
+        # Fewer distinct songs than clusters (copies of one file): the rest is filled below.
+        warnings.simplefilter("ignore")
+        x = np.asarray(features, dtype=np.float64)[pool]
+        kmeans = KMeans(n_clusters=n, n_init=_N_INIT, random_state=seed).fit(x, sample_weight=weight)
+        labels = kmeans.labels_
+    if method == "centroids":  # each cluster's most typical song: the nearest its (uncertainty-weighted) centre
+        distance = ((x - kmeans.cluster_centers_[labels]) ** 2).sum(axis=1)
+        pool, labels = pool[np.argsort(distance, kind="stable")], labels[np.argsort(distance, kind="stable")]
+    picked: list[int] = []
+    taken: set[int] = set()
+    for i, label in zip(pool, labels, strict=True):  # the first of each cluster: its smallest margin
+        if int(label) not in taken:
+            taken.add(int(label))
+            picked.append(int(i))
+    if len(picked) < n:  # empty clusters: the most uncertain songs not yet chosen
+        chosen = set(picked)
+        picked.extend(int(i) for i in order if int(i) not in chosen)
+    return sorted(picked[:n], key=lambda i: (margin[i], i))
+
+
+def suggest(head: GenreHead, untagged: Sequence[SongEmbedding], n: int, *, seed: int = 0,
+            method: str = DEFAULT_METHOD) -> list[Suggestion]:
+    """The ``n`` songs without a genre whose genres would teach ``head`` most, most uncertain first.
+
+    Parameters
+    ----------
+    head
+        The learned head (``genrify learn``'s model file, :meth:`GenreHead.load`).
+    untagged
+        The candidates' embeddings (:func:`genrify.learn.embedcache.embed_songs`).
+    n
+        How many songs to suggest (all candidates where there are no more).
+    seed
+        k-means' starts: the same seed, the same suggestions.
+    method
+        The scheme (:data:`METHODS`); the default is the one measured best.
+
+    Returns
+    -------
+    list[Suggestion]
+        At most ``n``, smallest margin first; empty without candidates.
+
+    Raises
+    ------
+    ParameterError
+        ``n`` below 1 or an unknown method.
+    """
+    if n < 1:
+        raise ParameterError(f"the number of songs to suggest must be at least 1, not {n}")
+    if not untagged:
+        return []
+    from genrify.learn.learner import predict_songs
+
+    prob = predict_songs(head, untagged)
+    margin = margins(prob)
+    out = []
+    for i in choose(prob, song_means(untagged), n, method=method, seed=seed):
+        best = int(np.argmax(prob[i]))
+        out.append(Suggestion(path=untagged[i].path, guess=head.genres[best], probability=float(prob[i, best]),
+                              margin=float(margin[i])))
+    return out
+
+
+# --- from files, and into a playlist ----------------------------------------------------------------
+
+#: The mark line (second line) of a suggestions playlist: :data:`genrify.collection.organize.PLAYLIST_MARK`
+#: makes it genrify's (:func:`genrify.collection.organize.is_genrify_playlist`), so the next ``--suggest`` may
+#: replace it; the rest tells a person how to keep it.
+PLAYLIST_MARK_LINE = (f"{PLAYLIST_MARK}written by genrify learn --suggest and rewritten by each run; "
+                      "delete this line to keep the list as yours")
+
+
+def suggest_files(
+    head: GenreHead,
+    paths: Sequence[str],
+    n: int,
+    *,
+    cache: EmbeddingCache | None = None,
+    jobs: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Suggestion], list[EmbedFailure]]:
+    """:func:`suggest` among audio files: each is embedded (from ``cache`` where it is there already:
+    ``genrify learn`` embeds only the labelled songs, so the untagged ones are embedded here once).
+
+    Parameters
+    ----------
+    head
+        The learned head.
+    paths
+        The candidates (the songs without a genre, :attr:`genrify.learn.labels.LibraryLabels.untagged`).
+    n
+        How many to suggest.
+    cache, jobs, progress
+        As :func:`genrify.learn.embedcache.embed_songs` takes them.
+    seed
+        k-means' starts.
+
+    Returns
+    -------
+    tuple
+        The suggestions, and the files that could not be decoded (left out).
+
+    Raises
+    ------
+    ParameterError
+        ``n`` below 1.
+    """
+    from genrify.learn.embedcache import EmbedFailure, embed_songs
+
+    if n < 1:
+        raise ParameterError(f"the number of songs to suggest must be at least 1, not {n}")
+    found: dict[str, SongEmbedding] = {}
+    failed: list[EmbedFailure] = []
+    for result in embed_songs(paths, cache=cache, jobs=jobs if len(paths) > 1 else 1, progress=progress):
+        if isinstance(result, EmbedFailure):
+            failed.append(result)
+        else:
+            found[result.path] = result
+    # The order given, not the order decoded: the same library gives the same suggestions.
+    songs = [found[p] for p in map(str, paths) if p in found]
+    return suggest(head, songs, n, seed=seed), failed
+
+
+def check_playlist(path: str | Path) -> None:
+    """Refuse, before any work, a playlist that would replace a file genrify did not write.
+
+    Raises
+    ------
+    UsageError
+        ``path`` exists and is not a playlist genrify wrote (a person's own list, a song, a folder,
+        a symbolic link), or its folder does not exist.
+    """
+    from genrify.collection.library import display_path
+    from genrify.collection.organize import is_genrify_playlist
+    from genrify.errors import UsageError
+
+    if os.path.lexists(path) and not is_genrify_playlist(path):
+        raise UsageError(f"--playlist {display_path(path)}: exists and genrify did not write it; "
+                         "choose another name (genrify replaces only its own playlists)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--playlist {display_path(path)}: the folder {display_path(folder)} does not exist")
+
+
+def playlist_text(suggestions: Sequence[Suggestion], path: str | Path) -> str:
+    """An extended M3U playlist of the suggestions, in order, for the playlist file ``path``.
+
+    UTF-8, ``#EXTM3U``, genrify's mark (:data:`PLAYLIST_MARK_LINE`), a ``#PLAYLIST:`` title and one
+    ``#EXTINF`` line per song naming the model's guess (what a player shows), each file relative to
+    the playlist's folder (absolute on another Windows drive), as ``genrify classify --playlists``
+    writes them. A file whose name cannot be a playlist line (a line break in it, not UTF-8) is left out.
+    """
+    base = os.path.dirname(os.path.abspath(path))
+    lines = ["#EXTM3U", PLAYLIST_MARK_LINE, "#PLAYLIST:genrify: songs to tag next"]
+    for s in suggestions:
+        absolute = os.path.abspath(s.path)
+        if "\n" in absolute or "\r" in absolute or not _utf8(absolute):
+            continue
+        try:
+            entry = os.path.relpath(absolute, base)
+        except ValueError:  # Windows: another drive has no relative path
+            entry = absolute
+        if entry.startswith("#"):  # would read as a comment line
+            entry = os.path.join(os.curdir, entry)
+        title = " ".join(f"{Path(s.path).stem} (genrify guesses {s.guess}, {s.probability:.2f})".split())
+        lines += [f"#EXTINF:-1,{title}", entry]
+    return "\n".join(lines) + "\n"
+
+
+def write_playlist(path: str | Path, suggestions: Sequence[Suggestion]) -> Path:
+    """Write the suggestions as a playlist (:func:`playlist_text`), atomically; only a missing file
+    or a playlist genrify wrote is replaced (:func:`check_playlist`, checked again here).
+
+    Raises
+    ------
+    UsageError
+        ``path`` is a file genrify did not write.
+    OSError
+        It cannot be written; an earlier playlist stays as it was.
+    """
+    from genrify.core.fsutil import write_text_atomic
+
+    check_playlist(path)
+    write_text_atomic(path, playlist_text(suggestions, path))
+    return Path(path)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8 has no M3U8 spelling
+        return False
+    return True
