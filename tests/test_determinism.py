@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from genrify.config import Augment, TrainConfig
-from genrify.training import train
+from genrify.learn.config import Augment, TrainConfig
+from genrify.learn.training import train
 
 # Every random draw of a run: initial weights, split, batch order, offsets, pitch shifts, masks,
 # mixup, dropout. Two epochs: the second epoch's shuffles and augmentation are drawn too.
