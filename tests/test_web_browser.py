@@ -80,6 +80,22 @@ def browser():
         b.close()
 
 
+def _open_page(browser, url: str):
+    """A desktop-sized page on ``url`` with its two models listed, and the list of problems it
+    reports: script errors, console errors other than the expected 422s, and requests that leave the
+    server (the page must work offline)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" and "status of 422" not in m.text else None)
+    local = (url, "data:", "blob:")
+    page.on("request", lambda r: None if r.url.startswith(local) else problems.append(f"external request {r.url}"))
+    page.goto(url)  # the page's strict content security policy stays on: functions, not strings, below
+    page.wait_for_function("() => document.querySelectorAll('#model-select option').length === 2")
+    return page, problems
+
+
 def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, models, clips, tmp_path):
     first, other = models
     trained, name = first.model, first.name
@@ -89,15 +105,7 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
     app = create_app([first, other])
     ARTIFACTS.mkdir(exist_ok=True)
     with running_server(app) as (url, _port):
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(TIMEOUT_MS)
-        problems: list[str] = []
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" and "status of 422" not in m.text else None)
-        local = (url, "data:", "blob:")
-        page.on("request", lambda r: None if r.url.startswith(local) else problems.append(f"external request {r.url}"))
-        page.goto(url)  # the page's strict content security policy stays on: functions, not strings, below
-        page.wait_for_function("() => document.querySelectorAll('#model-select option').length === 2")
+        page, problems = _open_page(browser, url)
         card = page.inner_text("#model-info")
         assert name in card and "seed-cnn network" in card and "unknown" not in card and "not recorded" not in card
 
@@ -202,14 +210,7 @@ def test_a_first_visit_an_example_recording_and_an_error(browser, models, tmp_pa
     app = create_app([builtin, models[0]])
     ARTIFACTS.mkdir(exist_ok=True)
     with running_server(app) as (url, _port):
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(TIMEOUT_MS)
-        problems: list[str] = []
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" and "status of 422" not in m.text else None)
-        page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else problems.append(r.url))
-        page.goto(url)
-        page.wait_for_function("() => document.querySelectorAll('#model-select option').length === 2")
+        page, problems = _open_page(browser, url)
         page.wait_for_selector("[data-testid=sample]")
 
         # Before any song: a drop zone and the examples; no player, no spectrogram box, no empty bars.
