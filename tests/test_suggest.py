@@ -260,3 +260,20 @@ def test_learn_refuses_a_playlist_genrify_did_not_write_before_any_work(tmp_path
     assert run("learn", lib, "--out", model, "--no-cache", "--playlist", tmp_path / "p.m3u").exit_code == 2
     assert run("learn", lib, "--out", model, "--no-cache", "--suggest", "0").exit_code == 2
     assert not model.exists()
+
+
+def test_suggest_files_embeds_the_segments_it_is_told_to(monkeypatch):
+    """Without a cache (beets' ``cache: no``), the segments come from ``max_segments``, as when
+    classifying: the suggestions must judge the songs on the same segments the model answers from."""
+    import genrify.learn.embedcache as embedcache
+    from genrify.learn.suggest import suggest_files
+
+    asked: list[int | None] = []
+
+    def fake_embed_songs(paths, **kwargs):
+        asked.append(kwargs.get("max_segments"))
+        return iter(())
+
+    monkeypatch.setattr(embedcache, "embed_songs", fake_embed_songs)
+    assert suggest_files(head_on_dimension_zero(), ["a.mp3"], 1, max_segments=3) == ([], [])
+    assert asked == [3]

@@ -686,6 +686,7 @@ class GenrifyPlugin(BeetsPlugin):
                 self._log.info("learning from {} items ({} genres)", len(labels.songs), len(labels.genres))
                 summary = learn_labels(labels, opts.out, genre_map=settings.policy.genre_map, min_songs=min_songs,
                                        cache=cache, jobs=settings.jobs, source="beets",
+                                       max_segments=settings.options.max_segments,
                                        inputs=[" ".join(args) or "(every item)"], progress=self._progress())
             finally:
                 if cache is not None:
@@ -728,7 +729,8 @@ class GenrifyPlugin(BeetsPlugin):
             cache = self._embedding_cache(settings)
             try:
                 suggestions, failed = suggest_files(head, untagged, n, cache=cache, jobs=settings.jobs,
-                                                    progress=self._progress("embedding"))
+                                                    progress=self._progress("embedding"),
+                                                    max_segments=settings.options.max_segments)
             finally:
                 if cache is not None:
                     cache.close()

@@ -44,8 +44,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from genrify.collection.organize import PLAYLIST_MARK
-from genrify.errors import ParameterError
+from genrify.collection.library import display_path
+from genrify.defaults import DEFAULT_MAX_SEGMENTS
+from genrify.collection.organize import PLAYLIST_MARK, is_genrify_playlist
+from genrify.core.fsutil import write_text_atomic
+from genrify.errors import ParameterError, UsageError
 
 if TYPE_CHECKING:
     from genrify.learn.embedcache import EmbedFailure, EmbeddingCache, SongEmbedding
@@ -86,6 +89,11 @@ class Suggestion:
     guess: str
     probability: float
     margin: float
+
+
+def _check_count(n: int) -> None:
+    if n < 1:
+        raise ParameterError(f"the number of songs to suggest must be at least 1, not {n}")
 
 
 def margins(prob: np.ndarray) -> np.ndarray:
@@ -135,8 +143,7 @@ def choose(prob: np.ndarray, features: np.ndarray, n: int, *, method: str = DEFA
     ParameterError
         ``n`` below 1, an unknown method, or shapes that do not match.
     """
-    if n < 1:
-        raise ParameterError(f"the number of songs to suggest must be at least 1, not {n}")
+    _check_count(n)
     if method not in METHODS:
         raise ParameterError(f"unknown suggestion method {method!r}; choose among {', '.join(METHODS)}")
     if len(prob) != len(features):
@@ -206,8 +213,7 @@ def suggest(head: GenreHead, untagged: Sequence[SongEmbedding], n: int, *, seed:
     ParameterError
         ``n`` below 1 or an unknown method.
     """
-    if n < 1:
-        raise ParameterError(f"the number of songs to suggest must be at least 1, not {n}")
+    _check_count(n)
     if not untagged:
         return []
     from genrify.learn.learner import predict_songs
@@ -240,6 +246,7 @@ def suggest_files(
     jobs: int | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
 ) -> tuple[list[Suggestion], list[EmbedFailure]]:
     """:func:`suggest` among audio files: each is embedded (from ``cache`` where it is there already:
     ``genrify learn`` embeds only the labelled songs, so the untagged ones are embedded here once).
@@ -252,7 +259,7 @@ def suggest_files(
         The candidates (the songs without a genre, :attr:`genrify.learn.labels.LibraryLabels.untagged`).
     n
         How many to suggest.
-    cache, jobs, progress
+    cache, jobs, progress, max_segments
         As :func:`genrify.learn.embedcache.embed_songs` takes them.
     seed
         k-means' starts.
@@ -269,11 +276,10 @@ def suggest_files(
     """
     from genrify.learn.embedcache import EmbedFailure, embed_songs
 
-    if n < 1:
-        raise ParameterError(f"the number of songs to suggest must be at least 1, not {n}")
+    _check_count(n)
     found: dict[str, SongEmbedding] = {}
     failed: list[EmbedFailure] = []
-    for result in embed_songs(paths, cache=cache, jobs=jobs if len(paths) > 1 else 1, progress=progress):
+    for result in embed_songs(paths, cache=cache, jobs=jobs, progress=progress, max_segments=max_segments):
         if isinstance(result, EmbedFailure):
             failed.append(result)
         else:
@@ -292,10 +298,6 @@ def check_playlist(path: str | Path) -> None:
         ``path`` exists and is not a playlist genrify wrote (a person's own list, a song, a folder,
         a symbolic link), or its folder does not exist.
     """
-    from genrify.collection.library import display_path
-    from genrify.collection.organize import is_genrify_playlist
-    from genrify.errors import UsageError
-
     if os.path.lexists(path) and not is_genrify_playlist(path):
         raise UsageError(f"--playlist {display_path(path)}: exists and genrify did not write it; "
                          "choose another name (genrify replaces only its own playlists)")
@@ -340,8 +342,6 @@ def write_playlist(path: str | Path, suggestions: Sequence[Suggestion]) -> Path:
     OSError
         It cannot be written; an earlier playlist stays as it was.
     """
-    from genrify.core.fsutil import write_text_atomic
-
     check_playlist(path)
     write_text_atomic(path, playlist_text(suggestions, path))
     return Path(path)
