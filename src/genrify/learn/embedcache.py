@@ -34,7 +34,7 @@ import numpy as np
 from genrify.audio.segments import SongSegments
 from genrify.classify.predict import SEGMENTER, SegmentPlan, beside_workers
 from genrify.classify.results import ResultCache, file_digest
-from genrify.core.runner import LocalRunner, Runner
+from genrify.core.runner import LocalRunner, Runner, failure_reason
 from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
 from genrify.errors import ParameterError
 
@@ -311,8 +311,6 @@ def embed_songs(
                     try:
                         result = embedder.embed(song, path)
                     except Exception as exc:  # noqa: BLE001 - one song's failure is recorded; the run goes on
-                        from genrify.core.runner import failure_reason
-
                         result = EmbedFailure(path, failure_reason(exc))
                     else:
                         if cache is not None:

@@ -250,14 +250,14 @@ class _Data:
     truth: np.ndarray  # (songs, genres) bool: the song's genres among the vocabulary
     groups: np.ndarray  # (songs,) artist group index
 
-    def rows(self, songs: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, songs: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """Segment rows of ``songs`` (at most ``limit`` per song, evenly chosen) and each row's weight
         (1 / the song's rows, so that every song weighs the same)."""
         rows, weights = [], []
         for s in songs:
             a, b = int(self.starts[s]), int(self.starts[s + 1])
             picked = np.arange(a, b)
-            if limit is not None and b - a > limit:
+            if b - a > limit:
                 picked = a + np.round(np.linspace(0, b - a - 1, limit)).astype(int)
             rows.append(picked)
             weights.append(np.full(len(picked), 1.0 / len(picked)))
@@ -473,14 +473,11 @@ def _lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray,
 # --- answers and figures --------------------------------------------------------------------------
 
 
-def _logits(raw: np.ndarray, table: np.ndarray, prior_weight: float, cap: float, temperature: float = 1.0,
-            mobility: float = 1.0, unlearned: np.ndarray | None = None) -> np.ndarray:
+def _logits(raw: np.ndarray, table: np.ndarray, prior_weight: float, cap: float, temperature: float,
+            mobility: float, unlearned: np.ndarray) -> np.ndarray:
     """The head's logits (:class:`~genrify.models.builtin.GenreHead`'s formula) from unbounded evidence."""
     prior = prior_weight * table
-    combined = prior + cap * np.tanh(raw / cap)
-    if unlearned is not None:
-        combined = keep_unlearned_mass(combined, prior, unlearned, mobility)
-    return combined / temperature
+    return keep_unlearned_mass(prior + cap * np.tanh(raw / cap), prior, unlearned, mobility) / temperature
 
 
 def song_probabilities(logits: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
@@ -587,11 +584,10 @@ class _HeldOut:
     raws: list[np.ndarray]  # per GRID_C, the rows' unbounded evidence from the fit without the genre
     fits: dict[int, list[_Fit]]  # the fits, per held-out genre (to answer other songs)
 
-    def kept(self, prob: np.ndarray, truth: np.ndarray) -> tuple[float, dict[int, float]]:
-        """Mean over the held-out genres of the share of their songs answered right, and each's."""
+    def kept(self, prob: np.ndarray, truth: np.ndarray) -> float:
+        """Mean over the held-out genres of the share of their songs answered right."""
         right = truth[np.arange(len(prob)), prob.argmax(axis=1)]
-        each = {int(g): float(right[self.genre == g].mean()) for g in np.unique(self.genre)}
-        return (float(np.mean(list(each.values()))) if each else 0.0), each
+        return float(np.mean([right[self.genre == g].mean() for g in np.unique(self.genre)]))
 
 
 def _leave_genres_out(data: _Data, songs: np.ndarray, learned: np.ndarray,
@@ -602,7 +598,6 @@ def _leave_genres_out(data: _Data, songs: np.ndarray, learned: np.ndarray,
     where fewer than two other genres, or fewer than two artists, would be left to learn from.
     ``None`` where no genre could be held out.
     """
-    k = data.truth.shape[1]
     parts: list[tuple[int, np.ndarray, list[np.ndarray], list[_Fit]]] = []
     for g in candidates:
         has = data.truth[songs, g]
@@ -658,7 +653,7 @@ def _choose(data: _Data, songs: np.ndarray, raws: list[np.ndarray], learned: np.
                     if held is not None:
                         held_prior = w * held_table
                         logits = keep_unlearned_mass(held_prior + held_bounded, held_prior, held.unlearned, mobility)
-                        kept = held.kept(song_probabilities(logits, held.starts), held_truth)[0]
+                        kept = held.kept(song_probabilities(logits, held.starts), held_truth)
                     settings = {"C": C, "prior_weight": w, "cap": cap, "mobility": mobility}
                     tried.append(((top1 + macro) / 2, kept, settings))
     scores = np.array([t[0] for t in tried])
@@ -817,7 +812,9 @@ def learn_head(
     # over the learned genres the tags know (held out, they can still be answered right).
     candidates = [j for j, p in enumerate(priors) if learned[j] and p is not None] if (~learned).any() else []
     unlearned = ~learned
-    kept_right = {j: [] for j in candidates}  # the nested check's answers, per held-out genre: (head, tags)
+    # The nested check's answers, per held-out genre: right or not, by the head and by the tags alone.
+    head_right: dict[int, list[np.ndarray]] = {j: [] for j in candidates}
+    tags_right: dict[int, list[np.ndarray]] = {j: [] for j in candidates}
 
     with _one_blas_thread():
         outer = group_folds(strata, group_index, folds, seed)
@@ -844,7 +841,7 @@ def learn_head(
             nested[rows] = _logits(raw, table[rows], settings["prior_weight"], settings["cap"], settings["temperature"],
                                    settings["mobility"], unlearned)
             flagged[test] = _flags(song_probabilities(nested[rows], local), settings["threshold"], settings["margin"])
-            for g, fits in (held.fits if held is not None else {}).items():
+            for g, g_fits in (held.fits if held is not None else {}).items():
                 # The fold's genre-held-out fit, with the fold's settings, on the fold's songs of that genre.
                 of_g = everyone[test][truth[test, g]]
                 if not len(of_g):
@@ -852,11 +849,10 @@ def learn_head(
                 g_rows, g_local = _local_starts(data, of_g)
                 mask = unlearned.copy()
                 mask[g] = True
-                logits = _logits(fits[GRID_C.index(settings["C"])].raw(x[g_rows]), table[g_rows],
+                logits = _logits(g_fits[GRID_C.index(settings["C"])].raw(x[g_rows]), table[g_rows],
                                  settings["prior_weight"], settings["cap"], 1.0, settings["mobility"], mask)
-                tags_alone = song_probabilities(table[g_rows], g_local)
-                for answers, source in ((song_probabilities(logits, g_local), 0), (tags_alone, 1)):
-                    kept_right[g].append((source, truth[of_g, answers.argmax(axis=1)]))
+                head_right[g].append(truth[of_g, song_probabilities(logits, g_local).argmax(axis=1)])
+                tags_right[g].append(truth[of_g, song_probabilities(table[g_rows], g_local).argmax(axis=1)])
         say("choosing the settings over all songs")
         held_all = _leave_genres_out(data, everyone, learned, candidates) if candidates else None
         final = _choose(data, everyone, raws_all, learned, weights, held_all)
@@ -871,14 +867,13 @@ def learn_head(
         if g in counts and len(np.unique(group_index[truth[:, index[g]]])) < 2:
             notes.append(f"every song of {g} is by one artist: held out, it is never heard in training (recall 0 expected)")
     held_out = None
-    if any(kept_right.values()):
+    if any(head_right.values()):
         each = {}
-        for g, parts in kept_right.items():
-            head_right = np.concatenate([r for source, r in parts if source == 0] or [np.zeros(0, dtype=bool)])
-            tags_right = np.concatenate([r for source, r in parts if source == 1] or [np.zeros(0, dtype=bool)])
-            if len(head_right):
-                each[vocabulary[g]] = {"kept": float(head_right.mean()), "tags_kept": float(tags_right.mean()),
-                                       "songs": len(head_right)}
+        for g, parts in head_right.items():
+            if parts:
+                by_head, by_tags = np.concatenate(parts), np.concatenate(tags_right[g])
+                each[vocabulary[g]] = {"kept": float(by_head.mean()), "tags_kept": float(by_tags.mean()),
+                                       "songs": len(by_head)}
         held_out = {"kept": float(np.mean([e["kept"] for e in each.values()])),
                     "tags_kept": float(np.mean([e["tags_kept"] for e in each.values()])), "genres": each}
     report = LearnReport(
@@ -937,21 +932,20 @@ def _builtin_figures(builtin: GenreHead | bool | None, songs: Sequence[SongEmbed
     if len(columns) < 2 or not covered:
         return None
     model = "the tags alone" if reference is None else ("tags and packaged head" if builtin is True else "tags and a given head")
-    head = reference
     answers = np.zeros((len(covered), len(columns)))
     tags = tagger_tags()
     for row, i in enumerate(covered):
         song = songs[i]
         scores = tag_scores({n: np.asarray(song.taggrams[n], dtype=np.float64) for n in tags}, tags)
-        if head is None:
+        if reference is None:
             logits = combine(scores, None, None)
         else:
             try:
-                x = _features(song, head.features)
+                x = _features(song, reference.features)
             except ParameterError:  # the head reads what the songs' embeddings do not hold
                 return None
-            logits = combine(scores, head.evidence(x), head)
-        answers[row] = song_probabilities(logits[:, [known.index(c) for c in columns]], np.array([0, len(logits)]))[0]
+            logits = combine(scores, reference.evidence(x), reference)
+        answers[row] = song_probabilities(logits[:, [known.index(c) for c in columns]])[0]
     own = np.zeros((len(covered), len(columns)), dtype=bool)
     for row, i in enumerate(covered):
         for g in labels[i]:

@@ -288,7 +288,7 @@ def learn_labels(
     head, report = learn_head([embeddings[s.path] for s in songs], [s.genres for s in songs], [s.group for s in songs],
                               genre_map=genre_map, folds=folds, seed=seed, progress=say,
                               info={"learned_from": learned_from})
-    report_dict = report_json(report)
+    report_dict = report.to_dict()
     try:
         destination.path.parent.mkdir(parents=True, exist_ok=True)
         head.save(destination.path)  # atomic: a temporary file renamed into place
@@ -297,18 +297,6 @@ def learn_labels(
     return LearnSummary(out=Path(out), labels=library, report=report_dict, genres=list(head.genres), songs=len(songs),
                         embedded=len(embeddings) - cached, cached=cached, failed=failed, dropped=dropped,
                         seconds=time.monotonic() - started, notes=notes)
-
-
-def report_json(report: Any) -> dict[str, Any]:
-    """The learner's report as a JSON-ready dict (from its ``to_dict``, a dataclass, or a dict)."""
-    if isinstance(report, dict):
-        return report
-    to_dict = getattr(report, "to_dict", None)
-    if callable(to_dict):
-        return dict(to_dict())
-    if dataclasses.is_dataclass(report):
-        return dataclasses.asdict(report)
-    raise TypeError(f"not a report: {type(report).__name__}")
 
 
 def _pct(value: Any) -> str:
