@@ -397,17 +397,3 @@ def test_journals_are_listed_once_while_the_folder_is_unchanged(tmp_path, monkey
     listed.clear()
     assert fsutil.journal_names(fresh) == () == fsutil.journal_names(fresh)
     assert listed == [str(fresh)] * 2
-
-
-def test_a_journal_of_the_first_format_without_the_old_size_is_still_finished(tmp_path, dead_pid):
-    import hashlib
-
-    song = tmp_path / "song.flac"
-    song.write_bytes(b"half")
-    st, new = song.stat(), b"whole" * 10
-    journal = tmp_path / (f".song.flac.{_host()}.{dead_pid}.{st.st_dev}-{st.st_ino}"
-                          f".{hashlib.sha256(new).hexdigest()[:16]}.genrify-journal")
-    journal.write_bytes(new)
-    assert fsutil.JOURNAL_PATTERN.fullmatch(journal.name)["size"] is None
-    (done,) = fsutil.recover_in_place(tmp_path)
-    assert done.finished and song.read_bytes() == new and not journal.exists()

@@ -422,11 +422,10 @@ JOURNAL_SUFFIX = ".genrify-journal"
 _JOURNAL_NAME_BYTES = 80
 #: A journal made by :func:`write_in_place` (matched on the whole name): the complete new content
 #: of the file called ``name`` beside it (cut as in temporary names), of that device and inode,
-#: whose size was ``size`` before the write; its SHA-256 starts with ``digest``. The first journals
-#: carried no size: theirs is ``None``.
+#: whose size was ``size`` before the write; its SHA-256 starts with ``digest``.
 JOURNAL_PATTERN = re.compile(
     r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]{1,64})\.(?P<pid>[0-9]{1,10})"
-    r"\.(?P<dev>[0-9]{1,20})-(?P<ino>[0-9]{1,20})\.(?:(?P<size>[0-9]{1,20})\.)?(?P<digest>[0-9a-f]{16})"
+    r"\.(?P<dev>[0-9]{1,20})-(?P<ino>[0-9]{1,20})\.(?P<size>[0-9]{1,20})\.(?P<digest>[0-9a-f]{16})"
     + re.escape(JOURNAL_SUFFIX)
 )
 #: The signals whose default action ends the process, held back while a file is rewritten in place.
@@ -502,8 +501,8 @@ def journal_names(folder: str | Path) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def deferred_signals(signums: tuple[int, ...] = DEFERRED_SIGNALS) -> Iterator[None]:
-    """Hold back ``signums`` (Ctrl-C, ``kill``, a closed terminal) until the block ends.
+def deferred_signals() -> Iterator[None]:
+    """Hold back :data:`DEFERRED_SIGNALS` (Ctrl-C, ``kill``, a closed terminal) until the block ends.
 
     A signal that arrives meanwhile is delivered again when the block ends, to the handler that
     was there before (so Ctrl-C still raises :class:`KeyboardInterrupt`, and SIGTERM still ends
@@ -520,7 +519,7 @@ def deferred_signals(signums: tuple[int, ...] = DEFERRED_SIGNALS) -> Iterator[No
 
     previous: dict[int, Any] = {}
     try:
-        for signum in signums:
+        for signum in DEFERRED_SIGNALS:
             previous[signum] = signal.signal(signum, hold)
         yield
     finally:
@@ -805,10 +804,9 @@ def _unchanged_since(journal_st: os.stat_result, file_st: os.stat_result, match:
     after the journal's modification time, stamped before each change. A file changed later than
     that (or made later: a new file given a freed inode) was changed by someone else since.
     """
-    if match["size"] is not None:
-        old, new = int(match["size"]), journal_st.st_size
-        if not min(old, new) <= file_st.st_size <= max(old, new):
-            return False
+    old, new = int(match["size"]), journal_st.st_size
+    if not min(old, new) <= file_st.st_size <= max(old, new):
+        return False
     return file_st.st_ctime_ns <= journal_st.st_mtime_ns + _STAMP_SLACK_NS
 
 
