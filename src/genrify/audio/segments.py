@@ -320,6 +320,3 @@ def segment_at(
     if not np.isfinite(features).all():
         raise AudioError(path, "decoded to non-finite values")
     return fill_chunk(features[:, start - first : start - first + chunk_frames], chunk_frames)
-
-
-_segment_at = segment_at  # its earlier, private name

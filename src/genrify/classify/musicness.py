@@ -18,12 +18,14 @@ segments (no second decoding, about 3 ms a song), and judges every segment in up
   clicks. It is fitted on music (GTZAN excerpts, synthetic songs and sparse pieces) and on synthetic
   non-music only (generated signals; speech synthesised by ``espeak-ng``, needed to fit, never to
   run); its threshold lets about 2 % of held-out GTZAN segments through as not music.
-- **Unlike music** (:class:`MusicDensity`, off by default, see :data:`UNLIKE_MUSIC_CHECK`): a
-  Gaussian density of the pretrained ``MSD_musicnn`` tagger's 200-dimensional embedding, fitted on
-  real music only (the GTZAN excerpts, see ``NOTICE``). A segment whose log density is below a
-  threshold set from held-out music is unlike any music the density knows. The built-in model
-  computes that embedding anyway; for a trained model the check decodes the same segments at
-  musicnn's rate and runs the tagger on them (about 1 s a song on a busy 2-core machine).
+- **Unlike music** (:class:`MusicDensity`), measured by ``benchmarks/not_music.py --density`` but
+  not used by genrify: a Gaussian density of the pretrained ``MSD_musicnn`` tagger's 200-dimensional
+  embedding, fitted on real music only (the GTZAN excerpts, see ``NOTICE``). A segment whose log
+  density is below a threshold set from held-out music is unlike any music the density knows. It is
+  off because, measured on real clips, it caught none of the speech and animal sounds it was meant
+  for (they lie inside music's density of this embedding) while flagging 2.7 % of held-out GTZAN
+  excerpts, one of 32 other real music clips and some synthetic music, and it would cost a trained
+  model a second decoding of every song at musicnn's rate (:func:`embed_file_segments`).
 
 A song is *not music* when more than half of its segments are (so a silent intro or a spoken outro
 does not count against a song); the reason is the commonest among them. Every setting was chosen by
@@ -64,12 +66,6 @@ SONG_SHARE = 0.5
 #: The tagger and output whose embedding the density models (the built-in model's genre head reads
 #: the same one, so it costs nothing there).
 EMBEDDING = ("MSD_musicnn", "penultimate")
-#: Whether the density judges too (``unlike-music``). Off: measured on real clips it caught none of
-#: the speech and animal sounds it was meant for (they lie inside music's density of this embedding)
-#: while flagging 2.7 % of held-out GTZAN excerpts, one of 32 other real music clips and some
-#: synthetic music, and it costs a trained model a second decoding (``benchmarks/not_music.py``
-#: measures both ways).
-UNLIKE_MUSIC_CHECK = False
 #: Names of :func:`segment_features`' columns.
 FEATURES: tuple[str, ...] = ("level", "level_spread", "change", "peak_share", "flatness", "quiet_share", "burst",
                              "memory", "coherence", "low_share", "dips", "syllabic", "centroid_spread", "sustain",
@@ -508,12 +504,7 @@ def judge_features(features: np.ndarray, density: MusicDensity | None = None) ->
     return [r if r is not None else c for r, c in zip(reasons, learned, strict=True)]
 
 
-def segment_reasons(
-    segments: np.ndarray,
-    params: FeatureParams,
-    embedding: np.ndarray | None = None,
-    density: MusicDensity | None = None,
-) -> list[str | None]:
+def segment_reasons(segments: np.ndarray, params: FeatureParams, density: MusicDensity | None = None) -> list[str | None]:
     """Each segment's reason for not being music, or ``None`` where it may be music.
 
     Parameters
@@ -522,30 +513,15 @@ def segment_reasons(
         ``(n, n_mels, frames)`` log-mel segments in ``params``' scale.
     params
         Their feature parameters.
-    embedding
-        ``(n, dim)`` tagger embeddings of the same segments (:data:`EMBEDDING`); without them only
-        the signal rules judge.
     density
         Default: the packaged one.
     """
-    density = density or packaged()
-    reasons = judge_features(segment_features(segments, params), density)
-    if embedding is not None:
-        unlike = density.unlike(embedding)
-        reasons = [r if r is not None or not u else "unlike-music" for r, u in zip(reasons, unlike, strict=True)]
-    return reasons
+    return judge_features(segment_features(segments, params), density)
 
 
-def check_song(
-    song: SongSegments,
-    params: FeatureParams,
-    *,
-    embedding: np.ndarray | None = None,
-    path: str | Path | None = None,
-    density: MusicDensity | None = None,
-    unlike_music: bool | None = None,
-) -> str | None:
-    """Why a song is not music (one of :data:`REASONS`), or ``None`` where it may be.
+def check_song(song: SongSegments, params: FeatureParams, *, density: MusicDensity | None = None) -> str | None:
+    """Why a song is not music (one of :data:`REASONS` but ``unlike-music``, which only the
+    benchmark's density gives), or ``None`` where it may be.
 
     Parameters
     ----------
@@ -553,23 +529,10 @@ def check_song(
         The segments a model read.
     params
         Their feature parameters.
-    embedding
-        The segments' tagger embeddings where the model computed them (the built-in model does);
-        otherwise, where ``path`` is a readable file, the same segments are decoded at musicnn's
-        rate and embedded here.
-    path
-        The song's file.
     density
         Default: the packaged one.
-    unlike_music
-        Let the density judge too (default :data:`UNLIKE_MUSIC_CHECK`); without it ``embedding``
-        and ``path`` are not used.
     """
-    if not (UNLIKE_MUSIC_CHECK if unlike_music is None else unlike_music):
-        embedding = path = None
-    if embedding is None and path is not None:
-        embedding = embed_file_segments(path, song)
-    return song_verdict(segment_reasons(song.segments, params, embedding, density))
+    return song_verdict(segment_reasons(song.segments, params, density))
 
 
 def embed_file_segments(path: str | Path, song: SongSegments) -> np.ndarray | None:

@@ -28,9 +28,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from genrify.core.runner import LocalRunner, Processor, Runner
-from genrify.defaults import MAX_DURATION
-from genrify.errors import ParameterError, PredictionError
 from genrify.audio.segments import (  # noqa: F401 - song_features and segment_starts are part of this API too
     DEFAULT_MAX_SEGMENTS,
     SongSegments,
@@ -40,6 +37,9 @@ from genrify.audio.segments import (  # noqa: F401 - song_features and segment_s
     song_features,
     song_segments,
 )
+from genrify.core.runner import LocalRunner, Processor, Runner
+from genrify.defaults import MAX_DURATION
+from genrify.errors import ParameterError, PredictionError
 
 if TYPE_CHECKING:
     import torch
@@ -110,7 +110,7 @@ class Prediction(RankedGenres):
         The song is shorter than one segment: its only segment was padded, so the answer rests on
         less audio than the model was made for and is flagged as unsure.
     not_music
-        Why the song is not music (``silence``, ``tone``, ``noise``, ``clicks`` or ``unlike-music``,
+        Why the song is not music (``silence``, ``tone``, ``noise``, ``clicks`` or ``speech``,
         see :mod:`genrify.classify.musicness`), or ``None``: an answer for what is not music is flagged as
         unsure, whatever the model's confidence.
     near_tie_margin
@@ -244,8 +244,7 @@ def predict_segments(
     batch_size
         Segments per forward pass (default: the model's ``batch_size``, else 64): bounds memory.
     path
-        Recorded in the prediction; where it is a file and the model computes no tagger embedding
-        of its own, the music check reads the same segments from it (:mod:`genrify.classify.musicness`).
+        Recorded in the prediction.
     music_check
         Judge whether the song is music at all (:attr:`Prediction.not_music`).
 
@@ -263,21 +262,11 @@ def predict_segments(
     device = module_device(network)
     n = song.segments.shape[0]
     probabilities = np.empty((n, len(model.genres)), dtype=np.float32)
-    # A model that computes the music check's tagger embedding anyway (the built-in one) hands it over.
-    from genrify.classify import musicness
-
-    with_embedding = (getattr(network, "forward_with_embedding", None)
-                      if music_check and musicness.UNLIKE_MUSIC_CHECK else None)
-    embeddings: list[np.ndarray] = []
     with torch.inference_mode():
         for i in range(0, n, batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(song.segments[i : i + batch_size]))
             with autocast(device):
-                if with_embedding is not None:
-                    logits, embedding = with_embedding(batch.to(device))
-                    embeddings.append(embedding.float().cpu().numpy())
-                else:
-                    logits = network(batch.to(device))
+                logits = network(batch.to(device))
             probabilities[i : i + batch.shape[0]] = torch.softmax(logits.float(), dim=1).cpu().numpy()
     if not np.isfinite(probabilities).all():
         # NaN would pass for an answer (argmax picks the first genre) and could end up in tags.
@@ -287,10 +276,9 @@ def predict_segments(
     votes = np.bincount(probabilities.argmax(axis=1), minlength=len(model.genres)) / n
     not_music = None
     if music_check:
-        not_music = musicness.check_song(
-            song, model.params, embedding=np.concatenate(embeddings) if embeddings else None,
-            path=path if path is not None and Path(path).is_file() else None,
-        )
+        from genrify.classify import musicness
+
+        not_music = musicness.check_song(song, model.params)
     return Prediction(
         genres=list(model.genres),
         probabilities=mean,

@@ -508,7 +508,7 @@ def keep_unlearned_mass(combined: Any, prior: Any, unlearned: Any, mobility: flo
             top = v.max(axis=1)
             return top + np.log(np.exp(v - top[:, None]).sum(axis=1))
 
-        log_sigmoid = lambda v: -np.logaddexp(0.0, -v)  # noqa: E731
+        log_sigmoid = lambda v: -np.logaddexp(0.0, -v)
         log, log1p, exp, where = np.log, np.log1p, np.exp, np.where
     else:
         mask = torch.as_tensor(unlearned, dtype=torch.bool, device=combined.device).expand_as(combined)
@@ -571,8 +571,8 @@ class BuiltinGenreNetwork(nn.Module):
         return self.forward_with_embedding(x)[0]
 
     def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The logits and :data:`EMBEDDING` of each patch: prediction's music check
-        (:mod:`genrify.classify.musicness`) reads the embedding, which the taggers compute anyway."""
+        """The logits and :data:`EMBEDDING` of each patch (the taggers compute the embedding anyway;
+        ``tests/test_embedcache.py`` checks the embedding cache against it)."""
         patches = x.transpose(1, 2).float()  # (batch, frames, bands), the taggers' layout
         if self.onnx and x.device.type == "cpu":
             outputs = {name: self.onnx[name](patches) for name in self.taggers}
