@@ -83,6 +83,16 @@ def test_usage_errors_exit_2():
     assert result.exit_code == 2
 
 
+def test_learn_refuses_a_cache_file_that_is_an_input_or_the_model(tmp_path):
+    song = tmp_path / "song.wav"
+    song.write_bytes(b"RIFF")
+    model = tmp_path / "mine.safetensors"
+    model.write_bytes(b"")
+    for cache in (song, model):
+        result = runner.invoke(app, ["learn", str(song), "--out", str(model), "--cache-file", str(cache)])
+        assert result.exit_code == 2 and "is one of the inputs (or the model)" in result.output, result.output
+
+
 @pytest.mark.parametrize("fmt", ["wav", "mixed"])
 def test_synth_writes_genre_folders(tmp_path, fmt):
     result = runner.invoke(

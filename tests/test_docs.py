@@ -123,3 +123,75 @@ def test_the_link_check_sees_a_broken_link(tmp_path: Path):
                     "```\n[in code](nowhere.md)\n```\n`[inline](nowhere.md)`\n", encoding="utf-8")
     assert links(page) == ["#page", "missing.md", "pic.png"]
     assert anchors(page) == {"page"}
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    """The fenced code blocks of ``language`` in a page."""
+    return re.findall(rf"^```{language}\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+
+
+def genrify_calls(source: str) -> list[str]:
+    """What a Python example gets wrong about genrify: an import that fails, or a keyword argument
+    that the genrify function it calls (imported by name in the example) does not take."""
+    import ast
+    import importlib
+    import inspect
+
+    problems: list[str] = []
+    names: dict[str, object] = {}
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("genrify"):
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                try:  # a name in the module, or a module in the package
+                    names[alias.asname or alias.name] = getattr(module, alias.name, None) or \
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                except ImportError:
+                    problems.append(f"from {node.module} import {alias.name}: no such name")
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names):
+            continue
+        func = names[node.func.id]
+        if not inspect.isfunction(func):
+            continue
+        parameters = inspect.signature(func).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            continue
+        problems += [f"{node.func.id}(... {k.arg}=...): no such parameter" for k in node.keywords
+                     if k.arg is not None and k.arg not in parameters]
+    return problems
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_python_examples_import_and_call_what_genrify_has(page: Path):
+    problems = [p for block in code_blocks(page.read_text(encoding="utf-8"), "python") for p in genrify_calls(block)]
+    assert not problems, f"{page.relative_to(ROOT)}: " + "; ".join(problems)
+
+
+def test_the_example_check_sees_a_wrong_keyword():
+    assert genrify_calls("from genrify.store.extract import extract\nextract('m', 's', client=1)\n") == [
+        "extract(... client=...): no such parameter"]
+    assert genrify_calls("from genrify.store.extract import extract, nothing\n") == [
+        "from genrify.store.extract import nothing: no such name"]
+
+
+def test_every_option_the_pages_give_a_command_is_in_its_help():
+    from typer.testing import CliRunner
+
+    from genrify.cli import app
+
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    helps: dict[str, str] = {}
+    missing = []
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            for command, rest in re.findall(r"genrify (\w+)([^`\n|#]*)", line):
+                if command not in commands:
+                    continue
+                if command not in helps:
+                    helps[command] = CliRunner().invoke(app, [command, "--help"], terminal_width=300).output
+                missing += [f"{page.relative_to(ROOT)}:{number}: genrify {command} {option}"
+                            for option in re.findall(r"(?<![\w-])(--[a-z0-9][a-z0-9-]*)", rest)
+                            if option != "--help" and option not in helps[command]]
+    assert not missing, "options not in the command's --help: " + "; ".join(missing)

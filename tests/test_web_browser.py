@@ -80,13 +80,18 @@ def browser():
         b.close()
 
 
-def _open_page(browser, url: str):
-    """A desktop-sized page on ``url`` with its two models listed, and the list of problems it
-    reports: script errors, console errors other than the expected 422s, and requests that leave the
-    server (the page must work offline)."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+#: A phone's screen, for the page's narrow layout.
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+
+
+def _open_page(browser, url: str, problems: list[str] | None = None, **device):
+    """A page on ``url`` (desktop-sized, or as ``device`` says: :data:`PHONE`) with its two models
+    listed, and the list of problems it reports (``problems``, or a new one): script errors,
+    console errors other than the expected 422s, and requests that leave the server (the page must
+    work offline)."""
+    page = browser.new_page(**(device or {"viewport": {"width": 1280, "height": 900}}))
     page.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
+    problems = [] if problems is None else problems
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" and "status of 422" not in m.text else None)
     local = (url, "data:", "blob:")
@@ -186,11 +191,7 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
         page.close()
 
         # A phone.
-        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
-        phone.set_default_timeout(TIMEOUT_MS)
-        phone.on("pageerror", lambda exc: problems.append(f"phone page error: {exc}"))
-        phone.goto(url)
-        phone.wait_for_function("() => document.querySelectorAll('#model-select option').length === 2")
+        phone, _ = _open_page(browser, url, problems, **PHONE)
         phone.set_input_files("#file-input", str(synthetic))
         phone.wait_for_selector("#timeline .segment")
         assert phone.inner_text("#top-genre") == expected.genre
@@ -258,10 +259,7 @@ def test_a_first_visit_an_example_recording_and_an_error(browser, models, tmp_pa
         page.screenshot(path=str(ARTIFACTS / "first-error.png"), full_page=True)
         page.close()
 
-        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
-        phone.set_default_timeout(TIMEOUT_MS)
-        phone.on("pageerror", lambda exc: problems.append(f"phone page error: {exc}"))
-        phone.goto(url)
+        phone, _ = _open_page(browser, url, problems, **PHONE)
         phone.wait_for_selector("[data-testid=sample]")
         phone.click("[data-testid=sample] >> nth=0")
         phone.wait_for_selector("#timeline .segment")

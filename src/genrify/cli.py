@@ -596,8 +596,8 @@ def learn(
         check_playlist(playlist)  # before an hour of work, not after it
     mapping = GenreMap.load(genre_map) if genre_map is not None else None
     cache_path = (cache_file or default_cache_path()) if cache else None
-    if cache_path is not None and file_identity(cache_path) is not None and (
-            file_identity(cache_path) in {file_identity(p) for p in paths} or file_identity(cache_path) == file_identity(model_out)):
+    cache_id = file_identity(cache_path) if cache_path is not None else None
+    if cache_id is not None and cache_id in {file_identity(p) for p in [*paths, model_out]}:
         _usage(f"--cache-file {display_path(cache_path)}: is one of the inputs (or the model); choose another name")
 
     def warn(line: str) -> None:

@@ -37,6 +37,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from genrify import __version__
+from genrify.audio.decode import check_max_duration
 from genrify.defaults import MAX_DURATION
 from genrify.errors import AudioError, GenrifyError, ParameterError
 from genrify.web.catalogue import ModelEntry, describe, entries_by_name
@@ -240,8 +241,6 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
 
     entries = entries_by_name(models)
-    from genrify.audio.decode import check_max_duration
-
     check_max_duration(max_duration)
     if not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
         raise ParameterError(f"max_upload_bytes must be a positive number of bytes, not {max_upload_bytes!r}")
