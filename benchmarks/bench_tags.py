@@ -10,7 +10,7 @@ library; each copy is its own file to tag):
 
 1. Classification with the built-in model (``genrify.classify.service.classify_library``, every core, no
    cache): files per second.
-2. Tag writing (``genrify.classify.service.tag_results``: two genres per file, replace mode, provenance
+2. Tag writing (``genrify.classify.tagging.tag_results``: two genres per file, replace mode, provenance
    record, each file rewritten as a checked copy and renamed): files per second, and its share of
    the time of classifying and tagging.
 3. The reference, on a second copy of the same library: mutagen alone setting the genre and saving
@@ -79,7 +79,8 @@ def main() -> int:
     args = parser.parse_args()
     n = 200 if args.quick else args.files
 
-    from genrify.classify.service import ModelRef, classify_library, tag_results
+    from genrify.classify.service import ModelRef, classify_library
+    from genrify.classify.tagging import tag_results
     from genrify.collection.tagpolicy import TagPolicy
 
     args.work.mkdir(parents=True, exist_ok=True)

@@ -21,13 +21,11 @@ from genrify.classify.service import (
     classify_library,
     classify_remote,
     classify_song,
-    confident,
     loaded_models,
     open_cache,
-    organize_results,
-    playlist_results,
-    tag_results,
 )
+from genrify.classify.placing import confident, organize_results, playlist_results
+from genrify.classify.tagging import FileSink, TagListener, tag_results
 from genrify.classify.predict import Failure, Prediction, classify
 from genrify.classify.results import ResultCache, file_digest
 from genrify.core.runner import LocalRunner
@@ -275,7 +273,6 @@ def test_tags_organize_and_playlists_consume_the_results(model_file, music, tmp_
 
 
 def test_a_tag_writer_tags_each_answer_as_it_arrives(model_file, music):
-    from genrify.classify.service import Listener, TagWriter
     from genrify.collection.tagpolicy import TagPolicy
     from genrify.collection.tags import read_genre
 
@@ -288,7 +285,7 @@ def test_a_tag_writer_tags_each_answer_as_it_arrives(model_file, music):
             if self.seen == 3:
                 raise KeyboardInterrupt  # what Ctrl-C does in the middle of a long run
 
-    writer = TagWriter(TagPolicy(skip_unsure=False, mode="replace"), model="m")
+    writer = TagListener(TagPolicy(skip_unsure=False, mode="replace"), FileSink(), model="m")
     with pytest.raises(KeyboardInterrupt):
         classify_library([music], ModelRef.file(model_file), runner=LocalRunner(1), listeners=[writer, Interrupt()])
     files = sorted(str(p) for p in music.rglob("*.wav"))

@@ -13,6 +13,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -20,6 +21,7 @@ import typer
 from rich.console import Console
 
 from genrify import __version__
+from genrify.collection.tagpolicy import TagPolicy
 from genrify.learn.config import TRAIN_DEFAULTS
 from genrify.defaults import (
     ARCHITECTURES,
@@ -30,7 +32,7 @@ from genrify.defaults import (
     N_MELS,
     SAMPLE_RATE,
 )
-from genrify.errors import GenrifyError, UsageError, exit_code
+from genrify.errors import GenrifyError, ParameterError, UsageError, exit_code
 
 if TYPE_CHECKING:
     from genrify.core.runner import Runner
@@ -39,6 +41,20 @@ if TYPE_CHECKING:
 _MAX_DURATION = f"{MAX_DURATION / 3600:g}h"
 _MAX_DURATION_HELP = ("Refuse a file holding more audio than this (e.g. 12h, 90m; a bare number is seconds), with "
                       "one line for that file: a tiny file can declare days of audio.")
+
+
+#: The tag policy's defaults: ``classify``'s tag options take theirs from here (``genre_map``: none
+#: given, the shipped map).
+_POLICY: dict[str, Any] = {f.name: None if f.default is MISSING else f.default for f in fields(TagPolicy)}
+#: The options named otherwise than their settings' fields (a field is otherwise ``--field-name``).
+_OPTIONS = {"count": "--tag-genres", "mode": "--tag-mode", "separator": "--tag-separator", "skip_unsure": "--tag-unsure",
+            "parents": "--parent-genres", "own_genre_above": "--track-genre-above", "hop_seconds": "--segment-hop"}
+
+
+def _option(field: str) -> str:
+    """The option that sets a settings field (:class:`~genrify.collection.tagpolicy.TagPolicy`,
+    :class:`~genrify.classify.service.ClassifyOptions`)."""
+    return _OPTIONS.get(field, "--" + field.replace("_", "-"))
 
 
 def _max_duration(text: str) -> float:
@@ -80,6 +96,10 @@ def _user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except GenrifyError as exc:
+            if isinstance(exc, ParameterError) and exc.field is not None and not isinstance(exc, UsageError):
+                # A settings object refused a value an option gave it: a mistyped option (exit 2),
+                # said in the option's name. The one place such an error becomes a usage error.
+                exc = UsageError(exc.said_of(_option))
             # _say: a file name in the message is shown readably and never read as Rich markup.
             err.print(f"[bold red]error:[/] {_say(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exit_code(exc)) from None
@@ -790,18 +810,18 @@ def classify(
     segment_hop: Annotated[float | None, typer.Option(help="Seconds between segment starts (default: one segment, about 3 s, no overlap).")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Decoding processes (default: one per core).")] = None,
     write_tags: Annotated[bool, typer.Option(help="Write the top genre (see --tag-genres) into each file's genre tag.")] = False,
-    tag_genres: Annotated[int, typer.Option(help="With --write-tags: write the N most probable genres (multi-valued where the format allows).")] = 1,
-    tag_separator: Annotated[str | None, typer.Option(help="Join several genres into one tag value with this separator.")] = None,
-    tag_mode: Annotated[str, typer.Option(help="With --write-tags: keep (leave files with a genre a person set alone), merge (a person's genres first, then genrify's) or replace.")] = "keep",
-    min_probability: Annotated[float, typer.Option(help="With --tag-genres N: write a 2nd..Nth genre only if its probability is at least this.")] = 0.1,
-    tag_unsure: Annotated[bool, typer.Option(help="With --write-tags: also tag answers flagged unsure.")] = False,
-    id3v23: Annotated[bool, typer.Option("--id3v23", help="With --write-tags: write ID3v2.3 tags (several genres joined by '/') for old players, instead of ID3v2.4.")] = False,
+    tag_genres: Annotated[int, typer.Option(help="With --write-tags: write the N most probable genres (multi-valued where the format allows).")] = _POLICY["count"],
+    tag_separator: Annotated[str | None, typer.Option(help="Join several genres into one tag value with this separator.")] = _POLICY["separator"],
+    tag_mode: Annotated[str, typer.Option(help="With --write-tags: keep (leave files with a genre a person set alone), merge (a person's genres first, then genrify's) or replace.")] = _POLICY["mode"],
+    min_probability: Annotated[float, typer.Option(help="With --tag-genres N: write a 2nd..Nth genre only if its probability is at least this.")] = _POLICY["min_probability"],
+    tag_unsure: Annotated[bool, typer.Option(help="With --write-tags: also tag answers flagged unsure.")] = not _POLICY["skip_unsure"],
+    id3v23: Annotated[bool, typer.Option("--id3v23", help="With --write-tags: write ID3v2.3 tags (several genres joined by '/') for old players, instead of ID3v2.4.")] = _POLICY["id3v23"],
     genre_map: Annotated[Path | None, typer.Option(help="A genre map (TOML: canonical names, aliases, whitelist, parents) used instead of the default one for tags.")] = None,
-    parent_genres: Annotated[bool, typer.Option(help="With --write-tags: add each genre's parent genres from the genre map (House -> Electronic).")] = False,
-    album_mode: Annotated[bool, typer.Option(help="With --write-tags: give every track of an album (album tags, else its folder) the album's genre, from its tracks' pooled probabilities.")] = False,
-    track_genre_above: Annotated[float | None, typer.Option(help="With --album-mode: also write a track's own top genre where it differs from the album's and its probability is more than this.")] = None,
+    parent_genres: Annotated[bool, typer.Option(help="With --write-tags: add each genre's parent genres from the genre map (House -> Electronic).")] = _POLICY["parents"],
+    album_mode: Annotated[bool, typer.Option(help="With --write-tags: give every track of an album (album tags, else its folder) the album's genre, from its tracks' pooled probabilities.")] = _POLICY["album_mode"],
+    track_genre_above: Annotated[float | None, typer.Option(help="With --album-mode: also write a track's own top genre where it differs from the album's and its probability is more than this.")] = _POLICY["own_genre_above"],
     since: Annotated[str | None, typer.Option(help="Only files added or modified since this date or time (e.g. 2026-11-30 or 2026-11-30T18:00); the rest are skipped.")] = None,
-    min_confidence: Annotated[float, typer.Option(help="Tag, organise and list only files whose top probability is at least this.")] = 0.0,
+    min_confidence: Annotated[float, typer.Option(help="Tag, organise and list only files whose top probability is at least this.")] = _POLICY["min_confidence"],
     organize: Annotated[Path | None, typer.Option(help="Put each file into DEST/<genre>/ (never overwriting).")] = None,
     mode: Annotated[str, typer.Option(help="How --organize places files: copy, link or move.")] = "copy",
     playlists: Annotated[Path | None, typer.Option(help="Write one <genre>.m3u8 playlist per genre into this folder.")] = None,
@@ -825,56 +845,79 @@ def classify(
     printed it, is in the JSON as votes). A file that cannot be read is reported and the run goes
     on; the exit status is 0 when at least one file was classified.
     """
-    import math
-    import os
-    import unicodedata
+    from genrify.classify.placing import confident
+    from genrify.classify.service import ClassifyOptions, classify_library, open_cache, require_audio
+    from genrify.classify.tagging import FileSink, TagListener
+    from genrify.collection.library import find_audio
+    from genrify.collection.tagpolicy import TagPolicy
 
-    from rich.markup import escape
+    # Every option is checked before any work: a usage mistake costs nothing and exits 2. The
+    # settings objects check their own values, said as the option they came from (_user_errors).
+    _check_classify_options(format, mode, top_k, jobs, model, genres, playlists)
+    tagging = {"count": tag_genres, "separator": tag_separator, "mode": tag_mode, "min_probability": min_probability,
+               "skip_unsure": not tag_unsure, "id3v23": id3v23, "genre_map": genre_map, "parents": parent_genres,
+               "album_mode": album_mode}
+    _only_with_write_tags(write_tags, tagging)
+    policy = TagPolicy(**{**tagging, "genre_map": _genre_map(genre_map)}, min_confidence=min_confidence,
+                       own_genre_above=track_genre_above)
+    options = ClassifyOptions(hop_seconds=segment_hop, max_segments=max_segments,
+                              max_duration=_max_duration(max_duration))
+    since_time = _since(since) if since is not None else None
+    torch_device = _device(device)
+    found = find_audio(paths, follow_links=follow_links)
+    for path, reason in found.passed_over if verbose else []:
+        err.print(f"[yellow]passed over[/] {_say(path)}: {_say_plain(reason)}", highlight=False)
+    require_audio(found, paths, hint="" if verbose else "; -v lists them")
+    ref, cache_path = _check_destinations(found, paths, model, genres, output, cache, cache_file, organize, playlists)
+    store = open_cache(cache_path, ref, options, notify=_warn) if cache_path is not None else None
+    try:
+        for raw, reason in found.missing:
+            err.print(f"[yellow]skipped[/] {_say(raw)}: {_say_plain(reason)}", highlight=False)
+        if write_tags:
+            _recover_tag_writes(found.files, dry_run)
+        # The bar goes when the run ends: the summary line says what it did, and where nothing
+        # could be classified the error is the run's only line.
+        with _runner(scheduler, jobs) as runner, _progress(transient=True) as progress:
+            shower = _show_progress(progress, progress.add_task("classifying", total=len(found.files)))
+            # Tags are written as answers arrive (an interrupted run has tagged all it classified);
+            # in album mode, as each album's last answer arrives.
+            tagger = TagListener(policy, FileSink(store), model=ref.name, dry_run=dry_run) if write_tags else None
+            run = classify_library(found, ref, options=options, runner=runner, cache=store,
+                                   listeners=[shower, *([tagger] if tagger else [])], device=torch_device,
+                                   since=since_time, since_whole_folders=policy.album_mode)
+        if not run.predictions and run.summary.failed and not run.summary.skipped:
+            _nothing_classified(run, shower, ref.name, format, output, top_k, timeline)
+        _render_results(run.results, ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
+        chosen = confident(run.results, min_confidence)
+        notes: list[str] = []
+        if min_confidence > 0 and (organize or playlists):
+            notes.append(f"{len(run.predictions) - len(chosen)} below confidence {min_confidence:g} not placed")
+        notes += _show_tagging(tagger.report, policy, dry_run, verbose) if tagger is not None else []
+    finally:
+        if store is not None:
+            store.close()
+    notes += _show_placing(chosen, paths, organize, mode, playlists, dry_run, verbose)
+    _finish(run.summary, notes, verbose)
+
+
+def _check_classify_options(format: str, mode: str, top_k: int, jobs: int | None, model: Path | None,
+                            genres: str | None, playlists: Path | None) -> None:
+    """The checks of ``classify``'s own options (the settings objects check theirs)."""
+    import os
 
     from genrify.classify import outputs
-    from genrify.classify.service import (
-        ClassifyOptions,
-        Listener,
-        ModelRef,
-        TagWriter,
-        classify_library,
-        confident,
-        open_cache,
-        organize_results,
-        playlist_results,
-        require_audio,
-        tag_results,
-    )
-    from genrify.classify.predict import Failure
-    from genrify.classify.results import default_cache_path
-    from genrify.collection.destinations import check_output_file
-    from genrify.collection.library import display_path, file_identity, find_audio
-    from genrify.collection.organize import check_playlists
-    from genrify.core.devices import resolve_device
-    from genrify.errors import OrganizeError, ParameterError
+    from genrify.classify.service import ModelRef
+    from genrify.collection.library import display_path
+    from genrify.errors import ParameterError
 
-    # Every option is checked before any work: a usage mistake costs nothing and exits 2.
     if format not in outputs.FORMATS:
         _usage(f"--format: unknown format {format!r}; choose one of {', '.join(outputs.FORMATS)}")
     if mode not in ("copy", "link", "move"):
         _usage(f"--mode: unknown mode {mode!r}; choose copy, link or move")
     if top_k < 1:
         _usage(f"--top-k must be at least 1, not {top_k}")
-    if tag_genres < 1:
-        _usage(f"--tag-genres must be at least 1, not {tag_genres}")
-    if not 0.0 <= min_confidence <= 1.0:
-        _usage(f"--min-confidence must be between 0 and 1, not {min_confidence}")
-    if max_segments < 0:
-        _usage(f"--max-segments must be 0 (every segment) or more, not {max_segments}")
-    if segment_hop is not None and not (segment_hop > 0 and math.isfinite(segment_hop)):
-        _usage(f"--segment-hop must be a positive number of seconds, not {segment_hop}")
     if jobs is not None and jobs < 1:
         _usage(f"--jobs must be at least 1, not {jobs}")
-    if tag_separator is not None and not tag_separator:
-        _usage("--tag-separator must not be empty; leave it out to write separate genre values")
-    if tag_separator is not None and any(unicodedata.category(c) == "Cc" for c in tag_separator):
-        # A line break or NUL in a tag splits it into lines or values some players read differently.
-        _usage(f"--tag-separator must not contain control characters (a line break, a tab), not {tag_separator!r}")
     if genres and model is not None:
         _usage("--genres chooses among the built-in model's genres; a trained model answers with its own")
     if genres:
@@ -882,33 +925,48 @@ def classify(
             ModelRef.builtin(genres.split(","))
         except ParameterError as exc:
             _usage(f"--genres: {exc}")
-    tag_only = {"--tag-genres": tag_genres != 1, "--tag-separator": tag_separator is not None,
-                "--tag-mode": tag_mode != "keep", "--min-probability": min_probability != 0.1,
-                "--tag-unsure": tag_unsure, "--id3v23": id3v23, "--genre-map": genre_map is not None,
-                "--parent-genres": parent_genres, "--album-mode": album_mode}
-    if not write_tags and any(tag_only.values()):
-        _usage(f"{', '.join(k for k, v in tag_only.items() if v)}: only with --write-tags")
-    if track_genre_above is not None and not album_mode:
-        _usage("--track-genre-above goes with --album-mode")
-    if track_genre_above is not None and tag_genres < 2:
-        _usage("--track-genre-above needs --tag-genres 2 or more: a track's own genre is written after the album's")
-    since_time = _since(since) if since is not None else None
-    policy = _tag_policy(tag_genres, min_confidence, min_probability, tag_unsure, tag_mode, tag_separator, id3v23,
-                         parent_genres, genre_map, track_genre_above) if write_tags else None
-    try:
-        torch_device = resolve_device(device, notify=lambda line: err.print(escape(line), highlight=False))
-    except ParameterError as exc:
-        _usage(f"--device: {exc}")
     if playlists is not None and os.path.lexists(playlists) and not playlists.is_dir():
         _usage(f"--playlists {display_path(playlists)}: exists and is not a folder; give a folder for the playlists")
-    options = ClassifyOptions(hop_seconds=segment_hop, max_segments=max_segments,
-                              max_duration=_max_duration(max_duration))
 
-    found = find_audio(paths, follow_links=follow_links)
-    if verbose:
-        for path, reason in found.passed_over:
-            err.print(f"[yellow]passed over[/] {_say(path)}: {escape(reason)}", highlight=False)
-    require_audio(found, paths, hint="" if verbose else "; -v lists them")
+
+def _only_with_write_tags(write_tags: bool, given: dict[str, Any]) -> None:
+    """Tag options given without ``--write-tags`` are a usage mistake (they would do nothing)."""
+    changed = [_option(name) for name, value in given.items() if value != _POLICY[name]]
+    if not write_tags and changed:
+        _usage(f"{', '.join(changed)}: only with --write-tags")
+
+
+def _genre_map(path: Path | None) -> Any:
+    """``--genre-map``'s map, or the default one. A bad map file is bad input (exit 1, naming the
+    file), not a mistyped option."""
+    from genrify.collection.genremap import GenreMap
+
+    return GenreMap.load(path) if path is not None else GenreMap.default()
+
+
+def _device(name: str) -> Any:
+    """``--device``'s torch device; a bad name is a usage error."""
+    from genrify.core.devices import resolve_device
+    from genrify.errors import ParameterError
+
+    try:
+        return resolve_device(name, notify=lambda line: err.print(_say_plain(line), highlight=False))
+    except ParameterError as exc:
+        _usage(f"--device: {exc}")
+
+
+def _check_destinations(found: Any, paths: list[Path], model: Path | None, genres: str | None, output: Path | None,
+                        cache: bool, cache_file: Path | None, organize: Path | None,
+                        playlists: Path | None) -> tuple[Any, Path | None]:
+    """The model (checked) and the results cache's path, once nothing genrify would write can
+    replace what it reads."""
+    from genrify.classify.results import default_cache_path
+    from genrify.classify.service import ModelRef
+    from genrify.collection.destinations import check_output_file
+    from genrify.collection.library import display_path, file_identity
+    from genrify.collection.organize import check_destination, check_playlists
+    from genrify.errors import OrganizeError
+
     # Nothing genrify writes may replace a song (or the model, or the cache) it reads: compared by
     # device and inode, so a symbolic or hard link to an input is caught too.
     keep = {file_identity(f): f for f in found.files}
@@ -926,10 +984,7 @@ def classify(
     if cache_path is not None and file_identity(cache_path) in keep:
         _usage(f"--cache-file {display_path(cache_path)}: is one of the input files (or the model)")
     if organize is not None:
-        from genrify.collection.organize import check_destination
-
         check_destination(organize, [p for p in paths if p.is_dir()] or [p.parent for p in paths])
-
     ref = ModelRef.file(model) if model is not None else ModelRef.builtin(genres.split(",") if genres else None)
     ref.check()  # a missing or bad model file fails here, in one line, before any work
     if playlists is not None:
@@ -937,114 +992,112 @@ def classify(
             check_playlists(playlists, ref.genres, keep=found.files)
         except OrganizeError as exc:
             _usage(f"--playlists: {exc}")
+    return ref, cache_path
 
-    store = None
-    if cache_path is not None:
-        store = open_cache(cache_path, ref, options,
-                           notify=lambda line: err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False))
-    try:
-        for raw, reason in found.missing:
-            err.print(f"[yellow]skipped[/] {_say(raw)}: {escape(reason)}", highlight=False)
-        if write_tags:
-            from genrify.collection.tags import recover_interrupted_writes
 
-            # A tag write cut short by kill -9 left a file half-written and its complete new version
-            # beside it: put it back before the file is read.
-            for line in recover_interrupted_writes({Path(f).parent for f in found.files}, dry_run=dry_run):
-                err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False)
-        # The bar goes when the run ends: the summary line says what it did, and where nothing
-        # could be classified the error is the run's only line.
-        with _runner(scheduler, jobs) as runner, _progress(transient=True) as progress:
-            task = progress.add_task("classifying", total=len(found.files))
+def _warn(line: str) -> None:
+    err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False)
 
-            class ShowProgress(Listener):
-                """Each failure on a line of its own as it comes, but the first is held back until
-                another file has its outcome: where the only file given cannot be read, its failure
-                is said once, as the run's error (below)."""
 
-                def __init__(self) -> None:
-                    self.held: Failure | None = None
-                    self.outcomes = 0
+def _say_plain(text: str) -> str:
+    """Text for a Rich console with no Rich markup in it (not read as a file name)."""
+    from rich.markup import escape
 
-                def show(self, failure: Failure) -> None:
-                    progress.console.print(f"[red]failed[/] {_say(failure.path)}: {_say(failure.error)}",
-                                           highlight=False)
+    return escape(text)
 
-                def flush(self) -> None:
-                    if self.held is not None:
-                        self.show(self.held)
-                        self.held = None
 
-                def on_result(self, result: Any, cached: bool) -> None:
-                    self.outcomes += 1
-                    if self.outcomes > 1:
-                        self.flush()
-                    if isinstance(result, Failure):
-                        if self.outcomes == 1:
-                            self.held = result
-                        else:
-                            self.show(result)
-                    progress.advance(task)
+def _recover_tag_writes(files: list[str], dry_run: bool) -> None:
+    """A tag write cut short by kill -9 left a file half-written and its complete new version
+    beside it: put it back before the file is read."""
+    from genrify.collection.tags import recover_interrupted_writes
 
-            shower = ShowProgress()
+    for line in recover_interrupted_writes({Path(f).parent for f in files}, dry_run=dry_run):
+        _warn(line)
 
-            # Tags are written as answers arrive (an interrupted run has tagged all it classified),
-            # except in album mode, which needs each album whole.
-            writer = TagWriter(policy, model=ref.name, dry_run=dry_run, cache=store) \
-                if policy is not None and not album_mode else None
-            run = classify_library(found, ref, options=options, runner=runner, cache=store,
-                                   listeners=[shower, *([writer] if writer else [])], device=torch_device,
-                                   since=since_time, since_whole_folders=album_mode)
-        if not run.predictions and run.summary.failed and not run.summary.skipped:
-            # Nothing classified: no table of failures under a "0 songs" title (JSON and CSV are
-            # still written, for programs), each failure said once, and one error line.
-            if format != "table":
-                _render_results(run.results, ref.name, format, output, top_k, timeline, [])
-            if shower.held is not None and len(run.results) == 1:
-                what = f"{escape(_shown_path(shower.held.path))}: {_say(shower.held.error)}"
-            else:
-                shower.flush()
-                what = f"none of the {len(run.results)} files could be classified"
-            err.print(f"[bold red]error:[/] {what}", highlight=False)
-            raise typer.Exit(1)
-        _render_results(run.results, ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
 
-        chosen = confident(run.results, min_confidence)
-        notes: list[str] = []
-        if min_confidence > 0 and (organize or playlists):
-            notes.append(f"{len(run.predictions) - len(chosen)} below confidence {min_confidence:g} not placed")
-        if write_tags:
-            albums = None
-            if album_mode:
-                from genrify.classify.albums import album_answers, group_albums
+def _show_progress(progress: Any, task: Any) -> Any:
+    """A listener that advances the bar and says each failure on a line of its own as it comes,
+    but holds the first back until another file has its outcome: where the only file given cannot
+    be read, its failure is said once, as the run's error (:func:`_nothing_classified`)."""
+    from genrify.classify.predict import Failure
+    from genrify.classify.service import Listener
 
-                # Every track has its say in its album, the unsure ones too; the policy then
-                # judges the album's answer (its confidence, its unsure flag), not each track's.
-                albums = album_answers(run.predictions, group_albums([str(r.path) for r in run.predictions]))
-                count = len({id(a) for a in albums.values()})  # one answer object per album
-                notes.append(f"{count} album{'s' if count != 1 else ''}")
-            tagged = writer.report if writer is not None else tag_results(
-                run.predictions, policy, model=ref.name, albums=albums, own_genre_above=track_genre_above,
-                dry_run=dry_run, cache=store)
-            for _path, message in tagged.failures:
-                err.print(f"[red]tag not written[/] {_say(message)}", highlight=False)
-            for note in (note for change in tagged.changes for note in change.notes):
-                err.print(f"[yellow]warning:[/] {_say(note)}", highlight=False)
-            for change in tagged.changes if dry_run or verbose else []:
-                # A value may be megabytes long: each is cut to a readable length, its size noted.
-                before = _say(outputs.shown_values(change.old) or "(none)")
-                after = _say(outputs.shown_values(change.new))
-                shown = escape(_shown_path(str(change.path)))
-                if change.status == "kept":
-                    err.print(f"kept {shown}: {before} (set by a person; --tag-mode merge or replace to change it)",
-                              highlight=False)
-                elif change.status == "written":
-                    err.print(f"{'would tag' if dry_run else 'tagged'} {shown}: {before} -> {after}",
-                              highlight=False)
-            notes.append(tagged.line)
-    finally:
-        if store is not None:
-            store.close()
+    class ShowProgress(Listener):
+        def __init__(self) -> None:
+            self.held: Failure | None = None
+            self.outcomes = 0
+
+        def show(self, failure: Failure) -> None:
+            progress.console.print(f"[red]failed[/] {_say(failure.path)}: {_say(failure.error)}", highlight=False)
+
+        def flush(self) -> None:
+            if self.held is not None:
+                self.show(self.held)
+                self.held = None
+
+        def on_result(self, result: Any, cached: bool) -> None:
+            self.outcomes += 1
+            if self.outcomes > 1:
+                self.flush()
+            if isinstance(result, Failure):
+                if self.outcomes == 1:
+                    self.held = result
+                else:
+                    self.show(result)
+            progress.advance(task)
+
+    return ShowProgress()
+
+
+def _nothing_classified(run: Any, shower: Any, model_name: str, format: str, output: Path | None, top_k: int,
+                        timeline: bool) -> NoReturn:
+    """Nothing classified: no table of failures under a "0 songs" title (JSON and CSV are still
+    written, for programs), each failure said once, and one error line; exit 1."""
+    from rich.markup import escape
+
+    if format != "table":
+        _render_results(run.results, model_name, format, output, top_k, timeline, [])
+    if shower.held is not None and len(run.results) == 1:
+        what = f"{escape(_shown_path(shower.held.path))}: {_say(shower.held.error)}"
+    else:
+        shower.flush()
+        what = f"none of the {len(run.results)} files could be classified"
+    err.print(f"[bold red]error:[/] {what}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _show_tagging(tagged: Any, policy: Any, dry_run: bool, verbose: bool) -> list[str]:
+    """Say what the tag writer did (failures, warnings; each change with -v or --dry-run); its notes."""
+    from rich.markup import escape
+
+    from genrify.classify import outputs
+
+    for _path, message in tagged.failures:
+        err.print(f"[red]tag not written[/] {_say(message)}", highlight=False)
+    for note in (note for change in tagged.changes for note in change.notes):
+        _warn(note)
+    for change in tagged.changes if dry_run or verbose else []:
+        # A value may be megabytes long: each is cut to a readable length, its size noted.
+        before = _say(outputs.shown_values(change.old) or "(none)")
+        after = _say(outputs.shown_values(change.new))
+        shown = escape(_shown_path(str(change.path)))
+        if change.status == "kept":
+            err.print(f"kept {shown}: {before} (set by a person; --tag-mode merge or replace to change it)",
+                      highlight=False)
+        elif change.status == "written":
+            err.print(f"{'would tag' if dry_run else 'tagged'} {shown}: {before} -> {after}", highlight=False)
+    albums = [f"{tagged.albums} album{'s' if tagged.albums != 1 else ''}"] if policy.album_mode else []
+    return [*albums, tagged.line]
+
+
+def _show_placing(chosen: list[Any], paths: list[Path], organize: Path | None, mode: str, playlists: Path | None,
+                  dry_run: bool, verbose: bool) -> list[str]:
+    """Sort the files into folders and write the playlists, as asked; say what happened; the notes."""
+    from rich.markup import escape
+
+    from genrify.classify.placing import organize_results, playlist_results
+
+    notes: list[str] = []
     placed: dict[str, str] = {}
     if organize is not None:
         moved = organize_results(chosen, organize, mode=mode, sources=[p for p in paths if p.is_dir()],
@@ -1066,7 +1119,13 @@ def classify(
         for path, why in listed.left_out if verbose else []:
             err.print(f"[yellow]left out of its playlist[/] {_say(path)}: {escape(why)}", highlight=False)
         notes.append(listed.summary(left_out_hint="" if verbose else "; -v lists them"))
-    summary = run.summary
+    return notes
+
+
+def _finish(summary: Any, notes: list[str], verbose: bool) -> None:
+    """The run's summary line; exit 1 where nothing was classified (and not because all was skipped)."""
+    from rich.markup import escape
+
     if summary.passed_over:
         notes.append(f"{summary.passed_over} passed over (broken or looping links, unreadable folders"
                      + (")" if verbose else "; -v lists them)"))
@@ -1091,30 +1150,6 @@ def _since(text: str) -> float:
         edge = datetime(1, 1, 2) if when.year < 5000 else datetime(9999, 12, 30)
         offset = edge.timestamp() - (edge - datetime(1970, 1, 1)).total_seconds()
         return (when - datetime(1970, 1, 1)).total_seconds() + offset
-
-
-def _tag_policy(count: int, min_confidence: float, min_probability: float, tag_unsure: bool, mode: str,
-                separator: str | None, id3v23: bool, parents: bool, genre_map: Path | None,
-                track_genre_above: float | None) -> Any:
-    """The tag options as one :class:`genrify.collection.tagpolicy.TagPolicy`; a bad value is a usage error."""
-    from genrify.collection.genremap import GenreMap
-    from genrify.collection.tagpolicy import TAG_MODES, TagPolicy
-    from genrify.errors import ParameterError
-
-    if mode not in TAG_MODES:
-        _usage(f"--tag-mode: unknown mode {mode!r}; choose {', '.join(TAG_MODES)}")
-    if not 0.0 <= min_probability <= 1.0:
-        _usage(f"--min-probability must be between 0 and 1, not {min_probability}")
-    if track_genre_above is not None and not 0.0 <= track_genre_above <= 1.0:
-        _usage(f"--track-genre-above must be between 0 and 1, not {track_genre_above}")
-    # A bad map file is bad input (exit 1, naming the file), not a mistyped option.
-    mapping = GenreMap.load(genre_map) if genre_map is not None else GenreMap.default()
-    try:
-        return TagPolicy(count=count, min_confidence=min_confidence, min_probability=min_probability,
-                         skip_unsure=not tag_unsure, mode=mode, separator=separator, id3v23=id3v23,
-                         parents=parents, genre_map=mapping)
-    except ParameterError as exc:
-        _usage(str(exc))
 
 
 def _render_results(results: list[Any], model_name: str, format: str, output: Path | None, top_k: int,

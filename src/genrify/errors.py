@@ -16,6 +16,8 @@ app's HTTP status: :data:`STATUS` maps each class to both, and :func:`exit_code`
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -24,7 +26,43 @@ class GenrifyError(Exception):
 
 
 class ParameterError(GenrifyError, ValueError):
-    """An argument is out of range or inconsistent with another."""
+    """An argument is out of range or inconsistent with another.
+
+    A settings object that checks itself (:class:`genrify.collection.tagpolicy.TagPolicy`,
+    :class:`genrify.classify.service.ClassifyOptions`) names the setting at fault, so that a front
+    end can say the same thing in its own words (the CLI names its option and exits 2) without
+    checking the value again.
+
+    Parameters
+    ----------
+    message
+        The whole message, naming the setting as the Python API does (``min_probability``).
+    field
+        The setting at fault (a dataclass field's name), where one is.
+    problem
+        What is wrong, said after the setting's name (``"must be between 0 and 1, not 2"``); other
+        settings it mentions are written as ``{field_name}`` placeholders (:meth:`said_of` fills them).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.problem = problem
+
+    def said_of(self, names: Callable[[str], str]) -> str:
+        """The message with each setting called by ``names`` (a field name -> e.g. a CLI option).
+
+        ``"<name of field> <problem>"`` where both are known; ``"<name of field>: <message>"``
+        where only the field is; the message itself otherwise.
+        """
+        if self.field is None:
+            return str(self)
+        if self.problem is None:
+            return f"{names(self.field)}: {self}"
+        # Checks that name another setting quote no text the user typed (numbers at most), so a
+        # {name} in a problem is a placeholder.
+        problem = re.sub(r"\{([a-z_]+)\}", lambda m: names(m.group(1)), self.problem)
+        return f"{names(self.field)} {problem}"
 
 
 class UsageError(ParameterError):

@@ -12,9 +12,8 @@ and the beets plugin.
   a :class:`LibraryRun`: the results in input order and a :class:`RunSummary`. Listeners
   (:class:`Listener`, after beets' plugin events) hear of the start, each result and the end: the
   CLI's progress bar is one.
-- :func:`tag_results`, :func:`organize_results` and :func:`playlist_results` consume the results
-  (genre tags, one folder per genre, one playlist per genre); each returns its report with a
-  summary line.
+- What is done with the results lives beside: genre tags in :mod:`genrify.classify.tagging`, folders
+  and playlists in :mod:`genrify.classify.placing`.
 - :func:`classify_song` classifies one song, as a library run would: the web app's answer.
 
 >>> from genrify.classify.service import ModelRef, classify_library
@@ -30,7 +29,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -49,11 +48,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from genrify.audio.features import FeatureParams
-    from genrify.classify.albums import AlbumAnswer
     from genrify.classify.results import ResultCache
-    from genrify.collection.organize import MoveResult
-    from genrify.collection.tagpolicy import TagPolicy
-    from genrify.collection.tags import TagChange
 
 #: One file's answer: a prediction, or why there is none.
 Result = Prediction | Failure
@@ -277,9 +272,11 @@ class ClassifyOptions:
 
     def __post_init__(self) -> None:
         if self.hop_seconds is not None and not (self.hop_seconds > 0 and math.isfinite(self.hop_seconds)):
-            raise ParameterError(f"segment hop must be a positive number of seconds, not {self.hop_seconds}")
+            raise ParameterError(f"segment hop must be a positive number of seconds, not {self.hop_seconds}",
+                                 field="hop_seconds", problem=f"must be a positive number of seconds, not {self.hop_seconds}")
         if self.max_segments is not None and self.max_segments < 0:
-            raise ParameterError(f"max_segments must be 0 (every segment) or more, not {self.max_segments}")
+            raise ParameterError(f"max_segments must be 0 (every segment) or more, not {self.max_segments}",
+                                 field="max_segments", problem=f"must be 0 (every segment) or more, not {self.max_segments}")
         from genrify.audio.decode import check_max_duration
 
         check_max_duration(self.max_duration)
@@ -697,271 +694,6 @@ def _classify_paths(todo: list[str], ref: ModelRef, runner: Runner, options: Cla
                                       max_segments=options.max_segments, max_duration=options.max_duration)
 
 
-# --- consumers of results --------------------------------------------------------------------------
-
-
-def confident(results: Sequence[Result], min_confidence: float = 0.0) -> list[Prediction]:
-    """The answers whose top probability is at least ``min_confidence``: what may be tagged,
-    sorted and listed."""
-    return [r for r in results if isinstance(r, Prediction) and r.confidence >= min_confidence]
-
-
-@dataclass
-class TagReport:
-    """What :func:`tag_results` did (or, in a dry run, would do).
-
-    Attributes
-    ----------
-    changes
-        Every file whose tag was looked at, with what happened to it (:attr:`TagChange.status`:
-        ``"written"``, ``"unchanged"`` or ``"kept"``, the last for a genre a person set that the
-        tag mode keeps).
-    failures
-        ``(path, message)`` of files whose tag could not be written.
-    left_alone
-        Answers not written because they are unsure or below the policy's confidence.
-    total
-        Files considered.
-    dry_run
-        Nothing was written.
-    """
-
-    changes: list[TagChange] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    left_alone: int = 0
-    total: int = 0
-    dry_run: bool = False
-
-    def count(self, status: str) -> int:
-        """Files with this :attr:`TagChange.status`."""
-        return sum(c.status == status for c in self.changes)
-
-    @property
-    def line(self) -> str:
-        """E.g. ``"genre tags: written 3, unchanged 12, kept 2 (set by a person), 4 unsure or below
-        confidence, 0 failed"``."""
-        verb = "would write" if self.dry_run else "written"
-        return (f"genre tags: {verb} {self.count('written')}, unchanged {self.count('unchanged')}, "
-                f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence, "
-                f"{len(self.failures)} failed")
-
-
-def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = None, *, model: str = "",
-                albums: Mapping[str, AlbumAnswer] | None = None, own_genre_above: float | None = None,
-                dry_run: bool = False, cache: ResultCache | None = None) -> TagReport:
-    """Write each answer's genres into its file's genre tag, as ``policy`` says.
-
-    The genres come from :meth:`~genrify.collection.tagpolicy.TagPolicy.genres_for` (how many, how sure,
-    spelled by the genre map), meet the genres already in the file by the policy's tag mode
-    (:func:`genrify.collection.tagpolicy.resolve`), and are written with a provenance record
-    (:func:`genrify.collection.tags.write_genre`), so that a later run knows which genres genrify set. A
-    file that would not change is not rewritten: a run that is interrupted and started again
-    only writes what it had not written yet.
-
-    Parameters
-    ----------
-    predictions
-        The answers.
-    policy
-        Which genres, which tag mode, which format options (default: :class:`TagPolicy`'s,
-        which keeps the genres a person set).
-    model
-        The model's name, recorded in the provenance.
-    albums
-        Album mode: each track's album answer (:func:`genrify.classify.albums.album_answers`); the album's
-        genres are written instead of the track's own.
-    own_genre_above
-        Album mode: also write a track's own top genre where it differs from the album's and its
-        probability is more than this (:func:`genrify.classify.albums.track_ranking`).
-    dry_run
-        Change nothing; report what would change.
-    cache
-        A results cache to keep valid: a rewritten file's answer is stored under its new mtime.
-
-    Returns
-    -------
-    TagReport
-        A file that cannot be tagged is a failure in it; the others are tagged.
-    """
-    from genrify.collection.tagpolicy import TagPolicy
-
-    policy = policy if policy is not None else TagPolicy()
-    report = TagReport(dry_run=dry_run)
-    for r in predictions:
-        _tag_one(r, (albums or {}).get(r.path), policy, report, model=model,  # type: ignore[arg-type]
-                 own_genre_above=own_genre_above, cache=cache)
-    if cache is not None:
-        cache.commit()
-    return report
-
-
-class TagWriter(Listener):
-    """Writes each answer's genre tags as the answer arrives, as :func:`tag_results` would.
-
-    For a long run over a big library: interrupted, it has tagged every file it classified, and
-    the next run (answers from the cache, files already right left alone) finishes the rest. Album
-    mode needs every track of an album first, so it tags after the run (:func:`tag_results`).
-
-    Parameters
-    ----------
-    policy, model, dry_run, cache
-        As for :func:`tag_results`.
-
-    Attributes
-    ----------
-    report
-        What was written so far.
-    """
-
-    def __init__(self, policy: TagPolicy, *, model: str = "", dry_run: bool = False,
-                 cache: ResultCache | None = None) -> None:
-        self.policy, self.model, self.cache = policy, model, cache
-        self.report = TagReport(dry_run=dry_run)
-
-    def on_result(self, result: Result, cached: bool) -> None:
-        if isinstance(result, Prediction):
-            _tag_one(result, None, self.policy, self.report, model=self.model, cache=self.cache)
-
-
-def _tag_one(r: Prediction, album: AlbumAnswer | None, policy: TagPolicy, report: TagReport, *, model: str,
-             own_genre_above: float | None = None, cache: ResultCache | None = None) -> None:
-    """Tag one file as ``policy`` says and record what happened in ``report``."""
-    from genrify.classify.albums import track_choice
-    from genrify.collection.tagpolicy import provenance_for
-    from genrify.collection.tags import write_genre
-    from genrify.errors import GenrifyError
-
-    report.total += 1
-    ranked, unsure = track_choice(r, album, own_genre_above=own_genre_above)
-    genres = policy.genres_for(ranked, unsure=unsure)
-    if not genres:
-        report.left_alone += 1
-        return
-    provenance = provenance_for(genres, policy.probabilities_for(ranked), model=model)
-    try:
-        change = write_genre(r.path, genres, separator=policy.separator, id3v23=policy.id3v23,  # type: ignore[arg-type]
-                             mode=policy.mode, provenance=provenance, dry_run=report.dry_run)
-    except GenrifyError as exc:
-        report.failures.append((str(r.path), str(exc)))
-        return
-    report.changes.append(change)
-    if change.written and cache is not None:  # the audio is unchanged: the answer stays valid
-        cache.put(r.path, r.to_dict(timeline=True))  # type: ignore[arg-type]
-
-
-@dataclass
-class OrganizeReport:
-    """What :func:`organize_results` did: every move, and where each file now is."""
-
-    moves: list[MoveResult]
-    dest: Path
-    dry_run: bool = False
-
-    @property
-    def placed(self) -> dict[str, str]:
-        """Source path -> the file in the destination, for files placed there (now or earlier)."""
-        return {str(m.source): str(m.target) for m in self.moves if m.status in ("done", "skipped")}
-
-    @property
-    def line(self) -> str:
-        """E.g. ``"placed 18 files in sorted (0 failed)"``."""
-        failed = sum(not m.ok for m in self.moves)
-        if self.dry_run:
-            return f"would place {sum(m.status == 'planned' for m in self.moves)} files in {display_path(self.dest)} ({failed} failed)"
-        return f"placed {sum(m.status == 'done' for m in self.moves)} files in {display_path(self.dest)} ({failed} failed)"
-
-
-def organize_results(predictions: Sequence[Prediction], dest: str | Path, *, mode: str = "copy",
-                     sources: Sequence[str | Path] = (), dry_run: bool = False) -> OrganizeReport:
-    """Put each file into ``dest/<genre>/`` (:func:`genrify.collection.organize.organize`, never overwriting).
-
-    Parameters
-    ----------
-    predictions
-        The answers (see :func:`confident`).
-    dest
-        The destination folder.
-    mode
-        copy, link or move.
-    sources
-        The folders the files were found in: their layout below is kept.
-    dry_run
-        Change nothing; plan only.
-    """
-    from genrify.collection.organize import organize
-
-    moves = organize({r.path: r.genre for r in predictions}, dest, mode=mode,  # type: ignore[arg-type, misc]
-                     sources=sources, dry_run=dry_run)
-    return OrganizeReport(moves, Path(dest), dry_run)
-
-
-@dataclass
-class PlaylistReport:
-    """What :func:`playlist_results` wrote (or would write).
-
-    ``left_out``, ``sidestepped`` and ``failed`` are :class:`genrify.collection.organize.PlaylistResult`'s:
-    files that could not be listed, a person's playlists that genrify's went beside, and playlists
-    that could not be written.
-    """
-
-    playlists: list[Path]
-    folder: Path
-    dry_run: bool = False
-    left_out: list[tuple[Path, str]] = field(default_factory=list)
-    sidestepped: list[tuple[Path, Path]] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-
-    @property
-    def line(self) -> str:
-        """E.g. ``"4 playlists in lists"``, ``"4 playlists in lists (2 files left out of them)"``."""
-        return self.summary()
-
-    def summary(self, *, left_out_hint: str = "") -> str:
-        """:attr:`line`, with ``left_out_hint`` (e.g. ``"; -v lists them"``) after the count of
-        files left out, where there are any."""
-        head = f"{'would write ' if self.dry_run else ''}{len(self.playlists)} playlists in {display_path(self.folder)}"
-        notes = []
-        if self.left_out:
-            count = len(self.left_out)
-            notes.append(f"{count} file{'s' if count != 1 else ''} left out of them{left_out_hint}")
-        if self.sidestepped:
-            notes.append(f"{len(self.sidestepped)} beside a playlist genrify did not write")
-        if self.failed:
-            notes.append(f"{len(self.failed)} not written")
-        return head + (f" ({'; '.join(notes)})" if notes else "")
-
-
-def playlist_results(predictions: Sequence[Prediction], folder: str | Path, *,
-                     placed: Mapping[str, str] | None = None, dry_run: bool = False) -> PlaylistReport:
-    """Write one ``<genre>.m3u8`` per genre into ``folder`` (:func:`genrify.collection.organize.write_playlists`).
-
-    Parameters
-    ----------
-    predictions
-        The answers (see :func:`confident`).
-    folder
-        Where the playlists go.
-    placed
-        Where organising put each file (:attr:`OrganizeReport.placed`): the playlists list those.
-    dry_run
-        Write nothing; name the playlists that would be written (and the files left out).
-
-    Raises
-    ------
-    OrganizeError
-        A playlist would replace something that is not a playlist (see
-        :func:`genrify.collection.organize.check_playlists`).
-    """
-    from genrify.collection.organize import write_playlists
-
-    folder = Path(folder)
-    where = placed or {}
-    done = write_playlists({where.get(r.path, r.path): r.genre for r in predictions}, folder,  # type: ignore[misc]
-                           durations={where.get(r.path, r.path): r.duration for r in predictions},  # type: ignore[misc]
-                           dry_run=dry_run)
-    return PlaylistReport(done.written, folder, dry_run, done.left_out, done.sidestepped, done.failed)
-
-
 # --- on a Dask cluster -----------------------------------------------------------------------
 
 
@@ -1029,22 +761,14 @@ __all__ = [
     "LibraryRun",
     "Listener",
     "ModelRef",
-    "OrganizeReport",
-    "PlaylistReport",
     "Result",
     "RunSummary",
-    "TagReport",
-    "TagWriter",
     "classify_library",
     "classify_on_dask",
     "classify_remote",
     "classify_song",
-    "confident",
     "finite",
     "loaded_models",
     "open_cache",
-    "organize_results",
-    "playlist_results",
     "require_audio",
-    "tag_results",
 ]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,7 +148,7 @@ def check_mode(mode: str) -> str:
         Any other value.
     """
     if mode not in TAG_MODES:
-        raise ParameterError(f"tag mode must be one of {', '.join(TAG_MODES)}, not {mode!r}")
+        raise ParameterError(f"unknown mode {mode!r}: tag mode must be one of {', '.join(TAG_MODES)}", field="mode")
     return mode
 
 
@@ -216,9 +217,46 @@ def resolve(
 
 
 def _probability(name: str, value: Any) -> float:
+    # ``not 0 <= x <= 1`` also refuses NaN.
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ParameterError(f"{name} must be a probability between 0 and 1, not {value!r}")
+        raise ParameterError(f"{name} must be a probability between 0 and 1, not {value!r}", field=name,
+                             problem=f"must be between 0 and 1, not {value}")
     return float(value)
+
+
+@dataclass(frozen=True)
+class TagDecision:
+    """What one file's (or item's) genre field should become: :meth:`TagPolicy.decide`'s answer.
+
+    Attributes
+    ----------
+    status
+        ``"write"`` (the genres change), ``"unchanged"`` (they are already these), ``"kept"`` (keep
+        mode found a person's genre) or ``"left_alone"`` (no genre sure enough to set).
+    genres
+        What the field should hold (for ``"kept"`` and ``"left_alone"``: what it holds now).
+    provenance
+        The record to store beside them, naming only the genres genrify itself put there (a
+        person's genres that merge keeps, or that genrify proposed too, stay a person's); ``None``
+        where nothing is to be stored.
+    """
+
+    status: str
+    genres: tuple[str, ...]
+    provenance: Provenance | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in DECISIONS:
+            raise ParameterError(f"unknown tag decision {self.status!r}; expected one of {', '.join(DECISIONS)}")
+
+    @property
+    def sets(self) -> bool:
+        """The field gets :attr:`genres` and :attr:`provenance` (a write, or a refresh of the same)."""
+        return self.status in ("write", "unchanged")
+
+
+#: What :attr:`TagDecision.status` can be.
+DECISIONS = ("write", "unchanged", "kept", "left_alone")
 
 
 @dataclass(frozen=True)
@@ -245,11 +283,21 @@ class TagPolicy:
         Add each genre's parent genres from the map (``House`` -> ``House``, ``Electronic``).
     genre_map
         Canonical spellings, aliases, whitelist and parents (default: the shipped map).
+    album_mode
+        Every track of an album gets the album's genres, its tracks' probabilities pooled
+        (:mod:`genrify.classify.albums`).
+    own_genre_above
+        Album mode: also write a track's own top genre where it differs from the album's and its
+        probability is more than this (:func:`genrify.classify.albums.track_ranking`); it comes
+        second, so it needs a ``count`` of 2 or more. ``None``: never.
 
     Raises
     ------
     ParameterError
-        A bad mode, ``count`` below 1, a probability outside [0, 1], an empty separator.
+        A bad mode, ``count`` below 1, a probability outside [0, 1], an empty separator or one
+        with control characters, ``own_genre_above`` without ``album_mode`` or with a ``count`` of
+        1. The error names the field (:attr:`genrify.errors.ParameterError.field`): the CLI and the
+        beets plugin say it in their own words, and check nothing again.
     """
 
     count: int = 1
@@ -261,17 +309,36 @@ class TagPolicy:
     id3v23: bool = False
     parents: bool = False
     genre_map: GenreMap = field(default_factory=GenreMap.default)
+    album_mode: bool = False
+    own_genre_above: float | None = None
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
-            raise ParameterError(f"count (genres per file) must be a whole number of at least 1, not {self.count!r}")
+            raise ParameterError(f"count (genres per file) must be a whole number of at least 1, not {self.count!r}",
+                                 field="count", problem=f"must be at least 1, not {self.count}")
         object.__setattr__(self, "min_confidence", _probability("min_confidence", self.min_confidence))
         object.__setattr__(self, "min_probability", _probability("min_probability", self.min_probability))
         if self.separator is not None and (not isinstance(self.separator, str) or not self.separator):
-            raise ParameterError("separator must be a non-empty string (or None for separate values)")
+            raise ParameterError("separator must be a non-empty string (or None for separate values)",
+                                 field="separator",
+                                 problem="must not be empty; leave it out to write separate genre values")
+        if self.separator is not None and any(unicodedata.category(c) == "Cc" for c in self.separator):
+            # A line break or NUL in a tag splits it into lines or values some players read differently.
+            said = f"must not contain control characters (a line break, a tab), not {self.separator!r}"
+            raise ParameterError(f"separator {said}", field="separator", problem=said)
         if not isinstance(self.genre_map, GenreMap):
             raise ParameterError(f"genre_map must be a GenreMap, not {type(self.genre_map).__name__}")
+        if self.own_genre_above is not None:
+            object.__setattr__(self, "own_genre_above", _probability("own_genre_above", self.own_genre_above))
+            if not self.album_mode:
+                raise ParameterError("own_genre_above goes with album_mode", field="own_genre_above",
+                                     problem="goes with {album_mode}")
+            if self.count < 2:
+                raise ParameterError(
+                    f"own_genre_above needs a count of 2 or more (the track's own genre comes second), not {self.count}",
+                    field="own_genre_above",
+                    problem="needs {count} 2 or more: a track's own genre is written after the album's")
 
     def genres_for(self, ranked: Sequence[tuple[str, float]], *, unsure: bool = False) -> list[str]:
         """The genres to write for one answer; ``[]`` means leave the file alone.
@@ -307,6 +374,43 @@ class TagPolicy:
             return []
         chosen = [mapped[0][0]] + [g for g, p in mapped[1:self.count] if p >= self.min_probability]
         return self.genre_map.names(chosen, parents=self.parents)
+
+    def decide(self, current: Sequence[str], previous: Provenance | None, ranked: Sequence[tuple[str, float]], *,
+               unsure: bool = False, model: str = "") -> TagDecision:
+        """What a genre field should hold after this answer: the one decision between an answer and
+        a write, the same for files and beets items.
+
+        Parameters
+        ----------
+        current
+            The genres in the field now, one per value (a separator's joins split).
+        previous
+            The provenance record beside them (``None``: every genre there is a person's).
+        ranked, unsure
+            As for :meth:`genres_for`.
+        model
+            The model's name, for the provenance record.
+
+        Returns
+        -------
+        TagDecision
+            ``"left_alone"`` where :meth:`genres_for` proposes nothing, ``"kept"`` where the mode
+            keeps a person's genre (both with the field as it is), else the genres :func:`resolve`
+            gives, ``"unchanged"`` where they are exactly the field's, and the provenance naming
+            only those that a person did not set.
+        """
+        current = tuple(current)
+        proposed = self.genres_for(ranked, unsure=unsure)
+        if not proposed:
+            return TagDecision("left_alone", current)
+        resolved = resolve(current, previous, proposed, self.mode)
+        if resolved is None:
+            return TagDecision("kept", current)
+        # A person's genre that merge keeps, or that genrify happened to propose too, stays a person's.
+        human = {g.casefold() for g in human_genres(current, previous)}
+        ours = [g for g in resolved if g.casefold() not in human]
+        record = provenance_for(ours, self.probabilities_for(ranked), model=model)
+        return TagDecision("unchanged" if resolved == current else "write", resolved, record)
 
     def probabilities_for(self, ranked: Sequence[tuple[str, float]]) -> dict[str, float]:
         """Each canonical name's probability in ``ranked`` (the first name mapping to it), for

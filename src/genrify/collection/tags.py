@@ -2,8 +2,10 @@
 
 Reading: the artist, which lets splits keep one artist's songs on one side; the album and album
 artist, which group tracks into albums; the genre; and genrify's provenance record.
-Writing: the genre and the provenance record only (:func:`write_genre`), so that a classification
-can be put back into a music collection. Every other tag stays as it was and the audio data is not
+Writing: the genre and the provenance record only (:func:`update_genre`, which stores what a
+policy decided from the file's genres; :func:`write_genre` for given genres), so that a
+classification can be put back into a music collection. Which genres is decided elsewhere
+(:mod:`genrify.collection.tagpolicy`); this module only reads and writes the formats. Every other tag stays as it was and the audio data is not
 touched: mutagen rewrites only the tag block of each format (ID3 in mp3, wav and aiff; Vorbis
 comments in flac, ogg and opus; the ``ilst`` atom in m4a/mp4).
 
@@ -70,12 +72,12 @@ import os
 import shutil
 import stat
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genrify.collection.tagpolicy import Provenance, check_mode, human_genres, resolve
+from genrify.collection.tagpolicy import Provenance, TagDecision, check_mode, human_genres, resolve
 from genrify.core.fsutil import Recovery, recover_in_place, remove_leftovers, replace_with, scratch_path, write_in_place
 from genrify.errors import GenrifyIOError, ParameterError, TagError
 
@@ -324,11 +326,67 @@ def write_genre(
     lies beside the name written through) finishes the rewrite first and says so in
     :attr:`TagChange.notes` (:func:`recover_interrupted_writes` does so for a whole library).
     """
-    path = Path(path)
     values = _clean_genres(genres)
-    if separator is not None and (not isinstance(separator, str) or not separator):
-        raise ParameterError("separator must be a non-empty string (or None for separate values)")
+    _check_separator(separator)
     check_mode(mode)
+
+    def decide(current: tuple[str, ...], previous: Provenance | None) -> TagDecision:
+        resolved = resolve(current, previous, values, mode)
+        if resolved is None:
+            return TagDecision("kept", current)
+        if provenance is None:
+            return TagDecision("unchanged" if resolved == current else "write", resolved)
+        # The record names only genrify's genres, never a person's kept by merge (or one that a
+        # person had set and genrify proposed too): those must stay a person's next time.
+        human = {g.casefold() for g in human_genres(current, previous)}
+        record = provenance.with_genres([g for g in resolved if g.casefold() not in human])
+        return TagDecision("unchanged" if resolved == current else "write", resolved, record)
+
+    return update_genre(path, decide, separator=separator, id3v23=id3v23, dry_run=dry_run)
+
+
+#: Decides a genre field's values from what it holds: the genres there (one per value, a
+#: separator's joins split) and genrify's provenance record (:meth:`TagPolicy.decide`, bound to an answer).
+Decide = Callable[[tuple[str, ...], Provenance | None], TagDecision]
+
+
+def update_genre(path: str | Path, decide: Decide, *, separator: str | None = None, id3v23: bool = False,
+                 dry_run: bool = False) -> TagChange:
+    """Read a file's genres, let ``decide`` say what they become, and write that once.
+
+    The file is opened once (after finishing an interrupted earlier write of it, see
+    :func:`write_genre`), ``decide`` is called once with what it holds, and the decided values are
+    stored as the format stores them: joined with ``separator``, ``/``-joined in ID3v2.3, the
+    provenance record beside them (split as a reader splits v2.3 values). Nothing here decides
+    which genres: that is the caller's policy (:meth:`genrify.collection.tagpolicy.TagPolicy.decide`).
+
+    Parameters
+    ----------
+    path
+        As for :func:`write_genre`.
+    decide
+        Called with the genres the file holds (as a reader sees them, split on ``separator``) and
+        its provenance record; its :class:`~genrify.collection.tagpolicy.TagDecision` says what to store.
+        Its genres are stored as given (:func:`write_genre` cleans given genres first).
+    separator, id3v23, dry_run
+        As for :func:`write_genre`.
+
+    Returns
+    -------
+    TagChange
+        ``"kept"`` or ``"unchanged"`` without a write where the decision keeps the field (a
+        ``"left_alone"`` decision reads as ``"unchanged"``) or where the values a reader would see
+        are the same as now (even if the provenance would differ); else ``"written"``.
+
+    Raises
+    ------
+    TagError
+        As :func:`write_genre`.
+    ParameterError
+        An empty ``separator``; a decision to set no genre.
+    """
+    path = Path(path)
+    _check_separator(separator)
     # Refuse read-only files in dry runs too, so that a dry run predicts the real run.
     target = _check_file(path, writable=True)
     # A write of this file that a kill -9 cut short (through any of its names in this folder) is
@@ -346,12 +404,14 @@ def write_genre(
     info = _info_genres(tagged)  # a wav's RIFF INFO genre: the file's genre where ID3 holds none
     old = _display(kind, tags, info)
     previous = Provenance.from_text(_provenance_text(kind, tags))
-    # With a separator, one stored value holds several genres: compare genre by genre, so that a
-    # merge neither repeats a genre nor mistakes a person's genre for genrify's.
+    # With a separator, one stored value holds several genres: the decision sees them genre by
+    # genre, so that a merge neither repeats a genre nor mistakes a person's genre for genrify's.
     current = _split(old, separator) if separator is not None else old
-    resolved = resolve(current, previous, values, mode)
-    if resolved is None:
-        return TagChange(path=path, old=old, new=old, changed=False, dry_run=dry_run, status="kept", notes=notes)
+    decision = decide(current, previous)
+    if not decision.sets:
+        status = "kept" if decision.status == "kept" else "unchanged"
+        return TagChange(path=path, old=old, new=old, changed=False, dry_run=dry_run, status=status, notes=notes)
+    resolved = _checked_values(decision.genres)
     v23 = kind == _ID3 and (id3v23 or tags.version[:2] == (2, 3))
     stored = _stored(resolved, separator, v23)
     new = _split(stored, ID3V23_SEPARATOR) if v23 else stored
@@ -360,14 +420,10 @@ def write_genre(
         return TagChange(path=path, old=old, new=old, changed=False, dry_run=dry_run, status="unchanged",
                          notes=notes)
     if not dry_run:
-        record = None
-        if provenance is not None:
-            # The record names only genrify's genres, never a person's kept by merge (or one that
-            # a person had set and genrify proposed too): those must stay a person's next time.
-            human = {g.casefold() for g in human_genres(current, previous)}
-            ours = [g for g in resolved if g.casefold() not in human]
-            record = provenance.with_genres(_split(ours, ID3V23_SEPARATOR) if v23 else ours).to_text()
-        _rewrite(path, target, tagged, kind, _Plan(stored, record, v23))
+        record = decision.provenance
+        if record is not None and v23:  # recorded as a v2.3 reader will split the joined value
+            record = record.with_genres(_split(record.genres, ID3V23_SEPARATOR))
+        _rewrite(path, target, tagged, kind, _Plan(stored, None if record is None else record.to_text(), v23))
     notes += _info_note(path, info, old, current, resolved, dry_run=dry_run)
     return TagChange(path=path, old=old, new=new, changed=True, dry_run=dry_run, status="written", notes=notes)
 
@@ -399,6 +455,19 @@ class _Plan:
 
 
 # --- checks ----------------------------------------------------------------------------------
+
+
+def _check_separator(separator: str | None) -> None:
+    if separator is not None and (not isinstance(separator, str) or not separator):
+        raise ParameterError("separator must be a non-empty string (or None for separate values)")
+
+
+def _checked_values(genres: Sequence[str]) -> tuple[str, ...]:
+    """Decided genres as they are stored; a decision to set no genre at all is a caller's bug."""
+    values = tuple(str(g) for g in genres)
+    if not values:
+        raise ParameterError("no genre to write: give at least one non-blank genre")
+    return values
 
 
 def _clean_genres(genres: Sequence[str]) -> tuple[str, ...]:

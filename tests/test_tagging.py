@@ -1,0 +1,145 @@
+"""Tagging: TagPolicy.decide (the one decision) and TagListener (grouping by track or album) with a
+fake sink, so that what is decided when is seen without any file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from genrify.classify.predict import Failure, Prediction
+from genrify.classify.tagging import TagListener, TagPlan
+from genrify.collection.library import AudioSearch
+from genrify.collection.tagpolicy import Provenance, TagDecision, TagPolicy
+from genrify.errors import ParameterError
+
+GENRES = ["rock", "jazz", "pop"]
+
+
+def _pred(probs: list[float], path: str) -> Prediction:
+    p = np.array(probs, dtype=np.float64)
+    return Prediction(genres=list(GENRES), probabilities=p, votes=p.copy(), segments=8, duration=30.0, path=path)
+
+
+# --- TagPolicy.decide ------------------------------------------------------------------------------
+
+SURE_ROCK = [("rock", 0.8), ("jazz", 0.15), ("pop", 0.05)]
+
+
+def test_decide_writes_new_genres_with_a_provenance_naming_only_genrifys():
+    decision = TagPolicy(mode="merge", count=2).decide(("Shoegaze",), None, SURE_ROCK, model="m")
+    assert decision.status == "write" and decision.genres == ("Shoegaze", "Rock", "Jazz")
+    assert decision.provenance.genres == ("Rock", "Jazz") and decision.provenance.model == "m"
+    assert decision.provenance.probabilities == {"Rock": 0.8, "Jazz": 0.15}
+    assert decision.sets
+
+
+def test_decide_keeps_a_persons_genre_and_leaves_unsure_answers_alone():
+    keep = TagPolicy()
+    assert keep.decide(("Shoegaze",), None, SURE_ROCK) == TagDecision("kept", ("Shoegaze",))
+    assert keep.decide((), None, SURE_ROCK, unsure=True) == TagDecision("left_alone", ())
+    # A genre genrify wrote earlier is not a person's: keep mode replaces it.
+    ours = Provenance(genres=("Jazz",), model="old", version="0")
+    assert keep.decide(("Jazz",), ours, SURE_ROCK).genres == ("Rock",)
+    assert not keep.decide(("Shoegaze",), None, SURE_ROCK).sets
+
+
+def test_decide_says_unchanged_where_the_field_already_holds_the_genres():
+    decision = TagPolicy(mode="replace").decide(("Rock",), None, SURE_ROCK)
+    assert decision.status == "unchanged" and decision.genres == ("Rock",) and decision.sets
+    # A person's "Rock" (no provenance) that genrify proposes too stays a person's.
+    assert decision.provenance.genres == ()
+
+
+@pytest.mark.parametrize(("kwargs", "field", "said"), [
+    ({"own_genre_above": 0.5}, "own_genre_above", "own_genre_above goes with album_mode"),
+    ({"own_genre_above": 0.5, "album_mode": True}, "own_genre_above", "own_genre_above needs a count of 2 or more"),
+    ({"own_genre_above": 1.5, "album_mode": True, "count": 2}, "own_genre_above", "between 0 and 1"),
+    ({"separator": "\n"}, "separator", "control characters"),
+    ({"min_probability": 2}, "min_probability", "min_probability must be a probability between 0 and 1"),
+])
+def test_policy_errors_name_their_field(kwargs, field, said):
+    with pytest.raises(ParameterError, match=said) as info:
+        TagPolicy(**kwargs)
+    assert info.value.field == field
+
+
+def test_an_error_is_said_in_a_front_ends_names():
+    with pytest.raises(ParameterError) as info:
+        TagPolicy(own_genre_above=0.5, album_mode=True)
+    names = {"own_genre_above": "--track-genre-above", "count": "--tag-genres"}
+    assert info.value.said_of(names.__getitem__) == (
+        "--track-genre-above needs --tag-genres 2 or more: a track's own genre is written after the album's")
+    with pytest.raises(ParameterError) as info:
+        TagPolicy(mode="sideways")
+    assert info.value.said_of(lambda f: "--" + f) == "--mode: unknown mode 'sideways': tag mode must be one of replace, merge, keep"
+
+
+# --- TagListener with a fake sink ----------------------------------------------------------------
+
+
+class FakeSink:
+    """Records what it is handed, and when, instead of writing anything."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def write(self, plan: TagPlan, *, dry_run: bool) -> None:
+        self.events.append(("write", (plan.path, plan.decide((), None).genres)))
+
+    def group_done(self, paths: Sequence[str]) -> None:
+        self.events.append(("group", tuple(paths)))
+
+    def finish(self) -> None:
+        self.events.append(("finish", None))
+
+
+def _written(sink: FakeSink) -> list[str]:
+    return [e[1][0] for e in sink.events if e[0] == "write"]
+
+
+def test_outside_album_mode_each_answer_is_tagged_as_it_arrives():
+    sink = FakeSink()
+    listener = TagListener(TagPolicy(skip_unsure=False), sink)
+    listener.on_start(AudioSearch(["a", "b"], [], []))
+    listener.on_result(_pred([0.9, 0.05, 0.05], "a"), False)
+    assert _written(sink) == ["a"]
+    listener.on_result(Failure("b", "unreadable"), False)
+    assert _written(sink) == ["a"] and listener.report.total == 1
+
+
+def test_an_album_is_decided_only_when_its_last_track_has_its_outcome():
+    sink = FakeSink()
+    policy = TagPolicy(skip_unsure=False, album_mode=True)
+    listener = TagListener(policy, sink, groups=[["a1", "a2", "a3"], ["b1"]])
+    listener.on_start(AudioSearch(["a1", "a2", "a3", "b1"], [], []))
+    listener.on_result(_pred([0.9, 0.05, 0.05], "a1"), False)
+    listener.on_result(_pred([0.2, 0.7, 0.1], "a2"), False)
+    assert sink.events == []  # a3 has not answered yet
+    listener.on_result(_pred([0.1, 0.1, 0.8], "b1"), True)
+    assert sink.events == [("write", ("b1", ("Pop",))), ("group", ("b1",))]
+    # A failure is an outcome too: it releases its album, which the other two tracks decide.
+    listener.on_result(Failure("a3", "unreadable"), False)
+    pooled = ("Rock",)  # mean of (0.9, 0.2) beats mean of (0.05, 0.7)
+    assert sink.events[2:] == [("write", ("a1", pooled)), ("write", ("a2", pooled)), ("group", ("a1", "a2"))]
+    listener.finish()
+    assert sink.events[-1] == ("finish", None) and listener.report.albums == 2
+
+
+def test_an_album_the_run_never_finished_is_decided_at_the_end():
+    sink = FakeSink()
+    listener = TagListener(TagPolicy(skip_unsure=False, album_mode=True), sink, groups=[["a1", "a2"]])
+    listener.on_start(AudioSearch(["a1", "a2"], [], []))
+    listener.on_result(_pred([0.9, 0.05, 0.05], "a1"), False)
+    assert sink.events == []
+    listener.finish()
+    assert _written(sink) == ["a1"] and sink.events[-1] == ("finish", None)
+
+
+def test_a_missing_track_does_not_hold_its_album_back():
+    sink = FakeSink()
+    listener = TagListener(TagPolicy(skip_unsure=False, album_mode=True), sink, groups=[["a1", "gone"]])
+    listener.on_start(AudioSearch(["a1"], [("gone", "no such file")], []))
+    listener.on_result(_pred([0.9, 0.05, 0.05], "a1"), False)
+    assert _written(sink) == ["a1"]
