@@ -79,7 +79,9 @@ def main() -> int:
     args = parser.parse_args()
     n = 200 if args.quick else args.files
 
-    from genrify.classify.service import ModelRef, classify_library, tag_results
+    from genrify.classify.modelref import ModelRef
+
+    from genrify.classify.service import classify_library, tag_results
     from genrify.collection.tagpolicy import TagPolicy
 
     args.work.mkdir(parents=True, exist_ok=True)

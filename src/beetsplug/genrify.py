@@ -75,7 +75,8 @@ if TYPE_CHECKING:
 
     from genrify.classify.predict import Prediction
     from genrify.classify.results import ResultCache
-    from genrify.classify.service import ClassifyOptions, LibraryRun, ModelRef, Result
+    from genrify.classify.modelref import ModelRef
+    from genrify.classify.service import ClassifyOptions, LibraryRun, Result
     from genrify.collection.tagpolicy import Provenance, TagPolicy
 
 #: The item field genres go into: beets 2.x has the multi-valued ``genres``; older ones ``genre``.
@@ -160,7 +161,8 @@ class Settings:
             A bad value (one line naming the key), or a model or map file that cannot be used.
         """
         from genrify.classify.results import default_cache_path
-        from genrify.classify.service import ClassifyOptions, ModelRef
+        from genrify.classify.modelref import BuiltinModel, ModelRef
+        from genrify.classify.service import ClassifyOptions
         from genrify.collection.genremap import GenreMap
         from genrify.collection.tagpolicy import TagPolicy
         from genrify.errors import GenrifyError
@@ -213,8 +215,8 @@ class Settings:
             if model:
                 ref = ModelRef.file(model)
                 ref.check()
-            else:  # every genre: ModelRef(), which imports nothing; chosen ones are checked now
-                ref = ModelRef.builtin(genres) if genres else ModelRef()
+            else:  # every genre: BuiltinModel(), which imports nothing; chosen ones are checked now
+                ref = ModelRef.builtin(genres) if genres else BuiltinModel()
             return cls(ref=ref, options=options, policy=policy, album_mode=view["album_mode"].get(bool),
                        separator=separator, jobs=jobs, own_genre_above=None if own is None else float(own),
                        cache=cache_path)
@@ -708,6 +710,7 @@ class GenrifyPlugin(BeetsPlugin):
         beets.ui.UserError
             ``N`` below 1, or a model that is not a genre head (a network from ``genrify train``).
         """
+        from genrify.classify.modelref import ModelFile
         from genrify.errors import GenrifyError
         from genrify.learn.suggest import suggest_files
         from genrify.models.builtin import GenreHead
@@ -716,7 +719,8 @@ class GenrifyPlugin(BeetsPlugin):
         if n < 1:
             raise ui.UserError(f"genrify: --suggest must be at least 1, not {n}")
         ref = settings.ref
-        if not ref.is_builtin and not is_head_file(ref.path):
+        model_file = ref.path if isinstance(ref, ModelFile) else None  # None: the built-in model
+        if model_file is not None and not is_head_file(model_file):
             raise ui.UserError(f"genrify: --suggest needs a model learned by genrify-learn (or the built-in one); "
                                f"{ref.name} is a network from `genrify train`")
         files = self._files(lib.items(args))
@@ -725,7 +729,7 @@ class GenrifyPlugin(BeetsPlugin):
             ui.print_("genrify: no item without a genre to suggest")
             return
         try:
-            head = GenreHead.load() if ref.is_builtin else GenreHead.load(ref.path)
+            head = GenreHead.load() if model_file is None else GenreHead.load(model_file)
             cache = self._embedding_cache(settings)
             try:
                 suggestions, failed = suggest_files(head, untagged, n, cache=cache, jobs=settings.jobs,

@@ -832,10 +832,10 @@ def classify(
     from rich.markup import escape
 
     from genrify.classify import outputs
+    from genrify.classify.modelref import ModelRef
     from genrify.classify.service import (
         ClassifyOptions,
         Listener,
-        ModelRef,
         TagWriter,
         classify_library,
         confident,

@@ -71,7 +71,7 @@ class ModelEntry:
         ModelFileError
             The file cannot be loaded.
         """
-        from genrify.classify.service import ModelRef
+        from genrify.classify.modelref import ModelRef
 
         path = Path(path)
         return cls.from_model(name or path.stem, ModelRef.file(path).load(), description=description, file=path.name)
@@ -87,7 +87,7 @@ class ModelEntry:
         ModelFileError
             The packaged weights are missing or damaged.
         """
-        from genrify.classify.service import ModelRef
+        from genrify.classify.modelref import ModelRef
 
         # No description: its model card (genrify.models.modelcard) says what it is.
         return cls.from_model(name, ModelRef.builtin(genres).load())
