@@ -1207,7 +1207,8 @@ def tags(
     from rich.table import Table
 
     from genrify.collection.library import display_path
-    from genrify.models.musicnn import load_tagger, tag_song
+    from genrify.classify.musicnn_tags import tag_song
+    from genrify.models.musicnn import load_tagger
 
     if format not in ("table", "json"):
         _usage(f"--format: unknown format {format!r}; choose table or json")
