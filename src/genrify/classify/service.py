@@ -131,7 +131,7 @@ def classify_song(path: str | Path, model: Any, options: ClassifyOptions = Class
     path
         The audio file.
     model
-        A loaded model (:meth:`ModelRef.load`, or any :class:`genrify.classify.predict.Classifier`).
+        A loaded model (:meth:`genrify.classify.modelref.ModelRef.load`, or any :class:`genrify.classify.predict.Classifier`).
     options
         Which segments.
     name
@@ -382,10 +382,12 @@ def classify_library(
 ) -> LibraryRun:
     """Classify the audio under ``paths``, reusing cached answers; results in input order.
 
-    With a local runner, decoding runs in its workers and the model (:meth:`ModelRef.load`) here;
-    with a remote runner (Dask) each worker loads the model and classifies whole files. A file that
-    cannot be read, or whose answer is not finite, becomes a :class:`~genrify.classify.predict.Failure` and
-    the run goes on.
+    The one entry for many files. With a local runner, decoding runs in its workers and the model
+    (:meth:`~genrify.classify.modelref.ModelRef.load`) here; with a remote runner
+    (:class:`~genrify.core.distributed.DaskRunner`) each worker loads the model from ``ref`` once
+    and classifies whole files, and only the answers travel back. A file that cannot be read, or
+    whose answer is not finite, becomes a :class:`~genrify.classify.predict.Failure` and the run
+    goes on; a file whose decoder crashes its worker fails alone.
 
     Parameters
     ----------
@@ -397,7 +399,8 @@ def classify_library(
     options
         Which segments.
     runner
-        Default: a :class:`~genrify.core.runner.LocalRunner` over every core.
+        Default: a :class:`~genrify.core.runner.LocalRunner` over every core. A remote runner's
+        workers must see the files (and a model file) at the same absolute paths.
     cache
         Results of earlier runs (:func:`open_cache`); new answers are added to it. Not closed here.
     listeners

@@ -63,7 +63,7 @@ class ModelEntry:
 
     @classmethod
     def from_file(cls, path: str | Path, name: str | None = None, *, description: str = "") -> ModelEntry:
-        """Load a model file (:meth:`genrify.classify.service.ModelRef.load`: once per process); the name
+        """Load a model file (:meth:`genrify.classify.modelref.ModelRef.load`: once per process); the name
         defaults to the file's stem.
 
         Raises
@@ -78,7 +78,7 @@ class ModelEntry:
 
     @classmethod
     def builtin(cls, name: str = "built-in (musicnn)", genres: Sequence[str] | None = None) -> ModelEntry:
-        """The built-in pretrained model (:meth:`genrify.classify.service.ModelRef.builtin`), loaded once per process.
+        """The built-in pretrained model (:meth:`genrify.classify.modelref.ModelRef.builtin`), loaded once per process.
 
         Raises
         ------
