@@ -233,9 +233,10 @@ def main() -> int:
     import torch
 
     from genrify.classify.albums import DEFAULT_POOLING
-    from genrify.classify.predict import Prediction, classify_paths
-    from genrify.core.runner import default_jobs
-    from genrify.models import modelfile
+    from genrify.classify.modelref import ModelRef
+    from genrify.classify.predict import Prediction
+    from genrify.classify.service import classify_library
+    from genrify.core.runner import LocalRunner, default_jobs
 
     jobs = args.jobs or default_jobs()
     torch.set_num_threads(jobs)
@@ -249,13 +250,13 @@ def main() -> int:
     root = args.work / f"albums-{n_albums}-{durations[0]:g}-{durations[1]:g}"
     tracks = make_albums(root, n_albums, (4, 8), durations, jobs)
     t_albums = time.perf_counter() - t0 - t_model
-    model = modelfile.load(model_path)
+    run = classify_library([t.path for t in tracks], ModelRef.file(model_path), runner=LocalRunner(jobs))
     preds: dict[str, Prediction] = {}
-    for result in classify_paths([t.path for t in tracks], model, jobs=jobs):
+    for track, result in zip(tracks, run.results, strict=True):  # the results come in input order
         if not isinstance(result, Prediction):
             print(f"failed: {result.path}: {result.error}")
             return 1
-        preds[result.path] = result  # type: ignore[index]
+        preds[track.path] = result
     t_classify = time.perf_counter() - t0 - t_model - t_albums
 
     rows, meta = folder_table(tracks, preds, args.own_above)

@@ -76,7 +76,8 @@ def main() -> None:
     from genrify.audio import decode as audio
     from genrify.classify.predict import classify
     from genrify.models.builtin import TAGGER_NAMES, load_builtin
-    from genrify.models.musicnn import MUSICNN_PARAMS, load_tagger, tag_song
+    from genrify.classify.musicnn_tags import tag_song
+    from genrify.models.musicnn import MUSICNN_PARAMS, load_tagger
 
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)

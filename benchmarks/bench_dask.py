@@ -9,7 +9,7 @@ Arms, alternated ``--repeat`` times so that a change in the machine's load hits 
 
 (a) ``genrify.store.extract.extract(..., runner=LocalRunner(W, in_process=False))``: the built-in forkserver pool of W
     processes, start-up included (as every run pays it);
-(b) the same work through :func:`genrify.store.extract.extract_on_dask` on a Dask ``LocalCluster`` of
+(b) the same work through ``extract(..., runner=DaskRunner(client))`` on a Dask ``LocalCluster`` of
     W single-threaded worker processes, started once (its start-up is reported apart: a cluster's
     workers live across runs); this process records the results in the manifest, as
     ``genrify extract --scheduler`` does.
@@ -74,21 +74,13 @@ def _pool_main(music: str, store: str, workers: int) -> None:
 
 def run_dask(music: Path, store: Path, client, batch_size: int) -> tuple[float, int, float, float]:
     """(b): wall seconds, tracks done, audio seconds, CPU seconds of this process (client + scheduler)."""
-    from genrify.collection.library import scan
-    from genrify.store.extract import extract_on_dask
-    from genrify.store.extract import ExtractSummary, _record
-    from genrify.store.store import FeatureStore
+    from genrify.core.distributed import DaskRunner
+    from genrify.store.extract import extract
 
     shutil.rmtree(store, ignore_errors=True)
     cpu0 = cpu_seconds()
     started = time.perf_counter()
-    library = scan(music)
-    with FeatureStore.create(store) as fs:
-        fs.lock()
-        fs.clean()
-        summary = ExtractSummary(store=str(fs.root), total=len(library.tracks))
-        for result in extract_on_dask(library.tracks, str(fs.root), fs.params, client, batch_size=batch_size):
-            _record(fs, result, summary)
+    summary = extract(music, store, runner=DaskRunner(client, batch_size=batch_size))
     return time.perf_counter() - started, summary.done, summary.audio_seconds, cpu_seconds() - cpu0
 
 

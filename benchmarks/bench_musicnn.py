@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from genrify.models.musicnn import load_tagger, preprocess_file
+from genrify.classify.musicnn_tags import preprocess_file
+from genrify.models.musicnn import load_tagger
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -51,7 +51,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from genrify.models.musicnn import PATCH_FRAMES, load_tagger, preprocess_file
+from genrify.classify.musicnn_tags import preprocess_file
+from genrify.models.musicnn import PATCH_FRAMES, load_tagger
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "vibe-ace.ogg"

@@ -79,7 +79,8 @@ def main() -> int:
     args = parser.parse_args()
     n = 200 if args.quick else args.files
 
-    from genrify.classify.service import ModelRef, classify_library
+    from genrify.classify.modelref import ModelRef
+    from genrify.classify.service import classify_library
     from genrify.classify.tagging import tag_results
     from genrify.collection.tagpolicy import TagPolicy
 

@@ -58,7 +58,8 @@ def main() -> int:
         return 1
     from genrify.classify.predict import classify
     from genrify.models.builtin import GENRE_TAGS, TAGGER_NAMES, load_builtin
-    from genrify.models.musicnn import load_tagger, preprocess_file
+    from genrify.classify.musicnn_tags import preprocess_file
+    from genrify.models.musicnn import load_tagger
 
     taggers = {n: load_tagger(n) for n in TAGGER_NAMES}
     tags = {n: t.tags for n, t in taggers.items()}

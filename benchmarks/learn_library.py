@@ -126,7 +126,9 @@ def untagged_artists(rows: list[dict[str, str]], seed: int = 0) -> set[str]:
 def accuracy_on_untagged(work: Path, jobs: int | None) -> dict[str, Any]:
     import soundfile as sf
 
-    from genrify.classify.service import ModelRef, classify_library
+    from genrify.classify.modelref import ModelRef
+
+    from genrify.classify.service import classify_library
     from genrify.collection.library import find_audio
     from genrify.core.runner import LocalRunner
     from genrify.learn.embedcache import EmbeddingCache, embed_songs

@@ -54,14 +54,17 @@ def test_float_audio_a_little_over_full_scale_is_accepted(tmp_path):
 
 
 def test_the_builtin_model_refuses_what_extraction_refuses(huge, tmp_path):
-    from genrify.classify.predict import Failure, classify, classify_paths
+    from genrify.classify.modelref import ModelRef
+    from genrify.classify.predict import Failure, classify
+    from genrify.classify.service import classify_library
+    from genrify.core.runner import LocalRunner
     from genrify.models.builtin import load_builtin
     from genrify.store.extract import extract
 
     builtin = load_builtin(["jazz", "metal"])
     with pytest.raises(AudioError, match="far outside"):
         classify(huge, builtin)
-    (result,) = classify_paths([str(huge)], builtin, jobs=1)
+    (result,) = classify_library([str(huge)], ModelRef.builtin(["jazz", "metal"]), runner=LocalRunner(1)).results
     assert isinstance(result, Failure) and "far outside" in result.error
     # a waveform passed directly follows the same rule
     with pytest.raises(ParameterError, match="far outside"):

@@ -27,7 +27,8 @@ mediafile = pytest.importorskip("mediafile")
 import mutagen  # noqa: E402
 
 from genrify.classify.predict import Prediction  # noqa: E402
-from genrify.classify.service import ModelRef, classify_library  # noqa: E402
+from genrify.classify.modelref import ModelRef  # noqa: E402
+from genrify.classify.service import classify_library  # noqa: E402
 from genrify.collection.tagpolicy import TagPolicy  # noqa: E402
 from genrify.core.runner import LocalRunner  # noqa: E402
 

@@ -238,11 +238,11 @@ def test_the_shipped_examples_and_their_answers(builtin):
 
 def test_tags_on_onnx_runtime_equal_pytorchs(taggers, tmp_path):
     from genrify.models import onnx
+    from genrify.classify.musicnn_tags import tag_song
     from genrify.models.musicnn import (
         MUSICNN_PARAMS,
         PATCH_FRAMES,
         PRETRAINED_DIR,
-        tag_song,
     )
     from genrify.audio.segments import song_segments
 

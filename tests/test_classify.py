@@ -13,15 +13,13 @@ from genrify import __version__
 from genrify.models import modelfile
 
 from genrify.classify import predict
+from genrify.classify.modelref import BuiltinModel, ModelFile, ModelRef, loaded_models
 from genrify.classify.service import (
     ClassifyOptions,
     LibraryRun,
     Listener,
-    ModelRef,
     classify_library,
-    classify_remote,
     classify_song,
-    loaded_models,
     open_cache,
 )
 from genrify.classify.placing import confident, organize_results, playlist_results
@@ -61,7 +59,32 @@ def test_the_built_in_reference_keys_its_genres_and_refuses_unknown_ones():
     with pytest.raises(ParameterError, match="polka"):
         ModelRef.builtin(["polka-core"])
     with pytest.raises(ParameterError, match="built-in model's genres"):
-        ModelRef(path="m.safetensors", chosen=("rock",))
+        ModelFile("m.safetensors", chosen=("rock",))
+
+
+def test_the_two_kinds_answer_one_interface_and_pickle_as_small_values(model_file, monkeypatch):
+    from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
+
+    monkeypatch.chdir(model_file.parent)
+    file, builtin = ModelRef.file(model_file.name), ModelRef.builtin(["jazz", "rock"])
+    assert isinstance(file, ModelFile) and isinstance(builtin, BuiltinModel)
+    assert isinstance(file, ModelRef) and isinstance(builtin, ModelRef)
+    assert (file.is_builtin, builtin.is_builtin) == (False, True)
+    assert (file.path, file.chosen, builtin.chosen) == ("m.safetensors", None, ("jazz", "rock"))
+    assert (builtin.name, builtin.params, builtin.chunk_frames, builtin.metadata) == (
+        "genrify-musicnn", MUSICNN_PARAMS, PATCH_FRAMES, {})
+    assert file.metadata["genres"] == file.genres and file.metadata["chunk_frames"] == file.chunk_frames
+    # what a worker needs: an absolute path to a file it must see, or nothing at all
+    assert file.for_workers() == ModelFile(str(model_file)) and file.for_workers().worker_files == (str(model_file),)
+    assert builtin.for_workers() is builtin and builtin.worker_files == ()
+    assert BuiltinModel() == ModelRef.builtin() == ModelRef.builtin([]) and BuiltinModel().genres == ModelRef.builtin().genres
+    for ref in (file, builtin, BuiltinModel()):
+        again = pickle.loads(pickle.dumps(ref))
+        assert again == ref and type(again) is type(ref) and hash(again) == hash(ref)
+        assert (again.name, again.genres, again.params, again.chunk_frames, again.cache_key, again.is_builtin) == (
+            ref.name, ref.genres, ref.params, ref.chunk_frames, ref.cache_key, ref.is_builtin)
+    assert len(pickle.dumps(builtin)) < 300
+    assert file != ModelFile("other.safetensors") and builtin != BuiltinModel()
 
 
 def test_a_missing_or_bad_model_file_is_one_clear_error(tmp_path):
@@ -163,21 +186,24 @@ def test_a_damaged_cache_is_set_aside(model_file, music, tmp_path):
 
 
 def test_a_non_finite_answer_is_a_failure_and_never_cached(model_file, music, tmp_path, monkeypatch):
-    real = predict.classify_paths
+    from genrify.collection.library import find_audio
 
-    def with_a_nan(files, *args, **kwargs):
-        for result in real(files, *args, **kwargs):
-            if result.path == files[0]:
-                result.probabilities = result.probabilities * np.nan
-            yield result
+    real = predict.predict_or_fail
+    first = find_audio([music]).files[0]
 
-    monkeypatch.setattr(predict, "classify_paths", with_a_nan)
+    def with_a_nan(song, model, *, path):  # the first file's answer comes back NaN
+        result = real(song, model, path=path)
+        if result.path == first:
+            result.probabilities = result.probabilities * np.nan
+        return result
+
+    monkeypatch.setattr(predict, "predict_or_fail", with_a_nan)
     ref = ModelRef.file(model_file)
     with open_cache(tmp_path / "cache.sqlite", ref) as cache:
         run = classify_library([music], ref, runner=LocalRunner(1), cache=cache)
     assert isinstance(run.results[0], Failure) and "non-finite" in run.results[0].error
     assert all(isinstance(r, Prediction) for r in run.results[1:])
-    monkeypatch.setattr(predict, "classify_paths", real)
+    monkeypatch.setattr(predict, "predict_or_fail", real)
     with open_cache(tmp_path / "cache.sqlite", ref) as cache:
         again = classify_library([music], ref, runner=LocalRunner(1), cache=cache)
     assert isinstance(again.results[0], Prediction) and again.summary.from_cache == len(run.results) - 1
@@ -196,16 +222,32 @@ class HereAsIfRemote(LocalRunner):  # workers that load the model from its refer
 
 
 def test_a_remote_runner_loads_the_model_itself_and_keeps_the_paths_given(model_file, music, monkeypatch):
+    from genrify.collection.library import AudioSearch
+
     monkeypatch.chdir(music)
     song = min(os.listdir(music))
     options = ClassifyOptions(hop_seconds=1.5, max_segments=2)
-    (result,) = classify_remote([song], ModelRef.file(os.path.relpath(model_file)), HereAsIfRemote(1), options=options)
+    # A caller's own search, with a relative path: the workers get it absolute, the results as given.
+    (result,) = classify_library(AudioSearch([song]), ModelRef.file(os.path.relpath(model_file)),
+                                 runner=HereAsIfRemote(1), options=options).results
     want = classify(song, modelfile.load(model_file), hop_seconds=1.5, max_segments=2)
     assert isinstance(result, Prediction) and result.path == song  # the path as given, not absolute
     np.testing.assert_allclose(result.probabilities, want.probabilities, atol=1e-6)
     assert result.segments == want.segments
     run = classify_library([music], ModelRef.file(model_file), options=options, runner=HereAsIfRemote(1))
     assert run.summary.classified == len(os.listdir(music))
+
+
+def test_workers_in_other_processes_load_the_model_from_its_pickled_reference(model_file, music):
+    files = sorted(str(p) for p in music.iterdir())[:3]
+    options = ClassifyOptions(max_segments=2)
+    here = classify_library(files, ModelRef.file(model_file), options=options, runner=LocalRunner(1)).results
+    pooled = classify_library(files, ModelRef.file(model_file), options=options,
+                              runner=HereAsIfRemote(2, in_process=False)).results
+    assert [r.path for r in pooled] == [r.path for r in here] == files
+    for a, b in zip(here, pooled, strict=True):
+        assert isinstance(a, Prediction) and isinstance(b, Prediction)
+        np.testing.assert_allclose(b.probabilities, a.probabilities, atol=1e-6)
 
 
 def test_one_song_gets_the_answer_of_a_library_run(model_file, music):

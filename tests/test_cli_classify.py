@@ -296,16 +296,18 @@ def test_a_missing_input_says_it_does_not_exist(model_file, tmp_path):
 
 def test_a_nan_answer_is_a_failure_of_its_file_never_invalid_json(model_file, music, monkeypatch):
     from genrify.classify import predict
+    from genrify.collection.library import find_audio
 
-    real = predict.classify_paths
+    real = predict.predict_or_fail
+    first = find_audio([music / "metal"]).files[0]
 
-    def with_a_nan(files, *args, **kwargs):  # the first file's answer comes back NaN
-        for result in real(files, *args, **kwargs):
-            if result.path == files[0]:
-                result.probabilities = result.probabilities * np.nan
-            yield result
+    def with_a_nan(song, model, *, path):  # the first file's answer comes back NaN
+        result = real(song, model, path=path)
+        if result.path == first:
+            result.probabilities = result.probabilities * np.nan
+        return result
 
-    monkeypatch.setattr(predict, "classify_paths", with_a_nan)
+    monkeypatch.setattr(predict, "predict_or_fail", with_a_nan)
     result = classify(music / "metal", "--model", model_file, "-f", "json")
     objects = _json_of(result)
     assert "non-finite" in objects[0]["error"] and all("genre" in o for o in objects[1:])

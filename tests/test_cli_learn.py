@@ -159,7 +159,7 @@ def _head_file(path: Path) -> Path:
 
 
 def test_a_learned_head_file_is_taken_by_classify_info_and_the_web_page(tmp_path, library):
-    from genrify.classify.service import ModelRef
+    from genrify.classify.modelref import ModelRef
     from genrify.models import modelfile
     from genrify.web.catalogue import ModelEntry
 

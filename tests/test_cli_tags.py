@@ -154,7 +154,7 @@ def test_bad_tag_options_are_usage_errors(album, model_file, args, message):
 
 def test_the_default_map_spells_every_genre_the_models_answer():
     from genrify.audio.synth import GENRES
-    from genrify.classify.service import ModelRef
+    from genrify.classify.modelref import ModelRef
 
     names = GenreMap.default()
     assert names.name("hiphop") == names.name("hip-hop") == "Hip-Hop"
@@ -181,7 +181,8 @@ def test_a_second_run_reads_every_answer_from_the_cache_and_rewrites_nothing(alb
 
 def test_since_with_album_mode_takes_every_track_of_a_changed_folder(album, model_file, tmp_path, monkeypatch):
     from genrify.classify import service
-    from genrify.classify.service import ModelRef, classify_library
+    from genrify.classify.modelref import ModelRef
+    from genrify.classify.service import classify_library
     from genrify.core.runner import LocalRunner
 
     other = tmp_path / "other"

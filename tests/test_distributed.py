@@ -16,13 +16,14 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from genrify.audio.features import FeatureParams
-from genrify.classify.predict import Failure, Prediction, classify_paths
-from genrify.classify.service import classify_on_dask
+from genrify.classify.modelref import ModelRef
+from genrify.classify.predict import Failure, Prediction
+from genrify.classify.service import ClassifyOptions, classify_library
 from genrify.collection.library import scan
 from genrify.core import distributed as gd
-from genrify.core.runner import CRASHED, Processor
+from genrify.core.runner import CRASHED, LocalRunner, Processor
 from genrify.errors import DependencyError, ModelFileError, ParameterError
-from genrify.store.extract import EXTRACTOR, ExtractSummary, extract, extract_on_dask, extract_track
+from genrify.store.extract import EXTRACTOR, ExtractSummary, extract, extract_track, extract_tracks
 from genrify.store.store import ARRAYS_DIR, FeatureStore
 
 GENRES = ("classical", "hiphop", "metal")
@@ -131,7 +132,7 @@ def test_a_task_that_raises_is_retried(library, client, tmp_path):
 def test_workers_that_cannot_see_the_store_fail_early(library, client, tmp_path):
     tracks = scan(library / "music").tracks
     with pytest.raises(ParameterError, match="shared filesystem"):
-        list(extract_on_dask(tracks, str(tmp_path / "nowhere"), FeatureParams(), client))
+        list(extract_tracks(tracks, str(tmp_path / "nowhere"), FeatureParams(), gd.DaskRunner(client)))
 
 
 def test_a_worker_killed_mid_run_costs_nothing(library, client, tmp_path):
@@ -187,15 +188,19 @@ def test_a_crashing_decoder_costs_only_its_own_file(make_library, cluster, clien
 # --- classification ----------------------------------------------------------------------------
 
 
-def test_classification_on_dask_equals_classify_paths(small_store, model_file, client, tmp_path):
-    from genrify.models import modelfile
+def classified(files, ref, runner, **options) -> list:
+    """The classification service's results: on the cluster with a Dask runner, here with a local one."""
+    return classify_library(files, ref, runner=runner, options=ClassifyOptions(**options)).results
 
+
+def test_classification_on_dask_equals_the_local_run(small_store, model_file, client, tmp_path):
     songs = sorted(str(p) for p in (small_store.parent / "music").rglob("*.wav"))[:7]
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF" + os.urandom(200))
     files = [*songs, str(bad)]
-    local = {r.path: r for r in classify_paths(files, modelfile.load(model_file), jobs=1, hop_seconds=1.5)}
-    remote = list(classify_on_dask(files, str(model_file), client, hop_seconds=1.5, batch_size=3))
+    ref = ModelRef.file(model_file)
+    local = {r.path: r for r in classified(files, ref, LocalRunner(1), hop_seconds=1.5)}
+    remote = classified(files, ref, gd.DaskRunner(client, batch_size=3), hop_seconds=1.5)
     assert sorted(r.path for r in remote) == sorted(files)
     for r in remote:
         want = local[r.path]
@@ -211,35 +216,26 @@ def test_classification_on_dask_equals_classify_paths(small_store, model_file, c
         assert (r.segments, r.duration) == (want.segments, want.duration)
 
 
-def test_the_built_in_model_on_dask_equals_classify_paths(small_store, client):
-    from genrify.models.builtin import load_builtin
-
+def test_the_built_in_model_on_dask_equals_the_local_run(small_store, client):
     songs = sorted(str(p) for p in (small_store.parent / "music").rglob("*.wav"))[:3]
     chosen = ["rock", "jazz", "hiphop"]
-    local = {r.path: r for r in classify_paths(songs, load_builtin(chosen), jobs=1, max_segments=2)}
-    remote = list(classify_on_dask(songs, None, client, genres=chosen, max_segments=2))
+    local = {r.path: r for r in classified(songs, ModelRef.builtin(chosen), LocalRunner(1), max_segments=2)}
+    # the workers load the built-in model over the same genres
+    remote = classified(songs, ModelRef.builtin(chosen), gd.DaskRunner(client), max_segments=2)
     assert sorted(r.path for r in remote) == songs
     for r in remote:
         assert isinstance(r, Prediction) and r.genres == chosen == local[r.path].genres
         np.testing.assert_allclose(r.probabilities, local[r.path].probabilities, atol=1e-6)
     with pytest.raises(ParameterError):
-        list(classify_on_dask(songs, None, client, genres=["polka-core"]))
-    # the classification service with a Dask runner: the workers load the built-in model over the same genres
-    from genrify.classify.service import ClassifyOptions, ModelRef, classify_library
-
-    through = classify_library(songs, ModelRef.builtin(chosen), runner=gd.DaskRunner(client),
-                               options=ClassifyOptions(max_segments=2)).results
-    assert sorted(r.path for r in through) == songs
-    for r in through:
-        np.testing.assert_allclose(r.probabilities, local[r.path].probabilities, atol=1e-6)
+        ModelRef.builtin(["polka-core"])  # refused here, before any worker
 
 
 def test_each_worker_loads_the_model_once(small_store, model_file, client):
     songs = sorted(str(p) for p in (small_store.parent / "music").rglob("*.wav"))
-    list(classify_on_dask(songs, str(model_file), client, batch_size=1, max_segments=1))
+    classified(songs, ModelRef.file(model_file), gd.DaskRunner(client, batch_size=1), max_segments=1)
 
     def loaded() -> list:
-        from genrify.classify.service import loaded_models
+        from genrify.classify.modelref import loaded_models
 
         return [key[0] for key in loaded_models()]
 
@@ -249,8 +245,15 @@ def test_each_worker_loads_the_model_once(small_store, model_file, client):
 def test_a_bad_model_file_fails_once_on_the_client(client, tmp_path):
     fake = tmp_path / "m.safetensors"
     fake.write_bytes(b"not a model")
+    song = tmp_path / "a.wav"
+    song.write_bytes(b"RIFF")
+
+    class NoWorkers(gd.DaskRunner):  # the model is checked before any work reaches the cluster
+        def run(self, *args, **kwargs):
+            raise AssertionError("no task for the workers")
+
     with pytest.raises(ModelFileError):
-        list(classify_on_dask(["a.wav"], str(fake), client))
+        classified([str(song)], ModelRef.file(fake), NoWorkers(client))
 
 
 # --- connecting ---------------------------------------------------------------------------------

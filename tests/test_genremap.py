@@ -54,7 +54,7 @@ case = "title"
 
 
 def _builtin_genres() -> tuple[str, ...]:
-    from genrify.classify.service import ModelRef
+    from genrify.classify.modelref import ModelRef
 
     return tuple(ModelRef.builtin().genres)
 

@@ -90,6 +90,24 @@ def test_the_tensorflow_weight_port_lives_with_the_conversion_script():
     assert "def convert_tf_variables(" in port and "def tf_variable_map(" in port
 
 
+def test_models_hold_networks_and_weights_and_classify_reads_the_files():
+    from genrify.classify import musicnn_tags
+    from genrify.models import musicnn
+
+    for name in ("preprocess_file", "tag_song"):
+        assert not hasattr(musicnn, name) and callable(getattr(musicnn_tags, name))
+    assert not hasattr(musicnn.Tagger, "tag_file") and callable(musicnn_tags.tag_file)
+
+
+def test_many_files_have_one_entry_the_classification_service():
+    from genrify.classify import predict, service
+    from genrify.store import extract
+
+    assert not hasattr(predict, "classify_paths") and callable(service.classify_library)
+    for module, name in ((service, "classify_remote"), (service, "classify_on_dask"), (extract, "extract_on_dask")):
+        assert not hasattr(module, name), name
+
+
 # --- public names across modules -----------------------------------------------------------------
 
 #: Uses of another module's private names that other parts of issue 13 are removing; the test

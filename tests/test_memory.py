@@ -96,10 +96,14 @@ BOMB_PROBE = textwrap.dedent(
             print("failed", os.path.basename(path), reason)
         print("done", summary.done)
     else:
-        from genrify.classify.predict import Failure, classify_paths
-        from genrify.models.builtin import load_builtin
+        from genrify.classify.modelref import ModelRef
+        from genrify.classify.predict import Failure
+        from genrify.classify.service import ClassifyOptions, classify_library
+        from genrify.core.runner import LocalRunner
         files = sorted(os.path.join(folder, name) for name in os.listdir(folder))
-        for r in sorted(classify_paths(files, load_builtin(), jobs=1, max_duration=limit), key=lambda r: r.path):
+        run = classify_library(files, ModelRef.builtin(), options=ClassifyOptions(max_duration=limit),
+                               runner=LocalRunner(1))
+        for r in sorted(run.results, key=lambda r: r.path):
             name = os.path.basename(r.path)
             print(f"failed {name} {r.error}" if isinstance(r, Failure) else f"answered {name} {r.segments}")
     """

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from helpers import SHARED, tone
 
 from genrify.audio.features import log_mel
+from genrify.classify.musicnn_tags import preprocess_file, tag_file
 from genrify.errors import ModelFileError, ParameterError
 from genrify.models import musicnn
 from genrify.models.musicnn import (
@@ -34,7 +35,6 @@ from genrify.models.musicnn import (
     Tagger,
     load_tagger,
     preprocess,
-    preprocess_file,
 )
 
 MUSICNN_SHARED = SHARED / "musicnn"
@@ -340,7 +340,7 @@ def test_a_file_gives_what_its_decoded_waveform_gives(write_audio):
     from_file = preprocess_file(path)
     assert from_file.shape == (2, 187, 96)
     np.testing.assert_allclose(from_file, preprocess(audio.load(path, sr=16000), 16000), atol=1e-6)
-    result = tagger("MSD_vgg").tag_file(path)
+    result = tag_file(tagger("MSD_vgg"), path)
     assert result.taggram.shape == (2, 50) and set(result.features) == {"logits"}
     assert preprocess_file(write_audio("short.wav", seconds=2.5)).shape == (1, 187, 96)
 

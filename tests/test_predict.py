@@ -15,7 +15,6 @@ from genrify.classify.predict import (
     Prediction,
     SegmentPlan,
     classify,
-    classify_paths,
     predict_features,
     predict_segments,
     segment_starts,
@@ -107,12 +106,22 @@ def test_unreadable_file_is_an_audio_error(model, tmp_path):
         classify(bad, model)
 
 
-def test_many_files_in_a_pool_equal_one_by_one_and_bad_files_do_not_stop_the_run(model, songs, tmp_path):
+def _library_run(files, ref, runner):
+    """The classification service's results for ``files``, by path."""
+    from genrify.classify.service import classify_library
+
+    return {r.path: r for r in classify_library(files, ref, runner=runner).results}
+
+
+def test_many_files_in_a_pool_equal_one_by_one_and_bad_files_do_not_stop_the_run(model_file, songs, tmp_path):
+    from genrify.classify.modelref import ModelRef
+    from genrify.core.runner import LocalRunner
+
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF" + os.urandom(200))
     files = [str(s) for s in songs[:6]] + [str(bad)]
-    pooled = {r.path: r for r in classify_paths(files, model, jobs=2)}
-    alone = {r.path: r for r in classify_paths(files, model, jobs=1)}
+    pooled = _library_run(files, ModelRef.file(model_file), LocalRunner(2))
+    alone = _library_run(files, ModelRef.file(model_file), LocalRunner(1))
     assert set(pooled) == set(files)
     assert isinstance(pooled[str(bad)], Failure) and pooled[str(bad)].error
     for f in files[:-1]:
@@ -136,31 +145,46 @@ def test_a_crashing_decoder_costs_only_its_own_file(model, songs, tmp_path):
         assert error is None and isinstance(predict_segments(song, model, path=f), Prediction)
 
 
-def test_classify_paths_takes_a_runner(model, songs):
+def test_the_service_takes_a_runner(model_file, songs):
+    from genrify.classify.modelref import ModelRef
     from genrify.core.runner import LocalRunner
 
     files = [str(s) for s in songs[:3]]
-    here = {r.path: r for r in classify_paths(files, model, runner=LocalRunner(1))}
-    pooled = {r.path: r for r in classify_paths(files, model, runner=LocalRunner(2, in_process=False))}
+    here = _library_run(files, ModelRef.file(model_file), LocalRunner(1))
+    pooled = _library_run(files, ModelRef.file(model_file), LocalRunner(2, in_process=False))
     assert set(here) == set(pooled) == set(files)
     for f in files:
         np.testing.assert_allclose(here[f].probabilities, pooled[f].probabilities, atol=1e-6)
-    with pytest.raises(ParameterError, match="runner or jobs"):
-        list(classify_paths(files, model, runner=LocalRunner(1), jobs=2))
 
 
-def test_a_remote_runner_is_refused_its_workers_need_a_model_reference(model, songs):
+def test_a_remote_runner_gets_a_model_reference_never_a_loaded_model(model_file, songs, monkeypatch):
+    from genrify.classify.modelref import ModelFile, ModelRef
+    from genrify.classify.service import FILE_CLASSIFIER
+
     class Remote:  # a runner whose workers are elsewhere: they must load the model themselves
         remote = True
 
-        def check(self, *args, **kwargs):
-            raise AssertionError("not reached")
+        def __init__(self) -> None:
+            self.checked: list[str] = []
+            self.handed: list[tuple] = []
 
-        def run(self, *args):
-            raise AssertionError("not reached")
+        def check(self, paths=(), folder=None, *, writable=False, what="folder"):
+            self.checked.extend(paths)
 
-    with pytest.raises(ParameterError, match="ModelRef"):
-        list(classify_paths([str(songs[0])], model, runner=Remote()))
+        def run(self, processor, items, *args):
+            self.handed.append((processor, list(items), args))
+            return (processor.failed(item, "not run here") for item in items)
+
+    def not_here(self):
+        raise AssertionError("the model is loaded by the workers, not here")
+
+    monkeypatch.setattr(ModelFile, "load", not_here)
+    runner = Remote()
+    results = _library_run([str(songs[0])], ModelRef.file(model_file), runner)
+    assert [r.error for r in results.values()] == ["not run here"]
+    ((processor, items, args),) = runner.handed
+    assert processor is FILE_CLASSIFIER and items == [str(songs[0])]
+    assert args[0] == ModelFile(str(model_file)) and runner.checked == [str(model_file), str(songs[0])]
 
 
 def test_song_features_are_float16_and_proportional_to_length(tmp_path):
@@ -203,9 +227,11 @@ class _NanNetwork:
         return torch.full((x.shape[0], self.n_genres), float("nan"))
 
 
-def test_non_finite_probabilities_are_an_error_for_that_file_never_an_answer(model, songs):
+def test_non_finite_probabilities_are_an_error_for_that_file_never_an_answer(model, model_file, songs, monkeypatch):
     from types import SimpleNamespace
 
+    from genrify.classify.modelref import ModelFile, ModelRef
+    from genrify.core.runner import LocalRunner
     from genrify.errors import PredictionError
 
     broken = SimpleNamespace(network=_NanNetwork(len(model.genres)), genres=model.genres, params=model.params,
@@ -216,7 +242,8 @@ def test_non_finite_probabilities_are_an_error_for_that_file_never_an_answer(mod
     with pytest.raises(PredictionError, match="non-finite probabilities"):
         classify(songs[0], broken)
     # In a library run it is that file's failure, and the run goes on.
-    results = list(classify_paths([str(songs[0]), str(songs[1])], broken, jobs=1))
+    monkeypatch.setattr(ModelFile, "load", lambda self: broken)
+    results = list(_library_run([str(songs[0]), str(songs[1])], ModelRef.file(model_file), LocalRunner(1)).values())
     assert [type(r) for r in results] == [Failure, Failure]
     assert all(r.error == "the model gave non-finite probabilities" for r in results)
 
@@ -252,7 +279,9 @@ def test_the_builtin_model_flags_short_songs_too(tmp_path):
     assert p.short and p.low_confidence and p.to_dict()["low_confidence"] is True
 
 
-def test_no_audio_at_all_is_an_error_for_that_file(model, tmp_path):
+def test_no_audio_at_all_is_an_error_for_that_file(model, model_file, tmp_path):
+    from genrify.classify.modelref import ModelRef
+    from genrify.core.runner import LocalRunner
     from genrify.errors import PredictionError
 
     empty = _write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32))
@@ -260,5 +289,5 @@ def test_no_audio_at_all_is_an_error_for_that_file(model, tmp_path):
         classify(empty, model)
     with pytest.raises(PredictionError, match="x.wav: no audio"):
         predict_features(np.zeros((model.params.n_mels, 0), dtype=np.float16), model, path="x.wav")
-    (result,) = classify_paths([str(empty)], model, jobs=1)
+    (result,) = _library_run([str(empty)], ModelRef.file(model_file), LocalRunner(1)).values()
     assert isinstance(result, Failure) and "no audio" in result.error

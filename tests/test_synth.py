@@ -12,6 +12,7 @@ import soundfile as sf
 from scipy import signal
 
 from genrify.audio import synth
+from genrify.core.runner import LocalRunner
 from genrify.errors import ParameterError
 from genrify.audio.synth import (
     FORMATS,
@@ -306,3 +307,32 @@ def test_write_dataset_rejects_bad_jobs(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="0"):
         write_dataset(tmp_path, _spec(), jobs=0)
     assert not list(tmp_path.iterdir())
+
+
+class _PoolAsIfRemote(LocalRunner):
+    """Workers treated as remote ones (absolute paths, a folder check), in a local pool."""
+
+    remote = True
+
+
+def test_write_dataset_through_any_runner_makes_the_same_files(tmp_path: Path, monkeypatch) -> None:
+    spec = _spec(genres=("disco", "metal"), per_genre=2, seconds=1.0, fmt="mixed")
+    one = write_dataset(tmp_path / "one", spec, jobs=1)
+    pooled = write_dataset(tmp_path / "pool", spec, runner=LocalRunner(2, in_process=False))
+    monkeypatch.chdir(tmp_path)
+    progress: list[Path] = []
+    remote = write_dataset("remote", spec, runner=_PoolAsIfRemote(2, in_process=False), on_progress=progress.append)
+    assert [p.relative_to(tmp_path / "pool") for p in pooled] == [p.relative_to(tmp_path / "one") for p in one]
+    # paths as given (relative here), though the workers were handed absolute ones
+    assert remote == [Path("remote") / p.relative_to(tmp_path / "one") for p in one] and sorted(progress) == sorted(remote)
+    for a, b, c in zip(one, pooled, remote, strict=True):
+        assert a.read_bytes() == b.read_bytes() == (tmp_path / c).read_bytes(), a.name
+    with pytest.raises(ParameterError, match="runner or jobs"):
+        write_dataset(tmp_path / "both", spec, jobs=2, runner=LocalRunner(2))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_write_dataset_raises_a_songs_error_as_it_was_raised(tmp_path: Path, jobs: int) -> None:
+    (tmp_path / "rock").write_text("a file where the genre's folder goes")
+    with pytest.raises(FileExistsError):
+        write_dataset(tmp_path, _spec(per_genre=3), jobs=jobs)

@@ -148,7 +148,8 @@ def test_an_upload_gets_the_answer_classify_gives(client, model, songs):
 def test_the_answer_is_the_classification_services_with_or_without_a_spectrogram(client, model_file, songs):
     """One song, the answer a library run (``genrify classify --format json``) gives it, also when
     the page asks for the spectrogram (which decodes the whole song)."""
-    from genrify.classify.service import ModelRef, classify_library
+    from genrify.classify.modelref import ModelRef
+    from genrify.classify.service import classify_library
     from genrify.core.runner import LocalRunner
 
     (expected,) = classify_library([songs["long"]], ModelRef.file(model_file), runner=LocalRunner(1)).results

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from beets.library import Library
 
     from genrify.classify.predict import Prediction
-    from genrify.classify.service import ClassifyOptions, ModelRef, Result
+    from genrify.classify.modelref import ModelRef
+    from genrify.classify.service import ClassifyOptions, Result
     from genrify.classify.tagging import TagPlan
     from genrify.collection.tagpolicy import Provenance, TagPolicy
     from genrify.collection.tags import TagChange
@@ -80,7 +81,8 @@ class Settings:
     def from_config(cls, view: confuse.ConfigView) -> Settings:
         """Read and check the section; a bad value is a :class:`beets.ui.UserError` of one line naming it."""
         from genrify.classify.results import default_cache_path
-        from genrify.classify.service import ClassifyOptions, ModelRef
+        from genrify.classify.modelref import BuiltinModel, ModelRef
+        from genrify.classify.service import ClassifyOptions
         from genrify.collection.genremap import GenreMap
         from genrify.collection.tagpolicy import TagPolicy
         from genrify.errors import GenrifyError
@@ -107,7 +109,8 @@ class Settings:
             genres = view["genres"].as_str_seq() if view["genres"].get() else []
             if model and genres:
                 raise GenrifyError("genres choose among the built-in model's genres; a model file answers with its own")
-            ref = ModelRef.file(model) if model else ModelRef.builtin(genres) if genres else ModelRef()
+            # Every genre: BuiltinModel(), which imports nothing; a model file or chosen genres are checked now.
+            ref = ModelRef.file(model) if model else ModelRef.builtin(genres) if genres else BuiltinModel()
             if model:
                 ref.check()
             return cls(ref=ref, options=options, policy=policy, separator=separator, jobs=jobs, cache=cache_path)
@@ -430,6 +433,7 @@ class GenrifyPlugin(BeetsPlugin):
 
     def suggest_command(self, lib: Library, settings: Settings, n: int, args: list[str]) -> None:
         """``beet genrify --suggest N``: the items without a genre that would teach the model most."""
+        from genrify.classify.modelref import ModelFile
         from genrify.learn.suggest import suggest_files
         from genrify.models.builtin import GenreHead
         from genrify.models.modelfile import is_head_file
@@ -437,7 +441,8 @@ class GenrifyPlugin(BeetsPlugin):
         if n < 1:
             raise ui.UserError(f"genrify: --suggest must be at least 1, not {n}")
         ref = settings.ref
-        if not ref.is_builtin and not is_head_file(ref.path):
+        model_file = ref.path if isinstance(ref, ModelFile) else None  # None: the built-in model
+        if model_file is not None and not is_head_file(model_file):
             raise ui.UserError(f"genrify: --suggest needs a model learned by genrify-learn (or the built-in one); "
                                f"{ref.name} is a network from `genrify train`")
         files = self._files(lib.items(args))
@@ -445,7 +450,7 @@ class GenrifyPlugin(BeetsPlugin):
         if not untagged:
             return ui.print_("genrify: no item without a genre to suggest")
         with self._genrify_errors(), self._embedding_cache(settings) as cache:
-            head = GenreHead.load() if ref.is_builtin else GenreHead.load(ref.path)
+            head = GenreHead.load() if model_file is None else GenreHead.load(model_file)
             suggestions, failed = suggest_files(head, untagged, n, cache=cache, jobs=settings.jobs,
                                                 progress=self._progress("embedding"),
                                                 max_segments=settings.options.max_segments)

@@ -906,7 +906,7 @@ def _check_classify_options(format: str, mode: str, top_k: int, jobs: int | None
     import os
 
     from genrify.classify import outputs
-    from genrify.classify.service import ModelRef
+    from genrify.classify.modelref import ModelRef
     from genrify.collection.library import display_path
     from genrify.errors import ParameterError
 
@@ -961,7 +961,7 @@ def _check_destinations(found: Any, paths: list[Path], model: Path | None, genre
     """The model (checked) and the results cache's path, once nothing genrify would write can
     replace what it reads."""
     from genrify.classify.results import default_cache_path
-    from genrify.classify.service import ModelRef
+    from genrify.classify.modelref import ModelRef
     from genrify.collection.destinations import check_output_file
     from genrify.collection.library import display_path, file_identity
     from genrify.collection.organize import check_destination, check_playlists
@@ -1242,7 +1242,8 @@ def tags(
     from rich.table import Table
 
     from genrify.collection.library import display_path
-    from genrify.models.musicnn import load_tagger, tag_song
+    from genrify.classify.musicnn_tags import tag_song
+    from genrify.models.musicnn import load_tagger
 
     if format not in ("table", "json"):
         _usage(f"--format: unknown format {format!r}; choose table or json")

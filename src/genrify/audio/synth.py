@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -35,8 +35,9 @@ import soundfile as sf
 from scipy import signal
 
 from genrify.core.fsutil import atomic_path
+from genrify.core.runner import LocalRunner, Processor, Runner
 from genrify.defaults import SAMPLE_RATE
-from genrify.errors import ParameterError
+from genrify.errors import GenrifyIOError, ParameterError
 
 __all__ = [
     "FORMATS",
@@ -1574,7 +1575,27 @@ def write_song(path: Path, genre: str, index: int, spec: SynthSpec) -> Path:
     return path
 
 
-def write_dataset(out_dir: str | Path, spec: SynthSpec, *, jobs: int = 1,
+def _write_item(item: tuple[Path, str, int], spec: SynthSpec) -> tuple[Path, Exception | None]:
+    """Write one song of a dataset (in a worker); an error comes back as a value, to be raised in
+    the caller's process as it was raised here (a runner would turn it into a reason string)."""
+    path, genre, index = item
+    try:
+        return write_song(path, genre, index, spec), None
+    except Exception as exc:  # noqa: BLE001 - raised again by write_dataset, type and message intact
+        return path, exc
+
+
+def _song_failed(item: tuple[Path, str, int], reason: str) -> tuple[Path, Exception | None]:
+    # Only what _write_item does not catch gets here: a worker that died writing this song.
+    return item[0], GenrifyIOError(f"{item[0]}: {reason}")
+
+
+#: One song of a dataset, for any runner: ``SONG_WRITER((path, genre, index), spec)`` gives
+#: ``(path, None)``, or ``(path, error)`` where it could not be written.
+SONG_WRITER: Processor[tuple[Path, str, int], tuple[Path, Exception | None]] = Processor(_write_item, _song_failed)
+
+
+def write_dataset(out_dir: str | Path, spec: SynthSpec, *, jobs: int | None = None, runner: Runner | None = None,
                   on_progress: Callable[[Path], None] | None = None) -> list[Path]:
     """Write every song of a dataset that is not there yet.
 
@@ -1585,8 +1606,12 @@ def write_dataset(out_dir: str | Path, spec: SynthSpec, *, jobs: int = 1,
     spec : SynthSpec
         The dataset.
     jobs : int, optional
-        Worker processes (>= 1). With more than one, songs are made in a process pool started with
-        the "forkserver" method (or "spawn" where that is missing); the files are the same.
+        Without ``runner``: worker processes (>= 1; default 1, which writes in this process). With
+        more than one, songs are made in genrify's process pool
+        (:class:`genrify.core.runner.LocalRunner`); the files are the same.
+    runner : genrify.core.runner.Runner, optional
+        Where the songs are made (default ``LocalRunner(jobs)``); a song depends only on the spec
+        and its place in the dataset, so any runner makes the same files.
     on_progress : callable, optional
         Called in this process with each path as soon as its song is written.
 
@@ -1599,31 +1624,34 @@ def write_dataset(out_dir: str | Path, spec: SynthSpec, *, jobs: int = 1,
     Raises
     ------
     ParameterError
-        If ``jobs`` is not a positive integer.
+        If ``jobs`` is not a positive integer, or is given together with ``runner``.
+    Exception
+        The first error met writing a song (as :func:`write_song` raised it; the run stops), or
+        :class:`~genrify.errors.GenrifyIOError` where a worker died writing one.
     """
-    jobs = _check_int("jobs", jobs, 1)
+    if jobs is not None:
+        jobs = _check_int("jobs", jobs, 1)
+        if runner is not None:
+            raise ParameterError("give either a runner or jobs, not both")
+    runner = runner if runner is not None else LocalRunner(jobs or 1)
     todo = [(p, g, i) for p, g, i in song_paths(Path(out_dir), spec) if not p.exists()]
-    if jobs == 1 or len(todo) <= 1:
-        for path, genre, index in todo:
-            write_song(path, genre, index, spec)
+    if not todo:
+        return []
+    shown: dict[Path, Path] = {}
+    items = todo
+    if runner.remote:  # workers run in other folders: absolute paths, in a folder they can write
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        runner.check(folder=os.path.abspath(out_dir), writable=True, what="dataset's folder")
+        items = [(p.absolute(), g, i) for p, g, i in todo]
+        shown = {item[0]: given[0] for item, given in zip(items, todo, strict=True)}
+    results = runner.run(SONG_WRITER, items, spec)
+    try:
+        for path, error in results:
+            if error is not None:
+                raise error
             if on_progress is not None:
-                on_progress(path)
-        return [p for p, _, _ in todo]
-
-    from genrify.core.runner import (
-        process_pool,  # workers that die with this process, however it ends
-    )
-
-    with process_pool(min(jobs, len(todo))) as pool:
-        pending = {pool.submit(write_song, p, g, i, spec) for p, g, i in todo}
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    path = future.result()  # re-raises a worker's error here
-                    if on_progress is not None:
-                        on_progress(path)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+                on_progress(shown.get(path, path))
+    finally:
+        # An error stops the run: the runner's generator, closed, cancels the songs not started.
+        results.close()  # type: ignore[attr-defined]
     return [p for p, _, _ in todo]

@@ -10,18 +10,17 @@ A song is decoded block by block and its features are computed as it arrives
 an hour of audio in float16, never by the decoded audio. The features are exactly those that
 extraction stores, so a song gets the same answer here as in :mod:`genrify.learn.evaluation`.
 
-:func:`classify_paths` classifies many files with a model loaded here and a local runner
-(:mod:`genrify.core.runner`): decoding and features run in a pool of processes, the model in the calling
-process. A file that cannot be read becomes a failed result and the run goes on. Libraries (with a
-results cache, or on a Dask cluster whose workers load the model themselves) are classified by
-:mod:`genrify.classify.service`.
+Everything here answers for one song. Many files (a local process pool that decodes while the model
+runs in the calling process, or a Dask cluster whose workers load the model themselves, with a
+results cache) are classified by :func:`genrify.classify.service.classify_library`, which hands
+:data:`SEGMENTER` (one song's decoding and features) to its runner.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -506,58 +505,3 @@ def beside_workers(runner: Runner, files: int) -> Iterator[None]:
         if pooled:
             torch.set_num_threads(threads)
 
-
-def classify_paths(
-    paths: Iterable[str | Path],
-    model: Classifier,
-    *,
-    runner: Runner | None = None,
-    jobs: int | None = None,
-    hop_seconds: float | None = None,
-    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
-    max_duration: float | None = MAX_DURATION,
-) -> Iterator[Prediction | Failure]:
-    """Classify many files with a model loaded here; yields each file's result as soon as it is
-    ready (in any order).
-
-    Decoding and features run in the runner's worker processes and the model runs here. A file
-    that cannot be decoded yields a :class:`Failure` and the rest go on; a file whose decoder
-    crashes its worker fails alone. On a Dask cluster, where each worker loads the model itself,
-    classify through :func:`genrify.classify.service.classify_library` with a model reference.
-
-    Parameters
-    ----------
-    paths
-        Audio files.
-    model
-        The classifier.
-    runner
-        Default: ``LocalRunner(min(jobs, files))``.
-    jobs
-        Without ``runner``: decoding processes (``None``: one per core; 1 runs everything here).
-    hop_seconds, max_segments
-        Which segments (see :func:`classify`).
-    max_duration
-        Longest file accepted, in seconds (see :func:`classify`); a longer one is a :class:`Failure`.
-
-    Raises
-    ------
-    ParameterError
-        Bad settings; both ``runner`` and ``jobs``; a remote runner.
-    """
-    todo = [str(p) for p in paths]
-    if runner is not None and jobs is not None:
-        raise ParameterError("give either a runner or jobs, not both")
-    if runner is not None and runner.remote:
-        # Remote workers load the model themselves, from a reference to it: the classification
-        # service's business (genrify.classify.service.classify_library), not this loaded model's.
-        raise ParameterError("a remote runner's workers load the model themselves: classify through "
-                             "genrify.classify.service.classify_library (or classify_remote) with a ModelRef")
-    plan = SegmentPlan.for_model(model, hop_seconds, max_segments, max_duration)
-    runner = runner or LocalRunner(jobs)
-    with beside_workers(runner, len(todo)):
-        for path, song, error in runner.run(SEGMENTER, todo, plan):
-            if song is None:
-                yield Failure(path, error or "could not be read")
-            else:
-                yield predict_or_fail(song, model, path=path)

@@ -1,22 +1,23 @@
 """The classification service: which model, which files, cached answers, and what to do with them.
 
 Everything that classifies more than a waveform goes through here: ``genrify classify``, the web app
-and the beets plugin.
+and the beets plugin. :mod:`genrify.classify.predict` answers for one song; this module is the one
+entry for many.
 
-- :class:`ModelRef` names a model without loading it: a model file, or the built-in model over some
-  genres. It knows its cache key, name, genres and feature parameters (from the file's metadata, or
-  the built-in model's constants), loads the model once per process (:meth:`ModelRef.load`), and
-  pickles as a small value, so a remote worker rebuilds the model from it.
+- A :class:`~genrify.classify.modelref.ModelRef` names the model without loading it (a model file,
+  or the built-in model over some genres).
 - :func:`classify_library` finds the audio under some paths, reuses cached answers, classifies the
-  rest through a runner (:mod:`genrify.core.runner`), turns non-finite answers into failures, and returns
-  a :class:`LibraryRun`: the results in input order and a :class:`RunSummary`. Listeners
-  (:class:`Listener`, after beets' plugin events) hear of the start, each result and the end: the
-  CLI's progress bar is one.
+  rest through a runner (:mod:`genrify.core.runner`: a local process pool that decodes while the
+  model runs here, or :class:`genrify.core.distributed.DaskRunner`, whose workers load the model
+  themselves), turns non-finite answers into failures, and returns a :class:`LibraryRun`: the
+  results in input order and a :class:`RunSummary`. Listeners (:class:`Listener`, after beets'
+  plugin events) hear of the start, each result and the end: the CLI's progress bar is one.
 - What is done with the results lives beside: genre tags in :mod:`genrify.classify.tagging`, folders
   and playlists in :mod:`genrify.classify.placing`.
 - :func:`classify_song` classifies one song, as a library run would: the web app's answer.
 
->>> from genrify.classify.service import ModelRef, classify_library
+>>> from genrify.classify.modelref import ModelRef
+>>> from genrify.classify.service import classify_library
 >>> run = classify_library(["~/Music"], ModelRef.builtin(["rock", "jazz"]))   # doctest: +SKIP
 >>> run.summary.classified, run.summary.genres                                # doctest: +SKIP
 (412, {'rock': 301, 'jazz': 111})
@@ -26,220 +27,27 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genrify.audio.segments import DEFAULT_MAX_SEGMENTS
 from genrify.classify import outputs, predict
-from genrify.classify.predict import Failure, Prediction, SegmentPlan, predict_or_fail
+
+from genrify.classify.modelref import ModelRef
+from genrify.classify.predict import SEGMENTER, Failure, Prediction, SegmentPlan, beside_workers
 from genrify.collection.library import AudioSearch, display_path, find_audio
-from genrify.core.distributed import BATCH_SIZE, RETRIES, DaskRunner
 from genrify.core.runner import LocalRunner, Processor, Runner
 from genrify.defaults import MAX_DURATION
-from genrify.errors import ModelFileError, ParameterError, PredictionError
+from genrify.errors import ParameterError, PredictionError
 
 if TYPE_CHECKING:
-    from distributed import Client
-
-    from genrify.audio.features import FeatureParams
     from genrify.classify.results import ResultCache
 
 #: One file's answer: a prediction, or why there is none.
 Result = Prediction | Failure
-
-
-# --- the model reference ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model named, not loaded: a model file, or the built-in model over some genres.
-
-    Make one with :meth:`file` or :meth:`builtin`. It pickles as a small value (a path, or genre
-    names), which is what a remote worker needs to load the model itself.
-
-    Attributes
-    ----------
-    path
-        The model file as given; ``None`` for the built-in model.
-    chosen
-        With the built-in model: the genres asked for (``None``: all of them).
-    """
-
-    path: str | None = None
-    chosen: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.path is not None and self.chosen:
-            raise ParameterError("genres choose among the built-in model's genres; a trained model answers with its own")
-
-    @classmethod
-    def file(cls, path: str | Path) -> ModelRef:
-        """A model file made by ``genrify train`` (checked when first read, not here)."""
-        return cls(path=os.fspath(path))
-
-    @classmethod
-    def builtin(cls, genres: Sequence[str] | None = None) -> ModelRef:
-        """The built-in pretrained model, answering among ``genres`` (names or aliases; ``None``: all).
-
-        Raises
-        ------
-        ParameterError
-            An unknown genre, or one asked for twice.
-        """
-        from genrify.models.builtin import resolve_genres
-
-        chosen = tuple(g.strip() for g in genres if g.strip()) if genres else None
-        resolve_genres(chosen)  # an unknown genre fails here, once, never on every worker
-        return cls(path=None, chosen=chosen or None)
-
-    @property
-    def is_builtin(self) -> bool:
-        """True for the built-in model."""
-        return self.path is None
-
-    @property
-    def name(self) -> str:
-        """What tables and summaries call the model: the file's name, or the built-in model's."""
-        if self.path is None:
-            from genrify.models.builtin import NAME
-
-            return NAME
-        return Path(self.path).name
-
-    @cached_property
-    def metadata(self) -> dict[str, Any]:
-        """A model file's validated genrify metadata (:func:`genrify.models.modelfile.read_metadata`),
-        read without the weights; empty for the built-in model.
-
-        Raises
-        ------
-        ModelFileError
-            The file is missing or not a genrify model.
-        """
-        if self.path is None:
-            return {}
-        from genrify.models import modelfile
-
-        return modelfile.read_metadata(self.path)
-
-    @property
-    def genres(self) -> list[str]:
-        """The genres the model answers with, in its output order (without loading it)."""
-        if self.path is None:
-            from genrify.models.builtin import resolve_genres
-
-            return [shown for shown, _ in resolve_genres(self.chosen)]
-        return list(self.metadata["genres"])
-
-    @property
-    def params(self) -> FeatureParams:
-        """The model's feature parameters (without loading it)."""
-        if self.path is None:
-            from genrify.models.musicnn import MUSICNN_PARAMS
-
-            return MUSICNN_PARAMS
-        from genrify.audio.features import FeatureParams
-
-        return FeatureParams.from_dict(self.metadata["features"])
-
-    @property
-    def chunk_frames(self) -> int:
-        """Frames per segment the model reads (without loading it)."""
-        if self.path is None:
-            from genrify.models.musicnn import PATCH_FRAMES
-
-            return PATCH_FRAMES
-        return int(self.metadata["chunk_frames"])
-
-    @property
-    def cache_key(self) -> str:
-        """The model's identity in the results cache (:class:`genrify.classify.results.ResultCache`): a
-        file's SHA-256, or the built-in model's name, genrify's version and the genres."""
-        if self.path is None:
-            from genrify import __version__
-
-            return f"builtin:{self.name}:{__version__}:{','.join(self.genres)}"
-        from genrify.classify.results import file_digest
-
-        try:
-            return file_digest(self.path)
-        except OSError as exc:
-            raise ModelFileError(f"{self.path}: model file cannot be read ({exc.strerror or exc})") from None
-
-    def check(self) -> None:
-        """Fail now, with one line, where the model cannot be used (a missing or bad file, unknown
-        genres), before any work.
-
-        Raises
-        ------
-        ModelFileError, ParameterError
-        """
-        self.genres  # noqa: B018 - reads and validates the metadata (or the built-in genres)
-
-    def for_workers(self) -> ModelRef:
-        """This reference with an absolute path: workers run elsewhere, in other folders."""
-        return self if self.path is None else ModelRef(path=os.path.abspath(self.path))
-
-    def load(self) -> Any:
-        """The model, loaded once per process (in eval mode) while its file is unchanged.
-
-        The CLI, the web app and every worker share it; loading is safe
-        (:func:`genrify.models.modelfile.load` never runs code from the file).
-
-        Raises
-        ------
-        ModelFileError
-            The file is missing or not a genrify model.
-        """
-        if self.path is None:
-            key: tuple[Any, ...] = ("builtin", self.chosen)
-        else:
-            path = os.path.abspath(self.path)
-            try:
-                st = os.stat(path)
-            except OSError as exc:
-                raise ModelFileError(f"{self.path}: model file not found ({exc.strerror or exc})") from None
-            key = (path, st.st_size, st.st_mtime_ns)
-        with _MODELS_LOCK:
-            model = _MODELS.get(key)
-            if model is not None:
-                _MODELS.move_to_end(key)
-                return model
-            if self.path is None:
-                from genrify.models.builtin import load_builtin
-
-                model = load_builtin(list(self.chosen) if self.chosen else None)
-            else:
-                from genrify.models import modelfile
-
-                model = modelfile.load(self.path)
-            model.network.eval()
-            for old in [k for k in _MODELS if k[0] == key[0]]:  # an older version of the same file
-                del _MODELS[old]
-            _MODELS[key] = model
-            while len(_MODELS) > _MODELS_KEPT:
-                _MODELS.popitem(last=False)
-            return model
-
-
-#: Models loaded in this process by :meth:`ModelRef.load`. Keys: ``(absolute path, size, mtime)``
-#: for a model file, ``("builtin", genres)`` for the built-in model.
-_MODELS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_MODELS_LOCK = threading.Lock()
-_MODELS_KEPT = 2
-
-
-def loaded_models() -> list[tuple[Any, ...]]:
-    """The keys of the models :meth:`ModelRef.load` holds in this process, oldest first."""
-    with _MODELS_LOCK:
-        return list(_MODELS)
 
 
 # --- options ---------------------------------------------------------------------------------------
@@ -318,7 +126,7 @@ def classify_song(path: str | Path, model: Any, options: ClassifyOptions = Class
     path
         The audio file.
     model
-        A loaded model (:meth:`ModelRef.load`, or any :class:`genrify.classify.predict.Classifier`).
+        A loaded model (:meth:`genrify.classify.modelref.ModelRef.load`, or any :class:`genrify.classify.predict.Classifier`).
     options
         Which segments.
     name
@@ -354,7 +162,7 @@ def finite(prediction: Prediction) -> Prediction:
     return prediction
 
 
-# --- many files on remote workers ------------------------------------------------------------------
+# --- many files: decoding in workers, the model here or in them -----------------------------------
 
 
 def _load_model(ref: ModelRef, hop_frames: int | None, max_segments: int | None,
@@ -370,7 +178,7 @@ def _classify_file(path: str, ref: ModelRef, hop_frames: int | None, max_segment
                    max_duration: float | None = MAX_DURATION) -> Result:
     model = ref.load()
     plan = SegmentPlan(model.params, model.chunk_frames, hop_frames, max_segments, max_duration)
-    return predict_or_fail(plan.segments(path), model, path=path)
+    return predict.predict_or_fail(plan.segments(path), model, path=path)
 
 
 #: Decoding, features and the model for one file, in a worker that loads the model itself (once):
@@ -378,29 +186,9 @@ def _classify_file(path: str, ref: ModelRef, hop_frames: int | None, max_segment
 FILE_CLASSIFIER: Processor[str, Result] = Processor(_classify_file, Failure, setup=_load_model)
 
 
-def classify_remote(
-    paths: Sequence[str | Path],
-    ref: ModelRef,
-    runner: Runner,
-    *,
-    options: ClassifyOptions = ClassifyOptions(),
-    processor: Processor[str, Result] = FILE_CLASSIFIER,
-) -> Iterator[Result]:
-    """Classify files where each worker loads the model itself (a Dask cluster); results as they
-    come, carrying the paths as given.
-
-    Parameters
-    ----------
-    paths
-        Audio files, at paths every worker sees (relative ones are made absolute for the workers).
-    ref
-        The model; a file must be at a path every worker sees.
-    runner
-        The runner (usually :class:`genrify.core.distributed.DaskRunner`).
-    options
-        Which segments.
-    processor
-        The per-file work (default :data:`FILE_CLASSIFIER`).
+def _classify_remote(todo: list[str], ref: ModelRef, runner: Runner, options: ClassifyOptions) -> Iterator[Result]:
+    """Files classified where each worker loads the model itself (a Dask cluster); results as they
+    come, carrying the paths of ``todo``.
 
     Raises
     ------
@@ -409,22 +197,38 @@ def classify_remote(
     ParameterError
         The workers cannot see the model or the files.
     """
-    given = [str(p) for p in paths]
-    if not given:
-        return
     ref = ref.for_workers()
     hop_frames = predict.segment_hop(options.hop_seconds, ref.params)  # a bad model file fails here
-    # Workers run elsewhere, in other folders: they get absolute paths; results carry the paths given.
+    # Workers run elsewhere, in other folders: they get absolute paths; results carry the paths given
+    # (relative ones where the caller handed in its own search).
+    given = todo
     todo = [os.path.abspath(p) for p in given]
     shown = dict(zip(todo, given, strict=True))
-    runner.check([p for p in (ref.path, todo[0]) if p is not None], what="model file")
-    for result in runner.run(processor, todo, ref, hop_frames, options.max_segments, options.max_duration):
+    runner.check([*ref.worker_files, todo[0]], what="model file")
+    for result in runner.run(FILE_CLASSIFIER, todo, ref, hop_frames, options.max_segments, options.max_duration):
         path = shown.get(result.path, result.path)  # type: ignore[arg-type]
         if isinstance(result, Failure):
             yield Failure(path, result.error) if path != result.path else result
         else:
             result.path = path
             yield result
+
+
+def _classify_here(todo: list[str], ref: ModelRef, runner: Runner, options: ClassifyOptions,
+                   device: Any) -> Iterator[Result]:
+    """Files decoded in the runner's workers and classified by the model loaded here; results as
+    they come. A file that cannot be decoded is a failure and the rest go on; a file whose decoder
+    crashes its worker fails alone."""
+    model = ref.load()
+    if device is not None:
+        model.network.to(device)
+    plan = SegmentPlan.for_model(model, options.hop_seconds, options.max_segments, options.max_duration)
+    with beside_workers(runner, len(todo)):
+        for path, song, error in runner.run(SEGMENTER, todo, plan):
+            if song is None:
+                yield Failure(path, error or "could not be read")
+            else:
+                yield predict.predict_or_fail(song, model, path=path)
 
 
 # --- a library run ---------------------------------------------------------------------------------
@@ -573,10 +377,12 @@ def classify_library(
 ) -> LibraryRun:
     """Classify the audio under ``paths``, reusing cached answers; results in input order.
 
-    With a local runner, decoding runs in its workers and the model (:meth:`ModelRef.load`) here;
-    with a remote runner (Dask) each worker loads the model and classifies whole files. A file that
-    cannot be read, or whose answer is not finite, becomes a :class:`~genrify.classify.predict.Failure` and
-    the run goes on.
+    The one entry for many files. With a local runner, decoding runs in its workers and the model
+    (:meth:`~genrify.classify.modelref.ModelRef.load`) here; with a remote runner
+    (:class:`~genrify.core.distributed.DaskRunner`) each worker loads the model from ``ref`` once
+    and classifies whole files, and only the answers travel back. A file that cannot be read, or
+    whose answer is not finite, becomes a :class:`~genrify.classify.predict.Failure` and the run
+    goes on; a file whose decoder crashes its worker fails alone.
 
     Parameters
     ----------
@@ -588,7 +394,8 @@ def classify_library(
     options
         Which segments.
     runner
-        Default: a :class:`~genrify.core.runner.LocalRunner` over every core.
+        Default: a :class:`~genrify.core.runner.LocalRunner` over every core. A remote runner's
+        workers must see the files (and a model file) at the same absolute paths.
     cache
         Results of earlier runs (:func:`open_cache`); new answers are added to it. Not closed here.
     listeners
@@ -685,74 +492,11 @@ def _classify_paths(todo: list[str], ref: ModelRef, runner: Runner, options: Cla
     if not todo:
         return
     if runner.remote:
-        yield from classify_remote(todo, ref, runner, options=options)
-        return
-    model = ref.load()
-    if device is not None:
-        model.network.to(device)
-    yield from predict.classify_paths(todo, model, runner=runner, hop_seconds=options.hop_seconds,
-                                      max_segments=options.max_segments, max_duration=options.max_duration)
+        yield from _classify_remote(todo, ref, runner, options)
+    else:
+        yield from _classify_here(todo, ref, runner, options, device)
 
 
-# --- on a Dask cluster -----------------------------------------------------------------------
-
-
-def classify_on_dask(
-    paths: Sequence[str],
-    model_path: str | None,
-    client: Client,
-    *,
-    genres: Sequence[str] | None = None,
-    hop_seconds: float | None = None,
-    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
-    batch_size: int = BATCH_SIZE,
-    retries: int = RETRIES,
-    check: bool = True,
-    processor: Processor[str, Prediction | Failure] | None = None,
-) -> Iterator[Prediction | Failure]:
-    """Classify files on a Dask cluster, from a model file; yield each file's result as it arrives.
-
-    Each worker process loads the model once (:meth:`genrify.classify.service.ModelRef.load`) and runs
-    decoding, features and the model; only the predictions travel back. The answers equal
-    :func:`genrify.classify.predict.classify_paths`' for the same files and settings
-    (:func:`genrify.classify.service.classify_library` with a :class:`~genrify.core.distributed.DaskRunner` does the same).
-
-    Parameters
-    ----------
-    paths
-        Audio files, at paths every worker sees (relative ones are made absolute for the workers;
-        results carry the paths as given).
-    model_path
-        The model file, at a path every worker sees; ``None`` for the built-in model
-        (:func:`genrify.models.builtin.load_builtin`, packaged with genrify on every worker).
-    client
-        A Dask client (:func:`~genrify.core.distributed.connect`).
-    genres
-        With the built-in model: answer among these genres only (as ``genrify classify --genres``).
-    hop_seconds, max_segments
-        Which segments (see :func:`genrify.classify.predict.classify`).
-    batch_size, retries
-        As :class:`~genrify.core.distributed.DaskRunner`.
-    check
-        First ask the connected workers whether they see the model and the files.
-    processor
-        The per-file work (for tests; default :data:`genrify.classify.service.FILE_CLASSIFIER`).
-
-    Raises
-    ------
-    ModelFileError
-        The model file cannot be loaded (checked here first, then on the workers).
-    ParameterError
-        Dask missing, bad settings, unknown built-in genres, or the workers cannot see the model or
-        the files.
-    """
-    # The model reference decides "built-in or file", and checks either once, here, not on every worker.
-    ref = (ModelRef.builtin(genres) if model_path is None
-           else ModelRef(path=model_path, chosen=tuple(genres) if genres else None))
-    ref.check()
-    options = ClassifyOptions(hop_seconds=hop_seconds, max_segments=max_segments)
-    runner = DaskRunner(client, batch_size=batch_size, retries=retries, check=check)
-    yield from classify_remote(paths, ref, runner, options=options, processor=processor or FILE_CLASSIFIER)
 
 
 __all__ = [
@@ -760,15 +504,11 @@ __all__ = [
     "ClassifyOptions",
     "LibraryRun",
     "Listener",
-    "ModelRef",
     "Result",
     "RunSummary",
     "classify_library",
-    "classify_on_dask",
-    "classify_remote",
     "classify_song",
     "finite",
-    "loaded_models",
     "open_cache",
     "require_audio",
 ]

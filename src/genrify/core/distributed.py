@@ -3,8 +3,7 @@
 One machine uses a local process pool (:class:`genrify.core.runner.LocalRunner`). Past one machine, a
 Dask scheduler hands tasks to workers on other machines, through :class:`DaskRunner`, the same kind of
 runner; :func:`genrify.store.extract.extract` and :func:`genrify.classify.service.classify_library` take either
-(and :func:`genrify.store.extract.extract_on_dask` and :func:`genrify.classify.service.classify_on_dask` make
-one from a client)::
+(``runner=DaskRunner(client)``)::
 
     dask scheduler                                       # on one machine: tcp://HOST:8786
     dask worker tcp://HOST:8786 --nthreads 1 --nworkers 8  # on every machine, one process per core

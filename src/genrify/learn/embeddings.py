@@ -36,7 +36,8 @@ def embedding_file(store_root: str | Path, tagger: str, track: StoredTrack) -> P
 
 def _embed(item: tuple[str, str], tagger_name: str) -> tuple[str, str | None]:
     """Worker: embed one track ``(path, target file)``, writing its array atomically; ``(path, None)``."""
-    from genrify.models.musicnn import load_tagger, preprocess_file
+    from genrify.classify.musicnn_tags import preprocess_file
+    from genrify.models.musicnn import load_tagger
     from genrify.models.transfer import EMBEDDING
 
     path, target = item

@@ -19,34 +19,33 @@ ReLU with epsilon 1e-3, TensorFlow's SAME padding with the extra row at the end,
 normalised domain, the interleaved max/mean pooling, and the time-major flatten of vgg's last pool.
 
     >>> from genrify.models.musicnn import load_tagger
+    >>> from genrify.classify.musicnn_tags import tag_file
     >>> tagger = load_tagger("MSD_musicnn")
-    >>> result = tagger.tag_file("song.mp3")           # doctest: +SKIP
+    >>> result = tag_file(tagger, "song.mp3")          # doctest: +SKIP
     >>> result.top(3)                                  # doctest: +SKIP
     [('rock', 0.61), ('alternative', 0.25), ('indie', 0.21)]
 
 These networks are not in the trainable registry of :mod:`genrify.models`: they take musicnn's
-input, not genrify's, and keep the original's weights.
+input, not genrify's, and keep the original's weights. This module holds the networks, their
+weights and their input from a waveform or from patches; :mod:`genrify.classify.musicnn_tags`
+reads audio files for them (``preprocess_file``, ``tag_file``, ``tag_song``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrify.audio.features import FeatureParams, log_mel, log_mel_stream
-from genrify.defaults import DEFAULT_MAX_SEGMENTS
+from genrify.audio.features import FeatureParams, log_mel
 from genrify.errors import ModelFileError, ParameterError
-
-if TYPE_CHECKING:
-    from genrify.audio.segments import SongSegments
 
 #: The four pretrained taggers, by the original's names.
 TAGGERS = ("MTT_musicnn", "MSD_musicnn", "MTT_vgg", "MSD_vgg")
@@ -338,7 +337,8 @@ def preprocess(waveform: np.ndarray, sample_rate: int, *, hop_seconds: float | N
     Parameters
     ----------
     waveform
-        1-D float waveform (for a file, :func:`preprocess_file` decodes it).
+        1-D float waveform (for a file, :func:`genrify.classify.musicnn_tags.preprocess_file`
+        decodes it).
     sample_rate
         Its rate in Hz.
     hop_seconds
@@ -368,31 +368,6 @@ def preprocess(waveform: np.ndarray, sample_rate: int, *, hop_seconds: float | N
 
         y = soxr.resample(y, sample_rate, target, quality="HQ")
     return patches(log_mel(y, MUSICNN_PARAMS).T, hop)
-
-
-def preprocess_file(path: str | Path, *, hop_seconds: float | None = None) -> np.ndarray:
-    """musicnn's input batch from an audio file, decoded by genrify's :mod:`~genrify.audio.decode` at 16 kHz.
-
-    The same values as :func:`preprocess` of :func:`genrify.audio.decode.load`'s waveform, computed block by
-    block (:func:`genrify.audio.features.log_mel_stream`), so that an hour-long file costs its patches
-    (about 90 MB) rather than its decoded audio and a whole-file STFT (over 1 GB).
-
-    Raises
-    ------
-    AudioError
-        The file cannot be decoded.
-    ParameterError
-        As :func:`preprocess`.
-    """
-    from genrify.audio import decode as audio
-
-    hop = patch_hop(hop_seconds)
-    blocks = audio.stream(path, sr=MUSICNN_PARAMS.sample_rate)
-    spectrogram = log_mel_stream(blocks, MUSICNN_PARAMS).T
-    try:
-        return patches(spectrogram, hop)
-    except ParameterError as exc:
-        raise ParameterError(f"{path}: {exc}") from None
 
 
 # --- the tagger ----------------------------------------------------------------------------------
@@ -492,60 +467,35 @@ class Tagger:
     ) -> TagResult:
         """Tag a mono waveform at any rate (see :func:`preprocess`); ``features`` keeps the embeddings too."""
         batch = preprocess(waveform, sample_rate, hop_seconds=hop_seconds)
-        return self._result(batch, hop_seconds, features)
+        return self.tag_patches(batch, hop_seconds=hop_seconds, features=features)
 
-    def tag_file(self, path: str | Path, *, hop_seconds: float | None = None, features: bool = False) -> TagResult:
-        """Tag an audio file (decoded by :func:`genrify.audio.decode.load`)."""
-        batch = preprocess_file(path, hop_seconds=hop_seconds)
-        return self._result(batch, hop_seconds, features)
+    def tag_patches(self, batch: np.ndarray, *, hop_seconds: float | None = None, features: bool = False,
+                    fast: bool = False) -> TagResult:
+        """Tag an input batch ``(n_patches, 187, 96)`` whose patches start every ``hop_seconds``
+        (:func:`preprocess` of a waveform; :mod:`genrify.classify.musicnn_tags` reads files).
 
-    def _result(self, batch: np.ndarray, hop_seconds: float | None, features: bool) -> TagResult:
+        Parameters
+        ----------
+        batch
+            The patches.
+        hop_seconds
+            Time between patch starts (``None``: a whole patch), recorded in the result.
+        features
+            Keep the network's other outputs (the embeddings) too.
+        fast
+            Without ``features``, run the tagger's ONNX graph where it ships and ONNX Runtime
+            imports (:mod:`genrify.models.onnx`): the same taggram, about twice as fast.
+        """
+        patch_seconds = patch_hop(hop_seconds) * self.params.seconds_per_frame
+        if fast and not features:
+            from genrify.models import onnx
+
+            if onnx.available(self.name):
+                x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+                return TagResult(self.tags, onnx.OnnxTagger(self.name)(x)["taggram"].numpy(), patch_seconds=patch_seconds)
         out = self.run(batch, features=features)
         taggram = out.pop("taggram")
-        return TagResult(self.tags, taggram, out, patch_hop(hop_seconds) * self.params.seconds_per_frame)
-
-
-def tag_song(
-    taggers: Sequence[Tagger],
-    path: str | Path,
-    *,
-    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
-    features: bool = False,
-) -> tuple[dict[str, TagResult], SongSegments]:
-    """Tag a file with several taggers from one decoding: ``{name: result}`` and the patches read.
-
-    Parameters
-    ----------
-    taggers
-        Loaded taggers (:func:`load_tagger`); they share musicnn's input.
-    path
-        The audio file.
-    max_segments
-        Tag at most this many patches, spread evenly over the song (only those are decoded where
-        the format can seek), as classification samples them; ``None`` or 0 tags every patch.
-    features
-        Keep each tagger's embeddings too (then every tagger runs on PyTorch).
-
-    Raises
-    ------
-    AudioError
-        The file cannot be decoded.
-    """
-    from genrify.audio.segments import song_segments
-    from genrify.models import onnx
-
-    song = song_segments(path, MUSICNN_PARAMS, PATCH_FRAMES, max_segments=max_segments)
-    batch = np.ascontiguousarray(song.segments.transpose(0, 2, 1))  # (n, 187, 96), the taggers' layout
-    out = {}
-    for tagger in taggers:
-        if not features and onnx.available(tagger.name):  # the same taggram, about twice as fast
-            taggram = onnx.OnnxTagger(tagger.name)(torch.from_numpy(batch))["taggram"].numpy()
-            result = TagResult(tagger.tags, taggram, patch_seconds=PATCH_FRAMES * tagger.params.seconds_per_frame)
-        else:
-            result = tagger._result(batch, None, features)
-        result.short = song.short
-        out[tagger.name] = result
-    return out, song
+        return TagResult(self.tags, taggram, out, patch_seconds)
 
 
 def weight_path(name: str) -> Path:

@@ -17,21 +17,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from genrify.audio.features import FeatureParams
 from genrify.collection.library import Library, Track, scan
-from genrify.core.distributed import BATCH_SIZE, RETRIES, DaskRunner
 from genrify.core.runner import LocalRunner, Processor, Runner
 from genrify.core.runner import default_jobs as default_jobs  # noqa: PLC0414 - kept importable from here
 from genrify.defaults import CHUNK_FRAMES, MAX_DURATION
 from genrify.errors import AudioError, ParameterError
 from genrify.store.store import ARRAYS_DIR, FeatureStore
-
-if TYPE_CHECKING:
-    from distributed import Client
 
 #: Tracks shorter than this many frames cannot fill one training chunk; they are stored and flagged.
 SHORT_FRAMES = CHUNK_FRAMES
@@ -336,51 +331,3 @@ def extract_tracks(
     limit = () if max_duration == MAX_DURATION else (max_duration,)
     yield from runner.run(processor, tracks, store_dir, params, *limit)
 
-
-# --- on a Dask cluster -----------------------------------------------------------------------
-
-
-def extract_on_dask(
-    todo: list[Track],
-    store_dir: str,
-    params: FeatureParams,
-    client: Client,
-    *,
-    batch_size: int = BATCH_SIZE,
-    retries: int = RETRIES,
-    check: bool = True,
-    processor: Processor[Track, TrackResult] = EXTRACTOR,
-) -> Iterator[TrackResult]:
-    """Extract tracks on a Dask cluster; yield each track's result as it arrives (any order).
-
-    :func:`genrify.store.extract.extract_tracks` with a :class:`~genrify.core.distributed.DaskRunner`: the workers decode, compute
-    the log-mel and write the arrays into ``store_dir``; the caller records the results in the
-    manifest (:func:`genrify.store.extract.extract` does). Every track of ``todo`` is yielded exactly
-    once, whatever workers die on the way; a track whose decoder crashes its worker every time is
-    yielded failed, with "the decoder crashed on this file".
-
-    Parameters
-    ----------
-    todo
-        Tracks to extract (absolute paths that every worker sees).
-    store_dir
-        The store's folder, as every worker sees it (a shared filesystem).
-    params
-        Feature parameters (the store's).
-    client
-        A Dask client (:func:`~genrify.core.distributed.connect`).
-    batch_size, retries
-        As :class:`~genrify.core.distributed.DaskRunner`.
-    check
-        First ask the connected workers whether they see the store and the tracks
-        (:func:`~genrify.core.distributed.check_workers`).
-    processor
-        The per-track work (default :data:`genrify.store.extract.EXTRACTOR`).
-
-    Raises
-    ------
-    ParameterError
-        Dask missing, or the workers cannot see the store or the music.
-    """
-    runner = DaskRunner(client, batch_size=batch_size, retries=retries, check=check)
-    yield from extract_tracks(todo, store_dir, params, runner, processor=processor)

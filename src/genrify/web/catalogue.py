@@ -63,7 +63,7 @@ class ModelEntry:
 
     @classmethod
     def from_file(cls, path: str | Path, name: str | None = None, *, description: str = "") -> ModelEntry:
-        """Load a model file (:meth:`genrify.classify.service.ModelRef.load`: once per process); the name
+        """Load a model file (:meth:`genrify.classify.modelref.ModelRef.load`: once per process); the name
         defaults to the file's stem.
 
         Raises
@@ -71,14 +71,14 @@ class ModelEntry:
         ModelFileError
             The file cannot be loaded.
         """
-        from genrify.classify.service import ModelRef
+        from genrify.classify.modelref import ModelRef
 
         path = Path(path)
         return cls.from_model(name or path.stem, ModelRef.file(path).load(), description=description, file=path.name)
 
     @classmethod
     def builtin(cls, name: str = "built-in (musicnn)", genres: Sequence[str] | None = None) -> ModelEntry:
-        """The built-in pretrained model (:meth:`genrify.classify.service.ModelRef.builtin`), loaded once per process.
+        """The built-in pretrained model (:meth:`genrify.classify.modelref.ModelRef.builtin`), loaded once per process.
 
         Raises
         ------
@@ -87,7 +87,7 @@ class ModelEntry:
         ModelFileError
             The packaged weights are missing or damaged.
         """
-        from genrify.classify.service import ModelRef
+        from genrify.classify.modelref import ModelRef
 
         # No description: its model card (genrify.models.modelcard) says what it is.
         return cls.from_model(name, ModelRef.builtin(genres).load())
