@@ -94,7 +94,12 @@ class MelFrontEnd:
         # rounded, which is within one ulp of torch's float32 values.
         self.window = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / params.n_fft)).astype(self.fft_dtype)
         # Transposed and contiguous: the product is power (frames, bins) @ (bins, n_mels), one BLAS call.
-        self.mel_basis_t = np.ascontiguousarray(mel_filter_bank(params).T, dtype=np.float32)
+        # For log10p it sums in float64: a float32 product's last bit depends on how many frames a
+        # call holds (BLAS picks other kernels for small blocks), and the float16 rounding after it
+        # would make that bit a 4e-4 step, so streamed and whole frames would differ; rounded from
+        # float64 every block size gives the same float32 (the dB scale keeps 1 ulp, so float32).
+        self.product_dtype = np.dtype(np.float64 if params.scale == "log10p" else np.float32)
+        self.mel_basis_t = np.ascontiguousarray(mel_filter_bank(params).T, dtype=self.product_dtype)
 
     def n_frames(self, n_samples: int) -> int:
         """Frames for ``n_samples`` samples, by torch.stft's rule (so odd ``n_fft`` agrees too)."""
@@ -139,6 +144,8 @@ class MelFrontEnd:
             power += np.square(spec.imag)
         else:
             power = np.abs(spec) ** np.float32(self.params.power)
+        if self.product_dtype != np.float32:
+            return (power.astype(self.product_dtype) @ self.mel_basis_t).astype(np.float32)
         return power @ self.mel_basis_t
 
     def to_log(self, mel: np.ndarray, *, clip: bool = True) -> np.ndarray:
