@@ -135,7 +135,7 @@ class MelFrontEnd:
 
         # The product makes the one copy of the frames, in the FFT's dtype (float64 for log10p).
         windowed = np.multiply(frames, self.window, dtype=self.fft_dtype)
-        spec = scipy.fft.rfft(windowed, axis=1, overwrite_x=True, workers=_workers())
+        spec = scipy.fft.rfft(windowed, axis=1, overwrite_x=True, workers=compute_threads())
         if spec.dtype != np.complex64:
             spec = spec.astype(np.complex64)  # as torch's .to(torch.complex64): power in float32
         if self.params.power == 2.0:
@@ -174,12 +174,10 @@ class MelFrontEnd:
         return self.to_log(self.power_mel(waveform))
 
 
-def _workers() -> int:
-    """FFT threads: as many as this process may use, one inside a pool of one-thread workers.
-
-    genrify's process pools set torch's thread count to one per worker; torch is not imported here,
-    so the pool's workers say so through ``OMP_NUM_THREADS``/the CPU affinity, which this follows.
-    """
+def compute_threads() -> int:
+    """Threads for numpy-side compute (the FFT here, ONNX Runtime's sessions): as many as torch is
+    allowed where torch is loaded (genrify's pools set it to one beside decoding workers), else
+    ``OMP_NUM_THREADS``, else every core this process may use. Never imports torch."""
     import os
     import sys
 
