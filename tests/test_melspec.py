@@ -112,11 +112,18 @@ def test_bad_backend_and_block_size():
         MelFrontEnd(FeatureParams())(np.zeros((2, 100), np.float32))
 
 
-def test_blocks_do_not_change_the_values():
-    params = PARAMS["log10p"]
+@pytest.mark.parametrize("scale", list(PARAMS))
+def test_blocks_and_threads_do_not_change_the_values(scale, monkeypatch):
+    """Bit for bit: a store must not depend on where (or in how many pieces) it was extracted."""
+    from genrify.audio import melspec
+
+    params = PARAMS[scale]
     y = signals(params.sample_rate)["rock-song"]
     whole = MelFrontEnd(params, block_frames=100_000)(y)
     np.testing.assert_array_equal(MelFrontEnd(params, block_frames=7)(y), whole)
+    np.testing.assert_array_equal(log_mel_stream(np.array_split(y, 11), params, frames_per_call=37), whole)
+    monkeypatch.setattr(melspec, "compute_threads", lambda: 1)
+    np.testing.assert_array_equal(MelFrontEnd(params, block_frames=37)(y), whole)
 
 
 def test_features_and_musicnn_input_never_import_torch():

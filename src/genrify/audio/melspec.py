@@ -94,11 +94,12 @@ class MelFrontEnd:
         # rounded, which is within one ulp of torch's float32 values.
         self.window = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / params.n_fft)).astype(self.fft_dtype)
         # Transposed and contiguous: the product is power (frames, bins) @ (bins, n_mels), one BLAS call.
-        # For log10p it sums in float64: a float32 product's last bit depends on how many frames a
-        # call holds (BLAS picks other kernels for small blocks), and the float16 rounding after it
-        # would make that bit a 4e-4 step, so streamed and whole frames would differ; rounded from
-        # float64 every block size gives the same float32 (the dB scale keeps 1 ulp, so float32).
-        self.product_dtype = np.dtype(np.float64 if params.scale == "log10p" else np.float32)
+        # It sums in float64 and rounds to float32: a float32 product's last bits depend on how many
+        # frames a call holds (BLAS picks other kernels for a block's tail), so streamed, whole and
+        # distributed extraction would store different values (and musicnn's float16 rounding would
+        # turn that bit into a 4e-4 step); rounded from float64, every block size gives the same
+        # float32. It costs nothing measurable: the FFT dominates (benchmarks/bench_melspec.py).
+        self.product_dtype = np.dtype(np.float64)
         self.mel_basis_t = np.ascontiguousarray(mel_filter_bank(params).T, dtype=self.product_dtype)
 
     def n_frames(self, n_samples: int) -> int:
@@ -144,9 +145,7 @@ class MelFrontEnd:
             power += np.square(spec.imag)
         else:
             power = np.abs(spec) ** np.float32(self.params.power)
-        if self.product_dtype != np.float32:
-            return (power.astype(self.product_dtype) @ self.mel_basis_t).astype(np.float32)
-        return power @ self.mel_basis_t
+        return (power.astype(self.product_dtype) @ self.mel_basis_t).astype(np.float32)
 
     def to_log(self, mel: np.ndarray, *, clip: bool = True) -> np.ndarray:
         """Power to the log scale, as :meth:`~genrify.audio.transforms.LogMelSpectrogram.to_db`
