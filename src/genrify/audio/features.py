@@ -1,24 +1,27 @@
 """Log-mel spectrograms: the parameters as one frozen object, and functions over numpy waveforms.
 
-The transform itself is a small :class:`torch.nn.Module`,
-:class:`genrify.audio.transforms.LogMelSpectrogram`, so the same code runs in extraction workers, in
-prediction and on a GPU. It matches ``librosa.feature.melspectrogram`` followed by
-``librosa.power_to_db(ref=1.0)``: a Hann-windowed STFT centred with zero padding, the Slaney mel
-filter bank (taken from librosa itself), power 2, and decibels against a fixed reference, so one
-track's values do not depend on its own loudest moment. ``scale="log10p"`` swaps the decibels for
-musicnn's compression, so the pretrained taggers of :mod:`genrify.models.musicnn` get their input
-from the same code.
+The transform matches ``librosa.feature.melspectrogram`` followed by ``librosa.power_to_db(ref=1.0)``:
+a Hann-windowed STFT centred with zero padding, the Slaney mel filter bank (taken from librosa
+itself), power 2, and decibels against a fixed reference, so one track's values do not depend on its
+own loudest moment. ``scale="log10p"`` swaps the decibels for musicnn's compression, so the
+pretrained taggers of :mod:`genrify.models.musicnn` get their input from the same code.
+
+It exists twice, with the same values to float32 rounding: in numpy
+(:class:`genrify.audio.melspec.MelFrontEnd`), which :func:`log_mel` and :func:`log_mel_stream` use by
+default so that classification runs without PyTorch, and as a small :class:`torch.nn.Module`
+(:class:`genrify.audio.transforms.LogMelSpectrogram`), batched and GPU-ready, for training
+(``backend="torch"`` here).
 
 :func:`log_mel_stream` computes the same frames from a waveform that arrives in blocks, keeping
-memory bounded for hour-long files. This module imports torch only when a transform is computed, so
-the parameters are cheap to use in processes that compute nothing (the extraction's parent).
+memory bounded for hour-long files. This module imports torch only when the torch backend is asked
+for, so the parameters are cheap to use in processes that compute nothing (the extraction's parent).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
 
 #: The log compressions :class:`FeatureParams` knows (its ``scale``).
 SCALES = ("db", "log10p")
+#: Where :func:`log_mel` and :func:`log_mel_stream` compute: numpy (the default, no torch needed) or
+#: torch (:class:`~genrify.audio.transforms.LogMelSpectrogram`; the same values to float32 rounding).
+BACKENDS = ("numpy", "torch")
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,7 @@ def cached_transform(params: FeatureParams, center: bool) -> LogMelSpectrogram:
 
 
 
-def log_mel(waveform: np.ndarray, params: FeatureParams | None = None) -> np.ndarray:
+def log_mel(waveform: np.ndarray, params: FeatureParams | None = None, *, backend: str = "numpy") -> np.ndarray:
     """Log-mel spectrogram of a whole mono waveform.
 
     Parameters
@@ -198,6 +204,9 @@ def log_mel(waveform: np.ndarray, params: FeatureParams | None = None) -> np.nda
         1-D float waveform at ``params.sample_rate``.
     params
         Feature parameters; the defaults when ``None``.
+    backend
+        ``"numpy"`` (:class:`genrify.audio.melspec.MelFrontEnd`; never imports torch) or ``"torch"``
+        (:class:`genrify.audio.transforms.LogMelSpectrogram`); the values agree to float32 rounding.
 
     Returns
     -------
@@ -205,13 +214,23 @@ def log_mel(waveform: np.ndarray, params: FeatureParams | None = None) -> np.nda
         float32 array of shape ``(n_mels, params.n_frames(len(waveform)))``.
     """
     params = params or FeatureParams()
+    _check_backend(backend)
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1:
         raise ParameterError(f"expected a 1-D mono waveform, got shape {waveform.shape}")
+    if backend == "numpy":
+        from genrify.audio.melspec import front_end
+
+        return front_end(params, True)(waveform)
     import torch
 
     with torch.inference_mode():
         return cached_transform(params, True)(torch.from_numpy(waveform)).numpy()
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ParameterError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
 def log_mel_stream(
@@ -220,6 +239,7 @@ def log_mel_stream(
     *,
     frames_per_call: int = 2048,
     dtype: np.dtype | type = np.float32,
+    backend: str = "numpy",
 ) -> np.ndarray:
     """Log-mel spectrogram of a waveform that arrives block by block.
 
@@ -237,17 +257,20 @@ def log_mel_stream(
         Frames computed per transform call.
     dtype
         dtype of the result (e.g. ``numpy.float16`` for the store).
+    backend
+        ``"numpy"`` (the default; never imports torch) or ``"torch"``, as for :func:`log_mel`.
 
     Returns
     -------
     numpy.ndarray
         Array of shape ``(n_mels, frames)``.
     """
-    import torch
-
     params = params or FeatureParams()
+    _check_backend(backend)
+    if frames_per_call < 1:
+        raise ParameterError(f"frames_per_call must be positive, not {frames_per_call}")
     n_fft, hop = params.n_fft, params.hop_length
-    transform = cached_transform(params, False)
+    log_mel_of = _uncentred(params, backend)
     pad = np.zeros(n_fft // 2, dtype=np.float32)
     # Zero padding at both ends reproduces centred frames: frame t covers [t*hop - n_fft/2, ...).
     buffer = pad
@@ -263,11 +286,10 @@ def log_mel_stream(
                 return buf
             take = min(available, frames_per_call)
             span = n_fft + (take - 1) * hop
-            with torch.inference_mode():
-                # The top_db floor needs the whole track's peak: clip once at the end instead.
-                db = transform.to_db(transform.power_mel(torch.from_numpy(buf[:span])), clip=False)
+            # The top_db floor needs the whole track's peak: clip once at the end instead.
+            db = log_mel_of(buf[:span])
             peak = max(peak, float(db.max()))
-            pieces.append(db.numpy().astype(dtype))
+            pieces.append(db.astype(dtype, copy=False))
             buf = buf[take * hop :]
 
     for block in blocks:
@@ -283,3 +305,22 @@ def log_mel_stream(
     if params.top_db is not None:
         np.maximum(result, peak - params.top_db, out=result, casting="unsafe")
     return result
+
+
+def _uncentred(params: FeatureParams, backend: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Log-mel without the ``top_db`` clip of uncentred frames, on ``backend``: what
+    :func:`log_mel_stream` computes per call."""
+    if backend == "numpy":
+        from genrify.audio.melspec import front_end
+
+        numpy_front = front_end(params, False)
+        return lambda y: numpy_front.to_log(numpy_front.power_mel(y), clip=False)
+    import torch
+
+    transform = cached_transform(params, False)
+
+    def run(y: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return transform.to_db(transform.power_mel(torch.from_numpy(y)), clip=False).numpy()
+
+    return run

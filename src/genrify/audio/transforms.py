@@ -1,50 +1,25 @@
-"""Feature transforms as :class:`torch.nn.Module` objects (batched, differentiable, GPU-ready)."""
+"""Feature transforms as :class:`torch.nn.Module` objects (batched, differentiable, GPU-ready).
+
+The same log-mel in numpy, for classification without torch, is :mod:`genrify.audio.melspec`.
+"""
 
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+# The filter bank and the float16 bound are shared with the numpy front end, which must not import
+# torch; re-exported here, where training code has always found them.
+from genrify.audio.melspec import FLOAT16_MAX as _FLOAT16_MAX
+from genrify.audio.melspec import filter_bank_key, mel_filter_bank
+
 if TYPE_CHECKING:  # parameters flow in: this module never imports features at run time
     from genrify.audio.features import FeatureParams
 
-# float16's largest finite value: musicnn's float16 rounding would turn larger powers into inf.
-_FLOAT16_MAX = float(torch.finfo(torch.float16).max)
-
-
-def filter_bank_key(params: FeatureParams) -> str:
-    """Name of a parameter set's filter bank in the packaged ``mel_filters.npz``."""
-    return f"sr{params.sample_rate}_nfft{params.n_fft}_mels{params.n_mels}_fmin{params.fmin:g}_fmax{params.fmax}"
-
-
-@lru_cache(maxsize=8)
-def mel_filter_bank(params: FeatureParams) -> np.ndarray:
-    """The Slaney-style mel filter bank, shape ``(n_mels, 1 + n_fft // 2)``, from librosa.
-
-    Banks for common parameters ship with genrify (made by ``scripts/make_mel_filters.py`` and
-    tested equal to librosa's), which spares each extraction worker importing librosa.
-    """
-    key = filter_bank_key(params)
-    with np.load(Path(__file__).with_name("mel_filters.npz")) as packaged:
-        if key in packaged.files:
-            return packaged[key]
-    import librosa.filters  # deferred: librosa pulls in numba and scipy.signal (about 1 s)
-
-    return librosa.filters.mel(
-        sr=params.sample_rate,
-        n_fft=params.n_fft,
-        n_mels=params.n_mels,
-        fmin=params.fmin,
-        fmax=params.fmax,
-        htk=False,
-        norm="slaney",
-        dtype=np.float32,
-    )
+__all__ = ["LogMelSpectrogram", "filter_bank_key", "mel_filter_bank"]
 
 
 class LogMelSpectrogram(torch.nn.Module):

@@ -45,15 +45,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from genrify.audio.features import FeatureParams
 from genrify.collection.genremap import GenreMap, genre_key
 from genrify.errors import DependencyError, ModelFileError, ParameterError
+
+if TYPE_CHECKING:  # torch is needed only for the taggers' torch networks (training, GPUs, no ONNX)
+    import torch
+    from torch import nn
 
 #: Each genre's tags in each tagger's vocabulary.
 GENRE_TAGS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -442,18 +444,43 @@ def tagger_tags() -> dict[str, list[str]]:
     return {name: list(tags) for name, tags in _tagger_tags().items()}
 
 
-@functools.cache
-def _tagger_tags() -> dict[str, tuple[str, ...]]:
-    from safetensors import safe_open
+def tagger_params() -> FeatureParams:
+    """The taggers' input parameters (musicnn's), read from the packaged weights' metadata without
+    loading them (or torch).
 
-    from genrify.models.musicnn import weight_path
+    Raises
+    ------
+    ModelFileError
+        A weight file is unreadable, or the taggers ask for different input.
+    """
+    found = {name: meta[1] for name, meta in _tagger_meta().items()}
+    first = next(iter(found.values()))
+    if any(p != first for p in found.values()):
+        raise ModelFileError(f"the taggers {', '.join(found)} ask for different input; reinstall genrify")
+    return first
+
+
+def tagger_weight_path(name: str) -> Path:
+    """Where a tagger of :data:`TAGGER_NAMES`'s packaged weights live (``genrify.models.musicnn.weight_path``
+    without importing that module, which needs torch)."""
+    return HEAD_PATH.parent / f"{name}.safetensors"
+
+
+def _tagger_tags() -> dict[str, tuple[str, ...]]:
+    return {name: meta[0] for name, meta in _tagger_meta().items()}
+
+
+@functools.cache
+def _tagger_meta() -> dict[str, tuple[tuple[str, ...], FeatureParams]]:
+    from safetensors import safe_open
 
     out = {}
     for name in TAGGER_NAMES:
-        path = weight_path(name)
+        path = tagger_weight_path(name)
         try:
             with safe_open(str(path), framework="numpy") as f:
-                out[name] = tuple(str(t) for t in json.loads((f.metadata() or {})["genrify"])["tags"])
+                meta = json.loads((f.metadata() or {})["genrify"])
+            out[name] = (tuple(str(t) for t in meta["tags"]), FeatureParams.from_dict(meta["features"]))
         except Exception as exc:  # noqa: BLE001 - missing file, bad header, no tags: one answer
             raise ModelFileError(f"{path}: the {name} tagger's tag names cannot be read ({type(exc).__name__})") from None
     return out
@@ -462,10 +489,13 @@ def _tagger_tags() -> dict[str, tuple[str, ...]]:
 def tag_scores(taggrams: dict[str, np.ndarray] | dict[str, torch.Tensor], tags: dict[str, list[str]]) -> Any:
     """The 15 tag genres' normalised scores ``(n, 15)`` from the taggers' taggrams ``(n, 50)``.
 
-    Works on numpy arrays and torch tensors alike (the network and the benchmarks share it).
+    Works on numpy arrays and torch tensors alike (the network and the benchmarks share it); only
+    tensors import torch.
     """
     first = next(iter(taggrams.values()))
-    xp_torch = isinstance(first, torch.Tensor)
+    xp_torch = _is_tensor(first)
+    if xp_torch:
+        import torch
     total = torch.zeros(first.shape[0], len(GENRE_TAGS)) if xp_torch else np.zeros((first.shape[0], len(GENRE_TAGS)))
     counts = np.zeros(len(GENRE_TAGS))
     for name, taggram in taggrams.items():
@@ -511,6 +541,8 @@ def keep_unlearned_mass(combined: Any, prior: Any, unlearned: Any, mobility: flo
         log_sigmoid = lambda v: -np.logaddexp(0.0, -v)
         log, log1p, exp, where = np.log, np.log1p, np.exp, np.where
     else:
+        import torch  # a tensor came in, so torch is loaded already
+
         mask = torch.as_tensor(unlearned, dtype=torch.bool, device=combined.device).expand_as(combined)
         count = int(mask[0].sum()) if len(mask) else 0
         if mobility >= 1 or count in (0, combined.shape[1]):
@@ -525,6 +557,11 @@ def keep_unlearned_mass(combined: Any, prior: Any, unlearned: Any, mobility: flo
     p_u, q_u = exp(log_sigmoid(a_u - a_l)), exp(log_sigmoid(lse(prior, mask) - lse(prior, ~mask)))
     m = (q_u + mobility * (p_u - q_u)).clip(1e-12, 1 - 1e-12)
     return where(mask, combined - a_u[:, None] + log(m)[:, None], combined - a_l[:, None] + log1p(-m)[:, None])
+
+
+def _is_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch for a numpy array."""
+    return type(value).__module__.split(".")[0] == "torch"
 
 
 def combine(scores: np.ndarray, evidence: np.ndarray | None, head: GenreHead | None) -> np.ndarray:
@@ -543,60 +580,84 @@ def combine(scores: np.ndarray, evidence: np.ndarray | None, head: GenreHead | N
 _TAG_ONLY_COLUMNS = [list(GENRE_TAGS).index(g) if g in GENRE_TAGS else len(GENRE_TAGS) for g in GENRES]
 
 
-class BuiltinGenreNetwork(nn.Module):
-    """Two pretrained taggers, the tag-to-genre map and the genre head: musicnn patches in, logits out.
+@functools.cache
+def _network_class() -> type:
+    """:class:`BuiltinGenreNetwork`, defined on first use: it is a :class:`torch.nn.Module`, and this
+    module must import without torch (classification runs the taggers on ONNX Runtime in numpy)."""
+    import torch
+    from torch import nn
 
-    Takes ``(batch, 96, 187)`` (bands, frames) as genrify's prediction cuts segments, and returns
-    the logits of the genres asked for (a softmax over them is the answer): :func:`combine` in torch.
-    """
+    class BuiltinGenreNetwork(nn.Module):
+        """Two pretrained taggers, the tag-to-genre map and the genre head: musicnn patches in, logits out.
 
-    def __init__(self, taggers: dict[str, nn.Module], tags: dict[str, list[str]], head: GenreHead | None,
-                 genres: Sequence[str], onnx: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        self.taggers = nn.ModuleDict(taggers)
-        # The same taggers on ONNX Runtime (about twice as fast on a CPU), used for input on the CPU.
-        self.onnx = dict(onnx or {})
-        self.tags = {name: list(tags[name]) for name in taggers}
-        self.head = head
-        vocabulary = list(head.genres) if head is not None else list(GENRES)
-        self.register_buffer("chosen", torch.tensor([vocabulary.index(g) for g in genres]), persistent=False)
-        columns = head.prior_columns() if head is not None else _TAG_ONLY_COLUMNS
-        self.register_buffer("prior_columns", torch.tensor(columns), persistent=False)
-        if head is not None:
-            for key in _HEAD_TENSORS:
-                self.register_buffer(f"head_{key}", torch.from_numpy(getattr(head, key)).float(), persistent=False)
-            self.register_buffer("head_unlearned", torch.from_numpy(head.unlearned()), persistent=False)
+        Takes ``(batch, 96, 187)`` (bands, frames) as genrify's prediction cuts segments, and returns
+        the logits of the genres asked for (a softmax over them is the answer): :func:`combine` in
+        torch. :meth:`BuiltinGenreModel.logits` computes the same in numpy without torch.
+        """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_embedding(x)[0]
+        def __init__(self, taggers: dict[str, nn.Module], tags: dict[str, list[str]], head: GenreHead | None,
+                     genres: Sequence[str], onnx: dict[str, Any] | None = None) -> None:
+            super().__init__()
+            self.taggers = nn.ModuleDict(taggers)
+            # The same taggers on ONNX Runtime (about twice as fast on a CPU), used for input on the CPU.
+            self.onnx = dict(onnx or {})
+            self.tags = {name: list(tags[name]) for name in taggers}
+            self.head = head
+            vocabulary = list(head.genres) if head is not None else list(GENRES)
+            self.register_buffer("chosen", torch.tensor([vocabulary.index(g) for g in genres]), persistent=False)
+            columns = head.prior_columns() if head is not None else _TAG_ONLY_COLUMNS
+            self.register_buffer("prior_columns", torch.tensor(columns), persistent=False)
+            if head is not None:
+                for key in _HEAD_TENSORS:
+                    self.register_buffer(f"head_{key}", torch.from_numpy(getattr(head, key)).float(), persistent=False)
+                self.register_buffer("head_unlearned", torch.from_numpy(head.unlearned()), persistent=False)
 
-    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The logits and :data:`EMBEDDING` of each patch (the taggers compute the embedding anyway;
-        ``tests/test_embedcache.py`` checks the embedding cache against it)."""
-        patches = x.transpose(1, 2).float()  # (batch, frames, bands), the taggers' layout
-        if self.onnx and x.device.type == "cpu":
-            outputs = {name: self.onnx[name](patches) for name in self.taggers}
-        else:
-            outputs = {name: tagger(patches) for name, tagger in self.taggers.items()}
-        scores = tag_scores({n: o["taggram"] for n, o in outputs.items()}, self.tags).to(x.device)
-        even = torch.full((x.shape[0], 1), EVEN_SHARE, device=x.device)
-        logits = torch.log(torch.cat([scores, even], dim=1).clamp(min=_SCORE_FLOOR))[:, self.prior_columns]
-        if self.head is not None:
-            parts = [outputs[f.split("/")[0]][f.split("/")[1]].float() for f in self.head.features]
-            z = (torch.cat(parts, dim=1) - self.head_mean) / self.head_std
-            evidence = z @ self.head_weight + self.head_bias - self.head_prior_logit
-            evidence = self.head.cap * torch.tanh(evidence / self.head.cap)
-            prior = self.head.prior_weight * logits
-            logits = keep_unlearned_mass(prior + evidence, prior, self.head_unlearned, self.head.mobility)
-            logits = logits / self.head.temperature
-        return logits[:, self.chosen], outputs[EMBEDDING[0]][EMBEDDING[1]]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.forward_with_embedding(x)[0]
+
+        def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """The logits and :data:`EMBEDDING` of each patch (the taggers compute the embedding anyway;
+            ``tests/test_embedcache.py`` checks the embedding cache against it)."""
+            patches = x.transpose(1, 2).float()  # (batch, frames, bands), the taggers' layout
+            if self.onnx and x.device.type == "cpu":
+                outputs = {name: self.onnx[name](patches) for name in self.taggers}
+            else:
+                outputs = {name: tagger(patches) for name, tagger in self.taggers.items()}
+            scores = tag_scores({n: o["taggram"] for n, o in outputs.items()}, self.tags).to(x.device)
+            even = torch.full((x.shape[0], 1), EVEN_SHARE, device=x.device)
+            logits = torch.log(torch.cat([scores, even], dim=1).clamp(min=_SCORE_FLOOR))[:, self.prior_columns]
+            if self.head is not None:
+                parts = [outputs[f.split("/")[0]][f.split("/")[1]].float() for f in self.head.features]
+                z = (torch.cat(parts, dim=1) - self.head_mean) / self.head_std
+                evidence = z @ self.head_weight + self.head_bias - self.head_prior_logit
+                evidence = self.head.cap * torch.tanh(evidence / self.head.cap)
+                prior = self.head.prior_weight * logits
+                logits = keep_unlearned_mass(prior + evidence, prior, self.head_unlearned, self.head.mobility)
+                logits = logits / self.head.temperature
+            return logits[:, self.chosen], outputs[EMBEDDING[0]][EMBEDDING[1]]
+
+    # Found by pickle (and documentation) under this module's name, through __getattr__ below.
+    BuiltinGenreNetwork.__module__ = __name__
+    BuiltinGenreNetwork.__qualname__ = "BuiltinGenreNetwork"
+    return BuiltinGenreNetwork
+
+
+def __getattr__(name: str) -> Any:
+    # ``BuiltinGenreNetwork`` is made when first asked for, so that importing this module needs no torch.
+    if name == "BuiltinGenreNetwork":
+        return _network_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
 class BuiltinGenreModel:
-    """The built-in model, usable wherever a trained genre model is (a ``predict.Classifier``)."""
+    """The built-in model, usable wherever a trained genre model is (a ``predict.Classifier``).
 
-    network: nn.Module
+    :meth:`logits` and :meth:`probabilities` answer in numpy: with the taggers on ONNX Runtime they
+    never import torch. :attr:`network` is the same model as a :class:`torch.nn.Module` (for a GPU,
+    and for callers that run modules), built on first use.
+    """
+
     genres: list[str]
     params: FeatureParams
     chunk_frames: int
@@ -608,6 +669,77 @@ class BuiltinGenreModel:
     near_tie_margin: float = 0.0
     #: Patches per forward pass: the taggers' front ends hold about 15 MB per patch.
     batch_size: int = 8
+    #: The genre head (``None``: the tags alone).
+    head: GenreHead | None = None
+    #: Each tagger's 50 tag names, in output order.
+    tags: dict[str, list[str]] = field(default_factory=dict)
+    #: The vocabulary's genres answered, as :attr:`genres` names them (the head's, or :data:`GENRES`).
+    chosen: list[str] = field(default_factory=list)
+    #: The taggers on ONNX Runtime (:class:`genrify.models.onnx.OnnxTagger`), by name; empty: PyTorch.
+    onnx: dict[str, Any] = field(default_factory=dict)
+    # The torch network, made by :attr:`network` when first asked for.
+    _network: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def network(self) -> nn.Module:
+        """The model as a :class:`torch.nn.Module` (``BuiltinGenreNetwork``): the taggers' torch
+        networks are loaded (and torch imported) the first time it is asked for."""
+        if self._network is None:
+            from genrify.models.musicnn import load_tagger
+
+            taggers = {name: load_tagger(name) for name in TAGGER_NAMES}
+            self._network = _network_class()(
+                {n: t.network for n, t in taggers.items()}, {n: t.tags for n, t in taggers.items()}, self.head,
+                self.chosen, onnx=self.onnx or None,
+            ).eval()
+        return self._network
+
+    def tagger_outputs(self, patches: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+        """Each tagger's ``taggram`` and ``penultimate`` for patches ``(n, 187, 96)`` (frames, bands),
+        in numpy: on ONNX Runtime where it runs them, else on the torch networks."""
+        if self.onnx:
+            return {name: self.onnx[name].run(patches) for name in TAGGER_NAMES}
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32))
+        network = self.network
+        with torch.inference_mode():
+            return {name: {k: v.float().cpu().numpy() for k, v in tagger(x.to(_device(tagger))).items()}
+                    for name, tagger in network.taggers.items()}
+
+    def logits(self, segments: np.ndarray) -> np.ndarray:
+        """The logits ``(n, genres)`` of segments ``(n, 96, 187)`` (bands, frames), as
+        :attr:`network` gives them, computed in numpy (float64): :func:`tag_scores`,
+        :meth:`GenreHead.evidence` and :func:`combine`. Never imports torch where the taggers run on
+        ONNX Runtime; the segments go through :attr:`batch_size` at a time."""
+        segments = np.asarray(segments)
+        if segments.ndim != 3 or segments.shape[1:] != (self.params.n_mels, self.chunk_frames):
+            raise ParameterError(f"expected segments of shape (n, {self.params.n_mels}, {self.chunk_frames}), "
+                                 f"got {segments.shape}")
+        vocabulary = list(self.head.genres) if self.head is not None else list(GENRES)
+        columns = [vocabulary.index(g) for g in self.chosen]
+        out = np.empty((segments.shape[0], len(columns)), dtype=np.float64)
+        for start in range(0, segments.shape[0], max(1, self.batch_size)):
+            batch = segments[start : start + max(1, self.batch_size)]
+            patches = np.ascontiguousarray(batch.transpose(0, 2, 1), dtype=np.float32)  # the taggers' layout
+            outputs = self.tagger_outputs(patches)
+            scores = tag_scores({n: np.asarray(o["taggram"], dtype=np.float64) for n, o in outputs.items()}, self.tags)
+            evidence = self.head.evidence(self.head.inputs(outputs)) if self.head is not None else None
+            out[start : start + batch.shape[0]] = combine(scores, evidence, self.head)[:, columns]
+        return out
+
+    def probabilities(self, segments: np.ndarray) -> np.ndarray:
+        """Each segment's genre probabilities ``(n, genres)``: the softmax of :meth:`logits`."""
+        logits = self.logits(segments)
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        return logits / logits.sum(axis=1, keepdims=True)
+
+
+def _device(module: Any) -> Any:
+    for p in module.parameters():
+        return p.device
+    return "cpu"
 
 
 def load_builtin(
@@ -615,6 +747,10 @@ def load_builtin(
 ) -> BuiltinGenreModel:
     """The built-in genre model, over its head's genres (:data:`GENRES` for the packaged head and
     the tags alone) or the ones asked for.
+
+    With the taggers on ONNX Runtime (``auto`` where it is installed) building the model reads the
+    packaged head and the taggers' tag names only, and imports no torch; the taggers' torch networks
+    are loaded when :attr:`BuiltinGenreModel.network` is first asked for.
 
     Parameters
     ----------
@@ -637,20 +773,15 @@ def load_builtin(
         The packaged weights are missing or damaged.
     """
     from genrify.models import onnx
-    from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES, load_tagger
 
     if runtime not in ("auto", "onnx", "torch"):
         raise ParameterError(f"unknown runtime {runtime!r}; choose auto, onnx or torch")
     genre_head = GenreHead.load() if head is True else (head or None)
     chosen = resolve_genres(genres, genre_head.genres if genre_head is not None else GENRES)
-    taggers = {name: load_tagger(name) for name in TAGGER_NAMES}
     use_onnx = runtime == "onnx" or (runtime == "auto" and all(onnx.available(n) for n in TAGGER_NAMES))
     if use_onnx and not all(onnx.available(n) for n in TAGGER_NAMES):
         raise DependencyError("ONNX Runtime is not installed (pip install onnxruntime) or the taggers' graphs are missing")
-    network = BuiltinGenreNetwork(
-        {n: t.network for n, t in taggers.items()}, {n: t.tags for n, t in taggers.items()}, genre_head,
-        [g for _, g in chosen], onnx={n: onnx.OnnxTagger(n) for n in TAGGER_NAMES} if use_onnx else None,
-    ).eval()
+    params = tagger_params()  # also checks that the weights are there and readable
     info: dict[str, Any] = {
         "description": "genres from the pretrained musicnn taggers (MSD_musicnn and MTT_musicnn) and a genre head "
                        "learned from real music, no training needed",
@@ -660,12 +791,18 @@ def load_builtin(
     }
     if genre_head is not None:
         info["head"] = genre_head.info
-    return BuiltinGenreModel(
-        network=network,
+    model = BuiltinGenreModel(
         genres=[shown for shown, _ in chosen],
-        params=MUSICNN_PARAMS,
-        chunk_frames=PATCH_FRAMES,
+        params=params,
+        chunk_frames=onnx.PATCH_SHAPE[0],
         info=info,
         confidence_threshold=genre_head.threshold if genre_head is not None else 0.3,
         near_tie_margin=genre_head.margin if genre_head is not None else 0.0,
+        head=genre_head,
+        tags=tagger_tags(),
+        chosen=[g for _, g in chosen],
+        onnx={n: onnx.OnnxTagger(n) for n in TAGGER_NAMES} if use_onnx else {},
     )
+    if not use_onnx:
+        model.network  # noqa: B018 - the torch taggers are the only runtime: load them (and fail) now
+    return model

@@ -9,23 +9,33 @@ graphs (``genrify/models/pretrained/<name>.onnx``, exported from the same weight
 provider wherever ``onnxruntime`` imports, and on PyTorch otherwise and on a GPU.
 
 A graph gives a tagger's ``taggram`` and ``penultimate`` outputs, which is what the built-in model
-reads (``tests/test_onnx.py`` checks them against PyTorch on real audio).
+reads (``tests/test_onnx.py`` checks them against PyTorch on real audio). Running a graph needs
+numpy and ONNX Runtime only: this module imports torch only to export a graph, or to hand torch
+tensors back to a caller that passed some in.
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+from genrify.audio.melspec import compute_threads
+
+if TYPE_CHECKING:
+    import torch
 
 #: Where the graphs ship: beside the taggers' weights (``genrify.models.musicnn.PRETRAINED_DIR``;
 #: not imported from there, so that the taggers may use this module without a cycle).
 GRAPHS_DIR = Path(__file__).resolve().parent / "pretrained"
 #: The outputs each exported graph gives, in order.
 OUTPUTS = ("taggram", "penultimate")
+#: The graphs' input patches, ``(frames, bands)``: musicnn's 187 frames of 96 mel bands
+#: (``genrify.models.musicnn.PATCH_FRAMES`` and ``MUSICNN_PARAMS.n_mels``, repeated here because
+#: that module needs torch and running a graph does not).
+PATCH_SHAPE = (187, 96)
 
 
 def graph_path(name: str) -> Path:
@@ -43,7 +53,7 @@ def available(name: str) -> bool:
 
 
 class OnnxTagger:
-    """A tagger's graph on ONNX Runtime's CPU provider: patches ``(n, 187, 96)`` in, torch tensors out.
+    """A tagger's graph on ONNX Runtime's CPU provider: patches ``(n, 187, 96)`` in, outputs by name out.
 
     Sessions are made on first use, one per thread count, so that the runtime uses as many threads
     as PyTorch is allowed (one while decoding workers share the cores, all of them otherwise).
@@ -70,12 +80,22 @@ class OnnxTagger:
                 self._sessions[threads] = session
         return session
 
-    def __call__(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
-        session = self._session(max(1, torch.get_num_threads()))
-        x = np.ascontiguousarray(patches.detach().cpu().numpy(), dtype=np.float32)
-        values = session.run(list(OUTPUTS), {"x": x})
-        return {key: torch.from_numpy(value) for key, value in zip(OUTPUTS, values, strict=True)}
+    def run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's outputs (``taggram`` ``(n, 50)``, ``penultimate`` ``(n, 200)``) for patches
+        ``(n, 187, 96)``, as float32 numpy arrays; needs no torch."""
+        x = np.ascontiguousarray(patches, dtype=np.float32)
+        values = self._session(compute_threads()).run(list(OUTPUTS), {"x": x})
+        return dict(zip(OUTPUTS, values, strict=True))
 
+    def __call__(self, patches: np.ndarray | torch.Tensor) -> dict[str, Any]:
+        """:meth:`run`, giving back the kind of array it is given: numpy arrays for a numpy array,
+        torch tensors (on the CPU) for a tensor, as the taggers' torch networks do."""
+        if isinstance(patches, np.ndarray):
+            return self.run(patches)
+        import torch  # a tensor came in, so torch is loaded already
+
+        out = self.run(patches.detach().cpu().numpy())
+        return {key: torch.from_numpy(value) for key, value in out.items()}
     def __getstate__(self) -> dict[str, Any]:  # sessions do not pickle; they are remade where used
         return {"name": self.name, "path": self.path}
 
@@ -89,6 +109,8 @@ def export(network: torch.nn.Module, path: str | Path) -> Path:
     Used by ``scripts/convert_musicnn.py``; genrify itself only reads the graphs.
     """
     import warnings
+
+    import torch
 
     from genrify.core.fsutil import atomic_path
 
