@@ -17,6 +17,11 @@ c. 100 four-minute songs with ``genrify classify`` (fresh process, no cache): th
    throughput.
 d. ``genrify tags``' work on the 4-minute song (both taggers, warm process) against decoding it
    (as a.). Target: at most 4 x. The command's wall time, start-up included, is printed too.
+e. Where one song's time goes (one process, one thread, mean over up to 10 songs of the library):
+   decoding, resampling, the log-mel features, the two taggers (ONNX Runtime), the genre head and
+   the music check, as shares of the whole classification.
+
+(c) also has an absolute target: at least 3 songs/s on 2 cores (10,000 songs within the hour).
 
 Results go to ``bench-output/builtin.json``.
 """
@@ -56,6 +61,47 @@ def median_seconds(fn, repeats: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def stages(paths: list[Path], model: object) -> dict[str, float]:
+    """Seconds per song of each stage of ``classify`` (one process, one thread), from a profile."""
+    import cProfile
+    import pstats
+
+    from genrify.audio import melspec
+    from genrify.classify.predict import classify
+    from genrify.models import onnx
+
+    threads = melspec.compute_threads
+    melspec.compute_threads = onnx.compute_threads = lambda: 1  # type: ignore[assignment]
+    try:
+        classify(paths[0], model)  # warm: sessions, filter banks
+        profile = cProfile.Profile()
+        profile.enable()
+        for path in paths:
+            classify(path, model)
+        profile.disable()
+    finally:
+        melspec.compute_threads = onnx.compute_threads = threads  # type: ignore[assignment]
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+
+    def cumulative(module: str, name: str) -> float:
+        return sum(v[3] for (file, _line, fn), v in stats.items() if file.endswith(module) and fn == name)
+
+    n = len(paths)
+    decode = cumulative("audio/decode.py", "_soundfile_blocks") + cumulative("audio/decode.py", "_av_blocks")
+    resample = cumulative("audio/decode.py", "_resample_blocks") - decode
+    taggers = cumulative("models/onnx.py", "run")
+    head = cumulative("models/builtin.py", "logits") - taggers
+    return {
+        "whole": cumulative("classify/predict.py", "classify") / n,
+        "decode": decode / n,
+        "resample": max(resample, 0.0) / n,
+        "features": cumulative("audio/melspec.py", "power_mel") / n,
+        "taggers": taggers / n,
+        "head": max(head, 0.0) / n,
+        "music check": cumulative("classify/musicness.py", "check_song") / n,
+    }
 
 
 def verdict(ok: bool) -> str:
@@ -131,6 +177,12 @@ def main() -> None:
     print(f"c. {len(library)} songs ({folder.name}): default {sampled:.1f} s ({len(library) / sampled:.2f} songs/s), "
           f"every segment {every:.1f} s ({len(library) / every:.2f} songs/s); same top genre for {sum(same)}/{len(same)}")
     print(f"   throughput ratio = {every / sampled:.2f}  (target >= 5.00: {verdict(every / sampled >= 5)})")
+    print(f"   {len(library) / sampled:.2f} songs/s  (target >= 3.00: {verdict(len(library) / sampled >= 3)})")
+    shares = stages(library[:10], model)
+    results.update(stages_s_per_song=shares)
+    whole = shares.pop("whole")
+    print(f"e. one song, one thread: {whole:.3f} s; " + ", ".join(
+        f"{name} {seconds:.3f} s ({seconds / whole:.0%})" for name, seconds in shares.items()))
     (work / "builtin.json").write_text(json.dumps(results, indent=2))
     print(f"\nwrote {work / 'builtin.json'}")
 
