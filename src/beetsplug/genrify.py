@@ -1,17 +1,8 @@
 """genrify for beets: genres from the audio itself, set through beets' own fields.
 
-Enable it with ``plugins: genrify`` in beets' ``config.yaml``; ``docs/beets.md`` describes the
-commands (``beet genrify [-p] [-f] [-w|-W] [QUERY]``, ``beet genrify-learn``, ``beet genrify
---suggest N``), the import stage (``auto: yes``) and every setting of the ``genrify:`` section.
-
-A thin layer: beets chooses the items, genrify classifies their files
-(:func:`genrify.classify.service.classify_library`, with its results cache) and decides their
-genres as ``genrify classify --write-tags`` does, through the same settings
-(:class:`genrify.collection.tagpolicy.TagPolicy`, whose fields are the settings' names and
-defaults) and the same listener (:class:`genrify.classify.tagging.TagListener`, by item or by beets
-album). :class:`ItemSink` puts each decision into the item's ``genres`` field (``genre`` on a beets
-without it, joined with ``separator``) and records what genrify did: ``genrify_genres`` (the genres
-it set, the provenance that keeps a person's), ``genrify_model`` and ``genrify_confidence``.
+``docs/beets.md`` is the reference (commands, import stage, settings). beets chooses the items; genrify's
+settings (:class:`~genrify.collection.tagpolicy.TagPolicy`), service, tag listener and learning services,
+shared with the CLI, do the rest. :class:`ItemSink` puts each decision into the item's fields.
 """
 
 from __future__ import annotations
@@ -55,6 +46,24 @@ POLICY_KEYS = {"count": int, "min_confidence": confuse.Number(), "min_probabilit
                "own_genre_above": confuse.Optional(confuse.Number())}
 
 
+#: The command options that give a setting, by its name (a :class:`~genrify.errors.ParameterError`'s field).
+OPTIONS = {"suggest": "--suggest", "min_songs": "--min-songs"}
+
+
+@contextlib.contextmanager
+def genrify_errors() -> Iterator[None]:
+    """A genrify or confuse error as beets' one-line error; the one place a setting refused by name
+    (a :class:`~genrify.errors.ParameterError`) is said in the option's name where an option gave it."""
+    from genrify.errors import GenrifyError, ParameterError
+
+    try:
+        yield
+    except (confuse.ConfigError, GenrifyError) as exc:
+        options = isinstance(exc, ParameterError) and exc.field in OPTIONS
+        said = exc.said_of(lambda name: OPTIONS.get(name, name)) if options else exc  # type: ignore[union-attr]
+        raise ui.UserError(f"genrify: {said}") from None
+
+
 def _defaults() -> dict[str, Any]:
     """The configuration's defaults: the tag policy's and the classify options' own, and beets' keys."""
     from genrify.classify.service import ClassifyOptions
@@ -87,7 +96,7 @@ class Settings:
         from genrify.collection.tagpolicy import TagPolicy
         from genrify.errors import GenrifyError
 
-        try:
+        with genrify_errors():
             # `auto` was read as the plugin loaded, where an error cannot be raised (beets would
             # print a traceback and forget the command): a bad value stops the command here. The
             # model comes last: the built-in one imports torch, seconds a typo should not cost.
@@ -114,8 +123,6 @@ class Settings:
             if model:
                 ref.check()
             return cls(ref=ref, options=options, policy=policy, separator=separator, jobs=jobs, cache=cache_path)
-        except (confuse.ConfigError, GenrifyError) as exc:
-            raise ui.UserError(f"genrify: {exc}") from None
 
 
 @dataclass
@@ -204,6 +211,28 @@ class ItemSink:
         self.items: dict[str, list[Item]] = {}  # file -> its items
         self.cache: Any = None  # genrify's results cache, kept valid after a write
         self.changed: list[tuple[Item, Prediction]] = []
+        self.progress: Any = None  # a genrify.learn.learning.Progress, set by classify_items
+        self.seen = self.total = 0
+
+    def on_start(self, found: Any) -> None:
+        """A :class:`~genrify.classify.service.Listener` too: the number of files to classify."""
+        self.total = len(found.files)
+
+    def on_result(self, result: Result, cached: bool) -> None:
+        """Count a file's failure or cached answer, and say how far the run is."""
+        from genrify.classify.predict import Failure
+
+        self.seen += 1
+        if isinstance(result, Failure):
+            self.log.warning("{}: {}", result.path, result.error)
+            self.tally.failed += len(self.items.get(str(result.path), []))
+        else:
+            self.tally.from_cache += cached
+        if self.progress is not None:
+            self.progress("classifying", self.seen, self.total)
+
+    def on_finish(self, run: Any) -> None:
+        """Nothing to do: every result has been counted."""
 
     def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange | None:
         """Decide and set each item of the plan's file."""
@@ -263,37 +292,6 @@ class ItemSink:
             self.cache.commit()
 
 
-@dataclass
-class _Progress:
-    """Counts failures and cached answers, and logs progress every :data:`PROGRESS_EVERY` seconds
-    (a :class:`genrify.classify.service.Listener`)."""
-
-    log: Any
-    sink: ItemSink
-    total: int
-    seen: int = 0
-    last: float = field(default_factory=time.monotonic)
-
-    def on_start(self, found: Any) -> None:
-        """Nothing to do: the run knows its files."""
-
-    def on_result(self, result: Result, cached: bool) -> None:
-        """One file's result."""
-        from genrify.classify.predict import Failure
-
-        self.seen += 1
-        self.sink.tally.from_cache += cached and not isinstance(result, Failure)
-        if isinstance(result, Failure):
-            self.log.warning("{}: {}", result.path, result.error)
-            self.sink.tally.failed += len(self.sink.items.get(str(result.path), []))
-        if self.total > 1 and time.monotonic() - self.last >= PROGRESS_EVERY:
-            self.last = time.monotonic()
-            self.log.info("{} of {} files classified", self.seen, self.total)
-
-    def on_finish(self, run: Any) -> None:
-        """Nothing to do: every result has been counted."""
-
-
 def classify_items(log: Any, settings: Settings, items: Iterable[Item], *, force: bool, pretend: bool, write: bool,
                    jobs: int | None = None) -> ItemSink:
     """Classify the items' files and set their genres, by item or (album mode) by beets album;
@@ -302,7 +300,7 @@ def classify_items(log: Any, settings: Settings, items: Iterable[Item], *, force
     from genrify.classify.tagging import TagListener
     from genrify.collection.library import find_audio
     from genrify.core.runner import LocalRunner
-    from genrify.errors import GenrifyError
+    from genrify.learn.learning import progress_lines
 
     album_mode = settings.policy.album_mode
     sink = ItemSink(log, settings, pretend=pretend, write=write)
@@ -324,15 +322,14 @@ def classify_items(log: Any, settings: Settings, items: Iterable[Item], *, force
         log.info("classifying {} files with {}", len(found.files), settings.ref.name)
     tagger = TagListener(settings.policy, sink, model=settings.ref.name, dry_run=pretend,
                          groups=[[item_path(i) for i in g] for g in todo] if album_mode else None)
+    sink.progress = progress_lines(lambda line: log.info("{}", line), PROGRESS_EVERY)
     try:
-        if settings.cache is not None:
-            sink.cache = open_cache(settings.cache, settings.ref, settings.options,
-                                    notify=lambda line: log.warning("{}", line))
-        classify_library(found, settings.ref, options=settings.options, cache=sink.cache,
-                         runner=LocalRunner(settings.jobs if jobs is None else jobs),
-                         listeners=[_Progress(log, sink, len(found.files)), tagger])
-    except GenrifyError as exc:
-        raise ui.UserError(f"genrify: {exc}") from None
+        with genrify_errors():
+            if settings.cache is not None:
+                sink.cache = open_cache(settings.cache, settings.ref, settings.options,
+                                        notify=lambda line: log.warning("{}", line))
+            classify_library(found, settings.ref, options=settings.options, cache=sink.cache, listeners=[sink, tagger],
+                             runner=LocalRunner(settings.jobs if jobs is None else jobs))
     finally:
         if sink.cache is not None:
             sink.cache.close()
@@ -375,6 +372,8 @@ class GenrifyPlugin(BeetsPlugin):
 
     def commands(self) -> list[ui.Subcommand]:
         """``beet genrify [-p] [-f] [-w|-W] [--suggest N] [QUERY]`` and ``beet genrify-learn``."""
+        from genrify.defaults import DEFAULT_MIN_SONGS
+
         command = ui.Subcommand("genrify", help="set genres from the audio with genrify")
         command.parser.usage += " [QUERY]"
         add = command.parser.add_option
@@ -390,8 +389,8 @@ class GenrifyPlugin(BeetsPlugin):
         learn.parser.usage += " [QUERY] --out MODEL"
         learn.parser.add_option("-o", "--out", metavar="MODEL", default=None,
                                 help="the model file to write (.safetensors); then set genrify's model: to it")
-        learn.parser.add_option("--min-songs", type="int", metavar="N", default=None,
-                                help="leave out genres with fewer items than N (default 5)")
+        learn.parser.add_option("--min-songs", type="int", metavar="N", default=DEFAULT_MIN_SONGS,
+                                help=f"leave out genres with fewer items than N (default {DEFAULT_MIN_SONGS})")
         learn.func = self.learn_command
         return [command, learn]
 
@@ -406,58 +405,53 @@ class GenrifyPlugin(BeetsPlugin):
 
     def learn_command(self, lib: Library, opts: Values, args: list[str]) -> None:
         """``beet genrify-learn``: learn a model from the genres people set in the library."""
-        from genrify.learn.labels import DEFAULT_MIN_SONGS, labels_from_values
-        from genrify.learn.learning import learn_labels, report_lines
+        from genrify.learn.labels import check_min_songs, labels_from_values
+        from genrify.learn.learning import learn_labels, progress_lines
 
         if not opts.out:
             raise ui.UserError("genrify: genrify-learn needs --out MODEL, the model file to write")
-        min_songs = DEFAULT_MIN_SONGS if opts.min_songs is None else opts.min_songs
-        if min_songs < 1:
-            raise ui.UserError(f"genrify: --min-songs must be at least 1, not {min_songs}")
-        settings = self.settings()
+        with genrify_errors():
+            check_min_songs(opts.min_songs)
+        settings, genre_map = self.settings(), self.settings().policy.genre_map
         entries = [(path, item_labels(item, settings.separator), item_group(item))
                    for path, item in self._files(lib.items(args)).items()]
-        with self._genrify_errors(), self._embedding_cache(settings) as cache:
-            labels = labels_from_values(entries, genre_map=settings.policy.genre_map, min_songs=min_songs,
+        with genrify_errors(), self._embedding_cache(settings) as cache:
+            labels = labels_from_values(entries, genre_map=genre_map, min_songs=opts.min_songs,
                                         source=f"the {len(entries)} beets item(s) with a file")
             self._log.info("learning from {} items ({} genres)", len(labels.songs), len(labels.genres))
-            summary = learn_labels(labels, opts.out, genre_map=settings.policy.genre_map, min_songs=min_songs,
-                                   cache=cache, jobs=settings.jobs, source="beets",
-                                   max_segments=settings.options.max_segments,
-                                   inputs=[" ".join(args) or "(every item)"], progress=self._progress())
+            summary = learn_labels(labels, opts.out, genre_map=genre_map, min_songs=opts.min_songs, cache=cache,
+                                   jobs=settings.jobs, source="beets", max_segments=settings.options.max_segments,
+                                   inputs=[" ".join(args) or "(every item)"],
+                                   progress=progress_lines(lambda line: self._log.info("{}", line), PROGRESS_EVERY))
         for path, reason in summary.failed:
             self._log.warning("{}: {}", path, reason)
-        for line in [*report_lines(summary.report, dropped=summary.dropped, min_songs=min_songs), f"genrify: {summary.line}"]:
-            ui.print_(line)
+        *report, line = summary.lines(opts.min_songs)
+        for text in [*report, f"genrify: {line}"]:
+            ui.print_(text)
         ui.print_(f"genrify: set `model: {opts.out}` in the genrify section of beets' config to classify with it")
 
     def suggest_command(self, lib: Library, settings: Settings, n: int, args: list[str]) -> None:
         """``beet genrify --suggest N``: the items without a genre that would teach the model most."""
         from genrify.classify.modelref import ModelFile
-        from genrify.learn.suggest import suggest_files
-        from genrify.models.builtin import GenreHead
-        from genrify.models.modelfile import is_head_file
+        from genrify.learn.learning import progress_lines
+        from genrify.learn.suggest import check_count, suggest_from_model
 
-        if n < 1:
-            raise ui.UserError(f"genrify: --suggest must be at least 1, not {n}")
-        ref = settings.ref
-        model_file = ref.path if isinstance(ref, ModelFile) else None  # None: the built-in model
-        if model_file is not None and not is_head_file(model_file):
-            raise ui.UserError(f"genrify: --suggest needs a model learned by genrify-learn (or the built-in one); "
-                               f"{ref.name} is a network from `genrify train`")
+        with genrify_errors():
+            check_count(n)
         files = self._files(lib.items(args))
         untagged = [path for path, item in files.items() if not item_labels(item, settings.separator)]
         if not untagged:
             return ui.print_("genrify: no item without a genre to suggest")
-        with self._genrify_errors(), self._embedding_cache(settings) as cache:
-            head = GenreHead.load() if model_file is None else GenreHead.load(model_file)
-            suggestions, failed = suggest_files(head, untagged, n, cache=cache, jobs=settings.jobs,
-                                                progress=self._progress("embedding"),
-                                                max_segments=settings.options.max_segments)
+        say = progress_lines(lambda line: self._log.info("{}", line), PROGRESS_EVERY)
+        with genrify_errors(), self._embedding_cache(settings) as cache:
+            suggestions, failed = suggest_from_model(
+                settings.ref.path if isinstance(settings.ref, ModelFile) else None, untagged, n, cache=cache,
+                jobs=settings.jobs, progress=lambda done, total: say("embedding", done, total),
+                max_segments=settings.options.max_segments)
         for failure in failed:
             self._log.warning("{}: {}", failure.path, failure.reason)
         ui.print_(f"genrify: {len(suggestions)} of {len(untagged)} items without a genre to tag next "
-                  f"(uncertain, and unlike each other), with {ref.name}'s guess:")
+                  f"(uncertain, and unlike each other), with {settings.ref.name}'s guess:")
         for s in suggestions:
             ui.print_(f"{files[s.path]} | {s.path} | {s.guess} | {s.probability:.2f}")
 
@@ -465,46 +459,18 @@ class GenrifyPlugin(BeetsPlugin):
         """Each item's file (the first item of a file beets lists twice); missing files warned about."""
         out: dict[str, Item] = {}
         for item in items:
-            if not os.path.isfile(path := item_path(item)):
+            if os.path.isfile(path := item_path(item)):
+                out.setdefault(path, item)
+            else:
                 self._log.warning("{}: the file is missing, left out", path)
-            out.setdefault(path, item) if os.path.isfile(path) else None
         return out
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _genrify_errors() -> Iterator[None]:
-        """A genrify error as beets' one-line error."""
-        from genrify.errors import GenrifyError
-
-        try:
-            yield
-        except GenrifyError as exc:
-            raise ui.UserError(f"genrify: {exc}") from None
-
-    @contextlib.contextmanager
-    def _embedding_cache(self, settings: Settings) -> Iterator[Any]:
+    def _embedding_cache(self, settings: Settings) -> contextlib.AbstractContextManager[Any]:
         """genrify's embedding cache (the one ``genrify learn`` uses), or ``None`` with ``cache: no``."""
-        from genrify.learn.embedcache import EmbeddingCache, segment_plan
+        from genrify.learn.embedcache import open_cache
 
-        cache = None if settings.cache is None else EmbeddingCache(plan=segment_plan(settings.options.max_segments),
-                                                                   notify=lambda line: self._log.warning("{}", line))
-        try:
-            yield cache
-        finally:
-            if cache is not None:
-                cache.close()
-
-    def _progress(self, only: str | None = None) -> Any:
-        """A progress callback ``(stage, done, total)`` (or ``(done, total)`` for the stage ``only``)
-        that logs a line every :data:`PROGRESS_EVERY` seconds."""
-        last = [time.monotonic()]
-
-        def show(stage: str, done: int, total: int) -> None:
-            if total > 1 and done and (time.monotonic() - last[0] >= PROGRESS_EVERY or done == total):
-                last[0] = time.monotonic()
-                self._log.info("{}: {} of {}", stage, done, total)
-
-        return show if only is None else lambda done, total: show(only, done, total)
+        return open_cache(enabled=settings.cache is not None, max_segments=settings.options.max_segments,
+                          notify=lambda line: self._log.warning("{}", line))
 
     def imported(self, session: ImportSession, task: ImportTask) -> None:
         """The import stage: classify a task's items and set their genres. It runs before beets

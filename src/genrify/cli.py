@@ -26,6 +26,7 @@ from genrify.learn.config import TRAIN_DEFAULTS
 from genrify.defaults import (
     ARCHITECTURES,
     DEFAULT_MAX_SEGMENTS,
+    DEFAULT_MIN_SONGS,
     HOP_LENGTH,
     MAX_DURATION,
     N_FFT,
@@ -577,7 +578,7 @@ def learn(
     model_out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.safetensors); classify --model, serve, tags and beets take it.")],
     labels: Annotated[str, typer.Option(help="Where the genres come from: tags (each file's genre tags; genrify's own guesses never count) or folders (the top folder, MUSIC_DIR/<genre>/...).")] = "tags",
     genre_map: Annotated[Path | None, typer.Option(help="A genre map (TOML): aliases, canonical spellings, a whitelist; default: genrify's.")] = None,
-    min_songs: Annotated[int, typer.Option(help="Leave out genres with fewer songs than this.")] = 5,
+    min_songs: Annotated[int, typer.Option(help="Leave out genres with fewer songs than this.")] = DEFAULT_MIN_SONGS,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Decoding processes (default: one per core).")] = None,
     cache: Annotated[bool, typer.Option(help="Reuse the embeddings of unchanged songs from earlier runs.")] = True,
     cache_file: Annotated[Path | None, typer.Option(help="The embedding cache (default ~/.cache/genrify/embeddings.sqlite).")] = None,
@@ -596,18 +597,18 @@ def learn(
 
     from genrify.collection.genremap import GenreMap
     from genrify.collection.library import display_path, file_identity
-    from genrify.learn.embedcache import EmbeddingCache, default_cache_path
-    from genrify.learn.labels import SOURCES
-    from genrify.learn.learning import learn_library, report_lines
+    from genrify.learn.embedcache import default_cache_path, open_cache
+    from genrify.learn.labels import SOURCES, check_min_songs
+    from genrify.learn.learning import learn_library
+    from genrify.learn.suggest import check_count
 
     if labels not in SOURCES:
         _usage(f"--labels: choose {' or '.join(SOURCES)}, not {labels!r}")
-    if min_songs < 1:
-        _usage(f"--min-songs must be at least 1, not {min_songs}")
+    check_min_songs(min_songs)
     if jobs is not None and jobs < 1:
         _usage(f"--jobs must be at least 1, not {jobs}")
-    if suggest is not None and suggest < 1:
-        _usage(f"--suggest must be at least 1, not {suggest}")
+    if suggest is not None:
+        check_count(suggest)
     if playlist is not None:
         from genrify.learn.suggest import check_playlist
 
@@ -623,44 +624,35 @@ def learn(
     def warn(line: str) -> None:
         err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False)
 
-    store = EmbeddingCache(cache_path, notify=warn) if cache_path is not None else None
-    try:
-        with _progress() as progress:
-            tasks: dict[str, Any] = {}
+    with open_cache(cache_path, enabled=cache_path is not None, notify=warn) as store, _progress() as progress:
+        tasks: dict[str, Any] = {}
 
-            def show(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(stage, total=total)
-                progress.update(tasks[stage], completed=done, total=total)
+        def show(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
 
-            def step(line: str) -> None:
-                if verbose:
-                    progress.console.print(f"[dim]{_say(line)}[/]", highlight=False)
+        def step(line: str) -> None:
+            if verbose:
+                progress.console.print(f"[dim]{_say(line)}[/]", highlight=False)
 
-            summary = learn_library(paths, model_out, labels=labels, genre_map=mapping, min_songs=min_songs,
-                                    cache=store, jobs=jobs, follow_links=follow_links, progress=show, notify=step)
-            suggested = None
-            if suggest is not None and summary.labels.untagged:
-                from genrify.learn.suggest import suggest_files
-                from genrify.models.builtin import GenreHead
+        summary = learn_library(paths, model_out, labels=labels, genre_map=mapping, min_songs=min_songs,
+                                cache=store, jobs=jobs, follow_links=follow_links, progress=show, notify=step)
+        suggested = None
+        if suggest is not None and summary.labels.untagged:
+            from genrify.learn.suggest import suggest_from_model
 
-                # The untagged songs are embedded once, into the same cache: learning again after
-                # tagging some of them embeds nothing new for them (a retagged file changes, though).
-                suggested = suggest_files(GenreHead.load(model_out), summary.labels.untagged, suggest, cache=store,
-                                          jobs=jobs, progress=lambda done, total: show("embedding songs without a genre", done, total))
-    finally:
-        if store is not None:
-            store.close()
+            # The untagged songs are embedded once, into the same cache: learning again after
+            # tagging some of them embeds nothing new for them (a retagged file changes, though).
+            suggested = suggest_from_model(model_out, summary.labels.untagged, suggest, cache=store, jobs=jobs,
+                                           progress=lambda done, total: show("embedding songs without a genre", done, total))
     bad = summary.unreadable
     for path, reason in bad if verbose else []:
         err.print(f"[yellow]unreadable[/] {_say(path)}: {escape(reason)}", highlight=False)
     if bad and not verbose:
         err.print(f"{len(bad)} file(s) could not be read and were left out (-v lists them)", highlight=False)
-    for line in report_lines(summary.report, dropped=summary.dropped, min_songs=min_songs):
+    for line in summary.lines(min_songs):
         out.print(_say(line), highlight=False)
-    for note in summary.notes:
-        out.print(_say(f"note: {note}"), highlight=False)
-    out.print(_say(summary.line), highlight=False)
     if suggest is not None:
         _print_suggestions(suggested, playlist, verbose)
     if summary.labels.untagged:

@@ -21,6 +21,8 @@ CHUNK_FRAMES = 128
 #: as every segment for at least 97 % of songs of 1 to 10 minutes, real and synthetic
 #: (``benchmarks/sampling_agreement.py``); a song of up to 8 segments (about 24 s) is read whole.
 DEFAULT_MAX_SEGMENTS = 8
+#: ``genrify learn`` (and ``beet genrify-learn``) leave out a genre with fewer songs than this.
+DEFAULT_MIN_SONGS = 5
 #: Longest audio genrify decodes from one file unless told otherwise (``--max-duration``), in
 #: seconds. Past it a file is refused, each with one line, before it is decoded where its header says
 #: its length, and as soon as decoding passes the limit where it does not. A tiny file can declare

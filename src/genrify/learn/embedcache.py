@@ -20,6 +20,7 @@ embedding already stored; a damaged cache is set aside and a new one started, wi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -191,6 +192,21 @@ class EmbeddingCache(ResultCache):
         """Store ``result`` for ``path`` as the file is now (committed at once)."""
         super().put(path, result)  # type: ignore[arg-type]
 
+
+
+def open_cache(
+    path: str | Path | None = None,
+    *,
+    enabled: bool = True,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    notify: Callable[[str], None] | None = None,
+) -> contextlib.AbstractContextManager[EmbeddingCache | None]:
+    """The embedding cache that ``genrify learn`` and the beets plugin use, for a ``with`` block that
+    closes it: at ``path`` (default :func:`default_cache_path`), for the segments ``max_segments``
+    picks; ``None`` (nothing cached) where not ``enabled``."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return EmbeddingCache(path, segment_plan(max_segments), notify=notify)
 
 class Embedder:
     """The taggers as the built-in model runs them, giving a song's :class:`SongEmbedding` from

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from genrify.collection.genremap import GenreMap, genre_key
 from genrify.collection.library import display_path, find_audio
+from genrify.defaults import DEFAULT_MIN_SONGS
 from genrify.errors import LabelError, LibraryError, TagError
 
 #: Where the labels come from.
@@ -46,8 +47,17 @@ SOURCES = ("tags", "folders")
 #: ``Remix`` and ``Cover`` are what ID3's ``(RX)`` and ``(CR)`` references stand for.
 NOT_GENRES = frozenset(genre_key(v) for v in ("Other", "Unknown", "Unknown Genre", "None", "Genre", "Remix", "Cover",
                                                 "N/A", "-", "?"))
-#: A genre with fewer songs than this is left out by default.
-DEFAULT_MIN_SONGS = 5
+
+
+def check_min_songs(min_songs: int) -> None:
+    """Refuse a ``min_songs`` below 1 (a :class:`~genrify.errors.ParameterError` naming the setting)."""
+    from genrify.errors import ParameterError
+
+    if min_songs < 1:
+        raise ParameterError(f"min_songs must be at least 1, not {min_songs}", field="min_songs",
+                             problem=f"must be at least 1, not {min_songs}")
+
+
 # Separators of several genres in one value; "/" is not among them (it is part of names such as
 # "Soul/R&B" in the genre map), and genrify's reader splits it already where it joins ID3v2.3 values.
 _JOINED = re.compile(r"\s*[;,]\s*")
@@ -216,8 +226,7 @@ def read_labels(
 
     if source not in SOURCES:
         raise ParameterError(f"labels come from {' or '.join(SOURCES)}, not {source!r}")
-    if min_songs < 1:
-        raise ParameterError(f"min_songs must be at least 1, not {min_songs}")
+    check_min_songs(min_songs)
     genre_map = genre_map if genre_map is not None else GenreMap.default()
     files, tops, roots, unreadable = _find(inputs, follow_links=follow_links)
 
@@ -401,10 +410,7 @@ def labels_from_values(
     LabelError
         No song has a genre, or fewer than two genres are left to learn.
     """
-    from genrify.errors import ParameterError
-
-    if min_songs < 1:
-        raise ParameterError(f"min_songs must be at least 1, not {min_songs}")
+    check_min_songs(min_songs)
     genre_map = genre_map if genre_map is not None else GenreMap.default()
     found: dict[str, list[str]] = {}
     groups: dict[str, str] = {}

@@ -36,6 +36,19 @@ from genrify.learn.labels import DEFAULT_MIN_SONGS, LibraryLabels, read_labels
 Progress = Callable[[str, int, int], None]
 
 
+def progress_lines(say: Callable[[str], None], every: float = 10.0) -> Progress:
+    """A :data:`Progress` that says ``"<stage>: <done> of <total>"`` at most every ``every`` seconds
+    (and at each stage's end), for front ends that log lines rather than draw bars."""
+    last = [time.monotonic()]
+
+    def show(stage: str, done: int, total: int) -> None:
+        if total > 1 and done and (time.monotonic() - last[0] >= every or done == total):
+            last[0] = time.monotonic()
+            say(f"{stage}: {done} of {total}")
+
+    return show
+
+
 def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
     """``progress`` for one stage: a ``(done, total)`` callback, or ``None`` without ``progress``."""
     return (lambda done, total: progress(stage, done, total)) if progress else None
@@ -85,6 +98,12 @@ class LearnSummary:
     def unreadable(self) -> list[tuple[str, str]]:
         """Every file that could not be read: tags or audio."""
         return [*self.labels.unreadable, *self.failed]
+
+    def lines(self, min_songs: int | None = None) -> list[str]:
+        """What a front end prints after learning: the honest report (:func:`report_lines`), the
+        notes, and :attr:`line` last."""
+        return [*report_lines(self.report, dropped=self.dropped, min_songs=min_songs),
+                *(f"note: {note}" for note in self.notes), self.line]
 
     @property
     def line(self) -> str:

@@ -91,9 +91,12 @@ class Suggestion:
     margin: float
 
 
-def _check_count(n: int) -> None:
+def check_count(n: int) -> None:
+    """Refuse a number of songs to suggest below 1 (a :class:`~genrify.errors.ParameterError` naming
+    the setting, ``suggest``)."""
     if n < 1:
-        raise ParameterError(f"the number of songs to suggest must be at least 1, not {n}")
+        raise ParameterError(f"the number of songs to suggest must be at least 1, not {n}", field="suggest",
+                             problem=f"must be at least 1, not {n}")
 
 
 def margins(prob: np.ndarray) -> np.ndarray:
@@ -143,7 +146,7 @@ def choose(prob: np.ndarray, features: np.ndarray, n: int, *, method: str = DEFA
     ParameterError
         ``n`` below 1, an unknown method, or shapes that do not match.
     """
-    _check_count(n)
+    check_count(n)
     if method not in METHODS:
         raise ParameterError(f"unknown suggestion method {method!r}; choose among {', '.join(METHODS)}")
     if len(prob) != len(features):
@@ -213,7 +216,7 @@ def suggest(head: GenreHead, untagged: Sequence[SongEmbedding], n: int, *, seed:
     ParameterError
         ``n`` below 1 or an unknown method.
     """
-    _check_count(n)
+    check_count(n)
     if not untagged:
         return []
     from genrify.learn.learner import predict_songs
@@ -276,7 +279,7 @@ def suggest_files(
     """
     from genrify.learn.embedcache import EmbedFailure, embed_songs
 
-    _check_count(n)
+    check_count(n)
     found: dict[str, SongEmbedding] = {}
     failed: list[EmbedFailure] = []
     for result in embed_songs(paths, cache=cache, jobs=jobs, progress=progress, max_segments=max_segments):
@@ -287,6 +290,35 @@ def suggest_files(
     # The order given, not the order decoded: the same library gives the same suggestions.
     songs = [found[p] for p in map(str, paths) if p in found]
     return suggest(head, songs, n, seed=seed), failed
+
+
+def suggest_from_model(
+    model: str | Path | None,
+    paths: Sequence[str],
+    n: int,
+    *,
+    cache: EmbeddingCache | None = None,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+) -> tuple[list[Suggestion], list[EmbedFailure]]:
+    """:func:`suggest_files` with the head of a model file (``None``: the built-in model's head).
+
+    Raises
+    ------
+    UsageError
+        ``model`` is a network from ``genrify train``, not a head learned from a library.
+    """
+    from genrify.collection.library import display_path
+    from genrify.models.builtin import GenreHead
+    from genrify.models.modelfile import is_head_file
+
+    check_count(n)
+    if model is not None and not is_head_file(model):
+        raise UsageError(f"--suggest needs a model learned by genrify learn or beet genrify-learn (or the built-in "
+                         f"one); {display_path(model)} is a network from `genrify train`")
+    head = GenreHead.load() if model is None else GenreHead.load(model)
+    return suggest_files(head, paths, n, cache=cache, jobs=jobs, progress=progress, max_segments=max_segments)
 
 
 def check_playlist(path: str | Path) -> None:
