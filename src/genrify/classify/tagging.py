@@ -337,7 +337,8 @@ def tag_files(found: AudioSearch, settings: ClassifySettings, sink: Callable[[Re
     Parameters
     ----------
     found
-        The files (:func:`genrify.collection.library.find_audio`); with none, nothing is done.
+        The files (:func:`genrify.collection.library.find_audio`); with none, only the listeners hear
+        of the search (its missing files) and nothing is classified.
     settings
         The model, segments, policy, workers and results cache.
     sink
@@ -360,6 +361,8 @@ def tag_files(found: AudioSearch, settings: ClassifySettings, sink: Callable[[Re
     from genrify.core.runner import LocalRunner
 
     if not found.files:
+        for listener in listeners:
+            listener.on_start(found)
         return TagReport(dry_run=dry_run)
     cache = settings.open_cache(notify)
     try:
