@@ -367,35 +367,28 @@ class GenrifyPlugin(BeetsPlugin):
 
     def learn_command(self, lib: Library, opts: Values, args: list[str]) -> None:
         """``beet genrify-learn``: learn a model from the genres people set in the library."""
-        from genrify.learn.labels import check_min_songs, labels_from_values
-        from genrify.learn.learning import learn_labels, progress_lines
+        from genrify.learn.labels import check_min_songs
+        from genrify.learn.learning import learn_values
 
         if not opts.out:
             raise ui.UserError("genrify: genrify-learn needs --out MODEL, the model file to write")
         with genrify_errors():
             check_min_songs(opts.min_songs)
-        settings, genre_map = self.settings(), self.settings().policy.genre_map
+        settings = self.settings()
         entries = [(path, item_labels(item, settings.separator), item_group(item))
                    for path, item in self._files(lib.items(args)).items()]
-        with genrify_errors(), self._embedding_cache(settings) as cache:
-            labels = labels_from_values(entries, genre_map=genre_map, min_songs=opts.min_songs,
-                                        source=f"the {len(entries)} beets item(s) with a file")
-            self._log.info("learning from {} items ({} genres)", len(labels.songs), len(labels.genres))
-            summary = learn_labels(labels, opts.out, genre_map=genre_map, min_songs=opts.min_songs, cache=cache,
-                                   jobs=settings.jobs, source="beets", max_segments=settings.options.max_segments,
-                                   inputs=[" ".join(args) or "(every item)"],
-                                   progress=progress_lines(lambda line: self._log.info("{}", line), PROGRESS_EVERY))
-        for path, reason in summary.failed:
-            self._log.warning("{}: {}", path, reason)
-        *report, line = summary.lines(opts.min_songs)
+        with genrify_errors():
+            *report, line = learn_values(
+                entries, opts.out, what="beets item", genre_map=settings.policy.genre_map, min_songs=opts.min_songs,
+                cache=settings.cache is not None, max_segments=settings.options.max_segments, jobs=settings.jobs,
+                source="beets", inputs=[" ".join(args) or "(every item)"], **self._said())
         for text in [*report, f"genrify: {line}"]:
             ui.print_(text)
         ui.print_(f"genrify: set `model: {opts.out}` in the genrify section of beets' config to classify with it")
 
     def suggest_command(self, lib: Library, settings: Settings, n: int, args: list[str]) -> None:
         """``beet genrify --suggest N``: the items without a genre that would teach the model most."""
-        from genrify.learn.learning import progress_lines
-        from genrify.learn.suggest import check_count, suggest_from_model
+        from genrify.learn.suggest import check_count, suggest_untagged
 
         with genrify_errors():
             check_count(n)
@@ -403,18 +396,19 @@ class GenrifyPlugin(BeetsPlugin):
         untagged = [path for path, item in files.items() if not item_labels(item, settings.separator)]
         if not untagged:
             return ui.print_("genrify: no item without a genre to suggest")
-        say = progress_lines(lambda line: self._log.info("{}", line), PROGRESS_EVERY)
-        with genrify_errors(), self._embedding_cache(settings) as cache:
-            suggestions, failed = suggest_from_model(
-                settings.model_file, untagged, n, cache=cache,
-                jobs=settings.jobs, progress=lambda done, total: say("embedding", done, total),
-                max_segments=settings.options.max_segments)
-        for failure in failed:
-            self._log.warning("{}: {}", failure.path, failure.reason)
+        with genrify_errors():
+            suggestions = suggest_untagged(settings.model_file, untagged, n, cache=settings.cache is not None,
+                                           jobs=settings.jobs, max_segments=settings.options.max_segments,
+                                           **self._said())
         ui.print_(f"genrify: {len(suggestions)} of {len(untagged)} items without a genre to tag next "
                   f"(uncertain, and unlike each other), with {settings.ref.name}'s guess:")
         for s in suggestions:
             ui.print_(f"{files[s.path]} | {s.path} | {s.guess} | {s.probability:.2f}")
+
+    def _said(self) -> dict[str, Any]:
+        """``say`` (progress, info), ``warn`` and ``every`` for genrify's services: beets' log."""
+        return {"say": lambda line: self._log.info("{}", line), "warn": lambda line: self._log.warning("{}", line),
+                "every": PROGRESS_EVERY}
 
     def _files(self, items: Iterable[Item]) -> dict[str, Item]:
         """Each item's file (the first item of a file beets lists twice); missing files warned about."""
@@ -425,13 +419,6 @@ class GenrifyPlugin(BeetsPlugin):
             else:
                 self._log.warning("{}: the file is missing, left out", path)
         return out
-
-    def _embedding_cache(self, settings: Settings) -> contextlib.AbstractContextManager[Any]:
-        """genrify's embedding cache (the one ``genrify learn`` uses), or ``None`` with ``cache: no``."""
-        from genrify.learn.embedcache import open_cache
-
-        return open_cache(enabled=settings.cache is not None, max_segments=settings.options.max_segments,
-                          notify=lambda line: self._log.warning("{}", line))
 
     def imported(self, session: ImportSession, task: ImportTask) -> None:
         """The import stage: classify a task's items and set their genres. It runs before beets
