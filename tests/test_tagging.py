@@ -143,3 +143,24 @@ def test_a_missing_track_does_not_hold_its_album_back():
     listener.on_start(AudioSearch(["a1"], [("gone", "no such file")], []))
     listener.on_result(_pred([0.9, 0.05, 0.05], "a1"), False)
     assert _written(sink) == ["a1"]
+
+
+@pytest.mark.parametrize(("values", "field"), [
+    ({"jobs": 0}, "jobs"), ({"cache": 3}, "cache"), ({"count": 0}, "count"),
+    ({"model": "m.safetensors", "genres": ["rock"]}, "genres"),
+])
+def test_classify_settings_name_the_value_they_refuse(values, field):
+    from genrify.classify.settings import ClassifySettings
+    from genrify.errors import ParameterError
+
+    with pytest.raises(ParameterError) as refused:
+        ClassifySettings.from_values(**values)
+    assert refused.value.field == field
+
+
+def test_classify_settings_defaults_import_no_model():
+    from genrify.classify.modelref import BuiltinModel
+    from genrify.classify.settings import ClassifySettings
+
+    settings = ClassifySettings.from_values(cache=False)
+    assert isinstance(settings.ref, BuiltinModel) and settings.cache is None and settings.model_file is None

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,8 @@ from beets.dbcore import types
 from beets.library import Item
 from beets.plugins import BeetsPlugin
 
+from genrify.classify.settings import ClassifySettings
+
 if TYPE_CHECKING:
     from optparse import Values
 
@@ -28,10 +30,11 @@ if TYPE_CHECKING:
     from beets.library import Library
 
     from genrify.classify.predict import Prediction
-    from genrify.classify.modelref import ModelRef
-    from genrify.classify.service import ClassifyOptions, Result
+    from genrify.classify.results import ResultCache
+    from genrify.classify.service import Result
     from genrify.classify.tagging import TagPlan
-    from genrify.collection.tagpolicy import Provenance, TagPolicy
+    from genrify.collection.library import AudioSearch
+    from genrify.collection.tagpolicy import Provenance
     from genrify.collection.tags import TagChange
 
 #: The item field genres go into: beets 2.x has the multi-valued ``genres``; older ones ``genre``.
@@ -75,80 +78,43 @@ def _defaults() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The ``genrify:`` section, checked: the model, the segments, the tag policy, beets' own keys
-    (``separator`` for a one-string genre field, ``jobs``, the results ``cache`` or ``None``)."""
+class Settings(ClassifySettings):
+    """The ``genrify:`` section, checked: :class:`~genrify.classify.settings.ClassifySettings` and the
+    ``separator`` of a one-string genre field, beets' own."""
 
-    ref: ModelRef
-    options: ClassifyOptions
-    policy: TagPolicy
-    separator: str
-    jobs: int | None
-    cache: Path | None = None
+    separator: str = ", "
 
     @classmethod
     def from_config(cls, view: confuse.ConfigView) -> Settings:
         """Read and check the section; a bad value is a :class:`beets.ui.UserError` of one line naming it."""
-        from genrify.classify.results import default_cache_path
-        from genrify.classify.modelref import BuiltinModel, ModelRef
-        from genrify.classify.service import ClassifyOptions
-        from genrify.collection.genremap import GenreMap
-        from genrify.collection.tagpolicy import TagPolicy
-        from genrify.errors import GenrifyError
+        from genrify.errors import ParameterError
 
         with genrify_errors():
             # `auto` was read as the plugin loaded, where an error cannot be raised (beets would
-            # print a traceback and forget the command): a bad value stops the command here. The
-            # model comes last: the built-in one imports torch, seconds a typo should not cost.
+            # print a traceback and forget the command): a bad value stops the command here.
             view["auto"].get(bool)
             separator = view["separator"].as_str()
             if not separator:
-                raise GenrifyError("separator must not be empty")
-            jobs = view["jobs"].get(confuse.Optional(int))
-            if jobs is not None and jobs < 1:
-                raise GenrifyError(f"jobs must be at least 1, not {jobs}")
+                raise ParameterError("separator must not be empty", field="separator")
             cache = view["cache"].get()
-            cache_path = (default_cache_path() if cache is True or cache is None
-                          else None if cache is False else Path(view["cache"].as_filename()))
-            options = ClassifyOptions(max_segments=view["max_segments"].get(int))
-            map_file = view["map"].as_filename() if view["map"].get() else None
-            policy = TagPolicy(**{key: view[key].get(template) for key, template in POLICY_KEYS.items()},
-                               genre_map=GenreMap.load(map_file) if map_file else GenreMap.default())
-            model = view["model"].as_filename() if view["model"].get() else None
-            genres = view["genres"].as_str_seq() if view["genres"].get() else []
-            if model and genres:
-                raise GenrifyError("genres choose among the built-in model's genres; a model file answers with its own")
-            # Every genre: BuiltinModel(), which imports nothing; a model file or chosen genres are checked now.
-            ref = ModelRef.file(model) if model else ModelRef.builtin(genres) if genres else BuiltinModel()
-            if model:
-                ref.check()
-            return cls(ref=ref, options=options, policy=policy, separator=separator, jobs=jobs, cache=cache_path)
+            named = {key: view[key].as_filename() if view[key].get() else None for key in ("map", "model")}
+            settings = cls.from_values(
+                model=named["model"], genres=view["genres"].as_str_seq() if view["genres"].get() else [],
+                max_segments=view["max_segments"].get(int), jobs=view["jobs"].get(confuse.Optional(int)),
+                cache=cache if cache is None or isinstance(cache, bool) else view["cache"].as_filename(),
+                genre_map=named["map"], **{key: view[key].get(template) for key, template in POLICY_KEYS.items()})
+            return replace(settings, separator=separator)
 
 
-@dataclass
-class Tally:
-    """What a run did to the items it was given (in a pretend run: would do)."""
-
-    pretend: bool = False
-    classified: int = 0  #: items with an answer
-    from_cache: int = 0  #: of the files classified, those whose answer came from genrify's results cache
-    changed: int = 0  #: items whose genres changed
-    written: int = 0  #: files whose tags were written
-    unchanged: int = 0  #: items whose genres were right already
-    kept: int = 0  #: items left alone because a person set their genre (keep mode)
-    unsure: int = 0  #: items whose answer was not sure enough to set
-    done_before: int = 0  #: items genrify did before, passed over (``-f`` redoes them)
-    failed: int = 0  #: items whose file could not be classified (or written)
-
-    @property
-    def line(self) -> str:
-        """E.g. ``"genrify: 5 classified, 3 changed (3 written), 1 unchanged, 1 kept, 0 skipped, 0 failed"``."""
-        changed = f"{self.changed} would change" if self.pretend else f"{self.changed} changed ({self.written} written)"
-        why = [f"{n} {what}" for n, what in ((self.unsure, "unsure"), (self.done_before, "done before")) if n]
-        cached = f" ({self.from_cache} from cache)" if self.from_cache else ""
-        skipped = f"{self.unsure + self.done_before} skipped" + (f" ({', '.join(why)})" if why else "")
-        return (f"genrify: {self.classified} classified{cached}, {changed}, {self.unchanged} unchanged, "
-                f"{self.kept} kept, {skipped}, {self.failed} failed")
+def summary_line(counts: Counter[str], pretend: bool) -> str:
+    """E.g. ``"genrify: 5 classified, 3 changed (3 written), 1 unchanged, 1 kept, 0 skipped, 0 failed"``."""
+    n = counts.__getitem__
+    changed = f"{n('changed')} would change" if pretend else f"{n('changed')} changed ({n('written')} written)"
+    why = [f"{n(key)} {key.replace('_', ' ')}" for key in ("unsure", "done_before") if n(key)]
+    cached = f" ({n('from_cache')} from cache)" if n("from_cache") else ""
+    skipped = f"{n('unsure') + n('done_before')} skipped" + (f" ({', '.join(why)})" if why else "")
+    return (f"genrify: {n('classified')} classified{cached}, {changed}, {n('unchanged')} unchanged, "
+            f"{n('kept')} kept, {skipped}, {n('failed')} failed")
 
 
 def item_genres(item: Item, separator: str) -> list[str]:
@@ -199,24 +165,48 @@ def _shown(genres: Sequence[str]) -> str:
     return PROVENANCE_JOIN.join(genres) if genres else "(none)"
 
 
+def write_item(item: Item, prediction: Prediction, cache: ResultCache | None) -> bool:
+    """Write the item's file and keep its answer in the results cache (the audio is the same); False where
+    beets could not write it (beets logs why)."""
+    from genrify.classify.tagging import keep_answer
+
+    if not item.try_write():
+        return False
+    keep_answer(cache, prediction, item_path(item))
+    return True
+
+
 class ItemSink:
     """Sets beets items' genres as a :class:`~genrify.classify.tagging.TagListener` decides (a
-    :class:`~genrify.classify.tagging.TagSink`): each item is stored as soon as it is decided, so an
+    :class:`~genrify.classify.tagging.TagSink`, and a :class:`~genrify.classify.service.Listener` counting
+    failures and saying how far the run is): each item is stored as soon as it is decided, so an
     interrupted run keeps what it did. Without ``write`` the items whose genres changed are only
     kept in :attr:`changed`, for a caller that writes their files later (the import stage)."""
 
-    def __init__(self, log: Any, settings: Settings, *, pretend: bool, write: bool) -> None:
-        self.log, self.settings, self.pretend, self.write_files = log, settings, pretend, write
-        self.tally = Tally(pretend=pretend)
-        self.items: dict[str, list[Item]] = {}  # file -> its items
-        self.cache: Any = None  # genrify's results cache, kept valid after a write
+    def __init__(self, log: Any, settings: Settings, items: dict[str, list[Item]], *, pretend: bool,
+                 write: bool) -> None:
+        from genrify.learn.learning import progress_lines
+
+        self.log, self.settings, self.items, self.pretend, self.write_files = log, settings, items, pretend, write
+        self.counts: Counter[str] = Counter()
+        self.cache: ResultCache | None = None  # genrify's results cache, kept valid after a write
         self.changed: list[tuple[Item, Prediction]] = []
-        self.progress: Any = None  # a genrify.learn.learning.Progress, set by classify_items
+        self.progress = progress_lines(lambda line: log.info("{}", line), PROGRESS_EVERY)
         self.seen = self.total = 0
 
-    def on_start(self, found: Any) -> None:
-        """A :class:`~genrify.classify.service.Listener` too: the number of files to classify."""
+    def using(self, cache: ResultCache | None) -> ItemSink:
+        """This sink, keeping ``cache`` valid (:func:`genrify.classify.tagging.tag_files`' sink factory)."""
+        self.cache = cache
+        return self
+
+    def on_start(self, found: AudioSearch) -> None:
+        """Warn of the files missing, and know how many to classify."""
+        for raw, reason in found.missing:
+            self.log.warning("{}: {}", os.path.abspath(raw), reason)
+            self.counts["failed"] += len(self.items.get(os.path.abspath(raw), []))
         self.total = len(found.files)
+        if self.total > 1:
+            self.log.info("classifying {} files with {}", self.total, self.settings.ref.name)
 
     def on_result(self, result: Result, cached: bool) -> None:
         """Count a file's failure or cached answer, and say how far the run is."""
@@ -225,11 +215,10 @@ class ItemSink:
         self.seen += 1
         if isinstance(result, Failure):
             self.log.warning("{}: {}", result.path, result.error)
-            self.tally.failed += len(self.items.get(str(result.path), []))
+            self.counts["failed"] += len(self.items.get(str(result.path), []))
         else:
-            self.tally.from_cache += cached
-        if self.progress is not None:
-            self.progress("classifying", self.seen, self.total)
+            self.counts["from_cache"] += cached
+        self.progress("classifying", self.seen, self.total)
 
     def on_finish(self, run: Any) -> None:
         """Nothing to do: every result has been counted."""
@@ -247,12 +236,11 @@ class ItemSink:
         return change
 
     def _set(self, item: Item, plan: TagPlan) -> tuple[list[str], Any]:
-        separator, tally = self.settings.separator, self.tally
+        separator = self.settings.separator
         existing = item_genres(item, separator)
         decision = plan.decide(existing, item_provenance(item))
         status = {"write": "changed", "left_alone": "unsure"}.get(decision.status, decision.status)
-        tally.classified += 1
-        setattr(tally, status, getattr(tally, status) + 1)
+        self.counts.update(["classified", status])
         if status == "changed":
             (ui.print_ if self.pretend else self.log.info)(f"{item}: {_shown(existing)} -> {_shown(decision.genres)}")
         elif self.pretend:
@@ -267,12 +255,7 @@ class ItemSink:
         if status == "changed":
             self.changed.append((item, plan.prediction))
         if status == "changed" and self.write_files:
-            if item.try_write():  # beets logs why where it cannot
-                tally.written += 1
-                if self.cache is not None:  # new tags, the same audio: the answer stays valid
-                    self.cache.put(item_path(item), plan.prediction.to_dict(timeline=True))
-            else:
-                tally.failed += 1
+            self.counts["written" if write_item(item, plan.prediction, self.cache) else "failed"] += 1
         item.store()
         return existing, decision
 
@@ -292,47 +275,26 @@ class ItemSink:
             self.cache.commit()
 
 
-def classify_items(log: Any, settings: Settings, items: Iterable[Item], *, force: bool, pretend: bool, write: bool,
-                   jobs: int | None = None) -> ItemSink:
+def classify_items(log: Any, settings: Settings, items: Iterable[Item], *, force: bool, pretend: bool,
+                   write: bool) -> ItemSink:
     """Classify the items' files and set their genres, by item or (album mode) by beets album;
-    items genrify did before are passed over unless ``force``. Returns the sink (its tally, its changes)."""
-    from genrify.classify.service import classify_library, open_cache
-    from genrify.classify.tagging import TagListener
+    items genrify did before are passed over unless ``force``. Returns the sink (its counts, its changes)."""
+    from genrify.classify.tagging import tag_files
     from genrify.collection.library import find_audio
-    from genrify.core.runner import LocalRunner
-    from genrify.learn.learning import progress_lines
 
-    album_mode = settings.policy.album_mode
-    sink = ItemSink(log, settings, pretend=pretend, write=write)
     groups: dict[Any, list[Item]] = {}
     for item in items:
-        album = item.get("album_id") if album_mode else None
+        album = item.get("album_id") if settings.policy.album_mode else None
         groups.setdefault(("album", album) if album else ("item", item.id), []).append(item)
     todo = [g for g in groups.values() if force or not all(item.get("genrify_model") for item in g)]
-    sink.tally.done_before = sum(len(g) for g in groups.values()) - sum(len(g) for g in todo)
+    files: dict[str, list[Item]] = {}
     for item in (item for group in todo for item in group):
-        sink.items.setdefault(item_path(item), []).append(item)
-    found = find_audio(list(sink.items))
-    for raw, reason in found.missing:
-        log.warning("{}: {}", os.path.abspath(raw), reason)
-        sink.tally.failed += len(sink.items.get(os.path.abspath(raw), []))
-    if not found.files:
-        return sink
-    if len(found.files) > 1:
-        log.info("classifying {} files with {}", len(found.files), settings.ref.name)
-    tagger = TagListener(settings.policy, sink, model=settings.ref.name, dry_run=pretend,
-                         groups=[[item_path(i) for i in g] for g in todo] if album_mode else None)
-    sink.progress = progress_lines(lambda line: log.info("{}", line), PROGRESS_EVERY)
-    try:
-        with genrify_errors():
-            if settings.cache is not None:
-                sink.cache = open_cache(settings.cache, settings.ref, settings.options,
-                                        notify=lambda line: log.warning("{}", line))
-            classify_library(found, settings.ref, options=settings.options, cache=sink.cache, listeners=[sink, tagger],
-                             runner=LocalRunner(settings.jobs if jobs is None else jobs))
-    finally:
-        if sink.cache is not None:
-            sink.cache.close()
+        files.setdefault(item_path(item), []).append(item)
+    sink = ItemSink(log, settings, files, pretend=pretend, write=write)
+    sink.counts["done_before"] = sum(len(g) for g in groups.values()) - sum(len(g) for g in todo)
+    with genrify_errors():
+        tag_files(find_audio(list(files)), settings, sink.using, groups=[[item_path(i) for i in g] for g in todo], dry_run=pretend,
+                  listeners=[sink], notify=lambda line: log.warning("{}", line))
     return sink
 
 
@@ -401,40 +363,32 @@ class GenrifyPlugin(BeetsPlugin):
             return self.suggest_command(lib, settings, opts.suggest, args)
         sink = classify_items(self._log, settings, lib.items(args), force=opts.force, pretend=opts.pretend,
                               write=ui.should_write(opts.write))
-        ui.print_(sink.tally.line)
+        ui.print_(summary_line(sink.counts, opts.pretend))
 
     def learn_command(self, lib: Library, opts: Values, args: list[str]) -> None:
         """``beet genrify-learn``: learn a model from the genres people set in the library."""
-        from genrify.learn.labels import check_min_songs, labels_from_values
-        from genrify.learn.learning import learn_labels, progress_lines
+        from genrify.learn.labels import check_min_songs
+        from genrify.learn.learning import learn_values
 
         if not opts.out:
             raise ui.UserError("genrify: genrify-learn needs --out MODEL, the model file to write")
         with genrify_errors():
             check_min_songs(opts.min_songs)
-        settings, genre_map = self.settings(), self.settings().policy.genre_map
+        settings = self.settings()
         entries = [(path, item_labels(item, settings.separator), item_group(item))
                    for path, item in self._files(lib.items(args)).items()]
-        with genrify_errors(), self._embedding_cache(settings) as cache:
-            labels = labels_from_values(entries, genre_map=genre_map, min_songs=opts.min_songs,
-                                        source=f"the {len(entries)} beets item(s) with a file")
-            self._log.info("learning from {} items ({} genres)", len(labels.songs), len(labels.genres))
-            summary = learn_labels(labels, opts.out, genre_map=genre_map, min_songs=opts.min_songs, cache=cache,
-                                   jobs=settings.jobs, source="beets", max_segments=settings.options.max_segments,
-                                   inputs=[" ".join(args) or "(every item)"],
-                                   progress=progress_lines(lambda line: self._log.info("{}", line), PROGRESS_EVERY))
-        for path, reason in summary.failed:
-            self._log.warning("{}: {}", path, reason)
-        *report, line = summary.lines(opts.min_songs)
+        with genrify_errors():
+            *report, line = learn_values(
+                entries, opts.out, what="beets item", genre_map=settings.policy.genre_map, min_songs=opts.min_songs,
+                cache=settings.cache is not None, max_segments=settings.options.max_segments, jobs=settings.jobs,
+                source="beets", inputs=[" ".join(args) or "(every item)"], **self._said())
         for text in [*report, f"genrify: {line}"]:
             ui.print_(text)
         ui.print_(f"genrify: set `model: {opts.out}` in the genrify section of beets' config to classify with it")
 
     def suggest_command(self, lib: Library, settings: Settings, n: int, args: list[str]) -> None:
         """``beet genrify --suggest N``: the items without a genre that would teach the model most."""
-        from genrify.classify.modelref import ModelFile
-        from genrify.learn.learning import progress_lines
-        from genrify.learn.suggest import check_count, suggest_from_model
+        from genrify.learn.suggest import check_count, suggest_untagged
 
         with genrify_errors():
             check_count(n)
@@ -442,18 +396,19 @@ class GenrifyPlugin(BeetsPlugin):
         untagged = [path for path, item in files.items() if not item_labels(item, settings.separator)]
         if not untagged:
             return ui.print_("genrify: no item without a genre to suggest")
-        say = progress_lines(lambda line: self._log.info("{}", line), PROGRESS_EVERY)
-        with genrify_errors(), self._embedding_cache(settings) as cache:
-            suggestions, failed = suggest_from_model(
-                settings.ref.path if isinstance(settings.ref, ModelFile) else None, untagged, n, cache=cache,
-                jobs=settings.jobs, progress=lambda done, total: say("embedding", done, total),
-                max_segments=settings.options.max_segments)
-        for failure in failed:
-            self._log.warning("{}: {}", failure.path, failure.reason)
+        with genrify_errors():
+            suggestions = suggest_untagged(settings.model_file, untagged, n, cache=settings.cache is not None,
+                                           jobs=settings.jobs, max_segments=settings.options.max_segments,
+                                           **self._said())
         ui.print_(f"genrify: {len(suggestions)} of {len(untagged)} items without a genre to tag next "
                   f"(uncertain, and unlike each other), with {settings.ref.name}'s guess:")
         for s in suggestions:
             ui.print_(f"{files[s.path]} | {s.path} | {s.guess} | {s.probability:.2f}")
+
+    def _said(self) -> dict[str, Any]:
+        """``say`` (progress, info), ``warn`` and ``every`` for genrify's services: beets' log."""
+        return {"say": lambda line: self._log.info("{}", line), "warn": lambda line: self._log.warning("{}", line),
+                "every": PROGRESS_EVERY}
 
     def _files(self, items: Iterable[Item]) -> dict[str, Item]:
         """Each item's file (the first item of a file beets lists twice); missing files warned about."""
@@ -465,21 +420,14 @@ class GenrifyPlugin(BeetsPlugin):
                 self._log.warning("{}: the file is missing, left out", path)
         return out
 
-    def _embedding_cache(self, settings: Settings) -> contextlib.AbstractContextManager[Any]:
-        """genrify's embedding cache (the one ``genrify learn`` uses), or ``None`` with ``cache: no``."""
-        from genrify.learn.embedcache import open_cache
-
-        return open_cache(enabled=settings.cache is not None, max_segments=settings.options.max_segments,
-                          notify=lambda line: self._log.warning("{}", line))
-
     def imported(self, session: ImportSession, task: ImportTask) -> None:
         """The import stage: classify a task's items and set their genres. It runs before beets
         copies or moves the files, so their files are written in :meth:`imported_files`; a task is
         one album, decoded in this process unless ``jobs`` says otherwise (a pool costs more)."""
         items = list(task.imported_items())
         if items:
-            sink = classify_items(self._log, self.settings(), items, force=False, pretend=False, write=False,
-                                  jobs=self.settings().jobs or 1)
+            settings = replace(self.settings(), jobs=self.settings().jobs or 1)
+            sink = classify_items(self._log, settings, items, force=False, pretend=False, write=False)
             if sink.changed:
                 self._to_write[id(task)] = sink.changed
 
@@ -491,21 +439,17 @@ class GenrifyPlugin(BeetsPlugin):
         importer_wrote = bool(task.apply) or getattr(task.choice_flag, "name", "") == "RETAG"
         if not changed or importer_wrote or not session.config["write"].get(bool):
             return
-        from genrify.classify.service import open_cache
         from genrify.errors import GenrifyError
 
-        settings, cache = self.settings(), None
+        cache = None
         try:
-            cache = open_cache(settings.cache, settings.ref, settings.options,
-                               notify=lambda line: self._log.warning("{}", line)) if settings.cache else None
+            cache = self.settings().open_cache(notify=lambda line: self._log.warning("{}", line))
         except GenrifyError as exc:  # the cache only speeds a later run up
             self._log.warning("{}", exc)
         try:
             for item, prediction in changed:
-                if item.try_write():  # beets logs why where it cannot
+                if write_item(item, prediction, cache):
                     item.store()  # the file's new mtime
-                    if cache is not None:  # new tags, the same audio: the answer stays valid
-                        cache.put(item_path(item), prediction.to_dict(timeline=True))
         finally:
             if cache is not None:
                 cache.close()

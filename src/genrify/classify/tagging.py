@@ -22,7 +22,7 @@ track has answered or failed (albums the run never finished, at its end).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,9 +36,26 @@ from genrify.errors import GenrifyError
 
 if TYPE_CHECKING:
     from genrify.classify.results import ResultCache
+    from genrify.classify.settings import ClassifySettings
     from genrify.classify.service import LibraryRun
 
-__all__ = ["FileSink", "TagListener", "TagPlan", "TagReport", "TagSink", "tag_results"]
+__all__ = ["FileSink", "TagListener", "TagPlan", "TagReport", "TagSink", "keep_answer", "tag_files", "tag_results"]
+
+
+def keep_answer(cache: ResultCache | None, prediction: Prediction, path: str | None = None) -> None:
+    """Store a file's answer again after its tags were written: new tags (and mtime), the same audio.
+
+    Parameters
+    ----------
+    cache
+        The results cache (``None``: nothing to do).
+    prediction
+        The file's answer.
+    path
+        The file, where it is not (or no longer) ``prediction.path``: e.g. moved by beets' import.
+    """
+    if cache is not None:
+        cache.put(str(prediction.path) if path is None else path, prediction.to_dict(timeline=True))
 
 
 @dataclass(frozen=True)
@@ -120,8 +137,8 @@ class FileSink:
             return None
         change = update_genre(plan.path, plan.decide, separator=plan.policy.separator, id3v23=plan.policy.id3v23,
                               dry_run=dry_run)
-        if change.written and self.cache is not None:
-            self.cache.put(plan.path, plan.prediction.to_dict(timeline=True))
+        if change.written:
+            keep_answer(self.cache, plan.prediction)
         return change
 
     def group_done(self, paths: Sequence[str]) -> None:
@@ -310,3 +327,50 @@ def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = No
         listener.on_result(prediction, False)
     listener.finish()
     return listener.report
+
+
+def tag_files(found: AudioSearch, settings: ClassifySettings, sink: Callable[[ResultCache | None], TagSink], *,
+              groups: Iterable[Sequence[str]] | None = None, dry_run: bool = False, listeners: Sequence[Listener] = (),
+              notify: Callable[[str], None] | None = None) -> TagReport:
+    """Classify the files found and tag them as ``settings`` say, keeping the results cache valid after writes.
+
+    Parameters
+    ----------
+    found
+        The files (:func:`genrify.collection.library.find_audio`); with none, only the listeners hear
+        of the search (its missing files) and nothing is classified.
+    settings
+        The model, segments, policy, workers and results cache.
+    sink
+        Makes the run's sink from its results cache (``None`` without one), which the sink keeps valid
+        (:func:`keep_answer`): :class:`FileSink` for the files' own tags.
+    groups
+        Album mode: the albums, as for :class:`TagListener` (outside album mode, ignored).
+    dry_run
+        Change nothing; report what would change.
+    listeners
+        Told of the run too, before the tagger (:class:`~genrify.classify.service.Listener`).
+    notify
+        Says a results cache problem that is not an error (a cache made again).
+
+    Returns
+    -------
+    TagReport
+    """
+    from genrify.classify.service import classify_library
+    from genrify.core.runner import LocalRunner
+
+    if not found.files:
+        for listener in listeners:
+            listener.on_start(found)
+        return TagReport(dry_run=dry_run)
+    cache = settings.open_cache(notify)
+    try:
+        tagger = TagListener(settings.policy, sink(cache), model=settings.ref.name, dry_run=dry_run,
+                             groups=groups if settings.policy.album_mode else None)
+        classify_library(found, settings.ref, options=settings.options, cache=cache, listeners=[*listeners, tagger],
+                         runner=LocalRunner(settings.jobs))
+    finally:
+        if cache is not None:
+            cache.close()
+    return tagger.report

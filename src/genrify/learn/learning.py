@@ -369,3 +369,55 @@ def _figure_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"built-in model on the {builtin.get('songs', '?')} songs its genres cover: "
                      f"top-1 {_pct(builtin.get('top1'))}, macro recall {_pct(builtin.get('macro_recall'))}")
     return lines
+
+
+def learn_values(
+    entries: Sequence[tuple[str, Sequence[str], str]],
+    out: str | Path,
+    *,
+    what: str,
+    genre_map: GenreMap | None = None,
+    min_songs: int = DEFAULT_MIN_SONGS,
+    cache: bool = True,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    say: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+    every: float = 10.0,
+    **options: Any,
+) -> list[str]:
+    """Learn from genres another program keeps (:func:`genrify.learn.labels.labels_from_values`, then
+    :func:`learn_labels` with the embedding cache ``genrify learn`` uses): the beets plugin's ``genrify-learn``.
+
+    Parameters
+    ----------
+    entries
+        ``(path, genre values, artist group)`` per song, as for :func:`~genrify.learn.labels.labels_from_values`.
+    out, genre_map, min_songs, max_segments
+        As for :func:`learn_labels`.
+    what
+        What the entries are, named in lines and errors (``"item"``: ``"the 8 item(s) with a file"``).
+    cache
+        Use the embedding cache.
+    say, warn, every
+        Where progress lines go (at most every ``every`` seconds), and warnings (default ``say``).
+    **options
+        The rest of :func:`learn_labels`' settings (``jobs``, ``source``, ``inputs``).
+
+    Returns
+    -------
+    list[str]
+        :meth:`LearnSummary.lines`: what to print, the summary line last.
+    """
+    from genrify.learn.embedcache import open_cache
+    from genrify.learn.labels import labels_from_values
+
+    warn = warn or say
+    with open_cache(enabled=cache, max_segments=max_segments, notify=warn) as store:
+        labels = labels_from_values(entries, genre_map=genre_map, min_songs=min_songs,
+                                    source=f"the {len(entries)} {what}(s) with a file")
+        say(f"learning from {len(labels.songs)} {what}s ({len(labels.genres)} genres)")
+        summary = learn_labels(labels, out, genre_map=genre_map, min_songs=min_songs, cache=store,
+                               max_segments=max_segments, progress=progress_lines(say, every), **options)
+    for path, reason in summary.failed:
+        warn(f"{path}: {reason}")
+    return summary.lines(min_songs)

@@ -385,3 +385,39 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:  # a name that is not UTF-8 has no M3U8 spelling
         return False
     return True
+
+
+def suggest_untagged(
+    model: str | Path | None,
+    paths: Sequence[str],
+    n: int,
+    *,
+    cache: bool = True,
+    jobs: int | None = None,
+    max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+    say: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+    every: float = 10.0,
+) -> list[Suggestion]:
+    """:func:`suggest_from_model` with the embedding cache ``genrify learn`` uses, progress said as lines
+    (at most every ``every`` seconds) and the files that could not be embedded warned about (default ``say``).
+
+    Parameters
+    ----------
+    model, paths, n, jobs, max_segments
+        As for :func:`suggest_from_model`.
+    cache
+        Use the embedding cache.
+    say, warn, every
+        Where progress lines and warnings go.
+    """
+    from genrify.learn.embedcache import open_cache
+    from genrify.learn.learning import progress_lines
+
+    warn, progress = warn or say, progress_lines(say, every)
+    with open_cache(enabled=cache, max_segments=max_segments, notify=warn) as store:
+        suggestions, failed = suggest_from_model(model, paths, n, cache=store, jobs=jobs, max_segments=max_segments,
+                                                 progress=lambda done, total: progress("embedding", done, total))
+    for failure in failed:
+        warn(f"{failure.path}: {failure.reason}")
+    return suggestions
