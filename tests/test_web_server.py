@@ -12,8 +12,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import soundfile as sf
