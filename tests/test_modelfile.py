@@ -177,6 +177,8 @@ def test_metadata_that_is_no_json_object(tiny_model, raw, expected):
 
 
 def test_nan_weights_and_zero_spread_are_refused_on_load(tiny_model):
+    # The torch network's checks (a file without a graph, or a GPU run); a graph is checked by its
+    # own dry run (tests/test_model_onnx.py).
     from safetensors.torch import load_file
 
     tensors = load_file(str(tiny_model))
@@ -184,16 +186,16 @@ def test_nan_weights_and_zero_spread_are_refused_on_load(tiny_model):
     poisoned = tensors[name].clone()
     poisoned.view(-1)[0] = float("nan")
     with pytest.raises(ModelFileError, match=rf"hostile.safetensors: tensor {name} holds NaN or infinite"):
-        modelfile.load(_rewrite(tiny_model, tensors={name: poisoned}))
+        modelfile.load(runtime="torch", path=_rewrite(tiny_model, tensors={name: poisoned}))
     infinite = tensors["norm.mean"].clone()
     infinite[3] = float("inf")
     with pytest.raises(ModelFileError, match="tensor norm.mean holds NaN or infinite"):
-        modelfile.load(_rewrite(tiny_model, tensors={"norm.mean": infinite}))
+        modelfile.load(runtime="torch", path=_rewrite(tiny_model, tensors={"norm.mean": infinite}))
     for spread in (0.0, -1.0):
         std = tensors["norm.std"].clone()
         std[5] = spread
         with pytest.raises(ModelFileError, match=r"tensor norm.std holds values <= 0"):
-            modelfile.load(_rewrite(tiny_model, tensors={"norm.std": std}))
+            modelfile.load(runtime="torch", path=_rewrite(tiny_model, tensors={"norm.std": std}))
 
 
 def test_options_that_do_not_match_the_weights_are_refused_before_building(tiny_model):
@@ -201,12 +203,12 @@ def test_options_that_do_not_match_the_weights_are_refused_before_building(tiny_
     # compared on the meta device, so nothing of the (possibly huge) network is allocated.
     bad = _rewrite(tiny_model, meta={"architecture_config": {"channels": [100_000, 100_000, 100_000], "dense": [8, 8]}})
     with pytest.raises(ModelFileError, match="hostile.safetensors: the weights do not fit architecture 'seed-cnn'"):
-        modelfile.load(bad)
+        modelfile.load(bad, runtime="torch")
     # Options and a chunk length the network cannot process fail on load, not on the first song.
     for meta in ({"architecture_config": {"channels": [4, 4, 4], "dense": [8, 8], "pools": [0, 0, 0]}},
                  {"chunk_frames": 1}):
         with pytest.raises(ModelFileError, match="hostile.safetensors: bad model metadata: architecture_config and chunk_frames"):
-            modelfile.load(_rewrite(tiny_model, meta=meta))
+            modelfile.load(_rewrite(tiny_model, meta=meta), runtime="torch")
 
 
 def test_info_shows_a_hostile_file_as_one_line(tiny_model):

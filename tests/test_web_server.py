@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -310,6 +311,12 @@ def test_a_forwarded_for_header_does_not_make_a_client_someone_else(model, tmp_p
 # --- stopping ------------------------------------------------------------------------------------
 
 
+def _left_in(temp: Path) -> list[Path]:
+    """What a server left in its temporary folder, besides ONNX Runtime's own session file (its
+    telemetry library writes ``.ses`` into the temporary folder when imported, and keeps it)."""
+    return [p for p in Path(temp).iterdir() if p.name != ".ses"]
+
+
 _SERVE = "import sys; from genrify.web import serve; serve([sys.argv[1]], port=0, workers=1)"
 
 
@@ -337,7 +344,7 @@ def test_the_upload_directory_is_removed_however_the_server_is_stopped(model, tm
             proc.wait()
         proc.stdout.close()
     assert list(temp.glob("genrify-web-*")) == [], "the server's upload directory was left behind"
-    assert list(temp.iterdir()) == [], "the directory's marker was left behind"
+    assert _left_in(temp) == [], "the directory's marker was left behind"
     if sig == signal.SIGTERM:
         assert proc.returncode == 128 + signal.SIGTERM
 
@@ -402,4 +409,4 @@ def test_a_server_killed_mid_upload_leaves_nothing_past_the_next_start(model, tm
                 proc.kill()
                 proc.wait()
             proc.stdout.close()
-    assert list(temp.iterdir()) == []
+    assert _left_in(temp) == []

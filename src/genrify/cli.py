@@ -453,7 +453,7 @@ def train(
     destination = _model_destination(model_file, store, split_file)  # again: something may have appeared meanwhile
     if destination.replaces:
         err.print(f"replacing model {_say(destination.path)}", highlight=False)
-    modelfile.save(result.model, destination.path)
+    modelfile.save(result.model, destination.path, warn=_warn)  # with its ONNX graph: classifies without torch
     summary = result.summary()
     report = write_report(model_file, genres=result.model.genres, summary=summary, runs=result.model.info["runs"],
                           extra={"config": config.to_dict(), "kept_run": result.model.info["kept_run"]})
@@ -569,6 +569,37 @@ def info(model: Annotated[Path | None, typer.Argument(help="Model file (made by 
         source = meta.get("info", {}).get("learned_from") or {}
         for line in report_lines(learned, dropped=source.get("dropped"), min_songs=source.get("min_songs")):
             out.print(_say(line), highlight=False)
+
+
+@app.command()
+@_user_errors
+def export(
+    model: Annotated[Path, typer.Argument(help="Model file made by genrify train.")],
+    check: Annotated[bool, typer.Option("--check", help="Write nothing: check the graph the file holds against its network.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Export again where the file already holds a graph.")] = False,
+) -> None:
+    """Store a model file's network as an ONNX graph inside it, so that it classifies without PyTorch.
+
+    Files made by `genrify train` hold their graph already; this converts files made before. The
+    network is loaded with PyTorch (from the file's weights, never its code), exported, and its
+    answers on random segments checked against the network's (within 1e-4, else nothing is written);
+    the file is then rewritten in place with the same weights and metadata, plus the graph.
+    """
+    from genrify.models import modelfile
+
+    if check and force:
+        raise UsageError("--check writes nothing and --force rewrites the graph: give one of them")
+    done = modelfile.add_graph(model, force=force, check_only=check)
+    shown = _say(str(model))
+    if done.action == "kept":
+        out.print(f"{shown}: holds its ONNX graph already; nothing written (--force exports it again)", highlight=False)
+        return
+    size = f"{done.size / 1e6:.1f} MB"
+    if done.action == "checked":
+        out.print(f"{shown}: its ONNX graph ({size}) answers as the network, within {done.difference:.1g}", highlight=False)
+    else:
+        out.print(f"{shown}: ONNX graph {done.action} ({size}, within {done.difference:.1g} of the network); "
+                  "it classifies without PyTorch now", highlight=False)
 
 
 @app.command()
@@ -774,7 +805,7 @@ def demo(
     kept = cv.results[cv.kept]
     err.print(f"[bold]4/4[/] saving fold {cv.kept + 1}'s head (lowest validation loss) into {model}", highlight=False)
     destination = _model_destination(model, store, None)
-    modelfile.save(kept.model, destination.path)
+    modelfile.save(kept.model, destination.path, warn=_warn)
     report = write_report(model, genres=cv.genres, summary=cv.summary(), runs=[r.runs[0].summary() for r in cv.results],
                           extra={"config": config.to_dict(), "kept_run": cv.kept,
                                  "cross_validation": {"folds": folds, "fold_files": str(out_dir / "folds")}})

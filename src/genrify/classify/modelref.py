@@ -147,7 +147,11 @@ class ModelRef(abc.ABC):
                 _MODELS.move_to_end(key)
                 return model
             model = self._build()
-            model.network.eval()
+            if not hasattr(model, "probabilities"):
+                # A torch model (a model file made before graphs, on PyTorch). The numpy models
+                # (a graph on ONNX Runtime, the built-in model) have no train mode; asking for
+                # their network would import torch.
+                model.network.eval()
             for old in [k for k in _MODELS if k[0] == key[0]]:  # an older version of the same file
                 del _MODELS[old]
             _MODELS[key] = model
@@ -249,9 +253,26 @@ class ModelFile(ModelRef):
             raise ModelFileError(f"{self.path}: model file not found ({exc.strerror or exc})") from None
         return (path, st.st_size, st.st_mtime_ns)
 
+    def check(self) -> None:
+        """Fail now, with one line, where the file cannot be used: missing, not a model, or a file
+        made before genrify stored ONNX graphs where PyTorch is not installed (the line says how to
+        convert it: ``genrify export``). Reads the header only.
+
+        Raises
+        ------
+        ModelFileError
+        """
+        from genrify.models import modelfile
+
+        self.genres  # noqa: B018 - reads and validates the metadata
+        problem = modelfile.not_runnable(self.path)
+        if problem is not None:
+            raise ModelFileError(problem)
+
     def _build(self) -> Any:
         from genrify.models import modelfile
 
+        # Its ONNX graph on ONNX Runtime where the file has one (no torch), else the torch network.
         return modelfile.load(self.path)
 
 

@@ -5,6 +5,14 @@ The file holds the network's weights (``model.*``) and the input normalisation (
 parameters, the architecture's name and options, the chunk length, the training summary and
 history, and the genrify version. safetensors stores plain arrays and a JSON header, so loading a
 model never runs code from it; the architecture is rebuilt from genrify's own registry by name.
+
+Since genrify stores ONNX graphs, the file also holds the network as an ONNX graph (the tensor
+``onnx.graph``, its bytes as ``uint8``, described by the metadata key ``genrify.onnx``): the same
+network, in eval mode with the normalisation folded in, so that it takes the segments
+classification gives (dB, ``(n, n_mels, chunk_frames)``) and answers logits ``(n, genres)``. A
+graph is a list of standard operators, data, no code; :func:`load` runs it on ONNX Runtime and so
+classifies without PyTorch. Files made before keep working where PyTorch is installed, and
+:func:`add_graph` (``genrify export``) adds their graph.
 """
 
 from __future__ import annotations
@@ -12,14 +20,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from genrify import __version__
 from genrify.audio.features import FeatureParams
@@ -27,9 +35,22 @@ from genrify.core.fsutil import atomic_path
 from genrify.errors import ModelFileError
 from genrify.models.normalization import Normalization
 
+if TYPE_CHECKING:
+    import torch
+
+    from genrify.models.onnx import OnnxGenreGraph
+
 FORMAT = "genrify-model"
 FORMAT_VERSION = 1
 _REQUIRED = ("format", "version", "genres", "features", "architecture", "architecture_config", "chunk_frames")
+#: The tensor holding the network's ONNX graph (its bytes, ``uint8``), and the safetensors metadata
+#: key describing it (a JSON object: input, outputs, opset, shape). Both absent in files made
+#: before genrify stored graphs.
+GRAPH_TENSOR = "onnx.graph"
+GRAPH_KEY = "genrify.onnx"
+#: How far a stored graph's logits may lie from the torch network's (on random segments) before
+#: the graph is refused: classification promises the torch answer within this.
+GRAPH_TOLERANCE = 1e-4
 
 
 @dataclass
@@ -74,30 +95,150 @@ class GenreModel:
         }
 
 
-def save(model: GenreModel, path: str | Path) -> Path:
+def save(model: GenreModel, path: str | Path, *, graph: bool = True,
+         warn: Callable[[str], None] | None = None) -> Path:
     """Write a model file atomically (a temporary file renamed into place), mode as the umask gives.
+
+    The network's ONNX graph goes into the same file (:func:`network_graph`), so that it classifies
+    without PyTorch. Where the ``onnx`` package is missing (an install without ``genrify[train]``'s
+    extras), or the graph does not answer as the network does, the file is written without one and
+    ``warn`` is told once per process, in one line, how to add it later (``genrify export``).
+
+    Parameters
+    ----------
+    model
+        A trained model.
+    path
+        The file to write.
+    graph
+        Store the network's ONNX graph (``False``: weights and metadata only, as before graphs).
+    warn
+        Where the one-line warning goes (default: :func:`warnings.warn`).
 
     Raises
     ------
     ModelFileError
         The file cannot be written.
     """
-    from safetensors.torch import save_file
+    import torch
 
     path = Path(path)
     body = getattr(model.network, "body", model.network)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in body.state_dict().items()}
     tensors["norm.mean"] = torch.from_numpy(np.ascontiguousarray(model.normalization.mean, dtype=np.float32))
     tensors["norm.std"] = torch.from_numpy(np.ascontiguousarray(model.normalization.std, dtype=np.float32))
+    metadata = {"genrify": json.dumps(model.metadata())}
+    if graph:
+        try:
+            data, described = network_graph(model)
+        except ImportError:
+            _warn_once(f"{path}: saved without its ONNX graph (the onnx package is missing; pip install onnx, "
+                       f"then `genrify export {path}` adds it)", warn)
+        except ModelFileError as exc:
+            _warn_once(f"{path}: saved without its ONNX graph ({exc}); `genrify export {path}` retries", warn)
+        else:
+            tensors[GRAPH_TENSOR] = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
+            metadata[GRAPH_KEY] = json.dumps(described)
+    return _write(tensors, metadata, path)
+
+
+def _write(tensors: dict[str, Any], metadata: dict[str, str], path: Path) -> Path:
+    """Write safetensors (torch tensors, or numpy arrays) atomically.
+
+    Raises
+    ------
+    ModelFileError
+        The file cannot be written.
+    """
+    numpy = all(isinstance(v, np.ndarray) for v in tensors.values())
+    if numpy:
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file  # type: ignore[assignment]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Through a temporary file with the umask's mode, like any other output (safetensors alone
         # would leave half a file behind on a full disk).
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"genrify": json.dumps(model.metadata())})
+            save_file(tensors, str(tmp), metadata=metadata)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot write the model file: {exc.strerror or exc}") from None
     return path
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(line: str, warn: Callable[[str], None] | None) -> None:
+    """Say ``line`` once per process and kind (the graph missing; a fold-by-fold save says it once)."""
+    kind = "onnx-missing" if "onnx package" in line else "graph-differs"
+    if kind in _WARNED:
+        return
+    _WARNED.add(kind)
+    if warn is None:
+        warnings.warn(line, stacklevel=3)
+    else:
+        warn(line)
+
+
+def network_graph(model: GenreModel, *, tolerance: float = GRAPH_TOLERANCE) -> tuple[bytes, dict[str, Any]]:
+    """The model's network as an ONNX graph, checked against the network: the graph's bytes and
+    the description saved beside them.
+
+    The graph is the :class:`~genrify.models.GenreNetwork` (normalisation inside) in eval mode; its
+    logits on random segments (drawn around the normalisation's mean, so at the network's working
+    range) must lie within ``tolerance`` of the network's, where ONNX Runtime runs here.
+
+    Raises
+    ------
+    ImportError
+        The ``onnx`` package is missing.
+    ModelFileError
+        The graph does not answer as the network does.
+    """
+    from genrify.models import onnx
+
+    n_mels, frames = model.params.n_mels, model.chunk_frames
+    data = onnx.export_genre_network(model.network, n_mels, frames)
+    if onnx.runtime_available():
+        worst = graph_difference(model, onnx.OnnxGenreGraph(data))
+        if not worst <= tolerance:  # NaN fails too
+            raise ModelFileError(f"its ONNX graph answers up to {worst:.2g} away from the network (more than {tolerance:g})")
+    import torch
+
+    described = {"input": onnx.GENRE_INPUT, "outputs": [onnx.GENRE_OUTPUT], "opset": onnx.OPSET,
+                 "shape": ["batch", n_mels, frames], "normalized": True,
+                 "exporter": f"torch {torch.__version__.split('+')[0]}"}
+    return data, described
+
+
+def graph_difference(model: GenreModel, graph: OnnxGenreGraph, *, segments: int = 6, seed: int = 0) -> float:
+    """The largest gap between ``graph``'s logits and ``model``'s torch network's on random segments."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    n_mels, frames = model.params.n_mels, model.chunk_frames
+    mean = np.asarray(model.normalization.mean, dtype=np.float32).reshape(1, -1, 1)
+    std = np.asarray(model.normalization.std, dtype=np.float32).reshape(1, -1, 1)
+    x = (mean + std * rng.standard_normal((segments, n_mels, frames))).astype(np.float32)
+    network = model.network
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.inference_mode():
+            theirs = network(torch.from_numpy(x).to(_module_device(network))).float().cpu().numpy()
+    finally:
+        network.train(was_training)
+    ours = graph.logits(x)
+    if ours.shape != theirs.shape:
+        return float("inf")
+    return float(np.max(np.abs(ours.astype(np.float64) - theirs)))
+
+
+def _module_device(module: Any) -> Any:
+    for p in module.parameters():
+        return p.device
+    return "cpu"
 
 
 # safetensors' own limit on a header; a file that claims a longer one is not a model.
@@ -298,7 +439,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: the model file is damaged ({why})" if ours
                              else f"{path}: not a genrify model file ({why})")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # numpy: reading metadata needs no torch
             raw = (f.metadata() or {}).get("genrify")
     except Exception:  # noqa: BLE001 - safetensors raises several types for bad headers
         raise ModelFileError(f"{path}: not a genrify model file (its safetensors header is damaged)") from None
@@ -395,7 +536,6 @@ def _validate(path: Path, meta: Any) -> dict[str, Any]:
         The first field that is missing, of the wrong type or out of bounds.
     """
     from genrify.errors import ParameterError
-    from genrify.models import architectures
 
     def bad(name: str, problem: str) -> ModelFileError:
         return ModelFileError(f"{path}: bad model metadata: {name} {problem}")
@@ -436,7 +576,7 @@ def _validate(path: Path, meta: Any) -> dict[str, Any]:
         raise bad("features", f"are not valid feature parameters: {_first_line(exc)}") from None
 
     architecture = meta["architecture"]
-    known = architectures()
+    known = _known_architectures()
     if not isinstance(architecture, str) or architecture not in known:
         raise bad("architecture", f"{_show(architecture)} is not one genrify knows ({', '.join(known)})")
     config = meta["architecture_config"]
@@ -473,8 +613,30 @@ def _validate(path: Path, meta: Any) -> dict[str, Any]:
     return meta
 
 
-def load(path: str | Path, *, params: FeatureParams | None = None) -> GenreModel:
+def _known_architectures() -> list[str]:
+    """The registry's architectures where it imports (it needs torch), else those genrify ships:
+    a file's graph runs without the registry, but its architecture must still be one genrify made."""
+    try:
+        from genrify.models import architectures
+    except ImportError:
+        from genrify.defaults import ARCHITECTURES
+
+        return sorted(ARCHITECTURES)
+    return architectures()
+
+
+#: What :func:`load` runs a network model file on: its graph on ONNX Runtime where it has one and
+#: the runtime imports, else PyTorch (``auto``); or one of them only.
+RUNTIMES = ("auto", "onnx", "torch")
+
+
+def load(path: str | Path, *, params: FeatureParams | None = None, runtime: str = "auto") -> Any:
     """Load a model file (never running code from it).
+
+    A network model file loads as a :class:`GraphModel` (its ONNX graph on ONNX Runtime: no torch)
+    where it holds a graph and ONNX Runtime imports, else as a :class:`GenreModel` (the torch
+    network; files made before genrify stored graphs). Where neither can run (no graph, no torch)
+    the error says in one line how to add a graph (``genrify export``).
 
     A genre head file (:func:`is_head_file`, made by ``genrify learn``) loads as the built-in
     model with that head (a :class:`~genrify.models.builtin.BuiltinGenreModel`), which
@@ -486,26 +648,291 @@ def load(path: str | Path, *, params: FeatureParams | None = None) -> GenreModel
         The ``.safetensors`` file.
     params
         If given, the features the model will be fed; other parameters than the model's are refused.
+    runtime
+        ``auto``, ``onnx`` (the graph only) or ``torch`` (the torch network only), see :data:`RUNTIMES`.
 
     Raises
     ------
     ModelFileError
         Missing, truncated or damaged file, not a genrify model, unknown architecture, weights that
-        do not fit the architecture, or feature parameters that differ from ``params``.
+        do not fit the architecture, a graph that does not run, no way to run it here, or feature
+        parameters that differ from ``params``.
     """
+    from genrify.errors import ParameterError
+
+    if runtime not in RUNTIMES:
+        raise ParameterError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    path = Path(path)
+    meta = read_metadata(path)
+    if meta.get("head"):
+        return _load_head(path, meta, params)
+    if runtime != "torch":
+        from genrify.models import onnx
+
+        described = graph_info(path)
+        if described is not None and onnx.runtime_available():
+            return _load_graph(path, meta, described, params)
+        if runtime == "onnx":
+            raise ModelFileError(f"{path}: {'ONNX Runtime is not installed' if described else _NO_GRAPH}")
+    if not torch_installed():
+        raise ModelFileError(not_runnable(path) or f"{path}: cannot be run here (no PyTorch)")
+    return _load_torch(path, meta, params)
+
+
+_NO_GRAPH = "made before genrify stored ONNX graphs (it holds no graph)"
+
+
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported here, without importing it (a second of start-up)."""
+    import importlib.util
+
+    if "torch" in sys.modules:
+        return sys.modules["torch"] is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a blocked import, or a module without a spec
+        return False
+
+
+def not_runnable(path: str | Path) -> str | None:
+    """Why a model file cannot classify here, in one line naming the file and the cure, or ``None``.
+
+    Reads the header only. A head file and a file with a graph where ONNX Runtime runs are fine; a
+    file without a graph needs PyTorch (and can be given a graph with ``genrify export``).
+    """
+    from genrify.models import onnx
+
+    if is_head_file(path):
+        return None
+    described = graph_info(path)
+    if described is not None and onnx.runtime_available():
+        return None
+    if torch_installed():
+        return None
+    if described is not None:
+        return f"{path}: its ONNX graph needs ONNX Runtime (pip install onnxruntime), or PyTorch for its weights"
+    return (f"{path}: {_NO_GRAPH.split(' (')[0]}; with PyTorch (pip install 'genrify[train]') run "
+            f"`genrify export {path}` to add one")
+
+
+def graph_info(path: str | Path) -> dict[str, Any] | None:
+    """The description of the ONNX graph a model file holds (header only), or ``None`` without one.
+
+    Raises
+    ------
+    ModelFileError
+        The description is damaged.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            raw = (f.metadata() or {}).get(GRAPH_KEY)
+            present = GRAPH_TENSOR in f.keys()  # noqa: SIM118 - safe_open is not a mapping
+    except Exception:  # noqa: BLE001 - read_metadata gives the reason for a damaged header
+        return None
+    if raw is None and not present:
+        return None
+    try:
+        described = json.loads(raw or "", parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        described = None
+    if not present or not isinstance(described, dict):
+        raise ModelFileError(f"{path}: the model file's ONNX graph is damaged (tensor {GRAPH_TENSOR} "
+                             f"and metadata {GRAPH_KEY} must come together); `genrify export --force` remakes it")
+    return described
+
+
+@dataclass
+class GraphModel:
+    """A trained genre model whose network runs as its ONNX graph on ONNX Runtime: no torch.
+
+    Classification uses it as a :class:`GenreModel` (the same genres, parameters and segment
+    length, the same answers within :data:`GRAPH_TOLERANCE`): :meth:`probabilities` answers in
+    numpy. :attr:`network` is the torch network from the same file, loaded on first use (for a
+    GPU); once it sits on a GPU, :meth:`probabilities` runs it there.
+    """
+
+    path: Path
+    graph: OnnxGenreGraph
+    genres: list[str]
+    params: FeatureParams
+    normalization: Normalization
+    architecture: str
+    architecture_config: dict[str, Any]
+    chunk_frames: int
+    info: dict[str, Any] = field(default_factory=dict)
+    genrify_version: str = __version__
+    #: The graph's description (:func:`graph_info`).
+    described: dict[str, Any] = field(default_factory=dict)
+    #: Segments per run of the graph: bounds memory (as classification's default for a torch model).
+    batch_size: int = 64
+    # The torch network, made by :attr:`network` when first asked for.
+    _network: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        """The file's name, as tables call the model."""
+        return self.path.name
+
+    def metadata(self) -> dict[str, Any]:
+        """The JSON document in the file's metadata (as :meth:`GenreModel.metadata`)."""
+        return {
+            "format": FORMAT, "version": FORMAT_VERSION, "genrify_version": self.genrify_version,
+            "genres": self.genres, "features": self.params.to_dict(), "architecture": self.architecture,
+            "architecture_config": self.architecture_config, "chunk_frames": self.chunk_frames, "info": self.info,
+        }
+
+    def check_features(self, params: FeatureParams, source: str = "these features") -> None:
+        """Refuse features made with other parameters than the model's (as :meth:`GenreModel.check_features`)."""
+        GenreModel.check_features(self, params, source)  # type: ignore[arg-type]
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The torch network from the same file (a :class:`~genrify.models.GenreNetwork`), loaded on
+        first use: needs PyTorch.
+
+        Raises
+        ------
+        ModelFileError
+            PyTorch is not installed, or the weights do not load.
+        """
+        if self._network is None:
+            if not torch_installed():
+                raise ModelFileError(f"{self.path}: running it on a GPU needs PyTorch (pip install 'genrify[train]')")
+            self._network = _load_torch(self.path, read_metadata(self.path), None).network
+        return self._network
+
+    def _torch_device(self) -> Any:
+        """The device of the torch network where it was loaded onto a GPU (a caller asked for one), else ``None``."""
+        if self._network is None:
+            return None
+        device = _module_device(self._network)
+        return None if getattr(device, "type", "cpu") == "cpu" else device
+
+    def logits(self, segments: np.ndarray) -> np.ndarray:
+        """The logits ``(n, genres)`` (float32) of dB segments ``(n, n_mels, chunk_frames)``,
+        :attr:`batch_size` at a time.
+
+        Raises
+        ------
+        ParameterError
+            Segments of another shape.
+        """
+        from genrify.errors import ParameterError
+
+        segments = np.asarray(segments)
+        if segments.ndim != 3 or segments.shape[1:] != (self.params.n_mels, self.chunk_frames):
+            raise ParameterError(f"expected segments of shape (n, {self.params.n_mels}, {self.chunk_frames}), "
+                                 f"got {segments.shape}")
+        device = self._torch_device()
+        step = max(1, int(self.batch_size))
+        out = np.empty((segments.shape[0], len(self.genres)), dtype=np.float32)
+        for start in range(0, segments.shape[0], step):
+            batch = np.ascontiguousarray(segments[start : start + step], dtype=np.float32)
+            if device is not None:
+                out[start : start + batch.shape[0]] = _torch_logits(self._network, batch, device)
+            else:
+                out[start : start + batch.shape[0]] = self.graph.logits(batch)
+        return out
+
+    def probabilities(self, segments: np.ndarray) -> np.ndarray:
+        """Each segment's genre probabilities ``(n, genres)`` (float32): the softmax of :meth:`logits`,
+        in float64 so that it sums to 1 as torch's does."""
+        logits = self.logits(segments).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        return (logits / logits.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _torch_logits(network: Any, batch: np.ndarray, device: Any) -> np.ndarray:
+    """Logits of a batch on the torch network on ``device`` (a GPU), as classification runs it."""
+    import torch
+
+    from genrify.core.devices import autocast
+
+    with torch.inference_mode(), autocast(device):
+        return network(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+
+def _load_graph(path: Path, meta: dict[str, Any], described: dict[str, Any],
+                params: FeatureParams | None) -> GraphModel:
+    """A network model file as a :class:`GraphModel`: the graph and the normalisation are read
+    (not the weights) and the graph is run once on a plausible segment.
+
+    Raises
+    ------
+    ModelFileError
+        The graph or the normalisation is damaged, or the graph does not give ``(1, genres)``
+        finite logits for one segment of ``chunk_frames`` frames.
+    """
+    from safetensors import safe_open
+
+    from genrify.models.onnx import GENRE_INPUT, GENRE_OUTPUT, OnnxGenreGraph
+
+    feature_params = FeatureParams.from_dict(meta["features"])  # valid: read_metadata checked it
+    chunk, n_genres, n_mels = int(meta["chunk_frames"]), len(meta["genres"]), feature_params.n_mels
+    if described.get("input") != GENRE_INPUT or described.get("outputs") != [GENRE_OUTPUT]:
+        raise ModelFileError(f"{path}: the model file's ONNX graph is not a genre network's "
+                             f"(input {_show(described.get('input'))}, outputs {_show(described.get('outputs'))})")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            raw = f.get_tensor(GRAPH_TENSOR)
+            mean, std = f.get_tensor("norm.mean"), f.get_tensor("norm.std")
+    except Exception as exc:  # noqa: BLE001 - a truncated body fails here, after a valid header
+        raise ModelFileError(f"{path}: the model file is damaged ({_first_line(exc)})") from None
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ModelFileError(f"{path}: the model file's ONNX graph is damaged (tensor {GRAPH_TENSOR} is not bytes)")
+    if mean.size != n_mels or std.size != n_mels:
+        raise ModelFileError(f"{path}: the input normalisation does not match {n_mels} mel bands")
+    mean, std = mean.astype(np.float32).reshape(-1), std.astype(np.float32).reshape(-1)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ModelFileError(f"{path}: the input normalisation holds NaN, infinite or non-positive spreads")
+    graph = OnnxGenreGraph(raw.tobytes(), source=str(path))
+    # A dry run on one segment at the normalisation's mean: a graph that does not take the
+    # metadata's shape, answers another number of genres, or holds NaN weights fails here, once,
+    # rather than on every song.
+    try:
+        out = graph.logits(np.broadcast_to(mean.reshape(1, n_mels, 1), (1, n_mels, chunk)))
+        problem = None if out.shape == (1, n_genres) else f"output of shape {out.shape}, not (1, {n_genres})"
+        if problem is None and not np.isfinite(out).all():
+            problem = "it answers NaN or infinite logits"
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for bad graphs and shapes
+        problem = _first_line(exc)
+    if problem is not None:
+        raise ModelFileError(f"{path}: the model file's ONNX graph does not run on segments of "
+                             f"({n_mels}, {chunk}) ({problem}); `genrify export --force` remakes it")
+    model = GraphModel(
+        path=path, graph=graph, genres=list(meta["genres"]), params=feature_params,
+        normalization=Normalization(mean, std), architecture=meta["architecture"],
+        architecture_config=dict(meta["architecture_config"]), chunk_frames=chunk,
+        info=dict(meta.get("info", {})), genrify_version=str(meta.get("genrify_version", "?")), described=described,
+    )
+    if params is not None:
+        model.check_features(params, source=str(path))
+    return model
+
+
+def _load_torch(path: Path, meta: dict[str, Any], params: FeatureParams | None) -> GenreModel:
+    """A network model file as a :class:`GenreModel`: the torch network built from the registry and
+    the file's weights (the graph, if any, is left out).
+
+    Raises
+    ------
+    ModelFileError
+        Damaged file, weights that do not fit the architecture, or other feature parameters than ``params``.
+    """
+    import torch
     from safetensors.torch import load_file
 
     from genrify.errors import ParameterError
     from genrify.models import GenreNetwork, build
 
-    path = Path(path)
-    meta = read_metadata(path)
-    if meta.get("head"):
-        return _load_head(path, meta, params)
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - a truncated body fails here, after a valid header
         raise ModelFileError(f"{path}: the model file is damaged ({_first_line(exc)})") from None
+    tensors.pop(GRAPH_TENSOR, None)  # the graph is not the network's; load() ran it where it could
     feature_params = FeatureParams.from_dict(meta["features"])  # valid: read_metadata checked it
     if "norm.mean" not in tensors or "norm.std" not in tensors:
         raise ModelFileError(f"{path}: the input normalisation is missing")
@@ -579,6 +1006,86 @@ def load(path: str | Path, *, params: FeatureParams | None = None) -> GenreModel
     if params is not None:
         model.check_features(params, source=str(path))
     return model
+
+
+@dataclass(frozen=True)
+class GraphResult:
+    """What :func:`add_graph` did to a model file."""
+
+    path: Path
+    action: str  #: ``added``, ``replaced``, ``kept`` (it had one; nothing written) or ``checked``
+    difference: float | None = None  #: the graph's largest gap from the torch network's logits
+    size: int = 0  #: the graph's bytes
+
+
+def add_graph(path: str | Path, *, force: bool = False, check_only: bool = False,
+              tolerance: float = GRAPH_TOLERANCE) -> GraphResult:
+    """Give a network model file its ONNX graph (``genrify export``): the file is rewritten
+    atomically with the same tensors, byte for byte, and the same metadata, plus the graph.
+
+    The network is loaded with PyTorch from the file's weights (safetensors and genrify's registry:
+    no code from the file), exported, and its graph's logits on random segments must lie within
+    ``tolerance`` of the network's, else nothing is written.
+
+    Parameters
+    ----------
+    path
+        A model file made by ``genrify train``.
+    force
+        Export again where the file already has a graph.
+    check_only
+        Write nothing: check the graph the file holds against its torch network.
+    tolerance
+        The largest gap allowed between the graph's logits and the network's.
+
+    Raises
+    ------
+    ModelFileError
+        Not a network model file (a head file, another file), PyTorch, ``onnx`` or ONNX Runtime
+        missing, a graph that answers otherwise than the network, or the file cannot be written.
+    """
+    from genrify.models import onnx
+
+    path = Path(path)
+    meta = read_metadata(path)  # not a model file: its own one-line error
+    if meta.get("head"):
+        raise ModelFileError(f"{path}: a genre head (genrify learn) runs on numpy already; it has no network to export")
+    if not torch_installed():
+        raise ModelFileError(f"{path}: exporting a graph needs PyTorch (pip install 'genrify[train]')")
+    if not onnx.runtime_available():
+        raise ModelFileError(f"{path}: checking a graph needs ONNX Runtime (pip install onnxruntime)")
+    described = graph_info(path)
+    if check_only:
+        if described is None:
+            raise ModelFileError(f"{path}: {_NO_GRAPH}; `genrify export {path}` adds one")
+        graph = _load_graph(path, meta, described, None).graph
+        worst = graph_difference(_load_torch(path, meta, None), graph)
+        if not worst <= tolerance:
+            raise ModelFileError(f"{path}: its ONNX graph answers up to {worst:.2g} away from the network "
+                                 f"(more than {tolerance:g}); `genrify export --force {path}` remakes it")
+        return GraphResult(path, "checked", worst, len(graph.graph))
+    if described is not None and not force:
+        return GraphResult(path, "kept")
+    model = _load_torch(path, meta, None)
+    try:
+        data, info = network_graph(model, tolerance=tolerance)
+    except ImportError:
+        raise ModelFileError(f"{path}: exporting a graph needs the onnx package (pip install onnx)") from None
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: not rewritten: {exc}") from None
+    worst = graph_difference(model, onnx.OnnxGenreGraph(data))
+    # Everything else is copied as stored: the same arrays (numpy, so dtypes and bytes stay) and
+    # the same metadata strings; only the graph and its description are added or replaced.
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        metadata = dict(f.metadata() or {})
+        tensors = {k: f.get_tensor(k) for k in f.keys() if k != GRAPH_TENSOR}  # noqa: SIM118
+    tensors[GRAPH_TENSOR] = np.frombuffer(data, dtype=np.uint8).copy()
+    metadata[GRAPH_KEY] = json.dumps(info)
+    target = Path(os.path.realpath(path))  # a link to a model stays a link: the file it names is rewritten
+    _write(tensors, metadata, target)
+    return GraphResult(path, "replaced" if described is not None else "added", worst, len(data))
 
 
 def _load_head(path: Path, meta: dict[str, Any], params: FeatureParams | None) -> Any:

@@ -38,6 +38,41 @@ OUTPUTS = ("taggram", "penultimate")
 PATCH_SHAPE = (187, 96)
 
 
+#: The one input and output of a trained genre network's graph (stored in its model file by
+#: :mod:`genrify.models.modelfile`): dB segments ``(n, n_mels, frames)`` in, logits ``(n, genres)`` out.
+GENRE_INPUT = "x"
+GENRE_OUTPUT = "logits"
+#: The opset graphs are exported at: old enough for every ONNX Runtime genrify allows (>= 1.17).
+OPSET = 17
+
+
+def make_session(model: str | Path | bytes, threads: int) -> Any:
+    """An ONNX Runtime session on the CPU provider for a graph (a file, or its bytes).
+
+    One thread count per session, as many as PyTorch would be allowed (:func:`compute_threads`);
+    one operator at a time (``ORT_SEQUENTIAL``): genrify's graphs are chains, and parallel
+    operators would only fight the intra-op threads for the cores.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: warnings are about graph rewrites
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def runtime_available() -> bool:
+    """Whether ONNX Runtime imports here."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def graph_path(name: str) -> Path:
     """Where a tagger's packaged ONNX graph lives."""
     return GRAPHS_DIR / f"{name}.onnx"
@@ -69,14 +104,7 @@ class OnnxTagger:
         with self._lock:
             session = self._sessions.get(threads)
             if session is None:
-                import onnxruntime as ort
-
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-                options.log_severity_level = 3  # errors only: warnings are about graph rewrites
-                session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+                session = make_session(self.path, threads)
                 self._sessions[threads] = session
         return session
 
@@ -96,6 +124,7 @@ class OnnxTagger:
 
         out = self.run(patches.detach().cpu().numpy())
         return {key: torch.from_numpy(value) for key, value in out.items()}
+
     def __getstate__(self) -> dict[str, Any]:  # sessions do not pickle; they are remade where used
         return {"name": self.name, "path": self.path}
 
@@ -131,3 +160,72 @@ def export(network: torch.nn.Module, path: str | Path) -> Path:
             output_names=list(OUTPUTS), dynamic_axes={"x": {0: "batch"}}, opset_version=17, dynamo=False,
         )
     return path
+
+
+class OnnxGenreGraph:
+    """A trained genre network's graph on ONNX Runtime's CPU provider: dB segments
+    ``(n, n_mels, frames)`` in, logits ``(n, genres)`` out, in numpy; needs no torch.
+
+    The graph comes as bytes (it lives inside a model file, not beside it). Sessions are made on
+    first use, one per thread count, as :class:`OnnxTagger`'s.
+    """
+
+    def __init__(self, graph: bytes, *, source: str = "graph") -> None:
+        self.graph = graph
+        self.source = source  #: where the graph came from, for messages
+        self._sessions: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def _session(self, threads: int) -> Any:
+        with self._lock:
+            session = self._sessions.get(threads)
+            if session is None:
+                session = make_session(self.graph, threads)
+                self._sessions[threads] = session
+        return session
+
+    def logits(self, segments: np.ndarray) -> np.ndarray:
+        """The network's logits for ``segments`` ``(n, n_mels, frames)`` (float32, dB), as float32."""
+        x = np.ascontiguousarray(segments, dtype=np.float32)
+        (out,) = self._session(compute_threads()).run([GENRE_OUTPUT], {GENRE_INPUT: x})
+        return np.asarray(out, dtype=np.float32)
+
+    def __getstate__(self) -> dict[str, Any]:  # sessions do not pickle; they are remade where used
+        return {"graph": self.graph, "source": self.source}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["graph"], source=state["source"])  # type: ignore[misc]
+
+
+def export_genre_network(network: torch.nn.Module, n_mels: int, frames: int) -> bytes:
+    """A genre network (dB segments in, logits out; its normalisation inside) as ONNX graph bytes.
+
+    The network is exported in eval mode (dropout off, batch norm on its running statistics) with
+    the TorchScript exporter (``dynamo=False``: no ``onnxscript``, and the graph of plain operators
+    that ONNX Runtime 1.17 runs), a dynamic batch and fixed segment shape, at :data:`OPSET`.
+
+    Raises
+    ------
+    ImportError
+        The ``onnx`` package is missing (the exporter needs it; ``pip install onnx``).
+    """
+    import io
+    import warnings
+
+    import onnx  # noqa: F401 - the exporter needs it; fail here with a plain ImportError
+    import torch
+
+    was_training = network.training
+    network.eval()
+    buffer = io.BytesIO()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shapes taken as constants
+            torch.onnx.export(
+                network, (torch.zeros(2, n_mels, frames),), buffer, input_names=[GENRE_INPUT],
+                output_names=[GENRE_OUTPUT], dynamic_axes={GENRE_INPUT: {0: "batch"}, GENRE_OUTPUT: {0: "batch"}},
+                opset_version=OPSET, dynamo=False,
+            )
+    finally:
+        network.train(was_training)
+    return buffer.getvalue()
