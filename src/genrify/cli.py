@@ -945,12 +945,13 @@ def _genre_map(path: Path | None) -> Any:
 
 
 def _device(name: str) -> Any:
-    """``--device``'s torch device; a bad name is a usage error."""
-    from genrify.core.devices import resolve_device
+    """``--device``'s device for classification (``None``: the CPU, no torch imported; a GPU: a torch
+    device); a bad name is a usage error."""
+    from genrify.core.devices import compute_device
     from genrify.errors import ParameterError
 
     try:
-        return resolve_device(name, notify=lambda line: err.print(_say_plain(line), highlight=False))
+        return compute_device(name, notify=lambda line: err.print(_say_plain(line), highlight=False))
     except ParameterError as exc:
         _usage(f"--device: {exc}")
 
@@ -1243,7 +1244,7 @@ def tags(
 
     from genrify.collection.library import display_path
     from genrify.classify.musicnn_tags import tag_song
-    from genrify.models.musicnn import load_tagger
+    from genrify.models.taggers import load as load_tagger  # on ONNX Runtime where it can: no torch
 
     if format not in ("table", "json"):
         _usage(f"--format: unknown format {format!r}; choose table or json")
