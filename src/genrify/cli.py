@@ -107,6 +107,25 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _needs(module: str, extra: str, what: str) -> None:
+    """``what`` needs an optional package (the core install has no PyTorch, scipy or scikit-learn):
+    where it is missing, one line naming the extra that installs it, exit 1, before any work.
+
+    Raises
+    ------
+    DependencyError
+        ``module`` cannot be imported.
+    """
+    import importlib
+
+    from genrify.errors import DependencyError
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise DependencyError(f"{what} needs {module}, which this install lacks: pip install 'genrify[{extra}]'") from None
+
+
 def _progress(*, transient: bool = False) -> Any:
     """A progress bar on stderr; ``transient``: erased when done (and not shown where stderr is
     not a terminal, where it could not be erased)."""
@@ -158,6 +177,7 @@ def synth(
     """
     import time
 
+    _needs("scipy", "train", "genrify synth")  # the synthesiser's filters and FFT
     from genrify.audio.synth import SynthSpec, resolve_genres, song_paths, write_dataset
     from genrify.core.runner import default_jobs
 
@@ -397,6 +417,7 @@ def train(
     Songs (and artists, where known) are never split across train, validation and test. Writes
     the model and, beside it, MODEL.report/ with report.json, curves.png and confusion.png.
     """
+    _needs("torch", "train", "genrify train")
     import dataclasses
 
     from rich.table import Table
@@ -501,6 +522,7 @@ def evaluate(
     By default the model's own test songs (recorded at training) are used where the store has
     them; --split-file takes a test list; --all takes every track. Rewrites MODEL.report/.
     """
+    _needs("torch", "train", "genrify evaluate")
     from rich.table import Table
 
     from genrify.learn.evaluation import check_report_dir, evaluate_model, report_dir, write_report
@@ -608,6 +630,9 @@ def learn(
         _usage(f"--jobs must be at least 1, not {jobs}")
     if suggest is not None and suggest < 1:
         _usage(f"--suggest must be at least 1, not {suggest}")
+    # The learner's cross-check and --suggest's clustering; classifying with the model file it writes
+    # needs only the core.
+    _needs("sklearn", "learn", "genrify learn")
     if playlist is not None:
         from genrify.learn.suggest import check_playlist
 
@@ -723,6 +748,7 @@ def demo(
     Heads are cross-validated (``--folds``), so the closing figure counts every song, each tested
     by a head that never heard it, and gives its 95 % interval.
     """
+    _needs("torch", "train", "genrify demo")
     import dataclasses
 
     from genrify.learn.demo import cross_validate
