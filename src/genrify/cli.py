@@ -1270,7 +1270,6 @@ def tags(
 
     from genrify.collection.library import display_path
     from genrify.classify.musicnn_tags import tag_song
-    from genrify.models.taggers import load as load_tagger  # on ONNX Runtime where it can: no torch
 
     if format not in ("table", "json"):
         _usage(f"--format: unknown format {format!r}; choose table or json")
@@ -1278,7 +1277,7 @@ def tags(
         _usage(f"--top must be at least 1, not {top}")
     if max_segments < 0:
         _usage(f"--max-segments must be 0 (every patch) or more, not {max_segments}")
-    taggers = [load_tagger(name.strip()) for name in tagger.split(",") if name.strip()]
+    taggers = [_tagger(name.strip()) for name in tagger.split(",") if name.strip()]
     results: list[dict[str, Any]] = []
     failed = 0
     with _progress() as progress:
@@ -1321,6 +1320,20 @@ def tags(
     err.print(f"[bold]{len(files) - failed} tagged[/], {failed} failed", highlight=False)
     if failed == len(files):
         raise typer.Exit(1)
+
+
+def _tagger(name: str) -> Any:
+    """A pretrained tagger for ``genrify tags``: on ONNX Runtime where its graph ships (no torch),
+    else its torch network (the VGG taggers; one line naming the extra where torch is missing)."""
+    from genrify.models.taggers import load_onnx
+
+    tagger = load_onnx(name)
+    if tagger is None:
+        _needs("torch", "train", f"the {name} tagger")
+        from genrify.models.musicnn import load_tagger
+
+        tagger = load_tagger(name)
+    return tagger
 
 
 def _usage(message: str) -> NoReturn:

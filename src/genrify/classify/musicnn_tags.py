@@ -88,7 +88,7 @@ def tag_song(
     Parameters
     ----------
     taggers
-        Loaded taggers (:func:`genrify.models.taggers.load`, on ONNX Runtime without torch where
+        Loaded taggers (:func:`genrify.models.taggers.load_onnx`, on ONNX Runtime without torch where
         they can; :func:`genrify.models.musicnn.load_tagger`); they share musicnn's input.
     path
         The audio file.

@@ -5,7 +5,7 @@ the taggers on ONNX Runtime.
 everything classification and ``genrify tags`` need of the taggers lives here, so that they run where
 PyTorch is not installed: musicnn's input parameters and patches (:func:`preprocess`), a tagger's
 result (:class:`TagResult`), the packaged weight files (:func:`weight_path`, :func:`read_tags`), and
-:class:`OnnxTagger`, a tagger whose packaged ONNX graph runs on ONNX Runtime (:func:`load`).
+:class:`OnnxTagger`, a tagger whose packaged ONNX graph runs on ONNX Runtime (:func:`load_onnx`).
 """
 
 from __future__ import annotations
@@ -239,27 +239,21 @@ class OnnxTagger:
         return TagResult(self.tags, taggram, patch_seconds=patch_hop(hop_seconds) * self.params.seconds_per_frame)
 
 
-def load(name: str) -> Any:
-    """A pretrained tagger for its taggram: on ONNX Runtime where its graph ships (no torch), else its
-    torch network (:func:`genrify.models.musicnn.load_tagger`).
+def load_onnx(name: str) -> OnnxTagger | None:
+    """A pretrained tagger on ONNX Runtime, for its taggram (no torch), or ``None`` where no graph
+    ships for it (the VGG taggers: :func:`genrify.models.musicnn.load_tagger` loads those).
 
     Raises
     ------
     ParameterError
         Unknown name.
     ModelFileError
-        The weight file is missing or damaged.
-    DependencyError
-        No graph ships for it and PyTorch is not installed.
+        The weight file (holding the tag names) is missing or damaged.
     """
     from genrify.models import onnx
 
     weight_path(name)  # an unknown name fails here, with the list of names
-    if onnx.available(name):
-        tags, _ = read_tags(name)
-        return OnnxTagger(name, tags)
-    try:
-        from genrify.models.musicnn import load_tagger
-    except ImportError:
-        raise DependencyError(f"the {name} tagger needs PyTorch: pip install 'genrify[train]'") from None
-    return load_tagger(name)
+    if not onnx.available(name):
+        return None
+    tags, _ = read_tags(name)
+    return OnnxTagger(name, tags)
