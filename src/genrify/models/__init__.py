@@ -17,11 +17,17 @@ torch modules) are imported when an entry is first asked for, and :class:`GenreN
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from genrify.errors import ParameterError
+
+# The CNNs' 'same' padding with even kernels makes torch warn once per process that it copies the
+# input. Set here, not only where seed_cnn is imported: the architectures' modules are now first
+# imported while a model file is built, inside a warnings.catch_warnings() block that would drop it.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel", category=UserWarning)
 
 if TYPE_CHECKING:
     import torch
