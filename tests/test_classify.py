@@ -191,8 +191,8 @@ def test_a_non_finite_answer_is_a_failure_and_never_cached(model_file, music, tm
     real = predict.predict_or_fail
     first = find_audio([music]).files[0]
 
-    def with_a_nan(song, model, *, path):  # the first file's answer comes back NaN
-        result = real(song, model, path=path)
+    def with_a_nan(song, model, *, path, **options):  # the first file's answer comes back NaN
+        result = real(song, model, path=path, **options)
         if result.path == first:
             result.probabilities = result.probabilities * np.nan
         return result

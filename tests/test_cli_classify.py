@@ -301,8 +301,8 @@ def test_a_nan_answer_is_a_failure_of_its_file_never_invalid_json(model_file, mu
     real = predict.predict_or_fail
     first = find_audio([music / "metal"]).files[0]
 
-    def with_a_nan(song, model, *, path):  # the first file's answer comes back NaN
-        result = real(song, model, path=path)
+    def with_a_nan(song, model, *, path, **options):  # the first file's answer comes back NaN
+        result = real(song, model, path=path, **options)
         if result.path == first:
             result.probabilities = result.probabilities * np.nan
         return result

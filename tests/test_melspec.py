@@ -141,3 +141,22 @@ def test_features_and_musicnn_input_never_import_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("scale", list(PARAMS))
+@pytest.mark.parametrize("name", ["noise", "chirp", "rock-song", "odd-length"])
+def test_numpy_fft_equals_scipy_fft(scale, name, monkeypatch):
+    """The core install has no scipy: its numpy FFT (float64, rounded) gives scipy's float32 values
+    to float32 rounding, the same tolerance as against torch."""
+    from genrify.audio import melspec
+
+    params = PARAMS[scale]
+    y = signals(params.sample_rate)[name]
+    with_scipy = MelFrontEnd(params)(y)
+    monkeypatch.setattr(melspec, "_scipy_fft", lambda: None)
+    with_numpy = MelFrontEnd(params)(y)
+    assert_close_to_torch(with_numpy, with_scipy, params)
+    frames = np.random.default_rng(0).standard_normal((5, params.n_fft)).astype(np.float32)
+    assert melspec.rfft(frames.copy(), use_scipy=False).dtype == np.complex64
+    np.testing.assert_allclose(melspec.rfft(frames.copy(), use_scipy=False), melspec.rfft(frames.copy()),
+                               rtol=0, atol=1e-4)

@@ -383,7 +383,9 @@ def test_packaged_weights_load_with_their_metadata(name):
 
 
 def test_missing_weights_say_how_to_restore_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(musicnn, "PRETRAINED_DIR", tmp_path)
+    from genrify.models import taggers
+
+    monkeypatch.setattr(taggers, "PRETRAINED_DIR", tmp_path)  # where weight_path looks (musicnn names it too)
     with pytest.raises(ModelFileError, match=r"MTT_musicnn weights are missing; restore them with .*convert_musicnn\.py"):
         load_tagger("MTT_musicnn")
     with pytest.raises(ModelFileError, match="missing"):

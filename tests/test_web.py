@@ -845,3 +845,23 @@ def test_the_repositorys_examples_folder_is_the_packages():
     link = Path(__file__).resolve().parents[1] / "examples"
     assert link.resolve() == EXAMPLES_DIR.resolve() and sorted(p.name for p in link.glob("*.ogg")) == sorted(
         p.name for p in EXAMPLES_DIR.glob("*.ogg"))
+
+
+def test_the_spectrogram_colours_are_matplotlibs():
+    """The page draws without matplotlib (the core install has none), in the colours its imsave gives."""
+    from matplotlib import image
+
+    from genrify.web.images import spectrogram_png
+
+    rng = np.random.default_rng(0)
+    features = (rng.standard_normal((96, 300)) * 20 - 30).astype(np.float32)
+    ours = image.imread(io.BytesIO(base64.b64decode(spectrogram_png(features).split(",", 1)[1])), format="png")
+    buffer = io.BytesIO()
+    peak = float(features.max())
+    image.imsave(buffer, features, cmap="magma", vmin=peak - 80.0, vmax=peak, origin="lower", format="png")
+    theirs = image.imread(io.BytesIO(buffer.getvalue()), format="png")[..., :3]
+    assert ours.shape == theirs.shape == (96, 300, 3)
+    # The same colour wherever the value is not on a colour's edge (matplotlib rounds in float32).
+    differ = np.abs(ours - theirs).max(axis=2) > 1e-6
+    assert differ.mean() < 0.01
+    assert np.abs(ours - theirs).max() < 0.05  # and then the neighbouring colour

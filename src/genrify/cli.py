@@ -108,6 +108,25 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _needs(module: str, extra: str, what: str) -> None:
+    """``what`` needs an optional package (the core install has no PyTorch, scipy or scikit-learn):
+    where it is missing, one line naming the extra that installs it, exit 1, before any work.
+
+    Raises
+    ------
+    DependencyError
+        ``module`` cannot be imported.
+    """
+    import importlib
+
+    from genrify.errors import DependencyError
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise DependencyError(f"{what} needs {module}, which this install lacks: pip install 'genrify[{extra}]'") from None
+
+
 def _progress(*, transient: bool = False) -> Any:
     """A progress bar on stderr; ``transient``: erased when done (and not shown where stderr is
     not a terminal, where it could not be erased)."""
@@ -159,6 +178,7 @@ def synth(
     """
     import time
 
+    _needs("scipy", "train", "genrify synth")  # the synthesiser's filters and FFT
     from genrify.audio.synth import SynthSpec, resolve_genres, song_paths, write_dataset
     from genrify.core.runner import default_jobs
 
@@ -398,6 +418,7 @@ def train(
     Songs (and artists, where known) are never split across train, validation and test. Writes
     the model and, beside it, MODEL.report/ with report.json, curves.png and confusion.png.
     """
+    _needs("torch", "train", "genrify train")
     import dataclasses
 
     from rich.table import Table
@@ -502,6 +523,7 @@ def evaluate(
     By default the model's own test songs (recorded at training) are used where the store has
     them; --split-file takes a test list; --all takes every track. Rewrites MODEL.report/.
     """
+    _needs("torch", "train", "genrify evaluate")
     from rich.table import Table
 
     from genrify.learn.evaluation import check_report_dir, evaluate_model, report_dir, write_report
@@ -640,6 +662,9 @@ def learn(
         _usage(f"--jobs must be at least 1, not {jobs}")
     if suggest is not None:
         check_count(suggest)
+    # The learner's cross-check and --suggest's clustering; classifying with the model file it writes
+    # needs only the core.
+    _needs("sklearn", "learn", "genrify learn")
     if playlist is not None:
         from genrify.learn.suggest import check_playlist
 
@@ -746,6 +771,7 @@ def demo(
     Heads are cross-validated (``--folds``), so the closing figure counts every song, each tested
     by a head that never heard it, and gives its 95 % interval.
     """
+    _needs("torch", "train", "genrify demo")
     import dataclasses
 
     from genrify.learn.demo import cross_validate
@@ -968,12 +994,13 @@ def _genre_map(path: Path | None) -> Any:
 
 
 def _device(name: str) -> Any:
-    """``--device``'s torch device; a bad name is a usage error."""
-    from genrify.core.devices import resolve_device
+    """``--device``'s device for classification (``None``: the CPU, no torch imported; a GPU: a torch
+    device); a bad name is a usage error."""
+    from genrify.core.devices import compute_device
     from genrify.errors import ParameterError
 
     try:
-        return resolve_device(name, notify=lambda line: err.print(_say_plain(line), highlight=False))
+        return compute_device(name, notify=lambda line: err.print(_say_plain(line), highlight=False))
     except ParameterError as exc:
         _usage(f"--device: {exc}")
 
@@ -1266,7 +1293,6 @@ def tags(
 
     from genrify.collection.library import display_path
     from genrify.classify.musicnn_tags import tag_song
-    from genrify.models.musicnn import load_tagger
 
     if format not in ("table", "json"):
         _usage(f"--format: unknown format {format!r}; choose table or json")
@@ -1274,7 +1300,7 @@ def tags(
         _usage(f"--top must be at least 1, not {top}")
     if max_segments < 0:
         _usage(f"--max-segments must be 0 (every patch) or more, not {max_segments}")
-    taggers = [load_tagger(name.strip()) for name in tagger.split(",") if name.strip()]
+    taggers = [_tagger(name.strip()) for name in tagger.split(",") if name.strip()]
     results: list[dict[str, Any]] = []
     failed = 0
     with _progress() as progress:
@@ -1317,6 +1343,20 @@ def tags(
     err.print(f"[bold]{len(files) - failed} tagged[/], {failed} failed", highlight=False)
     if failed == len(files):
         raise typer.Exit(1)
+
+
+def _tagger(name: str) -> Any:
+    """A pretrained tagger for ``genrify tags``: on ONNX Runtime where its graph ships (no torch),
+    else its torch network (the VGG taggers; one line naming the extra where torch is missing)."""
+    from genrify.models.taggers import load_onnx
+
+    tagger = load_onnx(name)
+    if tagger is None:
+        _needs("torch", "train", f"the {name} tagger")
+        from genrify.models.musicnn import load_tagger
+
+        tagger = load_tagger(name)
+    return tagger
 
 
 def _usage(message: str) -> NoReturn:

@@ -12,18 +12,21 @@ filter bank, and the same log compression. The two agree to float32 rounding (``
 Frames are computed in blocks of :data:`BLOCK_FRAMES`, each block's frames a strided view of the
 signal copied once (with the window applied), so memory beyond the result stays a few MB whatever the
 song's length, and the FFT and the mel product work on blocks that fit the CPU's caches. The FFT is
-``scipy.fft``'s (pocketfft in float32, with worker threads), about four times faster than
-``numpy.fft`` on these sizes and faster than torch's on two cores.
+``scipy.fft``'s where scipy is installed (pocketfft in float32, with worker threads), about four
+times faster than ``numpy.fft`` on these sizes and faster than torch's on two cores; the core install
+has no scipy, and there ``numpy.fft`` (pocketfft too, in float64, one thread) computes the same values
+to float32 rounding (:func:`rfft`; ``tests/test_melspec.py`` compares the two).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genrify.core.devices import compute_threads  # noqa: F401 - named here too, for onnx and features
 from genrify.errors import ParameterError
 
 if TYPE_CHECKING:  # parameters flow in: this module never imports features at run time
@@ -41,6 +44,39 @@ def filter_bank_key(params: FeatureParams) -> str:
     return f"sr{params.sample_rate}_nfft{params.n_fft}_mels{params.n_mels}_fmin{params.fmin:g}_fmax{params.fmax}"
 
 
+@lru_cache(maxsize=1)
+def _scipy_fft() -> Any:
+    """``scipy.fft`` where scipy imports, else ``None`` (asked once per process)."""
+    try:
+        import scipy.fft  # deferred: the parameters' users (the extraction's parent) compute nothing
+    except ImportError:
+        return None
+    return scipy.fft
+
+
+def rfft(frames: np.ndarray, *, use_scipy: bool | None = None) -> np.ndarray:
+    """The real FFT of each row of ``frames`` (which it may overwrite), in their precision.
+
+    ``scipy.fft`` where it is installed (float32 stays float32, on :func:`compute_threads` threads);
+    otherwise ``numpy.fft``, which computes in float64: its result is rounded to complex64 for
+    float32 frames, so both give the same values to float32 rounding.
+
+    Parameters
+    ----------
+    frames
+        ``(n, n_fft)`` float32 or float64.
+    use_scipy
+        ``None``: scipy where it imports; ``False``: numpy (the core install's path, for tests).
+    """
+    fft = _scipy_fft() if use_scipy is not False else None
+    if fft is not None:
+        return fft.rfft(frames, axis=1, overwrite_x=True, workers=compute_threads())
+    if use_scipy:
+        raise ImportError("scipy is not installed")
+    spec = np.fft.rfft(frames, axis=1)
+    return spec.astype(np.complex64) if frames.dtype == np.float32 else spec
+
+
 @lru_cache(maxsize=8)
 def mel_filter_bank(params: FeatureParams) -> np.ndarray:
     """The Slaney-style mel filter bank, shape ``(n_mels, 1 + n_fft // 2)``, from librosa.
@@ -52,7 +88,11 @@ def mel_filter_bank(params: FeatureParams) -> np.ndarray:
     with np.load(Path(__file__).with_name("mel_filters.npz")) as packaged:
         if key in packaged.files:
             return packaged[key]
-    import librosa.filters  # deferred: librosa pulls in numba and scipy.signal (about 1 s)
+    try:
+        import librosa.filters  # deferred: librosa pulls in numba and scipy.signal (about 1 s)
+    except ImportError:  # librosa is a test reference, not a dependency: only packaged banks come without it
+        raise ParameterError(f"no packaged mel filter bank for {key}; computing one needs librosa "
+                             "(pip install librosa)") from None
 
     return librosa.filters.mel(
         sr=params.sample_rate,
@@ -132,11 +172,9 @@ class MelFrontEnd:
 
     def _block(self, frames: np.ndarray) -> np.ndarray:
         """Mel power ``(n, n_mels)`` of frames ``(n, n_fft)``."""
-        import scipy.fft  # deferred: the parameters' users (the extraction's parent) compute nothing
-
         # The product makes the one copy of the frames, in the FFT's dtype (float64 for log10p).
         windowed = np.multiply(frames, self.window, dtype=self.fft_dtype)
-        spec = scipy.fft.rfft(windowed, axis=1, overwrite_x=True, workers=compute_threads())
+        spec = rfft(windowed)
         if spec.dtype != np.complex64:
             spec = spec.astype(np.complex64)  # as torch's .to(torch.complex64): power in float32
         if self.params.power == 2.0:
@@ -171,25 +209,6 @@ class MelFrontEnd:
     def __call__(self, waveform: np.ndarray) -> np.ndarray:
         """Log-mel ``(n_mels, frames)`` float32 of a 1-D waveform."""
         return self.to_log(self.power_mel(waveform))
-
-
-def compute_threads() -> int:
-    """Threads for numpy-side compute (the FFT here, ONNX Runtime's sessions): as many as torch is
-    allowed where torch is loaded (genrify's pools set it to one beside decoding workers), else
-    ``OMP_NUM_THREADS``, else every core this process may use. Never imports torch."""
-    import os
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None:  # follow what the caller told torch (one thread beside decoding workers)
-        return max(1, int(torch.get_num_threads()))
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @lru_cache(maxsize=4)

@@ -307,13 +307,13 @@ class BuiltinModel(ModelRef):
 
     @property
     def params(self) -> FeatureParams:
-        from genrify.models.musicnn import MUSICNN_PARAMS
+        from genrify.models.taggers import MUSICNN_PARAMS
 
         return MUSICNN_PARAMS
 
     @property
     def chunk_frames(self) -> int:
-        from genrify.models.musicnn import PATCH_FRAMES
+        from genrify.models.taggers import PATCH_FRAMES
 
         return PATCH_FRAMES
 

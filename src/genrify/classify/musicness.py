@@ -174,7 +174,7 @@ def segment_features(segments: np.ndarray, params: FeatureParams) -> np.ndarray:
 @lru_cache(maxsize=16)
 def _band_hz(params: FeatureParams) -> np.ndarray:
     """Centre frequency (Hz) of each mel band: the filters' weighted mean frequency."""
-    from genrify.audio.transforms import mel_filter_bank
+    from genrify.audio.melspec import mel_filter_bank  # transforms has the same bank, and imports torch
 
     bank = np.asarray(mel_filter_bank(params), dtype=np.float64)
     hz = np.arange(bank.shape[1]) * params.sample_rate / params.n_fft
@@ -540,7 +540,7 @@ def embed_file_segments(path: str | Path, song: SongSegments) -> np.ndarray | No
     3-second patches), or ``None`` where the file cannot be read again (the rules judge alone)."""
     from genrify.audio.segments import segment_at
     from genrify.errors import GenrifyError
-    from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
+    from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES
 
     hop = MUSICNN_PARAMS.seconds_per_frame
     try:
@@ -554,28 +554,26 @@ def embed_file_segments(path: str | Path, song: SongSegments) -> np.ndarray | No
 
 def embed_patches(patches: np.ndarray) -> np.ndarray:
     """The :data:`EMBEDDING` of musicnn patches ``(n, 96, 187)`` (bands, frames)."""
-    import torch
-
-    tagger = _tagger()
-    x = torch.from_numpy(np.ascontiguousarray(patches.transpose(0, 2, 1), dtype=np.float32))
-    return tagger(x)[EMBEDDING[1]].detach().cpu().numpy().astype(np.float64)
+    x = np.ascontiguousarray(patches.transpose(0, 2, 1), dtype=np.float32)
+    return np.asarray(_tagger()(x)[EMBEDDING[1]], dtype=np.float64)
 
 
 @lru_cache(maxsize=1)
 def _tagger() -> Any:
-    """The embedding's tagger, loaded once per process (ONNX Runtime where available)."""
+    """The embedding's tagger, loaded once per process: numpy patches ``(n, 187, 96)`` in, outputs
+    by name as numpy arrays out (on ONNX Runtime where available, without torch)."""
     from genrify.models import onnx
 
     if onnx.available(EMBEDDING[0]):
-        return onnx.OnnxTagger(EMBEDDING[0])
+        return onnx.OnnxTagger(EMBEDDING[0]).run
     import torch
 
     from genrify.models.musicnn import load_tagger
 
     network = load_tagger(EMBEDDING[0]).network.eval()
 
-    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            return network(x)
+            return {k: v.numpy() for k, v in network(torch.from_numpy(x)).items()}
 
     return run

@@ -27,10 +27,12 @@ import numpy as np
 from genrify.audio.features import log_mel_stream
 from genrify.defaults import DEFAULT_MAX_SEGMENTS
 from genrify.errors import ParameterError
-from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES, TagResult, Tagger, patch_hop, patches
+from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES, TagResult, patch_hop, patches
 
 if TYPE_CHECKING:
     from genrify.audio.segments import SongSegments
+    from genrify.models.musicnn import Tagger
+    from genrify.models.taggers import OnnxTagger
 
 
 def preprocess_file(path: str | Path, *, hop_seconds: float | None = None) -> np.ndarray:
@@ -75,7 +77,7 @@ def tag_file(tagger: Tagger, path: str | Path, *, hop_seconds: float | None = No
 
 
 def tag_song(
-    taggers: Sequence[Tagger],
+    taggers: Sequence[Tagger | OnnxTagger],
     path: str | Path,
     *,
     max_segments: int | None = DEFAULT_MAX_SEGMENTS,
@@ -86,7 +88,8 @@ def tag_song(
     Parameters
     ----------
     taggers
-        Loaded taggers (:func:`genrify.models.musicnn.load_tagger`); they share musicnn's input.
+        Loaded taggers (:func:`genrify.models.taggers.load_onnx`, on ONNX Runtime without torch where
+        they can; :func:`genrify.models.musicnn.load_tagger`); they share musicnn's input.
     path
         The audio file.
     max_segments

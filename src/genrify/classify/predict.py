@@ -53,7 +53,9 @@ class Classifier(Protocol):
     genres: list[str]
     params: FeatureParams
     chunk_frames: int
-    # optional: ``confidence_threshold`` (float), below which an answer is flagged as unsure
+    # optional: ``confidence_threshold`` (float), below which an answer is flagged as unsure;
+    # ``probabilities(segments)``: numpy ``(n, n_mels, frames)`` float32 in, ``(n, genres)`` out, without
+    # torch (the built-in model's), used in place of ``network`` wherever the model runs where it was loaded
 
 
 class RankedGenres:
@@ -231,6 +233,7 @@ def predict_segments(
     batch_size: int | None = None,
     path: str | None = None,
     music_check: bool = True,
+    device: Any = None,
 ) -> Prediction:
     """Classify a song from its segments (:func:`song_segments`, :func:`cut_segments`).
 
@@ -246,27 +249,25 @@ def predict_segments(
         Recorded in the prediction.
     music_check
         Judge whether the song is music at all (:attr:`Prediction.not_music`).
+    device
+        ``None``: the model answers where it was loaded, through its numpy ``probabilities`` where it
+        has them (no torch), else its torch network. A torch device (a GPU): the torch network, which
+        the caller has moved there.
 
     Raises
     ------
     PredictionError
         The model gives non-finite probabilities (for this song).
     """
-    import torch
-
-    from genrify.core.devices import autocast, module_device
-
     batch_size = batch_size or int(getattr(model, "batch_size", 64))
-    network = model.network.eval()
-    device = module_device(network)
     n = song.segments.shape[0]
-    probabilities = np.empty((n, len(model.genres)), dtype=np.float32)
-    with torch.inference_mode():
-        for i in range(0, n, batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(song.segments[i : i + batch_size]))
-            with autocast(device):
-                logits = network(batch.to(device))
-            probabilities[i : i + batch.shape[0]] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    numpy_probabilities = getattr(model, "probabilities", None) if device is None else None
+    if numpy_probabilities is not None:
+        # The model batches itself (the built-in model by its batch_size); numpy in, numpy out.
+        probabilities = np.asarray(numpy_probabilities(np.ascontiguousarray(song.segments, dtype=np.float32)),
+                                   dtype=np.float32)
+    else:
+        probabilities = _network_probabilities(song.segments, model, batch_size)
     if not np.isfinite(probabilities).all():
         # NaN would pass for an answer (argmax picks the first genre) and could end up in tags.
         raise PredictionError(path, "the model gave non-finite probabilities")
@@ -293,6 +294,25 @@ def predict_segments(
         segment_starts=np.asarray(song.starts, dtype=np.float64),
         segment_probabilities=probabilities.astype(np.float64),
     )
+
+
+def _network_probabilities(segments: np.ndarray, model: Classifier, batch_size: int) -> np.ndarray:
+    """Each segment's probabilities from the model's torch network, on the device it lives on."""
+    import torch
+
+    from genrify.core.devices import autocast, module_device
+
+    network = model.network.eval()
+    device = module_device(network)
+    n = segments.shape[0]
+    probabilities = np.empty((n, len(model.genres)), dtype=np.float32)
+    with torch.inference_mode():
+        for i in range(0, n, batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(segments[i : i + batch_size]))
+            with autocast(device):
+                logits = network(batch.to(device))
+            probabilities[i : i + batch.shape[0]] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    return probabilities
 
 
 def predict_features(
@@ -337,11 +357,11 @@ def predict_features(
     return predict_segments(song, model, batch_size=batch_size, path=path)
 
 
-def predict_or_fail(song: SongSegments, model: Classifier, *, path: str) -> Prediction | Failure:
+def predict_or_fail(song: SongSegments, model: Classifier, *, path: str, device: Any = None) -> Prediction | Failure:
     """:func:`predict_segments` for one file of a library run: a file the model cannot answer for
     (non-finite probabilities) becomes a :class:`Failure`, and the run goes on."""
     try:
-        return predict_segments(song, model, path=path)
+        return predict_segments(song, model, path=path, device=device)
     except PredictionError as exc:
         return Failure(path, exc.reason)
 
@@ -476,9 +496,9 @@ def _segments_failed(path: str, reason: str) -> Segmented:
 
 
 def _one_thread(*_args: Any) -> None:
-    import torch
+    from genrify.core.devices import set_threads
 
-    torch.set_num_threads(1)  # one process per core: threads inside would only contend
+    set_threads(1)  # one process per core: threads inside would only contend
 
 
 #: Decoding and features of one file, for a runner whose results come back to this process (the
@@ -488,20 +508,19 @@ SEGMENTER: Processor[str, Segmented] = Processor(_segments, _segments_failed, se
 
 @contextlib.contextmanager
 def beside_workers(runner: Runner, files: int) -> Iterator[None]:
-    """Torch in this process on one thread while ``runner`` decodes ``files`` files in worker
-    processes here (a local pool): the model shares the cores with them, and more threads would
-    only contend. The thread count is put back on leaving; other runners change nothing.
+    """The model in this process on one thread (ONNX Runtime, numpy, torch where loaded) while
+    ``runner`` decodes ``files`` files in worker processes here (a local pool): the model shares the
+    cores with them, and more threads would only contend. The thread count is put back on leaving;
+    other runners change nothing.
     """
-    pooled = isinstance(runner, LocalRunner) and not runner.runs_here(files)
+    from genrify.core.devices import set_threads
 
-    import torch
-
-    threads = torch.get_num_threads()
-    if pooled:
-        torch.set_num_threads(1)
+    if not (isinstance(runner, LocalRunner) and not runner.runs_here(files)):
+        yield
+        return
+    threads = set_threads(1)
     try:
         yield
     finally:
-        if pooled:
-            torch.set_num_threads(threads)
+        set_threads(threads)
 

@@ -168,9 +168,9 @@ def finite(prediction: Prediction) -> Prediction:
 def _load_model(ref: ModelRef, hop_frames: int | None, max_segments: int | None,
                 max_duration: float | None = MAX_DURATION) -> None:
     # Setup, outside the per-file failure records: a model a worker cannot load fails the task.
-    import torch
+    from genrify.core.devices import set_threads
 
-    torch.set_num_threads(1)  # one worker process per core: threads inside would only contend
+    set_threads(1)  # one worker process per core: threads inside would only contend
     ref.load()
 
 
@@ -220,7 +220,7 @@ def _classify_here(todo: list[str], ref: ModelRef, runner: Runner, options: Clas
     they come. A file that cannot be decoded is a failure and the rest go on; a file whose decoder
     crashes its worker fails alone."""
     model = ref.load()
-    if device is not None:
+    if device is not None:  # a GPU: the torch network runs there (the CPU's models stay as loaded)
         model.network.to(device)
     plan = SegmentPlan.for_model(model, options.hop_seconds, options.max_segments, options.max_duration)
     with beside_workers(runner, len(todo)):
@@ -228,7 +228,7 @@ def _classify_here(todo: list[str], ref: ModelRef, runner: Runner, options: Clas
             if song is None:
                 yield Failure(path, error or "could not be read")
             else:
-                yield predict.predict_or_fail(song, model, path=path)
+                yield predict.predict_or_fail(song, model, path=path, device=device)
 
 
 # --- a library run ---------------------------------------------------------------------------------
@@ -401,7 +401,9 @@ def classify_library(
     listeners
         Told of the start, each result and the end (:class:`Listener`).
     device
-        Where the model runs in this process (a torch device); default: where it was loaded.
+        Where the model runs in this process: a torch device (a GPU) or ``None``, where it was loaded
+        (the CPU; the built-in model in numpy and ONNX Runtime, without torch;
+        :func:`genrify.core.devices.compute_device` gives one or the other).
     since
         A POSIX time: files not modified since then are left out (counted as skipped, not in the
         results), so that a run over a big library can take only what was added or changed.

@@ -239,9 +239,9 @@ def _tune_worker() -> None:
     global _tuned
     if _tuned:
         return
-    import torch
+    from genrify.core.devices import set_threads
 
-    torch.set_num_threads(1)
+    set_threads(1)
     if os.environ.get("MALLOC_TRIM_THRESHOLD_") is not None and sys.platform.startswith("linux"):
         try:
             import ctypes

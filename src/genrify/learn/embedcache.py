@@ -98,7 +98,7 @@ def segment_plan(max_segments: int | None = DEFAULT_MAX_SEGMENTS, max_duration: 
         A negative ``max_segments`` or a bad ``max_duration``.
     """
     from genrify.audio.decode import check_max_duration
-    from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
+    from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES
 
     if max_segments is not None and max_segments < 0:
         raise ParameterError(f"max_segments must be 0 (every segment) or more, not {max_segments}")
@@ -109,7 +109,7 @@ def segment_plan(max_segments: int | None = DEFAULT_MAX_SEGMENTS, max_duration: 
 @functools.cache
 def taggers_identity() -> str:
     """The taggers' identity in the cache key: the SHA-256 of each packaged weight file."""
-    from genrify.models.musicnn import weight_path
+    from genrify.models.taggers import weight_path
 
     return ",".join(f"{name}:{file_digest(weight_path(name))[:16]}" for name in TAGGERS)
 
@@ -213,13 +213,14 @@ class Embedder:
     its segments.
 
     The built-in network's own taggers are used (ONNX Runtime on a CPU where it is installed,
-    PyTorch otherwise), so the embedding is the one classification computes on the same segments.
+    PyTorch otherwise), so the embedding is the one classification computes on the same segments;
+    on ONNX Runtime it needs no torch (``genrify learn`` runs in the core install).
     """
 
     def __init__(self) -> None:
         from genrify.models.builtin import load_builtin
 
-        self.network = load_builtin(head=False).network
+        self.model = load_builtin(head=False)
 
     def embed(self, song: SongSegments, path: str) -> SongEmbedding:
         """The embedding of one song's segments ``(n, bands, frames)``.
@@ -229,23 +230,19 @@ class Embedder:
         PredictionError
             The taggers give non-finite values.
         """
-        import torch
-
         from genrify.errors import PredictionError
         from genrify.models.builtin import EMBEDDING
 
         embeddings: list[np.ndarray] = []
         taggrams: dict[str, list[np.ndarray]] = {name: [] for name in TAGGERS}
-        with torch.inference_mode():
-            for i in range(0, song.segments.shape[0], _BATCH):
-                batch = torch.from_numpy(np.ascontiguousarray(song.segments[i : i + _BATCH]))
-                patches = batch.transpose(1, 2).float()  # (batch, frames, bands), as the built-in network does
-                for name in TAGGERS:
-                    runs = self.network.onnx.get(name) if self.network.onnx else None
-                    out = runs(patches) if runs is not None else self.network.taggers[name](patches)
-                    taggrams[name].append(out["taggram"].float().cpu().numpy())
-                    if name == EMBEDDING[0]:
-                        embeddings.append(out[EMBEDDING[1]].float().cpu().numpy())
+        for i in range(0, song.segments.shape[0], _BATCH):
+            # (batch, frames, bands) float32, as the built-in network reads them
+            patches = np.ascontiguousarray(song.segments[i : i + _BATCH].transpose(0, 2, 1), dtype=np.float32)
+            outputs = self.model.tagger_outputs(patches)
+            for name in TAGGERS:
+                taggrams[name].append(np.asarray(outputs[name]["taggram"], dtype=np.float32))
+                if name == EMBEDDING[0]:
+                    embeddings.append(np.asarray(outputs[name][EMBEDDING[1]], dtype=np.float32))
         result = SongEmbedding(path=path, embedding=np.concatenate(embeddings).astype(np.float32),
                                taggrams={n: np.concatenate(t).astype(np.float32) for n, t in taggrams.items()},
                                short=bool(song.short))

@@ -8,22 +8,33 @@ audio turned into features at the model's own parameters) and its trainer (:data
 :data:`EMBEDDINGS`): training, evaluation and the CLI ask the entry, never compare names.
 :class:`GenreNetwork` puts the input normalisation in front of an architecture, so that a network
 takes chunks in dB as they come from the store or from a song.
+
+Importing this package needs no PyTorch (classification runs without it): the names of the
+architectures are :data:`genrify.defaults.ARCHITECTURES`, the architectures' modules (which define
+torch modules) are imported when an entry is first asked for, and :class:`GenreNetwork` lives in
+:mod:`genrify.models.network`, made available here when first asked for.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from genrify.errors import ParameterError
 
+# The CNNs' 'same' padding with even kernels makes torch warn once per process that it copies the
+# input. Set here, not only where seed_cnn is imported: the architectures' modules are now first
+# imported while a model file is built, inside a warnings.catch_warnings() block that would drop it.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel", category=UserWarning)
+
 if TYPE_CHECKING:
+    import torch
+
     from genrify.audio.features import FeatureParams
 
-Builder = Callable[..., torch.nn.Module]
+Builder = Callable[..., "torch.nn.Module"]
 
 #: Trainer of a whole network on a feature store's log-mel chunks (:mod:`genrify.learn.training`).
 CHUNKS = "chunks"
@@ -94,9 +105,11 @@ def unregister(name: str) -> None:
 
 
 def architectures() -> list[str]:
-    """Names of the registered architectures."""
-    _load_builtin()
-    return sorted(_REGISTRY)
+    """Names of the registered architectures: genrify's own (:data:`genrify.defaults.ARCHITECTURES`,
+    named without importing their modules, which need torch) and any registered since."""
+    from genrify.defaults import ARCHITECTURES
+
+    return sorted(set(ARCHITECTURES) | set(_REGISTRY))
 
 
 def architecture(name: str) -> Architecture:
@@ -137,34 +150,14 @@ def build(name: str, *, n_mels: int, n_genres: int, **config: Any) -> torch.nn.M
         raise ParameterError(f"architecture {name!r}: {exc}") from None
 
 
-class GenreNetwork(torch.nn.Module):
-    """An architecture with its input normalisation: log-mel chunks in dB in, logits out.
+def __getattr__(name: str) -> Any:
+    # GenreNetwork is a torch module: its module (and torch) is imported when it is first asked for,
+    # so that importing the registry costs nothing where torch is not installed.
+    if name == "GenreNetwork":
+        from genrify.models.network import GenreNetwork
 
-    Parameters
-    ----------
-    body
-        The architecture (normalised ``(batch, n_mels, frames)`` in, logits out).
-    mean, std
-        Per-band statistics of the training data, ``(n_mels,)``. They are buffers that are not part
-        of ``state_dict``: the model file keeps them apart, as ``norm.mean`` and ``norm.std``.
-    """
-
-    def __init__(self, body: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.body = body
-        self.register_buffer("mean", mean.reshape(1, -1, 1).float(), persistent=False)
-        self.register_buffer("std", std.reshape(1, -1, 1).float(), persistent=False)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """float32, normalised per band; accepts float16 and transposed views (as the store gives)."""
-        return (x.float() - self.mean) / self.std
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The body's pooled embedding of dB chunks."""
-        return self.body.embed(self.normalize(x))  # type: ignore[operator]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.normalize(x))
+        return GenreNetwork
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _load_builtin() -> None:

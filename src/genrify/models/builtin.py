@@ -683,7 +683,19 @@ class BuiltinGenreModel:
     @property
     def network(self) -> nn.Module:
         """The model as a :class:`torch.nn.Module` (``BuiltinGenreNetwork``): the taggers' torch
-        networks are loaded (and torch imported) the first time it is asked for."""
+        networks are loaded (and torch imported) the first time it is used.
+
+        Until then it is a stand-in (:class:`_DeferredNetwork`) that builds the network on first
+        use: callers that hold any model put its network in eval mode on loading
+        (:meth:`genrify.classify.modelref.ModelRef.load`), which must not import torch for a model
+        that answers in numpy.
+        """
+        if self._network is None:
+            return _DeferredNetwork(self)  # type: ignore[return-value]
+        return self._network
+
+    def build_network(self) -> nn.Module:
+        """:attr:`network`, built now (the taggers' torch networks loaded, torch imported)."""
         if self._network is None:
             from genrify.models.musicnn import load_tagger
 
@@ -702,7 +714,7 @@ class BuiltinGenreModel:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32))
-        network = self.network
+        network = self.build_network()
         with torch.inference_mode():
             return {name: {k: v.float().cpu().numpy() for k, v in tagger(x.to(_device(tagger))).items()}
                     for name, tagger in network.taggers.items()}
@@ -734,6 +746,25 @@ class BuiltinGenreModel:
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         return logits / logits.sum(axis=1, keepdims=True)
+
+
+class _DeferredNetwork:
+    """:attr:`BuiltinGenreModel.network` before it is built: ``eval()`` costs nothing (the network is
+    built in eval mode), and anything else (a call, ``.to(device)``, an attribute) builds it and is
+    answered by it. ``isinstance(..., nn.Module)`` holds only for the built network
+    (:meth:`BuiltinGenreModel.build_network`)."""
+
+    def __init__(self, model: BuiltinGenreModel) -> None:
+        self._model = model
+
+    def eval(self) -> _DeferredNetwork:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._model.build_network()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model.build_network(), name)
 
 
 def _device(module: Any) -> Any:
@@ -804,5 +835,5 @@ def load_builtin(
         onnx={n: onnx.OnnxTagger(n) for n in TAGGER_NAMES} if use_onnx else {},
     )
     if not use_onnx:
-        model.network  # noqa: B018 - the torch taggers are the only runtime: load them (and fail) now
+        model.build_network()  # the torch taggers are the only runtime: load them (and fail) now
     return model

@@ -276,9 +276,17 @@ def _trained_card(view: _View) -> ModelCard:
 
 
 def _report(info: Mapping[str, Any]) -> dict[str, Any] | None:
-    from genrify.models.modelfile import learned_report
-
-    return learned_report(dict(info))
+    """The honest report a learned head carries (``genrify learn``'s cross-check), or ``None``: as
+    :func:`genrify.models.modelfile.learned_report` finds it, here without importing that module,
+    which needs torch (the built-in model's card is shown where torch is not installed)."""
+    holders = (info, info.get("head") if isinstance(info.get("head"), Mapping) else None)
+    for holder in holders:
+        if isinstance(holder, Mapping):
+            for key in ("learned", "report"):
+                found = holder.get(key)
+                if isinstance(found, dict) and ("cv_top1" in found or "per_genre" in found):
+                    return found
+    return None
 
 
 def _cv_headline(report: Mapping[str, Any] | None) -> str:

@@ -44,22 +44,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrify.audio.features import FeatureParams, log_mel
+from genrify.audio.features import FeatureParams
 from genrify.errors import ModelFileError, ParameterError
 
-#: The four pretrained taggers, by the original's names.
-TAGGERS = ("MTT_musicnn", "MSD_musicnn", "MTT_vgg", "MSD_vgg")
-#: Where the converted weights live inside the package.
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-#: musicnn's input: 16 kHz, 512-point STFT every 256 samples, 96 Slaney mel bands, log10(10000 x + 1).
-MUSICNN_PARAMS = FeatureParams(
-    sample_rate=16000, n_mels=96, n_fft=512, hop_length=256, scale="log10p", gain=10000.0, top_db=None
+# What needs no torch (the constants, the preprocessing, the results, the weight files' names) lives in
+# genrify.models.taggers, which classification and `genrify tags` import; it is named here too.
+from genrify.models.taggers import (  # noqa: F401 - re-exported: this module's API since it began
+    FORMAT,
+    FORMAT_VERSION,
+    MUSICNN_PARAMS,
+    PATCH_FRAMES,
+    PRETRAINED_DIR,
+    TAGGERS,
+    TagResult,
+    patch_hop,
+    patches,
+    preprocess,
+    weight_path,
 )
-#: Frames per patch: librosa.time_to_frames(3 s) + 1, about 2.99 s.
-PATCH_FRAMES = 187
-#: Format tag of the converted weight files' metadata.
-FORMAT = "genrify-pretrained-tagger"
-FORMAT_VERSION = 1
+
 # TensorFlow 1's batch-norm epsilon. Many channels of these checkpoints have a moving variance near
 # zero, so torch's default of 1e-5 would scale their float noise up ~10x more and change the output.
 _BN_EPS = 1e-3
@@ -283,130 +286,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"musicnn": MusiCNN, "vgg": VGG}
 # --- preprocessing -------------------------------------------------------------------------------
 
 
-def patch_hop(hop_seconds: float | None) -> int:
-    """Frames between patch starts: a whole patch by default, else as musicnn's ``input_overlap``.
-
-    Raises
-    ------
-    ParameterError
-        ``hop_seconds`` gives less than one frame.
-    """
-    if hop_seconds is None:
-        return PATCH_FRAMES
-    p = MUSICNN_PARAMS
-    # librosa.time_to_frames, which the original uses: floor((s * sr - n_fft // 2) / hop).
-    hop = int(np.floor((hop_seconds * p.sample_rate - p.n_fft // 2) / p.hop_length))
-    if hop < 1:
-        raise ParameterError(f"hop_seconds must give at least one frame (0.032 s or more), not {hop_seconds}")
-    return hop
-
-
-def patches(spectrogram: np.ndarray, hop: int = PATCH_FRAMES) -> np.ndarray:
-    """Cut a time-major spectrogram ``(frames, n_mels)`` into patches ``(n, 187, n_mels)``.
-
-    Patches start every ``hop`` frames; trailing frames that do not fill a patch are dropped, as in
-    the original. Audio shorter than one patch (about 2.98 s), on which the original crashes, gives
-    one patch filled by repeating it (:func:`genrify.audio.segments.fill_chunk`, genrify's one rule for
-    short audio).
-
-    Raises
-    ------
-    ParameterError
-        No frames at all.
-    """
-    from genrify.audio.segments import fill_chunk
-
-    frames = spectrogram.shape[0]
-    if frames == 0:
-        raise ParameterError("the audio gives no frames: nothing to tag")
-    if frames < PATCH_FRAMES:
-        return fill_chunk(spectrogram, PATCH_FRAMES, axis=0)[None]
-    starts = range(0, frames - PATCH_FRAMES + 1, hop)
-    if hop == PATCH_FRAMES:
-        return np.ascontiguousarray(spectrogram[: len(starts) * hop].reshape(len(starts), PATCH_FRAMES, -1))
-    return np.stack([spectrogram[s : s + PATCH_FRAMES] for s in starts])
-
-
-def preprocess(waveform: np.ndarray, sample_rate: int, *, hop_seconds: float | None = None) -> np.ndarray:
-    """musicnn's input batch from a mono waveform at any rate.
-
-    Resamples to 16 kHz with soxr's HQ filter (librosa's default), computes the mel power
-    spectrogram (512-point STFT, hop 256, 96 Slaney bands), rounds it to float16 and compresses it
-    with ``log10(10000 x + 1)`` (:data:`MUSICNN_PARAMS`), and cuts it into 187-frame patches.
-
-    Parameters
-    ----------
-    waveform
-        1-D float waveform (for a file, :func:`genrify.classify.musicnn_tags.preprocess_file`
-        decodes it).
-    sample_rate
-        Its rate in Hz.
-    hop_seconds
-        Time between patch starts (musicnn's ``input_overlap``); ``None`` for non-overlapping patches.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``(n_patches, 187, 96)``.
-
-    Raises
-    ------
-    ParameterError
-        Not a 1-D waveform, a bad rate, or no samples.
-    """
-    y = np.asarray(waveform, dtype=np.float32)
-    if y.ndim != 1:
-        raise ParameterError(f"expected a 1-D mono waveform, got shape {y.shape}")
-    if sample_rate <= 0:
-        raise ParameterError(f"sample rate must be positive, not {sample_rate}")
-    if y.size == 0:
-        raise ParameterError("the waveform has no samples: no frames to tag")
-    hop = patch_hop(hop_seconds)
-    target = MUSICNN_PARAMS.sample_rate
-    if sample_rate != target:
-        import soxr
-
-        y = soxr.resample(y, sample_rate, target, quality="HQ")
-    return patches(log_mel(y, MUSICNN_PARAMS).T, hop)
-
-
 # --- the tagger ----------------------------------------------------------------------------------
-
-
-@dataclass
-class TagResult:
-    """A tagger's output for one song: the taggram and the features, one row per patch.
-
-    Attributes
-    ----------
-    tags
-        The tag names, in the taggram's column order.
-    taggram
-        float32 ``(n_patches, n_tags)`` probabilities.
-    features
-        The network's other outputs by name (see :class:`MusiCNN` and :class:`VGG`), as float32
-        arrays with the patch as the first axis.
-    patch_seconds
-        Time between patch starts.
-    short
-        The audio was shorter than one patch (repeated to fill it).
-    """
-
-    tags: list[str]
-    taggram: np.ndarray
-    features: dict[str, np.ndarray] = field(default_factory=dict)
-    patch_seconds: float = PATCH_FRAMES * MUSICNN_PARAMS.seconds_per_frame
-    short: bool = False
-
-    def mean(self) -> np.ndarray:
-        """The song's tag probabilities: the taggram's mean over patches (musicnn's ``top_tags``)."""
-        return self.taggram.mean(axis=0)
-
-    def top(self, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` most probable tags of the song, with their mean probabilities."""
-        mean = self.mean()
-        order = np.argsort(-mean, kind="stable")[:k]
-        return [(self.tags[i], float(mean[i])) for i in order]
 
 
 @dataclass
@@ -496,19 +376,6 @@ class Tagger:
         out = self.run(batch, features=features)
         taggram = out.pop("taggram")
         return TagResult(self.tags, taggram, out, patch_seconds)
-
-
-def weight_path(name: str) -> Path:
-    """Where a pretrained tagger's packaged weights live.
-
-    Raises
-    ------
-    ParameterError
-        Unknown name.
-    """
-    if name not in TAGGERS:
-        raise ParameterError(f"unknown tagger {name!r}; choose one of {', '.join(TAGGERS)}")
-    return PRETRAINED_DIR / f"{name}.safetensors"
 
 
 def load_tagger(name: str, path: str | Path | None = None) -> Tagger:

@@ -131,13 +131,12 @@ def _failed(track: Track, reason: str) -> TrackResult:
 
 
 def _init_worker(store_dir: str, params: FeatureParams, max_duration: float | None = MAX_DURATION) -> None:
-    import torch
-
-    from genrify.audio.features import cached_transform
+    from genrify.audio.melspec import front_end
+    from genrify.core.devices import set_threads
 
     # One thread per process: the pool already fills every core, and oversubscription is slower.
-    torch.set_num_threads(1)
-    cached_transform(params, False)  # build the transform while the pool starts, not in the first task
+    set_threads(1)
+    front_end(params, False)  # build the front end while the pool starts, not in the first task
     # No stderr silencing here: genrify.audio.decode sends the decoders' chatter (libmpg123's resync
     # notes) to the log, so a worker's stderr stays open for what matters (a crash's last words).
 

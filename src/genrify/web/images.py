@@ -1,9 +1,18 @@
-"""Pictures for the page: a song's log-mel spectrogram as a PNG data URL."""
+"""Pictures for the page: a song's log-mel spectrogram as a PNG data URL.
+
+Drawn with numpy and zlib alone (the core install has no matplotlib): the values are mapped through
+matplotlib's ``magma`` colour map, packaged as its 256 colours (``magma.npy``, taken from
+matplotlib by ``scripts/make_magma.py``), as ``matplotlib.image.imsave`` maps them, and written as an
+8-bit RGB PNG.
+"""
 
 from __future__ import annotations
 
 import base64
-import io
+import struct
+import zlib
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -20,10 +29,6 @@ def spectrogram_png(
     columns (longer songs are averaged down). Colours span ``top_db`` below the peak for decibels;
     other compressions (musicnn's ``log10p``, 0 for silence) span their whole range.
     """
-    from matplotlib import (
-        image,  # pyplot is never imported: no GUI backend, safe in threads
-    )
-
     frames = features.shape[1]
     if frames > max_width:
         # Column means, a block of columns at a time: a long song's float16 features are never
@@ -38,6 +43,34 @@ def spectrogram_png(
         db = np.asarray(features, dtype=np.float32)
     peak = float(db.max()) if db.size else 0.0
     floor = peak - top_db if scale == "db" else (float(db.min()) if db.size else 0.0)
-    buffer = io.BytesIO()
-    image.imsave(buffer, db, cmap="magma", vmin=floor, vmax=max(peak, floor + 1e-6), origin="lower", format="png")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    pixels = colour(db[::-1], floor, max(peak, floor + 1e-6))  # low bands at the bottom
+    return "data:image/png;base64," + base64.b64encode(png_bytes(pixels)).decode("ascii")
+
+
+@lru_cache(maxsize=1)
+def magma() -> np.ndarray:
+    """matplotlib's ``magma`` colour map: ``(256, 3)`` uint8 RGB."""
+    return np.load(Path(__file__).with_name("magma.npy"))
+
+
+def colour(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """``(h, w)`` values as ``(h, w, 3)`` uint8 magma colours, ``vmin`` the darkest and ``vmax`` the
+    brightest, as a matplotlib colour map indexes them: ``int(256 * (v - vmin) / (vmax - vmin))``,
+    clipped to 0..255."""
+    scaled = (np.asarray(values, dtype=np.float64) - vmin) * (256.0 / (vmax - vmin))
+    index = np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.intp)
+    return magma()[index]
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """An 8-bit RGB PNG of ``(h, w, 3)`` uint8 pixels, the top row first."""
+    h, w, _ = pixels.shape
+    # Each row starts with its filter type (0: none); zlib does the compressing.
+    rows = np.concatenate([np.zeros((h, 1), np.uint8), np.ascontiguousarray(pixels, np.uint8).reshape(h, 3 * w)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, no filter set, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + chunk(b"IEND", b""))

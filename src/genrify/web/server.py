@@ -203,7 +203,7 @@ def serve(
     SystemExit
         On SIGTERM (status 143), after the server has stopped and its upload directory is removed.
     """
-    import torch
+    from genrify.core.devices import set_threads
 
     if not (0 <= int(port) <= 65535):
         raise UsageError(f"port must be 0 to 65535, not {port}")
@@ -246,7 +246,7 @@ def serve(
     app = None
     try:
         # Each worker thread gets its share of the cores; set once for the process, never per request.
-        torch.set_num_threads(max(1, cores // workers))
+        set_threads(max(1, cores // workers))  # numpy, ONNX Runtime, and torch where a model loads it
         app = create_app(entries, max_upload_bytes=int(max_upload_mb * 2**20), workers=workers,
                          request_timeout=request_timeout, uploads_per_client=uploads_per_client,
                          allowed_hosts=hosts, max_duration=max_duration)
