@@ -29,6 +29,7 @@ Results go to ``bench-output/builtin.json``.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import statistics
 import sys
@@ -49,7 +50,7 @@ def songs(folder: Path, n: int, seconds: float, seed: int) -> list[Path]:
 
     spec = SynthSpec(genres=GENRES, per_genre=max(1, -(-n // len(GENRES))), seconds=seconds, seed=seed, fmt="mp3",
                      sample_rate=44100, channels=2)
-    write_dataset(folder, spec)
+    write_dataset(folder, spec, jobs=os.cpu_count() or 1)
     return [p for p, _g, _i in song_paths(folder, spec)][:n]
 
 

@@ -201,8 +201,6 @@ def test_synth_says_which_extra_without_scipy(blocker, tmp_path):
     assert not (tmp_path / "music").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="a head file is read through genrify.models.modelfile, which imports torch "
-                   "at its top (its owner moves model files to ONNX graphs); the head's maths itself is numpy")
 def test_classify_with_a_learned_head_without_torch(blocker, clip, tmp_path):
     """A head file that `genrify learn` writes is classified with in the core: its maths is numpy."""
     from genrify.classify import predict

@@ -276,3 +276,4 @@ def test_a_graph_model_is_loaded_once_and_gives_its_torch_network_on_demand(mode
     with torch.inference_mode():
         theirs = network(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model.logits(x), theirs, atol=TOLERANCE, rtol=0)
+

@@ -222,6 +222,13 @@ def _classify_here(todo: list[str], ref: ModelRef, runner: Runner, options: Clas
     model = ref.load()
     if device is not None:  # a GPU: the torch network runs there (the CPU's models stay as loaded)
         model.network.to(device)
+    elif hasattr(model, "probabilities") and isinstance(runner, LocalRunner) and not runner.runs_here(len(todo)):
+        # A model that answers in numpy on the CPU (the built-in model, a graph from a model file)
+        # is cheap to load in every worker: each worker then does a whole file on one core, and no
+        # core waits for one process's model. With the model here and decoding in the workers, the
+        # taggers (three quarters of a song's time) ran on one core: 2.1 songs/s instead of 4.
+        yield from _classify_remote(todo, ref, runner, options)
+        return
     plan = SegmentPlan.for_model(model, options.hop_seconds, options.max_segments, options.max_duration)
     with beside_workers(runner, len(todo)):
         for path, song, error in runner.run(SEGMENTER, todo, plan):

@@ -467,7 +467,7 @@ def _head_metadata(path: Path) -> dict[str, Any]:
         The head is not one genrify can use.
     """
     from genrify.models.builtin import NAME, GenreHead
-    from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
+    from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES
 
     head = GenreHead.load(path)  # small (a few hundred kB): every field and array is checked
     info = dict(head.info)

@@ -16,6 +16,7 @@ tensors back to a caller that passed some in.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,25 @@ GENRE_OUTPUT = "logits"
 OPSET = 17
 
 
+def onnxruntime() -> Any:
+    """``onnxruntime``, imported with its telemetry switched off.
+
+    ONNX Runtime 1.29 and later report usage to Microsoft from the Python package unless
+    ``ORT_DISABLE_TELEMETRY`` is set before the import (and leave a ``.ses`` session file in the
+    temporary folder). genrify promises a user's machine that it sends nothing anywhere, so every
+    import of the runtime goes through here; a user's own setting of the variable is kept.
+
+    Raises
+    ------
+    ImportError
+        ONNX Runtime is not installed.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    return ort
+
+
 def make_session(model: str | Path | bytes, threads: int) -> Any:
     """An ONNX Runtime session on the CPU provider for a graph (a file, or its bytes).
 
@@ -53,8 +73,7 @@ def make_session(model: str | Path | bytes, threads: int) -> Any:
     one operator at a time (``ORT_SEQUENTIAL``): genrify's graphs are chains, and parallel
     operators would only fight the intra-op threads for the cores.
     """
-    import onnxruntime as ort
-
+    ort = onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -67,7 +86,7 @@ def make_session(model: str | Path | bytes, threads: int) -> Any:
 def runtime_available() -> bool:
     """Whether ONNX Runtime imports here."""
     try:
-        import onnxruntime  # noqa: F401
+        onnxruntime()
     except ImportError:
         return False
     return True
@@ -80,11 +99,7 @@ def graph_path(name: str) -> Path:
 
 def available(name: str) -> bool:
     """Whether ``name`` can run on ONNX Runtime here (the runtime imports and the graph is packaged)."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return graph_path(name).is_file()
+    return runtime_available() and graph_path(name).is_file()
 
 
 class OnnxTagger:
