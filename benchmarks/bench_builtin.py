@@ -44,14 +44,32 @@ REPO = HERE.parent
 GENRIFY = [sys.executable, "-m", "genrify"]
 
 
-def songs(folder: Path, n: int, seconds: float, seed: int) -> list[Path]:
-    """``n`` synthetic songs of ``seconds`` as 44.1 kHz stereo mp3 (kept between runs)."""
+def songs(folder: Path, n: int, seconds: float, seed: int, distinct: int = 20) -> list[Path]:
+    """``n`` songs of ``seconds`` as 44.1 kHz stereo mp3 (kept between runs): ``distinct`` synthetic
+    songs (``genrify synth``: about 10 s of compute each for 4 minutes), and the rest made from them,
+    each a synthetic song started at another point (rotated by a different number of seconds) and encoded
+    again, so that every file holds different audio and costs a whole decode."""
+    import numpy as np
+    import soundfile as sf
+
     from genrify.audio.synth import GENRES, SynthSpec, song_paths, write_dataset
 
-    spec = SynthSpec(genres=GENRES, per_genre=max(1, -(-n // len(GENRES))), seconds=seconds, seed=seed, fmt="mp3",
+    made = min(n, distinct)
+    spec = SynthSpec(genres=GENRES, per_genre=max(1, -(-made // len(GENRES))), seconds=seconds, seed=seed, fmt="mp3",
                      sample_rate=44100, channels=2)
     write_dataset(folder, spec, jobs=os.cpu_count() or 1)
-    return [p for p, _g, _i in song_paths(folder, spec)][:n]
+    sources = [p for p, _g, _i in song_paths(folder, spec)][:made]
+    out = list(sources)
+    for i in range(made, n):
+        path = folder / "rotated" / f"song-{i:04d}.mp3"
+        if not path.exists():
+            audio, rate = sf.read(sources[i % made], dtype="float32")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_suffix(".part.mp3")
+            sf.write(part, np.roll(audio, int(rate * (7 + 13 * i) % len(audio)), axis=0), rate, format="MP3")
+            part.rename(path)
+        out.append(path)
+    return out
 
 
 def median_seconds(fn, repeats: int = 5) -> float:

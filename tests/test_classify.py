@@ -333,3 +333,23 @@ def test_a_tag_writer_tags_each_answer_as_it_arrives(model_file, music):
     files = sorted(str(p) for p in music.rglob("*.wav"))
     tagged = [f for f in files if read_genre(f)]
     assert len(tagged) == 3 == writer.report.count("written") and len(files) > 3
+
+
+def test_a_numpy_model_classifies_whole_files_in_each_worker(music, monkeypatch):
+    # The built-in model answers in numpy: a pooled run loads it in each worker, which decodes and
+    # classifies whole files; the parent predicts nothing, and the answers are the one-process ones.
+    from genrify.collection.library import find_audio
+
+    files = find_audio([music]).files[:3]
+    ref = ModelRef.builtin(["rock", "jazz", "metal"])
+    here = classify_library(files, ref, runner=LocalRunner(1))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the parent predicted a song its workers should have")
+
+    monkeypatch.setattr(predict, "predict_or_fail", never)
+    pooled = classify_library(files, ref, runner=LocalRunner(2))
+    assert pooled.summary.classified == 3 and not pooled.failures
+    for a, b in zip(here.predictions, pooled.predictions, strict=True):
+        assert a.path == b.path and a.genre == b.genre
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
