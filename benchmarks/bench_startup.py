@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +69,15 @@ def hour_file(work: Path, song: Path, seconds: float) -> Path:
 
 
 def du(path: Path) -> int:
-    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_symlink() and p.is_file())
+    """Bytes on disk, as ``du`` counts them (allocated blocks, each hard-linked file once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for p in path.rglob("*"):
+        st = p.lstat()
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
 
 
 def fresh_core_venv(results: dict[str, object]) -> None:
@@ -77,7 +86,10 @@ def fresh_core_venv(results: dict[str, object]) -> None:
         venv = Path(tmp) / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         python = venv / "bin" / "python"
-        install = timed_process([str(python), "-m", "pip", "install", "-q", str(REPO)])
+        started = time.perf_counter()
+        subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        install = time.perf_counter() - started
         size = du(venv)
         listed = subprocess.run([str(python), "-m", "pip", "list", "--format", "freeze"], check=True,
                                 capture_output=True, text=True).stdout
