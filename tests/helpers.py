@@ -192,3 +192,19 @@ def song(seconds: float, sr: int = 22050, *, index: int = 0, genre: str = "rock"
     from genrify.audio.synth import synthesize_song
 
     return synthesize_song(genre, seconds, index=index, sample_rate=sr).astype(np.float32)
+
+
+#: The start of a child's program in which ``import torch`` fails, as where PyTorch is not installed
+#: (genrify's own modules then import what the core install has); the rest of the program follows.
+NO_TORCH = r"""
+import importlib.abc, json, sys
+from pathlib import Path
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"torch is not installed ({name})")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+"""

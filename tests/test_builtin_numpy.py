@@ -12,6 +12,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from helpers import NO_TORCH
+
 from genrify.models import onnx
 from genrify.models.builtin import (
     GENRES,
@@ -176,25 +178,8 @@ def test_the_models_numpy_answer_equals_its_network(tmp_path):
     assert type(again) is type(model.network)
 
 
-# Run in a child: torch cannot be imported there, and ``genrify.models``'s package __init__ (which
-# defines the trainable networks with torch) is bypassed, so the child sees exactly what the built-in
-# model's own modules import.
-_WITHOUT_TORCH = r"""
-import importlib.abc, json, sys, types
-from pathlib import Path
-
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError(f"torch is not installed ({name})")
-        return None
-
-sys.meta_path.insert(0, NoTorch())
-import genrify
-package = types.ModuleType("genrify.models")
-package.__path__ = [str(Path(genrify.__file__).parent / "models")]
-sys.modules["genrify.models"] = package
-
+# Run in a child where torch cannot be imported, as in the core install.
+_WITHOUT_TORCH = NO_TORCH + r"""
 import numpy as np
 from genrify.audio.segments import song_segments
 from genrify.models.builtin import load_builtin

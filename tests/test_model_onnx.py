@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import NO_TORCH
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -34,22 +36,7 @@ TOLERANCE = 1e-4
 # tests/test_builtin_numpy.py, so the child sees exactly what loading and running a graph imports.
 # It loads each file named on the command line as classification does and prints one JSON line per
 # file: the probabilities of the song's segments, or the error.
-_WITHOUT_TORCH = r"""
-import importlib.abc, json, sys, types
-from pathlib import Path
-
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError(f"torch is not installed ({name})")
-        return None
-
-sys.meta_path.insert(0, NoTorch())
-import genrify
-package = types.ModuleType("genrify.models")
-package.__path__ = [str(Path(genrify.__file__).parent / "models")]
-sys.modules["genrify.models"] = package
-
+_WITHOUT_TORCH = NO_TORCH + r"""
 from genrify.audio.segments import song_segments
 from genrify.classify.modelref import ModelRef
 from genrify.errors import ModelFileError

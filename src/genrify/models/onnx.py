@@ -83,6 +83,21 @@ def make_session(model: str | Path | bytes, threads: int) -> Any:
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
+class _Sessions:
+    """A graph's sessions, made on first use, one per thread count (thread-safe)."""
+
+    def __init__(self, model: str | Path | bytes) -> None:
+        self.model = model
+        self._made: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, threads: int) -> Any:
+        with self._lock:
+            if threads not in self._made:
+                self._made[threads] = make_session(self.model, threads)
+            return self._made[threads]
+
+
 def runtime_available() -> bool:
     """Whether ONNX Runtime imports here."""
     try:
@@ -112,16 +127,10 @@ class OnnxTagger:
     def __init__(self, name: str, path: Path | None = None) -> None:
         self.name = name
         self.path = path or graph_path(name)
-        self._sessions: dict[int, Any] = {}
-        self._lock = threading.Lock()
+        self._sessions = _Sessions(self.path)
 
     def _session(self, threads: int) -> Any:
-        with self._lock:
-            session = self._sessions.get(threads)
-            if session is None:
-                session = make_session(self.path, threads)
-                self._sessions[threads] = session
-        return session
+        return self._sessions.get(threads)
 
     def run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's outputs (``taggram`` ``(n, 50)``, ``penultimate`` ``(n, 200)``) for patches
@@ -188,16 +197,10 @@ class OnnxGenreGraph:
     def __init__(self, graph: bytes, *, source: str = "graph") -> None:
         self.graph = graph
         self.source = source  #: where the graph came from, for messages
-        self._sessions: dict[int, Any] = {}
-        self._lock = threading.Lock()
+        self._sessions = _Sessions(graph)
 
     def _session(self, threads: int) -> Any:
-        with self._lock:
-            session = self._sessions.get(threads)
-            if session is None:
-                session = make_session(self.graph, threads)
-                self._sessions[threads] = session
-        return session
+        return self._sessions.get(threads)
 
     def logits(self, segments: np.ndarray) -> np.ndarray:
         """The network's logits for ``segments`` ``(n, n_mels, frames)`` (float32, dB), as float32."""
