@@ -124,7 +124,8 @@ def _needs(module: str, extra: str, what: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError:
-        raise DependencyError(f"{what} needs {module}, which this install lacks: pip install 'genrify[{extra}]'") from None
+        package = {"sklearn": "scikit-learn", "torch": "PyTorch"}.get(module, module)
+        raise DependencyError(f"{what} needs {package}, which this install lacks: pip install 'genrify[{extra}]'") from None
 
 
 def _progress(*, transient: bool = False) -> Any:
