@@ -157,8 +157,8 @@ class ItemSink(RecordSink):
     def genres_of(self, record: Any) -> list[str]:
         return item_genres(record, self.separator)
 
-    def provenance_of(self, record: Item) -> Provenance | None:
-        return item_provenance(record)
+    provenance_of = staticmethod(item_provenance)
+    path_of = staticmethod(item_path)
 
     def set_genres(self, record: Item, genres: Sequence[str], provenance: Provenance) -> None:
         set_item_genres(record, genres, self.separator)
@@ -169,9 +169,6 @@ class ItemSink(RecordSink):
 
     def store(self, record: Item) -> None:
         record.store()
-
-    def path_of(self, record: Item) -> str:
-        return item_path(record)
 
     def write_file(self, record: Item) -> bool:
         return bool(record.try_write())  # beets logs why it could not
@@ -281,9 +278,8 @@ class GenrifyPlugin(BeetsPlugin):
                 entries, opts.out, what="beets item", genre_map=settings.policy.genre_map, min_songs=opts.min_songs,
                 cache=settings.cache is not None, max_segments=settings.options.max_segments, jobs=settings.jobs,
                 source="beets", inputs=[" ".join(args) or "(every item)"], **self._said())
-        for text in [*report, f"genrify: {line}"]:
-            ui.print_(text)
-        ui.print_(f"genrify: set `model: {opts.out}` in the genrify section of beets' config to classify with it")
+        ui.print_("\n".join([*report, f"genrify: {line}", f"genrify: set `model: {opts.out}` in the genrify section "
+                                                             "of beets' config to classify with it"]))
 
     def suggest_command(self, lib: Library, settings: Settings, n: int, args: list[str]) -> None:
         """``beet genrify --suggest N``: the items without a genre that would teach the model most."""
