@@ -164,3 +164,67 @@ def test_classify_settings_defaults_import_no_model():
 
     settings = ClassifySettings.from_values(cache=False)
     assert isinstance(settings.ref, BuiltinModel) and settings.cache is None and settings.model_file is None
+
+
+# --- RecordSink: genres in database records --------------------------------------------------------
+
+
+class _Record:
+    def __init__(self, name: str, genres: Sequence[str] = ()) -> None:
+        self.name, self.genres, self.provenance, self.model, self.stored = name, list(genres), None, "", 0
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _record_sink(records: dict[str, list[_Record]], lines: list[str], *, pretend: bool):
+    from genrify.classify.tagging import RecordSink
+
+    class Sink(RecordSink):
+        def genres_of(self, record):
+            return list(record.genres)
+
+        def provenance_of(self, record):
+            return record.provenance
+
+        def set_genres(self, record, genres, provenance):
+            record.genres, record.provenance = list(genres), provenance
+
+        def mark(self, record, model, confidence):
+            record.model = model
+
+        def store(self, record):
+            record.stored += 1
+
+    return Sink("m", pretend=pretend, write=False, say=lines.append, info=lines.append, warn=lines.append,
+                records=records)
+
+
+def _plan(path: str) -> TagPlan:
+    return TagPlan(_pred([0.8, 0.15, 0.05], path), tuple(SURE_ROCK), False, 0.8, TagPolicy(), "m")
+
+
+def test_a_record_sink_decides_counts_and_stores_each_record():
+    new, persons, unsure = _Record("new"), _Record("persons", ["Shoegaze"]), _Record("unsure")
+    lines: list[str] = []
+    sink = _record_sink({"/a.mp3": [new], "/b.mp3": [persons], "/c.mp3": [unsure]}, lines, pretend=False)
+    assert sink.write(_plan("/a.mp3"), dry_run=False).status == "written"
+    assert sink.write(_plan("/b.mp3"), dry_run=False).status == "kept"
+    plan = TagPlan(_pred([0.4, 0.35, 0.25], "/c.mp3"), tuple(SURE_ROCK), True, 0.4, TagPolicy(), "m")
+    assert sink.write(plan, dry_run=False) is None
+    assert new.genres == ["Rock"] and new.provenance.genres == ("Rock",) and new.model == "m"
+    assert persons.genres == ["Shoegaze"] and unsure.genres == []
+    assert (new.stored, persons.stored, unsure.stored) == (1, 1, 1)
+    assert sink.changed == [(new, sink.changed[0][1])] and lines == ["new: (none) -> Rock"]
+    assert sink.line == "3 classified, 1 changed (0 written), 0 unchanged, 1 kept, 1 skipped (1 unsure), 0 failed"
+
+
+def test_a_pretending_record_sink_says_each_record_and_stores_nothing():
+    new, persons = _Record("new"), _Record("persons", ["Shoegaze"])
+    lines: list[str] = []
+    sink = _record_sink({"/a.mp3": [new], "/b.mp3": [persons]}, lines, pretend=True)
+    sink.write(_plan("/a.mp3"), dry_run=True)
+    sink.write(_plan("/b.mp3"), dry_run=True)
+    assert lines == ["new: (none) -> Rock", "persons: kept (Shoegaze)"]
+    assert new.genres == [] and new.stored == persons.stored == 0 and not sink.changed
+    assert sink.line.startswith("2 classified, 1 would change, 0 unchanged, 1 kept")

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import confuse
@@ -22,6 +20,7 @@ from beets.library import Item
 from beets.plugins import BeetsPlugin
 
 from genrify.classify.settings import ClassifySettings
+from genrify.classify.tagging import RecordSink
 
 if TYPE_CHECKING:
     from optparse import Values
@@ -29,13 +28,7 @@ if TYPE_CHECKING:
     from beets.importer import ImportSession, ImportTask
     from beets.library import Library
 
-    from genrify.classify.predict import Prediction
-    from genrify.classify.results import ResultCache
-    from genrify.classify.service import Result
-    from genrify.classify.tagging import TagPlan
-    from genrify.collection.library import AudioSearch
     from genrify.collection.tagpolicy import Provenance
-    from genrify.collection.tags import TagChange
 
 #: The item field genres go into: beets 2.x has the multi-valued ``genres``; older ones ``genre``.
 GENRE_FIELD = "genres" if "genres" in Item._fields else "genre"
@@ -47,7 +40,6 @@ PROGRESS_EVERY = 10.0
 POLICY_KEYS = {"count": int, "min_confidence": confuse.Number(), "min_probability": confuse.Number(),
                "skip_unsure": bool, "mode": str, "parents": bool, "album_mode": bool,
                "own_genre_above": confuse.Optional(confuse.Number())}
-
 
 #: The command options that give a setting, by its name (a :class:`~genrify.errors.ParameterError`'s field).
 OPTIONS = {"suggest": "--suggest", "min_songs": "--min-songs"}
@@ -68,13 +60,9 @@ def genrify_errors() -> Iterator[None]:
 
 
 def _defaults() -> dict[str, Any]:
-    """The configuration's defaults: the tag policy's and the classify options' own, and beets' keys."""
-    from genrify.classify.service import ClassifyOptions
-    from genrify.collection.tagpolicy import TagPolicy
-
-    policy = {f.name: f.default for f in fields(TagPolicy) if f.name in POLICY_KEYS}
-    return {"auto": False, "model": None, "genres": [], **policy, "map": None, "separator": ", ", "jobs": None,
-            "cache": True, "max_segments": next(f.default for f in fields(ClassifyOptions) if f.name == "max_segments")}
+    """The configuration's defaults: the classify settings' and tag policy's own (in beets' names), and beets' keys."""
+    values = ClassifySettings.defaults(POLICY_KEYS)
+    return {"auto": False, **values, "map": values.pop("genre_map"), "separator": ", "}
 
 
 @dataclass(frozen=True)
@@ -104,17 +92,6 @@ class Settings(ClassifySettings):
                 cache=cache if cache is None or isinstance(cache, bool) else view["cache"].as_filename(),
                 genre_map=named["map"], **{key: view[key].get(template) for key, template in POLICY_KEYS.items()})
             return replace(settings, separator=separator)
-
-
-def summary_line(counts: Counter[str], pretend: bool) -> str:
-    """E.g. ``"genrify: 5 classified, 3 changed (3 written), 1 unchanged, 1 kept, 0 skipped, 0 failed"``."""
-    n = counts.__getitem__
-    changed = f"{n('changed')} would change" if pretend else f"{n('changed')} changed ({n('written')} written)"
-    why = [f"{n(key)} {key.replace('_', ' ')}" for key in ("unsure", "done_before") if n(key)]
-    cached = f" ({n('from_cache')} from cache)" if n("from_cache") else ""
-    skipped = f"{n('unsure') + n('done_before')} skipped" + (f" ({', '.join(why)})" if why else "")
-    return (f"genrify: {n('classified')} classified{cached}, {changed}, {n('unchanged')} unchanged, "
-            f"{n('kept')} kept, {skipped}, {n('failed')} failed")
 
 
 def item_genres(item: Item, separator: str) -> list[str]:
@@ -155,146 +132,65 @@ def item_labels(item: Item, separator: str) -> list[str]:
 
 
 def item_group(item: Item) -> str:
-    """The item's artist group as ``genrify learn`` makes it: ``artist:NAME`` from the album artist,
-    else the artist, else ``folder:FOLDER`` (the folder holding its file)."""
-    name = str(item.get("albumartist") or item.get("artist") or "").strip()
-    return f"artist:{name.casefold()}" if name else f"folder:{os.path.dirname(item_path(item))}"
+    """The item's artist group as ``genrify learn`` makes it (:func:`genrify.learn.labels.artist_group`)."""
+    from genrify.learn.labels import artist_group
+
+    return artist_group(str(item.get("albumartist") or item.get("artist") or ""), os.path.dirname(item_path(item)))
 
 
-def _shown(genres: Sequence[str]) -> str:
-    return PROVENANCE_JOIN.join(genres) if genres else "(none)"
+class ItemSink(RecordSink):
+    """Sets beets items' genres as a :class:`~genrify.classify.tagging.TagListener` decides
+    (a :class:`~genrify.classify.tagging.RecordSink` over beets' fields)."""
 
+    def __init__(self, log: Any, settings: Settings, *, pretend: bool, write: bool) -> None:
+        info = lambda line: log.info("{}", line)  # noqa: E731
+        super().__init__(settings.ref.name, pretend=pretend, write=write, say=ui.print_ if pretend else info,
+                         info=info, warn=lambda line: log.warning("{}", line), every=PROGRESS_EVERY)
+        self.separator = settings.separator
 
-def write_item(item: Item, prediction: Prediction, cache: ResultCache | None) -> bool:
-    """Write the item's file and keep its answer in the results cache (the audio is the same); False where
-    beets could not write it (beets logs why)."""
-    from genrify.classify.tagging import keep_answer
+    def classified_before(self, record: Item) -> bool:
+        return bool(record.get("genrify_model"))
 
-    if not item.try_write():
-        return False
-    keep_answer(cache, prediction, item_path(item))
-    return True
+    def group_of(self, record: Item) -> Any:
+        return record.get("album_id") or None
 
+    def genres_of(self, record: Any) -> list[str]:
+        return item_genres(record, self.separator)
 
-class ItemSink:
-    """Sets beets items' genres as a :class:`~genrify.classify.tagging.TagListener` decides (a
-    :class:`~genrify.classify.tagging.TagSink`, and a :class:`~genrify.classify.service.Listener` counting
-    failures and saying how far the run is): each item is stored as soon as it is decided, so an
-    interrupted run keeps what it did. Without ``write`` the items whose genres changed are only
-    kept in :attr:`changed`, for a caller that writes their files later (the import stage)."""
+    provenance_of = staticmethod(item_provenance)
+    path_of = staticmethod(item_path)
 
-    def __init__(self, log: Any, settings: Settings, items: dict[str, list[Item]], *, pretend: bool,
-                 write: bool) -> None:
-        from genrify.learn.learning import progress_lines
+    def set_genres(self, record: Item, genres: Sequence[str], provenance: Provenance) -> None:
+        set_item_genres(record, genres, self.separator)
+        record["genrify_genres"] = PROVENANCE_JOIN.join(provenance.genres)
 
-        self.log, self.settings, self.items, self.pretend, self.write_files = log, settings, items, pretend, write
-        self.counts: Counter[str] = Counter()
-        self.cache: ResultCache | None = None  # genrify's results cache, kept valid after a write
-        self.changed: list[tuple[Item, Prediction]] = []
-        self.progress = progress_lines(lambda line: log.info("{}", line), PROGRESS_EVERY)
-        self.seen = self.total = 0
+    def mark(self, record: Item, model: str, confidence: float) -> None:
+        record["genrify_model"], record["genrify_confidence"] = model, confidence
 
-    def using(self, cache: ResultCache | None) -> ItemSink:
-        """This sink, keeping ``cache`` valid (:func:`genrify.classify.tagging.tag_files`' sink factory)."""
-        self.cache = cache
-        return self
+    def store(self, record: Item) -> None:
+        record.store()
 
-    def on_start(self, found: AudioSearch) -> None:
-        """Warn of the files missing, and know how many to classify."""
-        for raw, reason in found.missing:
-            self.log.warning("{}: {}", os.path.abspath(raw), reason)
-            self.counts["failed"] += len(self.items.get(os.path.abspath(raw), []))
-        self.total = len(found.files)
-        if self.total > 1:
-            self.log.info("classifying {} files with {}", self.total, self.settings.ref.name)
+    def write_file(self, record: Item) -> bool:
+        return bool(record.try_write())  # beets logs why it could not
 
-    def on_result(self, result: Result, cached: bool) -> None:
-        """Count a file's failure or cached answer, and say how far the run is."""
-        from genrify.classify.predict import Failure
-
-        self.seen += 1
-        if isinstance(result, Failure):
-            self.log.warning("{}: {}", result.path, result.error)
-            self.counts["failed"] += len(self.items.get(str(result.path), []))
-        else:
-            self.counts["from_cache"] += cached
-        self.progress("classifying", self.seen, self.total)
-
-    def on_finish(self, run: Any) -> None:
-        """Nothing to do: every result has been counted."""
-
-    def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange | None:
-        """Decide and set each item of the plan's file."""
-        from genrify.collection.tags import TagChange
-
-        change = None
-        for item in self.items.get(plan.path, []):
-            old, decision = self._set(item, plan)
-            if decision.status != "left_alone":
-                status = {"write": "written"}.get(decision.status, decision.status)
-                change = TagChange(Path(plan.path), tuple(old), decision.genres, status == "written", dry_run, status)
-        return change
-
-    def _set(self, item: Item, plan: TagPlan) -> tuple[list[str], Any]:
-        separator = self.settings.separator
-        existing = item_genres(item, separator)
-        decision = plan.decide(existing, item_provenance(item))
-        status = {"write": "changed", "left_alone": "unsure"}.get(decision.status, decision.status)
-        self.counts.update(["classified", status])
-        if status == "changed":
-            (ui.print_ if self.pretend else self.log.info)(f"{item}: {_shown(existing)} -> {_shown(decision.genres)}")
-        elif self.pretend:
-            ui.print_(f"{item}: {status} ({_shown(existing)})")
-        if self.pretend:
-            return existing, decision
-        if decision.sets:
-            set_item_genres(item, decision.genres, separator)
-            item["genrify_genres"] = PROVENANCE_JOIN.join(decision.provenance.genres)
-        item["genrify_model"] = self.settings.ref.name
-        item["genrify_confidence"] = round(plan.confidence, 3)
-        if status == "changed":
-            self.changed.append((item, plan.prediction))
-        if status == "changed" and self.write_files:
-            self.counts["written" if write_item(item, plan.prediction, self.cache) else "failed"] += 1
-        item.store()
-        return existing, decision
-
-    def group_done(self, paths: Sequence[str]) -> None:
-        """Give each album the genres its tracks now share; an album whose tracks differ (a
-        person's genre kept on one) keeps its own."""
-        albums = {item.get("album_id"): item for p in paths for item in self.items.get(p, []) if item.get("album_id")}
-        for album in (item.get_album() for item in albums.values()) if not self.pretend else []:
-            lists = {tuple(item_genres(track, self.settings.separator)) for track in album.items()} if album else set()
-            if len(lists) == 1 and list(genres := lists.pop()) != item_genres(album, self.settings.separator):
-                set_item_genres(album, genres, self.settings.separator)
+    def sync_group(self, records: Sequence[Item]) -> None:
+        """Give each album the genres its tracks now share; an album whose tracks differ (a person's genre
+        kept on one) keeps its own."""
+        albums = {item.get("album_id"): item for item in records if item.get("album_id")}
+        for album in (item.get_album() for item in albums.values()):
+            lists = {tuple(self.genres_of(track)) for track in album.items()} if album else set()
+            if len(lists) == 1 and list(genres := lists.pop()) != self.genres_of(album):
+                set_item_genres(album, genres, self.separator)
                 album.store(fields=[GENRE_FIELD])
-
-    def finish(self) -> None:
-        """Commit the answers stored again after writes."""
-        if self.cache is not None:
-            self.cache.commit()
 
 
 def classify_items(log: Any, settings: Settings, items: Iterable[Item], *, force: bool, pretend: bool,
                    write: bool) -> ItemSink:
-    """Classify the items' files and set their genres, by item or (album mode) by beets album;
-    items genrify did before are passed over unless ``force``. Returns the sink (its counts, its changes)."""
-    from genrify.classify.tagging import tag_files
-    from genrify.collection.library import find_audio
-
-    groups: dict[Any, list[Item]] = {}
-    for item in items:
-        album = item.get("album_id") if settings.policy.album_mode else None
-        groups.setdefault(("album", album) if album else ("item", item.id), []).append(item)
-    todo = [g for g in groups.values() if force or not all(item.get("genrify_model") for item in g)]
-    files: dict[str, list[Item]] = {}
-    for item in (item for group in todo for item in group):
-        files.setdefault(item_path(item), []).append(item)
-    sink = ItemSink(log, settings, files, pretend=pretend, write=write)
-    sink.counts["done_before"] = sum(len(g) for g in groups.values()) - sum(len(g) for g in todo)
+    """Classify the items' files and set their genres (:meth:`~genrify.classify.tagging.RecordSink.tag`);
+    returns the sink (its counts, its changes)."""
+    sink = ItemSink(log, settings, pretend=pretend, write=write)
     with genrify_errors():
-        tag_files(find_audio(list(files)), settings, sink.using, groups=[[item_path(i) for i in g] for g in todo], dry_run=pretend,
-                  listeners=[sink], notify=lambda line: log.warning("{}", line))
+        sink.tag(items, settings, force=force)
     return sink
 
 
@@ -309,7 +205,7 @@ class GenrifyPlugin(BeetsPlugin):
         self._settings: Settings | None = None
         # Import task -> the items whose genres the import stage changed, written once beets has
         # put their files in place (import_task_files).
-        self._to_write: dict[int, list[tuple[Item, Prediction]]] = {}
+        self._to_write: dict[int, ItemSink] = {}
         try:  # one warning per unknown key: a typo such as `min_confidense` is not ignored in silence
             unknown = [key for key in self.config.keys() if key not in _defaults()]
         except confuse.ConfigError:  # not a mapping: settings() says so, as an error
@@ -363,7 +259,7 @@ class GenrifyPlugin(BeetsPlugin):
             return self.suggest_command(lib, settings, opts.suggest, args)
         sink = classify_items(self._log, settings, lib.items(args), force=opts.force, pretend=opts.pretend,
                               write=ui.should_write(opts.write))
-        ui.print_(summary_line(sink.counts, opts.pretend))
+        ui.print_(f"genrify: {sink.line}")
 
     def learn_command(self, lib: Library, opts: Values, args: list[str]) -> None:
         """``beet genrify-learn``: learn a model from the genres people set in the library."""
@@ -382,9 +278,8 @@ class GenrifyPlugin(BeetsPlugin):
                 entries, opts.out, what="beets item", genre_map=settings.policy.genre_map, min_songs=opts.min_songs,
                 cache=settings.cache is not None, max_segments=settings.options.max_segments, jobs=settings.jobs,
                 source="beets", inputs=[" ".join(args) or "(every item)"], **self._said())
-        for text in [*report, f"genrify: {line}"]:
-            ui.print_(text)
-        ui.print_(f"genrify: set `model: {opts.out}` in the genrify section of beets' config to classify with it")
+        ui.print_("\n".join([*report, f"genrify: {line}", f"genrify: set `model: {opts.out}` in the genrify section "
+                                                             "of beets' config to classify with it"]))
 
     def suggest_command(self, lib: Library, settings: Settings, n: int, args: list[str]) -> None:
         """``beet genrify --suggest N``: the items without a genre that would teach the model most."""
@@ -429,27 +324,14 @@ class GenrifyPlugin(BeetsPlugin):
             settings = replace(self.settings(), jobs=self.settings().jobs or 1)
             sink = classify_items(self._log, settings, items, force=False, pretend=False, write=False)
             if sink.changed:
-                self._to_write[id(task)] = sink.changed
+                self._to_write[id(task)] = sink
 
     def imported_files(self, session: ImportSession, task: ImportTask) -> None:
         """``import_task_files``: write the files of the items whose genres the stage changed, where
         ``import.write`` says so and beets did not write them itself (it writes what it retagged)."""
-        changed = self._to_write.pop(id(task), None)
+        sink = self._to_write.pop(id(task), None)
         # As the importer decides (beets.importer.ImportTask.manipulate_files).
         importer_wrote = bool(task.apply) or getattr(task.choice_flag, "name", "") == "RETAG"
-        if not changed or importer_wrote or not session.config["write"].get(bool):
+        if not sink or importer_wrote or not session.config["write"].get(bool):
             return
-        from genrify.errors import GenrifyError
-
-        cache = None
-        try:
-            cache = self.settings().open_cache(notify=lambda line: self._log.warning("{}", line))
-        except GenrifyError as exc:  # the cache only speeds a later run up
-            self._log.warning("{}", exc)
-        try:
-            for item, prediction in changed:
-                if write_item(item, prediction, cache):
-                    item.store()  # the file's new mtime
-        finally:
-            if cache is not None:
-                cache.close()
+        sink.write_changed(self.settings())

@@ -10,8 +10,9 @@ A front end (the beets plugin; the CLI in time) reads plain values from where it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,17 @@ class ClassifySettings:
         if model:
             ref.check()
         return cls(ref=ref, options=options, policy=policy_, jobs=jobs, cache=cache_path)
+
+    @classmethod
+    def defaults(cls, policy: Iterable[str] = ()) -> dict[str, Any]:
+        """The plain values' defaults by :meth:`from_values`' names (``genres`` a list), then the named
+        :class:`~genrify.collection.tagpolicy.TagPolicy` fields' own: a front end's configuration defaults."""
+        from genrify.collection.tagpolicy import TagPolicy
+
+        params = inspect.signature(cls.from_values).parameters.values()
+        values = {p.name: list(p.default) if p.name == "genres" else p.default
+                  for p in params if p.default is not p.empty}
+        return {**values, **{f.name: f.default for f in fields(TagPolicy) if f.name in set(policy)}}
 
     def open_cache(self, notify: Callable[[str], None] | None = None) -> ResultCache | None:
         """The results cache for this model and these segments (:func:`genrify.classify.service.open_cache`),

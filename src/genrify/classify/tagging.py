@@ -8,7 +8,8 @@ genre field becomes once the field's genres and provenance are known. A sink (:c
 reads the field, lets the plan decide once, and writes once:
 
 - :class:`FileSink` writes the files' tags (:func:`genrify.collection.tags.update_genre`);
-- the beets plugin's sink sets beets items' fields.
+- :class:`RecordSink` sets the genres of records in a database (beets items), the subclass reading
+  and storing the record's fields.
 
 Outside album mode a track is tagged as its answer arrives, so that an interrupted run has tagged
 every file it classified (the next run, answers from the cache and files already right left alone,
@@ -22,16 +23,20 @@ track has answered or failed (albums the run never finished, at its end).
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from genrify.classify.albums import Album, AlbumAnswer, album_answers, group_albums, track_choice
-from genrify.classify.predict import Prediction
+from genrify.classify.predict import Failure, Prediction
 from genrify.classify.service import Listener, Result
 from genrify.collection.library import AudioSearch
 from genrify.collection.tagpolicy import Provenance, TagDecision, TagPolicy
 from genrify.collection.tags import TagChange, update_genre
+from genrify.core.runner import progress_lines
 from genrify.errors import GenrifyError
 
 if TYPE_CHECKING:
@@ -39,7 +44,8 @@ if TYPE_CHECKING:
     from genrify.classify.settings import ClassifySettings
     from genrify.classify.service import LibraryRun
 
-__all__ = ["FileSink", "TagListener", "TagPlan", "TagReport", "TagSink", "keep_answer", "tag_files", "tag_results"]
+__all__ = ["FileSink", "RecordSink", "TagListener", "TagPlan", "TagReport", "TagSink", "keep_answer", "tag_files",
+           "tag_results"]
 
 
 def keep_answer(cache: ResultCache | None, prediction: Prediction, path: str | None = None) -> None:
@@ -148,6 +154,209 @@ class FileSink:
         """Commit the answers stored again (an album decided after the run's own commit)."""
         if self.cache is not None:
             self.cache.commit()
+
+
+def _shown(genres: Sequence[str]) -> str:
+    return "; ".join(genres) if genres else "(none)"
+
+
+class RecordSink(Listener):
+    """Sets the genres of records kept in a database (beets items), not in files: a :class:`TagSink`, and a
+    :class:`~genrify.classify.service.Listener` counting failures and saying how far the run is.
+
+    Each record is decided by its plan, counted in :attr:`counts` (``classified``, ``changed``,
+    ``unchanged``, ``kept``, ``unsure``, ``failed``, ``from_cache``, ``written``; the caller may add
+    ``done_before``) and stored at once, so that an interrupted run keeps what it did. A subclass supplies
+    the record's fields: :meth:`classified_before`, :meth:`group_of`, :meth:`genres_of`, :meth:`provenance_of`, :meth:`set_genres`, :meth:`mark`,
+    :meth:`store`, :meth:`path_of`, :meth:`write_file` and (album mode) :meth:`sync_group`.
+
+    Parameters
+    ----------
+    model
+        The model's name, said as the run starts.
+    pretend
+        Store nothing; say what each record would become.
+    write
+        Write a changed record's file at once; else it is only kept in :attr:`changed`.
+    say, info, warn
+        Where each record's line goes (changes; with ``pretend`` every record), progress lines and warnings.
+    every
+        Seconds between progress lines.
+    records
+        The records of each file, by its path (:meth:`tag` fills it).
+    """
+
+    def __init__(self, model: str, *, pretend: bool, write: bool, say: Callable[[str], None],
+                 info: Callable[[str], None], warn: Callable[[str], None], every: float = 10.0,
+                 records: dict[str, list[Any]] | None = None) -> None:
+        self.records = {} if records is None else records
+        self.model, self.pretend, self.write_files = model, pretend, write
+        self.say, self.info, self.warn = say, info, warn
+        self.counts: Counter[str] = Counter()
+        self.cache: ResultCache | None = None  # the results cache, kept valid after a file is written
+        self.changed: list[tuple[Any, Prediction]] = []  # the changed records, with their answers
+        self.progress = progress_lines(info, every)
+        self.seen = self.total = 0
+
+    # What a subclass supplies: the record's fields.
+    def classified_before(self, record: Any) -> bool:
+        """genrify classified the record in an earlier run."""
+        raise NotImplementedError
+
+    def group_of(self, record: Any) -> Any:
+        """Album mode: the record's album (``None``: a group of its own)."""
+        return None
+
+    def genres_of(self, record: Any) -> list[str]:
+        """The record's genres."""
+        raise NotImplementedError
+
+    def provenance_of(self, record: Any) -> Provenance | None:
+        """What genrify set on the record before (``None``: nothing)."""
+        raise NotImplementedError
+
+    def set_genres(self, record: Any, genres: Sequence[str], provenance: Provenance) -> None:
+        """Set the record's genres, and the record of which of them genrify set."""
+        raise NotImplementedError
+
+    def mark(self, record: Any, model: str, confidence: float) -> None:
+        """Note on the record the model that classified it, and how sure it was."""
+        raise NotImplementedError
+
+    def store(self, record: Any) -> None:
+        """Save the record."""
+        raise NotImplementedError
+
+    def path_of(self, record: Any) -> str:
+        """The record's file, where it is now."""
+        raise NotImplementedError
+
+    def write_file(self, record: Any) -> bool:
+        """Write the record's genres into its file; False where that failed (said by the subclass)."""
+        raise NotImplementedError
+
+    def sync_group(self, records: Sequence[Any]) -> None:
+        """Album mode: one album's records were stored (e.g. give a beets album its tracks' genres)."""
+
+    # The rest: the same for every database.
+    def tag(self, records: Iterable[Any], settings: ClassifySettings, *, force: bool = False) -> TagReport:
+        """Classify the records' files (:func:`tag_files`) and set their genres, by record or (album mode)
+        by :meth:`group_of`; a group classified before is passed over (``done_before``) unless ``force``."""
+        from genrify.collection.library import find_audio
+
+        groups: dict[Any, list[Any]] = {}
+        for i, record in enumerate(records):
+            key = self.group_of(record) if settings.policy.album_mode else None
+            groups.setdefault(("record", i) if key is None else ("group", key), []).append(record)
+        todo = [g for g in groups.values() if force or not all(self.classified_before(r) for r in g)]
+        self.counts["done_before"] += sum(map(len, groups.values())) - sum(map(len, todo))
+        paths = [[self.path_of(record) for record in group] for group in todo]
+        for group, group_paths in zip(todo, paths):
+            for record, path in zip(group, group_paths):
+                self.records.setdefault(path, []).append(record)
+        return tag_files(find_audio(list(self.records)), settings, self.using, groups=paths, dry_run=self.pretend,
+                         listeners=[self], notify=self.warn)
+
+    def using(self, cache: ResultCache | None) -> RecordSink:
+        """This sink, keeping ``cache`` valid (:func:`tag_files`' sink factory)."""
+        self.cache = cache
+        return self
+
+    def on_start(self, found: AudioSearch) -> None:
+        """Warn of the files missing (their records failed), and know how many to classify."""
+        for raw, reason in found.missing:
+            self.warn(f"{os.path.abspath(raw)}: {reason}")
+            self.counts["failed"] += len(self.records.get(os.path.abspath(raw), []))
+        self.total = len(found.files)
+        if self.total > 1:
+            self.info(f"classifying {self.total} files with {self.model}")
+
+    def on_result(self, result: Result, cached: bool) -> None:
+        """Count a file's failure or cached answer, and say how far the run is."""
+        self.seen += 1
+        if isinstance(result, Failure):
+            self.warn(f"{result.path}: {result.error}")
+            self.counts["failed"] += len(self.records.get(str(result.path), []))
+        else:
+            self.counts["from_cache"] += cached
+        self.progress("classifying", self.seen, self.total)
+
+    def on_finish(self, run: LibraryRun) -> None:
+        """Nothing to do: every result has been counted."""
+
+    def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange | None:
+        """Decide, count and store each record of the plan's file."""
+        change = None
+        for record in self.records.get(plan.path, []):
+            old, decision = self._set(record, plan)
+            if decision.status != "left_alone":
+                status = {"write": "written"}.get(decision.status, decision.status)
+                change = TagChange(Path(plan.path), tuple(old), decision.genres, status == "written", dry_run, status)
+        return change
+
+    def _set(self, record: Any, plan: TagPlan) -> tuple[list[str], TagDecision]:
+        existing = self.genres_of(record)
+        decision = plan.decide(existing, self.provenance_of(record))
+        status = {"write": "changed", "left_alone": "unsure"}.get(decision.status, decision.status)
+        self.counts.update(["classified", status])
+        if status == "changed":
+            self.say(f"{record}: {_shown(existing)} -> {_shown(decision.genres)}")
+        elif self.pretend:
+            self.say(f"{record}: {status} ({_shown(existing)})")
+        if self.pretend:
+            return existing, decision
+        if decision.sets:
+            self.set_genres(record, decision.genres, decision.provenance)
+        self.mark(record, plan.model, round(plan.confidence, 3))
+        if status == "changed":
+            self.changed.append((record, plan.prediction))
+        if status == "changed" and self.write_files:
+            self.counts["written" if self._write(record, plan.prediction) else "failed"] += 1
+        self.store(record)
+        return existing, decision
+
+    def _write(self, record: Any, prediction: Prediction) -> bool:
+        if not self.write_file(record):
+            return False
+        keep_answer(self.cache, prediction, self.path_of(record))  # new tags, the same audio
+        return True
+
+    def write_changed(self, settings: ClassifySettings) -> None:
+        """Write the files of the changed records later (e.g. once an import has moved them), keeping the
+        results cache of ``settings`` valid; each record written is stored again (its file's new mtime)."""
+        try:
+            self.cache = settings.open_cache(self.warn)
+        except GenrifyError as exc:  # the cache only speeds a later run up
+            self.warn(str(exc))
+        try:
+            for record, prediction in self.changed:
+                if self._write(record, prediction):
+                    self.store(record)
+        finally:
+            if self.cache is not None:
+                self.cache.close()
+            self.cache = None
+
+    def group_done(self, paths: Sequence[str]) -> None:
+        """Album mode: :meth:`sync_group` with the album's records (not with ``pretend``)."""
+        if not self.pretend:
+            self.sync_group([record for path in paths for record in self.records.get(path, [])])
+
+    def finish(self) -> None:
+        """Commit the answers stored again after writes."""
+        if self.cache is not None:
+            self.cache.commit()
+
+    @property
+    def line(self) -> str:
+        """E.g. ``"5 classified, 3 changed (3 written), 1 unchanged, 1 kept, 0 skipped, 0 failed"``."""
+        n = self.counts.__getitem__
+        changed = f"{n('changed')} would change" if self.pretend else f"{n('changed')} changed ({n('written')} written)"
+        why = [f"{n(key)} {key.replace('_', ' ')}" for key in ("unsure", "done_before") if n(key)]
+        cached = f" ({n('from_cache')} from cache)" if n("from_cache") else ""
+        skipped = f"{n('unsure') + n('done_before')} skipped" + (f" ({', '.join(why)})" if why else "")
+        return (f"{n('classified')} classified{cached}, {changed}, {n('unchanged')} unchanged, "
+                f"{n('kept')} kept, {skipped}, {n('failed')} failed")
 
 
 @dataclass

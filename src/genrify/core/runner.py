@@ -39,6 +39,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -174,6 +175,19 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def progress_lines(say: Callable[[str], None], every: float = 10.0) -> Callable[[str, int, int], None]:
+    """A ``progress(stage, done, total)`` that says ``"<stage>: <done> of <total>"`` at most every ``every``
+    seconds (and at each stage's end), for front ends that log lines rather than draw bars."""
+    last = [time.monotonic()]
+
+    def show(stage: str, done: int, total: int) -> None:
+        if total > 1 and done and (time.monotonic() - last[0] >= every or done == total):
+            last[0] = time.monotonic()
+            say(f"{stage}: {done} of {total}")
+
+    return show
 
 
 def failure_reason(exc: BaseException) -> str:

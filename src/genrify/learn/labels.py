@@ -156,12 +156,17 @@ def song_group(path: str, flat: str | None = None) -> str:
     from genrify.collection.tags import read_album
 
     artist, _album = read_album(path)  # the album artist where set, else the artist
-    if artist:
-        return f"artist:{artist.casefold()}"
     folder = os.path.dirname(path)
-    if flat is not None and os.path.normpath(folder) == os.path.normpath(flat):
+    if not artist and flat is not None and os.path.normpath(folder) == os.path.normpath(flat):
         return f"song:{path}"
-    return f"folder:{folder}"
+    return artist_group(artist, folder)
+
+
+def artist_group(name: str | None, folder: str) -> str:
+    """The artist group of a song by its artist's name (the album artist, else the artist) and its folder:
+    ``artist:NAME`` (case folded), else ``folder:FOLDER``; :func:`song_group` and the beets plugin's."""
+    name = (name or "").strip()
+    return f"artist:{name.casefold()}" if name else f"folder:{folder}"
 
 
 def _tag_genres(path: str) -> tuple[list[str], bool]:

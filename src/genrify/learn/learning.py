@@ -36,19 +36,6 @@ from genrify.learn.labels import DEFAULT_MIN_SONGS, LibraryLabels, read_labels
 Progress = Callable[[str, int, int], None]
 
 
-def progress_lines(say: Callable[[str], None], every: float = 10.0) -> Progress:
-    """A :data:`Progress` that says ``"<stage>: <done> of <total>"`` at most every ``every`` seconds
-    (and at each stage's end), for front ends that log lines rather than draw bars."""
-    last = [time.monotonic()]
-
-    def show(stage: str, done: int, total: int) -> None:
-        if total > 1 and done and (time.monotonic() - last[0] >= every or done == total):
-            last[0] = time.monotonic()
-            say(f"{stage}: {done} of {total}")
-
-    return show
-
-
 def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
     """``progress`` for one stage: a ``(done, total)`` callback, or ``None`` without ``progress``."""
     return (lambda done, total: progress(stage, done, total)) if progress else None
@@ -408,6 +395,7 @@ def learn_values(
     list[str]
         :meth:`LearnSummary.lines`: what to print, the summary line last.
     """
+    from genrify.core.runner import progress_lines
     from genrify.learn.embedcache import open_cache
     from genrify.learn.labels import labels_from_values
 

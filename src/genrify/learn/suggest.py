@@ -411,8 +411,8 @@ def suggest_untagged(
     say, warn, every
         Where progress lines and warnings go.
     """
+    from genrify.core.runner import progress_lines
     from genrify.learn.embedcache import open_cache
-    from genrify.learn.learning import progress_lines
 
     warn, progress = warn or say, progress_lines(say, every)
     with open_cache(enabled=cache, max_segments=max_segments, notify=warn) as store:
