@@ -686,17 +686,10 @@ class BuiltinGenreModel:
 
     @property
     def network(self) -> nn.Module:
-        """The model as a :class:`torch.nn.Module` (``BuiltinGenreNetwork``): the taggers' torch
-        networks are loaded (and torch imported) the first time it is used.
-
-        Until then it is a stand-in (:class:`_DeferredNetwork`) that builds the network on first
-        use: callers that hold any model put its network in eval mode on loading
-        (:meth:`genrify.classify.modelref.ModelRef.load`), which must not import torch for a model
-        that answers in numpy.
-        """
-        if self._network is None:
-            return _DeferredNetwork(self)  # type: ignore[return-value]
-        return self._network
+        """The model as a :class:`torch.nn.Module` (``BuiltinGenreNetwork``), built (the taggers'
+        torch networks loaded, torch imported) the first time it is asked for: only a GPU, or a
+        caller that wants torch, asks; :meth:`probabilities` answers in numpy."""
+        return self.build_network()
 
     def build_network(self) -> nn.Module:
         """:attr:`network`, built now (the taggers' torch networks loaded, torch imported)."""
@@ -751,25 +744,6 @@ class BuiltinGenreModel:
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         return logits / logits.sum(axis=1, keepdims=True)
-
-
-class _DeferredNetwork:
-    """:attr:`BuiltinGenreModel.network` before it is built: ``eval()`` costs nothing (the network is
-    built in eval mode), and anything else (a call, ``.to(device)``, an attribute) builds it and is
-    answered by it. ``isinstance(..., nn.Module)`` holds only for the built network
-    (:meth:`BuiltinGenreModel.build_network`)."""
-
-    def __init__(self, model: BuiltinGenreModel) -> None:
-        self._model = model
-
-    def eval(self) -> _DeferredNetwork:
-        return self
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._model.build_network()(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model.build_network(), name)
 
 
 def _device(module: Any) -> Any:

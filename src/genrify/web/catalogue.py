@@ -30,7 +30,7 @@ class ModelEntry:
     name
         Shown in the page and passed as ``model`` to the API; unique within an app.
     model
-        Anything with ``network``, ``genres``, ``params`` and ``chunk_frames``
+        Anything with ``genres``, ``params``, ``chunk_frames`` and ``probabilities`` or ``network``
         (:class:`genrify.classify.predict.Classifier`), e.g. a :class:`genrify.models.modelfile.GenreModel`.
     metadata
         JSON-ready facts for ``GET /api/models``: ``architecture``, ``genres``, ``song_accuracy``
@@ -52,9 +52,13 @@ class ModelEntry:
             raise ParameterError(f"a model's name must be 1 to 100 characters, not {self.name!r}")
         if any(unicodedata.category(c).startswith("C") for c in self.name):
             raise ParameterError(f"a model's name must not hold control characters: {self.name!r}")
-        for attr in ("network", "genres", "params", "chunk_frames"):
+        for attr in ("genres", "params", "chunk_frames"):
             if not hasattr(self.model, attr):
                 raise ParameterError(f"model {self.name!r} has no {attr!r}: not a genre classifier")
+        # A model answers in numpy (`probabilities`) or through its torch network; asked in that
+        # order, since asking a numpy model for its network would build it (and import torch).
+        if not hasattr(self.model, "probabilities") and not hasattr(self.model, "network"):
+            raise ParameterError(f"model {self.name!r} has no 'probabilities' or 'network': not a genre classifier")
 
     @classmethod
     def from_model(cls, name: str, model: Classifier, *, description: str = "", **extra: Any) -> ModelEntry:
