@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -208,3 +208,19 @@ class NoTorch(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, NoTorch())
 """
+
+
+def nan_answer_for(path: str, monkeypatch: Any) -> None:
+    """Make ``predict.predict_or_fail`` answer NaN for the file ``path`` (in this process only)."""
+    from genrify.classify import predict
+
+    real = predict.predict_or_fail
+
+    def with_a_nan(song: Any, model: Any, *, path: str, **options: Any) -> Any:
+        result = real(song, model, path=path, **options)
+        if result.path == first:
+            result.probabilities = result.probabilities * float("nan")
+        return result
+
+    first = path
+    monkeypatch.setattr(predict, "predict_or_fail", with_a_nan)

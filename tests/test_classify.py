@@ -12,6 +12,8 @@ from genrify import __version__
 
 from genrify.models import modelfile
 
+from helpers import nan_answer_for
+
 from genrify.classify import predict
 from genrify.classify.modelref import BuiltinModel, ModelFile, ModelRef, loaded_models
 from genrify.classify.service import (
@@ -189,15 +191,7 @@ def test_a_non_finite_answer_is_a_failure_and_never_cached(model_file, music, tm
     from genrify.collection.library import find_audio
 
     real = predict.predict_or_fail
-    first = find_audio([music]).files[0]
-
-    def with_a_nan(song, model, *, path, **options):  # the first file's answer comes back NaN
-        result = real(song, model, path=path, **options)
-        if result.path == first:
-            result.probabilities = result.probabilities * np.nan
-        return result
-
-    monkeypatch.setattr(predict, "predict_or_fail", with_a_nan)
+    nan_answer_for(find_audio([music]).files[0], monkeypatch)  # the first file's answer is NaN
     ref = ModelRef.file(model_file)
     with open_cache(tmp_path / "cache.sqlite", ref) as cache:
         run = classify_library([music], ref, runner=LocalRunner(1), cache=cache)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import song, write_with_av
+from helpers import nan_answer_for, song, write_with_av
 from typer.testing import CliRunner
 
 from genrify.audio import decode as audio
@@ -295,19 +295,9 @@ def test_a_missing_input_says_it_does_not_exist(model_file, tmp_path):
 
 
 def test_a_nan_answer_is_a_failure_of_its_file_never_invalid_json(model_file, music, monkeypatch):
-    from genrify.classify import predict
     from genrify.collection.library import find_audio
 
-    real = predict.predict_or_fail
-    first = find_audio([music / "metal"]).files[0]
-
-    def with_a_nan(song, model, *, path, **options):  # the first file's answer comes back NaN
-        result = real(song, model, path=path, **options)
-        if result.path == first:
-            result.probabilities = result.probabilities * np.nan
-        return result
-
-    monkeypatch.setattr(predict, "predict_or_fail", with_a_nan)
+    nan_answer_for(find_audio([music / "metal"]).files[0], monkeypatch)  # the first file's answer is NaN
     # One job: the model answers in this process, where the stand-in is (workers load their own).
     result = classify(music / "metal", "--model", model_file, "-f", "json", "-j", "1")
     objects = _json_of(result)
