@@ -24,7 +24,6 @@ from genrify.models.builtin import (
     load_builtin,
     tagger_params,
     tagger_tags,
-    tagger_weight_path,
 )
 
 needs_onnx = pytest.mark.skipif(not all(onnx.available(n) for n in TAGGER_NAMES), reason="ONNX Runtime or graphs missing")
@@ -135,13 +134,12 @@ def test_probabilities_are_the_softmax_of_the_logits():
         model.logits(np.zeros((4, 187, 96), np.float32))
 
 
-def test_the_torch_free_constants_are_musicnns():
-    pytest.importorskip("torch")
-    from genrify.models import musicnn
+def test_the_constants_repeated_without_an_import_are_the_taggers():
+    from genrify.models import taggers
 
-    assert tagger_params() == musicnn.MUSICNN_PARAMS
-    assert onnx.PATCH_SHAPE == (musicnn.PATCH_FRAMES, musicnn.MUSICNN_PARAMS.n_mels)
-    assert all(tagger_weight_path(n) == musicnn.weight_path(n) for n in TAGGER_NAMES)
+    assert tagger_params() == taggers.MUSICNN_PARAMS
+    assert onnx.PATCH_SHAPE == (taggers.PATCH_FRAMES, taggers.MUSICNN_PARAMS.n_mels)
+    assert onnx.GRAPHS_DIR == taggers.PRETRAINED_DIR
 
 
 @needs_onnx

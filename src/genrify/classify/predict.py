@@ -410,7 +410,8 @@ def classify(
 
     Examples
     --------
-    >>> from genrify import modelfile, predict
+    >>> from genrify.classify import predict
+    >>> from genrify.models import modelfile
     >>> model = modelfile.load("model.safetensors")          # doctest: +SKIP
     >>> predict.classify("song.mp3", model).top(3)           # doctest: +SKIP
     [('jazz', 0.81), ('blues', 0.12), ('rock', 0.04)]

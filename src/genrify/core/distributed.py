@@ -110,7 +110,7 @@ def connect(
 
     Examples
     --------
-    >>> from genrify import distributed                         # doctest: +SKIP
+    >>> from genrify.core import distributed                    # doctest: +SKIP
     >>> with distributed.connect("local") as client:            # doctest: +SKIP
     ...     print(client.dashboard_link)
     """

@@ -460,29 +460,18 @@ def tagger_params() -> FeatureParams:
     return first
 
 
-def tagger_weight_path(name: str) -> Path:
-    """Where a tagger of :data:`TAGGER_NAMES`'s packaged weights live (``genrify.models.musicnn.weight_path``
-    without importing that module, which needs torch)."""
-    return HEAD_PATH.parent / f"{name}.safetensors"
-
-
 def _tagger_tags() -> dict[str, tuple[str, ...]]:
     return {name: meta[0] for name, meta in _tagger_meta().items()}
 
 
 @functools.cache
 def _tagger_meta() -> dict[str, tuple[tuple[str, ...], FeatureParams]]:
-    from safetensors import safe_open
+    from genrify.models.taggers import read_tags
 
     out = {}
     for name in TAGGER_NAMES:
-        path = tagger_weight_path(name)
-        try:
-            with safe_open(str(path), framework="numpy") as f:
-                meta = json.loads((f.metadata() or {})["genrify"])
-            out[name] = (tuple(str(t) for t in meta["tags"]), FeatureParams.from_dict(meta["features"]))
-        except Exception as exc:  # noqa: BLE001 - missing file, bad header, no tags: one answer
-            raise ModelFileError(f"{path}: the {name} tagger's tag names cannot be read ({type(exc).__name__})") from None
+        tags, meta = read_tags(name)
+        out[name] = (tuple(tags), FeatureParams.from_dict(meta["features"]))
     return out
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genrify.models.modelfile import learned_report
+
 __all__ = ["ModelCard", "model_card"]
 
 #: The kinds of model a card describes.
@@ -190,7 +192,7 @@ def _builtin_card(view: _View) -> ModelCard:
     # "294 GTZAN excerpts of 2-3 s (Tzanetakis and Cook 2002; ...)": the part before the
     # parenthesis says what, the rest where from (kept whole in learned_from).
     source = trained_on.split(" (", 1)[0].strip()
-    report = _report(info)
+    report = learned_report(info)
     if report is None:
         what = f"the pretrained musicnn taggers ({taggers}) alone: their genre tags, no genre head"
     else:
@@ -214,7 +216,7 @@ def _learned_card(view: _View) -> ModelCard:
     source = info.get("learned_from") or head.get("learned_from") or {}
     source = source if isinstance(source, Mapping) else {}
     taggers = ", ".join(info.get("taggers") or _tagger_names())
-    report = _report(info)
+    report = learned_report(info)
     songs, artists = (report or {}).get("songs", source.get("songs")), (report or {}).get("artists")
     labels = {"tags": "genre tags", "folders": "genre folders"}.get(str(source.get("labels")), "genres")
     inputs = [Path(str(p)).name or str(p) for p in source.get("inputs") or []]
@@ -273,20 +275,6 @@ def _trained_card(view: _View) -> ModelCard:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-def _report(info: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The honest report a learned head carries (``genrify learn``'s cross-check), or ``None``: as
-    :func:`genrify.models.modelfile.learned_report` finds it, here without importing that module,
-    which needs torch (the built-in model's card is shown where torch is not installed)."""
-    holders = (info, info.get("head") if isinstance(info.get("head"), Mapping) else None)
-    for holder in holders:
-        if isinstance(holder, Mapping):
-            for key in ("learned", "report"):
-                found = holder.get(key)
-                if isinstance(found, dict) and ("cv_top1" in found or "per_genre" in found):
-                    return found
-    return None
 
 
 def _cv_headline(report: Mapping[str, Any] | None) -> str:

@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -488,10 +488,10 @@ def _head_metadata(path: Path) -> dict[str, Any]:
     }
 
 
-def learned_report(info: dict[str, Any]) -> dict[str, Any] | None:
+def learned_report(info: Mapping[str, Any]) -> dict[str, Any] | None:
     """The honest report a learned head carries (``genrify learn``'s cross-check), or ``None``."""
-    for holder in (info, info.get("head") if isinstance(info.get("head"), dict) else None):
-        if isinstance(holder, dict):
+    for holder in (info, info.get("head") if isinstance(info.get("head"), Mapping) else None):
+        if isinstance(holder, Mapping):
             for key in ("learned", "report"):
                 found = holder.get(key)
                 if isinstance(found, dict) and ("cv_top1" in found or "per_genre" in found):

@@ -28,14 +28,14 @@ from genrify.audio.melspec import compute_threads
 if TYPE_CHECKING:
     import torch
 
-#: Where the graphs ship: beside the taggers' weights (``genrify.models.musicnn.PRETRAINED_DIR``;
-#: not imported from there, so that the taggers may use this module without a cycle).
+#: Where the graphs ship: beside the taggers' weights (``genrify.models.taggers.PRETRAINED_DIR``;
+#: not imported from there: the taggers use this module, and an import back would be a cycle).
 GRAPHS_DIR = Path(__file__).resolve().parent / "pretrained"
 #: The outputs each exported graph gives, in order.
 OUTPUTS = ("taggram", "penultimate")
 #: The graphs' input patches, ``(frames, bands)``: musicnn's 187 frames of 96 mel bands
-#: (``genrify.models.musicnn.PATCH_FRAMES`` and ``MUSICNN_PARAMS.n_mels``, repeated here because
-#: that module needs torch and running a graph does not).
+#: (``genrify.models.taggers.PATCH_FRAMES`` and ``MUSICNN_PARAMS.n_mels``, repeated here for the
+#: same reason; ``tests/test_builtin_numpy.py`` checks that they agree).
 PATCH_SHAPE = (187, 96)
 
 
@@ -180,8 +180,8 @@ def export(network: torch.nn.Module, path: str | Path) -> Path:
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Outputs(network).eval(), (torch.zeros(2, 187, 96),), str(tmp), input_names=["x"],
-            output_names=list(OUTPUTS), dynamic_axes={"x": {0: "batch"}}, opset_version=17, dynamo=False,
+            _Outputs(network).eval(), (torch.zeros(2, *PATCH_SHAPE),), str(tmp), input_names=["x"],
+            output_names=list(OUTPUTS), dynamic_axes={"x": {0: "batch"}}, opset_version=OPSET, dynamo=False,
         )
     return path
 
