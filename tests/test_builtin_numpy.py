@@ -210,3 +210,16 @@ def test_building_and_running_the_builtin_model_needs_no_torch(tmp_path):
         theirs = torch.softmax(model.network(torch.from_numpy(np.ascontiguousarray(segments))), dim=1).numpy()
     assert child["genres"] == model.genres
     np.testing.assert_allclose(np.array(child["probabilities"]), theirs, atol=1e-5)
+
+
+@needs_onnx
+def test_every_user_of_a_tagger_shares_its_graph_and_sessions():
+    # A session per call cost `genrify tags` a graph load per song; a model per genre choice held
+    # another copy of the taggers' memory.
+    from genrify.models.taggers import load_onnx
+
+    few, every = load_builtin(["rock", "jazz"]), load_builtin()
+    assert all(few.onnx[n] is every.onnx[n] is onnx.tagger_graph(n) for n in TAGGER_NAMES)
+    tagger = load_onnx("MSD_musicnn")
+    assert tagger.tag_patches(np.zeros((1, 187, 96), np.float32)).taggram.shape == (1, 50)
+    assert tagger._graph is onnx.tagger_graph("MSD_musicnn")

@@ -565,7 +565,7 @@ def _tagger() -> Any:
     from genrify.models import onnx
 
     if onnx.available(EMBEDDING[0]):
-        return onnx.OnnxTagger(EMBEDDING[0]).run
+        return onnx.tagger_graph(EMBEDDING[0]).run
     import torch
 
     from genrify.models.musicnn import load_tagger

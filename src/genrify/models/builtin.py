@@ -800,7 +800,7 @@ def load_builtin(
         head=genre_head,
         tags=tagger_tags(),
         chosen=[g for _, g in chosen],
-        onnx={n: onnx.OnnxTagger(n) for n in TAGGER_NAMES} if use_onnx else {},
+        onnx={n: onnx.tagger_graph(n) for n in TAGGER_NAMES} if use_onnx else {},
     )
     if not use_onnx:
         model.build_network()  # the torch taggers are the only runtime: load them (and fail) now

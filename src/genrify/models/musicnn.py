@@ -372,7 +372,7 @@ class Tagger:
 
             if onnx.available(self.name):
                 x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-                return TagResult(self.tags, onnx.OnnxTagger(self.name)(x)["taggram"].numpy(), patch_seconds=patch_seconds)
+                return TagResult(self.tags, onnx.tagger_graph(self.name)(x)["taggram"].numpy(), patch_seconds=patch_seconds)
         out = self.run(batch, features=features)
         taggram = out.pop("taggram")
         return TagResult(self.tags, taggram, out, patch_seconds)

@@ -16,6 +16,7 @@ tensors back to a caller that passed some in.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
@@ -154,6 +155,13 @@ class OnnxTagger:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["name"], state["path"])  # type: ignore[misc]
+
+
+@functools.cache
+def tagger_graph(name: str) -> OnnxTagger:
+    """The packaged tagger ``name``'s graph, one per process: every user of a tagger (the built-in
+    model, ``genrify tags``, the music check) shares its sessions instead of making its own."""
+    return OnnxTagger(name)
 
 
 def export(network: torch.nn.Module, path: str | Path) -> Path:

@@ -231,7 +231,7 @@ class OnnxTagger:
         from genrify.models import onnx
 
         if self._graph is None:
-            self._graph = onnx.OnnxTagger(self.name)
+            self._graph = onnx.tagger_graph(self.name)
         x = np.asarray(batch, dtype=np.float32)
         if x.ndim != 3 or x.shape[1:] != (PATCH_FRAMES, self.params.n_mels):
             raise ParameterError(f"expected patches of shape (n, {PATCH_FRAMES}, {self.params.n_mels}), got {x.shape}")
