@@ -129,6 +129,12 @@ class ModelRef(abc.ABC):
     def _build(self) -> Any:
         """Load the model from scratch."""
 
+    @property
+    @abc.abstractmethod
+    def answers_in_numpy(self) -> bool:
+        """Whether the model answers in numpy on this machine's CPU (ONNX Runtime, no torch): then
+        it is cheap to load in every worker of a local pool. Told without loading it."""
+
     def load(self) -> Any:
         """The model, loaded once per process (in eval mode) while its file is unchanged.
 
@@ -275,6 +281,15 @@ class ModelFile(ModelRef):
         # Its ONNX graph on ONNX Runtime where the file has one (no torch), else the torch network.
         return modelfile.load(self.path)
 
+    @property
+    def answers_in_numpy(self) -> bool:
+        """A learned head (numpy), or a network whose file holds its graph where ONNX Runtime is
+        installed; from the header alone."""
+        from genrify.models import modelfile, onnx
+
+        return modelfile.is_head_file(self.path) or (modelfile.graph_info(self.path) is not None
+                                                    and onnx.runtime_available())
+
 
 @dataclass(frozen=True)
 class BuiltinModel(ModelRef):
@@ -331,6 +346,14 @@ class BuiltinModel(ModelRef):
         from genrify.models.builtin import load_builtin
 
         return load_builtin(list(self.chosen) if self.chosen else None)
+
+    @property
+    def answers_in_numpy(self) -> bool:
+        """Its taggers' graphs ship with genrify: wherever ONNX Runtime is installed."""
+        from genrify.models import onnx
+        from genrify.models.builtin import TAGGER_NAMES
+
+        return all(onnx.available(name) for name in TAGGER_NAMES)
 
 
 #: Models loaded in this process by :meth:`ModelRef.load`. Keys: ``(absolute path, size, mtime)``

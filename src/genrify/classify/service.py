@@ -33,14 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genrify.audio.segments import DEFAULT_MAX_SEGMENTS
 from genrify.classify import outputs, predict
-
 from genrify.classify.modelref import ModelRef
 from genrify.classify.predict import SEGMENTER, Failure, Prediction, SegmentPlan, beside_workers
 from genrify.collection.library import AudioSearch, display_path, find_audio
 from genrify.core.runner import LocalRunner, Processor, Runner
-from genrify.defaults import MAX_DURATION
+from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
 from genrify.errors import ParameterError, PredictionError
 
 if TYPE_CHECKING:
@@ -186,9 +184,9 @@ def _classify_file(path: str, ref: ModelRef, hop_frames: int | None, max_segment
 FILE_CLASSIFIER: Processor[str, Result] = Processor(_classify_file, Failure, setup=_load_model)
 
 
-def _classify_remote(todo: list[str], ref: ModelRef, runner: Runner, options: ClassifyOptions) -> Iterator[Result]:
-    """Files classified where each worker loads the model itself (a Dask cluster); results as they
-    come, carrying the paths of ``todo``.
+def _classify_in_workers(todo: list[str], ref: ModelRef, runner: Runner, options: ClassifyOptions) -> Iterator[Result]:
+    """Files classified where each worker loads the model itself (a Dask cluster, or a local pool
+    for a model that answers in numpy); results as they come, carrying the paths of ``todo``.
 
     Raises
     ------
@@ -222,13 +220,6 @@ def _classify_here(todo: list[str], ref: ModelRef, runner: Runner, options: Clas
     model = ref.load()
     if device is not None:  # a GPU: the torch network runs there (the CPU's models stay as loaded)
         model.network.to(device)
-    elif hasattr(model, "probabilities") and isinstance(runner, LocalRunner) and not runner.runs_here(len(todo)):
-        # A model that answers in numpy on the CPU (the built-in model, a graph from a model file)
-        # is cheap to load in every worker: each worker then does a whole file on one core, and no
-        # core waits for one process's model. With the model here and decoding in the workers, the
-        # taggers (three quarters of a song's time) ran on one core: 2.1 songs/s instead of 4.
-        yield from _classify_remote(todo, ref, runner, options)
-        return
     plan = SegmentPlan.for_model(model, options.hop_seconds, options.max_segments, options.max_duration)
     with beside_workers(runner, len(todo)):
         for path, song, error in runner.run(SEGMENTER, todo, plan):
@@ -500,12 +491,15 @@ def _classify_paths(todo: list[str], ref: ModelRef, runner: Runner, options: Cla
     """The uncached files' results, as they come: workers load the model (remote), or it runs here."""
     if not todo:
         return
-    if runner.remote:
-        yield from _classify_remote(todo, ref, runner, options)
+    pooled = isinstance(runner, LocalRunner) and not runner.runs_here(len(todo))
+    if runner.remote or (pooled and device is None and ref.answers_in_numpy):
+        # A model that answers in numpy on the CPU (the built-in model, a graph from a model file)
+        # is cheap to load in every worker: each worker then does a whole file on one core, and no
+        # core waits for one process's model. With the model here and decoding in the workers, the
+        # taggers (three quarters of a song's time) ran on one core: 2.1 songs/s instead of 4.
+        yield from _classify_in_workers(todo, ref, runner, options)
     else:
         yield from _classify_here(todo, ref, runner, options, device)
-
-
 
 
 __all__ = [
