@@ -41,21 +41,23 @@ from genrify.defaults import MAX_DURATION
 from genrify.errors import ParameterError, PredictionError
 
 if TYPE_CHECKING:
-    import torch
-
     from genrify.audio.features import FeatureParams
 
 
 class Classifier(Protocol):
-    """What prediction needs of a model (a :class:`genrify.models.modelfile.GenreModel` is one)."""
+    """What prediction needs of a model: its genres and input, and one way to answer.
 
-    network: torch.nn.Module  #: dB chunks ``(batch, n_mels, frames)`` in, logits out
+    The way to answer is ``probabilities(segments)`` (numpy ``(n, n_mels, frames)`` float32 in,
+    ``(n, genres)`` out, no torch: the built-in model, a model file's ONNX graph, a learned head)
+    wherever the model has it, else ``network`` (a torch module: dB chunks in, logits out; a model
+    file without its graph, where torch is installed), and ``network`` on a GPU. Optional:
+    ``confidence_threshold`` and ``near_tie_margin`` (when an answer is flagged unsure),
+    ``batch_size``.
+    """
+
     genres: list[str]
     params: FeatureParams
     chunk_frames: int
-    # optional: ``confidence_threshold`` (float), below which an answer is flagged as unsure;
-    # ``probabilities(segments)``: numpy ``(n, n_mels, frames)`` float32 in, ``(n, genres)`` out, without
-    # torch (the built-in model's), used in place of ``network`` wherever the model runs where it was loaded
 
 
 class RankedGenres:
