@@ -51,6 +51,7 @@ import numpy as np
 
 from genrify.audio.features import FeatureParams
 from genrify.collection.genremap import GenreMap, genre_key
+from genrify.core.devices import module_device
 from genrify.errors import DependencyError, ModelFileError, ParameterError
 
 if TYPE_CHECKING:  # torch is needed only for the taggers' torch networks (training, GPUs, no ONNX)
@@ -702,7 +703,7 @@ class BuiltinGenreModel:
         x = torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32))
         network = self.build_network()
         with torch.inference_mode():
-            return {name: {k: v.float().cpu().numpy() for k, v in tagger(x.to(_device(tagger))).items()}
+            return {name: {k: v.float().cpu().numpy() for k, v in tagger(x.to(module_device(tagger))).items()}
                     for name, tagger in network.taggers.items()}
 
     def logits(self, segments: np.ndarray) -> np.ndarray:
@@ -733,12 +734,6 @@ class BuiltinGenreModel:
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         return logits / logits.sum(axis=1, keepdims=True)
-
-
-def _device(module: Any) -> Any:
-    for p in module.parameters():
-        return p.device
-    return "cpu"
 
 
 def load_builtin(

@@ -31,6 +31,7 @@ import numpy as np
 
 from genrify import __version__
 from genrify.audio.features import FeatureParams
+from genrify.core.devices import module_device
 from genrify.core.fsutil import atomic_path
 from genrify.errors import ModelFileError
 from genrify.models.normalization import Normalization
@@ -226,19 +227,13 @@ def graph_difference(model: GenreModel, graph: OnnxGenreGraph, *, segments: int 
     network.eval()
     try:
         with torch.inference_mode():
-            theirs = network(torch.from_numpy(x).to(_module_device(network))).float().cpu().numpy()
+            theirs = network(torch.from_numpy(x).to(module_device(network))).float().cpu().numpy()
     finally:
         network.train(was_training)
     ours = graph.logits(x)
     if ours.shape != theirs.shape:
         return float("inf")
     return float(np.max(np.abs(ours.astype(np.float64) - theirs)))
-
-
-def _module_device(module: Any) -> Any:
-    for p in module.parameters():
-        return p.device
-    return "cpu"
 
 
 # safetensors' own limit on a header; a file that claims a longer one is not a model.
@@ -807,7 +802,7 @@ class GraphModel:
         """The device of the torch network where it was loaded onto a GPU (a caller asked for one), else ``None``."""
         if self._network is None:
             return None
-        device = _module_device(self._network)
+        device = module_device(self._network)
         return None if getattr(device, "type", "cpu") == "cpu" else device
 
     def logits(self, segments: np.ndarray) -> np.ndarray:
