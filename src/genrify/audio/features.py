@@ -9,8 +9,9 @@ pretrained taggers of :mod:`genrify.models.musicnn` get their input from the sam
 It exists twice, with the same values to float32 rounding: in numpy
 (:class:`genrify.audio.melspec.MelFrontEnd`), which :func:`log_mel` and :func:`log_mel_stream` use by
 default so that classification runs without PyTorch, and as a small :class:`torch.nn.Module`
-(:class:`genrify.audio.transforms.LogMelSpectrogram`), batched and GPU-ready, for training
-(``backend="torch"`` here).
+(:class:`genrify.audio.transforms.LogMelSpectrogram`), batched and GPU-ready, for code that
+computes features in torch (``backend="torch"`` here). genrify itself trains on features from the
+store, made in numpy; the torch module is what the numpy front end is tested against.
 
 :func:`log_mel_stream` computes the same frames from a waveform that arrives in blocks, keeping
 memory bounded for hour-long files. This module imports torch only when the torch backend is asked
