@@ -460,10 +460,10 @@ def test_a_beets_without_the_multi_valued_field_gets_joined_genres(monkeypatch):
     from beets.library import Item
 
     monkeypatch.setattr(plugin, "GENRE_FIELD", "genre")
-    item = Item()
-    plugin.set_item_genres(item, ["Jazz", "Blues"], " / ")
+    item, fields = Item(), plugin.ItemFields(" / ")
+    fields.set_field(item, ["Jazz", "Blues"])
     assert item["genre"] == "Jazz / Blues"
-    assert plugin.item_genres(item, " / ") == ["Jazz", "Blues"]
+    assert fields.genres_of(item) == ["Jazz", "Blues"]
 
 
 # --- beet genrify-learn and --suggest -------------------------------------------------------------
@@ -488,8 +488,6 @@ def learn_songs(tmp_path_factory) -> Path:
 
 
 def test_genrify_learn_learns_from_the_databases_genres_and_suggests(tmp_path, learn_songs):
-    from beetsplug.genrify import item_group
-
     library = BeetsLibrary(tmp_path, learn_songs)
     library.configure(write=False)
     library.beet("import", "-A", "-q", str(library.music))
@@ -533,12 +531,14 @@ def test_genrify_learn_learns_from_the_databases_genres_and_suggests(tmp_path, l
         assert items[rel]["genrify_model"] == "mine.safetensors"
         assert set(items[rel]["genres"]) <= {"Metal", "Classical"} and items[rel]["genres"]
 
-    # Artist groups come from albumartist, then artist, then the folder.
+    # Artists come from albumartist, then artist (learn_records groups an item without one by its folder).
     from beets.library import Item
+    from beetsplug.genrify import ItemFields
 
-    assert item_group(Item(albumartist="The Band", artist="Someone", path=b"/m/a/x.flac")) == "artist:the band"
-    assert item_group(Item(artist="Someone", path=b"/m/a/x.flac")) == "artist:someone"
-    assert item_group(Item(path=b"/m/a/x.flac")) == "folder:/m/a"
+    fields = ItemFields(", ")
+    assert fields.artist_of(Item(albumartist="The Band", artist="Someone", path=b"/m/a/x.flac")) == "The Band"
+    assert fields.artist_of(Item(artist="Someone", path=b"/m/a/x.flac")) == "Someone"
+    assert fields.artist_of(Item(path=b"/m/a/x.flac")) == ""
 
 
 def test_genrify_learn_refuses_bad_options_and_too_few_genres_in_one_line(library):
@@ -559,7 +559,7 @@ def test_an_older_beets_learns_from_the_joined_genre_field(monkeypatch):
     from beets.library import Item
 
     monkeypatch.setattr(plugin, "GENRE_FIELD", "genre")
-    item = Item(genre="Jazz, Blues, Soul")
-    assert plugin.item_labels(item, ", ") == ["Jazz", "Blues", "Soul"]
+    item, fields = Item(genre="Jazz, Blues, Soul"), plugin.ItemFields(", ")
+    assert fields.labels_of(item) == ["Jazz", "Blues", "Soul"]
     item["genrify_genres"] = "Soul"  # genrify set Soul: not a label
-    assert plugin.item_labels(item, ", ") == ["Jazz", "Blues"]
+    assert fields.labels_of(item) == ["Jazz", "Blues"]

@@ -1,8 +1,8 @@
 """genrify for beets: genres from the audio itself, set through beets' own fields.
 
 ``docs/beets.md`` is the reference (commands, import stage, settings). beets chooses the items; genrify's
-settings (:class:`~genrify.collection.tagpolicy.TagPolicy`), service, tag listener and learning services,
-shared with the CLI, do the rest. :class:`ItemSink` puts each decision into the item's fields.
+settings, service, tag listener and learning services, shared with the CLI, do the rest: :class:`ItemFields`
+says how an item keeps a song, :class:`ItemSink` puts each decision into the item's fields.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from beets.plugins import BeetsPlugin
 
 from genrify.classify.settings import ClassifySettings
 from genrify.classify.tagging import RecordSink
+from genrify.collection.records import RecordFields
 
 if TYPE_CHECKING:
     from optparse import Values
@@ -94,58 +95,47 @@ class Settings(ClassifySettings):
             return replace(settings, separator=separator)
 
 
-def item_genres(item: Item, separator: str) -> list[str]:
-    """The item's genres as a list, whichever genre field this beets has."""
-    value = item.get(GENRE_FIELD)
-    if not value:
-        return []
-    if isinstance(value, str):
-        return [g.strip() for g in value.split(separator) if g.strip()]
-    return [str(g) for g in value if str(g).strip()]
+class ItemFields(RecordFields):
+    """How beets keeps a song: an item's file, genres (whichever genre field this beets has), provenance
+    (``genrify_genres``) and artist."""
+
+    def __init__(self, separator: str) -> None:
+        self.separator = separator  # of a one-string genre field
+
+    def path_of(self, item: Item) -> str:
+        return os.path.abspath(os.fsdecode(item.path))
+
+    def genres_of(self, item: Any) -> list[str]:  # an Item, or an Album in sync_group
+        value = item.get(GENRE_FIELD)
+        if not value:
+            return []
+        if isinstance(value, str):
+            return [g.strip() for g in value.split(self.separator) if g.strip()]
+        return [str(g) for g in value if str(g).strip()]
+
+    def set_field(self, item: Any, genres: Sequence[str]) -> None:
+        """Set the genre field, as a list or joined."""
+        item[GENRE_FIELD] = list(genres) if GENRE_FIELD == "genres" else self.separator.join(genres)
+
+    def provenance_of(self, item: Item) -> Provenance | None:
+        from genrify.collection.tagpolicy import Provenance
+
+        if "genrify_genres" not in item:
+            return None
+        genres = tuple(g for g in str(item.get("genrify_genres") or "").split(PROVENANCE_JOIN) if g)
+        return Provenance(genres=genres, model=str(item.get("genrify_model") or ""), version="")
+
+    def artist_of(self, item: Item) -> str:
+        return str(item.get("albumartist") or item.get("artist") or "")
 
 
-def set_item_genres(item: Item, genres: Sequence[str], separator: str) -> None:
-    """Set the item's genres, as a list or joined, whichever genre field this beets has."""
-    item[GENRE_FIELD] = list(genres) if GENRE_FIELD == "genres" else separator.join(genres)
-
-
-def item_provenance(item: Item) -> Provenance | None:
-    """What genrify set on this item before (``None``: nothing, every genre it has is a person's)."""
-    from genrify.collection.tagpolicy import Provenance
-
-    if "genrify_genres" not in item:
-        return None
-    genres = tuple(g for g in str(item.get("genrify_genres") or "").split(PROVENANCE_JOIN) if g)
-    return Provenance(genres=genres, model=str(item.get("genrify_model") or ""), version="")
-
-
-def item_path(item: Item) -> str:
-    """The item's file as genrify names it: an absolute ``str`` path."""
-    return os.path.abspath(os.fsdecode(item.path))
-
-
-def item_labels(item: Item, separator: str) -> list[str]:
-    """The genres a person set on the item (never genrify's: a model must not learn its own guesses)."""
-    from genrify.collection.tagpolicy import human_genres
-
-    return list(human_genres(item_genres(item, separator), item_provenance(item)))
-
-
-def item_group(item: Item) -> str:
-    """The item's artist group as ``genrify learn`` makes it (:func:`genrify.learn.labels.artist_group`)."""
-    from genrify.learn.labels import artist_group
-
-    return artist_group(str(item.get("albumartist") or item.get("artist") or ""), os.path.dirname(item_path(item)))
-
-
-class ItemSink(RecordSink):
+class ItemSink(ItemFields, RecordSink):
     """Sets beets items' genres as a :class:`~genrify.classify.tagging.TagListener` decides
     (a :class:`~genrify.classify.tagging.RecordSink` over beets' fields)."""
 
-    def __init__(self, log: Any, settings: Settings, *, pretend: bool, write: bool) -> None:
-        info = lambda line: log.info("{}", line)  # noqa: E731
-        super().__init__(settings.ref.name, pretend=pretend, write=write, say=ui.print_ if pretend else info,
-                         info=info, warn=lambda line: log.warning("{}", line), every=PROGRESS_EVERY)
+    def __init__(self, said: dict[str, Any], settings: Settings, *, pretend: bool, write: bool) -> None:
+        RecordSink.__init__(self, settings.ref.name, pretend=pretend, write=write, info=said["say"],
+                            **{**said, "say": ui.print_ if pretend else said["say"]})
         self.separator = settings.separator
 
     def classified_before(self, record: Item) -> bool:
@@ -154,14 +144,8 @@ class ItemSink(RecordSink):
     def group_of(self, record: Item) -> Any:
         return record.get("album_id") or None
 
-    def genres_of(self, record: Any) -> list[str]:
-        return item_genres(record, self.separator)
-
-    provenance_of = staticmethod(item_provenance)
-    path_of = staticmethod(item_path)
-
     def set_genres(self, record: Item, genres: Sequence[str], provenance: Provenance) -> None:
-        set_item_genres(record, genres, self.separator)
+        self.set_field(record, genres)
         record["genrify_genres"] = PROVENANCE_JOIN.join(provenance.genres)
 
     def mark(self, record: Item, model: str, confidence: float) -> None:
@@ -180,18 +164,8 @@ class ItemSink(RecordSink):
         for album in (item.get_album() for item in albums.values()):
             lists = {tuple(self.genres_of(track)) for track in album.items()} if album else set()
             if len(lists) == 1 and list(genres := lists.pop()) != self.genres_of(album):
-                set_item_genres(album, genres, self.separator)
+                self.set_field(album, genres)
                 album.store(fields=[GENRE_FIELD])
-
-
-def classify_items(log: Any, settings: Settings, items: Iterable[Item], *, force: bool, pretend: bool,
-                   write: bool) -> ItemSink:
-    """Classify the items' files and set their genres (:meth:`~genrify.classify.tagging.RecordSink.tag`);
-    returns the sink (its counts, its changes)."""
-    sink = ItemSink(log, settings, pretend=pretend, write=write)
-    with genrify_errors():
-        sink.tag(items, settings, force=force)
-    return sink
 
 
 class GenrifyPlugin(BeetsPlugin):
@@ -254,75 +228,63 @@ class GenrifyPlugin(BeetsPlugin):
 
     def command(self, lib: Library, opts: Values, args: list[str]) -> None:
         """``beet genrify``: classify the matched items and set their genres (or ``--suggest``)."""
-        settings = self.settings()
         if opts.suggest is not None:
-            return self.suggest_command(lib, settings, opts.suggest, args)
-        sink = classify_items(self._log, settings, lib.items(args), force=opts.force, pretend=opts.pretend,
-                              write=ui.should_write(opts.write))
+            return self.suggest_command(lib, opts.suggest, args)
+        sink = self.tag(lib.items(args), force=opts.force, pretend=opts.pretend, write=ui.should_write(opts.write))
         ui.print_(f"genrify: {sink.line}")
 
     def learn_command(self, lib: Library, opts: Values, args: list[str]) -> None:
         """``beet genrify-learn``: learn a model from the genres people set in the library."""
-        from genrify.learn.labels import check_min_songs
-        from genrify.learn.learning import learn_values
+        from genrify.learn.learning import learn_records
 
         if not opts.out:
             raise ui.UserError("genrify: genrify-learn needs --out MODEL, the model file to write")
-        with genrify_errors():
-            check_min_songs(opts.min_songs)
         settings = self.settings()
-        entries = [(path, item_labels(item, settings.separator), item_group(item))
-                   for path, item in self._files(lib.items(args)).items()]
         with genrify_errors():
-            *report, line = learn_values(
-                entries, opts.out, what="beets item", genre_map=settings.policy.genre_map, min_songs=opts.min_songs,
-                cache=settings.cache is not None, max_segments=settings.options.max_segments, jobs=settings.jobs,
-                source="beets", inputs=[" ".join(args) or "(every item)"], **self._said())
+            *report, line = learn_records(
+                lib.items(args), ItemFields(settings.separator), opts.out, what="beets item", min_songs=opts.min_songs,
+                genre_map=settings.policy.genre_map, cache=settings.cache is not None, jobs=settings.jobs,
+                max_segments=settings.options.max_segments, source="beets", inputs=[" ".join(args) or "(every item)"],
+                **self._said())
         ui.print_("\n".join([*report, f"genrify: {line}", f"genrify: set `model: {opts.out}` in the genrify section "
                                                              "of beets' config to classify with it"]))
 
-    def suggest_command(self, lib: Library, settings: Settings, n: int, args: list[str]) -> None:
+    def suggest_command(self, lib: Library, n: int, args: list[str]) -> None:
         """``beet genrify --suggest N``: the items without a genre that would teach the model most."""
-        from genrify.learn.suggest import check_count, suggest_untagged
+        from genrify.learn.suggest import suggest_records
 
+        settings = self.settings()
         with genrify_errors():
-            check_count(n)
-        files = self._files(lib.items(args))
-        untagged = [path for path, item in files.items() if not item_labels(item, settings.separator)]
+            untagged, suggestions = suggest_records(
+                settings.model_file, lib.items(args), ItemFields(settings.separator), n, jobs=settings.jobs,
+                cache=settings.cache is not None, max_segments=settings.options.max_segments, **self._said())
         if not untagged:
             return ui.print_("genrify: no item without a genre to suggest")
-        with genrify_errors():
-            suggestions = suggest_untagged(settings.model_file, untagged, n, cache=settings.cache is not None,
-                                           jobs=settings.jobs, max_segments=settings.options.max_segments,
-                                           **self._said())
-        ui.print_(f"genrify: {len(suggestions)} of {len(untagged)} items without a genre to tag next "
+        ui.print_(f"genrify: {len(suggestions)} of {untagged} items without a genre to tag next "
                   f"(uncertain, and unlike each other), with {settings.ref.name}'s guess:")
-        for s in suggestions:
-            ui.print_(f"{files[s.path]} | {s.path} | {s.guess} | {s.probability:.2f}")
+        for item, s in suggestions:
+            ui.print_(f"{item} | {s.path} | {s.guess} | {s.probability:.2f}")
+
+    def tag(self, items: Iterable[Item], *, force: bool, pretend: bool, write: bool, jobs: int | None = None) -> ItemSink:
+        """Classify the items' files and set their genres (:meth:`~genrify.classify.tagging.RecordSink.tag`);
+        returns the sink (its counts, its changes)."""
+        settings = replace(self.settings(), jobs=jobs or self.settings().jobs)
+        sink = ItemSink(self._said(), settings, pretend=pretend, write=write)
+        with genrify_errors():
+            sink.tag(items, settings, force=force)
+        return sink
 
     def _said(self) -> dict[str, Any]:
         """``say`` (progress, info), ``warn`` and ``every`` for genrify's services: beets' log."""
         return {"say": lambda line: self._log.info("{}", line), "warn": lambda line: self._log.warning("{}", line),
                 "every": PROGRESS_EVERY}
 
-    def _files(self, items: Iterable[Item]) -> dict[str, Item]:
-        """Each item's file (the first item of a file beets lists twice); missing files warned about."""
-        out: dict[str, Item] = {}
-        for item in items:
-            if os.path.isfile(path := item_path(item)):
-                out.setdefault(path, item)
-            else:
-                self._log.warning("{}: the file is missing, left out", path)
-        return out
-
     def imported(self, session: ImportSession, task: ImportTask) -> None:
         """The import stage: classify a task's items and set their genres. It runs before beets
         copies or moves the files, so their files are written in :meth:`imported_files`; a task is
         one album, decoded in this process unless ``jobs`` says otherwise (a pool costs more)."""
-        items = list(task.imported_items())
-        if items:
-            settings = replace(self.settings(), jobs=self.settings().jobs or 1)
-            sink = classify_items(self._log, settings, items, force=False, pretend=False, write=False)
+        if items := list(task.imported_items()):
+            sink = self.tag(items, force=False, pretend=False, write=False, jobs=self.settings().jobs or 1)
             if sink.changed:
                 self._to_write[id(task)] = sink
 

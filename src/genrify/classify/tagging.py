@@ -34,6 +34,7 @@ from genrify.classify.albums import Album, AlbumAnswer, album_answers, group_alb
 from genrify.classify.predict import Failure, Prediction
 from genrify.classify.service import Listener, Result
 from genrify.collection.library import AudioSearch
+from genrify.collection.records import RecordFields
 from genrify.collection.tagpolicy import Provenance, TagDecision, TagPolicy
 from genrify.collection.tags import TagChange, update_genre
 from genrify.core.runner import progress_lines
@@ -160,15 +161,16 @@ def _shown(genres: Sequence[str]) -> str:
     return "; ".join(genres) if genres else "(none)"
 
 
-class RecordSink(Listener):
+class RecordSink(Listener, RecordFields):
     """Sets the genres of records kept in a database (beets items), not in files: a :class:`TagSink`, and a
     :class:`~genrify.classify.service.Listener` counting failures and saying how far the run is.
 
     Each record is decided by its plan, counted in :attr:`counts` (``classified``, ``changed``,
     ``unchanged``, ``kept``, ``unsure``, ``failed``, ``from_cache``, ``written``; the caller may add
     ``done_before``) and stored at once, so that an interrupted run keeps what it did. A subclass supplies
-    the record's fields: :meth:`classified_before`, :meth:`group_of`, :meth:`genres_of`, :meth:`provenance_of`, :meth:`set_genres`, :meth:`mark`,
-    :meth:`store`, :meth:`path_of`, :meth:`write_file` and (album mode) :meth:`sync_group`.
+    the record's fields: those of :class:`~genrify.collection.records.RecordFields`, and
+    :meth:`classified_before`, :meth:`group_of`, :meth:`set_genres`, :meth:`mark`, :meth:`store`,
+    :meth:`write_file` and (album mode) :meth:`sync_group`.
 
     Parameters
     ----------
@@ -207,14 +209,6 @@ class RecordSink(Listener):
         """Album mode: the record's album (``None``: a group of its own)."""
         return None
 
-    def genres_of(self, record: Any) -> list[str]:
-        """The record's genres."""
-        raise NotImplementedError
-
-    def provenance_of(self, record: Any) -> Provenance | None:
-        """What genrify set on the record before (``None``: nothing)."""
-        raise NotImplementedError
-
     def set_genres(self, record: Any, genres: Sequence[str], provenance: Provenance) -> None:
         """Set the record's genres, and the record of which of them genrify set."""
         raise NotImplementedError
@@ -225,10 +219,6 @@ class RecordSink(Listener):
 
     def store(self, record: Any) -> None:
         """Save the record."""
-        raise NotImplementedError
-
-    def path_of(self, record: Any) -> str:
-        """The record's file, where it is now."""
         raise NotImplementedError
 
     def write_file(self, record: Any) -> bool:

@@ -20,10 +20,10 @@ import dataclasses
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genrify.collection.genremap import GenreMap
 from genrify.collection.library import display_path
@@ -31,6 +31,9 @@ from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
 from genrify.errors import LabelError, ModelFileError
 from genrify.learn.embedcache import EmbedFailure, EmbeddingCache, SongEmbedding, embed_songs
 from genrify.learn.labels import DEFAULT_MIN_SONGS, LibraryLabels, read_labels
+
+if TYPE_CHECKING:
+    from genrify.collection.records import RecordFields
 
 #: ``progress(stage, done, total)``: stages are ``"reading tags"`` and ``"embedding"``.
 Progress = Callable[[str, int, int], None]
@@ -358,8 +361,9 @@ def _figure_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def learn_values(
-    entries: Sequence[tuple[str, Sequence[str], str]],
+def learn_records(
+    records: Iterable[Any],
+    fields: RecordFields,
     out: str | Path,
     *,
     what: str,
@@ -372,17 +376,21 @@ def learn_values(
     every: float = 10.0,
     **options: Any,
 ) -> list[str]:
-    """Learn from genres another program keeps (:func:`genrify.learn.labels.labels_from_values`, then
-    :func:`learn_labels` with the embedding cache ``genrify learn`` uses): the beets plugin's ``genrify-learn``.
+    """Learn from the genres another program keeps in its records (the beets plugin's ``genrify-learn``):
+    each record's file, the genres a person set on it and its artist group, through
+    :func:`~genrify.learn.labels.labels_from_values` and :func:`learn_labels` with the embedding cache
+    ``genrify learn`` uses.
 
     Parameters
     ----------
-    entries
-        ``(path, genre values, artist group)`` per song, as for :func:`~genrify.learn.labels.labels_from_values`.
+    records
+        The database's records (a file listed twice is learned once; a missing file is warned about).
+    fields
+        How the database keeps a song (:class:`~genrify.collection.records.RecordFields`).
     out, genre_map, min_songs, max_segments
         As for :func:`learn_labels`.
     what
-        What the entries are, named in lines and errors (``"item"``: ``"the 8 item(s) with a file"``).
+        What the records are, named in lines and errors (``"item"``: ``"the 8 item(s) with a file"``).
     cache
         Use the embedding cache.
     say, warn, every
@@ -397,9 +405,12 @@ def learn_values(
     """
     from genrify.core.runner import progress_lines
     from genrify.learn.embedcache import open_cache
-    from genrify.learn.labels import labels_from_values
+    from genrify.learn.labels import artist_group, check_min_songs, labels_from_values
 
+    check_min_songs(min_songs)
     warn = warn or say
+    entries = [(path, fields.labels_of(record), artist_group(fields.artist_of(record), os.path.dirname(path)))
+               for path, record in fields.files(records, warn).items()]
     with open_cache(enabled=cache, max_segments=max_segments, notify=warn) as store:
         labels = labels_from_values(entries, genre_map=genre_map, min_songs=min_songs,
                                     source=f"the {len(entries)} {what}(s) with a file")

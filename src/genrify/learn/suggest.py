@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,6 +51,7 @@ from genrify.core.fsutil import write_text_atomic
 from genrify.errors import ParameterError, UsageError
 
 if TYPE_CHECKING:
+    from genrify.collection.records import RecordFields
     from genrify.learn.embedcache import EmbedFailure, EmbeddingCache, SongEmbedding
     from genrify.models.builtin import GenreHead
 
@@ -387,9 +388,10 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def suggest_untagged(
+def suggest_records(
     model: str | Path | None,
-    paths: Sequence[str],
+    records: Iterable[Any],
+    fields: RecordFields,
     n: int,
     *,
     cache: bool = True,
@@ -398,26 +400,40 @@ def suggest_untagged(
     say: Callable[[str], None] = print,
     warn: Callable[[str], None] | None = None,
     every: float = 10.0,
-) -> list[Suggestion]:
-    """:func:`suggest_from_model` with the embedding cache ``genrify learn`` uses, progress said as lines
-    (at most every ``every`` seconds) and the files that could not be embedded warned about (default ``say``).
+) -> tuple[int, list[tuple[Any, Suggestion]]]:
+    """:func:`suggest_from_model` on the records of another program's database that no person gave a
+    genre (the beets plugin's ``--suggest``), with the embedding cache ``genrify learn`` uses, progress
+    said as lines (at most every ``every`` seconds) and the files that could not be embedded or are
+    missing warned about (default ``say``).
 
     Parameters
     ----------
-    model, paths, n, jobs, max_segments
+    model, n, jobs, max_segments
         As for :func:`suggest_from_model`.
+    records, fields
+        The records, and how the database keeps a song (:class:`~genrify.collection.records.RecordFields`).
     cache
         Use the embedding cache.
     say, warn, every
         Where progress lines and warnings go.
+
+    Returns
+    -------
+    tuple[int, list[tuple[Any, Suggestion]]]
+        How many records with a file have no genre, and the suggestions among them with their records.
     """
     from genrify.core.runner import progress_lines
     from genrify.learn.embedcache import open_cache
 
+    check_count(n)
     warn, progress = warn or say, progress_lines(say, every)
+    untagged = {path: record for path, record in fields.files(records, warn).items() if not fields.labels_of(record)}
+    if not untagged:
+        return 0, []
     with open_cache(enabled=cache, max_segments=max_segments, notify=warn) as store:
-        suggestions, failed = suggest_from_model(model, paths, n, cache=store, jobs=jobs, max_segments=max_segments,
+        suggestions, failed = suggest_from_model(model, list(untagged), n, cache=store, jobs=jobs,
+                                                 max_segments=max_segments,
                                                  progress=lambda done, total: progress("embedding", done, total))
     for failure in failed:
         warn(f"{failure.path}: {failure.reason}")
-    return suggestions
+    return len(untagged), [(untagged[s.path], s) for s in suggestions]

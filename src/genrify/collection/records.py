@@ -1,0 +1,51 @@
+"""Songs kept as records in another program's database (beets items), not read from their files.
+
+A program that keeps a library's genres in its own database subclasses :class:`RecordFields` with its
+field access: where a record's file is, its genres, what genrify set on it before, its artist. Tagging
+(:class:`~genrify.classify.tagging.RecordSink`) and learning (:func:`genrify.learn.learning.learn_records`,
+:func:`genrify.learn.suggest.suggest_records`) need nothing else of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from genrify.collection.tagpolicy import Provenance, human_genres
+
+
+class RecordFields:
+    """How a database keeps a song: a subclass supplies :meth:`path_of`, :meth:`genres_of`,
+    :meth:`provenance_of` and :meth:`artist_of`; the rest is the same for every database."""
+
+    def path_of(self, record: Any) -> str:
+        """The record's file, where it is now (absolute)."""
+        raise NotImplementedError
+
+    def genres_of(self, record: Any) -> list[str]:
+        """The record's genres, whoever set them."""
+        raise NotImplementedError
+
+    def provenance_of(self, record: Any) -> Provenance | None:
+        """What genrify set on the record before (``None``: nothing, every genre it has is a person's)."""
+        raise NotImplementedError
+
+    def artist_of(self, record: Any) -> str:
+        """The record's album artist, else its artist (``""``: none)."""
+        raise NotImplementedError
+
+    def labels_of(self, record: Any) -> list[str]:
+        """The genres a person set on the record: never genrify's, since a model must not learn its own guesses."""
+        return list(human_genres(self.genres_of(record), self.provenance_of(record)))
+
+    def files(self, records: Iterable[Any], warn: Callable[[str], None]) -> dict[str, Any]:
+        """Each record's file, with its first record (a database may list one file twice); a record whose
+        file is missing is warned about and left out."""
+        out: dict[str, Any] = {}
+        for record in records:
+            if os.path.isfile(path := self.path_of(record)):
+                out.setdefault(path, record)
+            else:
+                warn(f"{path}: the file is missing, left out")
+        return out
