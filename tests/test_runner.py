@@ -38,6 +38,33 @@ def test_a_pool_reports_every_item_once_and_a_crash_costs_only_its_item():
     assert sorted(r for r in results if not isinstance(r, tuple)) == [2 * n for n in items if n not in (-1, 7)]
 
 
+def test_a_pool_that_breaks_while_work_is_handed_to_it_loses_nothing(monkeypatch):
+    # A worker can die between the runner's look at its pool and its next submit: the pool then
+    # refuses the batch (BrokenProcessPool from submit itself), which must cost nothing.
+    import genrify.core.runner as runner_module
+    from concurrent.futures.process import BrokenProcessPool
+
+    real_pool, refused = runner_module.process_pool, []
+
+    class RefusesOnce:
+        def __init__(self, *args, **kwargs):
+            self.pool = real_pool(*args, **kwargs)
+
+        def submit(self, *args, **kwargs):
+            if not refused:
+                refused.append(args[1])
+                raise BrokenProcessPool("a worker died")
+            return self.pool.submit(*args, **kwargs)
+
+        def shutdown(self, *args, **kwargs):
+            return self.pool.shutdown(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "process_pool", RefusesOnce)
+    items = list(range(1, 20))
+    results = list(LocalRunner(2).run(DOUBLER, items))
+    assert refused and sorted(results) == [2 * n for n in items]
+
+
 def test_a_single_item_runs_here_unless_workers_are_asked_for():
     assert LocalRunner(4).runs_here(1) and not LocalRunner(4).runs_here(2)
     assert not LocalRunner(4, in_process=False).runs_here(1)

@@ -346,16 +346,30 @@ class LocalRunner:
 
         pool = new_pool()
         in_flight: dict[Future[list[R]], list[T]] = {}
+
+        def submit(batch: list[T]) -> bool:
+            """Hand ``batch`` to the pool; False where a worker died since the last look (the pool
+            refuses work), the batch never having run."""
+            try:
+                in_flight[pool.submit(processor.batch, batch, *args)] = batch
+            except BrokenProcessPool:
+                return False
+            return True
+
         try:
             while queue or in_flight or suspects:
                 if suspects:
-                    if not in_flight:
-                        batch = [suspects.pop()]
-                        in_flight[pool.submit(processor.batch, batch, *args)] = batch
+                    if not in_flight and not submit(batch := [suspects.pop()]):
+                        suspects.extend(batch)
                 else:
                     while queue and len(in_flight) < window:
-                        batch = queue.pop()
-                        in_flight[pool.submit(processor.batch, batch, *args)] = batch
+                        if not submit(batch := queue.pop()):
+                            queue.append(batch)  # first again once the pool is rebuilt
+                            break
+                if not in_flight:  # the pool broke with nothing of ours in it (a worker that died starting)
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = new_pool()
+                    continue
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 alone = len(in_flight) == 1
                 broken = False
