@@ -21,12 +21,11 @@ songs the model is already sure of (their weight is small, but k-means still pla
 their least certain song is then suggested, which spreads the labels over the library too.
 
 ``benchmarks/learn_library.py`` compares the schemes (:data:`METHODS`) on GTZAN excerpts: from 3
-tagged songs per genre, 20 songs added, 15 seeds, on artists that the reported figure does not use,
-the mean gains in top-1 accuracy were: weighted clusters +0.076, plain clusters +0.064, cluster
-centres +0.062, margin alone +0.069, the most uncertain clustered +0.040, random songs +0.051.
-On the other artists (the reported figure, 5 seeds) the suggested songs gained +0.007 and random
-ones +0.072: at 30 to 50 songs the gains of 20 songs are within the noise of the learner's
-settings, and suggestions are no better than random there (``benchmarks/RESULTS.md``).
+tagged songs per genre, 20 songs added, 40 seeds, on artists that the reported figure does not use,
+the mean gains in top-1 accuracy were: margin alone +0.069, plain clusters +0.065, weighted clusters
++0.064, cluster centres +0.056, the most uncertain clustered +0.048, random songs +0.043. On the
+other artists (the reported figure, 40 seeds) the suggested songs gained +0.097 and random ones
++0.076: 1.28 times as much, 0.021 +- 0.011 more seed by seed (``benchmarks/RESULTS.md``).
 
 >>> from genrify.learn.suggest import suggest
 >>> for s in suggest(head, untagged_embeddings, 20):              # doctest: +SKIP
