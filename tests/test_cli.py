@@ -121,7 +121,7 @@ def _help(monkeypatch, *command: str) -> str:
 def test_scheduler_help_says_what_local_is_and_how_to_get_dask(monkeypatch, command):
     text = _help(monkeypatch, command)
     assert "'local' (start a cluster of worker processes on this machine: one per core, or --jobs)" in text
-    assert "Needs Dask: pip install 'genrify[dask]'." in text and "(needs genrify)" not in text
+    assert "Needs Dask (the dask extra)." in text and "(needs genrify)" not in text
 
 
 def test_help_says_what_the_seed_is(monkeypatch):

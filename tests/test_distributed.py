@@ -4,6 +4,7 @@ loopback, started here and torn down at the end."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -280,5 +281,7 @@ def test_connect_refuses_bad_addresses():
 
 def test_without_dask_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now raises ImportError
-    with pytest.raises(DependencyError, match=r"pip install 'genrify\[dask\]'"):
+    from genrify.core.extras import install_command
+
+    with pytest.raises(DependencyError, match=re.escape(install_command("dask"))):
         gd.connect("local")

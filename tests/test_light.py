@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from genrify.core.extras import install_command
+
 SITECUSTOMIZE = textwrap.dedent('''
     import atexit, json, os, sys
     _BLOCKED = [m for m in os.environ["GENRIFY_BLOCK"].split(",") if m]
@@ -188,7 +190,7 @@ def test_learn_and_suggest_say_which_extra_without_scikit_learn(blocker, clip, t
         done = run_blocked(blocker, tmp_path, cli(*args), block="torch,sklearn", ok=False)
         assert done.returncode == 1, done.stderr
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and "pip install 'genrify[learn]'" in lines[0], done.stderr
+        assert len(lines) == 1 and install_command("learn") in lines[0], done.stderr
     assert not (tmp_path / "mine.safetensors").exists()
 
 
@@ -197,7 +199,7 @@ def test_synth_says_which_extra_without_scipy(blocker, tmp_path):
                        block="torch,scipy", ok=False)
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "pip install 'genrify[train]'" in lines[0], done.stderr
+    assert len(lines) == 1 and install_command("train") in lines[0], done.stderr
     assert not (tmp_path / "music").exists()
 
 

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from genrify import __version__
 from genrify.collection.tagpolicy import TagPolicy
+from genrify.core.extras import install_command
 from genrify.learn.config import TRAIN_DEFAULTS
 from genrify.defaults import (
     ARCHITECTURES,
@@ -125,7 +126,7 @@ def _needs(module: str, extra: str, what: str) -> None:
         importlib.import_module(module)
     except ImportError:
         package = {"sklearn": "scikit-learn", "torch": "PyTorch"}.get(module, module)
-        raise DependencyError(f"{what} needs {package}, which this install lacks: pip install 'genrify[{extra}]'") from None
+        raise DependencyError(f"{what} needs {package}, which this install lacks: {install_command(extra)}") from None
 
 
 def _progress(*, transient: bool = False) -> Any:
@@ -242,7 +243,7 @@ def extract(
     n_fft: Annotated[int | None, typer.Option(help=f"FFT size (default {N_FFT}, or the store's).")] = None,
     hop_length: Annotated[int | None, typer.Option(help=f"Hop between frames (default {HOP_LENGTH}, or the store's).")] = None,
     show_failed: Annotated[int, typer.Option(help="List at most this many failed files.")] = 20,
-    scheduler: Annotated[str | None, typer.Option(help="Extract on a Dask cluster: tcp://HOST:8786 (a running scheduler), a scheduler's JSON file, or 'local' (start a cluster of worker processes on this machine: one per core, or --jobs). Needs Dask: pip install 'genrify[dask]'.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Extract on a Dask cluster: tcp://HOST:8786 (a running scheduler), a scheduler's JSON file, or 'local' (start a cluster of worker processes on this machine: one per core, or --jobs). Needs Dask (the dask extra).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every path passed over, and show the decoders' notes.")] = False,
     follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symbolic links to folders outside MUSIC_DIR (never one back into it or to a folder above).")] = False,
     max_duration: Annotated[str, typer.Option(help=_MAX_DURATION_HELP)] = _MAX_DURATION,
@@ -879,7 +880,7 @@ def classify(
     cache: Annotated[bool, typer.Option(help="Reuse results of earlier runs for unchanged files and the same model.")] = True,
     cache_file: Annotated[Path | None, typer.Option(help="The results cache (default ~/.cache/genrify/results.sqlite).")] = None,
     device: Annotated[str, typer.Option(help="Run the model on: auto (a CUDA GPU when there is one), cpu or cuda.")] = "auto",
-    scheduler: Annotated[str | None, typer.Option(help="Classify on a Dask cluster: tcp://HOST:8786 (a running scheduler), a scheduler's JSON file, or 'local' (start a cluster of worker processes on this machine: one per core, or --jobs). Needs Dask: pip install 'genrify[dask]'.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Classify on a Dask cluster: tcp://HOST:8786 (a running scheduler), a scheduler's JSON file, or 'local' (start a cluster of worker processes on this machine: one per core, or --jobs). Needs Dask (the dask extra).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file and folder passed over (broken or looping links, links to folders, unreadable folders).")] = False,
     follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symbolic links to folders outside the folders given (never one back into them or to a folder above).")] = False,
     max_duration: Annotated[str, typer.Option(help=_MAX_DURATION_HELP)] = _MAX_DURATION,

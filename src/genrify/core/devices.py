@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from genrify.core.extras import install_command
 from genrify.errors import DependencyError, ParameterError
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def compute_device(name: str = "auto", *, notify: Callable[[str], None] | None =
         device = resolve_device(name, notify=notify)
     except DependencyError:
         if base == "cuda" and notify is not None:
-            notify(f"PyTorch is not installed; computing on the CPU instead of {name} (pip install 'genrify[train]')")
+            notify(f"PyTorch is not installed; computing on the CPU instead of {name} ({install_command('train')})")
         return None
     return device if device.type == "cuda" else None
 
@@ -133,7 +134,7 @@ def resolve_device(name: str = "auto", *, notify: Callable[[str], None] | None =
     try:
         import torch
     except ImportError:
-        raise DependencyError("PyTorch is not installed: pip install 'genrify[train]'") from None
+        raise DependencyError(f"PyTorch is not installed: {install_command('train')}") from None
     if base == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():

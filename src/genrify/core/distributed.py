@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from genrify.core.extras import install_command
 from genrify.core.runner import CRASHED, Processor, default_jobs
 from genrify.errors import DependencyError, ParameterError
 
@@ -57,8 +58,6 @@ RETRIES = 2
 #: while results travel back, bounded so a million-track run never floods the scheduler.
 TASKS_PER_THREAD = 3
 
-_INSTALL = "Dask is not installed: pip install 'genrify[dask]' (or pip install 'dask[distributed]')"
-
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -68,7 +67,7 @@ def _dask() -> Any:
     try:
         import distributed
     except ImportError:
-        raise DependencyError(_INSTALL) from None
+        raise DependencyError(f"Dask is not installed: {install_command('dask')} (or pip install 'dask[distributed]')") from None
     return distributed
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from genrify import __version__
 from genrify.audio.features import FeatureParams
 from genrify.core.devices import module_device
+from genrify.core.extras import install_command
 from genrify.core.fsutil import atomic_path
 from genrify.errors import ModelFileError
 from genrify.models.normalization import Normalization
@@ -706,7 +707,7 @@ def not_runnable(path: str | Path) -> str | None:
         return None
     if described is not None:
         return f"{path}: its ONNX graph needs ONNX Runtime (pip install onnxruntime), or PyTorch for its weights"
-    return (f"{path}: {_NO_GRAPH.split(' (')[0]}; with PyTorch (pip install 'genrify[train]') run "
+    return (f"{path}: {_NO_GRAPH.split(' (')[0]}; with PyTorch ({install_command('train')}) run "
             f"`genrify export {path}` to add one")
 
 
@@ -794,7 +795,7 @@ class GraphModel:
         """
         if self._network is None:
             if not torch_installed():
-                raise ModelFileError(f"{self.path}: running it on a GPU needs PyTorch (pip install 'genrify[train]')")
+                raise ModelFileError(f"{self.path}: running it on a GPU needs PyTorch ({install_command('train')})")
             self._network = _load_torch(self.path, read_metadata(self.path), None).network
         return self._network
 
@@ -1046,7 +1047,7 @@ def add_graph(path: str | Path, *, force: bool = False, check_only: bool = False
     if meta.get("head"):
         raise ModelFileError(f"{path}: a genre head (genrify learn) runs on numpy already; it has no network to export")
     if not torch_installed():
-        raise ModelFileError(f"{path}: exporting a graph needs PyTorch (pip install 'genrify[train]')")
+        raise ModelFileError(f"{path}: exporting a graph needs PyTorch ({install_command('train')})")
     if not onnx.runtime_available():
         raise ModelFileError(f"{path}: checking a graph needs ONNX Runtime (pip install onnxruntime)")
     described = graph_info(path)

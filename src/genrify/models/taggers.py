@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from genrify.audio.features import FeatureParams, log_mel
+from genrify.core.extras import install_command
 from genrify.errors import DependencyError, ModelFileError, ParameterError
 
 #: The four pretrained taggers, by the original's names.
@@ -227,7 +228,7 @@ class OnnxTagger:
             ``features`` asked for: the embeddings come from the torch network.
         """
         if features:
-            raise DependencyError(f"{self.name}'s features need PyTorch: pip install 'genrify[train]'")
+            raise DependencyError(f"{self.name}'s features need PyTorch: {install_command('train')}")
         from genrify.models import onnx
 
         if self._graph is None:
