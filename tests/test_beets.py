@@ -208,6 +208,15 @@ def digest(folder: Path) -> dict[str, str]:
 # --- packaging -------------------------------------------------------------------------------------
 
 
+def test_loading_the_plugin_loads_neither_numpy_nor_the_service():
+    # beets imports every configured plugin at every command (`beet ls` too): genrify's share of
+    # that must stay small, its numpy and models loaded only when a genrify command runs.
+    code = ("import sys, beetsplug.genrify; "
+            "print(sorted(m for m in ('numpy', 'genrify.classify.service', 'genrify.classify.albums') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_beets_finds_the_plugin_in_the_beetsplug_namespace(library):
     import importlib.util
 

@@ -15,11 +15,11 @@ from genrify.models import modelfile
 from helpers import nan_answer_for
 
 from genrify.classify import predict
+from genrify.classify.listener import Listener
 from genrify.classify.modelref import BuiltinModel, ModelFile, ModelRef, loaded_models
 from genrify.classify.service import (
     ClassifyOptions,
     LibraryRun,
-    Listener,
     classify_library,
     classify_song,
     open_cache,

@@ -1072,7 +1072,7 @@ def _show_progress(progress: Any, task: Any) -> Any:
     but holds the first back until another file has its outcome: where the only file given cannot
     be read, its failure is said once, as the run's error (:func:`_nothing_classified`)."""
     from genrify.classify.predict import Failure
-    from genrify.classify.service import Listener
+    from genrify.classify.listener import Listener
 
     class ShowProgress(Listener):
         def __init__(self) -> None:

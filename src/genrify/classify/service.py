@@ -10,13 +10,14 @@ entry for many.
   rest through a runner (:mod:`genrify.core.runner`: a local process pool that decodes while the
   model runs here, or :class:`genrify.core.distributed.DaskRunner`, whose workers load the model
   themselves), turns non-finite answers into failures, and returns a :class:`LibraryRun`: the
-  results in input order and a :class:`RunSummary`. Listeners (:class:`Listener`, after beets'
+  results in input order and a :class:`RunSummary`. Listeners (:class:`~genrify.classify.listener.Listener`, after beets'
   plugin events) hear of the start, each result and the end: the CLI's progress bar is one.
 - What is done with the results lives beside: genre tags in :mod:`genrify.classify.tagging`, folders
   and playlists in :mod:`genrify.classify.placing`.
 - :func:`classify_song` classifies one song, as a library run would: the web app's answer.
 
->>> from genrify.classify.modelref import ModelRef
+>>> from genrify.classify.listener import Listener
+from genrify.classify.modelref import ModelRef
 >>> from genrify.classify.service import classify_library
 >>> run = classify_library(["~/Music"], ModelRef.builtin(["rock", "jazz"]))   # doctest: +SKIP
 >>> run.summary.classified, run.summary.genres                                # doctest: +SKIP
@@ -318,22 +319,6 @@ class LibraryRun:
         return [r for r in self.results if isinstance(r, Failure)]
 
 
-class Listener:
-    """Hears of a library run as it goes (beets' plugin events are the model); override what you need.
-
-    Every hook runs in the calling thread; an exception in one ends the run.
-    """
-
-    def on_start(self, found: AudioSearch) -> None:
-        """The audio was found; ``len(found.files)`` results follow."""
-
-    def on_result(self, result: Result, cached: bool) -> None:
-        """One file's result, as it arrives; ``cached`` where it came from the results cache."""
-
-    def on_finish(self, run: LibraryRun) -> None:
-        """The run is over (not called when it ends by an exception)."""
-
-
 def require_audio(found: AudioSearch, paths: Sequence[str | Path], *, hint: str = "") -> AudioSearch:
     """``found`` (:func:`genrify.collection.library.find_audio` of ``paths``), where it holds a file to classify.
 
@@ -397,7 +382,7 @@ def classify_library(
     cache
         Results of earlier runs (:func:`open_cache`); new answers are added to it. Not closed here.
     listeners
-        Told of the start, each result and the end (:class:`Listener`).
+        Told of the start, each result and the end (:class:`~genrify.classify.listener.Listener`).
     device
         Where the model runs in this process: a torch device (a GPU) or ``None``, where it was loaded
         (the CPU; the built-in model in numpy and ONNX Runtime, without torch;
@@ -506,7 +491,6 @@ __all__ = [
     "FILE_CLASSIFIER",
     "ClassifyOptions",
     "LibraryRun",
-    "Listener",
     "Result",
     "RunSummary",
     "classify_library",

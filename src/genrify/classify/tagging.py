@@ -1,6 +1,6 @@
 """Tagging: answers in, genres set, the same way for files and for beets items.
 
-One listener (:class:`TagListener`, a :class:`genrify.classify.service.Listener`) hears a library
+One listener (:class:`TagListener`, a :class:`genrify.classify.listener.Listener`) hears a library
 run's answers and turns each into a :class:`TagPlan`: the track's ranking of genres (its own, or in
 album mode its album's, :func:`genrify.classify.albums.track_choice`), whether that answer is
 unsure, and the policy (:class:`genrify.collection.tagpolicy.TagPolicy`) that decides what the
@@ -30,20 +30,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from genrify.classify.albums import Album, AlbumAnswer, album_answers, group_albums, track_choice
-from genrify.classify.predict import Failure, Prediction
-from genrify.classify.service import Listener, Result
-from genrify.collection.library import AudioSearch
+from genrify.classify.listener import Listener
 from genrify.collection.records import RecordFields
 from genrify.collection.tagpolicy import Provenance, TagDecision, TagPolicy
-from genrify.collection.tags import TagChange, update_genre
 from genrify.core.runner import progress_lines
 from genrify.errors import GenrifyError
 
+# The answers' types, the albums and the tag formats are imported where they are used: the beets
+# plugin defines its sink on this module at every `beet` command, which must not load numpy.
 if TYPE_CHECKING:
+    from genrify.classify.albums import Album, AlbumAnswer
+    from genrify.classify.predict import Prediction
     from genrify.classify.results import ResultCache
+    from genrify.classify.service import LibraryRun, Result
     from genrify.classify.settings import ClassifySettings
-    from genrify.classify.service import LibraryRun
+    from genrify.collection.library import AudioSearch
+    from genrify.collection.tags import TagChange
 
 __all__ = ["FileSink", "RecordSink", "TagListener", "TagPlan", "TagReport", "TagSink", "keep_answer", "tag_files",
            "tag_results"]
@@ -140,6 +142,8 @@ class FileSink:
 
     def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange | None:
         """Tag one file; a file whose answer is not sure enough is not opened at all."""
+        from genrify.collection.tags import update_genre
+
         if plan.leaves_alone:
             return None
         change = update_genre(plan.path, plan.decide, separator=plan.policy.separator, id3v23=plan.policy.id3v23,
@@ -163,7 +167,7 @@ def _shown(genres: Sequence[str]) -> str:
 
 class RecordSink(Listener, RecordFields):
     """Sets the genres of records kept in a database (beets items), not in files: a :class:`TagSink`, and a
-    :class:`~genrify.classify.service.Listener` counting failures and saying how far the run is.
+    :class:`~genrify.classify.listener.Listener` counting failures and saying how far the run is.
 
     Each record is decided by its plan, counted in :attr:`counts` (``classified``, ``changed``,
     ``unchanged``, ``kept``, ``unsure``, ``failed``, ``from_cache``, ``written``; the caller may add
@@ -263,6 +267,8 @@ class RecordSink(Listener, RecordFields):
 
     def on_result(self, result: Result, cached: bool) -> None:
         """Count a file's failure or cached answer, and say how far the run is."""
+        from genrify.classify.predict import Failure
+
         self.seen += 1
         if isinstance(result, Failure):
             self.warn(f"{result.path}: {result.error}")
@@ -276,6 +282,8 @@ class RecordSink(Listener, RecordFields):
 
     def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange | None:
         """Decide, count and store each record of the plan's file."""
+        from genrify.collection.tags import TagChange
+
         change = None
         for record in self.records.get(plan.path, []):
             old, decision = self._set(record, plan)
@@ -427,6 +435,8 @@ class TagListener(Listener):
 
     def on_start(self, found: AudioSearch) -> None:
         """Album mode: know each album's tracks, to decide it when the last one has answered."""
+        from genrify.classify.albums import Album, group_albums
+
         if not self.policy.album_mode:
             return
         files = set(found.files)
@@ -439,6 +449,8 @@ class TagListener(Listener):
 
     def on_result(self, result: Result, cached: bool) -> None:
         """Tag the track now, or (album mode) once its album's last track has its outcome."""
+        from genrify.classify.predict import Prediction
+
         path = str(result.path)
         album = self._group_of.get(path) if self.policy.album_mode else None
         if album is None:  # outside album mode, or a track no album names: its own answer
@@ -463,6 +475,8 @@ class TagListener(Listener):
         self.sink.finish()
 
     def _decide(self, album: int) -> None:
+        from genrify.classify.albums import album_answers
+
         answers = self._answers.pop(album, {})
         if not answers:
             return
@@ -474,6 +488,8 @@ class TagListener(Listener):
         self.sink.group_done([p for p in self._albums[album].tracks if p in answers])
 
     def _tag(self, prediction: Prediction, album: AlbumAnswer | None) -> None:
+        from genrify.classify.albums import track_choice
+
         self.report.total += 1
         ranked, unsure = track_choice(prediction, album, own_genre_above=self.policy.own_genre_above)
         confidence = album.confidence if album is not None else prediction.confidence
@@ -519,6 +535,8 @@ def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = No
     TagReport
         A file that cannot be tagged is a failure in it; the others are tagged.
     """
+    from genrify.collection.library import AudioSearch
+
     listener = TagListener(policy if policy is not None else TagPolicy(), FileSink(cache), model=model,
                            dry_run=dry_run, groups=groups)
     listener.on_start(AudioSearch([str(p.path) for p in predictions], [], []))
@@ -548,7 +566,7 @@ def tag_files(found: AudioSearch, settings: ClassifySettings, sink: Callable[[Re
     dry_run
         Change nothing; report what would change.
     listeners
-        Told of the run too, before the tagger (:class:`~genrify.classify.service.Listener`).
+        Told of the run too, before the tagger (:class:`~genrify.classify.listener.Listener`).
     notify
         Says a results cache problem that is not an error (a cache made again).
 
