@@ -142,7 +142,8 @@ def main() -> None:
     from genrify.classify.predict import classify
     from genrify.models.builtin import TAGGER_NAMES, load_builtin
     from genrify.classify.musicnn_tags import tag_song
-    from genrify.models.musicnn import MUSICNN_PARAMS, load_tagger
+    from genrify.models.musicnn import load_tagger
+    from genrify.models.taggers import MUSICNN_PARAMS
 
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,7 @@ def run_reference(paths: list[str], model_path: str) -> None:
 
 def long_song_ratio(song: Path, model_path: Path, repeats: int = 5) -> tuple[float, float]:
     """Median seconds of (decode + features) and of the whole classification of one file."""
+    from genrify.audio.segments import song_features
     from genrify.classify import predict
     from genrify.models import modelfile
 
@@ -83,7 +84,7 @@ def long_song_ratio(song: Path, model_path: Path, repeats: int = 5) -> tuple[flo
     feat, full = [], []
     for _ in range(repeats):
         t = time.perf_counter()
-        predict.song_features(song, model.params)
+        song_features(song, model.params)
         feat.append(time.perf_counter() - t)
         t = time.perf_counter()
         predict.classify(song, model)

@@ -41,7 +41,7 @@ def main() -> None:
 
     from genrify.audio.features import FeatureParams, log_mel, log_mel_stream
     from genrify.audio.synth import synthesize_song
-    from genrify.models.musicnn import MUSICNN_PARAMS
+    from genrify.models.taggers import MUSICNN_PARAMS
 
     print(f"threads {args.threads}, {args.seconds:g} s of synthesized rock, median of {args.repeats}")
     for params in (FeatureParams(), MUSICNN_PARAMS):

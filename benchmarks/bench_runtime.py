@@ -52,7 +52,8 @@ import torch
 from torch import nn
 
 from genrify.classify.musicnn_tags import preprocess_file
-from genrify.models.musicnn import PATCH_FRAMES, load_tagger
+from genrify.models.musicnn import load_tagger
+from genrify.models.taggers import PATCH_FRAMES
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "vibe-ace.ogg"

@@ -382,7 +382,7 @@ def models() -> dict[str, tuple[Any, int]]:
     """The two kinds of segments: the built-in model's and a default trained model's."""
     from genrify.audio.features import FeatureParams
     from genrify.defaults import CHUNK_FRAMES
-    from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
+    from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES
 
     return {"builtin": (MUSICNN_PARAMS, PATCH_FRAMES), "trained": (FeatureParams(), CHUNK_FRAMES)}
 
@@ -611,7 +611,7 @@ def main() -> None:
 
     shipped = fit_on(music, artists, extra, args.density)
     if args.write:
-        from genrify.models.musicnn import MUSICNN_PARAMS
+        from genrify.models.taggers import MUSICNN_PARAMS
 
         classes = Counter(c for c, _ in extra.non_music)
         shipped.info = {

@@ -13,7 +13,7 @@ Songs of 1 to 10 minutes, real and synthetic:
   1.5 to 2.5 minutes each (harder than one song: their parts differ on purpose).
 
 For each song the built-in model classifies every segment once; a sample of K segments spread
-evenly over the song (as :func:`genrify.classify.predict.segment_starts` picks them) is answered from the
+evenly over the song (as :func:`genrify.audio.segments.segment_starts` picks them) is answered from the
 same segments' probabilities. Printed: for each K, the share of songs whose sampled top genre is the
 all-segments top genre. Then the default (:data:`genrify.defaults.DEFAULT_MAX_SEGMENTS`) is checked
 end to end: ``genrify.classify.predict.classify`` with seeking and decoding of the sampled segments only,
@@ -101,7 +101,8 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from genrify.classify.predict import classify, segment_starts
+    from genrify.audio.segments import segment_starts
+    from genrify.classify.predict import classify
     from genrify.defaults import DEFAULT_MAX_SEGMENTS
     from genrify.models.builtin import load_builtin
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from genrify.models import musicnn
+from genrify.models import musicnn, taggers
 
 # The weight port sits beside this script (only the conversion needs it); put its folder on the path
 # however the script was started (``python scripts/convert_musicnn.py``, or loaded by a test).
@@ -74,15 +74,15 @@ def metadata(name: str) -> dict[str, Any]:
         else {"filters": 128}
     )
     return {
-        "format": musicnn.FORMAT,
-        "version": musicnn.FORMAT_VERSION,
+        "format": taggers.FORMAT,
+        "version": taggers.FORMAT_VERSION,
         "name": name,
         "architecture": architecture,
         "architecture_config": config,
         "tags": MTT_TAGS if dataset == "MTT" else MSD_TAGS,
         "trained_on": DATASETS[dataset],
-        "features": musicnn.MUSICNN_PARAMS.to_dict(),
-        "patch_frames": musicnn.PATCH_FRAMES,
+        "features": taggers.MUSICNN_PARAMS.to_dict(),
+        "patch_frames": taggers.PATCH_FRAMES,
         "preprocessing": (
             "librosa.load(sr=16000, soxr_hq), mono mean; melspectrogram(n_fft=512, hop_length=256, n_mels=96, "
             "center=True zero-padded, Slaney mel, power 2); float16 round trip; log10(10000 x + 1) in float32; "
@@ -142,11 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="folder of <NAME>.npz checkpoint variables")
     parser.add_argument("--out", type=Path, default=REPO / "src" / "genrify" / "models" / "pretrained", help="folder to write <NAME>.safetensors to")
-    parser.add_argument("names", nargs="*", default=list(musicnn.TAGGERS), help="taggers to convert (default: all four)")
+    parser.add_argument("names", nargs="*", default=list(taggers.TAGGERS), help="taggers to convert (default: all four)")
     args = parser.parse_args(argv)
     for name in args.names:
-        if name not in musicnn.TAGGERS:
-            parser.error(f"unknown tagger {name!r}; choose from {', '.join(musicnn.TAGGERS)}")
+        if name not in taggers.TAGGERS:
+            parser.error(f"unknown tagger {name!r}; choose from {', '.join(taggers.TAGGERS)}")
         out = convert(name, args.weights, args.out)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
         if name in BUILTIN_TAGGERS:  # the built-in model runs these on ONNX Runtime

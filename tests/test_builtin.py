@@ -239,11 +239,7 @@ def test_the_shipped_examples_and_their_answers(builtin):
 def test_tags_on_onnx_runtime_equal_pytorchs(taggers, tmp_path):
     from genrify.models import onnx
     from genrify.classify.musicnn_tags import tag_song
-    from genrify.models.musicnn import (
-        MUSICNN_PARAMS,
-        PATCH_FRAMES,
-        PRETRAINED_DIR,
-    )
+    from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES, PRETRAINED_DIR
     from genrify.audio.segments import song_segments
 
     assert onnx.GRAPHS_DIR == PRETRAINED_DIR and all(onnx.available(n) for n in taggers)

@@ -145,7 +145,7 @@ def test_the_constants_repeated_without_an_import_are_the_taggers():
 @needs_onnx
 def test_onnx_tagger_gives_back_what_it_is_given():
     torch = pytest.importorskip("torch")
-    tagger = onnx.OnnxTagger("MSD_musicnn")
+    tagger = onnx.TaggerGraph("MSD_musicnn")
     x = np.random.default_rng(0).uniform(0, 3, (2, *onnx.PATCH_SHAPE)).astype(np.float32)
     as_numpy = tagger(x)
     assert all(isinstance(v, np.ndarray) for v in as_numpy.values())

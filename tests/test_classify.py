@@ -65,7 +65,7 @@ def test_the_built_in_reference_keys_its_genres_and_refuses_unknown_ones():
 
 
 def test_the_two_kinds_answer_one_interface_and_pickle_as_small_values(model_file, monkeypatch):
-    from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
+    from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES
 
     monkeypatch.chdir(model_file.parent)
     file, builtin = ModelRef.file(model_file.name), ModelRef.builtin(["jazz", "rock"])

@@ -7,7 +7,6 @@ import importlib.metadata
 import tomllib
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 import genrify

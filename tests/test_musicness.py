@@ -19,7 +19,7 @@ from genrify.classify import musicness
 from genrify.classify.predict import Prediction
 from genrify.cli import app
 from genrify.errors import ModelFileError
-from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
+from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES
 
 NON_MUSIC = ("198-209-0000", "3436-172162-0000", "5703-47212-0000", "456440__inspectorj__bird-whistling-robin-single-13",
              "glacier-bay-humpback", "pibble")

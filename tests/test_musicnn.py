@@ -25,17 +25,9 @@ from helpers import SHARED, tone
 from genrify.audio.features import log_mel
 from genrify.classify.musicnn_tags import preprocess_file, tag_file
 from genrify.errors import ModelFileError, ParameterError
-from genrify.models import musicnn
-from genrify.models.musicnn import (
-    MUSICNN_PARAMS,
-    PATCH_FRAMES,
-    TAGGERS,
-    VGG,
-    MusiCNN,
-    Tagger,
-    load_tagger,
-    preprocess,
-)
+from genrify.models import musicnn, taggers
+from genrify.models.musicnn import VGG, MusiCNN, Tagger, load_tagger
+from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES, TAGGERS, preprocess
 
 MUSICNN_SHARED = SHARED / "musicnn"
 REFERENCE = MUSICNN_SHARED / "reference"
@@ -406,11 +398,11 @@ def test_bad_weight_files_are_clear_errors(tmp_path):
     with pytest.raises(ModelFileError, match="not a genrify musicnn tagger"):
         load_tagger("MTT_vgg", bare)
     with pytest.raises(ModelFileError, match="holds the MSD_vgg tagger, not MTT_vgg"):
-        load_tagger("MTT_vgg", musicnn.weight_path("MSD_vgg"))
+        load_tagger("MTT_vgg", taggers.weight_path("MSD_vgg"))
     # The right metadata over the wrong tensors.
     from safetensors import safe_open
 
-    with safe_open(str(musicnn.weight_path("MTT_vgg")), framework="pt") as f:
+    with safe_open(str(taggers.weight_path("MTT_vgg")), framework="pt") as f:
         meta = f.metadata()
     wrong = tmp_path / "wrong.safetensors"
     save_file({"w": torch.zeros(2)}, str(wrong), metadata=meta)
@@ -440,7 +432,7 @@ def test_convert_script_reproduces_the_packaged_files(tmp_path):
     _convert_script().main(["--weights", str(WEIGHTS), "--out", str(tmp_path)])
     for name in TAGGERS:
         made = (tmp_path / f"{name}.safetensors").read_bytes()
-        assert made == musicnn.weight_path(name).read_bytes(), f"{name}: packaged file differs from a fresh conversion"
+        assert made == taggers.weight_path(name).read_bytes(), f"{name}: packaged file differs from a fresh conversion"
 
 
 @pytest.mark.skipif(not WEIGHTS.is_dir(), reason=f"no musicnn checkpoint variables at {WEIGHTS}")

@@ -17,9 +17,8 @@ from genrify.classify.predict import (
     classify,
     predict_features,
     predict_segments,
-    segment_starts,
-    song_features,
 )
+from genrify.audio.segments import segment_starts, song_features
 
 
 @pytest.fixture(scope="module")

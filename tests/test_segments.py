@@ -8,7 +8,7 @@ import pytest
 from genrify.audio import decode as audio
 from genrify.audio.features import FeatureParams
 from genrify.errors import ParameterError
-from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
+from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES
 from genrify.audio.segments import (
     DEFAULT_MAX_SEGMENTS,
     chunk_starts,

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 def preprocess_file(path: str | Path, *, hop_seconds: float | None = None) -> np.ndarray:
     """musicnn's input batch from an audio file, decoded by genrify's :mod:`~genrify.audio.decode` at 16 kHz.
 
-    The same values as :func:`genrify.models.musicnn.preprocess` of :func:`genrify.audio.decode.load`'s
+    The same values as :func:`genrify.models.taggers.preprocess` of :func:`genrify.audio.decode.load`'s
     waveform, computed block by block (:func:`genrify.audio.features.log_mel_stream`), so that an
     hour-long file costs its patches (about 90 MB) rather than its decoded audio and a whole-file
     STFT (over 1 GB).
@@ -48,7 +48,7 @@ def preprocess_file(path: str | Path, *, hop_seconds: float | None = None) -> np
     AudioError
         The file cannot be decoded.
     ParameterError
-        As :func:`genrify.models.musicnn.preprocess`.
+        As :func:`genrify.models.taggers.preprocess`.
     """
     from genrify.audio import decode as audio
 

@@ -27,13 +27,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from genrify.audio.segments import (  # noqa: F401 - song_features and segment_starts are part of this API too
+from genrify.audio.segments import (
     DEFAULT_MAX_SEGMENTS,
     SongSegments,
     cut_segments,
     feature_dtype,
-    segment_starts,
-    song_features,
     song_segments,
 )
 from genrify.core.runner import LocalRunner, Processor, Runner
@@ -338,7 +336,7 @@ def predict_features(
     duration
         The song's length in seconds (from the frame count when ``None``).
     hop_frames, max_segments
-        Which segments (see :func:`segment_starts`); ``max_segments`` 0 or ``None`` takes all.
+        Which segments (see :func:`genrify.audio.segments.segment_starts`); ``max_segments`` 0 or ``None`` takes all.
     batch_size
         Segments per forward pass: bounds memory for long songs.
     path

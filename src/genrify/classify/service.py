@@ -16,8 +16,7 @@ entry for many.
   and playlists in :mod:`genrify.classify.placing`.
 - :func:`classify_song` classifies one song, as a library run would: the web app's answer.
 
->>> from genrify.classify.listener import Listener
-from genrify.classify.modelref import ModelRef
+>>> from genrify.classify.modelref import ModelRef
 >>> from genrify.classify.service import classify_library
 >>> run = classify_library(["~/Music"], ModelRef.builtin(["rock", "jazz"]))   # doctest: +SKIP
 >>> run.summary.classified, run.summary.genres                                # doctest: +SKIP
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genrify.classify import outputs, predict
+from genrify.classify.listener import Listener
 from genrify.classify.modelref import ModelRef
 from genrify.classify.predict import SEGMENTER, Failure, Prediction, SegmentPlan, beside_workers
 from genrify.collection.library import AudioSearch, display_path, find_audio

@@ -669,7 +669,7 @@ class BuiltinGenreModel:
     tags: dict[str, list[str]] = field(default_factory=dict)
     #: The vocabulary's genres answered, as :attr:`genres` names them (the head's, or :data:`GENRES`).
     chosen: list[str] = field(default_factory=list)
-    #: The taggers on ONNX Runtime (:class:`genrify.models.onnx.OnnxTagger`), by name; empty: PyTorch.
+    #: The taggers on ONNX Runtime (:class:`genrify.models.onnx.TaggerGraph`), by name; empty: PyTorch.
     onnx: dict[str, Any] = field(default_factory=dict)
     # The torch network, made by :attr:`network` when first asked for.
     _network: Any = field(default=None, repr=False, compare=False)

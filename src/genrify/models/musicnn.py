@@ -49,16 +49,13 @@ from genrify.errors import ModelFileError, ParameterError
 
 # What needs no torch (the constants, the preprocessing, the results, the weight files' names) lives in
 # genrify.models.taggers, which classification and `genrify tags` import; it is named here too.
-from genrify.models.taggers import (  # noqa: F401 - re-exported: this module's API since it began
+from genrify.models.taggers import (
     FORMAT,
     FORMAT_VERSION,
     MUSICNN_PARAMS,
     PATCH_FRAMES,
-    PRETRAINED_DIR,
-    TAGGERS,
     TagResult,
     patch_hop,
-    patches,
     preprocess,
     weight_path,
 )

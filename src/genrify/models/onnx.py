@@ -118,7 +118,7 @@ def available(name: str) -> bool:
     return runtime_available() and graph_path(name).is_file()
 
 
-class OnnxTagger:
+class TaggerGraph:
     """A tagger's graph on ONNX Runtime's CPU provider: patches ``(n, 187, 96)`` in, outputs by name out.
 
     Sessions are made on first use, one per thread count, so that the runtime uses as many threads
@@ -158,10 +158,10 @@ class OnnxTagger:
 
 
 @functools.cache
-def tagger_graph(name: str) -> OnnxTagger:
+def tagger_graph(name: str) -> TaggerGraph:
     """The packaged tagger ``name``'s graph, one per process: every user of a tagger (the built-in
     model, ``genrify tags``, the music check) shares its sessions instead of making its own."""
-    return OnnxTagger(name)
+    return TaggerGraph(name)
 
 
 def export(network: torch.nn.Module, path: str | Path) -> Path:
@@ -199,7 +199,7 @@ class OnnxGenreGraph:
     ``(n, n_mels, frames)`` in, logits ``(n, genres)`` out, in numpy; needs no torch.
 
     The graph comes as bytes (it lives inside a model file, not beside it). Sessions are made on
-    first use, one per thread count, as :class:`OnnxTagger`'s.
+    first use, one per thread count, as :class:`TaggerGraph`'s.
     """
 
     def __init__(self, graph: bytes, *, source: str = "graph") -> None:

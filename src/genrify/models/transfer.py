@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from genrify.models import EMBEDDINGS, register
-from genrify.models.musicnn import MUSICNN_PARAMS, PATCH_FRAMES
+from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES
 
 EMBEDDING = ("mean_pool", "max_pool")
 EMBEDDING_DIM = 1506
