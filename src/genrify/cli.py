@@ -154,6 +154,18 @@ def _progress(*, transient: bool = False) -> Any:
     )
 
 
+def _preparing_bars(progress: Any) -> Callable[[str, int, int], None]:
+    """``on_prepare(what, done, total)`` for training: a progress bar per thing it prepares (embeddings)."""
+    bars: dict[str, Any] = {}
+
+    def on_prepare(what: str, done: int, total: int) -> None:
+        if what not in bars:
+            bars[what] = progress.add_task(what, total=total)
+        progress.update(bars[what], completed=done, total=total)
+
+    return on_prepare
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds / 60:.1f} min"
 
@@ -462,15 +474,8 @@ def train(
                 f"chunk acc {e.train_accuracy:.3f} · val loss {e.valid_loss:.3f} · val chunk acc {e.valid_accuracy:.3f}",
             )
 
-        preparing: dict[str, Any] = {}  # a progress bar per thing the trainer prepares (embeddings)
-
-        def on_prepare(what: str, done: int, total: int) -> None:
-            if what not in preparing:
-                preparing[what] = progress.add_task(what, total=total)
-            progress.update(preparing[what], completed=done, total=total)
-
         result = run_training(store, config, runs=runs, split_file=split_file, on_run=on_run, on_epoch=on_epoch,
-                              on_prepare=on_prepare, notify=lambda line: progress.console.print(line, highlight=False))
+                              on_prepare=_preparing_bars(progress), notify=lambda line: progress.console.print(line, highlight=False))
     if not ddp.is_main():  # under torchrun, rank 0 alone writes the model and the report
         return
     destination = _model_destination(model_file, store, split_file)  # again: something may have appeared meanwhile
@@ -805,7 +810,6 @@ def demo(
     try:
         with _progress() as progress:
             task = progress.add_task("fold 1", total=config.epochs)
-            preparing: dict[str, Any] = {}
             current = {"fold": 0}
 
             def on_fold(k: int, total: int, split: Any) -> None:
@@ -820,13 +824,8 @@ def demo(
                 progress.update(task, advance=1, description=f"fold {current['fold'] + 1}/{folds} · epoch {e.epoch} · "
                                 f"val loss {e.valid_loss:.3f} · val chunk acc {e.valid_accuracy:.3f}")
 
-            def on_prepare(what: str, done: int, total: int) -> None:
-                if what not in preparing:
-                    preparing[what] = progress.add_task(what, total=total)
-                progress.update(preparing[what], completed=done, total=total)
-
             cv = cross_validate(store, out_dir / "folds", config, folds=folds, jobs=jobs, on_fold=on_fold,
-                                on_epoch=on_epoch, on_prepare=on_prepare,
+                                on_epoch=on_epoch, on_prepare=_preparing_bars(progress),
                                 notify=lambda line: progress.console.print(line, highlight=False))
     finally:
         torch.set_num_threads(threads)
