@@ -259,7 +259,6 @@ FLOORS: list[set[str]] = [
 TORCH_MODULES = {
     "genrify.audio.features",
     "genrify.audio.transforms",
-    "genrify.classify.musicness",
     "genrify.classify.predict",
     "genrify.cli",
     "genrify.core.devices",

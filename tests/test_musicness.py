@@ -80,12 +80,17 @@ def test_signal_rules_name_what_is_not_music(kind: str, model: str) -> None:
 def test_generated_music_is_music(model: str) -> None:
     from genrify.audio.synth import synthesize_song
 
+    from genrify.models import onnx
+
     params, chunk = PARAMS[model]
+    tagger = onnx.tagger_graph(musicness.EMBEDDING[0])
+    assert musicness.EMBEDDING[1] == "penultimate"
     for i, genre in enumerate(("classical", "metal", "jazz", "hiphop", "reggae")):
         wave = synthesize_song(genre, 12.0, seed=3, index=i, sample_rate=params.sample_rate)
         song = song_of(wave, params, chunk)
-        embedding = musicness.embed_patches(song_of(
-            synthesize_song(genre, 12.0, seed=3, index=i, sample_rate=16000), MUSICNN_PARAMS, PATCH_FRAMES).segments)
+        patches = song_of(synthesize_song(genre, 12.0, seed=3, index=i, sample_rate=16000), MUSICNN_PARAMS,
+                          PATCH_FRAMES).segments
+        embedding = tagger.run(np.ascontiguousarray(patches.transpose(0, 2, 1), dtype=np.float32))["penultimate"]
         reasons = musicness.segment_reasons(song.segments, params)
         assert musicness.song_verdict(reasons) is None, (genre, reasons)
         assert not musicness.packaged().unlike(embedding).all(), genre

@@ -25,7 +25,7 @@ segments (no second decoding, about 3 ms a song), and judges every segment in up
   off because, measured on real clips, it caught none of the speech and animal sounds it was meant
   for (they lie inside music's density of this embedding) while flagging 2.7 % of held-out GTZAN
   excerpts, one of 32 other real music clips and some synthetic music, and it would cost a trained
-  model a second decoding of every song at musicnn's rate (:func:`embed_file_segments`).
+  model a second decoding of every song at musicnn's rate. Fitting and embedding live in the benchmark.
 
 A song is *not music* when more than half of its segments are (so a silent intro or a spoken outro
 does not count against a song); the reason is the commonest among them. Every setting was chosen by
@@ -456,26 +456,6 @@ class MusicDensity:
 _CLASSIFIER_ARRAYS = ("center", "scale", "coef", "intercept")
 
 
-def fit_density(embedding: np.ndarray, *, components: int = 32, shrinkage: float | None = None) -> MusicDensity:
-    """Fit a :class:`MusicDensity` (threshold left at ``-inf``) on music embeddings ``(n, dim)``.
-
-    The embeddings are projected on their ``components`` principal directions (a few hundred
-    excerpts cannot fill 200 dimensions) and the covariance is shrunk towards a scaled identity
-    (Ledoit-Wolf where ``shrinkage`` is ``None``).
-    """
-    from sklearn.covariance import LedoitWolf, ShrunkCovariance
-
-    x = np.asarray(embedding, dtype=np.float64)
-    mean = x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    basis = vt[: min(components, vt.shape[0])].T
-    z = (x - mean) @ basis
-    cov = (LedoitWolf() if shrinkage is None else ShrunkCovariance(shrinkage=shrinkage)).fit(z).covariance_
-    _, logdet = np.linalg.slogdet(cov)
-    return MusicDensity(mean=mean, components=basis, precision=np.linalg.inv(cov), logdet=float(logdet),
-                        threshold=-np.inf)
-
-
 @lru_cache(maxsize=1)
 def packaged() -> MusicDensity:
     """The packaged density and rules, read once per process."""
@@ -533,47 +513,3 @@ def check_song(song: SongSegments, params: FeatureParams, *, density: MusicDensi
         Default: the packaged one.
     """
     return song_verdict(segment_reasons(song.segments, params, density))
-
-
-def embed_file_segments(path: str | Path, song: SongSegments) -> np.ndarray | None:
-    """The :data:`EMBEDDING` of a file's audio at each of ``song``'s segment starts (musicnn's
-    3-second patches), or ``None`` where the file cannot be read again (the rules judge alone)."""
-    from genrify.audio.segments import segment_at
-    from genrify.errors import GenrifyError
-    from genrify.models.taggers import MUSICNN_PARAMS, PATCH_FRAMES
-
-    hop = MUSICNN_PARAMS.seconds_per_frame
-    try:
-        # No length limit here: the file passed it when the model's segments were read.
-        patches = np.stack([segment_at(path, MUSICNN_PARAMS, round(float(s) / hop), PATCH_FRAMES, None)
-                            for s in song.starts])
-    except (GenrifyError, OSError, ValueError):
-        return None
-    return embed_patches(patches)
-
-
-def embed_patches(patches: np.ndarray) -> np.ndarray:
-    """The :data:`EMBEDDING` of musicnn patches ``(n, 96, 187)`` (bands, frames)."""
-    x = np.ascontiguousarray(patches.transpose(0, 2, 1), dtype=np.float32)
-    return np.asarray(_tagger()(x)[EMBEDDING[1]], dtype=np.float64)
-
-
-@lru_cache(maxsize=1)
-def _tagger() -> Any:
-    """The embedding's tagger, loaded once per process: numpy patches ``(n, 187, 96)`` in, outputs
-    by name as numpy arrays out (on ONNX Runtime where available, without torch)."""
-    from genrify.models import onnx
-
-    if onnx.available(EMBEDDING[0]):
-        return onnx.tagger_graph(EMBEDDING[0]).run
-    import torch
-
-    from genrify.models.musicnn import load_tagger
-
-    network = load_tagger(EMBEDDING[0]).network.eval()
-
-    def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
-            return {k: v.numpy() for k, v in network(torch.from_numpy(x)).items()}
-
-    return run

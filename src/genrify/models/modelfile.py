@@ -745,8 +745,9 @@ class GraphModel:
 
     Classification uses it as a :class:`GenreModel` (the same genres, parameters and segment
     length, the same answers within :data:`GRAPH_TOLERANCE`): :meth:`probabilities` answers in
-    numpy. :attr:`network` is the torch network from the same file, loaded on first use (for a
-    GPU); once it sits on a GPU, :meth:`probabilities` runs it there.
+    numpy, always on the graph. :attr:`network` is the torch network from the same file, loaded on
+    first use: a GPU runs it through classification's one device route
+    (:func:`genrify.classify.predict.predict_segments` with ``device``).
     """
 
     path: Path
@@ -799,13 +800,6 @@ class GraphModel:
             self._network = _load_torch(self.path, read_metadata(self.path), None).network
         return self._network
 
-    def _torch_device(self) -> Any:
-        """The device of the torch network where it was loaded onto a GPU (a caller asked for one), else ``None``."""
-        if self._network is None:
-            return None
-        device = module_device(self._network)
-        return None if getattr(device, "type", "cpu") == "cpu" else device
-
     def logits(self, segments: np.ndarray) -> np.ndarray:
         """The logits ``(n, genres)`` (float32) of dB segments ``(n, n_mels, chunk_frames)``,
         :attr:`batch_size` at a time.
@@ -821,15 +815,11 @@ class GraphModel:
         if segments.ndim != 3 or segments.shape[1:] != (self.params.n_mels, self.chunk_frames):
             raise ParameterError(f"expected segments of shape (n, {self.params.n_mels}, {self.chunk_frames}), "
                                  f"got {segments.shape}")
-        device = self._torch_device()
         step = max(1, int(self.batch_size))
         out = np.empty((segments.shape[0], len(self.genres)), dtype=np.float32)
         for start in range(0, segments.shape[0], step):
             batch = np.ascontiguousarray(segments[start : start + step], dtype=np.float32)
-            if device is not None:
-                out[start : start + batch.shape[0]] = _torch_logits(self._network, batch, device)
-            else:
-                out[start : start + batch.shape[0]] = self.graph.logits(batch)
+            out[start : start + batch.shape[0]] = self.graph.logits(batch)
         return out
 
     def probabilities(self, segments: np.ndarray) -> np.ndarray:
@@ -839,16 +829,6 @@ class GraphModel:
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         return (logits / logits.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _torch_logits(network: Any, batch: np.ndarray, device: Any) -> np.ndarray:
-    """Logits of a batch on the torch network on ``device`` (a GPU), as classification runs it."""
-    import torch
-
-    from genrify.core.devices import autocast
-
-    with torch.inference_mode(), autocast(device):
-        return network(torch.from_numpy(batch).to(device)).float().cpu().numpy()
 
 
 def _load_graph(path: Path, meta: dict[str, Any], described: dict[str, Any],
