@@ -42,6 +42,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -439,11 +440,22 @@ def models() -> dict[str, tuple[Any, int]]:
     return {"builtin": (MUSICNN_PARAMS, PATCH_FRAMES), "trained": (FeatureParams(), CHUNK_FRAMES)}
 
 
+@lru_cache(maxsize=1)
 def _feature_key() -> str:
-    """Names the feature set in cache keys (change :data:`FEATURE_REVISION` with their computation)."""
+    """Names the feature set in cache keys: the features' names and revision, and the features
+    themselves of a fixed probe signal through each model's front end, so that a change in how
+    segments or features are computed (a new log-mel front end) never reuses stale cached values."""
+    from genrify.audio.features import log_mel
     from genrify.classify import musicness
 
-    return hashlib.sha1(repr((musicness.FEATURES, FEATURE_REVISION)).encode()).hexdigest()[:10]
+    probe = []
+    for params, chunk in models().values():
+        t = np.arange(4 * params.sample_rate) / params.sample_rate
+        noise = np.random.default_rng(0).standard_normal(t.size)
+        wave = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * noise) * (t % 1 < 0.6)  # a tone, noise, pauses
+        mel = log_mel(wave.astype(np.float32), params)[:, :chunk]
+        probe.append(np.round(musicness.segment_features(mel[None], params), 4).tobytes())
+    return hashlib.sha1(repr((musicness.FEATURES, FEATURE_REVISION)).encode() + b"".join(probe)).hexdigest()[:10]
 
 
 #: Bump when :func:`genrify.classify.musicness.segment_features` computes differently under the same names.
