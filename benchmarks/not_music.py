@@ -442,19 +442,25 @@ def models() -> dict[str, tuple[Any, int]]:
 
 @lru_cache(maxsize=1)
 def _feature_key() -> str:
-    """Names the feature set in cache keys: the features' names and revision, and the features
-    themselves of a fixed probe signal through each model's front end, so that a change in how
-    segments or features are computed (a new log-mel front end) never reuses stale cached values."""
-    from genrify.audio.features import log_mel
+    """Names the feature set in cache keys: the features' names and revision, and the features of a
+    fixed probe file as :func:`measure` computes them (decoding, resampling, segment choice, log-mel
+    front end, features), so that a change anywhere on that path never reuses stale cached values."""
+    import soundfile as sf
+
+    from genrify.audio.segments import song_segments
     from genrify.classify import musicness
 
+    rate = 44100
+    t = np.arange(40 * rate) / rate
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * noise) * (t % 1 < 0.6)  # a tone, noise, pauses
     probe = []
-    for params, chunk in models().values():
-        t = np.arange(4 * params.sample_rate) / params.sample_rate
-        noise = np.random.default_rng(0).standard_normal(t.size)
-        wave = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * noise) * (t % 1 < 0.6)  # a tone, noise, pauses
-        mel = log_mel(wave.astype(np.float32), params)[:, :chunk]
-        probe.append(np.round(musicness.segment_features(mel[None], params), 4).tobytes())
+    with tempfile.TemporaryDirectory(prefix="genrify-probe-") as tmp:
+        path = Path(tmp) / "probe.wav"
+        sf.write(str(path), wave.astype(np.float32), rate, subtype="PCM_16")
+        for params, chunk in models().values():
+            song = song_segments(path, params, chunk)
+            probe.append(np.round(musicness.segment_features(song.segments, params), 4).tobytes())
     return hashlib.sha1(repr((musicness.FEATURES, FEATURE_REVISION)).encode() + b"".join(probe)).hexdigest()[:10]
 
 
@@ -485,19 +491,21 @@ def measure(path: Path, cache: dict[str, np.ndarray], density: bool = False) -> 
     fkey = _feature_key()
     out = {}
     for name, (params, chunk) in models().items():
-        if f"{key}/{name}/features/{fkey}" not in cache or (density and f"{key}/{name}/embedding" not in cache):
+        # Every entry is keyed by the feature key: the embeddings come from the same segments.
+        stem = f"{key}/{name}/{fkey}"
+        if f"{stem}/features" not in cache or (density and f"{stem}/embedding" not in cache):
             song = song_segments(path, params, chunk)
-            cache[f"{key}/{name}/features/{fkey}"] = musicness.segment_features(song.segments, params)
+            cache[f"{stem}/features"] = musicness.segment_features(song.segments, params)
             if density and name == "builtin":
-                cache[f"{key}/{name}/embedding"] = embed_patches(song.segments)
+                cache[f"{stem}/embedding"] = embed_patches(song.segments)
             elif density:
                 t0 = time.perf_counter()
-                cache[f"{key}/{name}/embedding"] = embed_file_segments(path, song)
-                cache[f"{key}/{name}/seconds"] = np.array(time.perf_counter() - t0)
-        out[f"{name}/features"] = cache[f"{key}/{name}/features/{fkey}"]
+                cache[f"{stem}/embedding"] = embed_file_segments(path, song)
+                cache[f"{stem}/seconds"] = np.array(time.perf_counter() - t0)
+        out[f"{name}/features"] = cache[f"{stem}/features"]
         for what in ("embedding", "seconds"):
-            if density and f"{key}/{name}/{what}" in cache:
-                out[f"{name}/{what}"] = cache[f"{key}/{name}/{what}"]
+            if density and f"{stem}/{what}" in cache:
+                out[f"{name}/{what}"] = cache[f"{stem}/{what}"]
     return out
 
 

@@ -44,13 +44,19 @@ def checkout(root: Path, *, constraints: bool) -> Path:
 def test_an_install_from_an_index_names_the_extra_of_the_published_package(installed):
     installed(None)  # pip writes no direct_url.json for an index install
     assert extras.install_command("train") == "pip install 'genrify[train]'"
-    installed({"url": "https://example.org/genrify-0.1.tar.gz", "archive_info": {}})
-    assert extras.install_command("learn") == "pip install 'genrify[learn]'"
+
+
+def test_an_install_from_git_or_an_archive_names_that_source_again(installed):
+    installed({"url": "https://example.org/genrify-0.1.tar.gz", "archive_info": {"hashes": {}}})
+    assert extras.install_command("learn") == "pip install 'genrify[learn] @ https://example.org/genrify-0.1.tar.gz'"
+    installed({"url": "https://example.org/genrify.git", "vcs_info": {"vcs": "git", "commit_id": "abc123"}})
+    assert extras.install_command("train") == (
+        "pip install 'genrify[train] @ git+https://example.org/genrify.git@abc123'")
 
 
 def test_an_editable_checkout_is_installed_again_with_its_constraints(installed, tmp_path):
     root = checkout(tmp_path / "my code", constraints=True)
-    installed({"url": root.as_uri(), "dir_info": {"editable": True}})
+    installed({"url": root.as_uri(), "dir_info": {"editable": True}})  # as_uri: the space is %20
     assert extras.install_command("train") == (
         f"pip install -c '{root}/constraints.txt' -e '{root}[train]'")
 

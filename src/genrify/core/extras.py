@@ -2,10 +2,13 @@
 
 The core install has no PyTorch, scipy or scikit-learn; a command that needs one names the extra
 that brings it. ``pip install 'genrify[train]'`` is right for an install from a package index, but
-from a checkout it would fetch a different genrify from the index. An install from a folder (pip
-records it in ``direct_url.json``) is told to install that folder again with the extra, editable
-where it was, and with the checkout's ``constraints.txt`` where it has one: that file keeps pip on
-the CPU build of PyTorch instead of a multi-GB CUDA one.
+after an install from a checkout, a git URL or a downloaded archive it would fetch a different
+genrify from the index. pip records where an install came from (``direct_url.json``, PEP 610), so:
+
+- from a folder (a checkout): that folder again with the extra, editable where it was, with the
+  checkout's ``constraints.txt`` where it has one (the versions the tests ran with);
+- from a git URL or an archive: the same source as a direct reference (``genrify[train] @ URL``);
+- otherwise: ``genrify[X]`` from the index.
 
 >>> install_command("train")                     # doctest: +SKIP
 "pip install -c /src/genrify/constraints.txt -e '/src/genrify[train]'"
@@ -15,36 +18,49 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
+import subprocess
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 __all__ = ["install_command", "installed_from"]
 
 
 @functools.lru_cache(maxsize=1)
-def installed_from() -> tuple[Path | None, bool]:
-    """The folder genrify was installed from (``None``: an index, or unknown), and whether editable."""
+def installed_from() -> dict[str, Any]:
+    """What pip recorded of where genrify came from (``direct_url.json``; ``{}``: an index, or unknown)."""
     from importlib import metadata
 
     try:
         recorded = metadata.distribution("genrify").read_text("direct_url.json")
         found = json.loads(recorded) if recorded else {}
     except (metadata.PackageNotFoundError, ValueError, OSError):
-        return None, False
-    url = urlparse(str(found.get("url", "")))
-    if url.scheme != "file" or "dir_info" not in found:
-        return None, False
-    folder = Path(unquote(url.path))
-    editable = bool((found.get("dir_info") or {}).get("editable"))
-    return (folder, editable) if (folder / "pyproject.toml").is_file() else (None, False)
+        return {}
+    return found if isinstance(found, dict) and isinstance(found.get("url"), str) else {}
+
+
+def _quoted(*words: str) -> str:
+    """``words`` as one command line for this system's shell."""
+    return subprocess.list2cmdline(words) if os.name == "nt" else " ".join(shlex.quote(w) for w in words)
 
 
 def install_command(extra: str) -> str:
     """The ``pip install`` command that adds ``extra`` (``"train"``, ``"learn"``, ``"dask"``...) here."""
-    folder, editable = installed_from()
-    if folder is None:
-        return f"pip install 'genrify[{extra}]'"
-    constraints = folder / "constraints.txt"
-    pinned = f"-c {shlex.quote(str(constraints))} " if constraints.is_file() else ""
-    return f"pip install {pinned}{'-e ' if editable else ''}{shlex.quote(f'{folder}[{extra}]')}"
+    found = installed_from()
+    url = urlparse(found.get("url", ""))
+    if "dir_info" in found and url.scheme == "file":
+        folder = Path(url2pathname(url.path))
+        if (folder / "pyproject.toml").is_file():
+            constraints = folder / "constraints.txt"
+            pinned = ["-c", str(constraints)] if constraints.is_file() else []
+            editable = ["-e"] if (found.get("dir_info") or {}).get("editable") else []
+            return _quoted("pip", "install", *pinned, *editable, f"{folder}[{extra}]")
+    vcs = found.get("vcs_info")
+    if isinstance(vcs, dict) and vcs.get("vcs") and vcs.get("commit_id"):
+        return _quoted("pip", "install", f"genrify[{extra}] @ {vcs['vcs']}+{found['url']}@{vcs['commit_id']}")
+    if "archive_info" in found and url.scheme in ("file", "http", "https"):
+        return _quoted("pip", "install", f"genrify[{extra}] @ {found['url']}")
+    return _quoted("pip", "install", f"genrify[{extra}]")
