@@ -15,6 +15,8 @@ c. Peak RSS of ``genrify classify`` (the whole process tree) on a 4-minute song,
    one-hour file. Target: at most 350 MB each.
 d. With ``--venv``: ``pip install`` of this checkout without extras into a fresh venv, its size on
    disk (target at most 400 MB), and ``genrify classify examples/`` there, with torch absent.
+e. Where beets is installed: what loading the beets plugin adds to every ``beet`` command (beets
+   imports each configured plugin at start), against beets' own imports in the same run, median of 7.
 
 The songs are synthetic 44.1 kHz stereo mp3s (``genrify synth``), kept in ``bench-output/`` between
 runs. Results go to ``bench-output/startup.json``.
@@ -142,6 +144,17 @@ def main() -> None:
     print("c. peak RSS of genrify classify: " + ", ".join(f"{k} {v:.0f} MB" for k, v in peaks.items())
           + f" (reference {floor_rss / MB:.0f} MB)")
     print(f"   target <= 350 MB each: {verdict(max(peaks.values()) <= 350)}")
+
+    beets = "import confuse, beets.ui, beets.library, beets.plugins"
+    try:
+        alone = median_process([sys.executable, "-c", beets], 7)
+        plugin = median_process([sys.executable, "-c", beets + "; import beetsplug.genrify"], 7)
+    except subprocess.CalledProcessError:
+        print("e. skipped: beets is not installed")
+    else:
+        results.update(beets_s=alone, beets_plugin_s=plugin)
+        print(f"e. beets' own imports {alone:.3f} s; with genrify's plugin {plugin:.3f} s: it adds "
+              f"{plugin - alone:.3f} s ({(plugin - alone) / alone:.0%} of beets' own) to every beet command")
 
     if args.venv:
         if shutil.which("pip") is None and not (Path(sys.executable).parent / "pip").exists():
