@@ -134,9 +134,9 @@ class ItemSink(ItemFields, RecordSink):
     (a :class:`~genrify.classify.tagging.RecordSink` over beets' fields)."""
 
     def __init__(self, said: dict[str, Any], settings: Settings, *, pretend: bool, write: bool) -> None:
-        RecordSink.__init__(self, settings.ref.name, pretend=pretend, write=write, info=said["say"],
-                            **{**said, "say": ui.print_ if pretend else said["say"]})
-        self.separator = settings.separator
+        RecordSink.__init__(self, settings.ref.name, pretend=pretend, write=write, say=ui.print_ if pretend else
+                            said["say"], info=said["say"], warn=said["warn"], every=said["every"])
+        ItemFields.__init__(self, settings.separator)
 
     def classified_before(self, record: Item) -> bool:
         return bool(record.get("genrify_model"))
