@@ -71,3 +71,33 @@ def test_learn_records_groups_by_artist_else_by_folder_and_checks_min_songs_firs
     with pytest.raises(ParameterError) as info:  # before any file is looked at
         learn_records([{"path": "/nowhere"}], DictFields(), "m.safetensors", what="record", min_songs=0)
     assert info.value.field == "min_songs"
+
+
+def test_suggest_records_offers_only_records_no_person_tagged_with_their_records(tmp_path: Path, monkeypatch):
+    import genrify.learn.suggest as suggest
+    from genrify.errors import ParameterError
+    from genrify.learn.suggest import Suggestion, suggest_records
+
+    paths = []
+    for name in ("tagged", "mine", "bare"):
+        (path := tmp_path / f"{name}.flac").write_bytes(b"x")
+        paths.append(str(path))
+    records = [{"path": paths[0], "genres": ["Jazz"]},
+               {"path": paths[1], "genres": ["Soul"], "mine": ["Soul"]},  # only genrify's guess: untagged
+               {"path": paths[2]},
+               {"path": str(tmp_path / "gone.flac")}]
+    asked: list[list[str]] = []
+
+    def fake(model: Any, candidates: list[str], n: int, **kwargs: Any) -> tuple[list[Suggestion], list[Any]]:
+        asked.append(list(candidates))
+        return [Suggestion(path=candidates[-1], guess="Jazz", probability=0.4, margin=0.1)], []
+
+    monkeypatch.setattr(suggest, "suggest_from_model", fake)
+    warned: list[str] = []
+    untagged, picks = suggest_records(None, records, DictFields(), 1, cache=False, say=lambda _: None, warn=warned.append)
+    assert asked == [[paths[1], paths[2]]] and untagged == 2
+    assert picks == [(records[2], Suggestion(path=paths[2], guess="Jazz", probability=0.4, margin=0.1))]
+    assert warned == [f"{tmp_path / 'gone.flac'}: the file is missing, left out"]
+    assert suggest_records(None, records[:1], DictFields(), 1, cache=False, say=lambda _: None) == (0, [])
+    with pytest.raises(ParameterError):  # before any file is looked at
+        suggest_records(None, [{"path": "/nowhere"}], DictFields(), 0)
