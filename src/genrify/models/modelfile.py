@@ -55,11 +55,12 @@ GRAPH_KEY = "genrify.onnx"
 GRAPH_TOLERANCE = 1e-4
 
 
-@dataclass
-class GenreModel:
-    """A trained genre classifier: the network and what it needs to be used."""
+@dataclass(kw_only=True)
+class TrainedModel:
+    """What a trained model file says of itself, whichever way it runs (:class:`GenreModel` on torch,
+    :class:`GraphModel` on ONNX Runtime): its genres, the features it reads, their normalisation,
+    its architecture and segment length, and where it came from."""
 
-    network: torch.nn.Module  #: a :class:`~genrify.models.GenreNetwork`: dB chunks in, logits out
     genres: list[str]
     params: FeatureParams
     normalization: Normalization
@@ -95,6 +96,13 @@ class GenreModel:
             "chunk_frames": self.chunk_frames,
             "info": self.info,
         }
+
+
+@dataclass(kw_only=True)
+class GenreModel(TrainedModel):
+    """A trained genre classifier as its torch network (training, evaluation, a GPU)."""
+
+    network: torch.nn.Module  #: a :class:`~genrify.models.GenreNetwork`: dB chunks in, logits out
 
 
 def save(model: GenreModel, path: str | Path, *, graph: bool = True,
@@ -739,8 +747,8 @@ def graph_info(path: str | Path) -> dict[str, Any] | None:
     return described
 
 
-@dataclass
-class GraphModel:
+@dataclass(kw_only=True)
+class GraphModel(TrainedModel):
     """A trained genre model whose network runs as its ONNX graph on ONNX Runtime: no torch.
 
     Classification uses it as a :class:`GenreModel` (the same genres, parameters and segment
@@ -752,14 +760,6 @@ class GraphModel:
 
     path: Path
     graph: OnnxGenreGraph
-    genres: list[str]
-    params: FeatureParams
-    normalization: Normalization
-    architecture: str
-    architecture_config: dict[str, Any]
-    chunk_frames: int
-    info: dict[str, Any] = field(default_factory=dict)
-    genrify_version: str = __version__
     #: The graph's description (:func:`graph_info`).
     described: dict[str, Any] = field(default_factory=dict)
     #: Segments per run of the graph: bounds memory (as classification's default for a torch model).
@@ -771,18 +771,6 @@ class GraphModel:
     def name(self) -> str:
         """The file's name, as tables call the model."""
         return self.path.name
-
-    def metadata(self) -> dict[str, Any]:
-        """The JSON document in the file's metadata (as :meth:`GenreModel.metadata`)."""
-        return {
-            "format": FORMAT, "version": FORMAT_VERSION, "genrify_version": self.genrify_version,
-            "genres": self.genres, "features": self.params.to_dict(), "architecture": self.architecture,
-            "architecture_config": self.architecture_config, "chunk_frames": self.chunk_frames, "info": self.info,
-        }
-
-    def check_features(self, params: FeatureParams, source: str = "these features") -> None:
-        """Refuse features made with other parameters than the model's (as :meth:`GenreModel.check_features`)."""
-        GenreModel.check_features(self, params, source)  # type: ignore[arg-type]
 
     @property
     def network(self) -> torch.nn.Module:
