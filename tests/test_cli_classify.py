@@ -330,6 +330,16 @@ def test_the_table_stays_one_line_per_song_at_80_columns(model_file, music, monk
               if len(re.split("[│┃]", line)) > 2 and re.split("[│┃]", line)[1].strip() not in ("", "file")]
     assert all(g.endswith(" ?") for g in genres), genres
     assert "? unsure" in result.stdout
+    # The runners-up column shows the rest of the top 3, never again the genre of its own row.
+    rows = [cells for line in result.stdout.splitlines()
+            if len(cells := re.split("[│┃]", line)) > 4 and cells[1].strip() not in ("", "file")]
+    assert "runners-up" in result.stdout and "top 3" not in result.stdout
+    for cells in rows:
+        genre, others = cells[2].strip().removesuffix(" ?"), cells[4].strip()
+        assert others and genre not in [part.rsplit(" ", 1)[0] for part in others.split(", ")], cells
+        shown = others.split(", ")
+        shown = shown[:-1] if shown[-1].endswith("…") else shown  # the column gives way first at 80
+        assert cells[3].strip().endswith("%") and all(p.endswith("%") for p in shown), cells
 
 
 def test_since_takes_any_valid_date(model_file, music):
@@ -499,6 +509,18 @@ def test_a_file_that_is_not_audio_is_one_error_line_not_a_table(model_file, tmp_
     assert sorted(lines[:2]) == [f"failed {notes}: not a recognised audio format (cannot decode)",
                                  f"failed {other}: not a recognised audio format (cannot decode)"]
     assert lines[2:] == ["error: none of the 2 files could be classified"]
+
+
+def test_a_failed_file_is_named_as_the_table_names_it(model_file, tmp_path, monkeypatch):
+    music = tmp_path / "music"
+    music.mkdir()
+    for name in ("a.mp3", "b.mp3"):
+        (music / name).write_bytes(b"not audio at all" * 100)
+    monkeypatch.chdir(tmp_path)
+    result = classify(Path("music") / "a.mp3", tmp_path / "music" / "b.mp3", "--model", model_file)
+    failed = sorted(line.split(":")[0] for line in result.output.splitlines() if line.startswith("failed "))
+    # Relative to the working folder, however it was given: the shorter way to name it here.
+    assert failed == ["failed music/a.mp3", "failed music/b.mp3"], result.output
 
 
 @pytest.mark.parametrize("kind, why", [

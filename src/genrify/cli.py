@@ -1079,7 +1079,9 @@ def _show_progress(progress: Any, task: Any) -> Any:
             self.outcomes = 0
 
         def show(self, failure: Failure) -> None:
-            progress.console.print(f"[red]failed[/] {_say(failure.path)}: {_say(failure.error)}", highlight=False)
+            # The path as the table shows it: relative to the working folder where that is shorter.
+            progress.console.print(f"[red]failed[/] {_say(_shown_path(str(failure.path)))}: {_say(failure.error)}",
+                                   highlight=False)
 
         def flush(self) -> None:
             if self.held is not None:
@@ -1256,19 +1258,23 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
     table.add_column("file", no_wrap=True, max_width=path_width, overflow="ellipsis", min_width=file_width)
     table.add_column("genre", no_wrap=True, min_width=genre_width)
     table.add_column("prob.", justify="right", no_wrap=True, min_width=5)
-    table.add_column(f"top {top_k}", no_wrap=True, overflow="ellipsis", max_width=max(10, top_width))
+    # The first of the top K is already the genre and its probability: the column shows the rest.
+    runners_up = top_k > 1
+    if runners_up:
+        table.add_column("runners-up", no_wrap=True, overflow="ellipsis", max_width=max(10, top_width))
     if wide:
         table.add_column("segments", justify="right")
         table.add_column("duration", justify="right")
     for r in results:
         shown = escape(shown_paths[r.path])
         if isinstance(r, Failure):
-            table.add_row(shown, "[red]error[/]", "", _say(r.error), *(["", ""] if wide else []))
+            table.add_row(shown, "[red]error[/]", "", *([_say(r.error)] if runners_up else []),
+                          *(["", ""] if wide else []))
         else:
             # Genres under half a percent add width, not information.
-            tops = ", ".join(f"{g} {p:.0%}" for i, (g, p) in enumerate(r.top(top_k)) if i == 0 or p >= 0.005)
+            others = ", ".join(f"{g} {p:.0%}" for g, p in r.top(top_k)[1:] if p >= 0.005)
             genre = f"{escape(r.genre)}[yellow]{escape(mark(r))}[/]" if r.low_confidence else escape(r.genre)
-            table.add_row(shown, genre, f"{r.confidence:.2f}", escape(tops),
+            table.add_row(shown, genre, f"{r.confidence:.0%}", *([escape(others)] if runners_up else []),
                           *([str(r.segments), f"{r.duration:.0f} s"] if wide else []))
     console.print(table)
     if output is not None:
