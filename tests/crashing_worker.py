@@ -51,3 +51,14 @@ def number_failed(n: int, reason: str) -> tuple[str, int, str]:
 
 #: :func:`double` with its failure records, for the runners' own tests.
 DOUBLER = Processor(double, number_failed)
+
+
+def refuse_setup(*_args: object) -> None:
+    """A setup that cannot load its model, as a damaged model file in a worker."""
+    from genrify.errors import ModelFileError
+
+    raise ModelFileError("/models/broken.safetensors: the model's ONNX graph does not run")
+
+
+#: :data:`DOUBLER` whose workers cannot set up.
+UNSETTABLE = Processor(double, number_failed, setup=refuse_setup)

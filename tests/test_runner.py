@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from crashing_worker import DOUBLER
+from crashing_worker import DOUBLER, UNSETTABLE
 from helpers import tone
 
 from genrify.core.runner import CRASHED, LocalRunner, Processor, default_jobs, failure_reason
@@ -63,6 +63,14 @@ def test_a_pool_that_breaks_while_work_is_handed_to_it_loses_nothing(monkeypatch
     items = list(range(1, 20))
     results = list(LocalRunner(2).run(DOUBLER, items))
     assert refused and sorted(results) == [2 * n for n in items]
+
+
+def test_a_worker_that_cannot_set_up_says_why_instead_of_crashing_every_item():
+    from genrify.errors import ModelFileError
+
+    # Before, the setup broke the pool and each of the 20 items came back as a crash, the reason lost.
+    with pytest.raises(ModelFileError, match="broken.safetensors: the model's ONNX graph does not run"):
+        list(LocalRunner(2).run(UNSETTABLE, list(range(20))))
 
 
 def test_a_single_item_runs_here_unless_workers_are_asked_for():

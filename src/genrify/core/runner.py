@@ -245,6 +245,28 @@ class Processor(Generic[T, R]):
         return [self(item, *args) for item in items]
 
 
+# A pool worker's setup error, raised by each of its tasks. An initializer that raises would break the
+# pool instead, and every item would then pass for a crash: a model that a worker cannot load must
+# reach the caller as itself (as on Dask, where the setup runs inside the task).
+_setup_error: Exception | None = None
+
+
+def _pool_setup(setup: Callable[..., None], *args: Any) -> None:
+    """Pool worker initializer: the processor's setup, as the worker starts (warm before its first task)."""
+    global _setup_error
+    try:
+        setup(*args)
+    except Exception as exc:  # noqa: BLE001 - kept for the worker's tasks to raise
+        _setup_error = exc
+
+
+def _pool_task(processor: Processor[T, R], batch: list[T], *args: Any) -> list[R]:
+    """Pool worker: ``processor`` over one batch, or the worker's setup error."""
+    if _setup_error is not None:
+        raise _setup_error
+    return processor.batch(batch, *args)
+
+
 class Runner(Protocol):
     """Runs a :class:`Processor` over many items: a local process pool (:class:`LocalRunner`) or a
     Dask cluster (:class:`genrify.core.distributed.DaskRunner`), chosen by the caller.
@@ -342,7 +364,7 @@ class LocalRunner:
         def new_pool() -> ProcessPoolExecutor:
             if processor.setup is None:
                 return process_pool(workers)
-            return process_pool(workers, initializer=processor.setup, initargs=args)
+            return process_pool(workers, initializer=_pool_setup, initargs=(processor.setup, *args))
 
         pool = new_pool()
         in_flight: dict[Future[list[R]], list[T]] = {}
@@ -351,7 +373,7 @@ class LocalRunner:
             """Hand ``batch`` to the pool; False where a worker died since the last look (the pool
             refuses work), the batch never having run."""
             try:
-                in_flight[pool.submit(processor.batch, batch, *args)] = batch
+                in_flight[pool.submit(_pool_task, processor, batch, *args)] = batch
             except BrokenProcessPool:
                 return False
             return True
