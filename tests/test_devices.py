@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -37,3 +41,16 @@ def test_module_device_and_cpu_autocast_is_a_no_op():
     assert module_device(torch.nn.ReLU()) == torch.device("cpu")
     with autocast(torch.device("cpu")):
         assert layer(torch.ones(1, 3)).dtype == torch.float32
+
+
+def test_set_threads_reaches_torch_imported_afterwards():
+    # A worker sets one thread, then loads a torch model: torch must not take every core.
+    code = ("import os; os.environ.pop('OMP_NUM_THREADS', None)\n"
+            "from genrify.core.devices import compute_threads, set_threads\n"
+            "import sys; assert 'torch' not in sys.modules\n"
+            "set_threads(1)\n"
+            "import torch\n"
+            "print(compute_threads(), torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == ["1", "1"], done.stdout + done.stderr

@@ -50,7 +50,7 @@ def compute_threads() -> int:
 
 
 def set_threads(threads: int) -> int:
-    """Compute on ``threads`` threads in this process (torch too, where it is loaded; it is never
+    """Compute on ``threads`` threads in this process (torch too, loaded now or later; it is never
     imported for this); returns the number before, to put back.
 
     A process pool fills the cores with one process each: threads inside them would only contend.
@@ -61,6 +61,10 @@ def set_threads(threads: int) -> int:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(_threads)
+    else:
+        # torch imported later (a worker loading a torch model after this) takes its thread count
+        # from OpenMP's variable, read as it loads.
+        os.environ["OMP_NUM_THREADS"] = str(_threads)
     return before
 
 
