@@ -431,12 +431,15 @@ def test_a_genrify_section_that_is_not_a_table_is_one_line(library):
 def test_unknown_keys_are_warned_about_one_line_each(library):
     from beetsplug.genrify import _defaults
 
-    library.configure(min_confidense=0.5, colour="red")  # an empty library: nothing to classify
+    # genre_map is the CLI's and the settings' name; beets' key is `map`, so it is not silently taken.
+    library.configure(min_confidense=0.5, colour="red", genre_map="x.toml")  # an empty library
     done = library.beet("genrify")
     assert "genrify: 0 classified" in done.stdout
     known = ", ".join(_defaults())
+    assert "map" in _defaults() and "genre_map" not in _defaults()
     assert sorted(_error_lines(done)) == [
         f"genrify: unknown key 'colour' in the genrify configuration, ignored (known: {known})",
+        f"genrify: unknown key 'genre_map' in the genrify configuration, ignored (known: {known})",
         f"genrify: unknown key 'min_confidense' in the genrify configuration, ignored (known: {known})",
     ]
     library.configure()  # and none for a configuration of known keys

@@ -63,7 +63,8 @@ def genrify_errors() -> Iterator[None]:
 def _defaults() -> dict[str, Any]:
     """The configuration's defaults: the classify settings' and tag policy's own (in beets' names), and beets' keys."""
     values = ClassifySettings.defaults(POLICY_KEYS)
-    return {"auto": False, **values, "map": values.pop("genre_map"), "separator": ", "}
+    values["map"] = values.pop("genre_map")  # beets' name for it: `map:`
+    return {"auto": False, **values, "separator": ", "}
 
 
 @dataclass(frozen=True)
