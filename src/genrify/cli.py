@@ -854,7 +854,7 @@ def classify(
     genres: Annotated[str | None, typer.Option(help="With the built-in model: answer only among these genres, e.g. rock,jazz,hip-hop.")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the json/csv/table here instead of stdout.")] = None,
-    top_k: Annotated[int, typer.Option(help="Show (and tag) the K most probable genres.")] = 3,
+    top_k: Annotated[int, typer.Option(help="Show the K most probable genres (the table: the genre and K-1 runners-up; JSON and CSV: the top K). --tag-genres says how many are tagged.")] = 3,
     timeline: Annotated[bool, typer.Option(help="Include each segment's probabilities and start time.")] = False,
     max_segments: Annotated[int, typer.Option(help="Classify at most N segments of about 3 s per song, spread evenly from start to end (only those are decoded); 0 classifies every segment.")] = DEFAULT_MAX_SEGMENTS,
     segment_hop: Annotated[float | None, typer.Option(help="Seconds between segment starts (default: one segment, about 3 s, no overlap).")] = None,
