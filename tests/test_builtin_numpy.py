@@ -85,7 +85,7 @@ def torch_logits(outputs: dict[str, dict[str, np.ndarray]], head: GenreHead | No
 def numpy_model(outputs: dict[str, dict[str, np.ndarray]], head: GenreHead | None, chosen: list[str]) -> BuiltinGenreModel:
     params = tagger_params()
     return BuiltinGenreModel(genres=list(chosen), params=params, chunk_frames=onnx.PATCH_SHAPE[0], head=head,
-                             tags=tagger_tags(), chosen=list(chosen), batch_size=5,
+                             tags=tagger_tags(), chosen=list(chosen), onnx_batch_size=5,
                              onnx={n: _FixedTaggers(outputs[n]) for n in TAGGER_NAMES})
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genrify.core.devices import compute_threads  # noqa: F401 - named here too, for onnx and features
+from genrify.core.devices import compute_threads
 from genrify.errors import ParameterError
 
 if TYPE_CHECKING:  # parameters flow in: this module never imports features at run time

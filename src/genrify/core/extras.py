@@ -24,7 +24,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 __all__ = ["install_command", "installed_from"]
 
@@ -52,6 +51,8 @@ def install_command(extra: str) -> str:
     found = installed_from()
     url = urlparse(found.get("url", ""))
     if "dir_info" in found and url.scheme == "file":
+        from urllib.request import url2pathname  # here, not at start-up: it costs the CLI about 9 ms
+
         folder = Path(url2pathname(url.path))
         if (folder / "pyproject.toml").is_file():
             constraints = folder / "constraints.txt"

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from genrify.collection.genremap import GenreMap
 from genrify.collection.library import display_path
-from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
+from genrify.defaults import DEFAULT_MAX_SEGMENTS, DEFAULT_MIN_SONGS, MAX_DURATION
 from genrify.errors import LabelError, ModelFileError
 from genrify.learn.embedcache import EmbedFailure, EmbeddingCache, SongEmbedding, embed_songs
-from genrify.learn.labels import DEFAULT_MIN_SONGS, LibraryLabels, read_labels
+from genrify.learn.labels import LibraryLabels, read_labels
 
 if TYPE_CHECKING:
     from genrify.collection.records import RecordFields

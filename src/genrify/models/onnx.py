@@ -9,7 +9,7 @@ graphs (``genrify/models/pretrained/<name>.onnx``, exported from the same weight
 provider wherever ``onnxruntime`` imports, and on PyTorch otherwise and on a GPU.
 
 A graph gives a tagger's ``taggram`` and ``penultimate`` outputs, which is what the built-in model
-reads (``tests/test_onnx.py`` checks them against PyTorch on real audio). Running a graph needs
+reads (``tests/test_builtin.py`` checks the tags against PyTorch on a song). Running a graph needs
 numpy and ONNX Runtime only: this module imports torch only to export a graph, or to hand torch
 tensors back to a caller that passed some in.
 """
@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genrify.audio.melspec import compute_threads
+from genrify.core.devices import compute_threads
 
 if TYPE_CHECKING:
     import torch
 
 #: Where the graphs ship: beside the taggers' weights (``genrify.models.taggers.PRETRAINED_DIR``;
-#: not imported from there: the taggers use this module, and an import back would be a cycle).
+#: not imported from there: the taggers use this module, and the layout rules forbid an import
+#: back, even inside a function).
 GRAPHS_DIR = Path(__file__).resolve().parent / "pretrained"
 #: The outputs each exported graph gives, in order.
 OUTPUTS = ("taggram", "penultimate")
