@@ -31,7 +31,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +150,44 @@ def check_mode(mode: str) -> str:
     if mode not in TAG_MODES:
         raise ParameterError(f"unknown mode {mode!r}: tag mode must be one of {', '.join(TAG_MODES)}", field="mode")
     return mode
+
+
+def check_separator(separator: str | None) -> None:
+    """Refuse a separator of several genres in one value that is empty or holds control characters
+    (``None``: separate values).
+
+    Raises
+    ------
+    ParameterError
+        Naming the ``separator`` setting.
+    """
+    if separator is not None and (not isinstance(separator, str) or not separator):
+        raise ParameterError("separator must be a non-empty string (or None for separate values)", field="separator",
+                             problem="must not be empty; leave it out to write separate genre values")
+    if any(unicodedata.category(c) == "Cc" for c in separator or ""):
+        # A line break or NUL in a tag splits it into lines or values some players read differently.
+        said = f"must not contain control characters (a line break, a tab), not {separator!r}"
+        raise ParameterError(f"separator {said}", field="separator", problem=said)
+
+
+def decide_genres(current: tuple[str, ...], previous: Provenance | None, proposed: Sequence[str], mode: str,
+                  record: Callable[[list[str]], Provenance] | None = None) -> TagDecision:
+    """What a genre field holding ``current`` (and genrify's ``previous`` record) becomes where genrify
+    proposes ``proposed`` in ``mode``.
+
+    ``"kept"`` where the mode keeps a person's genre (the field as it is); else the genres
+    :func:`resolve` gives, ``"unchanged"`` where they are exactly the field's, ``"write"`` otherwise.
+    ``record(ours)`` makes the provenance of the genres a person did not set (``None``: no record):
+    a person's genre that merge keeps, or that genrify happened to propose too, stays a person's.
+    """
+    resolved = resolve(current, previous, proposed, mode)
+    if resolved is None:
+        return TagDecision("kept", current)
+    status = "unchanged" if resolved == current else "write"
+    if record is None:
+        return TagDecision(status, resolved)
+    human = {g.casefold() for g in human_genres(current, previous)}
+    return TagDecision(status, resolved, record([g for g in resolved if g.casefold() not in human]))
 
 
 def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[str]:
@@ -319,14 +357,7 @@ class TagPolicy:
                                  field="count", problem=f"must be at least 1, not {self.count}")
         object.__setattr__(self, "min_confidence", _probability("min_confidence", self.min_confidence))
         object.__setattr__(self, "min_probability", _probability("min_probability", self.min_probability))
-        if self.separator is not None and (not isinstance(self.separator, str) or not self.separator):
-            raise ParameterError("separator must be a non-empty string (or None for separate values)",
-                                 field="separator",
-                                 problem="must not be empty; leave it out to write separate genre values")
-        if self.separator is not None and any(unicodedata.category(c) == "Cc" for c in self.separator):
-            # A line break or NUL in a tag splits it into lines or values some players read differently.
-            said = f"must not contain control characters (a line break, a tab), not {self.separator!r}"
-            raise ParameterError(f"separator {said}", field="separator", problem=said)
+        check_separator(self.separator)
         if not isinstance(self.genre_map, GenreMap):
             raise ParameterError(f"genre_map must be a GenreMap, not {type(self.genre_map).__name__}")
         if self.own_genre_above is not None:
@@ -403,14 +434,8 @@ class TagPolicy:
         proposed = self.genres_for(ranked, unsure=unsure)
         if not proposed:
             return TagDecision("left_alone", current)
-        resolved = resolve(current, previous, proposed, self.mode)
-        if resolved is None:
-            return TagDecision("kept", current)
-        # A person's genre that merge keeps, or that genrify happened to propose too, stays a person's.
-        human = {g.casefold() for g in human_genres(current, previous)}
-        ours = [g for g in resolved if g.casefold() not in human]
-        record = provenance_for(ours, self.probabilities_for(ranked), model=model)
-        return TagDecision("unchanged" if resolved == current else "write", resolved, record)
+        return decide_genres(current, previous, proposed, self.mode,
+                             lambda ours: provenance_for(ours, self.probabilities_for(ranked), model=model))
 
     def probabilities_for(self, ranked: Sequence[tuple[str, float]]) -> dict[str, float]:
         """Each canonical name's probability in ``ranked`` (the first name mapping to it), for

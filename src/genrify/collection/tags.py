@@ -77,7 +77,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genrify.collection.tagpolicy import Provenance, TagDecision, check_mode, human_genres, resolve
+from genrify.collection.tagpolicy import Provenance, TagDecision, check_mode, check_separator, decide_genres
 from genrify.core.fsutil import Recovery, recover_in_place, remove_leftovers, replace_with, scratch_path, write_in_place
 from genrify.errors import GenrifyIOError, ParameterError, TagError
 
@@ -327,22 +327,11 @@ def write_genre(
     :attr:`TagChange.notes` (:func:`recover_interrupted_writes` does so for a whole library).
     """
     values = _clean_genres(genres)
-    _check_separator(separator)
+    check_separator(separator)
     check_mode(mode)
-
-    def decide(current: tuple[str, ...], previous: Provenance | None) -> TagDecision:
-        resolved = resolve(current, previous, values, mode)
-        if resolved is None:
-            return TagDecision("kept", current)
-        if provenance is None:
-            return TagDecision("unchanged" if resolved == current else "write", resolved)
-        # The record names only genrify's genres, never a person's kept by merge (or one that a
-        # person had set and genrify proposed too): those must stay a person's next time.
-        human = {g.casefold() for g in human_genres(current, previous)}
-        record = provenance.with_genres([g for g in resolved if g.casefold() not in human])
-        return TagDecision("unchanged" if resolved == current else "write", resolved, record)
-
-    return update_genre(path, decide, separator=separator, id3v23=id3v23, dry_run=dry_run)
+    record = provenance.with_genres if provenance is not None else None
+    return update_genre(path, lambda current, previous: decide_genres(current, previous, values, mode, record),
+                        separator=separator, id3v23=id3v23, dry_run=dry_run)
 
 
 #: Decides a genre field's values from what it holds: the genres there (one per value, a
@@ -386,7 +375,7 @@ def update_genre(path: str | Path, decide: Decide, *, separator: str | None = No
         An empty ``separator``; a decision to set no genre.
     """
     path = Path(path)
-    _check_separator(separator)
+    check_separator(separator)
     # Refuse read-only files in dry runs too, so that a dry run predicts the real run.
     target = _check_file(path, writable=True)
     # A write of this file that a kill -9 cut short (through any of its names in this folder) is
@@ -455,11 +444,6 @@ class _Plan:
 
 
 # --- checks ----------------------------------------------------------------------------------
-
-
-def _check_separator(separator: str | None) -> None:
-    if separator is not None and (not isinstance(separator, str) or not separator):
-        raise ParameterError("separator must be a non-empty string (or None for separate values)")
 
 
 def _checked_values(genres: Sequence[str]) -> tuple[str, ...]:
