@@ -196,8 +196,9 @@ def _record_sink(records: dict[str, list[_Record]], lines: list[str], *, pretend
         def store(self, record):
             record.stored += 1
 
-    return Sink("m", pretend=pretend, write=False, say=lines.append, info=lines.append, warn=lines.append,
-                records=records)
+    sink = Sink("m", pretend=pretend, write=False, say=lines.append, info=lines.append, warn=lines.append)
+    sink.records.update(records)  # as RecordSink.tag fills it
+    return sink
 
 
 def _plan(path: str) -> TagPlan:

@@ -30,7 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from genrify.errors import ModelFileError, ParameterError
+from genrify.errors import ModelFileError
 
 if TYPE_CHECKING:
     from genrify.audio.features import FeatureParams
@@ -175,24 +175,11 @@ class ModelFile(ModelRef):
     ----------
     path
         The model file as given.
-    chosen
-        Always ``None``: a trained model answers with its own genres. It is here so that a caller
-        who hands genres along with a file is told so, once, rather than having them ignored.
-
-    Raises
-    ------
-    ParameterError
-        Genres given with a model file.
     """
 
     path: str
-    chosen: tuple[str, ...] | None = None
 
     is_builtin: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        if self.chosen:
-            raise ParameterError("genres choose among the built-in model's genres; a trained model answers with its own")
 
     @property
     def name(self) -> str:

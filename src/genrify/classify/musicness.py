@@ -174,7 +174,7 @@ def segment_features(segments: np.ndarray, params: FeatureParams) -> np.ndarray:
 @lru_cache(maxsize=16)
 def _band_hz(params: FeatureParams) -> np.ndarray:
     """Centre frequency (Hz) of each mel band: the filters' weighted mean frequency."""
-    from genrify.audio.melspec import mel_filter_bank  # transforms has the same bank, and imports torch
+    from genrify.audio.melspec import mel_filter_bank
 
     bank = np.asarray(mel_filter_bank(params), dtype=np.float64)
     hz = np.arange(bank.shape[1]) * params.sample_rate / params.n_fft

@@ -188,14 +188,11 @@ class RecordSink(Listener, RecordFields):
         Where each record's line goes (changes; with ``pretend`` every record), progress lines and warnings.
     every
         Seconds between progress lines.
-    records
-        The records of each file, by its path (:meth:`tag` fills it).
     """
 
     def __init__(self, model: str, *, pretend: bool, write: bool, say: Callable[[str], None],
-                 info: Callable[[str], None], warn: Callable[[str], None], every: float = 10.0,
-                 records: dict[str, list[Any]] | None = None) -> None:
-        self.records = {} if records is None else records
+                 info: Callable[[str], None], warn: Callable[[str], None], every: float = 10.0) -> None:
+        self.records: dict[str, list[Any]] = {}  # the records of each file, by its path (tag fills it)
         self.model, self.pretend, self.write_files = model, pretend, write
         self.say, self.info, self.warn = say, info, warn
         self.counts: Counter[str] = Counter()
@@ -276,9 +273,6 @@ class RecordSink(Listener, RecordFields):
         else:
             self.counts["from_cache"] += cached
         self.progress("classifying", self.seen, self.total)
-
-    def on_finish(self, run: LibraryRun) -> None:
-        """Nothing to do: every result has been counted."""
 
     def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange | None:
         """Decide, count and store each record of the plan's file."""
