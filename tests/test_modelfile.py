@@ -244,3 +244,16 @@ def test_is_model_file_knows_genrifys_models_from_everything_else(tmp_path):
     os.mkfifo(tmp_path / "pipe")  # must not block
     for name in ("other.safetensors", "song.wav", "notes.txt", "empty", "pipe", "missing", ""):
         assert not modelfile.is_model_file(tmp_path / name), name
+
+
+def test_runtime_for_tells_from_the_header_how_a_file_will_run(tiny_model, tmp_path, monkeypatch):
+    from genrify.models import onnx
+    from genrify.models.modelfile import not_runnable, runtime_for
+
+    assert runtime_for(tiny_model) == "onnx" and not_runnable(tiny_model) is None  # saved with its graph
+    bare = modelfile.save(modelfile.load(tiny_model, runtime="torch"), tmp_path / "bare.safetensors", graph=False)
+    assert runtime_for(bare) == "torch"
+    monkeypatch.setattr(modelfile, "torch_installed", lambda: False)
+    assert runtime_for(bare) is None and "genrify export" in not_runnable(bare)
+    monkeypatch.setattr(onnx, "runtime_available", lambda: False)
+    assert runtime_for(tiny_model) is None and "needs ONNX Runtime" in not_runnable(tiny_model)

@@ -272,10 +272,9 @@ class ModelFile(ModelRef):
     def answers_in_numpy(self) -> bool:
         """A learned head (numpy), or a network whose file holds its graph where ONNX Runtime is
         installed; from the header alone."""
-        from genrify.models import modelfile, onnx
+        from genrify.models import modelfile
 
-        return modelfile.is_head_file(self.path) or (modelfile.graph_info(self.path) is not None
-                                                    and onnx.runtime_available())
+        return modelfile.runtime_for(self.path) in ("head", "onnx")
 
 
 @dataclass(frozen=True)

@@ -698,22 +698,28 @@ def torch_installed() -> bool:
         return False
 
 
+def runtime_for(path: str | Path) -> str | None:
+    """How :func:`load` will run a model file here, from its header alone: ``"head"`` (a learned
+    genre head, numpy), ``"onnx"`` (its graph on ONNX Runtime), ``"torch"`` (its network), or
+    ``None`` where nothing here can run it (:func:`not_runnable` says why)."""
+    from genrify.models import onnx
+
+    if is_head_file(path):
+        return "head"
+    if graph_info(path) is not None and onnx.runtime_available():
+        return "onnx"
+    return "torch" if torch_installed() else None
+
+
 def not_runnable(path: str | Path) -> str | None:
     """Why a model file cannot classify here, in one line naming the file and the cure, or ``None``.
 
     Reads the header only. A head file and a file with a graph where ONNX Runtime runs are fine; a
     file without a graph needs PyTorch (and can be given a graph with ``genrify export``).
     """
-    from genrify.models import onnx
-
-    if is_head_file(path):
+    if runtime_for(path) is not None:
         return None
-    described = graph_info(path)
-    if described is not None and onnx.runtime_available():
-        return None
-    if torch_installed():
-        return None
-    if described is not None:
+    if graph_info(path) is not None:
         return f"{path}: its ONNX graph needs ONNX Runtime (pip install onnxruntime), or PyTorch for its weights"
     return (f"{path}: {_NO_GRAPH.split(' (')[0]}; with PyTorch ({install_command('train')}) run "
             f"`genrify export {path}` to add one")
