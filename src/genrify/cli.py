@@ -896,30 +896,30 @@ def classify(
     on; the exit status is 0 when at least one file was classified.
     """
     from genrify.classify.placing import confident
-    from genrify.classify.service import ClassifyOptions, classify_library, open_cache, require_audio
+    from genrify.classify.service import classify_library, require_audio
+    from genrify.classify.settings import ClassifySettings
     from genrify.classify.tagging import FileSink, TagListener
     from genrify.collection.library import find_audio
-    from genrify.collection.tagpolicy import TagPolicy
 
     # Every option is checked before any work: a usage mistake costs nothing and exits 2. The
-    # settings objects check their own values, said as the option they came from (_user_errors).
-    _check_classify_options(format, mode, top_k, jobs, model, genres, playlists)
+    # settings check their own values, said as the option they came from (_user_errors).
+    _check_classify_options(format, mode, top_k, playlists)
     tagging = {"count": tag_genres, "separator": tag_separator, "mode": tag_mode, "min_probability": min_probability,
                "skip_unsure": not tag_unsure, "id3v23": id3v23, "genre_map": genre_map, "parents": parent_genres,
                "album_mode": album_mode}
     _only_with_write_tags(write_tags, tagging)
-    policy = TagPolicy(**{**tagging, "genre_map": _genre_map(genre_map)}, min_confidence=min_confidence,
-                       own_genre_above=track_genre_above)
-    options = ClassifyOptions(hop_seconds=segment_hop, max_segments=max_segments,
-                              max_duration=_max_duration(max_duration))
+    settings = ClassifySettings.from_values(
+        model=model, genres=genres.split(",") if genres else (), max_segments=max_segments, hop_seconds=segment_hop,
+        max_duration=_max_duration(max_duration), jobs=jobs, cache=(cache_file or True) if cache else False,
+        **tagging, min_confidence=min_confidence, own_genre_above=track_genre_above)
     since_time = _since(since) if since is not None else None
     torch_device = _device(device)
     found = find_audio(paths, follow_links=follow_links)
     for path, reason in found.passed_over if verbose else []:
         err.print(f"[yellow]passed over[/] {_say(path)}: {_say_plain(reason)}", highlight=False)
     require_audio(found, paths, hint="" if verbose else "; -v lists them")
-    ref, cache_path = _check_destinations(found, paths, model, genres, output, cache, cache_file, organize, playlists)
-    store = open_cache(cache_path, ref, options, notify=_warn) if cache_path is not None else None
+    _check_destinations(found, paths, settings, output, organize, playlists)
+    store = settings.open_cache(_warn)
     try:
         for raw, reason in found.missing:
             err.print(f"[yellow]skipped[/] {_say(raw)}: {_say_plain(reason)}", highlight=False)
@@ -931,18 +931,18 @@ def classify(
             shower = _show_progress(progress, progress.add_task("classifying", total=len(found.files)))
             # Tags are written as answers arrive (an interrupted run has tagged all it classified);
             # in album mode, as each album's last answer arrives.
-            tagger = TagListener(policy, FileSink(store), model=ref.name, dry_run=dry_run) if write_tags else None
-            run = classify_library(found, ref, options=options, runner=runner, cache=store,
+            tagger = TagListener(settings.policy, FileSink(store), model=settings.ref.name, dry_run=dry_run) if write_tags else None
+            run = classify_library(found, settings.ref, options=settings.options, runner=runner, cache=store,
                                    listeners=[shower, *([tagger] if tagger else [])], device=torch_device,
-                                   since=since_time, since_whole_folders=policy.album_mode)
+                                   since=since_time, since_whole_folders=settings.policy.album_mode)
         if not run.predictions and run.summary.failed and not run.summary.skipped:
-            _nothing_classified(run, shower, ref.name, format, output, top_k, timeline)
-        _render_results(run.results, ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
+            _nothing_classified(run, shower, settings.ref.name, format, output, top_k, timeline)
+        _render_results(run.results, settings.ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
         chosen = confident(run.results, min_confidence)
         notes: list[str] = []
         if min_confidence > 0 and (organize or playlists):
             notes.append(f"{len(run.predictions) - len(chosen)} below confidence {min_confidence:g} not placed")
-        notes += _show_tagging(tagger.report, policy, dry_run, verbose) if tagger is not None else []
+        notes += _show_tagging(tagger.report, settings.policy, dry_run, verbose) if tagger is not None else []
     finally:
         if store is not None:
             store.close()
@@ -950,15 +950,12 @@ def classify(
     _finish(run.summary, notes, verbose)
 
 
-def _check_classify_options(format: str, mode: str, top_k: int, jobs: int | None, model: Path | None,
-                            genres: str | None, playlists: Path | None) -> None:
-    """The checks of ``classify``'s own options (the settings objects check theirs)."""
+def _check_classify_options(format: str, mode: str, top_k: int, playlists: Path | None) -> None:
+    """The checks of ``classify``'s own options (the settings check theirs)."""
     import os
 
     from genrify.classify import outputs
-    from genrify.classify.modelref import ModelRef
     from genrify.collection.library import display_path
-    from genrify.errors import ParameterError
 
     if format not in outputs.FORMATS:
         _usage(f"--format: unknown format {format!r}; choose one of {', '.join(outputs.FORMATS)}")
@@ -966,15 +963,6 @@ def _check_classify_options(format: str, mode: str, top_k: int, jobs: int | None
         _usage(f"--mode: unknown mode {mode!r}; choose copy, link or move")
     if top_k < 1:
         _usage(f"--top-k must be at least 1, not {top_k}")
-    if jobs is not None and jobs < 1:
-        _usage(f"--jobs must be at least 1, not {jobs}")
-    if genres and model is not None:
-        _usage("--genres chooses among the built-in model's genres; a trained model answers with its own")
-    if genres:
-        try:  # a mistyped genre is a mistyped option: one line with the closest names, exit 2, before any work
-            ModelRef.builtin(genres.split(","))
-        except ParameterError as exc:
-            _usage(f"--genres: {exc}")
     if playlists is not None and os.path.lexists(playlists) and not playlists.is_dir():
         _usage(f"--playlists {display_path(playlists)}: exists and is not a folder; give a folder for the playlists")
 
@@ -984,14 +972,6 @@ def _only_with_write_tags(write_tags: bool, given: dict[str, Any]) -> None:
     changed = [_option(name) for name, value in given.items() if value != _POLICY[name]]
     if not write_tags and changed:
         _usage(f"{', '.join(changed)}: only with --write-tags")
-
-
-def _genre_map(path: Path | None) -> Any:
-    """``--genre-map``'s map, or the default one. A bad map file is bad input (exit 1, naming the
-    file), not a mistyped option."""
-    from genrify.collection.genremap import GenreMap
-
-    return GenreMap.load(path) if path is not None else GenreMap.default()
 
 
 def _device(name: str) -> Any:
@@ -1006,13 +986,11 @@ def _device(name: str) -> Any:
         _usage(f"--device: {exc}")
 
 
-def _check_destinations(found: Any, paths: list[Path], model: Path | None, genres: str | None, output: Path | None,
-                        cache: bool, cache_file: Path | None, organize: Path | None,
-                        playlists: Path | None) -> tuple[Any, Path | None]:
-    """The model (checked) and the results cache's path, once nothing genrify would write can
-    replace what it reads."""
-    from genrify.classify.results import default_cache_path
-    from genrify.classify.modelref import ModelRef
+def _check_destinations(found: Any, paths: list[Path], settings: Any, output: Path | None, organize: Path | None,
+                        playlists: Path | None) -> None:
+    """Refuse, before any work, an output, results cache, folder or playlist that would replace what
+    the run reads (the songs, the model, the cache)."""
+    from genrify.classify.modelref import ModelFile
     from genrify.collection.destinations import check_output_file
     from genrify.collection.library import display_path, file_identity
     from genrify.collection.organize import check_destination, check_playlists
@@ -1021,10 +999,10 @@ def _check_destinations(found: Any, paths: list[Path], model: Path | None, genre
     # Nothing genrify writes may replace a song (or the model, or the cache) it reads: compared by
     # device and inode, so a symbolic or hard link to an input is caught too.
     keep = {file_identity(f): f for f in found.files}
-    if model is not None:
-        keep[file_identity(model)] = str(model)
+    if isinstance(settings.ref, ModelFile):
+        keep[file_identity(settings.ref.path)] = settings.ref.path
     keep.pop(None, None)
-    cache_path = (cache_file or default_cache_path()) if cache else None
+    cache_path = settings.cache
     if output is not None:
         try:  # a folder, an input, the model or audio: the rules train --out is held to too
             check_output_file(output, inputs=keep.values())
@@ -1036,14 +1014,11 @@ def _check_destinations(found: Any, paths: list[Path], model: Path | None, genre
         _usage(f"--cache-file {display_path(cache_path)}: is one of the input files (or the model)")
     if organize is not None:
         check_destination(organize, [p for p in paths if p.is_dir()] or [p.parent for p in paths])
-    ref = ModelRef.file(model) if model is not None else ModelRef.builtin(genres.split(",") if genres else None)
-    ref.check()  # a missing or bad model file fails here, in one line, before any work
     if playlists is not None:
         try:  # the model's genres name every playlist it can write: check them all now, not after the run
-            check_playlists(playlists, ref.genres, keep=found.files)
+            check_playlists(playlists, settings.ref.genres, keep=found.files)
         except OrganizeError as exc:
             _usage(f"--playlists: {exc}")
-    return ref, cache_path
 
 
 def _warn(line: str) -> None:

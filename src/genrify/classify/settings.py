@@ -1,6 +1,6 @@
 """Classify settings: the model, the segments, the tag policy, the workers and the results cache, checked once.
 
-A front end (the beets plugin; the CLI in time) reads plain values from where it keeps them and hands them to
+A front end (the CLI, the beets plugin) reads plain values from where it keeps them and hands them to
 :meth:`ClassifySettings.from_values`, which fills every default and makes every check; a bad value is a
 :class:`~genrify.errors.ParameterError` whose ``field`` names the setting, for the front end to say in its own words.
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genrify.defaults import DEFAULT_MAX_SEGMENTS
+from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
 from genrify.errors import ParameterError
 
 if TYPE_CHECKING:
@@ -54,7 +54,8 @@ class ClassifySettings:
 
     @classmethod
     def from_values(cls, *, model: str | Path | None = None, genres: Sequence[str] = (),
-                    max_segments: int | None = DEFAULT_MAX_SEGMENTS, jobs: int | None = None,
+                    max_segments: int | None = DEFAULT_MAX_SEGMENTS, hop_seconds: float | None = None,
+                    max_duration: float | None = MAX_DURATION, jobs: int | None = None,
                     cache: bool | str | Path | None = True, genre_map: str | Path | None = None,
                     **policy: Any) -> ClassifySettings:
         """Build and check the settings from plain values; the model comes last (the built-in one imports torch).
@@ -65,7 +66,7 @@ class ClassifySettings:
             A model file, or ``None`` for the built-in model.
         genres
             The built-in model's genres to choose among (empty: every genre; not with ``model``).
-        max_segments
+        max_segments, hop_seconds, max_duration
             As for :class:`~genrify.classify.service.ClassifyOptions`.
         jobs
             At least 1, or ``None``.
@@ -95,13 +96,16 @@ class ClassifySettings:
         if not isinstance(cache, (bool, str, Path, type(None))):
             raise ParameterError(f"cache must be yes, no or a file, not {cache!r}", field="cache")
         cache_path = default_cache_path() if cache is True or cache is None else Path(cache) if cache else None
-        options = ClassifyOptions(max_segments=max_segments)
+        options = ClassifyOptions(hop_seconds=hop_seconds, max_segments=max_segments, max_duration=max_duration)
         policy_ = TagPolicy(**policy, genre_map=GenreMap.load(genre_map) if genre_map else GenreMap.default())
         if model and genres:
-            raise ParameterError("genres choose among the built-in model's genres; a model file answers with its own",
-                                 field="genres")
+            said = "choose among the built-in model's genres; a model file answers with its own"
+            raise ParameterError(f"genres {said}", field="genres", problem=said)
         # Every genre: BuiltinModel(), which imports nothing; a model file or chosen genres are checked now.
-        ref = ModelRef.file(model) if model else ModelRef.builtin(list(genres)) if genres else BuiltinModel()
+        try:
+            ref = ModelRef.file(model) if model else ModelRef.builtin(list(genres)) if genres else BuiltinModel()
+        except ParameterError as exc:  # a genre it does not know, or one asked for twice
+            raise ParameterError(str(exc), field="genres") from None
         if model:
             ref.check()
         return cls(ref=ref, options=options, policy=policy_, jobs=jobs, cache=cache_path)
