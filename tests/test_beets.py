@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -530,6 +531,8 @@ def test_genrify_learn_learns_from_the_databases_genres_and_suggests(tmp_path, l
     listed = library.beet("genrify", "--suggest", "2").stdout
     rows = [line.split(" | ") for line in listed.splitlines() if " | " in line]
     assert len(rows) == 2, listed
+    assert re.search(r"2 of 4 items without a genre to tag next \(uncertain, and unlike each other; tagged now, about "
+                     r"\d+% of them would be right\)", listed), listed
     untagged = {"metal4", "metal5", "classical4", "classical5"}
     assert all(Path(path).stem in untagged and guess in ("Metal", "Classical") and 0 < float(p) <= 1
                for _item, path, guess, p in rows)

@@ -158,6 +158,54 @@ def test_a_library_run_returns_results_in_order_with_a_summary_and_uses_the_cach
                                 cache=cache).summary.from_cache == 0
 
 
+def test_only_a_calibrated_model_says_how_many_answers_to_expect_right(model_file, music, tmp_path, monkeypatch):
+    """A learned head's probabilities are calibrated by its cross-check (the built-in model's over
+    all its genres, a file from genrify learn); a trained network's are not, and neither are the
+    built-in model's asked for a few genres (a song of another genre still gets one of them)."""
+    from genrify.models.builtin import GenreHead
+
+    head = tmp_path / "learned.safetensors"
+    GenreHead.load().save(head)
+    assert ModelRef.file(head).calibrated and ModelRef.builtin().calibrated
+    assert not ModelRef.file(model_file).calibrated and not ModelRef.builtin(["jazz", "rock"]).calibrated
+
+    ref = ModelRef.file(model_file)
+    plain = classify_library([music], ref, runner=LocalRunner(1))
+    assert plain.summary.expected_right is None and "expect" not in plain.summary.line
+
+    import soundfile as sf
+
+    sf.write(music / "silence.wav", np.zeros(22050 * 4, dtype=np.float32), 22050)
+    monkeypatch.setattr(ModelFile, "calibrated", property(lambda self: True))
+    run = classify_library([music], ref, runner=LocalRunner(1))
+    silent = [p for p in run.predictions if p.path.endswith("silence.wav")]
+    assert silent and silent[0].not_music  # what is not music has no right genre: left out of the estimate
+    music_answers = [p.confidence for p in run.predictions if not p.not_music]
+    assert run.summary.expected_right == pytest.approx(np.mean(music_answers))
+    assert run.summary.line.endswith(f" · expect about {np.mean(music_answers):.0%} right")
+    assert predict.expected_right([]) is None
+
+    # Tags: the share of the genres written (not of every answer) to expect right, from a calibrated run only.
+    from genrify.collection.tagpolicy import TagPolicy
+
+    answers = {p.path: p.confidence for p in run.predictions if not p.not_music}  # silence is never tagged
+    # The untrained model is unsure of everything; only the answers at or above the median are written.
+    policy = TagPolicy(skip_unsure=False, min_confidence=float(np.median(list(answers.values()))))
+    for calibrated in (True, False):
+        monkeypatch.setattr(ModelFile, "calibrated", property(lambda self, c=calibrated: c))
+        tagger = TagListener(policy, FileSink(None), model="m", dry_run=True)
+        classify_library([music], ref, runner=LocalRunner(1), listeners=[tagger])
+        written = [c.path for c in tagger.report.changes if c.status == "written"]
+        assert sorted(map(str, written)) == sorted(p for p, c in answers.items() if c >= policy.min_confidence)
+        assert 0 < len(written) < len(answers)
+        if calibrated:
+            want = np.mean([answers[str(p)] for p in written])
+            assert tagger.report.expected_right == pytest.approx(want)
+            assert f"would write {len(written)} (expect about {want:.0%} right)," in tagger.report.line
+        else:
+            assert tagger.report.expected_right is None and "expect" not in tagger.report.line
+
+
 def test_a_changed_file_is_classified_again(model_file, music, small_store, tmp_path):
     ref = ModelRef.file(model_file)
     song = min(music.iterdir())

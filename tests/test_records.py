@@ -76,7 +76,7 @@ def test_learn_records_groups_by_artist_else_by_folder_and_checks_min_songs_firs
 def test_suggest_records_offers_only_records_no_person_tagged_with_their_records(tmp_path: Path, monkeypatch):
     import genrify.learn.suggest as suggest
     from genrify.errors import ParameterError
-    from genrify.learn.suggest import Suggestion, suggest_records
+    from genrify.learn.suggest import Suggestion, Suggestions, suggest_records
 
     paths = []
     for name in ("tagged", "mine", "bare"):
@@ -88,16 +88,17 @@ def test_suggest_records_offers_only_records_no_person_tagged_with_their_records
                {"path": str(tmp_path / "gone.flac")}]
     asked: list[list[str]] = []
 
-    def fake(model: Any, candidates: list[str], n: int, **kwargs: Any) -> tuple[list[Suggestion], list[Any]]:
+    def fake(model: Any, candidates: list[str], n: int, **kwargs: Any) -> Suggestions:
         asked.append(list(candidates))
-        return [Suggestion(path=candidates[-1], guess="Jazz", probability=0.4, margin=0.1)], []
+        return Suggestions([Suggestion(path=candidates[-1], guess="Jazz", probability=0.4, margin=0.1)], 2, 0.55)
 
     monkeypatch.setattr(suggest, "suggest_from_model", fake)
     warned: list[str] = []
-    untagged, picks = suggest_records(None, records, DictFields(), 1, cache=False, say=lambda _: None, warn=warned.append)
-    assert asked == [[paths[1], paths[2]]] and untagged == 2
+    untagged, found, picks = suggest_records(None, records, DictFields(), 1, cache=False, say=lambda _: None,
+                                             warn=warned.append)
+    assert asked == [[paths[1], paths[2]]] and untagged == 2 and (found.candidates, found.expected_right) == (2, 0.55)
     assert picks == [(records[2], Suggestion(path=paths[2], guess="Jazz", probability=0.4, margin=0.1))]
     assert warned == [f"{tmp_path / 'gone.flac'}: the file is missing, left out"]
-    assert suggest_records(None, records[:1], DictFields(), 1, cache=False, say=lambda _: None) == (0, [])
+    assert suggest_records(None, records[:1], DictFields(), 1, cache=False, say=lambda _: None) == (0, Suggestions([], 0, None), [])
     with pytest.raises(ParameterError):  # before any file is looked at
         suggest_records(None, [{"path": "/nowhere"}], DictFields(), 0)

@@ -7,6 +7,7 @@ dimension only (so each song's margin is known), and whose songs lie in clusters
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -235,6 +236,7 @@ def test_learn_suggest_prints_the_table_and_writes_the_playlist(tmp_path, librar
     assert result.exit_code == 0, result.output
     assert "2 songs to tag next" in result.output and "current guess" in result.output
     assert "tag them in any tagger, then learn again" in result.output
+    assert re.search(r"were it to tag the 6 songs without a genre now, expect about \d+% of them right", result.output)
     lines = playlist.read_text(encoding="utf-8").splitlines()
     assert is_genrify_playlist(playlist)
     entries = [line for line in lines if not line.startswith("#")]
@@ -266,7 +268,7 @@ def test_suggest_files_embeds_the_segments_it_is_told_to(monkeypatch):
     """Without a cache (beets' ``cache: no``), the segments come from ``max_segments``, as when
     classifying: the suggestions must judge the songs on the same segments the model answers from."""
     import genrify.learn.embedcache as embedcache
-    from genrify.learn.suggest import suggest_files
+    from genrify.learn.suggest import Suggestions, suggest_files
 
     asked: list[int | None] = []
 
@@ -275,5 +277,27 @@ def test_suggest_files_embeds_the_segments_it_is_told_to(monkeypatch):
         return iter(())
 
     monkeypatch.setattr(embedcache, "embed_songs", fake_embed_songs)
-    assert suggest_files(head_on_dimension_zero(), ["a.mp3"], 1, max_segments=3) == ([], [])
+    assert suggest_files(head_on_dimension_zero(), ["a.mp3"], 1, max_segments=3) == Suggestions([], 0, None, [])
     assert asked == [3]
+
+
+def test_suggest_files_says_how_many_of_the_songs_without_a_genre_to_expect_right(monkeypatch):
+    """The head's mean confidence over every candidate answered: a coin toss (0.5) and a sure song
+    (about 1) expect about three in four right; a song that cannot be decoded is not counted."""
+    import genrify.learn.embedcache as embedcache
+    from genrify.learn.embedcache import EmbedFailure
+    from genrify.learn.suggest import suggest_files
+
+    rng = np.random.default_rng(0)
+    songs = {"toss": song("toss", 0.0, (5, 1.0), rng), "sure": song("sure", 3.0, (5, -1.0), rng)}
+
+    def fake_embed_songs(paths, **kwargs):
+        for p in paths:
+            yield songs[p] if p in songs else EmbedFailure(p, "cannot be decoded")
+
+    monkeypatch.setattr(embedcache, "embed_songs", fake_embed_songs)
+    found = suggest_files(head_on_dimension_zero(), ["toss", "broken", "sure"], 1)
+    sure = 1 / (1 + np.exp(-4.0 * 3.0))  # the head's log-odds are 4 x[0]
+    assert found.candidates == 2 and [f.path for f in found.failed] == ["broken"]
+    assert found.expected_right == pytest.approx((0.5 + sure) / 2, abs=0.01)
+    assert [s.path for s in found.picks] == ["toss"]

@@ -735,7 +735,7 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool) -> 
     if suggested is None:
         out.print("no song without a genre to suggest: every readable song has one", highlight=False)
         return
-    suggestions, failed = suggested
+    suggestions, failed = suggested.picks, suggested.failed
     for failure in failed if verbose else []:
         err.print(f"[yellow]unreadable[/] {_say(failure.path)}: {escape(failure.reason)}", highlight=False)
     if failed and not verbose:
@@ -757,6 +757,9 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool) -> 
         except OSError as exc:
             raise GenrifyIOError(f"{display_path(playlist)}: cannot write the playlist: {exc.strerror or exc}") from None
         out.print(_say(f"playlist: {playlist}"), highlight=False)
+    if suggested.expected_right is not None:
+        out.print(f"were it to tag the {suggested.candidates} songs without a genre now, expect about "
+                  f"{suggested.expected_right:.0%} of them right (the model's mean confidence on them)", highlight=False)
     out.print("tag them in any tagger, then learn again", highlight=False)
 
 
@@ -947,7 +950,7 @@ def classify(
         if store is not None:
             store.close()
     notes += _show_placing(chosen, paths, organize, mode, playlists, dry_run, verbose)
-    _finish(run.summary, notes, verbose)
+    _finish(run.summary, notes, verbose, tagged=tagger is not None)
 
 
 def _check_classify_options(format: str, mode: str, top_k: int, playlists: Path | None) -> None:
@@ -1150,10 +1153,14 @@ def _show_placing(chosen: list[Any], paths: list[Path], organize: Path | None, m
     return notes
 
 
-def _finish(summary: Any, notes: list[str], verbose: bool) -> None:
-    """The run's summary line; exit 1 where nothing was classified (and not because all was skipped)."""
+def _finish(summary: Any, notes: list[str], verbose: bool, *, tagged: bool = False) -> None:
+    """The run's summary line; exit 1 where nothing was classified (and not because all was skipped).
+    Where tags were written, the tag note says how many of them to expect right, not the summary."""
+    from dataclasses import replace
+
     from rich.markup import escape
 
+    summary = replace(summary, expected_right=None) if tagged else summary
     if summary.passed_over:
         notes.append(f"{summary.passed_over} passed over (broken or looping links, unreadable folders"
                      + (")" if verbose else "; -v lists them)"))

@@ -130,6 +130,17 @@ class ModelRef(abc.ABC):
         """Load the model from scratch."""
 
     @property
+    def calibrated(self) -> bool:
+        """Whether the model's probabilities were calibrated on songs it never heard: a learned genre
+        head (the built-in model's, answering among all its genres, or a file from ``genrify learn``),
+        whose temperature the learner chose by artist-grouped cross-validation. Then the mean of the
+        answers' top probabilities estimates the share of them that are right
+        (:func:`genrify.classify.predict.expected_right`). A network from ``genrify train`` was not
+        calibrated; neither is the built-in model asked for some of its genres only (a song of
+        another genre gets one of those anyway)."""
+        return False
+
+    @property
     @abc.abstractmethod
     def answers_in_numpy(self) -> bool:
         """Whether the model answers in numpy on this machine's CPU (ONNX Runtime, no torch): then
@@ -229,6 +240,12 @@ class ModelFile(ModelRef):
         except OSError as exc:
             raise ModelFileError(f"{self.path}: model file cannot be read ({exc.strerror or exc})") from None
 
+    @property
+    def calibrated(self) -> bool:
+        from genrify.models.modelfile import is_head_file
+
+        return is_head_file(self.path)
+
     def for_workers(self) -> ModelFile:
         """This reference with an absolute path: workers run elsewhere, in other folders."""
         return ModelFile(os.path.abspath(self.path))
@@ -299,6 +316,10 @@ class BuiltinModel(ModelRef):
         from genrify.models.builtin import NAME
 
         return NAME
+
+    @property
+    def calibrated(self) -> bool:
+        return self.chosen is None
 
     @property
     def genres(self) -> list[str]:

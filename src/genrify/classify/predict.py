@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -83,6 +83,27 @@ class RankedGenres:
         """The ``k`` most probable genres with their probabilities, most probable first."""
         order = np.argsort(-self.probabilities, kind="stable")[: max(k, 1)]
         return [(self.genres[i], float(self.probabilities[i])) for i in order]
+
+
+def expected_right(confidences: Iterable[float]) -> float | None:
+    """The share of a calibrated model's answers expected to be right: the mean of their top
+    probabilities (``None`` for no answers).
+
+    Only a model whose probabilities were calibrated on songs it never heard
+    (:attr:`genrify.classify.modelref.ModelRef.calibrated`) means this: of its answers given with
+    probability 0.6, about 6 in 10 are right. It is an estimate for the very songs answered, known
+    before any of them is checked; the learner's cross-validated top-1 is one for songs in general.
+    ``benchmarks/learn_library.py`` measures both against the accuracy realised on a library's
+    untagged songs. It can be too high on music unlike what the model learned from (genres it never
+    heard).
+
+    Examples
+    --------
+    >>> expected_right([0.9, 0.6, 0.3])
+    0.6
+    """
+    values = [float(c) for c in confidences]
+    return round(sum(values) / len(values), 12) if values else None
 
 
 @dataclass

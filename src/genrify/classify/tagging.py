@@ -371,6 +371,11 @@ class TagReport:
         Album mode: albums decided (those with at least one answer).
     dry_run
         Nothing was written.
+    calibrated
+        The model's probabilities are calibrated (:attr:`genrify.classify.modelref.ModelRef.calibrated`;
+        a :class:`TagListener` learns it from the run's summary).
+    written_confidences
+        The probability of each answer written (or, in a dry run, that would be).
     """
 
     changes: list[TagChange] = field(default_factory=list)
@@ -379,6 +384,16 @@ class TagReport:
     total: int = 0
     albums: int = 0
     dry_run: bool = False
+    calibrated: bool = False
+    written_confidences: list[float] = field(default_factory=list)
+
+    @property
+    def expected_right(self) -> float | None:
+        """Where the model is calibrated, the share of the genres written expected to be right
+        (:func:`genrify.classify.predict.expected_right`); else ``None``."""
+        from genrify.classify.predict import expected_right
+
+        return expected_right(self.written_confidences) if self.calibrated else None
 
     def count(self, status: str) -> int:
         """Files with this :attr:`TagChange.status`."""
@@ -389,7 +404,9 @@ class TagReport:
         """E.g. ``"genre tags: written 3, unchanged 12, kept 2 (set by a person), 4 unsure or below
         confidence, 0 failed"``."""
         verb = "would write" if self.dry_run else "written"
-        return (f"genre tags: {verb} {self.count('written')}, unchanged {self.count('unchanged')}, "
+        expected = self.expected_right
+        right = f" (expect about {expected:.0%} right)" if expected is not None else ""
+        return (f"genre tags: {verb} {self.count('written')}{right}, unchanged {self.count('unchanged')}, "
                 f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence, "
                 f"{len(self.failures)} failed")
 
@@ -459,7 +476,9 @@ class TagListener(Listener):
             self._decide(album)
 
     def on_finish(self, run: LibraryRun) -> None:
-        """Decide the albums still waiting and let the sink finish."""
+        """Decide the albums still waiting and let the sink finish. The run says whether the model is
+        calibrated (its summary then expects a share of answers right), and so the report."""
+        self.report.calibrated = run.summary.expected_right is not None
         self.finish()
 
     def finish(self) -> None:
@@ -497,6 +516,8 @@ class TagListener(Listener):
             self.report.left_alone += 1
         else:
             self.report.changes.append(change)
+            if change.status == "written":
+                self.report.written_confidences.append(confidence)
 
 
 def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = None, *, model: str = "",

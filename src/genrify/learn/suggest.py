@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -221,7 +221,12 @@ def suggest(head: GenreHead, untagged: Sequence[SongEmbedding], n: int, *, seed:
         return []
     from genrify.learn.learner import predict_songs
 
-    prob = predict_songs(head, untagged)
+    return _picks(head, untagged, predict_songs(head, untagged), n, seed=seed, method=method)
+
+
+def _picks(head: GenreHead, untagged: Sequence[SongEmbedding], prob: np.ndarray, n: int, *, seed: int = 0,
+           method: str = DEFAULT_METHOD) -> list[Suggestion]:
+    """:func:`suggest` with the candidates' answers ``prob`` already made."""
     margin = margins(prob)
     out = []
     for i in choose(prob, song_means(untagged), n, method=method, seed=seed):
@@ -229,6 +234,30 @@ def suggest(head: GenreHead, untagged: Sequence[SongEmbedding], n: int, *, seed:
         out.append(Suggestion(path=untagged[i].path, guess=head.genres[best], probability=float(prob[i, best]),
                               margin=float(margin[i])))
     return out
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """What :func:`suggest_files` found among the songs without a genre.
+
+    Attributes
+    ----------
+    picks
+        The songs to tag next (:func:`suggest`).
+    candidates
+        The songs without a genre that were answered (those that could be decoded).
+    expected_right
+        The share of the candidates the model is expected to name right, were it to tag them now:
+        the mean of its answers' top probabilities (:func:`genrify.classify.predict.expected_right`;
+        a learned head's probabilities are calibrated by its cross-check). ``None`` without candidates.
+    failed
+        The candidates that could not be decoded (left out).
+    """
+
+    picks: list[Suggestion]
+    candidates: int
+    expected_right: float | None
+    failed: list[EmbedFailure] = field(default_factory=list)
 
 
 # --- from files, and into a playlist ----------------------------------------------------------------
@@ -250,7 +279,7 @@ def suggest_files(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     max_segments: int | None = DEFAULT_MAX_SEGMENTS,
-) -> tuple[list[Suggestion], list[EmbedFailure]]:
+) -> Suggestions:
     """:func:`suggest` among audio files: each is embedded (from ``cache`` where it is there already:
     ``genrify learn`` embeds only the labelled songs, so the untagged ones are embedded here once).
 
@@ -269,15 +298,18 @@ def suggest_files(
 
     Returns
     -------
-    tuple
-        The suggestions, and the files that could not be decoded (left out).
+    Suggestions
+        The picks, how many songs were answered, the share of them expected right, and the files
+        that could not be decoded (left out).
 
     Raises
     ------
     ParameterError
         ``n`` below 1.
     """
+    from genrify.classify.predict import expected_right
     from genrify.learn.embedcache import EmbedFailure, embed_songs
+    from genrify.learn.learner import predict_songs
 
     check_count(n)
     found: dict[str, SongEmbedding] = {}
@@ -289,7 +321,10 @@ def suggest_files(
             found[result.path] = result
     # The order given, not the order decoded: the same library gives the same suggestions.
     songs = [found[p] for p in map(str, paths) if p in found]
-    return suggest(head, songs, n, seed=seed), failed
+    if not songs:
+        return Suggestions([], 0, None, failed)
+    prob = predict_songs(head, songs)
+    return Suggestions(_picks(head, songs, prob, n, seed=seed), len(songs), expected_right(prob.max(axis=1)), failed)
 
 
 def suggest_from_model(
@@ -301,7 +336,7 @@ def suggest_from_model(
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_segments: int | None = DEFAULT_MAX_SEGMENTS,
-) -> tuple[list[Suggestion], list[EmbedFailure]]:
+) -> Suggestions:
     """:func:`suggest_files` with the head of a model file (``None``: the built-in model's head).
 
     Raises
@@ -399,7 +434,7 @@ def suggest_records(
     say: Callable[[str], None] = print,
     warn: Callable[[str], None] | None = None,
     every: float = 10.0,
-) -> tuple[int, list[tuple[Any, Suggestion]]]:
+) -> tuple[int, Suggestions, list[tuple[Any, Suggestion]]]:
     """:func:`suggest_from_model` on the records of another program's database that no person gave a
     genre (the beets plugin's ``--suggest``), with the embedding cache ``genrify learn`` uses, progress
     said as lines (at most every ``every`` seconds) and the files that could not be embedded or are
@@ -418,8 +453,9 @@ def suggest_records(
 
     Returns
     -------
-    tuple[int, list[tuple[Any, Suggestion]]]
-        How many records with a file have no genre, and the suggestions among them with their records.
+    tuple[int, Suggestions, list[tuple[Any, Suggestion]]]
+        How many records with a file have no genre; what :func:`suggest_from_model` found among them
+        (nothing where none is without a genre); its picks with their records.
     """
     from genrify.core.runner import progress_lines
     from genrify.learn.embedcache import open_cache
@@ -428,11 +464,10 @@ def suggest_records(
     warn, progress = warn or say, progress_lines(say, every)
     untagged = {path: record for path, record in fields.files(records, warn).items() if not fields.labels_of(record)}
     if not untagged:
-        return 0, []
+        return 0, Suggestions([], 0, None), []
     with open_cache(enabled=cache, max_segments=max_segments, notify=warn) as store:
-        suggestions, failed = suggest_from_model(model, list(untagged), n, cache=store, jobs=jobs,
-                                                 max_segments=max_segments,
-                                                 progress=lambda done, total: progress("embedding", done, total))
-    for failure in failed:
+        found = suggest_from_model(model, list(untagged), n, cache=store, jobs=jobs, max_segments=max_segments,
+                                   progress=lambda done, total: progress("embedding", done, total))
+    for failure in found.failed:
         warn(f"{failure.path}: {failure.reason}")
-    return len(untagged), [(untagged[s.path], s) for s in suggestions]
+    return len(untagged), found, [(untagged[s.path], s) for s in found.picks]
