@@ -56,7 +56,7 @@ def main() -> int:
     if not CLIPS.is_dir():
         print(f"no clips at {CLIPS}")
         return 1
-    from genrify.classify.predict import classify, expected_right
+    from genrify.classify.predict import classify, expected_accuracy
     from genrify.models.builtin import GENRE_TAGS, TAGGER_NAMES, load_builtin
     from genrify.classify.musicnn_tags import preprocess_file
     from genrify.models.musicnn import load_tagger
@@ -87,8 +87,8 @@ def main() -> int:
         print(f"{key:8s} top-1 {top1}/{n}  top-3 {top3}/{n}")
     # The built-in model is calibrated: its mean confidence is the share it expects right
     # (what classify's summary says), here against the share of acceptable first answers.
-    expected = expected_right(r["builtin_confidence"] for r in rows)
-    summary["builtin"]["expected_right"] = expected
+    expected = expected_accuracy(r["builtin_confidence"] for r in rows)
+    summary["builtin"]["expected_accuracy"] = expected
     print(f"built-in expects {expected:.2f} right (its mean confidence); acceptable first answers "
           f"{summary['builtin']['top1'] / n:.2f}")
     out = REPO / "bench-output" / "genre_map.json"

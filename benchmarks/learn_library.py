@@ -143,7 +143,7 @@ def accuracy_on_untagged(work: Path, jobs: int | None) -> dict[str, Any]:
     import soundfile as sf
 
     from genrify.classify.modelref import ModelRef
-    from genrify.classify.predict import expected_right
+    from genrify.classify.predict import expected_accuracy
 
     from genrify.classify.service import classify_library
     from genrify.collection.library import find_audio
@@ -182,7 +182,7 @@ def accuracy_on_untagged(work: Path, jobs: int | None) -> dict[str, Any]:
     builtin_right = [builtin_genre(p.top(1)[0][0]) == builtin_genre(truth[str(p.path)].lower()) for p in run.predictions]
     cv = float(summary.report["cv_top1"])
     realised = float(np.mean(learned_right))
-    confidence = expected_right(prob.max(axis=1))
+    confidence = expected_accuracy(prob.max(axis=1))
     return {
         "songs_tagged": summary.songs, "songs_untagged": len(untagged), "untagged_artists": sorted(hidden),
         "genres": summary.genres, "learn_seconds": round(learn_seconds, 1),
@@ -199,7 +199,7 @@ def estimate_over_partitions() -> dict[str, Any]:
     themselves, so one partition cannot show whether an estimate is honest; its bias (the mean gap
     over many partitions) and its typical gap can. The estimates: ``cross-validated`` (the report's
     top-1), ``confidence`` (the head's mean top probability on the untagged songs:
-    :func:`genrify.classify.predict.expected_right`), ``atc`` (the share of untagged answers above the
+    :func:`genrify.classify.predict.expected_accuracy`), ``atc`` (the share of untagged answers above the
     confidence edge that as many cross-validated answers pass as were right) and ``constant`` (the
     other libraries' mean realised accuracy: what an estimate blind to the songs could at best do).
     Two ways of choosing the untagged artists, each learned from the
@@ -219,7 +219,7 @@ def estimate_over_partitions() -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "scripts"))
     from train_builtin_head import load_excerpts  # the excerpts' embeddings, cached
 
-    from genrify.classify.predict import expected_right
+    from genrify.classify.predict import expected_accuracy
     from genrify.learn.learner import group_folds, learn_head, predict_songs, song_probabilities
 
     songs, labels, groups = load_excerpts()
@@ -257,7 +257,7 @@ def estimate_over_partitions() -> dict[str, Any]:
             # many cross-validated answers pass as were right.
             edge = np.quantile(cv_prob.max(axis=1), 1 - cv_right.mean())
             each.append({"untagged": len(untagged), "cv_top1": float(report.cv_top1), "realised": float(right.mean()),
-                         "confidence": expected_right(prob.max(axis=1)), "atc": float((prob.max(axis=1) > edge).mean()),
+                         "confidence": expected_accuracy(prob.max(axis=1)), "atc": float((prob.max(axis=1) > edge).mean()),
                          "cv_by_artist": by_artist(tagged, cv_right), "realised_by_artist": by_artist(untagged, right),
                          "artist_size_tagged": float(np.mean([size[groups[i]] for i in tagged])),
                          "artist_size_untagged": float(np.mean([size[groups[i]] for i in untagged]))})

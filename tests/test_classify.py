@@ -171,7 +171,7 @@ def test_only_a_calibrated_model_says_how_many_answers_to_expect_right(model_fil
 
     ref = ModelRef.file(model_file)
     plain = classify_library([music], ref, runner=LocalRunner(1))
-    assert plain.summary.expected_right is None and "expect" not in plain.summary.line
+    assert plain.summary.expected_accuracy is None and "expect" not in plain.summary.line
 
     import soundfile as sf
 
@@ -181,9 +181,9 @@ def test_only_a_calibrated_model_says_how_many_answers_to_expect_right(model_fil
     silent = [p for p in run.predictions if p.path.endswith("silence.wav")]
     assert silent and silent[0].not_music  # what is not music has no right genre: left out of the estimate
     music_answers = [p.confidence for p in run.predictions if not p.not_music]
-    assert run.summary.expected_right == pytest.approx(np.mean(music_answers))
+    assert run.summary.expected_accuracy == pytest.approx(np.mean(music_answers))
     assert run.summary.line.endswith(f" · expect about {np.mean(music_answers):.0%} right")
-    assert predict.expected_right([]) is None
+    assert predict.expected_accuracy([]) is None
 
     # Tags: the share of the genres written (not of every answer) to expect right, from a calibrated run only.
     from genrify.collection.tagpolicy import TagPolicy
@@ -200,10 +200,10 @@ def test_only_a_calibrated_model_says_how_many_answers_to_expect_right(model_fil
         assert 0 < len(written) < len(answers)
         if calibrated:
             want = np.mean([answers[str(p)] for p in written])
-            assert tagger.report.expected_right == pytest.approx(want)
+            assert tagger.report.expected_accuracy == pytest.approx(want)
             assert f"would write {len(written)} (expect about {want:.0%} right)," in tagger.report.line
         else:
-            assert tagger.report.expected_right is None and "expect" not in tagger.report.line
+            assert tagger.report.expected_accuracy is None and "expect" not in tagger.report.line
 
 
 def test_a_changed_file_is_classified_again(model_file, music, small_store, tmp_path):

@@ -96,7 +96,7 @@ def test_suggest_records_offers_only_records_no_person_tagged_with_their_records
     warned: list[str] = []
     untagged, found, picks = suggest_records(None, records, DictFields(), 1, cache=False, say=lambda _: None,
                                              warn=warned.append)
-    assert asked == [[paths[1], paths[2]]] and untagged == 2 and (found.candidates, found.expected_right) == (2, 0.55)
+    assert asked == [[paths[1], paths[2]]] and untagged == 2 and (found.candidates, found.expected_accuracy) == (2, 0.55)
     assert picks == [(records[2], Suggestion(path=paths[2], guess="Jazz", probability=0.4, margin=0.1))]
     assert warned == [f"{tmp_path / 'gone.flac'}: the file is missing, left out"]
     assert suggest_records(None, records[:1], DictFields(), 1, cache=False, say=lambda _: None) == (0, Suggestions([], 0, None), [])

@@ -236,7 +236,8 @@ def test_learn_suggest_prints_the_table_and_writes_the_playlist(tmp_path, librar
     assert result.exit_code == 0, result.output
     assert "2 songs to tag next" in result.output and "current guess" in result.output
     assert "tag them in any tagger, then learn again" in result.output
-    assert re.search(r"were it to tag the 6 songs without a genre now, expect about \d+% of them right", result.output)
+    assert re.search(r"of the 6 readable songs without a genre, the model would tag about \d+% right now",
+                     result.output.replace("\n", " "))
     lines = playlist.read_text(encoding="utf-8").splitlines()
     assert is_genrify_playlist(playlist)
     entries = [line for line in lines if not line.startswith("#")]
@@ -286,7 +287,7 @@ def test_suggest_files_says_how_many_of_the_songs_without_a_genre_to_expect_righ
     (about 1) expect about three in four right; a song that cannot be decoded is not counted."""
     import genrify.learn.embedcache as embedcache
     from genrify.learn.embedcache import EmbedFailure
-    from genrify.learn.suggest import suggest_files
+    from genrify.learn.suggest import Suggestions, suggest_files
 
     rng = np.random.default_rng(0)
     songs = {"toss": song("toss", 0.0, (5, 1.0), rng), "sure": song("sure", 3.0, (5, -1.0), rng)}
@@ -299,5 +300,7 @@ def test_suggest_files_says_how_many_of_the_songs_without_a_genre_to_expect_righ
     found = suggest_files(head_on_dimension_zero(), ["toss", "broken", "sure"], 1)
     sure = 1 / (1 + np.exp(-4.0 * 3.0))  # the head's log-odds are 4 x[0]
     assert found.candidates == 2 and [f.path for f in found.failed] == ["broken"]
-    assert found.expected_right == pytest.approx((0.5 + sure) / 2, abs=0.01)
+    assert found.expected_accuracy == pytest.approx((0.5 + sure) / 2, abs=0.01)
     assert [s.path for s in found.picks] == ["toss"]
+    assert found.expectation() == f"of the 2 readable songs without a genre, the model would tag about {found.expected_accuracy:.0%} right now"
+    assert Suggestions([], 0, None).expectation() == ""

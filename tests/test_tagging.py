@@ -145,6 +145,52 @@ def test_a_missing_track_does_not_hold_its_album_back():
     assert _written(sink) == ["a1"]
 
 
+def test_a_plans_chance_right_is_the_tracks_own_probability_of_the_genre_written_first():
+    from genrify.collection.genremap import GenreMap
+
+    answer = _pred([0.5, 0.3, 0.2], "t")
+    ranked = tuple(answer.top(3))
+    assert TagPlan(answer, ranked, False, 0.5, TagPolicy()).chance_right == pytest.approx(0.5)
+    # A whitelist that refuses rock: jazz is written first, and its chance is jazz's.
+    only = GenreMap.from_dict({"genres": {"Jazz": [], "Pop": []}, "options": {"whitelist": True}})
+    assert TagPlan(answer, ranked, False, 0.5, TagPolicy(genre_map=only)).chance_right == pytest.approx(0.3)
+    # Two of the model's genres spelled as one: either being right makes the genre written right.
+    merged = GenreMap.from_dict({"genres": {"Rock": ["pop"], "Jazz": []}})
+    assert TagPlan(answer, ranked, False, 0.5, TagPolicy(genre_map=merged)).chance_right == pytest.approx(0.7)
+    # Album mode: the album's genre (pop), how likely it fits this track by the track's own answer.
+    album_ranked = (("pop", 0.6), ("rock", 0.3), ("jazz", 0.1))
+    assert TagPlan(answer, album_ranked, False, 0.6, TagPolicy()).chance_right == pytest.approx(0.2)
+    assert TagPlan(answer, ranked, True, 0.5, TagPolicy()).chance_right == 0.0  # unsure: nothing proposed
+
+
+def test_the_tag_report_expects_right_only_the_files_written_and_only_when_calibrated():
+    from genrify.classify.service import RunSummary
+    from genrify.classify.tagging import TagReport
+    from genrify.collection.tags import TagChange
+
+    class Writes(FakeSink):
+        def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange | None:
+            genres = plan.decide((), None).genres
+            return TagChange(plan.path, (), genres, True, dry_run, "written") if genres else None
+
+    class Run:
+        def __init__(self, expected: float | None) -> None:
+            self.summary = RunSummary(3, 0, 0, 0, 1.0, expected_accuracy=expected)
+
+    for expected in (0.7, None):
+        listener = TagListener(TagPolicy(min_confidence=0.5), Writes(), dry_run=True)
+        listener.on_start(AudioSearch(["a", "b", "c"], [], []))
+        for path, probs in (("a", [0.9, 0.05, 0.05]), ("b", [0.1, 0.6, 0.3]), ("c", [0.4, 0.35, 0.25])):
+            listener.on_result(_pred(probs, path), False)
+        listener.on_finish(Run(expected))  # c is below the confidence asked for: not written
+        if expected is None:
+            assert listener.report.expected_accuracy is None and "expect" not in listener.report.line
+        else:
+            assert listener.report.expected_accuracy == pytest.approx((0.9 + 0.6) / 2)
+            assert listener.report.line.startswith("genre tags: would write 2 (expect about 75% right), ")
+    assert TagReport(calibrated=True).expected_accuracy is None  # nothing written: no figure
+
+
 @pytest.mark.parametrize(("values", "field"), [
     ({"jobs": 0}, "jobs"), ({"cache": 3}, "cache"), ({"count": 0}, "count"),
     ({"model": "m.safetensors", "genres": ["rock"]}, "genres"),

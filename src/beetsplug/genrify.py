@@ -261,10 +261,10 @@ class GenrifyPlugin(BeetsPlugin):
                 cache=settings.cache is not None, max_segments=settings.options.max_segments, **self._said())
         if not untagged:
             return ui.print_("genrify: no item without a genre to suggest")
-        expected = f"; tagged now, about {found.expected_right:.0%} of them would be right" if found.expected_right else ""
         ui.print_("\n".join([f"genrify: {len(suggestions)} of {untagged} items without a genre to tag next (uncertain, "
-                             f"and unlike each other{expected}), with {settings.ref.name}'s guess:",
-                             *(f"{item} | {s.path} | {s.guess} | {s.probability:.2f}" for item, s in suggestions)]))
+                             f"and unlike each other), with {settings.ref.name}'s guess:",
+                             *(f"{item} | {s.path} | {s.guess} | {s.probability:.2f}" for item, s in suggestions),
+                             *([f"genrify: {found.expectation('items')}"] if found.expected_accuracy is not None else [])]))
 
     def tag(self, items: Iterable[Item], *, force: bool, pretend: bool, write: bool, jobs: int | None = None) -> ItemSink:
         """Classify the items' files and set their genres (:meth:`~genrify.classify.tagging.RecordSink.tag`);

@@ -757,9 +757,8 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool) -> 
         except OSError as exc:
             raise GenrifyIOError(f"{display_path(playlist)}: cannot write the playlist: {exc.strerror or exc}") from None
         out.print(_say(f"playlist: {playlist}"), highlight=False)
-    if suggested.expected_right is not None:
-        out.print(f"were it to tag the {suggested.candidates} songs without a genre now, expect about "
-                  f"{suggested.expected_right:.0%} of them right (the model's mean confidence on them)", highlight=False)
+    if suggested.expected_accuracy is not None:
+        out.print(f"{suggested.expectation()} (its mean confidence on them)", highlight=False)
     out.print("tag them in any tagger, then learn again", highlight=False)
 
 
@@ -950,7 +949,7 @@ def classify(
         if store is not None:
             store.close()
     notes += _show_placing(chosen, paths, organize, mode, playlists, dry_run, verbose)
-    _finish(run.summary, notes, verbose, tagged=tagger is not None)
+    _finish(run.summary, notes, verbose, tag_figure=tagger is not None and tagger.report.expected_accuracy is not None)
 
 
 def _check_classify_options(format: str, mode: str, top_k: int, playlists: Path | None) -> None:
@@ -1153,14 +1152,15 @@ def _show_placing(chosen: list[Any], paths: list[Path], organize: Path | None, m
     return notes
 
 
-def _finish(summary: Any, notes: list[str], verbose: bool, *, tagged: bool = False) -> None:
+def _finish(summary: Any, notes: list[str], verbose: bool, *, tag_figure: bool = False) -> None:
     """The run's summary line; exit 1 where nothing was classified (and not because all was skipped).
-    Where tags were written, the tag note says how many of them to expect right, not the summary."""
+    With ``tag_figure`` (the tag note says how many of the files written to expect right), the
+    summary does not say it of every answer too."""
     from dataclasses import replace
 
     from rich.markup import escape
 
-    summary = replace(summary, expected_right=None) if tagged else summary
+    summary = replace(summary, expected_accuracy=None) if tag_figure else summary
     if summary.passed_over:
         notes.append(f"{summary.passed_over} passed over (broken or looping links, unreadable folders"
                      + (")" if verbose else "; -v lists them)"))

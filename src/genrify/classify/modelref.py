@@ -135,7 +135,7 @@ class ModelRef(abc.ABC):
         head (the built-in model's, answering among all its genres, or a file from ``genrify learn``),
         whose temperature the learner chose by artist-grouped cross-validation. Then the mean of the
         answers' top probabilities estimates the share of them that are right
-        (:func:`genrify.classify.predict.expected_right`). A network from ``genrify train`` was not
+        (:func:`genrify.classify.predict.expected_accuracy`). A network from ``genrify train`` was not
         calibrated; neither is the built-in model asked for some of its genres only (a song of
         another genre gets one of those anyway)."""
         return False

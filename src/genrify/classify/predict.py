@@ -85,7 +85,7 @@ class RankedGenres:
         return [(self.genres[i], float(self.probabilities[i])) for i in order]
 
 
-def expected_right(confidences: Iterable[float]) -> float | None:
+def expected_accuracy(confidences: Iterable[float]) -> float | None:
     """The share of a calibrated model's answers expected to be right: the mean of their top
     probabilities (``None`` for no answers).
 
@@ -99,7 +99,7 @@ def expected_right(confidences: Iterable[float]) -> float | None:
 
     Examples
     --------
-    >>> expected_right([0.9, 0.6, 0.3])
+    >>> expected_accuracy([0.9, 0.6, 0.3])
     0.6
     """
     values = [float(c) for c in confidences]

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from genrify.classify import outputs, predict
 from genrify.classify.listener import Listener
 from genrify.classify.modelref import ModelRef
-from genrify.classify.predict import SEGMENTER, Failure, Prediction, SegmentPlan, beside_workers, expected_right
+from genrify.classify.predict import SEGMENTER, Failure, Prediction, SegmentPlan, beside_workers, expected_accuracy
 from genrify.collection.library import AudioSearch, display_path, find_audio
 from genrify.core.runner import LocalRunner, Processor, Runner
 from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
@@ -253,10 +253,10 @@ class RunSummary:
         Wall time of the run.
     genres
         Files per top genre, most frequent first.
-    expected_right
+    expected_accuracy
         Where the model is calibrated (:attr:`~genrify.classify.modelref.ModelRef.calibrated`), the
         share of its answers for music expected to be right
-        (:func:`~genrify.classify.predict.expected_right`); else ``None``.
+        (:func:`~genrify.classify.predict.expected_accuracy`); else ``None``.
     """
 
     classified: int
@@ -266,7 +266,7 @@ class RunSummary:
     seconds: float
     genres: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
-    expected_right: float | None = None
+    expected_accuracy: float | None = None
 
     def spread(self, n: int = 6) -> str:
         """Every genre answered, with its count, most frequent first; past ``n`` of them, the
@@ -290,7 +290,7 @@ class RunSummary:
         """One line for people, e.g. ``"18 classified (0 from cache), 1 failed in 2.1 s · rock 12, jazz 6"``."""
         spread = self.spread()
         skipped = f", {self.skipped} not modified since then skipped" if self.skipped else ""
-        expected = f" · expect about {self.expected_right:.0%} right" if self.expected_right is not None else ""
+        expected = f" · expect about {self.expected_accuracy:.0%} right" if self.expected_accuracy is not None else ""
         return (f"{self.classified} classified ({self.from_cache} from cache), {self.failed} failed{skipped} in "
                 f"{self.seconds:.1f} s" + (f" · {spread}" if spread else "") + expected)
 
@@ -461,7 +461,7 @@ def classify_library(
         seconds=time.perf_counter() - started,
         genres=dict(sorted(counts.items(), key=lambda kv: -kv[1])), skipped=skipped,
         # What is not music has no right genre: the estimate is of the answers for music.
-        expected_right=expected_right(r.confidence for r in results if isinstance(r, Prediction) and not r.not_music)
+        expected_accuracy=expected_accuracy(r.confidence for r in results if isinstance(r, Prediction) and not r.not_music)
         if ref.calibrated else None,
     )
     run = LibraryRun(results, summary, found)

@@ -104,6 +104,18 @@ class TagPlan:
         """No genre is sure enough to set, whatever the field holds: a sink need not read it."""
         return not self.policy.genres_for(self.ranked, unsure=self.unsure)
 
+    @property
+    def chance_right(self) -> float:
+        """The track's own probability that the first genre genrify proposes for it is right: the
+        sum of its answer's probabilities of the model's genres the genre map spells so (in album
+        mode the album chooses the genre, the track's answer says how likely it fits the track)."""
+        proposed = self.policy.genres_for(self.ranked, unsure=self.unsure)
+        if not proposed:
+            return 0.0
+        first, spell = proposed[0].casefold(), self.policy.genre_map.name
+        p = self.prediction
+        return float(sum(q for g, q in zip(p.genres, p.probabilities, strict=True) if (spell(g) or "").casefold() == first))
+
     def decide(self, current: Sequence[str], previous: Provenance | None) -> TagDecision:
         """The field's new genres from the genres and the provenance it holds now
         (:meth:`genrify.collection.tagpolicy.TagPolicy.decide`)."""
@@ -200,6 +212,8 @@ class RecordSink(Listener, RecordFields):
         self.changed: list[tuple[Any, Prediction]] = []  # the changed records, with their answers
         self.progress = progress_lines(info, every)
         self.seen = self.total = 0
+        self.chances: list[float] = []  # each changed record's chance that its first genre is right
+        self.calibrated = False  # the run's model is (its summary says so at the end)
 
     # What a subclass supplies: the record's fields.
     def classified_before(self, record: Any) -> bool:
@@ -274,6 +288,10 @@ class RecordSink(Listener, RecordFields):
             self.counts["from_cache"] += cached
         self.progress("classifying", self.seen, self.total)
 
+    def on_finish(self, run: LibraryRun) -> None:
+        """Know whether the model is calibrated (the run's summary then expects a share right)."""
+        self.calibrated = run.summary.expected_accuracy is not None
+
     def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange | None:
         """Decide, count and store each record of the plan's file."""
         from genrify.collection.tags import TagChange
@@ -296,12 +314,14 @@ class RecordSink(Listener, RecordFields):
         elif self.pretend:
             self.say(f"{record}: {status} ({_shown(existing)})")
         if self.pretend:
+            self.chances += [plan.chance_right] if status == "changed" else []
             return existing, decision
         if decision.sets:
             self.set_genres(record, decision.genres, decision.provenance)
         self.mark(record, plan.model, round(plan.confidence, 3))
         if status == "changed":
             self.changed.append((record, plan.prediction))
+            self.chances.append(plan.chance_right)
         if status == "changed" and self.write_files:
             self.counts["written" if self._write(record, plan.prediction) else "failed"] += 1
         self.store(record)
@@ -342,8 +362,13 @@ class RecordSink(Listener, RecordFields):
     @property
     def line(self) -> str:
         """E.g. ``"5 classified, 3 changed (3 written), 1 unchanged, 1 kept, 0 skipped, 0 failed"``."""
+        from genrify.classify.predict import expected_accuracy
+
         n = self.counts.__getitem__
-        changed = f"{n('changed')} would change" if self.pretend else f"{n('changed')} changed ({n('written')} written)"
+        expected = expected_accuracy(self.chances) if self.calibrated else None
+        right = f"expect about {expected:.0%} right" if expected is not None else ""
+        changed = (f"{n('changed')} would change" + (f" ({right})" if right else "") if self.pretend
+                   else f"{n('changed')} changed ({n('written')} written{'; ' + right if right else ''})")
         why = [f"{n(key)} {key.replace('_', ' ')}" for key in ("unsure", "done_before") if n(key)]
         cached = f" ({n('from_cache')} from cache)" if n("from_cache") else ""
         skipped = f"{n('unsure') + n('done_before')} skipped" + (f" ({', '.join(why)})" if why else "")
@@ -374,8 +399,9 @@ class TagReport:
     calibrated
         The model's probabilities are calibrated (:attr:`genrify.classify.modelref.ModelRef.calibrated`;
         a :class:`TagListener` learns it from the run's summary).
-    written_confidences
-        The probability of each answer written (or, in a dry run, that would be).
+    written_chances
+        For each file written (or, in a dry run, that would be), the chance that the first genre
+        genrify wrote is right (:attr:`TagPlan.chance_right`).
     """
 
     changes: list[TagChange] = field(default_factory=list)
@@ -385,15 +411,16 @@ class TagReport:
     albums: int = 0
     dry_run: bool = False
     calibrated: bool = False
-    written_confidences: list[float] = field(default_factory=list)
+    written_chances: list[float] = field(default_factory=list)
 
     @property
-    def expected_right(self) -> float | None:
-        """Where the model is calibrated, the share of the genres written expected to be right
-        (:func:`genrify.classify.predict.expected_right`); else ``None``."""
-        from genrify.classify.predict import expected_right
+    def expected_accuracy(self) -> float | None:
+        """Where the model is calibrated, the share of the files written whose first genre from
+        genrify is expected to be right (:func:`genrify.classify.predict.expected_accuracy`); else
+        ``None`` (and where none was written)."""
+        from genrify.classify.predict import expected_accuracy
 
-        return expected_right(self.written_confidences) if self.calibrated else None
+        return expected_accuracy(self.written_chances) if self.calibrated else None
 
     def count(self, status: str) -> int:
         """Files with this :attr:`TagChange.status`."""
@@ -404,7 +431,7 @@ class TagReport:
         """E.g. ``"genre tags: written 3, unchanged 12, kept 2 (set by a person), 4 unsure or below
         confidence, 0 failed"``."""
         verb = "would write" if self.dry_run else "written"
-        expected = self.expected_right
+        expected = self.expected_accuracy
         right = f" (expect about {expected:.0%} right)" if expected is not None else ""
         return (f"genre tags: {verb} {self.count('written')}{right}, unchanged {self.count('unchanged')}, "
                 f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence, "
@@ -478,7 +505,7 @@ class TagListener(Listener):
     def on_finish(self, run: LibraryRun) -> None:
         """Decide the albums still waiting and let the sink finish. The run says whether the model is
         calibrated (its summary then expects a share of answers right), and so the report."""
-        self.report.calibrated = run.summary.expected_right is not None
+        self.report.calibrated = run.summary.expected_accuracy is not None
         self.finish()
 
     def finish(self) -> None:
@@ -517,7 +544,7 @@ class TagListener(Listener):
         else:
             self.report.changes.append(change)
             if change.status == "written":
-                self.report.written_confidences.append(confidence)
+                self.report.written_chances.append(plan.chance_right)
 
 
 def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = None, *, model: str = "",

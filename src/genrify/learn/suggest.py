@@ -246,9 +246,9 @@ class Suggestions:
         The songs to tag next (:func:`suggest`).
     candidates
         The songs without a genre that were answered (those that could be decoded).
-    expected_right
+    expected_accuracy
         The share of the candidates the model is expected to name right, were it to tag them now:
-        the mean of its answers' top probabilities (:func:`genrify.classify.predict.expected_right`;
+        the mean of its answers' top probabilities (:func:`genrify.classify.predict.expected_accuracy`;
         a learned head's probabilities are calibrated by its cross-check). ``None`` without candidates.
     failed
         The candidates that could not be decoded (left out).
@@ -256,8 +256,16 @@ class Suggestions:
 
     picks: list[Suggestion]
     candidates: int
-    expected_right: float | None
+    expected_accuracy: float | None
     failed: list[EmbedFailure] = field(default_factory=list)
+
+    def expectation(self, what: str = "songs") -> str:
+        """:attr:`expected_accuracy` in words, e.g. ``"of the 90 readable songs without a genre, the
+        model would tag about 70% right now"``; empty without candidates."""
+        if self.expected_accuracy is None:
+            return ""
+        return (f"of the {self.candidates} readable {what} without a genre, the model would tag about "
+                f"{self.expected_accuracy:.0%} right now")
 
 
 # --- from files, and into a playlist ----------------------------------------------------------------
@@ -307,7 +315,7 @@ def suggest_files(
     ParameterError
         ``n`` below 1.
     """
-    from genrify.classify.predict import expected_right
+    from genrify.classify.predict import expected_accuracy
     from genrify.learn.embedcache import EmbedFailure, embed_songs
     from genrify.learn.learner import predict_songs
 
@@ -324,7 +332,7 @@ def suggest_files(
     if not songs:
         return Suggestions([], 0, None, failed)
     prob = predict_songs(head, songs)
-    return Suggestions(_picks(head, songs, prob, n, seed=seed), len(songs), expected_right(prob.max(axis=1)), failed)
+    return Suggestions(_picks(head, songs, prob, n, seed=seed), len(songs), expected_accuracy(prob.max(axis=1)), failed)
 
 
 def suggest_from_model(
