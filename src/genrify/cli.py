@@ -737,15 +737,15 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool) -> 
         return
     suggestions, failed = suggested.picks, suggested.failed
     for failure in failed if verbose else []:
-        err.print(f"[yellow]unreadable[/] {_say(failure.path)}: {escape(failure.reason)}", highlight=False)
+        err.print(f"[yellow]unreadable[/] {escape(_shown_path(failure.path))}: {escape(failure.reason)}", highlight=False)
     if failed and not verbose:
         err.print(f"{len(failed)} song(s) without a genre could not be read and were left out (-v lists them)", highlight=False)
     table = Table(title=f"{len(suggestions)} songs to tag next (uncertain, and unlike each other)")
-    table.add_column("path")
+    table.add_column("file")
     table.add_column("current guess")
-    table.add_column("probability", justify="right")
-    for s in suggestions:
-        table.add_row(_say(s.path), _say(s.guess), f"{s.probability:.2f}")
+    table.add_column("prob.", justify="right")
+    for s in suggestions:  # named as the classify table names files: from the working folder where shorter
+        table.add_row(escape(_shown_path(s.path)), _say(s.guess), f"{s.probability:.0%}")
     out.print(table)
     if playlist is not None and suggestions:
         from genrify.collection.library import display_path
