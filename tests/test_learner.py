@@ -332,7 +332,13 @@ def test_two_artists_are_enough_to_learn_and_one_artist_genres_are_noted():
     assert report.folds == 2 and report.artists == 2 and sorted(head.learned) == ["alpha", "beta"]
     # Each fold holds out a genre's only artist: never heard in training, so no better than a guess.
     assert report.cv_top1 <= 0.5 and len(report.notes) == 2 and "one artist" in report.notes[0]
+    assert all(note.endswith("(recall 0 expected)") for note in report.notes)  # no tag knows them
     assert report.fold_settings == [learner.FALLBACK, learner.FALLBACK]
+    # A genre the tags know is still answered through them when its one artist is held out.
+    songs, labels, groups = library(centres(["Rock", "beta"], seed=8), songs=8, artists=1, seed=8)
+    notes = learn_head(songs, labels, groups, builtin=False)[1].notes
+    assert [n.split(" is by")[0] + " " + n[n.index("("):] for n in notes] == [
+        "every song of Rock (what recall it has comes from the tags alone)", "every song of beta (recall 0 expected)"]
 
 
 def test_learner_keeps_its_maths_in_numpy():
