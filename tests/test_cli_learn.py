@@ -59,6 +59,8 @@ def test_learn_then_classify_fills_exactly_the_songs_without_a_genre(tmp_path, l
     assert "learned 3 genres from 15 songs" in result.output and "15 embedded, 0 from cache" in result.output
     for genre in ("Hip-Hop", "Classical", "Metal"):
         assert genre in result.output
+    assert (f"next: genrify classify {work} --model {model} --write-tags gives the 6 songs without a genre one (and "
+            "leaves yours alone)") in " ".join(result.output.split())
 
     info = run("info", model)
     assert info.exit_code == 0 and "cross-validated" in info.output and "Hip-Hop" in info.output
@@ -96,6 +98,10 @@ def test_learn_from_genre_folders(tmp_path, library):
     result = run("learn", music, "--labels", "folders", "--out", model, "--no-cache", "--jobs", "1")
     assert result.exit_code == 0, result.output
     assert "learned 3 genres from 15 songs" in result.output and model.is_file()
+    # Keep mode protects genre tags, not folders: the hint must not send the genre folders to --write-tags.
+    said = " ".join(result.output.split())
+    assert "leaves yours alone" not in said
+    assert "give it songs outside the genre folders (those in them have no genre tag to keep" in said
 
 
 def test_a_library_without_genres_is_one_line_pointing_at_folders(tmp_path, library):
@@ -109,6 +115,10 @@ def test_a_library_without_genres_is_one_line_pointing_at_folders(tmp_path, libr
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]  # besides the progress bar
     assert len(lines) == 1 and "read 6 file(s)" in lines[0] and "--labels folders" in lines[0]
     assert not (tmp_path / "m.safetensors").exists()
+    # Nothing to read at all: the error is the only output (no empty line left by an unused progress bar).
+    (tmp_path / "empty").mkdir()
+    result = run("learn", tmp_path / "empty", "--out", tmp_path / "m.safetensors", "--no-cache")
+    assert result.exit_code == 1 and result.output.startswith("error: no audio files in "), repr(result.output)
 
 
 def test_one_genre_only_is_a_clear_error(tmp_path, library):

@@ -33,6 +33,26 @@ def installed(monkeypatch):
     extras.installed_from.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def active_environment(monkeypatch):
+    """The tests below run as if this Python's environment were active: ``pip`` is its pip."""
+    monkeypatch.setattr(extras, "_pip", lambda: ["pip"])
+
+
+def test_pip_is_this_pythons_unless_the_shells_pip_installs_here(monkeypatch, tmp_path):
+    import shutil
+    import sys
+
+    monkeypatch.undo()  # the real _pip
+    here = Path(sys.executable).parent
+    monkeypatch.setattr(shutil, "which", lambda name: str(here / name))
+    assert extras._pip() == ["pip"]  # an active environment: its pip
+    monkeypatch.setattr(shutil, "which", lambda name: str(tmp_path / "elsewhere" / name))
+    assert extras._pip() == [sys.executable, "-m", "pip"]  # .venv/bin/genrify run without activating it
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert extras._pip() == [sys.executable, "-m", "pip"]
+
+
 def checkout(root: Path, *, constraints: bool) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text("[project]\nname = 'genrify'\n")

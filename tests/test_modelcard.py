@@ -56,6 +56,23 @@ def test_a_learned_heads_card_names_its_library_and_cross_validated_figures(head
     assert card.learned_from == "120 songs by 40 artists of your library, by their genre folders (Music)"
     assert "genrify learn" in card.what and "cross-validated top-1" in dict(card.figures)
     assert any("polka" in n and "fewer than 5" in n for n in card.notes)
+    # Songs with no artist tag, lying loose, each count as an artist: the card says how many.
+    info["learned_from"]["artists_from"] = {"tags": 80, "folders": 0, "none": 30}
+    card = model_card({"genres": ["rock", "jazz"], "architecture": "genrify-musicnn", "head": True, "info": info})
+    assert card.learned_from.endswith("(Music); 30 songs with no artist, each counted as an artist")
+
+
+def test_a_card_says_when_no_answer_was_flagged_unsure(head):
+    info = copy.deepcopy(head.info)
+    info["report"]["unsure"].update(flagged=0.0, flagged_top1=0.0, kept_top1=0.92)
+    figures = dict(model_card({"genres": list(head.genres), "architecture": "genrify-musicnn", "head": True,
+                               "info": info}).figures)
+    assert figures["flagged unsure"].startswith("none (no rule found") and "right 0 %" not in figures["flagged unsure"]
+    from genrify.learn.learner import LearnReport
+
+    fields = {k: v for k, v in info["report"].items() if k in LearnReport.__dataclass_fields__}
+    line = next(x for x in LearnReport(**fields).lines() if x.startswith("unsure:"))
+    assert line.startswith("unsure: no answer flagged") and "right 92% of the time" in line
 
 
 def test_a_trained_models_card_shows_its_test_figures():

@@ -141,7 +141,16 @@ def _progress(*, transient: bool = False) -> Any:
         TimeRemainingColumn,
     )
 
-    return Progress(
+    class Bars(Progress):
+        def stop(self) -> None:
+            if self.tasks:
+                return super().stop()
+            # Nothing was shown (an error before any work): leave no empty line before the error.
+            self.live.transient = True
+            self.live.stop()
+            return None
+
+    return Bars(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -718,12 +727,18 @@ def learn(
         out.print(_say(line), highlight=False)
     if suggest is not None:
         _print_suggestions(suggested, playlist, verbose)
-    if summary.labels.untagged:
-        import shlex
+    import shlex
 
+    model_arg = shlex.quote(display_path(model_out))
+    if labels == "folders":
+        # Keep mode protects a genre tag, not a folder: the songs it learned from have no tag to keep.
+        out.print(_say(f"next: genrify classify SONGS --model {model_arg} answers other songs in these genres; with "
+                       "--write-tags, give it songs outside the genre folders (those in them have no genre tag to "
+                       "keep, and would be tagged too)"), highlight=False)
+    elif summary.labels.untagged:
         where = " ".join(shlex.quote(display_path(p)) for p in paths)
-        out.print(_say(f"next: genrify classify {where} --model {shlex.quote(display_path(model_out))} --write-tags "
-                       f"gives the {len(summary.labels.untagged)} songs without a genre one (and leaves yours alone)"),
+        out.print(_say(f"next: genrify classify {where} --model {model_arg} --write-tags gives the "
+                       f"{len(summary.labels.untagged)} songs without a genre one (and leaves yours alone)"),
                   highlight=False)
 
 

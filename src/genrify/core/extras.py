@@ -46,6 +46,20 @@ def _quoted(*words: str) -> str:
     return subprocess.list2cmdline(words) if os.name == "nt" else " ".join(shlex.quote(w) for w in words)
 
 
+def _pip() -> list[str]:
+    """``pip`` where the ``pip`` a shell finds installs into this Python (an active virtual
+    environment); else this Python's ``-m pip``: ``.venv/bin/genrify`` run without activating its
+    environment would otherwise be told a ``pip`` that installs somewhere else."""
+    import shutil
+    import sys
+
+    found = shutil.which("pip")
+    here = os.path.dirname(os.path.abspath(sys.executable))
+    if found and os.path.dirname(os.path.abspath(found)) == here:
+        return ["pip"]
+    return [sys.executable, "-m", "pip"]
+
+
 def install_command(extra: str) -> str:
     """The ``pip install`` command that adds ``extra`` (``"train"``, ``"learn"``, ``"dask"``...) here."""
     found = installed_from()
@@ -58,10 +72,10 @@ def install_command(extra: str) -> str:
             constraints = folder / "constraints.txt"
             pinned = ["-c", str(constraints)] if constraints.is_file() else []
             editable = ["-e"] if (found.get("dir_info") or {}).get("editable") else []
-            return _quoted("pip", "install", *pinned, *editable, f"{folder}[{extra}]")
+            return _quoted(*_pip(), "install", *pinned, *editable, f"{folder}[{extra}]")
     vcs = found.get("vcs_info")
     if isinstance(vcs, dict) and vcs.get("vcs") and vcs.get("commit_id"):
-        return _quoted("pip", "install", f"genrify[{extra}] @ {vcs['vcs']}+{found['url']}@{vcs['commit_id']}")
+        return _quoted(*_pip(), "install", f"genrify[{extra}] @ {vcs['vcs']}+{found['url']}@{vcs['commit_id']}")
     if "archive_info" in found and url.scheme in ("file", "http", "https"):
-        return _quoted("pip", "install", f"genrify[{extra}] @ {found['url']}")
-    return _quoted("pip", "install", f"genrify[{extra}]")
+        return _quoted(*_pip(), "install", f"genrify[{extra}] @ {found['url']}")
+    return _quoted(*_pip(), "install", f"genrify[{extra}]")

@@ -221,10 +221,14 @@ def _learned_card(view: _View) -> ModelCard:
     labels = {"tags": "genre tags", "folders": "genre folders"}.get(str(source.get("labels")), "genres")
     inputs = [Path(str(p)).name or str(p) for p in source.get("inputs") or []]
     learned_from = (f"{songs} songs" + (f" by {artists} artists" if _count(artists) else "")) if _count(songs) else ""
+    artists_from = source.get("artists_from") if isinstance(source.get("artists_from"), Mapping) else {}
+    alone = artists_from.get("none")
     if learned_from:
         learned_from = f"{learned_from} of your library, by their {labels}"
         if inputs:
             learned_from += f" ({', '.join(inputs[:3])}{', ...' if len(inputs) > 3 else ''})"
+        if _count(artists) and _count(alone):  # "40 artists" would overstate 40 songs without one
+            learned_from += f"; {alone} song{'s' if alone != 1 else ''} with no artist, each counted as an artist"
     what = f"the pretrained musicnn taggers ({taggers}) and a genre head learned by genrify learn from your music"
     figures, notes = _report_figures(report, unit="songs", genres=view.genres) if report is not None else (
         [], ["this file holds no cross-validated report"])
@@ -309,7 +313,8 @@ def _report_figures(report: Mapping[str, Any], *, unit: str, genres: Sequence[st
     unsure = report.get("unsure")
     if isinstance(unsure, Mapping) and _finite(unsure.get("flagged")) is not None:
         flagged = (f"{_pct(unsure['flagged'])} of the answers (right {_pct(unsure.get('flagged_top1'))} "
-                   f"of the time; the others {_pct(unsure.get('kept_top1'))})")
+                   f"of the time; the others {_pct(unsure.get('kept_top1'))})" if unsure["flagged"] > 0
+                   else "none (no rule found under which the answers were more often wrong than right)")
         figures.append(("flagged unsure", flagged))
     notes: list[str] = []
     unheard = [g for g in genres if learned and g not in learned]
