@@ -890,7 +890,7 @@ def classify(
     since: Annotated[str | None, typer.Option(help="Only files added or modified since this date or time (e.g. 2026-11-30 or 2026-11-30T18:00); the rest are skipped.")] = None,
     min_confidence: Annotated[float, typer.Option(help="Tag, organise and list only files whose top probability is at least this.")] = _POLICY["min_confidence"],
     organize: Annotated[Path | None, typer.Option(help="Put each file into DEST/<genre>/ (never overwriting).")] = None,
-    mode: Annotated[str, typer.Option(help="How --organize places files: copy, link or move.")] = "copy",
+    mode: Annotated[str, typer.Option(help="How --organize places files: copy, link (a hard link; a symbolic one where a hard link is impossible) or move.")] = "copy",
     playlists: Annotated[Path | None, typer.Option(help="Write one <genre>.m3u8 playlist per genre into this folder.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what --write-tags, --organize and --playlists would change; change nothing.")] = False,
     cache: Annotated[bool, typer.Option(help="Reuse results of earlier runs for unchanged files and the same model.")] = True,
