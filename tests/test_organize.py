@@ -89,6 +89,10 @@ def test_link_falls_back_to_a_symbolic_link_across_filesystems(tmp_path, library
     for r in results:
         assert r.status == "done" and "symbolic link" in r.detail
         assert r.target.is_symlink() and r.target.resolve() == r.source.resolve()
+    from genrify.classify.placing import OrganizeReport
+
+    report = OrganizeReport(dest=tmp_path / "sorted", moves=results, dry_run=False)
+    assert report.line.endswith(f"(0 failed; {len(results)} as symbolic links, a hard link being impossible)")
 
 
 def test_move_renames_and_leaves_nothing_behind(tmp_path, library):

@@ -46,7 +46,10 @@ class OrganizeReport:
         failed = sum(not m.ok for m in self.moves)
         if self.dry_run:
             return f"would place {sum(m.status == 'planned' for m in self.moves)} files in {display_path(self.dest)} ({failed} failed)"
-        return f"placed {sum(m.status == 'done' for m in self.moves)} files in {display_path(self.dest)} ({failed} failed)"
+        linked = sum(m.method == "symlink" for m in self.moves)
+        symbolic = f"; {linked} as symbolic links, a hard link being impossible" if linked else ""
+        return (f"placed {sum(m.status == 'done' for m in self.moves)} files in {display_path(self.dest)} "
+                f"({failed} failed{symbolic})")
 
 
 def organize_results(predictions: Sequence[Prediction], dest: str | Path, *, mode: str = "copy",
