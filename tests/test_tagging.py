@@ -191,6 +191,26 @@ def test_the_tag_report_expects_right_only_the_files_written_and_only_when_calib
     assert TagReport(calibrated=True).expected_accuracy is None  # nothing written: no figure
 
 
+def test_album_mode_says_how_many_tracks_its_unsure_albums_left_alone():
+    from genrify.collection.tags import TagChange
+
+    class Writes(FakeSink):
+        def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange | None:
+            genres = plan.decide((), None).genres
+            return TagChange(plan.path, (), genres, True, dry_run, "written") if genres else None
+
+    listener = TagListener(TagPolicy(album_mode=True), Writes(), groups=[["a1", "a2", "a3"], ["b1", "b2"]], dry_run=True)
+    listener.on_start(AudioSearch(["a1", "a2", "a3", "b1", "b2"], [], []))
+    # Album a: three sure tracks of three genres pool to an unsure answer; album b agrees with itself.
+    for path, probs in (("a1", [0.9, 0.05, 0.05]), ("a2", [0.05, 0.9, 0.05]), ("a3", [0.05, 0.05, 0.9]),
+                        ("b1", [0.9, 0.05, 0.05]), ("b2", [0.8, 0.1, 0.1])):
+        listener.on_result(_pred(probs, path), False)
+    listener.finish()
+    report = listener.report
+    assert (report.count("written"), report.left_alone, report.left_with_album) == (2, 3, 3)
+    assert "3 unsure or below confidence (3 with an album the model is unsure of as a whole)," in report.line
+
+
 @pytest.mark.parametrize(("values", "field"), [
     ({"jobs": 0}, "jobs"), ({"cache": 3}, "cache"), ({"count": 0}, "count"),
     ({"model": "m.safetensors", "genres": ["rock"]}, "genres"),

@@ -390,6 +390,9 @@ class TagReport:
         ``(path, message)`` of files whose tag could not be written.
     left_alone
         Answers not written because they are unsure or below the policy's confidence.
+    left_with_album
+        Album mode: of those, tracks left alone because their album's pooled answer is unsure
+        (its tracks disagree, or none is sure), whatever their own answer.
     total
         Files considered.
     albums
@@ -407,6 +410,7 @@ class TagReport:
     changes: list[TagChange] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     left_alone: int = 0
+    left_with_album: int = 0
     total: int = 0
     albums: int = 0
     dry_run: bool = False
@@ -434,8 +438,9 @@ class TagReport:
         expected = self.expected_accuracy
         right = f" (expect about {expected:.0%} right)" if expected is not None else ""
         return (f"genre tags: {verb} {self.count('written')}{right}, unchanged {self.count('unchanged')}, "
-                f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence, "
-                f"{len(self.failures)} failed")
+                f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence"
+                + (f" ({self.left_with_album} with an album the model is unsure of as a whole)" if self.left_with_album else "")
+                + f", {len(self.failures)} failed")
 
 
 class TagListener(Listener):
@@ -541,6 +546,7 @@ class TagListener(Listener):
             return
         if change is None:
             self.report.left_alone += 1
+            self.report.left_with_album += album is not None and unsure and not prediction.not_music
         else:
             self.report.changes.append(change)
             if change.status == "written":
