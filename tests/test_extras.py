@@ -35,22 +35,26 @@ def installed(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def active_environment(monkeypatch):
-    """The tests below run as if this Python's environment were active: ``pip`` is its pip."""
-    monkeypatch.setattr(extras, "_pip", lambda: ["pip"])
-
-
-def test_pip_is_this_pythons_unless_the_shells_pip_installs_here(monkeypatch, tmp_path):
+    """The tests below run as if this Python's environment were active: the shell's ``pip`` is the
+    one beside this Python."""
     import shutil
     import sys
 
-    monkeypatch.undo()  # the real _pip
-    here = Path(sys.executable).parent
-    monkeypatch.setattr(shutil, "which", lambda name: str(here / name))
-    assert extras._pip() == ["pip"]  # an active environment: its pip
+    monkeypatch.setattr(shutil, "which", lambda name: str(Path(sys.executable).parent / name))
+
+
+def test_pip_is_this_pythons_unless_the_shells_pip_installs_here(installed, monkeypatch, tmp_path):
+    import shlex
+    import shutil
+    import sys
+
+    installed(None)
+    assert extras.install_command("train") == "pip install 'genrify[train]'"  # an active environment: its pip
+    this_python = f"{shlex.quote(sys.executable)} -m pip install 'genrify[train]'"
     monkeypatch.setattr(shutil, "which", lambda name: str(tmp_path / "elsewhere" / name))
-    assert extras._pip() == [sys.executable, "-m", "pip"]  # .venv/bin/genrify run without activating it
+    assert extras.install_command("train") == this_python  # .venv/bin/genrify run without activating it
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert extras._pip() == [sys.executable, "-m", "pip"]
+    assert extras.install_command("train") == this_python
 
 
 def checkout(root: Path, *, constraints: bool) -> Path:
