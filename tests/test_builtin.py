@@ -236,6 +236,32 @@ def test_the_shipped_examples_and_their_answers(builtin):
     assert {"pop", "folk", "country"} & set(answers["lets-go-fishin"])
 
 
+def test_a_song_of_none_of_the_genres_asked_for_is_flagged_not_renamed(builtin):
+    """Brahms asked "rock or metal?" gets one of them at a high share of the two, but the model's
+    belief over all its genres lies elsewhere: the answer is flagged unsure, ``other genre``."""
+    from genrify.classify.outputs import to_csv
+    from genrify.classify.predict import Prediction
+
+    brahms = EXAMPLES / "hungarian-dance-5.ogg"
+    full = classify(brahms, builtin)
+    wrong = classify(brahms, load_builtin(["rock", "metal"]))
+    columns = [GENRES.index("rock"), GENRES.index("metal")]
+    assert wrong.genre in ("rock", "metal") and wrong.confidence > 0.5  # the share among the two alone
+    assert wrong.asked_share == pytest.approx(np.mean(full.segment_probabilities[:, columns].sum(axis=1)), abs=1e-5)
+    assert wrong.asked_share < 0.5 and wrong.other_genre and wrong.low_confidence
+    assert wrong.unsure_reason == "other genre"
+    right = classify(brahms, load_builtin(["classical", "jazz"]))
+    assert right.genre == "classical" and right.asked_share > 0.5 and right.unsure_reason is None
+    assert full.asked_share is None and "other" not in str(full.unsure_reason)
+    # The share travels with the answer: JSON (and the results cache), CSV.
+    again = Prediction.from_dict(json.loads(json.dumps(wrong.to_dict())))
+    assert again.asked_share == pytest.approx(wrong.asked_share, abs=1e-6) and again.unsure_reason == "other genre"
+    header, row = to_csv([wrong]).splitlines()[:2]
+    cells = dict(zip(header.split(","), row.split(","), strict=True))
+    assert float(cells["asked_share"]) == pytest.approx(wrong.asked_share, abs=1e-6)
+    assert cells["unsure_reason"] == "other genre"
+
+
 def test_tags_on_onnx_runtime_equal_pytorchs(taggers, tmp_path):
     from genrify.models import onnx
     from genrify.classify.musicnn_tags import tag_song

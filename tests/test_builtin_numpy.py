@@ -134,6 +134,35 @@ def test_probabilities_are_the_softmax_of_the_logits():
         model.logits(np.zeros((4, 187, 96), np.float32))
 
 
+def test_a_model_asked_for_some_genres_says_what_share_of_its_belief_they_hold():
+    head = GenreHead.load()
+    outputs = random_outputs(4, head, seed=3)
+    segments = np.zeros((4, 96, 187), np.float32)
+    asked = ["jazz", "metal"]
+
+    def every() -> object:  # a fresh model each time: the stand-in taggers give their rows once
+        return numpy_model(outputs, head, list(head.genres))
+
+    def few() -> object:
+        return numpy_model(outputs, head, asked)
+
+    assert few().restricted and not every().restricted
+    full = every().probabilities(segments)
+    probabilities, share = few().asked_probabilities(segments)
+    columns = [list(head.genres).index(g) for g in asked]
+    np.testing.assert_allclose(share, full[:, columns].sum(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(probabilities, full[:, columns] / share[:, None], rtol=1e-9)
+    np.testing.assert_allclose(few().probabilities(segments), probabilities, rtol=1e-12)
+    np.testing.assert_allclose(every().asked_probabilities(segments)[1], 1.0, rtol=1e-12)
+    # A share far below float64's smallest number still gives a finite answer among the genres asked.
+    model = few()
+    tiny = model._all_logits(segments)
+    tiny[:, columns] -= 2000.0
+    model._all_logits = lambda _segments: tiny.copy()  # type: ignore[method-assign]
+    probabilities, share = model.asked_probabilities(segments)
+    assert np.isfinite(probabilities).all() and np.allclose(probabilities.sum(axis=1), 1) and (share == 0).all()
+
+
 def test_the_constants_repeated_without_an_import_are_the_taggers():
     from genrify.models import taggers
 

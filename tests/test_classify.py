@@ -56,7 +56,7 @@ def test_a_file_reference_knows_its_model_without_loading_it(model_file):
 def test_the_built_in_reference_keys_its_genres_and_refuses_unknown_ones():
     ref = ModelRef.builtin(["rock", " jazz"])
     assert ref.is_builtin and ref.genres == ["rock", "jazz"]
-    assert ref.cache_key == f"builtin:genrify-musicnn:{__version__}:rock,jazz"
+    assert ref.cache_key == f"builtin:genrify-musicnn:{__version__}:rock,jazz:asked-share"
     assert ModelRef.builtin().cache_key != ref.cache_key and len(ModelRef.builtin().genres) > 2
     with pytest.raises(ParameterError, match="polka"):
         ModelRef.builtin(["polka-core"])

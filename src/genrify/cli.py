@@ -1243,8 +1243,12 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
     genre_width = max((len(r.genre) + len(mark(r)) for r in good), default=5)
     others = (genre_width + 3) + (5 + 3) + (20 + 3) + (2 * (8 + 3) if wide else 0) + 1
     path_width = max(16, min(console.width * 2 // 5, console.width - others - 3))
-    caption = ("? unsure: short, not music, low probability or near tie (JSON and CSV say which)"
-               if not wide and any(r.low_confidence for r in good) else None)
+    # Where the reasons do not fit beside the genre, the caption names those that occur (80 columns at most).
+    reasons = list(dict.fromkeys("not music" if r.not_music else str(r.unsure_reason) for r in good if r.low_confidence))
+    caption = None
+    if not wide and reasons:
+        caption = "? unsure: " + ", ".join(reasons)
+        caption += " (JSON and CSV say which)" if len(reasons) > 1 and len(caption) <= 55 else ""
     songs = f"{len(good)} song{'' if len(good) == 1 else 's'}"
     table = Table(title=escape(f"{songs} · model {display_path(model_name)}"), caption=caption)
     shown_paths = {r.path: _shown_path(r.path, bases, width=path_width) for r in results}

@@ -341,10 +341,12 @@ class BuiltinModel(ModelRef):
 
     @property
     def cache_key(self) -> str:
-        """The built-in model's name, genrify's version (which fixes its weights) and the genres."""
+        """The built-in model's name, genrify's version (which fixes its weights) and the genres;
+        some genres only: ``:asked-share`` too (answers cached before they carried
+        :attr:`~genrify.classify.predict.Prediction.asked_share` are not reused)."""
         from genrify import __version__
 
-        return f"builtin:{self.name}:{__version__}:{','.join(self.genres)}"
+        return f"builtin:{self.name}:{__version__}:{','.join(self.genres)}" + (":asked-share" if self.chosen else "")
 
     def _identity(self) -> tuple[Hashable, ...]:
         return ("builtin", self.chosen)

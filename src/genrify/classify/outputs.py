@@ -79,7 +79,7 @@ CSV_SPREAD: dict[str, str] = {
 }
 #: The columns of a song's scalar fields, in order: the same names as its JSON object's keys
 #: (:meth:`genrify.classify.predict.Prediction.to_dict`, and ``error`` of a failure's).
-SONG_COLUMNS = ("genre", "confidence", "low_confidence", "unsure_reason", "short", "not_music", "near_tie")
+SONG_COLUMNS = ("genre", "confidence", "low_confidence", "unsure_reason", "short", "not_music", "near_tie", "asked_share")
 MODEL_COLUMNS = ("segments", "duration", "confidence_threshold", "near_tie_margin", "error")
 
 
@@ -102,12 +102,12 @@ def to_csv(results: Sequence[Result], *, top_k: int | None = None, timeline: boo
     """CSV text: one row per file, with the same fields as the JSON objects (:func:`records`).
 
     Every scalar field of a JSON object is a column of the same name: ``path, genre, confidence,
-    low_confidence, unsure_reason, short, not_music, near_tie, segments, duration,
+    low_confidence, unsure_reason, short, not_music, near_tie, asked_share, segments, duration,
     confidence_threshold, near_tie_margin, error`` (``true``/``false`` for booleans, empty for
     ``null`` and for what a failed file lacks); the nested fields are spread into columns as
     :data:`CSV_SPREAD` says (``top1..topK``, ``p_<genre>``, ``vote_<genre>``). With ``timeline``,
     one row per segment instead, with its start (``segment_start``) and its own genre, probability,
-    top genres and probabilities; the song's flags (``low_confidence`` ... ``near_tie``) and the
+    top genres and probabilities; the song's flags (``low_confidence`` ... ``asked_share``) and the
     model's thresholds repeat on each of its rows, ``segments`` is 1, ``duration`` and the votes
     are empty. Paths are written as :func:`display_path` shows them (UTF-8, one line).
     """
@@ -123,7 +123,9 @@ def to_csv(results: Sequence[Result], *, top_k: int | None = None, timeline: boo
             writer.writerow([display_path(r.path)] + ([""] if timeline else []) + [""] * len(SONG_COLUMNS)
                             + [""] * k + ["", "", "", "", display_path(r.error)] + blank + blank)
             continue
-        flags = [_cell(r.low_confidence), _cell(r.unsure_reason), _cell(r.short), _cell(r.not_music), _cell(r.near_tie)]
+        share = None if r.asked_share is None else round(r.asked_share, 6)
+        flags = [_cell(r.low_confidence), _cell(r.unsure_reason), _cell(r.short), _cell(r.not_music), _cell(r.near_tie),
+                 _cell(share)]
         limits = [_cell(r.confidence_threshold), _cell(r.near_tie_margin), ""]
         path = display_path(r.path or "")
         if timeline:

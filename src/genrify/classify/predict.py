@@ -85,6 +85,12 @@ class RankedGenres:
         return [(self.genres[i], float(self.probabilities[i])) for i in order]
 
 
+#: Asked for some of its genres, a model that gives them together less than this share of its
+#: probability says the song is more likely none of them than one of them (a coin toss, as the
+#: other unsure rules): its answer among them is flagged as unsure (:attr:`Prediction.other_genre`).
+ASKED_SHARE_MIN = 0.5
+
+
 def expected_accuracy(confidences: Iterable[float]) -> float | None:
     """The share of a calibrated model's answers expected to be right: the mean of their top
     probabilities (``None`` for no answers).
@@ -138,6 +144,11 @@ class Prediction(RankedGenres):
     near_tie_margin
         The model's near-tie margin: an answer whose two most probable genres are closer than this
         is flagged as unsure (0: never; a learned head chooses it by cross-validation).
+    asked_share
+        With a model asked for some of its genres only (the built-in model with ``--genres``): the
+        share of its probability over all its genres that the genres asked for held (the mean over
+        segments), else ``None``. Under :data:`ASKED_SHARE_MIN` the song is more likely none of them
+        than one of them, and the answer (the best of them) is flagged as unsure: ``other genre``.
     """
 
     genres: list[str]
@@ -152,16 +163,23 @@ class Prediction(RankedGenres):
     short: bool = False
     not_music: str | None = None
     near_tie_margin: float = 0.0
+    asked_share: float | None = None
 
     @property
     def low_confidence(self) -> bool:
         """True where the answer is unsure: the song is shorter than one segment, is not music
-        (:attr:`not_music`), the model's top probability is below its threshold (music between
-        genres lands here), or its two best genres are a near tie (:attr:`near_tie`)."""
+        (:attr:`not_music`), is most likely of a genre not asked for (:attr:`asked_share`), the
+        model's top probability is below its threshold (music between genres lands here), or its
+        two best genres are a near tie (:attr:`near_tie`)."""
         # ``not >=`` rather than ``<``: a NaN confidence (an answer rebuilt from a damaged cache)
         # counts as unsure, never as sure.
-        return (self.short or self.not_music is not None or not self.confidence >= self.confidence_threshold
-                or self.near_tie)
+        return (self.short or self.not_music is not None or self.other_genre
+                or not self.confidence >= self.confidence_threshold or self.near_tie)
+
+    @property
+    def other_genre(self) -> bool:
+        """Asked for some of its genres, the model put most of its probability on the others."""
+        return self.asked_share is not None and not self.asked_share >= ASKED_SHARE_MIN
 
     @property
     def near_tie(self) -> bool:
@@ -173,12 +191,14 @@ class Prediction(RankedGenres):
 
     @property
     def unsure_reason(self) -> str | None:
-        """Why the answer is unsure (``short``, ``not music``, ``low probability`` or ``near tie``,
-        the first that holds), or ``None``."""
+        """Why the answer is unsure (``short``, ``not music``, ``other genre``, ``low probability``
+        or ``near tie``, the first that holds), or ``None``."""
         if self.short:
             return "short"
         if self.not_music is not None:
             return "not music"
+        if self.other_genre:
+            return "other genre"
         if not self.confidence >= self.confidence_threshold:
             return "low probability"
         return "near tie" if self.near_tie else None
@@ -203,6 +223,7 @@ class Prediction(RankedGenres):
             "confidence_threshold": self.confidence_threshold,
             "near_tie_margin": self.near_tie_margin,
             "near_tie": self.near_tie,
+            "asked_share": None if self.asked_share is None else round(self.asked_share, 6),
             "unsure_reason": self.unsure_reason,
         }
         if timeline:
@@ -224,6 +245,7 @@ class Prediction(RankedGenres):
             short=bool(data.get("short", False)),
             not_music=str(data["not_music"]) if data.get("not_music") else None,
             near_tie_margin=float(data.get("near_tie_margin", 0.0)),
+            asked_share=float(data["asked_share"]) if data.get("asked_share") is not None else None,
             probabilities=np.array([data["probabilities"][g] for g in genres], dtype=np.float64),
             votes=np.array([data["votes"][g] for g in genres], dtype=np.float64),
             segments=int(data["segments"]),
@@ -283,7 +305,12 @@ def predict_segments(
     batch_size = batch_size or int(getattr(model, "batch_size", 64))
     n = song.segments.shape[0]
     numpy_probabilities = getattr(model, "probabilities", None) if device is None else None
-    if numpy_probabilities is not None:
+    asked_share = None
+    if numpy_probabilities is not None and getattr(model, "restricted", False):
+        # Asked for some of its genres: how much of its belief they hold says whether the song is one of them.
+        answer, share = model.asked_probabilities(np.ascontiguousarray(song.segments, dtype=np.float32))  # type: ignore[attr-defined]
+        probabilities, asked_share = np.asarray(answer, dtype=np.float32), float(np.mean(share))
+    elif numpy_probabilities is not None:
         # The model batches itself (the built-in model by its batch_size); numpy in, numpy out.
         probabilities = np.asarray(numpy_probabilities(np.ascontiguousarray(song.segments, dtype=np.float32)),
                                    dtype=np.float32)
@@ -312,6 +339,7 @@ def predict_segments(
         short=song.short,
         not_music=not_music,
         near_tie_margin=float(getattr(model, "near_tie_margin", 0.0)),
+        asked_share=asked_share,
         segment_starts=np.asarray(song.starts, dtype=np.float64),
         segment_probabilities=probabilities.astype(np.float64),
     )

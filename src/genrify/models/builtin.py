@@ -706,18 +706,30 @@ class BuiltinGenreModel:
             return {name: {k: v.float().cpu().numpy() for k, v in tagger(x.to(module_device(tagger))).items()}
                     for name, tagger in network.taggers.items()}
 
+    @property
+    def restricted(self) -> bool:
+        """The model answers among some of its genres only (``--genres``)."""
+        return len(self.chosen) < len(self._vocabulary)
+
+    @property
+    def _vocabulary(self) -> list[str]:
+        return list(self.head.genres) if self.head is not None else list(GENRES)
+
     def logits(self, segments: np.ndarray) -> np.ndarray:
         """The logits ``(n, genres)`` of segments ``(n, 96, 187)`` (bands, frames), as
         :attr:`network` gives them, computed in numpy (float64): :func:`tag_scores`,
         :meth:`GenreHead.evidence` and :func:`combine`. Never imports torch where the taggers run on
         ONNX Runtime; the segments go through :attr:`onnx_batch_size` (on PyTorch :attr:`batch_size`) at a time."""
+        vocabulary = self._vocabulary
+        return self._all_logits(segments)[:, [vocabulary.index(g) for g in self.chosen]]
+
+    def _all_logits(self, segments: np.ndarray) -> np.ndarray:
+        """:meth:`logits` over every genre of the vocabulary, asked for or not."""
         segments = np.asarray(segments)
         if segments.ndim != 3 or segments.shape[1:] != (self.params.n_mels, self.chunk_frames):
             raise ParameterError(f"expected segments of shape (n, {self.params.n_mels}, {self.chunk_frames}), "
                                  f"got {segments.shape}")
-        vocabulary = list(self.head.genres) if self.head is not None else list(GENRES)
-        columns = [vocabulary.index(g) for g in self.chosen]
-        out = np.empty((segments.shape[0], len(columns)), dtype=np.float64)
+        out = np.empty((segments.shape[0], len(self._vocabulary)), dtype=np.float64)
         step = max(1, self.onnx_batch_size if self.onnx else self.batch_size)
         for start in range(0, segments.shape[0], step):
             batch = segments[start : start + step]
@@ -725,15 +737,27 @@ class BuiltinGenreModel:
             outputs = self.tagger_outputs(patches)
             scores = tag_scores({n: np.asarray(o["taggram"], dtype=np.float64) for n, o in outputs.items()}, self.tags)
             evidence = self.head.evidence(self.head.inputs(outputs)) if self.head is not None else None
-            out[start : start + batch.shape[0]] = combine(scores, evidence, self.head)[:, columns]
+            out[start : start + batch.shape[0]] = combine(scores, evidence, self.head)
         return out
 
     def probabilities(self, segments: np.ndarray) -> np.ndarray:
         """Each segment's genre probabilities ``(n, genres)``: the softmax of :meth:`logits`."""
-        logits = self.logits(segments)
-        logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        return logits / logits.sum(axis=1, keepdims=True)
+        return self.asked_probabilities(segments)[0]
+
+    def asked_probabilities(self, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`probabilities`, and the share of each segment's probability over every genre of
+        the vocabulary that the genres asked for hold ``(n,)`` (1 where all are asked for): a song
+        whose share is small is most likely none of them, whatever the answer among them says."""
+        vocabulary = self._vocabulary
+        full = self._all_logits(segments)
+        # Each softmax from its own largest logit: a share of 1e-300 must not turn the answer into 0/0.
+        asked = full[:, [vocabulary.index(g) for g in self.chosen]]
+        asked_top, full_top = asked.max(axis=1, keepdims=True), full.max(axis=1, keepdims=True)
+        asked = np.exp(asked - asked_top)
+        asked_sum = asked.sum(axis=1)
+        full_sum = np.exp(full - full_top).sum(axis=1)
+        share = np.exp(asked_top[:, 0] - full_top[:, 0]) * asked_sum / full_sum
+        return asked / asked_sum[:, None], share
 
 
 def load_builtin(
