@@ -190,6 +190,22 @@ def test_an_album_answer_is_unsure_where_its_tracks_disagree():
     assert not sure.low_confidence
 
 
+def test_an_album_of_none_of_the_genres_asked_for_is_unsure_however_its_tracks_agree():
+    import dataclasses
+
+    from genrify.classify.albums import track_choice
+
+    album = Album(("folder", "f"), ("a", "b"))
+    tracks = [dataclasses.replace(_pred([0.9, 0.05, 0.05], path=p), asked_share=share) for p, share in (("a", 0.2), ("b", 0.4))]
+    answer = album_answers(tracks, [album])["a"]
+    assert answer.asked_share == pytest.approx(0.3) and answer.confidence > 0.8 and answer.low_confidence
+    assert track_choice(tracks[0], answer)[1]  # every track of it is left alone unless --tag-unsure
+    held = [dataclasses.replace(t, asked_share=0.7) for t in tracks]
+    assert not album_answers(held, [album])["a"].low_confidence
+    unasked = album_answers([_pred([0.9, 0.05, 0.05], path="a")], [album])["a"]
+    assert unasked.asked_share is None and not unasked.low_confidence
+
+
 # --- the genres a track gets -----------------------------------------------------------------------
 
 

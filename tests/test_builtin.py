@@ -253,6 +253,17 @@ def test_a_song_of_none_of_the_genres_asked_for_is_flagged_not_renamed(builtin):
     right = classify(brahms, load_builtin(["classical", "jazz"]))
     assert right.genre == "classical" and right.asked_share > 0.5 and right.unsure_reason is None
     assert full.asked_share is None and "other" not in str(full.unsure_reason)
+    # The torch network (a GPU's route; here on the CPU) gives the same share.
+    from genrify.audio.segments import song_segments
+
+    model = load_builtin(["rock", "metal"])
+    song = song_segments(str(brahms), model.params, model.chunk_frames)
+    from genrify.classify.predict import predict_segments
+
+    model.network.to("cpu")
+    on_torch = predict_segments(song, model, device=torch.device("cpu"))
+    assert on_torch.asked_share == pytest.approx(predict_segments(song, model).asked_share, abs=1e-4)
+    assert on_torch.unsure_reason == "other genre"
     # The share travels with the answer: JSON (and the results cache), CSV.
     again = Prediction.from_dict(json.loads(json.dumps(wrong.to_dict())))
     assert again.asked_share == pytest.approx(wrong.asked_share, abs=1e-6) and again.unsure_reason == "other genre"
@@ -260,6 +271,20 @@ def test_a_song_of_none_of_the_genres_asked_for_is_flagged_not_renamed(builtin):
     cells = dict(zip(header.split(","), row.split(","), strict=True))
     assert float(cells["asked_share"]) == pytest.approx(wrong.asked_share, abs=1e-6)
     assert cells["unsure_reason"] == "other genre"
+
+
+def test_songs_of_none_of_the_genres_asked_for_are_not_sorted_into_their_folders(tmp_path):
+    from genrify.classify.placing import confident
+
+    sorted_to = tmp_path / "sorted"
+    result = runner.invoke(app, ["classify", str(EXAMPLES), "--no-cache", "--genres", "rock,metal", "--organize",
+                                 str(sorted_to), "--dry-run", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "would place 0 files" in said and "4 of none of the genres asked for not placed" in said
+    answer = classify(EXAMPLES / "hungarian-dance-5.ogg", load_builtin(["rock", "metal"]))
+    assert answer.other_genre and confident([answer]) == []
+    assert confident([classify(EXAMPLES / "hungarian-dance-5.ogg", load_builtin(["classical", "jazz"]))])
 
 
 def test_tags_on_onnx_runtime_equal_pytorchs(taggers, tmp_path):

@@ -35,25 +35,27 @@ def installed(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def active_environment(monkeypatch):
-    """The tests below run as if this Python's environment were active: the shell's ``pip`` is the
-    one beside this Python."""
-    import shutil
+    """The tests below run as if genrify ran in an active virtual environment (the shell's ``pip``
+    is then that environment's)."""
     import sys
 
-    monkeypatch.setattr(shutil, "which", lambda name: str(Path(sys.executable).parent / name))
+    monkeypatch.setattr(sys, "base_prefix", "/usr/base-python")
+    monkeypatch.setenv("VIRTUAL_ENV", sys.prefix)
 
 
-def test_pip_is_this_pythons_unless_the_shells_pip_installs_here(installed, monkeypatch, tmp_path):
+def test_pip_is_named_bare_only_inside_the_active_environment(installed, monkeypatch, tmp_path):
     import shlex
-    import shutil
     import sys
 
     installed(None)
     assert extras.install_command("train") == "pip install 'genrify[train]'"  # an active environment: its pip
     this_python = f"{shlex.quote(sys.executable)} -m pip install 'genrify[train]'"
-    monkeypatch.setattr(shutil, "which", lambda name: str(tmp_path / "elsewhere" / name))
-    assert extras.install_command("train") == this_python  # .venv/bin/genrify run without activating it
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("VIRTUAL_ENV", str(tmp_path / "another-venv"))  # another environment is active
+    assert extras.install_command("train") == this_python
+    monkeypatch.delenv("VIRTUAL_ENV")  # .venv/bin/genrify run without activating it
+    assert extras.install_command("train") == this_python
+    monkeypatch.setenv("VIRTUAL_ENV", sys.prefix)
+    monkeypatch.setattr(sys, "base_prefix", sys.prefix)  # not a virtual environment: the system's Python
     assert extras.install_command("train") == this_python
 
 

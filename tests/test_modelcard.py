@@ -63,16 +63,24 @@ def test_a_learned_heads_card_names_its_library_and_cross_validated_figures(head
 
 
 def test_a_card_says_when_no_answer_was_flagged_unsure(head):
+    from genrify.learn.learner import LearnReport
+
     info = copy.deepcopy(head.info)
     info["report"]["unsure"].update(flagged=0.0, flagged_top1=0.0, kept_top1=0.92)
     figures = dict(model_card({"genres": list(head.genres), "architecture": "genrify-musicnn", "head": True,
                                "info": info}).figures)
-    assert figures["flagged unsure"].startswith("none (no rule found") and "right 0 %" not in figures["flagged unsure"]
-    from genrify.learn.learner import LearnReport
+    assert figures["flagged unsure"] == "none of the answers (right 92 % of the time)"
 
-    fields = {k: v for k, v in info["report"].items() if k in LearnReport.__dataclass_fields__}
-    line = next(x for x in LearnReport(**fields).lines() if x.startswith("unsure:"))
-    assert line.startswith("unsure: no answer flagged") and "right 92% of the time" in line
+    def unsure_line() -> str:
+        fields = {k: v for k, v in info["report"].items() if k in LearnReport.__dataclass_fields__}
+        return next(x for x in LearnReport(**fields).lines() if x.startswith("unsure:"))
+
+    # A rule that flagged none of the cross-validated answers, and no rule at all: neither says "right 0%".
+    u = info["report"]["unsure"]
+    assert unsure_line() == (f"unsure: top probability under {u['threshold']:.2f} or top two within {u['margin']:.2f}; "
+                             "it flagged none of the cross-validated answers (right 92% of the time)")
+    u.update(threshold=0.0, margin=0.0)
+    assert unsure_line().startswith("unsure: no rule (") and unsure_line().endswith("right 92% of the time)")
 
 
 def test_a_trained_models_card_shows_its_test_figures():

@@ -956,14 +956,12 @@ def classify(
             _nothing_classified(run, shower, settings.ref.name, format, output, top_k, timeline)
         _render_results(run.results, settings.ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
         chosen = confident(run.results, min_confidence)
-        notes: list[str] = []
-        if min_confidence > 0 and (organize or playlists):
-            notes.append(f"{len(run.predictions) - len(chosen)} below confidence {min_confidence:g} not placed")
-        notes += _show_tagging(tagger.report, settings.policy, dry_run, verbose) if tagger is not None else []
+        notes: list[str] = _show_tagging(tagger.report, settings.policy, dry_run, verbose) if tagger is not None else []
     finally:
         if store is not None:
             store.close()
-    notes += _show_placing(chosen, paths, organize, mode, playlists, dry_run, verbose)
+    notes += _show_placing(chosen, paths, organize, mode, playlists, dry_run, verbose,
+                           answered=(run.predictions, min_confidence))
     _finish(run.summary, notes, verbose, tag_figure=tagger is not None and tagger.report.expected_accuracy is not None)
 
 
@@ -1136,13 +1134,21 @@ def _show_tagging(tagged: Any, policy: Any, dry_run: bool, verbose: bool) -> lis
 
 
 def _show_placing(chosen: list[Any], paths: list[Path], organize: Path | None, mode: str, playlists: Path | None,
-                  dry_run: bool, verbose: bool) -> list[str]:
-    """Sort the files into folders and write the playlists, as asked; say what happened; the notes."""
+                  dry_run: bool, verbose: bool, *, answered: tuple[list[Any], float] = ([], 0.0)) -> list[str]:
+    """Sort the files into folders and write the playlists, as asked; say what happened; the notes.
+    ``answered``: every answer and the confidence asked for, to say what
+    :func:`~genrify.classify.placing.confident` left out of ``chosen``."""
     from rich.markup import escape
 
     from genrify.classify.placing import organize_results, playlist_results
 
     notes: list[str] = []
+    predictions, min_confidence = answered
+    below = sum(not p.confidence >= min_confidence for p in predictions)
+    other = sum(p.other_genre and p.confidence >= min_confidence for p in predictions)
+    if organize or playlists:
+        notes += [f"{below} below confidence {min_confidence:g} not placed"] if min_confidence > 0 else []
+        notes += [f"{other} of none of the genres asked for not placed"] if other else []
     placed: dict[str, str] = {}
     if organize is not None:
         moved = organize_results(chosen, organize, mode=mode, sources=[p for p in paths if p.is_dir()],

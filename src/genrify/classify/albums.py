@@ -140,6 +140,9 @@ class AlbumAnswer(RankedGenres):
     confidence_threshold
         The model's threshold below which an answer is flagged as unsure (as
         :attr:`genrify.classify.predict.Prediction.confidence_threshold`).
+    asked_share
+        With a model asked for some of its genres: the mean of the tracks'
+        :attr:`~genrify.classify.predict.Prediction.asked_share`, else ``None``.
     """
 
     album: Album
@@ -147,12 +150,18 @@ class AlbumAnswer(RankedGenres):
     probabilities: np.ndarray
     tracks: int = 0
     confidence_threshold: float = 0.5
+    asked_share: float | None = None
 
     @property
     def low_confidence(self) -> bool:
         """True where the pooled answer is below the model's threshold (the tracks disagree, or
-        each is unsure). NaN counts as unsure, as in :class:`~genrify.classify.predict.Prediction`."""
-        return not self.confidence >= self.confidence_threshold
+        each is unsure), or the album is most likely of none of the genres asked for (as a song's
+        :attr:`~genrify.classify.predict.Prediction.other_genre`). NaN counts as unsure, as in
+        :class:`~genrify.classify.predict.Prediction`."""
+        from genrify.classify.predict import ASKED_SHARE_MIN
+
+        other = self.asked_share is not None and not self.asked_share >= ASKED_SHARE_MIN
+        return other or not self.confidence >= self.confidence_threshold
 
 
 def _mean(probs: np.ndarray, durations: np.ndarray) -> np.ndarray:
@@ -255,8 +264,11 @@ def album_answers(
         present = [by_path[t] for t in album.tracks if t in by_path]
         if not present:
             continue
+        shares = [p.asked_share for p in present]
+        asked_share = float(np.mean(shares)) if all(x is not None for x in shares) else None  # type: ignore[arg-type]
         answer = AlbumAnswer(album=album, genres=list(present[0].genres), probabilities=pool_album(present, rule=rule),
-                             tracks=len(present), confidence_threshold=present[0].confidence_threshold)
+                             tracks=len(present), confidence_threshold=present[0].confidence_threshold,
+                             asked_share=asked_share)
         for p in present:
             out[p.path] = answer  # type: ignore[index]  # present holds only predictions with a path
     return out

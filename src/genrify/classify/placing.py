@@ -22,9 +22,10 @@ __all__ = ["OrganizeReport", "PlaylistReport", "confident", "organize_results", 
 
 
 def confident(results: Sequence[Prediction | Failure], min_confidence: float = 0.0) -> list[Prediction]:
-    """The answers whose top probability is at least ``min_confidence``: what may be tagged,
+    """The answers whose top probability is at least ``min_confidence``, and not of another genre
+    than those asked for (:attr:`~genrify.classify.predict.Prediction.other_genre`): what may be
     sorted and listed."""
-    return [r for r in results if isinstance(r, Prediction) and r.confidence >= min_confidence]
+    return [r for r in results if isinstance(r, Prediction) and r.confidence >= min_confidence and not r.other_genre]
 
 
 @dataclass

@@ -315,8 +315,8 @@ def predict_segments(
         probabilities = np.asarray(numpy_probabilities(np.ascontiguousarray(song.segments, dtype=np.float32)),
                                    dtype=np.float32)
     else:
-        probabilities = _network_probabilities(song.segments, model, batch_size)
-    if not np.isfinite(probabilities).all():
+        probabilities, asked_share = _network_probabilities(song.segments, model, batch_size)
+    if not np.isfinite(probabilities).all() or (asked_share is not None and not np.isfinite(asked_share)):
         # NaN would pass for an answer (argmax picks the first genre) and could end up in tags.
         raise PredictionError(path, "the model gave non-finite probabilities")
     mean = probabilities.mean(axis=0, dtype=np.float64)
@@ -345,8 +345,9 @@ def predict_segments(
     )
 
 
-def _network_probabilities(segments: np.ndarray, model: Classifier, batch_size: int) -> np.ndarray:
-    """Each segment's probabilities from the model's torch network, on the device it lives on."""
+def _network_probabilities(segments: np.ndarray, model: Classifier, batch_size: int) -> tuple[np.ndarray, float | None]:
+    """Each segment's probabilities from the model's torch network, on the device it lives on, and
+    (a model asked for some of its genres: ``restricted``) the song's :attr:`Prediction.asked_share`."""
     import torch
 
     from genrify.core.devices import autocast, module_device
@@ -355,13 +356,24 @@ def _network_probabilities(segments: np.ndarray, model: Classifier, batch_size: 
     device = module_device(network)
     n = segments.shape[0]
     probabilities = np.empty((n, len(model.genres)), dtype=np.float32)
+    restricted = bool(getattr(model, "restricted", False))
+    shares = np.empty(n, dtype=np.float64)
     with torch.inference_mode():
         for i in range(0, n, batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(segments[i : i + batch_size]))
             with autocast(device):
-                logits = network(batch.to(device))
-            probabilities[i : i + batch.shape[0]] = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    return probabilities
+                if restricted:  # every genre's logits: the share of the genres asked for needs them all
+                    logits = network.forward_all(batch.to(device))[0]
+                else:
+                    logits = network(batch.to(device))
+            if restricted:
+                from genrify.models.builtin import split_asked
+
+                answer, share = split_asked(logits.float().cpu().numpy(), network.chosen.tolist())
+                probabilities[i : i + batch.shape[0]], shares[i : i + batch.shape[0]] = answer, share
+            else:
+                probabilities[i : i + batch.shape[0]] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    return probabilities, float(shares.mean()) if restricted else None
 
 
 def predict_features(

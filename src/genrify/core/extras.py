@@ -47,15 +47,14 @@ def _quoted(*words: str) -> str:
 
 
 def _pip() -> list[str]:
-    """``pip`` where the ``pip`` a shell finds installs into this Python (an active virtual
-    environment); else this Python's ``-m pip``: ``.venv/bin/genrify`` run without activating its
-    environment would otherwise be told a ``pip`` that installs somewhere else."""
-    import shutil
+    """``pip`` inside the active virtual environment genrify runs in (the shell's ``pip`` is then
+    that environment's); else this Python's ``-m pip``. ``.venv/bin/genrify`` run without
+    activating its environment would otherwise be told a ``pip`` that installs somewhere else."""
     import sys
 
-    found = shutil.which("pip")
-    here = os.path.dirname(os.path.abspath(sys.executable))
-    if found and os.path.dirname(os.path.abspath(found)) == here:
+    active = os.environ.get("VIRTUAL_ENV")
+    if sys.prefix != sys.base_prefix and active and os.path.normcase(os.path.abspath(active)) == os.path.normcase(
+            os.path.abspath(sys.prefix)):
         return ["pip"]
     return [sys.executable, "-m", "pip"]
 

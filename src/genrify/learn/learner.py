@@ -223,13 +223,16 @@ class LearnReport:
                        f"macro recall {b['macro_recall']:.3f}; this head on the same songs: top-1 {b['learned_top1']:.3f}, "
                        f"macro recall {b['learned_macro_recall']:.3f}")
         u = self.unsure
-        if u["flagged"] > 0:
+        if u["threshold"] <= 0 and u["margin"] <= 0:
+            out.append("unsure: no rule (no top probability or near tie under which the cross-validated answers "
+                       f"were more often wrong than right; they were right {u['kept_top1']:.0%} of the time)")
+        elif u["flagged"] <= 0:  # "right 0% of the time" would describe no answer at all
+            out.append(f"unsure: top probability under {u['threshold']:.2f} or top two within {u['margin']:.2f}; it "
+                       f"flagged none of the cross-validated answers (right {u['kept_top1']:.0%} of the time)")
+        else:
             out.append(f"unsure: top probability under {u['threshold']:.2f} or top two within {u['margin']:.2f}; flagged "
                        f"{u['flagged']:.0%} of the cross-validated answers (right {u['flagged_top1']:.0%} of the time, "
                        f"the others {u['kept_top1']:.0%})")
-        else:  # no rule: "right 0% of the time" would describe no answer at all
-            out.append("unsure: no answer flagged (no top probability or near tie under which the cross-validated "
-                       f"answers were more often wrong than right; they were right {u['kept_top1']:.0%} of the time)")
         h = self.held_out
         if h is not None:
             out.append(f"genres it never heard (each learned genre the tags know, left out of training in turn): "

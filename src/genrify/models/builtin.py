@@ -608,6 +608,12 @@ def _network_class() -> type:
         def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """The logits and :data:`EMBEDDING` of each patch (the taggers compute the embedding anyway;
             ``tests/test_embedcache.py`` checks the embedding cache against it)."""
+            logits, embedding = self.forward_all(x)
+            return logits[:, self.chosen], embedding
+
+        def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """:meth:`forward_with_embedding` with the logits of every genre of the vocabulary, asked
+            for or not (at :attr:`chosen`: the genres asked for)."""
             patches = x.transpose(1, 2).float()  # (batch, frames, bands), the taggers' layout
             if self.onnx and x.device.type == "cpu":
                 outputs = {name: self.onnx[name](patches) for name in self.taggers}
@@ -624,7 +630,7 @@ def _network_class() -> type:
                 prior = self.head.prior_weight * logits
                 logits = keep_unlearned_mass(prior + evidence, prior, self.head_unlearned, self.head.mobility)
                 logits = logits / self.head.temperature
-            return logits[:, self.chosen], outputs[EMBEDDING[0]][EMBEDDING[1]]
+            return logits, outputs[EMBEDDING[0]][EMBEDDING[1]]
 
     # Found by pickle (and documentation) under this module's name, through __getattr__ below.
     BuiltinGenreNetwork.__module__ = __name__
@@ -637,6 +643,22 @@ def __getattr__(name: str) -> Any:
     if name == "BuiltinGenreNetwork":
         return _network_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def split_asked(logits: np.ndarray, columns: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Logits over every genre ``(n, genres)`` to the probabilities among ``columns`` (the genres
+    asked for) and the share of all the probability those hold ``(n,)``.
+
+    Each softmax starts from its own largest logit, so that a share of 1e-300 never turns the
+    answer among the genres asked into 0/0.
+    """
+    full = np.asarray(logits, dtype=np.float64)
+    asked = full[:, list(columns)]
+    asked_top, full_top = asked.max(axis=1, keepdims=True), full.max(axis=1, keepdims=True)
+    asked = np.exp(asked - asked_top)
+    asked_sum = asked.sum(axis=1)
+    share = np.exp(asked_top[:, 0] - full_top[:, 0]) * asked_sum / np.exp(full - full_top).sum(axis=1)
+    return asked / asked_sum[:, None], share
 
 
 @dataclass
@@ -749,15 +771,7 @@ class BuiltinGenreModel:
         the vocabulary that the genres asked for hold ``(n,)`` (1 where all are asked for): a song
         whose share is small is most likely none of them, whatever the answer among them says."""
         vocabulary = self._vocabulary
-        full = self._all_logits(segments)
-        # Each softmax from its own largest logit: a share of 1e-300 must not turn the answer into 0/0.
-        asked = full[:, [vocabulary.index(g) for g in self.chosen]]
-        asked_top, full_top = asked.max(axis=1, keepdims=True), full.max(axis=1, keepdims=True)
-        asked = np.exp(asked - asked_top)
-        asked_sum = asked.sum(axis=1)
-        full_sum = np.exp(full - full_top).sum(axis=1)
-        share = np.exp(asked_top[:, 0] - full_top[:, 0]) * asked_sum / full_sum
-        return asked / asked_sum[:, None], share
+        return split_asked(self._all_logits(segments), [vocabulary.index(g) for g in self.chosen])
 
 
 def load_builtin(

@@ -314,7 +314,7 @@ def _report_figures(report: Mapping[str, Any], *, unit: str, genres: Sequence[st
     if isinstance(unsure, Mapping) and _finite(unsure.get("flagged")) is not None:
         flagged = (f"{_pct(unsure['flagged'])} of the answers (right {_pct(unsure.get('flagged_top1'))} "
                    f"of the time; the others {_pct(unsure.get('kept_top1'))})" if unsure["flagged"] > 0
-                   else "none (no rule found under which the answers were more often wrong than right)")
+                   else f"none of the answers (right {_pct(unsure.get('kept_top1'))} of the time)")
         figures.append(("flagged unsure", flagged))
     notes: list[str] = []
     unheard = [g for g in genres if learned and g not in learned]
