@@ -120,6 +120,10 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
         page.wait_for_selector("#bars .bar-row")
         assert page.inner_text("#song-title") == synthetic.name
         assert page.inner_text("#top-genre") == expected.genre
+        def unsure_said(answer) -> str:  # as the CLI's table says why an answer is unsure
+            return f" · unsure ({answer.unsure_reason})" if answer.low_confidence else ""
+
+        assert page.inner_text("#top-confidence").endswith(f"%{unsure_said(expected)}")
         bars = page.query_selector_all("#bars .bar-row")
         assert len(bars) == min(10, len(trained.genres)) and bars[0].get_attribute("data-genre") == expected.genre
         segments = page.query_selector_all("#timeline .segment")
@@ -150,6 +154,9 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
         page.wait_for_function("() => document.querySelectorAll('#results tbody tr').length === 3")
         page.wait_for_function("() => document.getElementById('result-model').textContent.includes('untrained')")
         assert page.inner_text("#top-genre") == expected_other.genre
+        assert expected_other.low_confidence  # the untrained model is unsure: the page says so, and why
+        assert page.inner_text("#top-confidence").endswith(f"%{unsure_said(expected_other)}")
+        assert page.inner_text("#results tbody tr:last-child td:nth-child(3)") == f"{expected_other.genre} ?"
         page.select_option("#model-select", name)  # answered from this session's results
         page.wait_for_function(f"() => document.getElementById('top-genre').textContent === {expected.genre!r}")
         assert len(page.query_selector_all("#results tbody tr")) == 3
@@ -158,8 +165,9 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
         with page.expect_download() as download:
             page.click("#download-csv")
         csv = Path(download.value.path()).read_text().splitlines()
-        assert len(csv) == 4 and csv[0].startswith("song,model,genre,confidence")
+        assert len(csv) == 4 and csv[0].startswith("song,model,genre,confidence,unsure_reason,")
         assert csv[2].startswith(f"{synthetic.name},{name},{expected.genre},")
+        assert csv[3].split(",")[4] == expected_other.unsure_reason
         with page.expect_download() as download:
             page.click("#download-json")
         assert '"spectrogram_png"' not in Path(download.value.path()).read_text()

@@ -733,8 +733,8 @@ def learn(
     if labels == "folders":
         # Keep mode protects a genre tag, not a folder: the songs it learned from have no tag to keep.
         out.print(_say(f"next: genrify classify SONGS --model {model_arg} answers other songs in these genres; with "
-                       "--write-tags, give it songs outside the genre folders (those in them have no genre tag to "
-                       "keep, and would be tagged too)"), highlight=False)
+                       "--write-tags, give it songs outside the genre folders (keep mode protects genre tags, not "
+                       "folders: a song in them without a genre tag would be tagged too)"), highlight=False)
     elif summary.labels.untagged:
         where = " ".join(shlex.quote(display_path(p)) for p in paths)
         out.print(_say(f"next: genrify classify {where} --model {model_arg} --write-tags gives the "

@@ -81,6 +81,12 @@
   function topText(data, n = 3) {
     return data.top.slice(0, n).map((t) => `${t.genre} ${pct(t.probability, 0)}`).join(", ");
   }
+
+  // Why an answer is unsure, as the CLI's table says it ("" for a sure answer).
+  function unsureText(data) {
+    if (!data.low_confidence) return "";
+    return data.not_music ? `not music: ${data.not_music}` : (data.unsure_reason || "unsure");
+  }
   function setStatus(text) { el.status.textContent = text; }
   function showError(title, detail) {
     el.error.replaceChildren(make("strong", { text: title }), detail ? make("span", { text: detail }) : null);
@@ -354,7 +360,8 @@
     el.songTitle.textContent = data.path || file.name;
     el.topGenre.textContent = data.genre;
     el.topGenre.style.color = "";
-    el.topConfidence.textContent = pct(data.confidence);
+    const unsure = unsureText(data);
+    el.topConfidence.textContent = pct(data.confidence) + (unsure ? ` · unsure (${unsure})` : "");
     el.resultModel.textContent = `· ${data.model}`;
     if (!sameSong) {
       el.playerNote.hidden = true;
@@ -547,7 +554,8 @@
     tr.append(
       make("td", {}, name),
       make("td", { text: model }),
-      make("td", { text: data ? data.genre : "failed" }),
+      make("td", { text: data ? data.genre + (data.low_confidence ? " ?" : "") : "failed",
+                   title: data && data.low_confidence ? `unsure: ${unsureText(data)}` : "" }),
       make("td", { class: "num", text: data ? pct(data.confidence) : "" }),
       make("td", { text: data ? topText(data) : error }),
     );
@@ -574,12 +582,14 @@
   function toCsv() {
     const genres = [];
     for (const r of state.results) if (r.data) for (const g of Object.keys(r.data.probabilities)) if (!genres.includes(g)) genres.push(g);
-    const head = ["song", "model", "genre", "confidence", "top3", "segments", "duration_s", "error", ...genres.map((g) => `p_${g}`)];
+    const head = ["song", "model", "genre", "confidence", "unsure_reason", "top3", "segments", "duration_s", "error",
+                  ...genres.map((g) => `p_${g}`)];
     const lines = [head.map(csvCell).join(",")];
     for (const r of state.results) {
       const d = r.data;
       lines.push([
-        d ? d.path : r.file.name, r.model, d ? d.genre : "", d ? d.confidence : "", d ? topText(d) : "",
+        d ? d.path : r.file.name, r.model, d ? d.genre : "", d ? d.confidence : "", d ? unsureText(d) : "",
+        d ? topText(d) : "",
         d ? d.segments : "", d ? d.duration : "", r.error || "",
         ...genres.map((g) => (d && g in d.probabilities ? d.probabilities[g] : "")),
       ].map(csvCell).join(","));
