@@ -100,9 +100,9 @@ def expected_accuracy(confidences: Iterable[float]) -> float | None:
     probabilities (``None`` for no answers).
 
     Only a model whose probabilities were calibrated on songs it never heard
-    (:attr:`genrify.classify.modelref.ModelRef.calibrated`) means this: of its answers given with
-    probability 0.6, about 6 in 10 are right. It is an estimate for the very songs answered, known
-    before any of them is checked; the learner's cross-validated top-1 is one for songs in general.
+    (:attr:`genrify.classify.modelref.ModelRef.calibrated`: a temperature chosen by cross-validation
+    for the least log loss) means this. It is an estimate for the very songs answered, known before
+    any of them is checked; the learner's cross-validated top-1 is one for songs in general.
     ``benchmarks/learn_library.py`` measures both against the accuracy realised on a library's
     untagged songs. It can be too high on music unlike what the model learned from (genres it never
     heard).
