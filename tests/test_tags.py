@@ -216,6 +216,17 @@ def test_a_read_only_file_is_refused_even_for_root(song):
     assert path.read_bytes() == data
     assert stat.S_IMODE(path.stat().st_mode) == 0o444
     assert read_genre(path) == ()  # reading is fine
+    # A read-only file that already holds the genres is unchanged, not failed (a read-only library
+    # tagged before, run again), and a dry run says the same.
+    os.chmod(path, 0o644)
+    write_genre(path, ["Rock"])
+    os.chmod(path, 0o444)
+    data = path.read_bytes()
+    for dry_run in (False, True):
+        assert write_genre(path, ["Rock"], dry_run=dry_run).status == "unchanged"
+    assert path.read_bytes() == data
+    with pytest.raises(TagError, match="read-only"):  # a change still needs write access
+        write_genre(path, ["Jazz"], dry_run=True)
 
 
 def _random_bytes(path: Path) -> None:

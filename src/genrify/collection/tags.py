@@ -296,9 +296,9 @@ def write_genre(
     Raises
     ------
     TagError
-        The file is missing, read-only (no write permission bit, or no write access; refused even
-        for root so that behaviour does not depend on who runs it), in a folder that cannot take a
-        temporary file, of a format without a supported genre tag, damaged, or the write failed.
+        The file is missing; its genres must change but it is read-only (no write permission bit, or
+        no write access; refused even for root so that behaviour does not depend on who runs it)
+        or in a folder that cannot take a temporary file; it is of a format without a supported genre tag, damaged, or the write failed.
         Also where an interrupted earlier write of it could not be finished (its journal damaged,
         another machine's, or its file changed since): the file may be half-written, so it is
         left alone. The original file is untouched in every case but one: an in-place write that
@@ -376,8 +376,7 @@ def update_genre(path: str | Path, decide: Decide, *, separator: str | None = No
     """
     path = Path(path)
     check_separator(separator)
-    # Refuse read-only files in dry runs too, so that a dry run predicts the real run.
-    target = _check_file(path, writable=True)
+    target = _check_file(path, writable=False)
     # A write of this file that a kill -9 cut short (through any of its names in this folder) is
     # finished before its tags are read: until then the file may be half-written, and one that
     # cannot be finished leaves it so, to be neither read, copied nor written over.
@@ -408,6 +407,9 @@ def update_genre(path: str | Path, decide: Decide, *, separator: str | None = No
         # The genres a reader sees stay the same: no rewrite, even for a newer provenance.
         return TagChange(path=path, old=old, new=old, changed=False, dry_run=dry_run, status="unchanged",
                          notes=notes)
+    # Only a file that must change needs to be writable (a read-only library already tagged is
+    # "unchanged", not failed); refused in dry runs too, so that a dry run predicts the real run.
+    _check_file(path, writable=True)
     if not dry_run:
         record = decision.provenance
         if record is not None and v23:  # recorded as a v2.3 reader will split the joined value
