@@ -12,7 +12,7 @@ import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -961,7 +961,7 @@ def classify(
         if store is not None:
             store.close()
     notes += _show_placing(chosen, paths, organize, mode, playlists, dry_run, verbose,
-                           answered=(run.predictions, min_confidence))
+                           answered=run.predictions, min_confidence=min_confidence)
     _finish(run.summary, notes, verbose, tag_figure=tagger is not None and tagger.report.expected_accuracy is not None)
 
 
@@ -1134,18 +1134,17 @@ def _show_tagging(tagged: Any, policy: Any, dry_run: bool, verbose: bool) -> lis
 
 
 def _show_placing(chosen: list[Any], paths: list[Path], organize: Path | None, mode: str, playlists: Path | None,
-                  dry_run: bool, verbose: bool, *, answered: tuple[list[Any], float] = ([], 0.0)) -> list[str]:
+                  dry_run: bool, verbose: bool, *, answered: Sequence[Any] = (), min_confidence: float = 0.0) -> list[str]:
     """Sort the files into folders and write the playlists, as asked; say what happened; the notes.
-    ``answered``: every answer and the confidence asked for, to say what
+    ``answered``, ``min_confidence``: every answer and the confidence asked for, to say what
     :func:`~genrify.classify.placing.confident` left out of ``chosen``."""
     from rich.markup import escape
 
     from genrify.classify.placing import organize_results, playlist_results
 
     notes: list[str] = []
-    predictions, min_confidence = answered
-    below = sum(not p.confidence >= min_confidence for p in predictions)
-    other = sum(p.other_genre and p.confidence >= min_confidence for p in predictions)
+    below = sum(not p.confidence >= min_confidence for p in answered)
+    other = sum(p.other_genre and p.confidence >= min_confidence for p in answered)
     if organize or playlists:
         notes += [f"{below} below confidence {min_confidence:g} not placed"] if min_confidence > 0 else []
         notes += [f"{other} of none of the genres asked for not placed"] if other else []

@@ -116,6 +116,15 @@ def expected_accuracy(confidences: Iterable[float]) -> float | None:
     return round(sum(values) / len(values), 12) if values else None
 
 
+def expectation_words(accuracy: float | None) -> str:
+    """:func:`expected_accuracy` as every summary says it (``""`` for ``None``).
+
+    >>> expectation_words(0.5678)
+    'expect about 57% right'
+    """
+    return f"expect about {accuracy:.0%} right" if accuracy is not None else ""
+
+
 @dataclass
 class Prediction(RankedGenres):
     """A song's genres.

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from genrify.classify import outputs, predict
 from genrify.classify.listener import Listener
 from genrify.classify.modelref import ModelRef
-from genrify.classify.predict import SEGMENTER, Failure, Prediction, SegmentPlan, beside_workers, expected_accuracy
+from genrify.classify.predict import SEGMENTER, Failure, Prediction, SegmentPlan, beside_workers, expectation_words, expected_accuracy
 from genrify.collection.library import AudioSearch, display_path, find_audio
 from genrify.core.runner import LocalRunner, Processor, Runner
 from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
@@ -290,7 +290,7 @@ class RunSummary:
         """One line for people, e.g. ``"18 classified (0 from cache), 1 failed in 2.1 s · rock 12, jazz 6"``."""
         spread = self.spread()
         skipped = f", {self.skipped} not modified since then skipped" if self.skipped else ""
-        expected = f" · expect about {self.expected_accuracy:.0%} right" if self.expected_accuracy is not None else ""
+        expected = f" · {expectation_words(self.expected_accuracy)}" if self.expected_accuracy is not None else ""
         return (f"{self.classified} classified ({self.from_cache} from cache), {self.failed} failed{skipped} in "
                 f"{self.seconds:.1f} s" + (f" · {spread}" if spread else "") + expected)
 

@@ -313,15 +313,15 @@ class RecordSink(Listener, RecordFields):
             self.say(f"{record}: {_shown(existing)} -> {_shown(decision.genres)}")
         elif self.pretend:
             self.say(f"{record}: {status} ({_shown(existing)})")
+        if status == "changed":
+            self.chances.append(plan.chance_right)
         if self.pretend:
-            self.chances += [plan.chance_right] if status == "changed" else []
             return existing, decision
         if decision.sets:
             self.set_genres(record, decision.genres, decision.provenance)
         self.mark(record, plan.model, round(plan.confidence, 3))
         if status == "changed":
             self.changed.append((record, plan.prediction))
-            self.chances.append(plan.chance_right)
         if status == "changed" and self.write_files:
             self.counts["written" if self._write(record, plan.prediction) else "failed"] += 1
         self.store(record)
@@ -362,11 +362,10 @@ class RecordSink(Listener, RecordFields):
     @property
     def line(self) -> str:
         """E.g. ``"5 classified, 3 changed (3 written), 1 unchanged, 1 kept, 0 skipped, 0 failed"``."""
-        from genrify.classify.predict import expected_accuracy
+        from genrify.classify.predict import expectation_words, expected_accuracy
 
         n = self.counts.__getitem__
-        expected = expected_accuracy(self.chances) if self.calibrated else None
-        right = f"expect about {expected:.0%} right" if expected is not None else ""
+        right = expectation_words(expected_accuracy(self.chances) if self.calibrated else None)
         changed = (f"{n('changed')} would change" + (f" ({right})" if right else "") if self.pretend
                    else f"{n('changed')} changed ({n('written')} written{'; ' + right if right else ''})")
         why = [f"{n(key)} {key.replace('_', ' ')}" for key in ("unsure", "done_before") if n(key)]
@@ -435,8 +434,9 @@ class TagReport:
         """E.g. ``"genre tags: written 3, unchanged 12, kept 2 (set by a person), 4 unsure or below
         confidence, 0 failed"``."""
         verb = "would write" if self.dry_run else "written"
-        expected = self.expected_accuracy
-        right = f" (expect about {expected:.0%} right)" if expected is not None else ""
+        from genrify.classify.predict import expectation_words
+
+        right = f" ({expectation_words(self.expected_accuracy)})" if self.expected_accuracy is not None else ""
         return (f"genre tags: {verb} {self.count('written')}{right}, unchanged {self.count('unchanged')}, "
                 f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence"
                 + (f" ({self.left_with_album} with an album the model is unsure of as a whole)" if self.left_with_album else "")
