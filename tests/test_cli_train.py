@@ -86,7 +86,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     # Every song is tested once, by a head that never heard it: the closing figure counts all 12,
     # with its interval, and names what the progress line's validation figure is.
     done = " ".join(line for line in result.output.splitlines() if "Demo done" in line or line.startswith(" "))
-    assert re.search(r"Demo done: test songs: \d+/12 named right \(\d+ %, 95 % interval \d+-\d+ %; chance 33 %\)", done), done
+    assert re.search(r"Demo done: test songs: \d+/12 named right \(\d+%, 95% interval \d+-\d+%; chance 33%\)", done), done
     assert "val chunk acc is per 3-s segment" in result.output
     report = json.loads((tmp_path / "d" / "model.safetensors.report" / "report.json").read_text())
     assert report["summary"]["songs"] == 12 and report["summary"]["folds"] == 4

@@ -15,19 +15,19 @@ from genrify.store.store import FeatureStore, StoredTrack
 
 def test_closing_line_carries_the_count_and_its_interval():
     assert closing_line(37, 40, genres=4, folds=5) == (
-        "test songs: 37/40 named right (92 %, 95 % interval 80-98 %; chance 25 %), each by one of 5 heads that never heard it"
+        "test songs: 37/40 named right (92%, 95% interval 80-98%; chance 25%), each by one of 5 heads that never heard it"
     )
     # The case: 4 of 4 right says "somewhere from about half to all".
-    assert "4/4 named right (100 %, 95 % interval 51-100 %" in closing_line(4, 4, genres=4, folds=4)
-    assert "0/8 named right (0 %, 95 % interval 0-33 %" in closing_line(0, 8, genres=2, folds=4)
+    assert "4/4 named right (100%, 95% interval 51-100%" in closing_line(4, 4, genres=4, folds=4)
+    assert "0/8 named right (0%, 95% interval 0-33%" in closing_line(0, 8, genres=2, folds=4)
 
 
 def test_closing_line_rounds_honestly():
     # A miss never shows as 100 %, a hit never as 0 %, and the interval is rounded outwards.
-    assert "399/400 named right (99 %, 95 % interval 98-100 %" in closing_line(399, 400, genres=4, folds=5)
-    assert "1/400 named right (1 %, 95 % interval 0-2 %" in closing_line(1, 400, genres=4, folds=5)
-    assert "29/100 named right (29 %" in closing_line(29, 100, genres=3, folds=5)  # 0.29 * 100 < 29 in floats
-    assert "chance 33 %" in closing_line(29, 100, genres=3, folds=5)
+    assert "399/400 named right (99%, 95% interval 98-100%" in closing_line(399, 400, genres=4, folds=5)
+    assert "1/400 named right (1%, 95% interval 0-2%" in closing_line(1, 400, genres=4, folds=5)
+    assert "29/100 named right (29%" in closing_line(29, 100, genres=3, folds=5)  # 0.29 * 100 < 29 in floats
+    assert "chance 33%" in closing_line(29, 100, genres=3, folds=5)
 
 
 @pytest.mark.parametrize(("right", "n"), [(0, 1), (4, 4), (37, 40), (20, 40), (1, 12), (399, 400)])

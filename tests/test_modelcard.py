@@ -24,9 +24,9 @@ def test_the_built_in_card_says_what_it_is_from_its_heads_report(head):
     assert card.what.startswith("the pretrained musicnn taggers (MSD_musicnn, MTT_musicnn) and a genre head learned from "
                                 f"{head.info['songs']} GTZAN excerpts")
     figures = dict(card.figures)
-    assert figures["cross-validated top-1"].startswith(f"{100 * report['cv_top1']:.0f} % of {report['songs']} excerpts")
-    assert figures["cross-validated macro recall"].startswith(f"{100 * report['cv_macro_recall']:.0f} %")
-    assert card.headline == f"{100 * report['cv_top1']:.0f} % top-1, cross-validated"
+    assert figures["cross-validated top-1"].startswith(f"{100 * report['cv_top1']:.0f}% of {report['songs']} excerpts")
+    assert figures["cross-validated macro recall"].startswith(f"{100 * report['cv_macro_recall']:.0f}%")
+    assert card.headline == f"{100 * report['cv_top1']:.0f}% top-1, cross-validated"
     assert "ISC" in card.licence and "GTZAN" in card.licence and "NOTICE" in card.licence
     assert "GTZAN" in card.learned_from
     # The genres its head never heard are named as such.
@@ -41,7 +41,7 @@ def test_figures_follow_the_report_not_a_copy_of_it(head):
     meta = {"genres": list(head.genres), "architecture": "genrify-musicnn", "head": True,
             "info": copy.deepcopy(head.info)}
     meta["info"]["report"]["cv_top1"] = 0.5
-    assert dict(model_card(meta).figures)["cross-validated top-1"].startswith("50 %")
+    assert dict(model_card(meta).figures)["cross-validated top-1"].startswith("50%")
 
 
 def test_a_learned_heads_card_names_its_library_and_cross_validated_figures(head):
@@ -69,7 +69,7 @@ def test_a_card_says_when_no_answer_was_flagged_unsure(head):
     info["report"]["unsure"].update(flagged=0.0, flagged_top1=0.0, kept_top1=0.92)
     figures = dict(model_card({"genres": list(head.genres), "architecture": "genrify-musicnn", "head": True,
                                "info": info}).figures)
-    assert figures["flagged unsure"] == "none of the answers (right 92 % of the time)"
+    assert figures["flagged unsure"] == "none of the answers (right 92% of the time)"
 
     def unsure_line() -> str:
         fields = {k: v for k, v in info["report"].items() if k in LearnReport.__dataclass_fields__}
@@ -93,16 +93,16 @@ def test_a_trained_models_card_shows_its_test_figures():
                   "store": "/srv/private/gtzan-store", "kept_run": 0,
                   "runs": [{"split": {"method": "random", "train": 70, "valid": 15, "test": 15}}]}
     card = model_card(model, name="genres")
-    assert card.figures[0] == ("test song accuracy", "71 % ± 3 % over 3 runs, on songs held out of training")
-    assert card.headline == "71 % test song accuracy"
+    assert card.figures[0] == ("test song accuracy", "71% ± 3% over 3 runs, on songs held out of training")
+    assert card.headline == "71% test song accuracy"
     assert card.learned_from == "70 training, 15 validation and 15 test songs; from the feature store 'gtzan-store'"
     assert "/srv/private" not in str(card.to_dict())  # a server shows no paths
 
 
 def test_the_card_as_data_and_as_text():
-    card = ModelCard("m", "trained", "a model", ["a", "b"], "songs", [("x", "1 %")], "ISC", ["careful"], "1 %")
+    card = ModelCard("m", "trained", "a model", ["a", "b"], "songs", [("x", "1%")], "ISC", ["careful"], "1%")
     assert card.to_dict() == {"name": "m", "kind": "trained", "what": "a model", "genres": ["a", "b"],
-                              "learned_from": "songs", "figures": [{"label": "x", "value": "1 %"}],
-                              "licence": "ISC", "notes": ["careful"], "headline": "1 %"}
-    assert card.lines() == ["m: a model", "genres (2): a, b", "learned from: songs", "x: 1 %", "licence: ISC",
+                              "learned_from": "songs", "figures": [{"label": "x", "value": "1%"}],
+                              "licence": "ISC", "notes": ["careful"], "headline": "1%"}
+    assert card.lines() == ["m: a model", "genres (2): a, b", "learned from: songs", "x: 1%", "licence: ISC",
                             "note: careful"]

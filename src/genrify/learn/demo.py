@@ -58,17 +58,17 @@ def closing_line(right: int, songs: int, *, genres: int, folds: int) -> str:
     """The demo's figure in words: songs named right of all tested, the share, its 95 % interval.
 
     Percentages are whole; the interval is rounded outwards (never narrower than it is), and a share
-    short of all (or above none) never shows as 100 % (0 %).
+    short of all (or above none) never shows as 100% (0%).
 
     >>> closing_line(37, 40, genres=4, folds=5)
-    'test songs: 37/40 named right (92 %, 95 % interval 80-98 %; chance 25 %), each by one of 5 heads that never heard it'
+    'test songs: 37/40 named right (92%, 95% interval 80-98%; chance 25%), each by one of 5 heads that never heard it'
     """
     low, high = wilson_interval(right, songs)
     share = right / songs
     shown = min(max(math.floor(share * 100 + 1e-9), 1 if right else 0), 100 if right == songs else 99)
     return (
-        f"test songs: {right}/{songs} named right ({shown} %, 95 % interval "
-        f"{math.floor(low * 100 + 1e-9)}-{math.ceil(high * 100 - 1e-9)} %; chance {round(100 / genres)} %), "
+        f"test songs: {right}/{songs} named right ({shown}%, 95% interval "
+        f"{math.floor(low * 100 + 1e-9)}-{math.ceil(high * 100 - 1e-9)}%; chance {round(100 / genres)}%), "
         f"each by one of {folds} heads that never heard it"
     )
 

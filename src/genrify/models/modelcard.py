@@ -59,7 +59,7 @@ class ModelCard:
     notes
         Caveats: genres it never heard, songs left out, a file without a report.
     headline
-        Its main figure in a few words, for a list of models ("68 % top-1, cross-validated"), or "".
+        Its main figure in a few words, for a list of models ("68% top-1, cross-validated"), or "".
     """
 
     name: str
@@ -342,4 +342,4 @@ def _count(value: Any, *, zero: bool = False) -> bool:
 
 def _pct(value: Any) -> str:
     number = _finite(value)
-    return "?" if number is None else f"{100 * number:.0f} %"
+    return "?" if number is None else f"{100 * number:.0f}%"
