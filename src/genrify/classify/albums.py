@@ -34,6 +34,7 @@ import numpy as np
 
 from genrify.classify.predict import Prediction, RankedGenres
 from genrify.collection import tags
+from genrify.core.numeric import softmax
 from genrify.errors import ParameterError
 
 __all__ = [
@@ -170,10 +171,8 @@ def _mean(probs: np.ndarray, durations: np.ndarray) -> np.ndarray:
 
 def _geometric(probs: np.ndarray, durations: np.ndarray) -> np.ndarray:
     logs = np.log(np.maximum(probs, GEOMETRIC_FLOOR))
-    # Subtract the maximum before exp: long albums of sure tracks would otherwise underflow.
-    pooled = logs.mean(axis=0)
-    pooled = np.exp(pooled - pooled.max())
-    return pooled / pooled.sum()
+    # A softmax of the mean log (it subtracts the maximum): long albums of sure tracks would otherwise underflow.
+    return softmax(logs.mean(axis=0))
 
 
 def _duration(probs: np.ndarray, durations: np.ndarray) -> np.ndarray:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genrify.core.numeric import softmax
 from genrify.errors import ModelFileError
 
 if TYPE_CHECKING:
@@ -326,9 +327,7 @@ class SegmentClassifier:
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, len(classes))`` of segments' :func:`segment_features`."""
         z = (classifier_inputs(features) - self.center) / self.scale @ self.coef.T + self.intercept
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(z, axis=1)
 
     def reasons(self, features: np.ndarray) -> list[str | None]:
         """Each segment's likeliest non-music class where its probability of music is under the

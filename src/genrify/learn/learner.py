@@ -91,6 +91,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genrify.core.numeric import softmax
 from genrify.errors import ParameterError
 from genrify.models.builtin import (
     DEFAULT_HEAD_FEATURES,
@@ -505,8 +506,7 @@ def song_probabilities(logits: np.ndarray, starts: np.ndarray | None = None) -> 
     """
     if starts is None:
         starts = np.array([0, len(logits)])
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
+    p = softmax(logits, axis=1)
     return np.add.reduceat(p, starts[:-1], axis=0) / np.diff(starts)[:, None]
 
 

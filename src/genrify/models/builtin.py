@@ -52,6 +52,7 @@ import numpy as np
 from genrify.audio.features import FeatureParams
 from genrify.collection.genremap import GenreMap, genre_key
 from genrify.core.devices import module_device
+from genrify.core.numeric import logsumexp, softmax
 from genrify.errors import DependencyError, ModelFileError, ParameterError
 
 if TYPE_CHECKING:  # torch is needed only for the taggers' torch networks (training, GPUs, no ONNX)
@@ -654,11 +655,7 @@ def split_asked(logits: np.ndarray, columns: Sequence[int]) -> tuple[np.ndarray,
     """
     full = np.asarray(logits, dtype=np.float64)
     asked = full[:, list(columns)]
-    asked_top, full_top = asked.max(axis=1, keepdims=True), full.max(axis=1, keepdims=True)
-    asked = np.exp(asked - asked_top)
-    asked_sum = asked.sum(axis=1)
-    share = np.exp(asked_top[:, 0] - full_top[:, 0]) * asked_sum / np.exp(full - full_top).sum(axis=1)
-    return asked / asked_sum[:, None], share
+    return softmax(asked, axis=1), np.exp(logsumexp(asked, axis=1) - logsumexp(full, axis=1))
 
 
 @dataclass

@@ -34,6 +34,7 @@ from genrify.audio.features import FeatureParams
 from genrify.core.devices import module_device
 from genrify.core.extras import install_command
 from genrify.core.fsutil import atomic_path
+from genrify.core.numeric import softmax
 from genrify.errors import ModelFileError
 from genrify.models.normalization import Normalization
 
@@ -819,10 +820,7 @@ class GraphModel(TrainedModel):
     def probabilities(self, segments: np.ndarray) -> np.ndarray:
         """Each segment's genre probabilities ``(n, genres)`` (float32): the softmax of :meth:`logits`,
         in float64 so that it sums to 1 as torch's does."""
-        logits = self.logits(segments).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        return (logits / logits.sum(axis=1, keepdims=True)).astype(np.float32)
+        return softmax(self.logits(segments).astype(np.float64), axis=1).astype(np.float32)
 
 
 def _load_graph(path: Path, meta: dict[str, Any], described: dict[str, Any],
