@@ -112,3 +112,13 @@ def test_an_address_that_cannot_be_listened_on_exits_1(tmp_path, monkeypatch):
     assert result.exit_code == 1, result.output
     assert "cannot listen on 127.0.0.1" in result.output
     assert isinstance(result.exception, SystemExit)
+
+
+def test_every_error_class_is_exported_at_the_top():
+    import inspect
+
+    import genrify
+
+    classes = {name for name, value in vars(errors).items() if inspect.isclass(value) and issubclass(value, GenrifyError)}
+    assert classes <= set(genrify.__all__), classes - set(genrify.__all__)
+    assert all(getattr(genrify, name) is getattr(errors, name) for name in classes)

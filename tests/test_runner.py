@@ -232,3 +232,34 @@ def test_workers_log_at_the_parents_level(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, timeout=120, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "genrify.audio.decode: note from a worker" in done.stderr
+
+
+POOL_SCRIPT = """
+from genrify.core.runner import process_pool
+
+def main():
+    with process_pool(1) as pool:
+        print("answer", pool.submit(abs, -3).result())
+
+{call}
+"""
+
+
+@pytest.mark.parametrize("call, refused", [
+    ("main()", True),  # the workers would import the script and run main() again
+    ("if True:\n    main()", True),
+    ("if __name__ == '__main__':\n    main()", False),
+    ('if "__main__" == __name__:\n    main()', False),
+])
+def test_a_script_starting_a_pool_outside_the_main_guard_is_told_so_in_one_line(tmp_path, call, refused):
+    script = tmp_path / "my_script.py"
+    script.write_text(POOL_SCRIPT.format(call=call))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    if refused:
+        assert done.returncode != 0
+        last = done.stderr.strip().splitlines()[-1]
+        assert f"{script}: line " in last and 'if __name__ == "__main__":' in last, done.stderr
+        assert "answer" not in done.stdout
+    else:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["answer", "3"]

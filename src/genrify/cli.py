@@ -874,7 +874,7 @@ def classify(
     top_k: Annotated[int, typer.Option(help="Show the K most probable genres (the table: the genre and K-1 runners-up; JSON and CSV: the top K). --tag-genres says how many are tagged.")] = 3,
     timeline: Annotated[bool, typer.Option(help="Include each segment's probabilities and start time.")] = False,
     max_segments: Annotated[int, typer.Option(help="Classify at most N segments of about 3 s per song, spread evenly from start to end (only those are decoded); 0 classifies every segment.")] = DEFAULT_MAX_SEGMENTS,
-    segment_hop: Annotated[float | None, typer.Option(help="Seconds between segment starts (default: one segment, about 3 s, no overlap).")] = None,
+    segment_hop: Annotated[float | None, typer.Option(help="Seconds between possible segment starts (default: one segment, about 3 s, no overlap); with --max-segments 0, overlapping segments for a finer --timeline.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Decoding processes (default: one per core).")] = None,
     write_tags: Annotated[bool, typer.Option(help="Write the top genre (see --tag-genres) into each file's genre tag.")] = False,
     tag_genres: Annotated[int, typer.Option(help="With --write-tags: write the N most probable genres (multi-valued where the format allows).")] = _POLICY["count"],

@@ -461,8 +461,9 @@ def classify(
     sample_rate
         The waveform's rate in Hz; it is resampled to the model's.
     hop_seconds
-        Time between segment starts (default: one segment's length, no overlap); shorter
-        overlaps segments for a finer timeline.
+        Time between the possible segment starts (default: one segment's length, no overlap). With
+        ``max_segments=0``, shorter overlaps the segments for a finer timeline; with
+        ``max_segments`` N, the N segments are spread among those starts, so it barely matters.
     max_segments
         Classify at most this many segments, spread evenly over the song (only those are decoded
         where the format can seek); 0 or ``None`` classifies every segment.

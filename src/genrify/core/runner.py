@@ -46,6 +46,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from genrify.errors import GenrifyError, ParameterError
@@ -89,6 +90,7 @@ def process_pool(
     -------
     concurrent.futures.ProcessPoolExecutor
     """
+    _refuse_unguarded_script()
     level = logging.getLogger("genrify").getEffectiveLevel()
     return ProcessPoolExecutor(
         max_workers=max_workers,
@@ -96,6 +98,48 @@ def process_pool(
         initializer=_start_worker,
         initargs=(_lifeline_reader(), level, initializer, initargs),
     )
+
+
+def _refuse_unguarded_script() -> None:
+    """Raise where the running script makes a pool from its top level outside ``if __name__ ==
+    "__main__":``.
+
+    Each worker starts by importing the script (so that what it defines can reach the worker), which
+    would run that line again in every worker: Python refuses there, the workers die, and every file
+    would be reported as crashing its decoder. Said here instead, in one line, before any work.
+
+    Raises
+    ------
+    GenrifyError
+        The call is at the script's top level, outside the guard.
+    """
+    import ast
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>" and frame.f_globals is vars(main)):
+        frame = frame.f_back
+    if frame is None or not path or not str(path).endswith(".py"):
+        return  # called from no script's top level (a function, the CLI, a notebook, pytest)
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return
+    line = frame.f_lineno
+
+    def is_guard(node: ast.AST) -> bool:
+        if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1
+                and isinstance(node.test.ops[0], ast.Eq)):
+            return False
+        sides = {ast.unparse(node.test.left), ast.unparse(node.test.comparators[0])}
+        return sides in ({"__name__", "'__main__'"}, {"__name__", '"__main__"'})
+
+    if any(is_guard(node) and node.lineno <= line <= (node.end_lineno or line) for node in ast.walk(tree)):
+        return
+    raise GenrifyError(f"{path}: line {line} starts genrify's worker processes from the script's top level, "
+                       f"which each worker would run again: put it under `if __name__ == \"__main__\":` "
+                       f"(or use one job, which starts no worker)")
 
 
 def _lifeline_reader() -> Connection:
