@@ -720,7 +720,7 @@ def learn(
                                            progress=lambda done, total: show("embedding songs without a genre", done, total))
     bad = summary.unreadable
     for path, reason in bad if verbose else []:
-        err.print(f"[yellow]unreadable[/] {_say(path)}: {escape(reason)}", highlight=False)
+        err.print(f"[yellow]unreadable[/] {escape(_shown_path(path))}: {escape(reason)}", highlight=False)
     if bad and not verbose:
         err.print(f"{len(bad)} file(s) could not be read and were left out (-v lists them)", highlight=False)
     for line in summary.lines(min_songs):
@@ -1115,8 +1115,8 @@ def _show_tagging(tagged: Any, policy: Any, dry_run: bool, verbose: bool) -> lis
 
     from genrify.classify import outputs
 
-    for _path, message in tagged.failures:
-        err.print(f"[red]tag not written[/] {_say(message)}", highlight=False)
+    for path, why in tagged.failures:
+        err.print(f"[red]tag not written[/] {escape(_shown_path(path))}: {_say(why)}", highlight=False)
     for note in (note for change in tagged.changes for note in change.notes):
         _warn(note)
     for change in tagged.changes if dry_run or verbose else []:
@@ -1144,9 +1144,11 @@ def _show_placing(chosen: list[Any], paths: list[Path], organize: Path | None, m
 
     notes: list[str] = []
     below = sum(not p.confidence >= min_confidence for p in answered)
-    other = sum(p.other_genre and p.confidence >= min_confidence for p in answered)
+    not_music = sum(p.not_music is not None and p.confidence >= min_confidence for p in answered)
+    other = sum(p.other_genre and p.not_music is None and p.confidence >= min_confidence for p in answered)
     if organize or playlists:
         notes += [f"{below} below confidence {min_confidence:g} not placed"] if min_confidence > 0 else []
+        notes += [f"{not_music} not music not placed"] if not_music else []
         notes += [f"{other} of none of the genres asked for not placed"] if other else []
     placed: dict[str, str] = {}
     if organize is not None:

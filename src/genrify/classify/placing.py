@@ -22,10 +22,12 @@ __all__ = ["OrganizeReport", "PlaylistReport", "confident", "organize_results", 
 
 
 def confident(results: Sequence[Prediction | Failure], min_confidence: float = 0.0) -> list[Prediction]:
-    """The answers whose top probability is at least ``min_confidence``, and not of another genre
-    than those asked for (:attr:`~genrify.classify.predict.Prediction.other_genre`): what may be
-    sorted and listed."""
-    return [r for r in results if isinstance(r, Prediction) and r.confidence >= min_confidence and not r.other_genre]
+    """The answers whose top probability is at least ``min_confidence``, of music
+    (:attr:`~genrify.classify.predict.Prediction.not_music` unset) and not of another genre than
+    those asked for (:attr:`~genrify.classify.predict.Prediction.other_genre`): what may be sorted
+    and listed. A podcast or a silent track has no genre folder to go to."""
+    return [r for r in results if isinstance(r, Prediction) and r.confidence >= min_confidence
+            and r.not_music is None and not r.other_genre]
 
 
 @dataclass

@@ -386,7 +386,7 @@ class TagReport:
         ``"written"``, ``"unchanged"`` or ``"kept"``, the last for a genre a person set that the
         tag mode keeps).
     failures
-        ``(path, message)`` of files whose tag could not be written.
+        ``(path, why)`` of files whose tag could not be written.
     left_alone
         Answers not written because they are unsure or below the policy's confidence.
     left_with_album
@@ -542,7 +542,8 @@ class TagListener(Listener):
         try:
             change = self.sink.write(plan, dry_run=self.report.dry_run)
         except GenrifyError as exc:
-            self.report.failures.append((plan.path, str(exc)))
+            # The reason alone where the error has one: the caller shows the path its own way.
+            self.report.failures.append((plan.path, getattr(exc, "reason", None) or str(exc)))
             return
         if change is None:
             self.report.left_alone += 1
