@@ -16,9 +16,9 @@ from mutagen.mp4 import MP4
 
 from genrify.collection import tags
 from genrify.collection.genremap import GenreMap
-from genrify.collection.tagpolicy import Provenance
+from genrify.collection.tagpolicy import Provenance, id3v1_names, tag_values
 from genrify.errors import LabelError, LibraryError, exit_code
-from genrify.learn.labels import id3v1_names, read_labels, tag_values
+from genrify.learn.labels import read_labels
 
 
 @pytest.fixture(scope="module")

@@ -201,3 +201,102 @@ def test_a_value_genrify_joined_stays_genrifys_when_the_join_is_dropped():
     assert resolve(("Rock; Pop",), before, ("Jazz",), "keep") == ("Jazz",)
     # A joined value with a part genrify never wrote is a person's.
     assert human_genres(("Rock; Shoegaze",), before) == ["Rock; Shoegaze"]
+
+
+# --- one reading of a file's genres, for tagging and learning -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("existing", "new", "merged"),
+    [
+        (("Swing; Jazz",), ("Jazz",), ("Swing; Jazz",)),  # joined as taggers join them: kept as written
+        (("Swing;Jazz",), ("Jazz",), ("Swing;Jazz",)),
+        (("Swing, Jazz",), ("Jazz", "Blues"), ("Swing, Jazz", "Blues")),
+        (("8",), ("Jazz",), ("8",)),  # ID3v1 genre numbers, bare or in parentheses
+        (("(8)",), ("Jazz", "Blues"), ("(8)", "Blues")),
+        (("(0)",), ("Jazz", "Blues"), ("(0)", "Jazz")),
+        (("(8)(0)",), ("Blues", "Jazz", "Rock"), ("(8)(0)", "Rock")),
+    ],
+)
+def test_merge_adds_no_genre_a_persons_joined_or_numbered_value_already_names(existing, new, merged):
+    assert resolve(existing, None, new, "merge") == merged
+    assert resolve(existing, None, new, "keep") is None
+
+
+@pytest.mark.parametrize("placeholders", [("Other",), ("Unknown",), ("",), ("  ",), ("Other", "unknown genre"),
+                                          ("(255)",), ("Other; N/A",)])
+def test_values_that_name_no_genre_are_no_ones_genre(placeholders):
+    # keep fills the file; merge and replace replace the placeholders rather than keep them beside genres.
+    assert resolve(placeholders, None, ("Classical", "Folk"), "keep") == ("Classical", "Folk")
+    assert resolve(placeholders, None, ("Classical", "Folk"), "merge") == ("Classical", "Folk")
+    assert resolve(placeholders, None, ("Classical",), "replace") == ("Classical",)
+    # Beside a person's genre the placeholder goes; the genre stays and keep keeps the file.
+    assert resolve((*placeholders, "Rock"), None, ("Jazz",), "merge") == ("Rock", "Jazz")
+    assert resolve((*placeholders, "Rock"), None, ("Jazz",), "keep") is None
+    # A value naming a genre beside a placeholder is the person's, as written.
+    assert resolve(("Rock; Other",), None, ("Jazz",), "merge") == ("Rock; Other", "Jazz")
+
+
+def test_learning_and_tagging_share_one_rule_for_what_names_no_genre():
+    from genrify.collection import tagpolicy
+    from genrify.learn import labels
+
+    assert labels.NOT_GENRES is tagpolicy.NOT_GENRES
+    assert {"other", "unknown"} <= tagpolicy.NOT_GENRES
+    assert tagpolicy.names_a_genre("Rock") and tagpolicy.names_a_genre("Other; Jazz") and tagpolicy.names_a_genre("(8)")
+    assert not any(tagpolicy.names_a_genre(v) for v in ("Other", "", "(255)", "Unknown; N/A"))
+
+
+def test_a_persons_genre_genrify_proposes_too_stays_theirs_inside_a_joined_value():
+    from genrify.collection.tagpolicy import decide_genres
+
+    def record(ours):
+        return Provenance(genres=tuple(ours), model="m", version="1")
+
+    decision = decide_genres(("Swing; Jazz",), None, ("Jazz", "Blues"), "replace", record)
+    assert decision.genres == ("Jazz", "Blues") and decision.provenance.genres == ("Blues",)
+    decision = decide_genres(("(8)",), None, ("Jazz", "Blues"), "merge", record)
+    assert decision.genres == ("(8)", "Blues") and decision.provenance.genres == ("Blues",)
+
+
+# --- the separator genrify joined its genres with ---------------------------------------------------
+
+
+def test_the_separator_is_recorded_only_where_set_and_old_records_still_read():
+    joined = Provenance(genres=("Classical", "Jazz"), model="m", version="1", separator=" | ")
+    assert json.loads(joined.to_text())["separator"] == " | "
+    assert Provenance.from_text(joined.to_text()) == joined
+    plain = Provenance(genres=("Classical", "Jazz"), model="m", version="1")
+    assert "separator" not in json.loads(plain.to_text())  # records as before
+    assert plain.joined_with(" | ") == joined and joined.joined_with(None) == plain
+    assert joined.with_genres(["Jazz"]).separator == " | "
+    bad = json.loads(joined.to_text())
+    for wrong in (3, "", ["|"]):
+        assert Provenance.from_text(json.dumps({**bad, "separator": wrong})) is None
+
+
+@pytest.mark.parametrize("separator", [" | ", " & ", " + ", "|", " // "])
+def test_a_value_genrify_joined_with_any_separator_is_genrifys(separator):
+    record = Provenance(genres=("Classical", "Jazz"), model="m", version="1", separator=separator)
+    value = separator.join(record.genres)
+    assert human_genres((value,), record) == []
+    assert resolve((value,), record, ("Blues",), "keep") == ("Blues",)
+    assert resolve((value,), record, ("Classical",), "merge") == ("Classical",)
+    # A record from before separators were recorded: the genres in its order, joined by one separator.
+    old = Provenance(genres=("Classical", "Jazz"), model="m", version="1")
+    assert human_genres((value,), old) == []
+    assert human_genres((separator.join(("Jazz", "Shoegaze")),), old) == [separator.join(("Jazz", "Shoegaze"))]
+
+
+def test_a_separator_inside_a_genre_name_still_reads_genrifys_value():
+    record = Provenance(genres=("R&B", "Soul"), model="m", version="1", separator="&")
+    assert human_genres(("R&B&Soul", "Soul&R&B"), record) == []
+    assert human_genres(("R&B&Funk",), record) == ["R&B&Funk"]
+
+
+def test_merge_repeats_no_genre_genrify_joined_into_a_persons_value():
+    # A merge with " | " joined a person's "Swing" and genrify's "Classical" into one value.
+    record = Provenance(genres=("Classical",), model="m", version="1", separator=" | ")
+    assert human_genres(("Swing | Classical",), record) == ["Swing | Classical"]
+    assert resolve(("Swing | Classical",), record, ("Classical",), "merge") == ("Swing | Classical",)
+    assert resolve(("Swing | Classical",), record, ("Classical",), "keep") is None

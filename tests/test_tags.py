@@ -761,3 +761,154 @@ def test_read_album_never_raises(song, tmp_path):
     text = tmp_path / "notes.ogg"
     _text(text)
     assert read_album(text) == (None, None)
+
+
+# --- the genres a file holds, read as learning reads them ------------------------------------------
+
+
+def _set_raw_genres(path: Path, values: list[str]) -> None:
+    """Store these genre values exactly, the format's own way, as a person's tagger left them."""
+    from mutagen.id3 import ID3, TCON
+
+    f = mutagen.File(path)
+    if f.tags is None:
+        f.add_tags()
+    if isinstance(f.tags, ID3):
+        f.tags.setall("TCON", [TCON(encoding=3, text=values)])
+        f.save(v2_version=4)
+        return
+    f.tags["\xa9gen" if path.suffix == ".m4a" else "GENRE"] = values
+    f.save()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "value", "proposed", "after"),
+    [
+        ("flac", "Swing; Jazz", ["Jazz"], ("Swing; Jazz",)),
+        ("mp3", "Swing;Jazz", ["Jazz"], ("Swing;Jazz",)),
+        ("m4a", "Swing, Jazz", ["Jazz"], ("Swing, Jazz",)),
+        ("flac", "8", ["Jazz"], ("8",)),  # an ID3v1 genre number where no player translates it
+        ("ogg", "(8)", ["Jazz", "Blues"], ("(8)", "Blues")),
+        ("m4a", "(0)", ["Jazz", "Blues"], ("(0)", "Jazz")),
+    ],
+)
+def test_merge_repeats_no_genre_a_persons_joined_or_numbered_value_names(song, fmt, value, proposed, after):
+    path = song(fmt)
+    _set_raw_genres(path, [value])
+    change = write_genre(path, proposed, mode="merge", provenance=_record(*proposed))
+    assert change.new == after and change.status == ("unchanged" if after == (value,) else "written")
+    assert read_genre(path) == after  # the person's value exactly as they wrote it
+    if change.written:
+        assert read_provenance(path).genres == after[1:]  # only what genrify added
+    assert write_genre(path, proposed, mode="keep", provenance=_record(*proposed)).status == "kept"
+
+
+@pytest.mark.parametrize("fmt", ["opus", "mp3", "m4a"])
+@pytest.mark.parametrize("placeholder", ["Other", "Unknown", ""])
+def test_a_file_holding_only_a_placeholder_has_no_genre(song, fmt, placeholder):
+    path = song(fmt)
+    _set_raw_genres(path, [placeholder])
+    dry = write_genre(path, ["Classical"], mode="keep", provenance=_record("Classical"), dry_run=True)
+    assert dry.status == "written"
+    assert write_genre(path, ["Classical", "Folk"], mode="merge",
+                       provenance=_record("Classical", "Folk")).new == ("Classical", "Folk")
+    assert read_provenance(path).genres == ("Classical", "Folk")
+    # Beside a person's genre the placeholder is replaced, the genre kept.
+    _set_raw_genres(path, [placeholder, "Rock"])
+    assert write_genre(path, ["Jazz"], mode="merge", provenance=_record("Jazz")).new == ("Rock", "Jazz")
+    _set_raw_genres(path, [placeholder, "Rock"])
+    assert write_genre(path, ["Jazz"], mode="keep", provenance=_record("Jazz")).status == "kept"
+
+
+@pytest.mark.parametrize("fmt", ["flac", "mp3", "m4a"])
+@pytest.mark.parametrize("separator", [" | ", " & "])
+def test_genrify_reads_back_a_value_it_joined_with_any_separator(song, fmt, separator):
+    path = song(fmt)
+    first = write_genre(path, ["Classical", "Jazz"], separator=separator, provenance=_record("Classical", "Jazz"))
+    assert first.new == (f"Classical{separator}Jazz",)
+    assert read_provenance(path).separator == separator
+    # A later run without the separator knows the value for genrify's: not kept, nothing repeated.
+    assert write_genre(path, ["Classical", "Jazz"], mode="keep", dry_run=True,
+                       provenance=_record("Classical", "Jazz")).status == "written"
+    merged = write_genre(path, ["Classical"], mode="merge", provenance=_record("Classical"))
+    assert merged.new == ("Classical",) and read_provenance(path).genres == ("Classical",)
+    assert read_provenance(path).separator is None
+    # A person's genre merged with the separator: the joined value names genrify's genre too.
+    _set_raw_genres(path, ["Swing"])
+    write_genre(path, ["Classical"], mode="merge", separator=separator, provenance=_record("Classical"))
+    assert read_genre(path) == (f"Swing{separator}Classical",)
+    assert write_genre(path, ["Classical"], mode="merge", provenance=_record("Classical")).status == "unchanged"
+
+
+# --- ID3v1 beside ID3v2 --------------------------------------------------------------------------
+
+_V1_BLOCK = (b"TAG" + b"Old title".ljust(30, b"\0") + b"V1 Artist".ljust(30, b"\0") + b"V1 Album".ljust(30, b"\0")
+             + b"1999" + b"v1 comment".ljust(30, b"\0") + b"\x08")
+
+
+@pytest.mark.parametrize("v23", [False, True])
+def test_an_mp3s_id3v1_block_stays_byte_for_byte_and_adds_nothing_to_id3v2(song, v23):
+    from mutagen.id3 import ID3, TIT2
+
+    path = song("mp3")
+    tag = ID3()
+    tag.add(TIT2(encoding=3, text=["v2 title"]))
+    tag.save(path, v1=0, v2_version=3 if v23 else 4)
+    with open(path, "ab") as f:
+        f.write(_V1_BLOCK)
+
+    write_genre(path, ["Rock"], provenance=_record("Rock"))
+
+    assert path.read_bytes()[-128:] == _V1_BLOCK
+    v2 = ID3(path, load_v1=False)
+    assert sorted(v2.keys()) == ["TCON", "TIT2", "TXXX:GENRIFY"] and v2["TIT2"].text == ["v2 title"]
+    assert v2.version[:2] == ((2, 3) if v23 else (2, 4))
+    assert read_genre(path) == ("Rock",)
+
+
+def test_an_mp3_with_only_id3v1_gets_an_id3v2_tag_with_only_the_genre(song):
+    from mutagen.id3 import ID3
+
+    path = song("mp3")
+    mutagen.File(path).delete()
+    with open(path, "ab") as f:
+        f.write(_V1_BLOCK)
+    assert read_genre(path) == ("Jazz",)  # the v1 genre (8) is the file's genre, as mutagen and beets read it
+    assert write_genre(path, ["Rock"], mode="keep", provenance=_record("Rock")).status == "kept"
+
+    write_genre(path, ["Rock"], mode="merge", provenance=_record("Rock"))
+
+    assert path.read_bytes()[-128:] == _V1_BLOCK
+    assert sorted(ID3(path, load_v1=False).keys()) == ["TCON", "TXXX:GENRIFY"]
+    assert read_genre(path) == ("Jazz", "Rock") and read_provenance(path).genres == ("Rock",)
+
+
+def _append_chunk(path: Path, chunk_id: bytes, body: bytes) -> None:
+    """Add a top-level chunk at the end of a wav (RIFF, little-endian) or aiff (FORM, big-endian) file."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    order = "<" if data[:4] == b"RIFF" else ">"
+    data += chunk_id + struct.pack(order + "I", len(body)) + body
+    data[4:8] = struct.pack(order + "I", len(data) - 8)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("fmt", ["wav", "aiff"])
+def test_a_chunk_that_ends_like_an_id3v1_block_adds_nothing_to_a_chunk_id3_tag(song, fmt):
+    # wav and aiff keep ID3 in a chunk and have no ID3v1; mutagen's default still reads the
+    # file's last 128 bytes as one.
+    from mutagen.id3 import TIT2
+
+    path = song(fmt)
+    tagged = mutagen.File(path)
+    tagged.add_tags()
+    tagged.tags.add(TIT2(encoding=3, text=["A Title"]))
+    tagged.save()
+    _append_chunk(path, b"JUNK" if fmt == "wav" else b"APPL", _V1_BLOCK)
+    assert read_genre(path) == ()  # not the "genre" byte 8 (Jazz) of that chunk
+    assert write_genre(path, ["Rock"], mode="keep", provenance=_record("Rock")).status == "written"
+    tagged = type(mutagen.File(path))(path, load_v1=False)
+    assert sorted(tagged.tags.keys()) == ["TCON", "TIT2", "TXXX:GENRIFY"]
+    assert path.read_bytes().count(_V1_BLOCK) == 1 and read_genre(path) == ("Rock",)
+    assert read_artist(path) is None  # nor the "artist" of that chunk

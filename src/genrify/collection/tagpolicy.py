@@ -23,10 +23,18 @@ item fields), so they live here, apart from any storage:
 
 Without a provenance record (a file genrify never tagged, or tagged before provenance existed),
 every genre in the file counts as a person's: ``merge`` and ``keep`` never drop it.
+
+What genres a value names is read one way for tagging and for ``genrify learn``
+(:func:`tag_values`): a value joined with ``;`` or ``,`` names each part, an ID3v1 genre number
+(``8``, ``(8)``) names its genre, and a value that names only :data:`NOT_GENRES` (``Other``,
+``Unknown``, blank) names none. So a file holding only such placeholders has no genre (``keep``
+fills it, ``merge`` replaces them), and ``merge`` adds no genre a person's value already names
+(``Swing; Jazz`` gets no second ``Jazz``), while keeping that value as the person wrote it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -42,8 +50,20 @@ from genrify.errors import ParameterError
 TAG_MODES = ("replace", "merge", "keep")
 #: Marks a provenance record as genrify's (the ``by`` member of its JSON).
 PROVENANCE_MARK = "genrify"
-# What players and taggers join several genres with in one value (Navidrome's default separators).
+#: Values that are in genre tags but name no genre (compared by :func:`genrify.collection.genremap.genre_key`):
+#: a file holding only these has no genre, for tagging and for learning alike. ``Remix`` and
+#: ``Cover`` are what ID3's ``(RX)`` and ``(CR)`` references stand for.
+NOT_GENRES = frozenset(genre_key(v) for v in ("Other", "Unknown", "Unknown Genre", "None", "Genre", "Remix", "Cover",
+                                                "N/A", "-", "?"))
+# What players and taggers join several genres with in one value (Navidrome's default separators):
+# a value genrify joined with one of these is recognised as genrify's part by part.
 _JOINS = re.compile(r"\s*[;/,]\s*")
+# Separators of several genres in one value, as a reader takes a person's value apart; "/" is not
+# among them (it is part of names such as "Soul/R&B" in the genre map), and genrify's tag reader
+# splits it already where it joins ID3v2.3 values.
+_JOINED = re.compile(r"\s*[;,]\s*")
+# An ID3v1 reference: "17", "(17)", "(17)(18)", "(17)Rock".
+_ID3V1 = re.compile(r"^\s*(?:\(\d{1,3}\))+.*$|^\s*\d{1,3}\s*$")
 # Digits kept of each probability: enough to read, few enough to keep the tag short.
 _DIGITS = 3
 
@@ -67,27 +87,35 @@ class Provenance:
     probabilities
         The written genres' probabilities, rounded to 3 places (genres without one, e.g. parent
         genres, are absent). Not part of the hash.
+    separator
+        What genrify joined the genres with into one value (``--tag-separator``); ``None`` where
+        it stored separate values. Stored (as ``"separator"``) only where set, so that a value
+        joined with any separator, ``" | "`` too, is recognised as genrify's in a later run
+        without that separator (:func:`human_genres`). Records without it still read.
     """
 
     genres: tuple[str, ...]
     model: str
     version: str
     probabilities: dict[str, float] = field(default_factory=dict, hash=False)
+    separator: str | None = None
 
     def __post_init__(self) -> None:
         # Normalised here so that a record read back compares equal to the one written.
         object.__setattr__(self, "genres", tuple(str(g) for g in self.genres))
+        if self.separator is not None:
+            object.__setattr__(self, "separator", str(self.separator))
         object.__setattr__(self, "probabilities", {
             str(g): round(float(p), _DIGITS) for g, p in dict(self.probabilities).items() if math.isfinite(float(p))
         })
 
     def to_text(self) -> str:
         """One line of compact JSON (UTF-8 text, non-ASCII genre names kept readable)."""
-        return json.dumps(
-            {"by": PROVENANCE_MARK, "version": self.version, "model": self.model,
-             "genres": list(self.genres), "probabilities": self.probabilities},
-            ensure_ascii=False, separators=(",", ":"),
-        )
+        data: dict[str, Any] = {"by": PROVENANCE_MARK, "version": self.version, "model": self.model,
+                                "genres": list(self.genres), "probabilities": self.probabilities}
+        if self.separator is not None:
+            data["separator"] = self.separator
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_text(cls, text: str | bytes | None) -> Provenance | None:
@@ -120,14 +148,17 @@ class Provenance:
             return None
         genres, model, version = data.get("genres"), data.get("model"), data.get("version")
         probabilities = data.get("probabilities", {})
+        separator = data.get("separator")
         if (
             not isinstance(genres, list) or not all(isinstance(g, str) for g in genres)
             or not isinstance(model, str) or not isinstance(version, str)
             or not isinstance(probabilities, dict)
             or not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in probabilities.values())
+            or not (separator is None or (isinstance(separator, str) and separator))
         ):
             return None
-        return cls(genres=tuple(genres), model=model, version=version, probabilities=probabilities)
+        return cls(genres=tuple(genres), model=model, version=version, probabilities=probabilities,
+                   separator=separator)
 
     def with_genres(self, genres: Sequence[str]) -> Provenance:
         """The same record for the genre values actually stored (probabilities of the others dropped).
@@ -136,7 +167,12 @@ class Provenance:
         an old player, or split as a reader will split them.
         """
         kept = {g: p for g, p in self.probabilities.items() if g in genres}
-        return Provenance(genres=tuple(genres), model=self.model, version=self.version, probabilities=kept)
+        return Provenance(genres=tuple(genres), model=self.model, version=self.version, probabilities=kept,
+                          separator=self.separator)
+
+    def joined_with(self, separator: str | None) -> Provenance:
+        """The same record for genres stored joined with ``separator`` (``None``: separate values)."""
+        return dataclasses.replace(self, separator=separator)
 
 
 def check_mode(mode: str) -> str:
@@ -186,12 +222,18 @@ def decide_genres(current: tuple[str, ...], previous: Provenance | None, propose
     status = "unchanged" if resolved == current else "write"
     if record is None:
         return TagDecision(status, resolved)
-    human = {g.casefold() for g in human_genres(current, previous)}
-    return TagDecision(status, resolved, record([g for g in resolved if g.casefold() not in human]))
+    # A person's value, and every genre it names ("Jazz" in "Swing; Jazz"), stays a person's.
+    persons = _persons(current, previous)
+    theirs = {genre_key(g) for g in persons} | _named(persons, previous)
+    return TagDecision(status, resolved, record([g for g in resolved if genre_key(g) not in theirs]))
 
 
 def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[str]:
-    """The genres in ``existing`` that genrify did not write (compared case-insensitively).
+    """The genres in ``existing`` that genrify did not write (compared by :func:`genre_key`).
+
+    A value genrify joined into one (``"Rock; Pop"``) is genrify's when each of its parts is:
+    parts joined with ``;``, ``/`` or ``,``, or with the separator its record names (any one,
+    ``" | "`` too).
 
     Parameters
     ----------
@@ -200,14 +242,121 @@ def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[s
     previous
         The provenance record found beside them; ``None``: every genre is a person's.
     """
-    ours = {genre_key(g) for g in previous.genres} if previous is not None else set()
+    if previous is None:
+        return list(existing)
+    ours = {genre_key(g) for g in previous.genres}
 
     def theirs(value: str) -> bool:
         # A value genrify joined for an old player ("Rock; Pop") is genrify's when each part is.
         parts = [p for p in _JOINS.split(value) if p.strip()] or [value]
-        return not all(genre_key(p) in ours for p in parts)
+        if all(genre_key(p) in ours for p in parts):
+            return False
+        if previous.separator is not None and _joined_from(value, previous.genres, previous.separator):
+            return False
+        # A record from before separators were recorded: genrify's genres joined, in its order.
+        return not _joined_in_order(value, previous.genres)
 
     return [g for g in existing if theirs(g)]
+
+
+def _joined_in_order(value: str, names: Sequence[str]) -> bool:
+    """Whether ``value`` is exactly ``names`` (two or more, in order, ignoring case) joined with one
+    separator, whatever it is: how genrify stored a record's genres with ``--tag-separator``."""
+    if len(names) < 2:
+        return False
+    text, names = value.casefold(), [n.casefold() for n in names]
+    spare = len(text) - sum(len(n) for n in names)
+    if spare <= 0 or spare % (len(names) - 1):
+        return False
+    separator = text[len(names[0]):len(names[0]) + spare // (len(names) - 1)]
+    return text == separator.join(names)
+
+
+def _joined_from(value: str, names: Sequence[str], separator: str) -> bool:
+    """Whether ``value`` is some of ``names`` (ignoring case) joined with ``separator``.
+
+    Matched name by name from the start rather than split on the separator, since a separator may
+    be part of a name (``"&"`` in ``"R&B"``).
+    """
+    text = value.casefold()
+    sep = separator.casefold()
+    wanted = [n.casefold() for n in names if n]
+    reached: set[int] = set()
+    todo = [0]
+    while todo:
+        pos = todo.pop()
+        for name in wanted:
+            end = pos + len(name)
+            if not text.startswith(name, pos):
+                continue
+            if end == len(text):
+                return True
+            if text.startswith(sep, end) and end + len(sep) not in reached:
+                reached.add(end + len(sep))
+                todo.append(end + len(sep))
+    return False
+
+
+def _persons(existing: Sequence[str], previous: Provenance | None) -> list[str]:
+    """The values a person set that name a genre: :func:`human_genres` without the placeholders
+    (values naming only :data:`NOT_GENRES`), which count as no genre."""
+    separator = previous.separator if previous is not None else None
+    return [v for v in human_genres(existing, previous) if names_a_genre(v, separator)]
+
+
+def _named(values: Sequence[str], previous: Provenance | None) -> set[str]:
+    """The genre keys of every genre the values name (:func:`tag_values`)."""
+    separator = previous.separator if previous is not None else None
+    return {genre_key(n) for n in tag_values(values, separator)}
+
+
+def names_a_genre(value: str, separator: str | None = None) -> bool:
+    """Whether a genre value names any genre: not blank, and not only names in :data:`NOT_GENRES`.
+
+    Parameters
+    ----------
+    value
+        One stored genre value, read as :func:`tag_values` reads it (``"Other; Jazz"`` names
+        ``Jazz``; ``"(255)"`` and ``"Unknown"`` name none).
+    separator
+        Another separator to split on, as for :func:`tag_values`.
+    """
+    return any(genre_key(n) not in NOT_GENRES for n in tag_values([value], separator))
+
+
+def id3v1_names(value: str) -> list[str]:
+    """The genre names of a value that is an ID3v1 genre reference (``"17"``, ``"(17)"``,
+    ``"(17)(18)"``), through mutagen's genre list; ``[value]`` for any other value."""
+    if not _ID3V1.match(value):
+        return [value]
+    from mutagen.id3 import TCON  # deferred: only such values need mutagen's genre list
+
+    return [str(g) for g in TCON(encoding=3, text=[value.strip()]).genres] or [value]
+
+
+def tag_values(genres: Sequence[str], separator: str | None = None) -> list[str]:
+    """The genre names in a file's genre values: ID3v1 numbers named, ``;``/``,``-joined values
+    split, blanks dropped (values that name no genre are left for the caller to judge).
+
+    The one reading of stored genre values, for tagging (:func:`resolve`) and for learning
+    (:mod:`genrify.learn.labels`).
+
+    Parameters
+    ----------
+    genres
+        The stored values.
+    separator
+        Also split on this, exactly (the separator genrify's record says it joined its genres
+        with); ``None``: only ``;`` and ``,``.
+    """
+    out: list[str] = []
+    for value in genres:
+        pieces = str(value).split(separator) if separator else [str(value)]
+        for part in (p for piece in pieces for p in _JOINED.split(piece)):
+            for name in id3v1_names(part):
+                if name.strip():
+                    out.append(name.strip())
+    return out
 
 
 def resolve(
@@ -241,12 +390,15 @@ def resolve(
     new = tuple(new)
     if mode == "replace":
         return new
-    human = human_genres(existing, previous)
+    # Values that name no genre ("Other", blank) are no one's genre: keep fills such a file, merge
+    # replaces them.
+    human = _persons(existing, previous)
     if mode == "keep":
         return None if human else new
-    out = list(human)
-    # Spellings that differ only in case, spaces or hyphens are one genre ("Hip Hop", "Hip-Hop").
-    seen = {genre_key(g) for g in out}
+    out = list(human)  # each as the person wrote it, joined values and ID3v1 numbers too
+    # Spellings that differ only in case, spaces or hyphens are one genre ("Hip Hop", "Hip-Hop"),
+    # and a genre a person's value names counts as there ("Jazz" in "Swing; Jazz", "(8)").
+    seen = {genre_key(g) for g in out} | _named(out, previous)
     for genre in new:
         if genre_key(genre) not in seen:
             seen.add(genre_key(genre))

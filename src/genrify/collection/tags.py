@@ -20,6 +20,12 @@ Vorbis (flac/ogg/opus)  one ``GENRE=`` comment per genre                  ``GENR
 MP4 (m4a/mp4)           several ``©gen`` values                           ``----:com.apple.iTunes:GENRIFY``
 ======================  ================================================  =========================
 
+genrify writes ID3v2 only: an mp3's ID3v1 block stays byte for byte as it was, and none of its
+fields is copied into the v2 tag (:func:`_save_id3`); wav and aiff keep ID3 in a chunk and have
+no v1 block, so their last bytes are never read as one (:func:`_load`). With a ``separator`` the
+provenance record names it, so that the joined value reads back as genrify's in a later run with
+another separator or none (:func:`genrify.collection.tagpolicy.human_genres`).
+
 A new ID3 tag is v2.4; an existing v2.3 tag stays v2.3 (older players read only that), and
 ``id3v23=True`` writes v2.3 whatever was there. A ``separator`` joins the genres into one value in
 every format, for players that show only the first value. The provenance value is one line of JSON
@@ -185,10 +191,8 @@ def _names(path: str | Path) -> tuple[str | None, str | None, str | None]:
     Read from the tag family itself rather than mutagen's "easy" interface, which does not cover
     the ID3 tags of wav and aiff files. Never raises.
     """
-    import mutagen  # deferred: only extraction workers and album grouping need it
-
     try:
-        tagged = mutagen.File(str(path))
+        tagged = _load(str(path))
         tags = tagged.tags if tagged is not None else None
         if not tags:
             return None, None, None
@@ -281,7 +285,8 @@ def write_genre(
         The record to store beside the genres, in the same rewrite. Its genres are replaced by
         those genrify itself puts in the file: a person's genres that ``merge`` keeps (or that
         genrify happened to propose too) are left out, so that they stay a person's in later
-        runs; genres joined by a separator are recorded one by one. ``None`` removes an earlier
+        runs; genres joined by a separator are recorded one by one, with the separator
+        (:attr:`~genrify.collection.tagpolicy.Provenance.separator`). ``None`` removes an earlier
         record when the genres change, since it would describe other genres.
     dry_run
         Check everything and report what would change, but write nothing.
@@ -346,7 +351,7 @@ def update_genre(path: str | Path, decide: Decide, *, separator: str | None = No
     The file is opened once (after finishing an interrupted earlier write of it, see
     :func:`write_genre`), ``decide`` is called once with what it holds, and the decided values are
     stored as the format stores them: joined with ``separator``, ``/``-joined in ID3v2.3, the
-    provenance record beside them (split as a reader splits v2.3 values). Nothing here decides
+    provenance record beside them (split as a reader splits v2.3 values, naming ``separator``). Nothing here decides
     which genres: that is the caller's policy (:meth:`genrify.collection.tagpolicy.TagPolicy.decide`).
 
     Parameters
@@ -414,6 +419,10 @@ def update_genre(path: str | Path, decide: Decide, *, separator: str | None = No
         record = decision.provenance
         if record is not None and v23:  # recorded as a v2.3 reader will split the joined value
             record = record.with_genres(_split(record.genres, ID3V23_SEPARATOR))
+        if record is not None:
+            # The separator is recorded, so that a later run without it (or with another) still
+            # knows the joined value for genrify's, whatever joined it (" | ", " & ").
+            record = record.joined_with(separator)
         _rewrite(path, target, tagged, kind, _Plan(stored, None if record is None else record.to_text(), v23))
     notes += _info_note(path, info, old, current, resolved, dry_run=dry_run)
     return TagChange(path=path, old=old, new=new, changed=True, dry_run=dry_run, status="written", notes=notes)
@@ -498,11 +507,26 @@ def _check_file(path: Path, *, writable: bool) -> Path:
     return target
 
 
-def _open(path: Path, target: Path) -> Any:
-    import mutagen  # deferred: the CLI starts faster without it
+def _load(filename: str) -> Any:
+    """``mutagen.File``, except that an ID3 tag kept in a chunk (wav, aiff) is read without ID3v1.
 
+    Those formats have no ID3v1 block, but mutagen's default reads the file's last 128 bytes as
+    one wherever they start with ``TAG`` (audio or another chunk may), and adds its "fields" to the
+    tag. An mp3's ID3v1 block is read as mutagen reads it (a v1 field where the v2 tag has none,
+    as beets sees it); it is never written (:func:`_save_id3`).
+    """
+    import mutagen  # deferred: the CLI starts faster without it
+    from mutagen.id3 import ID3, ID3FileType
+
+    tagged = mutagen.File(filename)
+    if tagged is not None and isinstance(tagged.tags, ID3) and not isinstance(tagged, ID3FileType):
+        tagged = type(tagged)(filename, **_load_options(_ID3))
+    return tagged
+
+
+def _open(path: Path, target: Path) -> Any:
     try:
-        tagged = mutagen.File(str(target))
+        tagged = _load(str(target))
     except Exception as exc:  # noqa: BLE001 - mutagen raises many types for damaged files
         raise TagError(path, f"damaged or unsupported file, cannot read its tags ({_describe(exc)})") from None
     if tagged is None:
@@ -823,6 +847,66 @@ def _save_options(kind: str, v23: bool) -> dict[str, Any]:
     return {}
 
 
+def _load_options(kind: str) -> dict[str, Any]:
+    """How the copy to be written is loaded: an ID3 tag without the ID3v1 block.
+
+    mutagen's default (``load_v1=True``) adds every ID3v1 field the v2 tag lacks to the tag in
+    memory, and a save would then write stale v1 titles, artists and comments into the v2 tag.
+    (Reading the file's genre keeps mutagen's default, as beets does: a v1 genre where the v2 tag
+    has none is a person's.) mutagen's mp3, wav and aiff types all pass the option to their ID3.
+    """
+    return {"load_v1": False} if kind == _ID3 else {}
+
+
+def _save_id3(copy: Any, tmp: Path, options: dict[str, Any]) -> bytes | None:
+    """Save the ID3v2 tag of the copy at ``tmp``, leaving its ID3v1 block byte for byte as it was.
+
+    mutagen has no option to leave a v1 block alone (it updates one from the v2 tag, or removes
+    it), so an mp3's block is saved first, removed by the save (``v1=0``) and put back after it.
+    wav and aiff keep ID3 in a chunk and have no v1 block: their save takes no such option.
+
+    Returns
+    -------
+    bytes or None
+        The v1 block now at the end of the copy (``b""``: none), for the read-back check;
+        ``None`` for a file type without one.
+    """
+    from mutagen.id3 import ID3FileType
+
+    if not isinstance(copy, ID3FileType):
+        copy.save(**options)
+        return None
+    block = _id3v1_block(tmp)
+    copy.save(v1=0, **options)
+    if block:
+        with open(tmp, "ab") as out:
+            out.write(block)
+    return block
+
+
+def _id3v1_block(path: Path) -> bytes:
+    """The ID3v1 block at the end of the file, as mutagen finds it (``b""``: none).
+
+    mutagen's own finder, the one its save uses, so exactly the bytes a save with ``v1=0`` removes.
+    """
+    with open(path, "rb") as f:
+        try:
+            # Not re-exported by mutagen.id3, but the rule mutagen's save itself follows.
+            from mutagen.id3._id3v1 import find_id3v1
+        except ImportError:  # a mutagen that moved it: the plain 128-byte block
+            f.seek(0, os.SEEK_END)
+            if f.tell() < 128:
+                return b""
+            f.seek(-128, os.SEEK_END)
+            block = f.read()
+            return block if block.startswith(b"TAG") else b""
+        tag, offset = find_id3v1(f)
+        if tag is None or not offset:
+            return b""
+        f.seek(offset, os.SEEK_END)
+        return f.read()
+
+
 def _set(kind: str, tags: Any, values: tuple[str, ...], provenance: str | None) -> None:
     """Put the genres and the provenance field (``None``: none) into a tag block in memory."""
     if kind == _ID3:
@@ -880,11 +964,16 @@ def _rewrite(path: Path, target: Path, tagged: Any, kind: str, plan: _Plan) -> N
 
 
 def _tagged_copy(path: Path, target: Path, tmp: Path, tagged: Any, kind: str, plan: _Plan) -> None:
-    """Copy ``target`` to ``tmp``, set the genres and the provenance there and check the result."""
+    """Copy ``target`` to ``tmp``, set the genres and the provenance there and check the result.
+
+    An ID3 tag is loaded without its ID3v1 block and saved without touching it (:func:`_save_id3`):
+    mutagen would otherwise copy the v1 fields into the v2 tag and rewrite the v1 block from it.
+    """
     with open(target, "rb") as src, open(tmp, "wb") as out:
         shutil.copyfileobj(src, out, 1 << 20)
     file_type = type(tagged)
-    copy = file_type(str(tmp))
+    load = _load_options(kind)
+    copy = file_type(str(tmp), **load)
     if copy.tags is None:
         copy.add_tags()
     if plan.v23:
@@ -894,11 +983,17 @@ def _tagged_copy(path: Path, target: Path, tmp: Path, tagged: Any, kind: str, pl
         # that the genre values go in exactly as planned.
         _to_v23(copy.tags)
     _set(kind, copy.tags, plan.values, plan.provenance)
-    copy.save(**_save_options(kind, plan.v23))
+    v1 = None
+    if kind == _ID3:
+        v1 = _save_id3(copy, tmp, _save_options(kind, plan.v23))
+    else:
+        copy.save()
     # Read the copy back as a new file: the genres and the provenance must be there exactly, and
     # the audio stream the same. The provenance is checked too: a record that did not land would
     # make the next run take genrify's genres for a person's, and keep them forever.
-    check = file_type(str(tmp))
+    check = file_type(str(tmp), **load)
+    if v1 is not None and _id3v1_block(tmp) != v1:
+        raise TagError(path, "could not write the genre, file left unchanged (the ID3v1 tag did not read back)")
     if (
         check.tags is None
         or _raw(kind, check.tags) != plan.values

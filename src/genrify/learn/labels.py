@@ -30,7 +30,6 @@ counts as an artist of its own, since that folder says nothing about who played 
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,15 +37,15 @@ from pathlib import Path
 
 from genrify.collection.genremap import GenreMap, genre_key
 from genrify.collection.library import display_path, find_audio
+from genrify.collection.tagpolicy import NOT_GENRES, tag_values
 from genrify.defaults import DEFAULT_MIN_SONGS
 from genrify.errors import LabelError, LibraryError, TagError
 
 #: Where the labels come from.
 SOURCES = ("tags", "folders")
-#: Values that are in genre tags but name no genre (compared by :func:`genrify.collection.genremap.genre_key`).
-#: ``Remix`` and ``Cover`` are what ID3's ``(RX)`` and ``(CR)`` references stand for.
-NOT_GENRES = frozenset(genre_key(v) for v in ("Other", "Unknown", "Unknown Genre", "None", "Genre", "Remix", "Cover",
-                                                "N/A", "-", "?"))
+# How genre values are read (tag_values) and which name no genre (NOT_GENRES) is the collection
+# layer's rule, shared with tagging's keep and merge modes: a file whose genres learning ignores is
+# one keep mode fills.
 
 
 def check_min_songs(min_songs: int) -> None:
@@ -57,12 +56,6 @@ def check_min_songs(min_songs: int) -> None:
         raise ParameterError(f"min_songs must be at least 1, not {min_songs}", field="min_songs",
                              problem=f"must be at least 1, not {min_songs}")
 
-
-# Separators of several genres in one value; "/" is not among them (it is part of names such as
-# "Soul/R&B" in the genre map), and genrify's reader splits it already where it joins ID3v2.3 values.
-_JOINED = re.compile(r"\s*[;,]\s*")
-# An ID3v1 reference: "17", "(17)", "(17)(18)", "(17)Rock".
-_ID3V1 = re.compile(r"^\s*(?:\(\d{1,3}\))+.*$|^\s*\d{1,3}\s*$")
 
 
 @dataclass(frozen=True)
@@ -123,28 +116,6 @@ class LibraryLabels:
         """Songs per kept genre, most first (a song of two genres counts for each)."""
         counter = Counter(g for song in self.songs for g in song.genres)
         return {g: counter[g] for g in self.genres}
-
-
-def id3v1_names(value: str) -> list[str]:
-    """The genre names of a value that is an ID3v1 genre reference (``"17"``, ``"(17)"``,
-    ``"(17)(18)"``), through mutagen's genre list; ``[value]`` for any other value."""
-    if not _ID3V1.match(value):
-        return [value]
-    from mutagen.id3 import TCON
-
-    return [str(g) for g in TCON(encoding=3, text=[value.strip()]).genres] or [value]
-
-
-def tag_values(genres: Sequence[str]) -> list[str]:
-    """The genre names in a file's genre values: ID3v1 numbers named, ``;``/``,``-joined values
-    split, blanks dropped (values that name no genre are left for the caller to judge)."""
-    out: list[str] = []
-    for value in genres:
-        for part in _JOINED.split(str(value)):
-            for name in id3v1_names(part):
-                if name.strip():
-                    out.append(name.strip())
-    return out
 
 
 def song_group(path: str, flat: str | None = None) -> str:
