@@ -196,3 +196,57 @@ def test_train_out_that_is_the_split_file_or_a_folder(store, tmp_path):
     refused = _train(store, split / "m.safetensors")
     assert refused.exit_code == 1 and "cannot write the model file there" in refused.output
     assert "run 1/1" not in refused.output and split.read_text() == lines
+
+
+def _usage_lines(args: list[str]) -> list[str]:
+    done = subprocess.run([sys.executable, "-m", "genrify.cli", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    return [line for line in done.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--group-by", "foo"], "error: --group-by must be one of auto, artist, song, not 'foo'"),
+        (["--arch", "foo"], "error: --arch must be one of "),
+        (["--runs", "0"], "error: --runs must be at least 1, not 0"),
+    ],
+)
+def test_train_refuses_a_bad_setting_in_one_line_before_any_work(store, tmp_path, option, said):
+    # --group-by foo trained as "auto", and --arch foo drew a progress bar before its error.
+    lines = _usage_lines(["train", str(store), "--out", str(tmp_path / "m.safetensors"), "--epochs", "1", *option])
+    assert len(lines) == 1 and lines[0].startswith(said), lines
+    assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "m.safetensors.report").exists()
+
+
+def test_train_on_a_missing_store_is_one_line_with_no_progress_bar(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "genrify.cli", "train", str(tmp_path / "nonexistent"), "--out",
+                           str(tmp_path / "m.safetensors")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nonexistent" in lines[0], lines
+
+
+def test_info_on_a_folder_says_it_is_a_folder(store):
+    assert _error_line(["info", str(store)]) == f"error: {store}: a folder, not a model file"
+
+
+def test_evaluate_refuses_a_learned_head_in_one_line(store):
+    from genrify.models.builtin import HEAD_PATH
+
+    line = _error_line(["evaluate", str(HEAD_PATH), str(store), "--all"])
+    assert "is not evaluated on a feature store" in line and f"genrify info {HEAD_PATH}" in line
+
+
+def test_info_says_which_run_a_model_of_several_runs_holds(store, tmp_path):
+    from genrify.models import modelfile
+
+    model = tmp_path / "m.safetensors"
+    assert _train(store, model, "--runs", "2").exit_code == 0
+    info = modelfile.read_metadata(model)["info"]
+    kept = info["kept_run"]
+    own = info["runs"][kept]["song_accuracy"]
+    shown = runner.invoke(app, ["info", str(model)])
+    assert shown.exit_code == 0, shown.output
+    assert f"run this file holds: run {kept + 1} of 2, the one with the lowest validation loss" in shown.output
+    assert f"test song accuracy: {100 * own:.0f}% for the run this file holds; " in shown.output

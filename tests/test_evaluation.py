@@ -70,3 +70,13 @@ def test_evaluate_refuses_stored_features_that_are_not_finite(small_store, model
     np.save(file, np.full(np.load(file, mmap_mode="r").shape, np.nan, dtype=np.float16))
     with pytest.raises(TrainingError, match="^" + re.escape(track.path) + r": its stored features hold NaN or infinite values; .*--verify"):
         evaluate_model(model_file, store, all_tracks=True)
+
+
+def test_a_learned_genre_head_is_refused_with_where_its_report_is(tmp_path):
+    from genrify.errors import ModelFileError
+    from genrify.learn.evaluation import evaluate_model
+    from genrify.models.builtin import HEAD_PATH
+
+    # A head (genrify learn's kind of file; the packaged one is one) failed with an AttributeError.
+    with pytest.raises(ModelFileError, match=r"genre head learned by genrify learn .*`genrify info "):
+        evaluate_model(HEAD_PATH, tmp_path / "store")

@@ -177,3 +177,34 @@ def test_params_saved_before_the_scale_existed_still_load():
     saved = {k: v for k, v in FeatureParams().to_dict().items() if k not in ("scale", "gain")}
     assert FeatureParams.from_dict(saved) == FeatureParams()
     assert FeatureParams().scale == "db"
+
+
+@pytest.mark.parametrize(
+    ("waveform", "said"),
+    [
+        (np.full(4000, np.nan, np.float32), "NaN"),
+        (np.array([0.0, np.inf, 0.0] * 1000, np.float64), "non-finite"),
+        (np.zeros(4000, np.int16), "int16"),
+        (np.zeros(4000, np.int32), "int32"),
+        (np.zeros(0, np.float32), "empty"),
+    ],
+)
+def test_log_mel_refuses_what_is_not_valid_audio_as_librosa_does(waveform, said):
+    # NaN gave all-NaN features, int16 was read as floats 32768 times too loud, and an empty array
+    # gave one frame of -100 dB: each a silent wrong answer.
+    with pytest.raises(ParameterError, match=said):
+        log_mel(waveform)
+
+
+def test_check_waveform_averages_channels_only_where_the_axis_is_clear():
+    from genrify.audio.features import check_waveform
+
+    y = np.linspace(-0.5, 0.5, 1000, dtype=np.float32)
+    both = np.stack([y, -y])
+    np.testing.assert_array_equal(check_waveform(both, channels=True), np.zeros(1000, np.float32))
+    np.testing.assert_array_equal(check_waveform(both.T, channels=True), np.zeros(1000, np.float32))
+    with pytest.raises(ParameterError, match="mono"):  # a 2-D array only where channels are asked for
+        check_waveform(both)
+    with pytest.raises(ParameterError, match=re.escape("(2, 2)")):
+        check_waveform(np.zeros((2, 2), np.float32), channels=True)
+    assert check_waveform(y.astype(np.float64)).dtype == np.float32

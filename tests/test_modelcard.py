@@ -106,3 +106,23 @@ def test_the_card_as_data_and_as_text():
                               "licence": "ISC", "notes": ["careful"], "headline": "1%"}
     assert card.lines() == ["m: a model", "genres (2): a, b", "learned from: songs", "x: 1%", "licence: ISC",
                             "note: careful"]
+
+
+def test_a_card_says_which_run_the_file_holds_and_its_own_figure():
+    model = untrained_model(["blues", "metal"])
+    run = lambda song, chunk: {"split": {"method": "random", "train": 8, "valid": 2, "test": 4},
+                               "song_accuracy": song, "chunk_accuracy": chunk}
+    # The file holds run 1 (25%); the mean over both runs (38%) is not that model's figure.
+    model.info = {"summary": {"runs": 2, "song_accuracy_mean": 0.375, "song_accuracy_std": 0.125,
+                              "chunk_accuracy_mean": 0.4, "chunk_accuracy_std": 0.1},
+                  "kept_run": 0, "runs": [run(0.25, 0.3), run(0.5, 0.5)]}
+    card = model_card(model, name="genres")
+    assert card.figures[:3] == [
+        ("run this file holds", "run 1 of 2, the one with the lowest validation loss"),
+        ("test song accuracy", "25% for the run this file holds; 38% ± 12% mean over 2 runs; on songs held out of training"),
+        ("test segment accuracy", "30% for the run this file holds; 40% ± 10% mean over 2 runs; on songs held out of training"),
+    ]
+    assert card.headline == "25% test song accuracy"  # the held run's, not the mean's 38%
+    model.info = {**model.info, "kept_run": 1}
+    held = model_card(model).figures
+    assert held[0][1].startswith("run 2 of 2") and held[1][1].startswith("50% for the run this file holds")

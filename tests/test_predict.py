@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -290,3 +291,42 @@ def test_no_audio_at_all_is_an_error_for_that_file(model, model_file, tmp_path):
         predict_features(np.zeros((model.params.n_mels, 0), dtype=np.float16), model, path="x.wav")
     (result,) = _library_run([str(empty)], ModelRef.file(model_file), LocalRunner(1)).values()
     assert isinstance(result, Failure) and "no audio" in result.error
+
+
+def test_a_waveform_with_channels_in_either_layout_gives_the_mono_answer(model):
+    sr = model.params.sample_rate
+    mono = tone(3.0, sr=sr)
+    expected = classify(mono, model, sample_rate=sr)
+    stereo = np.stack([mono, mono])  # (channels, samples), as librosa gives it
+    for layout in (stereo, stereo.T):  # and (samples, channels), as soundfile does
+        got = classify(np.ascontiguousarray(layout), model, sample_rate=sr)
+        assert got.duration == pytest.approx(3.0, abs=0.01), layout.shape
+        np.testing.assert_allclose(got.probabilities, expected.probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (20, 50), (50, 20), (2, 3, 1000)])
+def test_a_waveform_whose_channel_axis_is_unclear_is_refused_naming_its_shape(model, shape):
+    with pytest.raises(ParameterError, match=re.escape(str(shape))):
+        classify(np.zeros(shape, dtype=np.float32), model, sample_rate=22050)
+
+
+@pytest.mark.parametrize("samples", [np.zeros(22050, np.int16), np.zeros((22050, 2), np.int32)])
+def test_an_integer_waveform_is_refused_not_read_as_floats(model, samples):
+    with pytest.raises(ParameterError, match=str(samples.dtype)):
+        classify(samples, model, sample_rate=22050)
+
+
+def test_an_empty_waveform_is_refused(model):
+    for empty in (np.zeros(0, np.float32), np.zeros((0, 2), np.float32)):
+        with pytest.raises(ParameterError, match="empty"):
+            classify(empty, model, sample_rate=22050)
+
+
+def test_a_model_path_or_reference_is_refused_with_how_to_load_it(model_file, songs):
+    from genrify.classify.modelref import ModelRef
+
+    for named in (str(model_file), model_file):
+        with pytest.raises(ParameterError, match="must be a loaded model, not a path.*modelfile.load"):
+            classify(songs[0], named)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match=r"must be a loaded model, not a model reference.*\.load\(\)"):
+        classify(songs[0], ModelRef.file(model_file))  # type: ignore[arg-type]

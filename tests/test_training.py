@@ -104,3 +104,44 @@ def test_bad_settings():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ParameterError):
         TrainConfig(epochs=0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "field", "said"),
+    [
+        ({"arch": "foo"}, "arch", "arch must be one of .*seed-cnn.*not 'foo'"),
+        ({"group_by": "foo"}, "group_by", "group_by must be one of auto, artist, song, not 'foo'"),
+        ({"valid": 0.9, "test": 0.9}, "valid", "valid and test must each be between 0 and 1"),
+        ({"valid": 0.0}, "valid", "valid and test"),
+        ({"optimizer": "rmsprop"}, "optimizer", "optimizer must be one of sgd, adam, adamw"),
+        ({"batch_size": 0}, "batch_size", "batch_size must be at least 1, not 0"),
+        ({"hop_frames": 0}, "hop_frames", "hop_frames must be positive"),
+    ],
+)
+def test_every_setting_is_checked_when_the_config_is_made(settings, field, said):
+    # group_by "foo" was taken for "auto" and an unknown arch failed only once training began.
+    with pytest.raises(ParameterError, match=said) as caught:
+        TrainConfig(**settings)
+    assert caught.value.field == field
+
+
+def test_the_groupings_are_the_splits():
+    from typing import get_args
+
+    from genrify.learn.config import GROUPINGS
+    from genrify.learn.splits import GroupBy
+
+    assert GROUPINGS == get_args(GroupBy)
+
+
+def test_trains_parameters_section_holds_parameters_only():
+    import inspect
+
+    doc = inspect.cleandoc(train.__doc__ or "")
+    section = doc.split("Parameters\n----------\n", 1)[1].split("\nRaises\n", 1)[0].split("\nNotes\n", 1)[0]
+    names = set(inspect.signature(train).parameters)
+    # numpydoc: an unindented line in Parameters is a parameter's name; prose belongs in Notes.
+    entries = [line for line in section.splitlines() if line.strip() and not line.startswith(" ")]
+    for entry in entries:
+        assert {n.strip() for n in entry.split(",")} <= names, entry
+    assert "torchrun" in doc.split("\nNotes\n-----\n", 1)[1]

@@ -453,6 +453,10 @@ def train(
     # Where the model and its report go is checked before any training: a run of hours must not
     # end by replacing a song, a store's manifest or another program's file (or by being refused).
     _model_destination(model_file, store, split_file)
+    if runs < 1:
+        _usage(f"--runs must be at least 1, not {runs}")
+    # TrainConfig checks every setting as it is made: a bad --arch or --group-by is a usage error
+    # (exit 2, naming the option) here, before any work.
     config = dataclasses.replace(
         TRAIN_DEFAULTS, arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, optimizer=optimizer, lr=lr,
         patience=patience, group_by=group_by, device=device,
@@ -462,10 +466,15 @@ def train(
     progress = _progress()
     progress.disable = not ddp.is_main()  # under torchrun, rank 0 alone shows progress
     with progress:
-        task = progress.add_task("run 1", total=epochs)
+        # The run's bar is added when the first run starts, not before: a store that cannot be
+        # opened or split is then one error line, with no bar drawn above it.
+        task = None
         current = {"run": 0}
 
         def on_run(r: int, split) -> None:
+            nonlocal task
+            if task is None:
+                task = progress.add_task(f"run 1/{runs}", total=epochs)
             current["run"] = r
             sizes = split.sizes()
             extra = f", {len(split.unmatched)} split-file entries not in the store" if split.unmatched else ""
@@ -576,9 +585,12 @@ def info(model: Annotated[Path | None, typer.Argument(help="Model file (made by 
     """
     from rich.table import Table
 
+    from genrify.errors import ModelFileError
     from genrify.models.modelcard import model_card
     from genrify.models.modelfile import read_metadata
 
+    if model is not None and model.is_dir():  # say what it is: "not found" would be untrue (a store, say)
+        raise ModelFileError(f"{model}: a folder, not a model file")
     meta = read_metadata(model) if model is not None else None
     card = model_card(meta, name=model.name) if model is not None else model_card(None)
     first, *rest = card.lines()

@@ -213,12 +213,16 @@ def log_mel(waveform: np.ndarray, params: FeatureParams | None = None, *, backen
     -------
     numpy.ndarray
         float32 array of shape ``(n_mels, params.n_frames(len(waveform)))``.
+
+    Raises
+    ------
+    ParameterError
+        A waveform :func:`check_waveform` refuses (not 1-D, not floating-point, empty, non-finite
+        or absurdly loud samples), or an unknown backend.
     """
     params = params or FeatureParams()
     _check_backend(backend)
-    waveform = np.asarray(waveform, dtype=np.float32)
-    if waveform.ndim != 1:
-        raise ParameterError(f"expected a 1-D mono waveform, got shape {waveform.shape}")
+    waveform = check_waveform(waveform)
     if backend == "numpy":
         from genrify.audio.melspec import front_end
 
@@ -227,6 +231,79 @@ def log_mel(waveform: np.ndarray, params: FeatureParams | None = None, *, backen
 
     with torch.inference_mode():
         return cached_transform(params, True)(torch.from_numpy(waveform)).numpy()
+
+
+#: Most channels a 2-D waveform may have (:func:`check_waveform` with ``channels=True``): its
+#: channel axis is the short one, and more than a handful of channels is no song's layout but a
+#: mistake (a batch of clips, a spectrogram), too easily averaged into a wrong answer.
+MAX_CHANNELS = 8
+
+
+def check_waveform(waveform: np.ndarray, *, channels: bool = False, name: str = "waveform") -> np.ndarray:
+    """A waveform as the transforms take it (1-D float32), or one clear error saying what is wrong.
+
+    The rule librosa's ``valid_audio`` applies, and the one decoded files follow
+    (:func:`genrify.audio.decode.sample_problem`): floating-point samples (an integer array is PCM
+    whose scale is unknown here: read as floats it would be tens of thousands of times too loud), at
+    least one of them, all finite and not absurdly far outside [-1, 1].
+
+    Parameters
+    ----------
+    waveform
+        A 1-D float waveform; with ``channels``, also a 2-D one in either common layout:
+        ``(channels, samples)`` as librosa gives it or ``(samples, channels)`` as soundfile does.
+    channels
+        Accept a 2-D waveform and average its channels. The channel axis is recognised only when
+        that is unambiguous: the shorter axis, of at most :data:`MAX_CHANNELS`, with the other
+        longer; any other 2-D shape (``(2, 2)``, ``(100, 50)``) is refused rather than guessed.
+    name
+        What the message calls the array.
+
+    Returns
+    -------
+    numpy.ndarray
+        The mono waveform, float32, 1-D (the input itself where it already was one).
+
+    Raises
+    ------
+    ParameterError
+        A shape, dtype or sample value as above; the message names the shape or dtype.
+
+    Examples
+    --------
+    >>> check_waveform(np.zeros((4410, 2), np.float32), channels=True).shape
+    (4410,)
+    >>> check_waveform(np.zeros(10, np.int16))
+    Traceback (most recent call last):
+    ...
+    genrify.errors.ParameterError: waveform must hold floating-point samples, not int16 (scale integer PCM to [-1, 1] first, e.g. samples / 32768)
+    """
+    from genrify.audio.decode import sample_problem
+
+    waveform = np.asarray(waveform)
+    if not np.issubdtype(waveform.dtype, np.floating):
+        raise ParameterError(f"{name} must hold floating-point samples, not {waveform.dtype} "
+                             "(scale integer PCM to [-1, 1] first, e.g. samples / 32768)")
+    shape = waveform.shape
+    if channels and waveform.ndim == 2:
+        short = int(np.argmin(shape))
+        if not (shape[short] <= MAX_CHANNELS and shape[1 - short] > shape[short]):
+            raise ParameterError(
+                f"{name} of shape {shape}: cannot tell its channel axis; expected (samples,) or "
+                f"(channels, samples) or (samples, channels) with at most {MAX_CHANNELS} channels and more samples")
+    elif waveform.ndim != 1:
+        layouts = "a 1-D mono waveform or a 2-D one with a channel axis" if channels else "a 1-D mono waveform"
+        raise ParameterError(f"expected {layouts}, got {name} of shape {shape}")
+    if waveform.size == 0:
+        raise ParameterError(f"{name} of shape {shape} is empty: no samples")
+    # Checked before any cast or average: float64 samples beyond float32's range would become inf,
+    # and a NaN in one channel must not hide in a mean.
+    problem = sample_problem(waveform)
+    if problem is not None:
+        raise ParameterError(f"{name} holds {problem}")
+    if waveform.ndim == 2:
+        waveform = waveform.mean(axis=short, dtype=np.float64)
+    return waveform.astype(np.float32, copy=False)
 
 
 def _check_backend(backend: str) -> None:

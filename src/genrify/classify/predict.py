@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -455,9 +456,15 @@ def classify(
     Parameters
     ----------
     source
-        An audio file, or a mono float waveform (then ``sample_rate`` is required).
+        An audio file, or a float waveform (then ``sample_rate`` is required): mono ``(samples,)``,
+        or two-dimensional in either common layout, ``(channels, samples)`` as librosa gives it or
+        ``(samples, channels)`` as soundfile does, whose channels are averaged. The channel axis is
+        the short one, of at most :data:`genrify.audio.features.MAX_CHANNELS` channels; a shape
+        where that is not clear, an integer array (PCM of unknown scale), no samples or non-finite
+        ones are refused (:func:`genrify.audio.features.check_waveform`).
     model
-        A loaded model (:func:`genrify.models.modelfile.load`).
+        A loaded model (:func:`genrify.models.modelfile.load`, or
+        :meth:`genrify.classify.modelref.ModelRef.load`), not a path or a model reference.
     sample_rate
         The waveform's rate in Hz; it is resampled to the model's.
     hop_seconds
@@ -481,7 +488,7 @@ def classify(
     PredictionError
         No audio, or the model gives non-finite probabilities.
     ParameterError
-        A bad waveform or setting.
+        A bad waveform or setting, or ``model`` is not a loaded model.
 
     Examples
     --------
@@ -491,21 +498,17 @@ def classify(
     >>> predict.classify("song.mp3", model).top(3)           # doctest: +SKIP
     [('jazz', 0.81), ('blues', 0.12), ('rock', 0.04)]
     """
+    _check_loaded(model)
     params = model.params
     hop_frames = segment_hop(hop_seconds, params)
     if isinstance(source, np.ndarray):
         if sample_rate is None or sample_rate <= 0:
             raise ParameterError("a waveform needs its sample_rate")
-        waveform = np.asarray(source, dtype=np.float32)
-        if waveform.ndim == 2:  # (channels, samples) as librosa gives it
-            waveform = waveform.mean(axis=0)
-        if waveform.ndim != 1 or waveform.size == 0:
-            raise ParameterError(f"expected a non-empty mono waveform, got shape {source.shape}")
-        from genrify.audio.decode import sample_problem
+        from genrify.audio.features import check_waveform
 
-        problem = sample_problem(waveform)  # the rule decoded files follow (genrify.audio.decode.stream)
-        if problem is not None:
-            raise ParameterError(f"the waveform holds {problem}")
+        # One rule with log_mel's and decoded files' (genrify.audio.decode.sample_problem): float
+        # samples, finite, some at all; a 2-D array only where its channel axis is unambiguous.
+        waveform = check_waveform(source, channels=True)
         if sample_rate != params.sample_rate:
             import soxr
 
@@ -518,6 +521,20 @@ def classify(
     song = song_segments(source, params, model.chunk_frames, hop_frames=hop_frames, max_segments=max_segments,
                          whole=whole, max_duration=max_duration)
     return predict_segments(song, model, path=str(source))
+
+
+def _check_loaded(model: object) -> None:
+    """Refuse, in one line, what names a model rather than being one (a path, a :class:`ModelRef`):
+    either would otherwise fail deep inside with an ``AttributeError``."""
+    from genrify.classify.modelref import ModelRef
+
+    if isinstance(model, (str, os.PathLike)):
+        raise ParameterError(
+            f"model must be a loaded model, not a path ({os.fspath(model)!r}): load it first with "
+            "genrify.models.modelfile.load(path) (or ModelRef.file(path).load())"
+        )
+    if isinstance(model, ModelRef):
+        raise ParameterError(f"model must be a loaded model, not a model reference ({model!r}): pass its .load()")
 
 
 def segment_hop(hop_seconds: float | None, params: FeatureParams) -> int | None:

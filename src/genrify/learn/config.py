@@ -9,6 +9,11 @@ from genrify import defaults
 from genrify.errors import ParameterError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+#: How songs are grouped when split (:data:`genrify.learn.splits.GroupBy`, kept here as a plain tuple
+#: so that checking a config imports neither the store nor numpy).
+GROUPINGS = ("auto", "artist", "song")
+#: The devices a config names: ``cuda`` may carry an index (``cuda:1``).
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -64,19 +69,53 @@ class TrainConfig:
     device: str = "auto"  #: auto (a CUDA GPU when there is one), cpu or cuda
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
-            raise ParameterError("epochs, batch size and patience must be at least 1")
-        if self.optimizer not in OPTIMIZERS:
-            raise ParameterError(f"unknown optimiser {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        """Check every setting now, naming the field and what it may be: a bad value found only when
+        training starts (or, for ``group_by``, silently taken as ``"auto"``) costs a run.
+
+        Raises
+        ------
+        ParameterError
+            With :attr:`~genrify.errors.ParameterError.field` set, so the CLI names its option.
+        """
+        # The registry's names, read without importing torch.
+        from genrify.models import architectures
+
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if not value >= 1:
+                _refuse(name, f"must be at least 1, not {value}")
+        _one_of("arch", self.arch, architectures(), unknown="architecture")
+        _one_of("optimizer", self.optimizer, OPTIMIZERS, unknown="optimiser")
         if not self.lr > 0:
-            raise ParameterError(f"learning rate must be positive, not {self.lr}")
-        if self.device.split(":", 1)[0] not in ("auto", "cpu", "cuda"):
-            raise ParameterError(f"unknown device {self.device!r}; choose one of auto, cpu, cuda")
-        if self.chunk_frames < 16 or not 0 < self.hop_frames:
-            raise ParameterError("chunk_frames must be at least 16 and hop_frames positive")
+            _refuse("lr", f"must be positive, not {self.lr}")
+        _one_of("device", self.device.split(":", 1)[0], DEVICES, unknown="device", shown=self.device)
+        _one_of("group_by", self.group_by, GROUPINGS, unknown="grouping")
+        # The rule make_split applies, checked here so that a run of hours is not refused at its split.
+        if not (0 < self.valid < 1 and 0 < self.test < 1 and self.valid + self.test < 1):
+            _refuse("valid", f"and {{test}} must each be between 0 and 1, with a sum below 1; not {self.valid} and {self.test}")
+        if self.chunk_frames < 16:
+            _refuse("chunk_frames", f"must be at least 16, not {self.chunk_frames}")
+        if not self.hop_frames > 0:
+            _refuse("hop_frames", f"must be positive, not {self.hop_frames}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _refuse(field_name: str, problem: str) -> None:
+    """Raise the :class:`ParameterError` of one field (its message says the field as Python names it)."""
+    plain = problem.replace("{", "").replace("}", "")
+    raise ParameterError(f"{field_name} {plain}", field=field_name, problem=problem)
+
+
+def _one_of(field_name: str, value: str, allowed: tuple[str, ...] | list[str], *, unknown: str, shown: str | None = None) -> None:
+    """Refuse ``value`` unless it is one of ``allowed``, saying them all (``shown``: the value as given,
+    where ``value`` is a part of it, as a device's kind)."""
+    if value in allowed:
+        return
+    given = repr(value if shown is None else shown)
+    problem = f"must be one of {', '.join(allowed)}, not {given}"
+    raise ParameterError(f"unknown {unknown} {given}: {field_name} {problem}", field=field_name, problem=problem)
 
 
 #: The defaults, for help texts.

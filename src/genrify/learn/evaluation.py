@@ -330,16 +330,29 @@ def evaluate_model(
     Raises
     ------
     ModelFileError
-        The model cannot be loaded, or was made for other feature parameters than the store's.
+        The model cannot be loaded, was made for other feature parameters than the store's, or is
+        a genre head made by ``genrify learn`` (see Notes).
     SplitError
         No song to evaluate on.
+
+    Notes
+    -----
+    A genre head learned by ``genrify learn`` is refused: it learned from a library, not from a
+    feature store's training split, so no store holds its held-out songs, and every song it learned
+    from would score as if unheard. Its honest figures are the cross-validated report stored in the
+    file, which ``genrify info MODEL`` shows.
     """
-    from genrify.errors import SplitError
+    from genrify.errors import ModelFileError, SplitError
     from genrify.learn.splits import split_from_file
     from genrify.models import modelfile
     from genrify.models import architecture
     from genrify.store.store import FeatureStore
 
+    if modelfile.read_metadata(model_path).get("head"):  # before the store is opened: nothing to do with it
+        raise ModelFileError(
+            f"{model_path}: a genre head learned by genrify learn (on the built-in taggers' embeddings) is not "
+            f"evaluated on a feature store; its cross-validated report is in `genrify info {model_path}`"
+        )
     with FeatureStore.open(store_dir) as store:
         model = modelfile.load(model_path)
         # A model that reads audio at its own feature parameters (a pretrained tagger's head), not

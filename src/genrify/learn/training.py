@@ -568,16 +568,18 @@ def train(
     notify
         Called with one line of news (the CPU used because CUDA is missing).
 
-    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this joins the process group
-    (:func:`genrify.learn.ddp.init_from_env`) and trains with DistributedDataParallel: every rank returns
-    the same result, the callbacks are called on rank 0 only, and only rank 0 should write files
-    (check :func:`genrify.learn.ddp.is_main`). The process group is left before returning.
-
     Raises
     ------
     StoreError, SplitError, TrainingError, ParameterError
         Bad store, impossible split, bad features or unreadable audio, bad settings (among them a
         trainer that runs in one process only, under ``torchrun``).
+
+    Notes
+    -----
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this joins the process group
+    (:func:`genrify.learn.ddp.init_from_env`) and trains with DistributedDataParallel: every rank returns
+    the same result, the callbacks are called on rank 0 only, and only rank 0 should write files
+    (check :func:`genrify.learn.ddp.is_main`). The process group is left before returning.
     """
     from genrify.models import architecture
 

@@ -16,7 +16,8 @@ Three kinds of model, each described from what it carries, never from figures wr
 - **learned**: a head made by ``genrify learn`` from a library; the figures are its
   cross-validated report (:class:`genrify.learn.learner.LearnReport`, stored in the file).
 - **trained**: a network made by ``genrify train``; the figures are its test figures over its
-  runs (the model file's ``info.summary``).
+  runs (the model file's ``info.summary``) and, trained over several runs, the test figures of the
+  run whose network the file holds (``info.runs[info.kept_run]``) beside them.
 """
 
 from __future__ import annotations
@@ -251,8 +252,9 @@ def _trained_card(view: _View) -> ModelCard:
     summary = info.get("summary") if isinstance(info.get("summary"), Mapping) else None
     runs = info.get("runs") if isinstance(info.get("runs"), list) else []
     kept = info.get("kept_run")
-    split = (runs[kept].get("split") if _count(kept, zero=True) and kept < len(runs) and isinstance(runs[kept], Mapping)
-             else None)
+    # The run whose network the file holds (the lowest validation loss), where the file says which.
+    held = runs[kept] if _count(kept, zero=True) and kept < len(runs) and isinstance(runs[kept], Mapping) else None
+    split = held.get("split") if held is not None else None
     parts = []
     if isinstance(split, Mapping) and all(_count(split.get(k), zero=True) for k in ("train", "valid", "test")):
         parts.append(f"{split['train']} training, {split['valid']} validation and {split['test']} test songs")
@@ -262,18 +264,32 @@ def _trained_card(view: _View) -> ModelCard:
         parts.append(f"from the feature store {Path(store).name!r}")
     figures: list[tuple[str, str]] = []
     notes: list[str] = []
+    own_accuracy = None
     if summary is not None:
         n = summary.get("runs")
         over = f" over {n} run{'s' if n != 1 else ''}" if _count(n) else ""
+        # With several runs the file holds one of them, not their mean: its own figure comes first,
+        # the mean beside it, so that a card never credits the file with other runs' results.
+        several = _count(n) and n > 1 and held is not None and _finite(held.get("song_accuracy")) is not None
+        if several:
+            figures.append(("run this file holds", f"run {kept + 1} of {n}, the one with the lowest validation loss"))
         for key, label in (("song_accuracy", "test song accuracy"), ("chunk_accuracy", "test segment accuracy"),
                            ("vote_accuracy", "test vote accuracy"), ("macro_f1", "test macro F1")):
             mean, std = _finite(summary.get(f"{key}_mean")), _finite(summary.get(f"{key}_std"))
+            own = _finite(held.get(key)) if several and held is not None else None
+            if key == "song_accuracy":
+                own_accuracy = own
             if mean is not None:
                 spread = f" ± {_pct(std)}" if std else ""
-                figures.append((label, f"{_pct(mean)}{spread}{over}, on songs held out of training"))
+                figure = f"{_pct(mean)}{spread}{over}, on songs held out of training"
+                if own is not None:
+                    figure = f"{_pct(own)} for the run this file holds; {_pct(mean)}{spread} mean{over}; on songs held out of training"
+                figures.append((label, figure))
     else:
         notes.append("this file holds no training report (not made by genrify train, or made without one)")
     accuracy = _finite(summary.get("song_accuracy_mean")) if summary is not None else None
+    # The headline is the figure of the network the file holds where it is known (one run: the mean).
+    accuracy = own_accuracy if own_accuracy is not None else accuracy
     headline = f"{_pct(accuracy)} test song accuracy" if accuracy is not None else ""
     return ModelCard(view.name, "trained", what, view.genres, "; ".join(parts), figures, "", notes, headline)
 
