@@ -34,9 +34,11 @@ def test_train_evaluate_info(store, tmp_path):
     evaluated = runner.invoke(app, ["evaluate", str(model), str(store), "--all"])
     assert evaluated.exit_code == 0, evaluated.output
     assert "on 15 songs (all tracks)" in evaluated.output
-    rewritten = json.loads((tmp_path / "m.safetensors.report" / "report.json").read_text())
-    assert rewritten["evaluation"]["selection"] == "all tracks"
-    assert rewritten["runs"][0]["history"], "the curves keep the training history"
+    evaluation = json.loads((tmp_path / "m.safetensors.report" / "evaluation" / "report.json").read_text())
+    assert evaluation["evaluation"]["selection"] == "all tracks"
+    assert (tmp_path / "m.safetensors.report" / "evaluation" / "confusion.png").is_file()
+    kept = json.loads((tmp_path / "m.safetensors.report" / "report.json").read_text())
+    assert kept == report, "the training report stays as training wrote it"
 
 
 def _error_line(args: list[str]) -> str:
@@ -173,10 +175,10 @@ def test_train_and_evaluate_never_replace_a_report_folder_that_is_not_genrifys(s
     trained = _train(store, model)
     assert trained.exit_code == 0, trained.output
     assert (report / "keep.txt").read_text() == "mine"  # other files in the folder are never touched
-    (report / "curves.png").unlink()
-    (report / "curves.png").symlink_to(tmp_path / "elsewhere.png")
+    (report / "evaluation").mkdir()
+    (report / "evaluation" / "confusion.png").symlink_to(tmp_path / "elsewhere.png")
     evaluated = runner.invoke(app, ["evaluate", str(model), str(store), "--all"])
-    assert evaluated.exit_code == 2 and "curves.png" in evaluated.output and "on 15 songs" not in evaluated.output
+    assert evaluated.exit_code == 2 and "confusion.png" in evaluated.output and "on 15 songs" not in evaluated.output
 
 
 def test_train_out_that_is_the_split_file_or_a_folder(store, tmp_path):

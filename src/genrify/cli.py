@@ -546,14 +546,15 @@ def evaluate(
     """Evaluate a model on a store: chunk and song accuracy, per-genre F1, confusion matrix.
 
     By default the model's own test songs (recorded at training) are used where the store has
-    them; --split-file takes a test list; --all takes every track. Rewrites MODEL.report/.
+    them; --split-file takes a test list; --all takes every track. Writes MODEL.report/evaluation/
+    (the latest evaluation); the training report beside it stays.
     """
     _needs("torch", "train", "genrify evaluate")
     from rich.table import Table
 
-    from genrify.learn.evaluation import check_report_dir, evaluate_model, report_dir, write_report
+    from genrify.learn.evaluation import check_report_dir, evaluate_model, evaluation_dir, write_report
 
-    check_report_dir(report_dir(model))  # the report it rewrites must be genrify's, checked before any work
+    check_report_dir(evaluation_dir(model))  # the report it rewrites must be genrify's, checked before any work
     result = evaluate_model(model, store, split_file=split_file, all_tracks=all_tracks)
     ev = result.evaluation
     table = Table(title=f"{model.name} on {result.songs} songs ({result.selection})")
@@ -566,7 +567,7 @@ def evaluate(
         out.print(f"{result.skipped} tracks skipped (not in the store, or of genres the model does not know)", highlight=False)
     report = write_report(
         model, genres=ev.genres, summary=result.summary(), runs=[result.run_entry()],
-        extra={"evaluation": {"store": str(store), "selection": result.selection}},
+        extra={"evaluation": {"store": str(store), "selection": result.selection}}, folder=evaluation_dir(model),
     )
     out.print(
         f"[bold]song accuracy {ev.song_accuracy:.3f}[/] · chunk accuracy {ev.chunk_accuracy:.3f} · "

@@ -142,6 +142,12 @@ def report_dir(model_path: str | Path) -> Path:
     return model_path.with_name(model_path.name + ".report")
 
 
+def evaluation_dir(model_path: str | Path) -> Path:
+    """``MODEL.report/evaluation/``: where ``genrify evaluate`` writes its report (the latest
+    evaluation), beside the training report, which it leaves as it is."""
+    return report_dir(model_path) / "evaluation"
+
+
 #: The files :func:`write_report` writes into ``MODEL.report/``; nothing else there is touched.
 REPORT_FILES = ("report.json", "curves.png", "confusion.png")
 
@@ -192,8 +198,10 @@ def write_report(
     summary: dict[str, Any],
     runs: Sequence[dict[str, Any]],
     extra: dict[str, Any] | None = None,
+    folder: str | Path | None = None,
 ) -> Path:
-    """Write ``report.json``, ``curves.png`` and ``confusion.png`` beside a model.
+    """Write ``report.json``, ``curves.png`` (where a run has a training history) and
+    ``confusion.png`` beside a model.
 
     Parameters
     ----------
@@ -207,19 +215,23 @@ def write_report(
         Per-run figures, each with ``history`` (list of epoch dicts) and ``confusion``.
     extra
         More top-level entries for ``report.json``.
+    folder
+        Where the report goes; default ``MODEL.report/`` (:func:`report_dir`). ``genrify evaluate``
+        writes into :func:`evaluation_dir`, so that the training report stays.
 
     Raises
     ------
     UsageError
-        ``MODEL.report`` holds something genrify did not write (:func:`check_report_dir`).
+        The folder holds something genrify did not write (:func:`check_report_dir`).
     """
-    out = report_dir(model_path)
+    out = Path(folder) if folder is not None else report_dir(model_path)
     check_report_dir(out)  # checked before any work by the commands; here again for every caller
     out.mkdir(parents=True, exist_ok=True)
     report = {"model": str(Path(model_path).name), "genres": list(genres), "summary": summary, "runs": list(runs)}
     report.update(extra or {})
     write_text_atomic(out / "report.json", json.dumps(report, indent=2))
-    _plot_curves(runs, out / "curves.png")
+    if any(r.get("history") for r in runs):
+        _plot_curves(runs, out / "curves.png")
     confusion = np.sum([np.asarray(r["confusion"]) for r in runs], axis=0)
     _plot_confusion(confusion, list(genres), out / "confusion.png", title=f"Song-level confusion ({len(runs)} run(s))")
     return out
