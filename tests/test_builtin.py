@@ -182,6 +182,10 @@ def test_a_damaged_head_file_is_refused(tmp_path):
     with pytest.raises(ModelFileError, match="missing"):
         GenreHead.load(tmp_path / "absent.safetensors")
     assert HEAD_PATH.is_file()
+    # load_builtin takes a head file's path as it takes the head (what genrify learn writes)
+    assert load_builtin(head=path).genres == load_builtin(head=head.load(path)).genres == list(head.genres)
+    with pytest.raises(ModelFileError, match="inconsistent"):
+        load_builtin(head=str(tmp_path / "bad.safetensors"))
 
 
 def test_a_clip_shorter_than_one_patch_is_repeated_answered_and_flagged(builtin, tmp_path):

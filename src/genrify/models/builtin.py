@@ -772,7 +772,7 @@ class BuiltinGenreModel:
 
 
 def load_builtin(
-    genres: Sequence[str] | None = None, *, head: GenreHead | None | bool = True, runtime: str = "auto"
+    genres: Sequence[str] | None = None, *, head: GenreHead | str | Path | None | bool = True, runtime: str = "auto"
 ) -> BuiltinGenreModel:
     """The built-in genre model, over its head's genres (:data:`GENRES` for the packaged head and
     the tags alone) or the ones asked for.
@@ -787,9 +787,9 @@ def load_builtin(
         Restrict the answer to these genres (or aliases); the probabilities are renormalised over
         them.
     head
-        The genre head: ``True`` for the packaged one, a :class:`GenreHead` (a learned one answers
-        over its own genres), or ``False``/``None`` for the tags alone over :data:`GENRES` (reggae
-        and disco then only ever get an even share).
+        The genre head: ``True`` for the packaged one, a :class:`GenreHead` or the path of a head
+        file (one ``genrify learn`` wrote: it answers over its own genres), or ``False``/``None``
+        for the tags alone over :data:`GENRES` (reggae and disco then only ever get an even share).
     runtime
         How the taggers run on a CPU: ``auto`` (ONNX Runtime where it is installed, see
         :mod:`genrify.models.onnx`; else PyTorch), ``onnx`` or ``torch``. On a GPU they run on PyTorch.
@@ -805,6 +805,8 @@ def load_builtin(
 
     if runtime not in ("auto", "onnx", "torch"):
         raise ParameterError(f"unknown runtime {runtime!r}; choose auto, onnx or torch")
+    if isinstance(head, (str, Path)):
+        head = GenreHead.load(head)
     genre_head = GenreHead.load() if head is True else (head or None)
     chosen = resolve_genres(genres, genre_head.genres if genre_head is not None else GENRES)
     use_onnx = runtime == "onnx" or (runtime == "auto" and all(onnx.available(n) for n in TAGGER_NAMES))
