@@ -116,6 +116,8 @@ def test_bad_settings():
         ({"optimizer": "rmsprop"}, "optimizer", "optimizer must be one of sgd, adam, adamw"),
         ({"batch_size": 0}, "batch_size", "batch_size must be at least 1, not 0"),
         ({"hop_frames": 0}, "hop_frames", "hop_frames must be positive"),
+        ({"lr": float("inf")}, "lr", "lr must be positive and finite, not inf"),
+        ({"lr": float("nan")}, "lr", "lr must be positive and finite, not nan"),
     ],
 )
 def test_every_setting_is_checked_when_the_config_is_made(settings, field, said):

@@ -86,8 +86,8 @@ class TrainConfig:
                 _refuse(name, f"must be at least 1, not {value}")
         _one_of("arch", self.arch, architectures(), unknown="architecture")
         _one_of("optimizer", self.optimizer, OPTIMIZERS, unknown="optimiser")
-        if not self.lr > 0:
-            _refuse("lr", f"must be positive, not {self.lr}")
+        if not 0 < self.lr < float("inf"):
+            _refuse("lr", f"must be positive and finite, not {self.lr}")
         _one_of("device", self.device.split(":", 1)[0], DEVICES, unknown="device", shown=self.device)
         _one_of("group_by", self.group_by, GROUPINGS, unknown="grouping")
         # The rule make_split applies, checked here so that a run of hours is not refused at its split.
