@@ -237,14 +237,11 @@ def test_values_that_name_no_genre_are_no_ones_genre(placeholders):
     assert resolve(("Rock; Other",), None, ("Jazz",), "merge") == ("Rock; Other", "Jazz")
 
 
-def test_learning_and_tagging_share_one_rule_for_what_names_no_genre():
+def test_what_names_no_genre():
     from genrify.collection import tagpolicy
-    from genrify.learn import labels
 
-    assert labels.NOT_GENRES is tagpolicy.NOT_GENRES
-    assert {"other", "unknown"} <= tagpolicy.NOT_GENRES
     assert tagpolicy.names_a_genre("Rock") and tagpolicy.names_a_genre("Other; Jazz") and tagpolicy.names_a_genre("(8)")
-    assert not any(tagpolicy.names_a_genre(v) for v in ("Other", "", "(255)", "Unknown; N/A"))
+    assert not any(tagpolicy.names_a_genre(v) for v in ("Other", "", "(255)", "Unknown; N/A", "(RX)", "(CR)"))
 
 
 def test_a_persons_genre_genrify_proposes_too_stays_theirs_inside_a_joined_value():
@@ -291,12 +288,29 @@ def test_a_value_genrify_joined_with_any_separator_is_genrifys(separator):
 def test_a_separator_inside_a_genre_name_still_reads_genrifys_value():
     record = Provenance(genres=("R&B", "Soul"), model="m", version="1", separator="&")
     assert human_genres(("R&B&Soul", "Soul&R&B"), record) == []
-    assert human_genres(("R&B&Funk",), record) == ["R&B&Funk"]
+    # genrify's R&B joined with a person's Funk (a merge): Funk is the person's, R&B genrify's
+    assert human_genres(("R&B&Funk",), record) == ["Funk"]
+    # a person's value holding the separator but none of genrify's genres is not split
+    assert human_genres(("R&B",), Provenance(genres=("Soul",), model="m", version="1", separator="&")) == ["R&B"]
+
+
+def test_words_of_one_genre_are_never_taken_for_genrifys_joined_genres():
+    # genrify wrote Pop and Rock as two values (no separator); a person then typed one genre
+    old = Provenance(genres=("Pop", "Rock"), model="m", version="1")
+    for persons in ("Pop Rock", "Pop-Rock", "Pop and Rock"):
+        assert human_genres((persons,), old) == [persons]
+        assert resolve((persons,), old, ("Jazz",), "keep") is None
+    assert human_genres(("Pop | Rock",), old) == []  # joined by an older genrify with " | "
+    # "N/A" is a placeholder even where genrify's separator is "/" (never split a person's value)
+    assert resolve(("N/A",), Provenance(genres=("Jazz",), model="m", version="1", separator="/"), ("Jazz",),
+                   "keep") == ("Jazz",)
 
 
 def test_merge_repeats_no_genre_genrify_joined_into_a_persons_value():
     # A merge with " | " joined a person's "Swing" and genrify's "Classical" into one value.
     record = Provenance(genres=("Classical",), model="m", version="1", separator=" | ")
-    assert human_genres(("Swing | Classical",), record) == ["Swing | Classical"]
-    assert resolve(("Swing | Classical",), record, ("Classical",), "merge") == ("Swing | Classical",)
+    assert human_genres(("Swing | Classical",), record) == ["Swing"]
+    assert resolve(("Swing | Classical",), record, ("Classical",), "merge") == ("Swing", "Classical")
     assert resolve(("Swing | Classical",), record, ("Classical",), "keep") is None
+    # the model changed its mind: its earlier guess goes, the person's Swing stays
+    assert resolve(("Swing | Classical",), record, ("Blues",), "merge") == ("Swing", "Blues")

@@ -668,8 +668,9 @@ def test_a_separator_joins_and_merges_genre_by_genre(song, fmt):
     merged = write_genre(path, ["Metal", "Shoegaze"], mode="merge", separator="; ", provenance=_record("Metal", "Shoegaze"))
     assert merged.new == ("Shoegaze; Metal",) and read_provenance(path).genres == ("Metal",)
     assert write_genre(path, ["Metal"], mode="merge", separator="; ", provenance=_record("Metal")).status == "unchanged"
-    # Without the separator the joined value is one genre nobody recorded: a person's, kept.
-    assert write_genre(path, ["Blues"], mode="merge", provenance=_record("Blues")).new == ("Shoegaze; Metal", "Blues")
+    # Without the separator, the record still says genrify joined Metal in with "; ": the person's
+    # Shoegaze stays, genrify's earlier Metal goes.
+    assert write_genre(path, ["Blues"], mode="merge", provenance=_record("Blues")).new == ("Shoegaze", "Blues")
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a"])
@@ -837,6 +838,11 @@ def test_genrify_reads_back_a_value_it_joined_with_any_separator(song, fmt, sepa
     _set_raw_genres(path, ["Swing"])
     write_genre(path, ["Classical"], mode="merge", separator=separator, provenance=_record("Classical"))
     assert read_genre(path) == (f"Swing{separator}Classical",)
+    assert write_genre(path, ["Classical"], mode="merge", separator=separator,
+                       provenance=_record("Classical")).status == "unchanged"
+    # Without the separator the same genres go in as separate values: the person's Swing stays theirs.
+    assert write_genre(path, ["Classical"], mode="merge", provenance=_record("Classical")).new == ("Swing", "Classical")
+    assert read_provenance(path).genres == ("Classical",)
     assert write_genre(path, ["Classical"], mode="merge", provenance=_record("Classical")).status == "unchanged"
 
 

@@ -24,10 +24,11 @@ item fields), so they live here, apart from any storage:
 Without a provenance record (a file genrify never tagged, or tagged before provenance existed),
 every genre in the file counts as a person's: ``merge`` and ``keep`` never drop it.
 
-What genres a value names is read one way for tagging and for ``genrify learn``
-(:func:`tag_values`): a value joined with ``;`` or ``,`` names each part, an ID3v1 genre number
-(``8``, ``(8)``) names its genre, and a value that names only :data:`NOT_GENRES` (``Other``,
-``Unknown``, blank) names none. So a file holding only such placeholders has no genre (``keep``
+Which values a person set is read one way for tagging and for ``genrify learn``
+(:func:`human_genres`: genrify's provenance record, with the separator it joined its genres
+with), and so is what genres those values name (:func:`tag_values`): a value joined with ``;``
+or ``,`` names each part, an ID3v1 genre reference (``8``, ``(8)``, ``(RX)``) names its genre,
+and a value that names only :data:`NOT_GENRES` (``Other``, ``Unknown``, blank) names none. So a file holding only such placeholders has no genre (``keep``
 fills it, ``merge`` replaces them), and ``merge`` adds no genre a person's value already names
 (``Swing; Jazz`` gets no second ``Jazz``), while keeping that value as the person wrote it.
 """
@@ -62,8 +63,8 @@ _JOINS = re.compile(r"\s*[;/,]\s*")
 # among them (it is part of names such as "Soul/R&B" in the genre map), and genrify's tag reader
 # splits it already where it joins ID3v2.3 values.
 _JOINED = re.compile(r"\s*[;,]\s*")
-# An ID3v1 reference: "17", "(17)", "(17)(18)", "(17)Rock".
-_ID3V1 = re.compile(r"^\s*(?:\(\d{1,3}\))+.*$|^\s*\d{1,3}\s*$")
+# An ID3v1 reference: "17", "(17)", "(17)(18)", "(17)Rock", "(RX)" (remix), "(CR)" (cover).
+_ID3V1 = re.compile(r"^\s*(?:\((?:\d{1,3}|RX|CR)\))+.*$|^\s*\d{1,3}\s*$")
 # Digits kept of each probability: enough to read, few enough to keep the tag short.
 _DIGITS = 3
 
@@ -224,16 +225,21 @@ def decide_genres(current: tuple[str, ...], previous: Provenance | None, propose
         return TagDecision(status, resolved)
     # A person's value, and every genre it names ("Jazz" in "Swing; Jazz"), stays a person's.
     persons = _persons(current, previous)
-    theirs = {genre_key(g) for g in persons} | _named(persons, previous)
+    theirs = {genre_key(g) for g in persons} | _named(persons)
     return TagDecision(status, resolved, record([g for g in resolved if genre_key(g) not in theirs]))
 
 
 def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[str]:
-    """The genres in ``existing`` that genrify did not write (compared by :func:`genre_key`).
+    """The genre values in ``existing`` that a person set, not genrify (compared by :func:`genre_key`).
 
-    A value genrify joined into one (``"Rock; Pop"``) is genrify's when each of its parts is:
-    parts joined with ``;``, ``/`` or ``,``, or with the separator its record names (any one,
-    ``" | "`` too).
+    - A value genrify joined for an old player (``"Rock; Pop"``: parts joined with ``;``, ``/`` or
+      ``,``) is genrify's when each of its parts is.
+    - Where genrify's record names the separator it joined with (any, ``" | "`` too), a value
+      holding that separator and one of genrify's genres is a value genrify joined; merge may have
+      joined a person's genres into it, and those parts stay the person's, one by one
+      (``"Swing | Classical"`` gives ``"Swing"`` where genrify wrote ``Classical``).
+    - A record from before separators were recorded: a value that is exactly genrify's genres,
+      in its order, joined by one string of punctuation (``" | "``, ``" & "``) is genrify's.
 
     Parameters
     ----------
@@ -245,23 +251,40 @@ def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[s
     if previous is None:
         return list(existing)
     ours = {genre_key(g) for g in previous.genres}
-
-    def theirs(value: str) -> bool:
-        # A value genrify joined for an old player ("Rock; Pop") is genrify's when each part is.
+    out: list[str] = []
+    for value in existing:
+        if previous.separator is not None and previous.separator in value:
+            parts = _split_joined(value, previous.separator, ours)
+            if len(parts) > 1 and any(genre_key(p) in ours for p in parts):
+                out += [p for p in parts if genre_key(p) not in ours and p.strip()]
+                continue
         parts = [p for p in _JOINS.split(value) if p.strip()] or [value]
         if all(genre_key(p) in ours for p in parts):
-            return False
-        if previous.separator is not None and _joined_from(value, previous.genres, previous.separator):
-            return False
-        # A record from before separators were recorded: genrify's genres joined, in its order.
-        return not _joined_in_order(value, previous.genres)
+            continue
+        if previous.separator is None and _joined_in_order(value, previous.genres):
+            continue
+        out.append(value)
+    return out
 
-    return [g for g in existing if theirs(g)]
+
+def _split_joined(value: str, separator: str, ours: set[str]) -> list[str]:
+    """``value`` split on ``separator``, except where the pieces spell one of genrify's genres
+    together (keys in ``ours``): a separator may be part of a name (``"&"`` in ``"R&B"``)."""
+    pieces = value.split(separator)
+    parts: list[str] = []
+    i = 0
+    while i < len(pieces):
+        # The longest run of pieces from here that spells one of genrify's genres, else one piece.
+        j = next((j for j in range(len(pieces), i + 1, -1) if genre_key(separator.join(pieces[i:j])) in ours), i + 1)
+        parts.append(separator.join(pieces[i:j]))
+        i = j
+    return parts
 
 
 def _joined_in_order(value: str, names: Sequence[str]) -> bool:
     """Whether ``value`` is exactly ``names`` (two or more, in order, ignoring case) joined with one
-    separator, whatever it is: how genrify stored a record's genres with ``--tag-separator``."""
+    separator of punctuation and spaces (``" | "``, ``" & "``; not a space or a hyphen alone, which
+    join words of one genre: ``"Pop Rock"``, ``"Jazz-Funk"``)."""
     if len(names) < 2:
         return False
     text, names = value.casefold(), [n.casefold() for n in names]
@@ -269,59 +292,33 @@ def _joined_in_order(value: str, names: Sequence[str]) -> bool:
     if spare <= 0 or spare % (len(names) - 1):
         return False
     separator = text[len(names[0]):len(names[0]) + spare // (len(names) - 1)]
+    mark = separator.strip()
+    if not mark or mark == "-" or any(c.isalnum() for c in mark):
+        return False
     return text == separator.join(names)
-
-
-def _joined_from(value: str, names: Sequence[str], separator: str) -> bool:
-    """Whether ``value`` is some of ``names`` (ignoring case) joined with ``separator``.
-
-    Matched name by name from the start rather than split on the separator, since a separator may
-    be part of a name (``"&"`` in ``"R&B"``).
-    """
-    text = value.casefold()
-    sep = separator.casefold()
-    wanted = [n.casefold() for n in names if n]
-    reached: set[int] = set()
-    todo = [0]
-    while todo:
-        pos = todo.pop()
-        for name in wanted:
-            end = pos + len(name)
-            if not text.startswith(name, pos):
-                continue
-            if end == len(text):
-                return True
-            if text.startswith(sep, end) and end + len(sep) not in reached:
-                reached.add(end + len(sep))
-                todo.append(end + len(sep))
-    return False
 
 
 def _persons(existing: Sequence[str], previous: Provenance | None) -> list[str]:
     """The values a person set that name a genre: :func:`human_genres` without the placeholders
     (values naming only :data:`NOT_GENRES`), which count as no genre."""
-    separator = previous.separator if previous is not None else None
-    return [v for v in human_genres(existing, previous) if names_a_genre(v, separator)]
+    return [v for v in human_genres(existing, previous) if names_a_genre(v)]
 
 
-def _named(values: Sequence[str], previous: Provenance | None) -> set[str]:
+def _named(values: Sequence[str]) -> set[str]:
     """The genre keys of every genre the values name (:func:`tag_values`)."""
-    separator = previous.separator if previous is not None else None
-    return {genre_key(n) for n in tag_values(values, separator)}
+    return {genre_key(n) for n in tag_values(values)}
 
 
-def names_a_genre(value: str, separator: str | None = None) -> bool:
+def names_a_genre(value: str) -> bool:
     """Whether a genre value names any genre: not blank, and not only names in :data:`NOT_GENRES`.
 
     Parameters
     ----------
     value
         One stored genre value, read as :func:`tag_values` reads it (``"Other; Jazz"`` names
-        ``Jazz``; ``"(255)"`` and ``"Unknown"`` name none).
-    separator
-        Another separator to split on, as for :func:`tag_values`.
+        ``Jazz``; ``"(255)"``, ``"(RX)"`` and ``"Unknown"`` name none).
     """
-    return any(genre_key(n) not in NOT_GENRES for n in tag_values([value], separator))
+    return any(genre_key(n) not in NOT_GENRES for n in tag_values([value]))
 
 
 def id3v1_names(value: str) -> list[str]:
@@ -334,25 +331,16 @@ def id3v1_names(value: str) -> list[str]:
     return [str(g) for g in TCON(encoding=3, text=[value.strip()]).genres] or [value]
 
 
-def tag_values(genres: Sequence[str], separator: str | None = None) -> list[str]:
-    """The genre names in a file's genre values: ID3v1 numbers named, ``;``/``,``-joined values
-    split, blanks dropped (values that name no genre are left for the caller to judge).
+def tag_values(genres: Sequence[str]) -> list[str]:
+    """The genre names in genre values: ID3v1 references named, ``;``/``,``-joined values split,
+    blanks dropped (values that name no genre are left for the caller to judge).
 
-    The one reading of stored genre values, for tagging (:func:`resolve`) and for learning
-    (:mod:`genrify.learn.labels`).
-
-    Parameters
-    ----------
-    genres
-        The stored values.
-    separator
-        Also split on this, exactly (the separator genrify's record says it joined its genres
-        with); ``None``: only ``;`` and ``,``.
+    The one reading of a person's genre values (:func:`human_genres` gives them), for tagging
+    (:func:`resolve`) and for learning (:mod:`genrify.learn.labels`).
     """
     out: list[str] = []
     for value in genres:
-        pieces = str(value).split(separator) if separator else [str(value)]
-        for part in (p for piece in pieces for p in _JOINED.split(piece)):
+        for part in _JOINED.split(str(value)):
             for name in id3v1_names(part):
                 if name.strip():
                     out.append(name.strip())
@@ -398,7 +386,7 @@ def resolve(
     out = list(human)  # each as the person wrote it, joined values and ID3v1 numbers too
     # Spellings that differ only in case, spaces or hyphens are one genre ("Hip Hop", "Hip-Hop"),
     # and a genre a person's value names counts as there ("Jazz" in "Swing; Jazz", "(8)").
-    seen = {genre_key(g) for g in out} | _named(out, previous)
+    seen = {genre_key(g) for g in out} | _named(out)
     for genre in new:
         if genre_key(genre) not in seen:
             seen.add(genre_key(genre))

@@ -155,7 +155,8 @@ def _tag_genres(path: str) -> tuple[list[str], bool]:
     if not values:
         return [], False
     theirs = human_genres(values, read_provenance(path))
-    return tag_values(theirs), len(theirs) < len(values)
+    # Anything human_genres took out (a value, or genrify's part of one it joined) was genrify's.
+    return tag_values(theirs), theirs != values
 
 
 def read_labels(
