@@ -127,11 +127,16 @@ class BeetsLibrary:
         }
         (self.dir / "config.yaml").write_text(json.dumps(config, indent=1))
 
-    def beet(self, *args: str, ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run ``beet ARGS`` against this library; with ``ok``, fail the test unless it exits 0."""
+    def beet(self, *args: str, ok: bool = True, timeout: float = 300,
+             before: str = "") -> subprocess.CompletedProcess[str]:
+        """Run ``beet ARGS`` against this library; with ``ok``, fail the test unless it exits 0. ``before``:
+        Python run first in beets' process (``beets.ui.main`` then runs the command), to stand in for
+        what a test cannot do as root (a file that refuses writing)."""
         # genrify's results cache goes where XDG says: here, never into the home folder.
         env = {**os.environ, "BEETSDIR": str(self.dir), "XDG_CACHE_HOME": str(self.root / "cache")}
-        done = subprocess.run([str(BEET), *args], env=env, capture_output=True, text=True, timeout=timeout)
+        main = "import beets.ui, sys; beets.ui.main(sys.argv[1:])"
+        command = [sys.executable, "-c", f"{before}\n{main}"] if before else [str(BEET)]
+        done = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=timeout)
         if ok:
             assert done.returncode == 0, f"beet {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done
@@ -347,6 +352,61 @@ def test_album_mode_gives_every_track_of_an_album_the_albums_genre(library, refe
             assert albums[album] == want  # the beets album agrees with its tracks (Alpha's do not all agree)
 
 
+#: Run in beets' process first: the file named FILE refuses writing as an immutable one (``chattr +i``) does,
+#: which root (these tests' user in a container) cannot be refused otherwise.
+REFUSE_WRITING = """
+import beets.library as lib
+write = lib.Item.write
+def refuse(item, *args, **kwargs):
+    if item.path.endswith(b"/FILE"):
+        raise lib.WriteError(item.path, PermissionError(1, "Operation not permitted", item.path.decode()))
+    return write(item, *args, **kwargs)
+lib.Item.write = refuse
+"""
+
+
+def test_a_file_that_cannot_be_written_is_a_change_not_written_and_said_so(library, reference):
+    # It was counted changed and failed too (classified + failed overran the items) and nothing said
+    # that the database holds the change, which `beet write` puts in the file.
+    library.import_songs()
+    n, locked = len(SONGS), "Beta/b2.flac"
+    done = library.beet("genrify", before=REFUSE_WRITING.replace("FILE", Path(locked).name))
+    assert f"{n} changed ({n - 1} written, 1 not written; {right(*reference.values())}), " in done.stdout
+    assert done.stdout.rstrip().endswith(", 0 failed")
+    said = [line for line in _error_lines(done) if "writ" in line]
+    assert len(said) == 2 and said[0].startswith(f"error writing {library.music / locked}"), said  # beets' own line
+    assert said[1] == ("genrify: 1 file not written: the database holds the new genres, and `beet write` puts them "
+                       "in the file once it can be written")
+    items, want = library.items(), expected(reference[locked])
+    assert items[locked]["genres"] == want and items[locked]["genrify_model"] == ModelRef.builtin().name
+    assert file_genres(library.music / locked) == []
+    library.beet("write")  # the file can be written now
+    assert file_genres(library.music / locked) == want
+
+
+def test_an_item_whose_file_is_now_a_folder_is_said_and_failed(library, reference):
+    # It was dropped without a word (and the folder's own audio file classified in its stead).
+    library.import_songs()
+    item = library.music / "Alpha" / "a1.mp3"
+    item.unlink()
+    item.mkdir()
+    shutil.copy(library.music / "Alpha" / "a2.mp3", item / "inside.mp3")
+    done = library.beet("genrify", "-p")
+    assert f"{len(SONGS) - 1} classified" in done.stdout and done.stdout.rstrip().endswith(", 1 failed")
+    assert [line for line in _error_lines(done) if "a1" in line] == [f"genrify: {item}: a folder, not an audio file"]
+
+
+def test_hop_seconds_and_max_duration_are_read(library):
+    # Known keys (no warning) that were never read: a longest song of 1 s refuses every 4 s song.
+    library.configure(max_duration=1)
+    library.import_songs()
+    done = library.beet("genrify", "-p")
+    assert done.stdout.rstrip().endswith(f"genrify: 0 classified, 0 would change, 0 unchanged, 0 kept, 0 skipped, "
+                                         f"{len(SONGS)} failed")
+    library.configure(hop_seconds=1.5)
+    assert f"{len(SONGS)} would change" in library.beet("genrify", "-p").stdout
+
+
 def test_the_import_stage_classifies_new_items(tmp_path, songs, reference):
     library = BeetsLibrary(tmp_path, songs)
     library.configure(auto=True, jobs=None)  # the import stage's default: the files decoded in-process
@@ -402,6 +462,8 @@ def test_the_import_stage_never_writes_the_source_files_of_a_copying_import(tmp_
     # Read as the plugin loads: once a traceback and "unknown command 'genrify'".
     ({"auto": "maybe"}, "genrify.auto: must be a bool"),
     ({"parents": "maybe"}, "parents"),
+    ({"hop_seconds": 0}, "segment hop must be a positive number of seconds"),
+    ({"max_duration": -1}, "max_duration"),
 ])
 def test_a_bad_config_value_is_one_line_naming_it(library, settings, says):
     library.configure(**settings)
@@ -532,8 +594,10 @@ def test_genrify_learn_learns_from_the_databases_genres_and_suggests(tmp_path, l
     again = library.beet("genrify-learn", "--out", str(model), "--min-songs", "3").stdout
     assert "0 embedded, 8 from cache" in again
 
-    # --suggest on the learned model: items without a person's genre only, with the model's guess.
+    # --suggest on the learned model: items without a person's genre only, with the model's guess; a
+    # placeholder (Unknown) is no genre, as for tagging and learning.
     library.configure(write=False, model=str(model))
+    library.beet("modify", "-y", "-W", "title:classical5", "genres=Unknown")
     before = library.items()
     listed = library.beet("genrify", "--suggest", "2").stdout
     rows = [line.split(" | ") for line in listed.splitlines() if " | " in line]

@@ -102,3 +102,35 @@ def test_suggest_records_offers_only_records_no_person_tagged_with_their_records
     assert suggest_records(None, records[:1], DictFields(), 1, cache=False, say=lambda _: None) == (0, Suggestions([], 0, None), [])
     with pytest.raises(ParameterError):  # before any file is looked at
         suggest_records(None, [{"path": "/nowhere"}], DictFields(), 0)
+
+
+def test_a_record_holding_only_placeholders_has_no_genre():
+    # One rule with tagging (keep fills such a record) and learning: Other, Unknown name no genre.
+    fields = DictFields()
+    for genres in ([], ["Unknown"], ["Other", "Unknown"], ["Other; Unknown"], [" "], ["Jazz"], ["Other; Jazz"]):
+        assert fields.has_genre({"genres": genres}) is any("Jazz" in g for g in genres), genres
+    assert not fields.has_genre({"genres": ["Soul", "Unknown"], "mine": ["Soul"]})  # genrify's guess and a placeholder
+
+
+def test_a_records_path_that_is_a_folder_is_said_to_be_one(tmp_path: Path):
+    (folder := tmp_path / "song.flac").mkdir()
+    warned: list[str] = []
+    assert DictFields().files([{"path": str(folder)}], warned.append) == {}
+    assert warned == [f"{folder}: a folder, not an audio file, left out"]
+
+
+def test_suggest_records_offers_records_holding_only_placeholders(tmp_path: Path, monkeypatch):
+    # `beet genrify --suggest` counted "Unknown" as a genre, where tagging, learning and
+    # `genrify learn --suggest` count it as none.
+    from genrify.learn import suggest
+    from genrify.learn.suggest import Suggestions, suggest_records
+
+    records = []
+    for name, genres in (("unknown", ["Unknown"]), ("both", ["Other; Unknown"]), ("jazz", ["Other", "Jazz"])):
+        (path := tmp_path / f"{name}.flac").write_bytes(b"x")
+        records.append({"path": str(path), "genres": genres})
+    asked: list[list[str]] = []
+    monkeypatch.setattr(suggest, "suggest_from_model",
+                        lambda model, candidates, n, **kwargs: asked.append(candidates) or Suggestions([], 2, None))
+    untagged, _found, _picks = suggest_records(None, records, DictFields(), 1, cache=False, say=lambda _: None)
+    assert untagged == 2 and asked == [[records[0]["path"], records[1]["path"]]]

@@ -243,10 +243,18 @@ class _Record:
         return self.name
 
 
-def _record_sink(records: dict[str, list[_Record]], lines: list[str], *, pretend: bool):
+def _record_sink(records: dict[str, list[_Record]], lines: list[str], *, pretend: bool, write: bool = False,
+                 **kwargs):
     from genrify.classify.tagging import RecordSink
 
     class Sink(RecordSink):
+        def path_of(self, record):
+            return f"/{record.name}.mp3"
+
+        def write_file(self, record):
+            record.written = not record.name.startswith("locked")  # a locked file refuses, as a chattr +i one
+            return record.written
+
         def genres_of(self, record):
             return list(record.genres)
 
@@ -262,7 +270,7 @@ def _record_sink(records: dict[str, list[_Record]], lines: list[str], *, pretend
         def store(self, record):
             record.stored += 1
 
-    sink = Sink("m", pretend=pretend, write=False, say=lines.append, info=lines.append, warn=lines.append)
+    sink = Sink("m", pretend=pretend, write=write, say=lines.append, info=lines.append, warn=lines.append, **kwargs)
     sink.records.update(records)  # as RecordSink.tag fills it
     return sink
 
@@ -295,3 +303,64 @@ def test_a_pretending_record_sink_says_each_record_and_stores_nothing():
     assert lines == ["new: (none) -> Rock", "persons: kept (Shoegaze)"]
     assert new.genres == [] and new.stored == persons.stored == 0 and not sink.changed
     assert sink.line.startswith("2 classified, 1 would change, 0 unchanged, 1 kept")
+
+
+def test_a_pretending_record_sink_says_a_record_without_a_genre_in_one_pair_of_parentheses():
+    bare = _Record("bare")
+    lines: list[str] = []
+    sink = _record_sink({"/a.mp3": [bare]}, lines, pretend=True)
+    plan = TagPlan(_pred([0.4, 0.35, 0.25], "/a.mp3"), tuple(SURE_ROCK), True, 0.4, TagPolicy(), "m")
+    assert sink.write(plan, dry_run=True) is None
+    assert lines == ["bare: unsure (no genre)"]
+
+
+def test_a_file_not_written_is_a_change_kept_in_the_database_counted_apart_and_noted_once():
+    # A file beets cannot write (immutable, read-only): its record is changed, stored and marked done all
+    # the same (the database holds the change; `beet write` syncs the file later). It was counted as
+    # changed and as failed too, so that classified + failed overran the records, and nothing said why.
+    ok, locked, locked2 = _Record("ok"), _Record("locked"), _Record("locked2")
+    lines: list[str] = []
+    sink = _record_sink({"/a.mp3": [ok], "/b.mp3": [locked]}, lines, pretend=False, write=True,
+                        write_later="`beet write`")
+    for path in ("/a.mp3", "/b.mp3"):
+        assert sink.write(_plan(path), dry_run=False).status == "written"
+    assert locked.genres == ["Rock"] and locked.model == "m" and locked.stored == 1 and not locked.written
+    assert [record for record, _ in sink.changed] == [ok, locked]
+    sink.finish()
+    assert lines[-1] == ("1 file not written: the database holds the new genres, and `beet write` puts them "
+                         "in the file once it can be written")
+    assert sink.line == "2 classified, 2 changed (1 written, 1 not written), 0 unchanged, 0 kept, 0 skipped, 0 failed"
+    sink.finish()  # said once
+    assert sum("not written:" in line for line in lines) == 1
+
+    # Written later (an import's files, once in place): the note says so there too, in the plural.
+    from genrify.classify.settings import ClassifySettings
+
+    later: list[str] = []
+    sink = _record_sink({}, later, pretend=False, write=False)
+    sink.changed = [(locked, None), (locked2, None)]
+    sink.write_changed(ClassifySettings.from_values(cache=False))
+    assert later == [("2 files not written: the database holds the new genres, and a later write puts them in "
+                      "the files once they can be written")]
+
+
+def test_a_records_path_that_is_a_folder_is_said_and_failed_never_searched(tmp_path, monkeypatch):
+    # A record's file replaced by a folder: find_audio searched it, classified what it held (no record's
+    # file) and the record vanished from the counts; a missing file was said and failed all along.
+    from genrify.classify import service
+    from genrify.classify.settings import ClassifySettings
+    from genrify.collection.records import FOLDER
+
+    folder, missing = tmp_path / "song.mp3", tmp_path / "gone.mp3"
+    folder.mkdir()
+    (folder / "inside.mp3").write_bytes(b"ID3")
+    classified: list[object] = []
+    monkeypatch.setattr(service, "classify_library", lambda found, *a, **k: classified.append(found))
+    lines: list[str] = []
+    sink = _record_sink({}, lines, pretend=True)
+    sink.path_of = lambda record: str(record.name)  # type: ignore[method-assign]
+    sink.classified_before = lambda record: False  # type: ignore[method-assign]
+    sink.tag([_Record(str(folder)), _Record(str(missing))], ClassifySettings.from_values(cache=False))
+    assert classified == []
+    assert lines == [f"{missing}: does not exist", f"{folder}: {FOLDER}"]
+    assert sink.counts["failed"] == 2 and sink.line.endswith(", 2 failed")

@@ -37,10 +37,10 @@ GENRE_FIELD = "genres" if "genres" in Item._fields else "genre"
 PROVENANCE_JOIN = "; "
 #: Seconds between progress lines in a long run.
 PROGRESS_EVERY = 10.0
-#: The settings that are :class:`~genrify.collection.tagpolicy.TagPolicy` fields, and how confuse reads each.
+#: The settings read as they are, and how confuse reads each: the TagPolicy fields, the segments' hop, the longest song.
 POLICY_KEYS = {"count": int, "min_confidence": confuse.Number(), "min_probability": confuse.Number(),
                "skip_unsure": bool, "mode": str, "parents": bool, "album_mode": bool,
-               "own_genre_above": confuse.Optional(confuse.Number())}
+               **dict.fromkeys(("own_genre_above", "hop_seconds", "max_duration"), confuse.Optional(confuse.Number()))}
 
 #: The command options that give a setting, by its name (a :class:`~genrify.errors.ParameterError`'s field).
 OPTIONS = {"suggest": "--suggest", "min_songs": "--min-songs"}
@@ -135,8 +135,8 @@ class ItemSink(ItemFields, RecordSink):
     (a :class:`~genrify.classify.tagging.RecordSink` over beets' fields)."""
 
     def __init__(self, said: dict[str, Any], settings: Settings, *, pretend: bool, write: bool) -> None:
-        RecordSink.__init__(self, settings.ref.name, pretend=pretend, write=write, say=ui.print_ if pretend else
-                            said["say"], info=said["say"], warn=said["warn"], every=said["every"])
+        RecordSink.__init__(self, settings.ref.name, pretend=pretend, write=write, write_later="`beet write`",
+                            **{**said, "say": ui.print_ if pretend else said["say"]}, info=said["say"])
         ItemFields.__init__(self, settings.separator)
 
     def classified_before(self, record: Item) -> bool:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from genrify.classify.listener import Listener
-from genrify.collection.records import RecordFields
+from genrify.collection.records import FOLDER, RecordFields
 from genrify.collection.tagpolicy import Provenance, TagDecision, TagPolicy
 from genrify.core.runner import progress_lines
 from genrify.errors import GenrifyError
@@ -173,8 +173,8 @@ class FileSink:
             self.cache.commit()
 
 
-def _shown(genres: Sequence[str]) -> str:
-    return "; ".join(genres) if genres else "(none)"
+def _shown(genres: Sequence[str], none: str = "(none)") -> str:
+    return "; ".join(genres) if genres else none
 
 
 class RecordSink(Listener, RecordFields):
@@ -182,8 +182,11 @@ class RecordSink(Listener, RecordFields):
     :class:`~genrify.classify.listener.Listener` counting failures and saying how far the run is.
 
     Each record is decided by its plan, counted in :attr:`counts` (``classified``, ``changed``,
-    ``unchanged``, ``kept``, ``unsure``, ``failed``, ``from_cache``, ``written``; the caller may add
-    ``done_before``) and stored at once, so that an interrupted run keeps what it did. A subclass supplies
+    ``unchanged``, ``kept``, ``unsure``, ``failed``, ``from_cache``, ``written``, ``not_written``; the caller
+    may add ``done_before``) and stored at once, so that an interrupted run keeps what it did. A changed record
+    whose file cannot be written is stored all the same (the database holds the change, and is the
+    record's truth): it counts as changed and ``not_written``, never as failed, and a note at the end
+    says how its file gets the genres later. A subclass supplies
     the record's fields: those of :class:`~genrify.collection.records.RecordFields`, and
     :meth:`classified_before`, :meth:`group_of`, :meth:`set_genres`, :meth:`mark`, :meth:`store`,
     :meth:`write_file` and (album mode) :meth:`sync_group`.
@@ -200,10 +203,14 @@ class RecordSink(Listener, RecordFields):
         Where each record's line goes (changes; with ``pretend`` every record), progress lines and warnings.
     every
         Seconds between progress lines.
+    write_later
+        What puts a record's genres into its file once it can be written, said in the note on files not
+        written (beets: ```beet write```; by default ``"a later write"``).
     """
 
     def __init__(self, model: str, *, pretend: bool, write: bool, say: Callable[[str], None],
-                 info: Callable[[str], None], warn: Callable[[str], None], every: float = 10.0) -> None:
+                 info: Callable[[str], None], warn: Callable[[str], None], every: float = 10.0,
+                 write_later: str = "a later write") -> None:
         self.records: dict[str, list[Any]] = {}  # the records of each file, by its path (tag fills it)
         self.model, self.pretend, self.write_files = model, pretend, write
         self.say, self.info, self.warn = say, info, warn
@@ -214,6 +221,8 @@ class RecordSink(Listener, RecordFields):
         self.seen = self.total = 0
         self.chances: list[float] = []  # each changed record's chance that its first genre is right
         self.calibrated = False  # the run's model is (its summary says so at the end)
+        self.write_later = write_later
+        self.not_written: list[Any] = []  # changed records whose file could not be written, not noted yet
 
     # What a subclass supplies: the record's fields.
     def classified_before(self, record: Any) -> bool:
@@ -259,8 +268,13 @@ class RecordSink(Listener, RecordFields):
         for group, group_paths in zip(todo, paths):
             for record, path in zip(group, group_paths):
                 self.records.setdefault(path, []).append(record)
-        return tag_files(find_audio(list(self.records)), settings, self.using, groups=paths, dry_run=self.pretend,
-                         listeners=[self], notify=self.warn)
+        # A record's path that is a folder (its file replaced by one) names no audio file: find_audio would
+        # search it, and classify whatever it holds in the record's name's stead, or drop the record unsaid.
+        folders = [path for path in self.records if os.path.isdir(path)]
+        found = find_audio([path for path in self.records if path not in folders])
+        found.missing.extend((path, FOLDER) for path in folders)  # said and counted failed as missing files are
+        return tag_files(found, settings, self.using, groups=paths, dry_run=self.pretend, listeners=[self],
+                         notify=self.warn)
 
     def using(self, cache: ResultCache | None) -> RecordSink:
         """This sink, keeping ``cache`` valid (:func:`tag_files`' sink factory)."""
@@ -311,8 +325,8 @@ class RecordSink(Listener, RecordFields):
         self.counts.update(["classified", status])
         if status == "changed":
             self.say(f"{record}: {_shown(existing)} -> {_shown(decision.genres)}")
-        elif self.pretend:
-            self.say(f"{record}: {status} ({_shown(existing)})")
+        elif self.pretend:  # in parentheses already: "unsure (no genre)", not "unsure ((none))"
+            self.say(f"{record}: {status} ({_shown(existing, 'no genre')})")
         if status == "changed":
             self.chances.append(plan.chance_right)
         if self.pretend:
@@ -323,15 +337,30 @@ class RecordSink(Listener, RecordFields):
         if status == "changed":
             self.changed.append((record, plan.prediction))
         if status == "changed" and self.write_files:
-            self.counts["written" if self._write(record, plan.prediction) else "failed"] += 1
-        self.store(record)
+            self._write(record, plan.prediction)
+        self.store(record)  # a file not written too: the database holds the change
         return existing, decision
 
     def _write(self, record: Any, prediction: Prediction) -> bool:
+        # A file that cannot be written is no failure of the record: its genres are set, stored and
+        # marked done all the same (a later run passes it over), so it is counted apart and noted once.
         if not self.write_file(record):
+            self.counts["not_written"] += 1
+            self.not_written.append(record)
             return False
+        self.counts["written"] += 1
         keep_answer(self.cache, prediction, self.path_of(record))  # new tags, the same audio
         return True
+
+    def note_not_written(self) -> None:
+        """Warn, once, of the changed records whose file could not be written (the subclass said why for
+        each): the database holds their genres, and :attr:`write_later` puts them in the files."""
+        if n := len(self.not_written):
+            files = "1 file" if n == 1 else f"{n} files"
+            self.warn(f"{files} not written: the database holds the new genres, and {self.write_later} "
+                      f"puts them in the {'file' if n == 1 else 'files'} once {'it' if n == 1 else 'they'} "
+                      "can be written")
+        self.not_written.clear()
 
     def write_changed(self, settings: ClassifySettings) -> None:
         """Write the files of the changed records later (e.g. once an import has moved them), keeping the
@@ -344,6 +373,7 @@ class RecordSink(Listener, RecordFields):
             for record, prediction in self.changed:
                 if self._write(record, prediction):
                     self.store(record)
+            self.note_not_written()
         finally:
             if self.cache is not None:
                 self.cache.close()
@@ -355,19 +385,23 @@ class RecordSink(Listener, RecordFields):
             self.sync_group([record for path in paths for record in self.records.get(path, [])])
 
     def finish(self) -> None:
-        """Commit the answers stored again after writes."""
+        """Commit the answers stored again after writes; note the files not written."""
         if self.cache is not None:
             self.cache.commit()
+        self.note_not_written()
 
     @property
     def line(self) -> str:
-        """E.g. ``"5 classified, 3 changed (3 written), 1 unchanged, 1 kept, 0 skipped, 0 failed"``."""
+        """E.g. ``"5 classified, 3 changed (2 written, 1 not written), 1 unchanged, 1 kept, 0 skipped, 0 failed"``:
+        ``classified`` and ``failed`` add up to the records looked at (those done before aside)."""
         from genrify.classify.predict import expectation_words, expected_accuracy
 
         n = self.counts.__getitem__
         right = expectation_words(expected_accuracy(self.chances) if self.calibrated else None)
         changed = (f"{n('changed')} would change" + (f" ({right})" if right else "") if self.pretend
-                   else f"{n('changed')} changed ({n('written')} written{'; ' + right if right else ''})")
+                   else f"{n('changed')} changed ({n('written')} written"
+                   + (f", {n('not_written')} not written" if n("not_written") else "")
+                   + (f"; {right}" if right else "") + ")")
         why = [f"{n(key)} {key.replace('_', ' ')}" for key in ("unsure", "done_before") if n(key)]
         cached = f" ({n('from_cache')} from cache)" if n("from_cache") else ""
         skipped = f"{n('unsure') + n('done_before')} skipped" + (f" ({', '.join(why)})" if why else "")

@@ -12,7 +12,11 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from genrify.collection.tagpolicy import Provenance, human_genres
+from genrify.collection.tagpolicy import Provenance, human_genres, names_a_genre
+
+#: Why a record whose path is a folder (its file replaced by one) is passed over: a folder is never
+#: searched for the record's audio, which would be some other song's.
+FOLDER = "a folder, not an audio file"
 
 
 class RecordFields:
@@ -39,13 +43,19 @@ class RecordFields:
         """The genres a person set on the record: never genrify's, since a model must not learn its own guesses."""
         return list(human_genres(self.genres_of(record), self.provenance_of(record)))
 
+    def has_genre(self, record: Any) -> bool:
+        """Whether a person gave the record a genre: one of :meth:`labels_of` names one. Placeholders
+        (``Other``, ``Unknown``, ``Other; Unknown``: :func:`~genrify.collection.tagpolicy.names_a_genre`)
+        name none, so a record holding only those is without a genre, as tagging and learning see it."""
+        return any(names_a_genre(value) for value in self.labels_of(record))
+
     def files(self, records: Iterable[Any], warn: Callable[[str], None]) -> dict[str, Any]:
         """Each record's file, with its first record (a database may list one file twice); a record whose
-        file is missing is warned about and left out."""
+        file is missing, or whose path is a folder, is warned about and left out."""
         out: dict[str, Any] = {}
         for record in records:
             if os.path.isfile(path := self.path_of(record)):
                 out.setdefault(path, record)
             else:
-                warn(f"{path}: the file is missing, left out")
+                warn(f"{path}: {FOLDER if os.path.isdir(path) else 'the file is missing'}, left out")
         return out

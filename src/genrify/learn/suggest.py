@@ -444,7 +444,8 @@ def suggest_records(
     every: float = 10.0,
 ) -> tuple[int, Suggestions, list[tuple[Any, Suggestion]]]:
     """:func:`suggest_from_model` on the records of another program's database that no person gave a
-    genre (the beets plugin's ``--suggest``), with the embedding cache ``genrify learn`` uses, progress
+    genre (:meth:`~genrify.collection.records.RecordFields.has_genre`: ``Unknown`` or ``Other`` is none;
+    the beets plugin's ``--suggest``), with the embedding cache ``genrify learn`` uses, progress
     said as lines (at most every ``every`` seconds) and the files that could not be embedded or are
     missing warned about (default ``say``).
 
@@ -470,7 +471,7 @@ def suggest_records(
 
     check_count(n)
     warn, progress = warn or say, progress_lines(say, every)
-    untagged = {path: record for path, record in fields.files(records, warn).items() if not fields.labels_of(record)}
+    untagged = {path: record for path, record in fields.files(records, warn).items() if not fields.has_genre(record)}
     if not untagged:
         return 0, Suggestions([], 0, None), []
     with open_cache(enabled=cache, max_segments=max_segments, notify=warn) as store:
