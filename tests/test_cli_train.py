@@ -181,6 +181,41 @@ def test_train_and_evaluate_never_replace_a_report_folder_that_is_not_genrifys(s
     assert evaluated.exit_code == 2 and "confusion.png" in evaluated.output and "on 15 songs" not in evaluated.output
 
 
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_evaluate_refuses_a_report_folder_that_is_a_file_or_a_link_before_any_work(small_store, model_file, tmp_path, kind):
+    # It checked only MODEL.report/evaluation: a file failed with a traceback after the whole
+    # evaluation, and a link had the report written wherever it pointed.
+    import shutil
+
+    model = tmp_path / "m.safetensors"
+    shutil.copy(model_file, model)
+    report = tmp_path / "m.safetensors.report"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if kind == "file":
+        report.write_text("mine")
+    else:
+        report.symlink_to(elsewhere, target_is_directory=True)
+    evaluated = runner.invoke(app, ["evaluate", str(model), str(small_store), "--all"])
+    assert evaluated.exit_code == 2, evaluated.output
+    assert "m.safetensors.report: exists and is not a genrify report folder" in evaluated.output
+    assert "songs" not in evaluated.output and "Traceback" not in evaluated.output
+    assert list(elsewhere.iterdir()) == []
+    assert report.is_symlink() if kind == "link" else report.read_text() == "mine"
+
+
+def test_training_again_removes_the_evaluation_of_the_network_it_replaced(store, tmp_path):
+    model = tmp_path / "m.safetensors"
+    evaluation = tmp_path / "m.safetensors.report" / "evaluation"
+    assert _train(store, model).exit_code == 0
+    evaluated = runner.invoke(app, ["evaluate", str(model), str(store), "--all"])
+    assert evaluated.exit_code == 0 and (evaluation / "report.json").is_file(), evaluated.output
+    trained = _train(store, model)
+    assert trained.exit_code == 0, trained.output
+    assert not evaluation.exists(), "the evaluation described the network this training replaced"
+    assert (tmp_path / "m.safetensors.report" / "report.json").is_file()
+
+
 def test_train_out_that_is_the_split_file_or_a_folder(store, tmp_path):
     split = tmp_path / "split.tsv"
     lines = "".join(f"{g}/{g}.{i:05d}.wav\t{s}\n" for g in ("disco", "jazz", "reggae")

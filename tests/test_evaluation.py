@@ -6,7 +6,14 @@ import re
 import numpy as np
 import pytest
 
-from genrify.learn.evaluation import evaluate_probabilities, report_dir, write_report
+from genrify.errors import UsageError
+from genrify.learn.evaluation import (
+    REPORT_FILES,
+    evaluate_probabilities,
+    evaluation_dir,
+    report_dir,
+    write_report,
+)
 
 
 def test_song_answer_is_the_mean_of_chunk_probabilities_and_votes_are_the_seeds():
@@ -50,6 +57,64 @@ def test_report_files(tmp_path):
         with Image.open(out / name) as image:
             assert image.width > 400 and image.height > 300
             assert len(set(image.convert("L").getdata())) > 20  # drawn, not blank
+
+
+RUNS = [{"confusion": [[3, 1], [0, 4]]}]
+
+
+def _report(model, folder=None):
+    return write_report(model, genres=["rock", "jazz"], summary={"song_accuracy_mean": 0.875}, runs=RUNS, folder=folder)
+
+
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_a_report_into_the_evaluation_folder_checks_the_report_folder_above_it(tmp_path, kind):
+    # mkdir failed with NotADirectoryError on a file, and wrote through a link.
+    model = tmp_path / "m.safetensors"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if kind == "file":
+        report_dir(model).write_text("mine")
+    else:
+        report_dir(model).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UsageError, match=r"m\.safetensors\.report: exists and is not a genrify report folder"):
+        _report(model, folder=evaluation_dir(model))
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_new_training_report_removes_the_evaluation_genrify_wrote(tmp_path):
+    model = tmp_path / "m.safetensors"
+    _report(model)
+    _report(model, folder=evaluation_dir(model))
+    assert sorted(p.name for p in evaluation_dir(model).iterdir()) == ["confusion.png", "report.json"]
+    _report(model, folder=evaluation_dir(model))  # a new evaluation replaces the last one, and leaves no folder out
+    assert evaluation_dir(model).is_dir()
+    _report(model)  # the model was trained anew: its evaluation described the network replaced
+    assert not evaluation_dir(model).exists()
+    assert (report_dir(model) / "report.json").is_file()
+
+
+def test_a_new_training_report_leaves_what_genrify_did_not_write_in_the_evaluation_folder(tmp_path):
+    model = tmp_path / "m.safetensors"
+    _report(model, folder=evaluation_dir(model))
+    (evaluation_dir(model) / "notes.txt").write_text("mine")
+    _report(model)
+    assert [p.name for p in evaluation_dir(model).iterdir()] == ["notes.txt"]  # genrify's files gone, the folder kept
+    # A folder whose report.json is not genrify's: nothing in it is genrify's, nothing goes.
+    (evaluation_dir(model) / "report.json").write_text('{"mine": true}')
+    (evaluation_dir(model) / "confusion.png").write_text("mine too")
+    _report(model)
+    assert sorted(p.name for p in evaluation_dir(model).iterdir()) == ["confusion.png", "notes.txt", "report.json"]
+
+
+def test_a_new_training_report_leaves_an_evaluation_link_and_what_it_points_to(tmp_path):
+    model = tmp_path / "m.safetensors"
+    _report(model, folder=tmp_path / "kept")
+    report_dir(model).mkdir()
+    evaluation_dir(model).symlink_to(tmp_path / "kept", target_is_directory=True)
+    _report(model)
+    assert evaluation_dir(model).is_symlink()
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == sorted(
+        name for name in REPORT_FILES if name != "curves.png")  # no history, so no curves
 
 
 def test_evaluate_refuses_stored_features_that_are_not_finite(small_store, model_file, tmp_path):

@@ -314,7 +314,7 @@ def test_audio_shorter_than_one_patch_is_repeated_to_fill_it():
     tone = np.sin(np.arange(100 * 256) * 0.05).astype(np.float32)  # 101 frames, about 1.6 s
     (patch,) = preprocess(tone, 16000)
     np.testing.assert_array_equal(patch[101:], patch[: 187 - 101])  # the clip again, not silence
-    with pytest.raises(ParameterError, match="no frames"):
+    with pytest.raises(ParameterError, match="empty"):
         preprocess(np.zeros(0, np.float32), 16000)
 
 
@@ -323,6 +323,19 @@ def test_preprocess_refuses_bad_input():
         preprocess(np.zeros((48000, 2), np.float32), 16000)
     with pytest.raises(ParameterError, match="sample rate"):
         preprocess(np.zeros(48000, np.float32), 0)
+
+
+@pytest.mark.parametrize("waveform, problem", [
+    # Integer PCM read as floats would be tens of thousands of times too loud: refused, as log_mel refuses it.
+    (np.random.default_rng(0).integers(-3000, 3000, 48000).astype(np.int16), "floating-point"),
+    (np.array([0.1, np.nan, 0.2] * 16000, np.float32), "non-finite samples"),
+    (np.array([0.1, np.inf, 0.2] * 16000, np.float64), "non-finite samples"),
+])
+def test_preprocess_refuses_what_log_mel_refuses(waveform, problem):
+    with pytest.raises(ParameterError, match=problem):
+        preprocess(waveform, 16000)
+    with pytest.raises(ParameterError, match=problem):
+        log_mel(waveform, MUSICNN_PARAMS)
 
 
 def test_a_file_gives_what_its_decoded_waveform_gives(write_audio):

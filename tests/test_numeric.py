@@ -21,5 +21,9 @@ def test_huge_and_tiny_values_neither_overflow_nor_vanish():
     np.testing.assert_allclose(logsumexp(x, axis=1), [1e4 + np.log(4 / 3), -1e4 + np.log(4 / 3)])
 
 
-def test_softmax_keeps_the_dtype_it_is_given():
+def test_softmax_keeps_a_floating_dtype_and_gives_float64_for_integers():
     assert softmax(np.zeros((2, 3), dtype=np.float32)).dtype == np.float32
+    # As its docstring says: integers (which np.exp turns into float64) give float64, not integers.
+    result = softmax(np.array([[0, 1], [5, 5]], dtype=np.int32))
+    assert result.dtype == np.float64
+    np.testing.assert_allclose(result, scipy_softmax(np.array([[0.0, 1.0], [5.0, 5.0]]), axis=-1))

@@ -250,6 +250,11 @@ def main():
     ("if True:\n    main()", True),
     ("if __name__ == '__main__':\n    main()", False),
     ('if "__main__" == __name__:\n    main()', False),
+    # A guard with a further condition is still a guard, whichever side the comparison is on ...
+    ("if __name__ == '__main__' and len(__file__) < 5000:\n    main()", False),
+    ("if __file__ and '__main__' == __name__:\n    main()", False),
+    # ... but not with `or`: a worker importing the script would run main() again.
+    ("if __name__ == '__main__' or __file__:\n    main()", True),
 ])
 def test_a_script_starting_a_pool_outside_the_main_guard_is_told_so_in_one_line(tmp_path, call, refused):
     script = tmp_path / "my_script.py"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from helpers import SHARED
 
-from genrify.errors import SplitError
+from genrify.errors import ParameterError, SplitError
 from genrify.learn.splits import make_split, read_split_file, split_from_file
 from genrify.store.store import StoredTrack
 
@@ -29,6 +29,19 @@ def test_song_split_is_stratified_disjoint_and_seeded():
     assert split.method == "song"
     assert make_split(tracks, seed=3) == split
     assert make_split(tracks, seed=4) != split
+
+
+@pytest.mark.parametrize("valid, test", [(0.0, 0.15), (0.5, 0.5), (0.15, 1.2), (float("nan"), 0.15)])
+def test_make_split_refuses_fractions_as_a_training_config_does(valid, test):
+    # One rule for both: a config that TrainConfig accepts is never refused at its split, and the
+    # error names the setting, as the CLI needs.
+    from genrify.learn.config import TrainConfig
+
+    with pytest.raises(ParameterError, match="valid and test must each be between 0 and 1") as caught:
+        make_split(library(), valid=valid, test=test)
+    assert caught.value.field == "valid"
+    with pytest.raises(ParameterError, match="valid and test must each be between 0 and 1"):
+        TrainConfig(valid=valid, test=test)
 
 
 def test_artists_never_cross_splits():

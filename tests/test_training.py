@@ -118,6 +118,11 @@ def test_bad_settings():
         ({"hop_frames": 0}, "hop_frames", "hop_frames must be positive"),
         ({"lr": float("inf")}, "lr", "lr must be positive and finite, not inf"),
         ({"lr": float("nan")}, "lr", "lr must be positive and finite, not nan"),
+        # NaN passed `chunk_frames < 16` (every comparison with NaN is False).
+        ({"chunk_frames": float("nan")}, "chunk_frames", "chunk_frames must be at least 16 and finite, not nan"),
+        ({"chunk_frames": float("inf")}, "chunk_frames", "chunk_frames must be at least 16 and finite, not inf"),
+        ({"chunk_frames": 8}, "chunk_frames", "chunk_frames must be at least 16 and finite, not 8"),
+        ({"valid": float("nan")}, "valid", "valid and test must each be between 0 and 1"),
     ],
 )
 def test_every_setting_is_checked_when_the_config_is_made(settings, field, said):

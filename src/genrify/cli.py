@@ -473,8 +473,6 @@ def train(
 
         def on_run(r: int, split) -> None:
             nonlocal task
-            if task is None:
-                task = progress.add_task(f"run 1/{runs}", total=epochs)
             current["run"] = r
             sizes = split.sizes()
             extra = f", {len(split.unmatched)} split-file entries not in the store" if split.unmatched else ""
@@ -483,7 +481,11 @@ def train(
                 f" {sizes['test']} test songs{extra}",
                 highlight=False,
             )
-            progress.reset(task, total=epochs, description=f"run {r + 1}/{runs}")
+            # The first run adds the bar; each later run starts it again, empty.
+            if task is None:
+                task = progress.add_task(f"run {r + 1}/{runs}", total=epochs)
+            else:
+                progress.reset(task, total=epochs, description=f"run {r + 1}/{runs}")
 
         def on_epoch(e) -> None:
             progress.update(
@@ -552,9 +554,11 @@ def evaluate(
     _needs("torch", "train", "genrify evaluate")
     from rich.table import Table
 
-    from genrify.learn.evaluation import check_report_dir, evaluate_model, evaluation_dir, write_report
+    from genrify.learn.evaluation import check_report_destination, evaluate_model, evaluation_dir, write_report
 
-    check_report_dir(evaluation_dir(model))  # the report it rewrites must be genrify's, checked before any work
+    # Checked before any work: the report it rewrites must be genrify's, and MODEL.report/ above it
+    # a folder (not a person's file, which would fail only at the end, nor a link to write through).
+    check_report_destination(model, evaluation_dir(model))
     result = evaluate_model(model, store, split_file=split_file, all_tracks=all_tracks)
     ev = result.evaluation
     table = Table(title=f"{model.name} on {result.songs} songs ({result.selection})")

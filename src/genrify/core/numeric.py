@@ -19,7 +19,8 @@ def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """The softmax of ``x`` along ``axis`` (scipy's ``scipy.special.softmax``, which the core install
-    lacks): each slice sums to 1, in the dtype of ``x``, whatever the size of its values.
+    lacks): each slice sums to 1, in the floating dtype of ``x`` (float64 for integers), whatever
+    the size of its values.
 
     Examples
     --------

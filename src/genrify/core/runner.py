@@ -128,14 +128,26 @@ def _refuse_unguarded_script() -> None:
         return
     line = frame.f_lineno
 
-    def is_guard(node: ast.AST) -> bool:
-        if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1
-                and isinstance(node.test.ops[0], ast.Eq)):
+    def is_main_test(test: ast.expr) -> bool:
+        """``__name__ == "__main__"``, either way round (compared as nodes: quoting does not matter)."""
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
             return False
-        sides = {ast.unparse(node.test.left), ast.unparse(node.test.comparators[0])}
-        return sides in ({"__name__", "'__main__'"}, {"__name__", '"__main__"'})
+        sides = (test.left, test.comparators[0])
+        return (any(isinstance(side, ast.Name) and side.id == "__name__" for side in sides)
+                and any(isinstance(side, ast.Constant) and side.value == "__main__" for side in sides))
 
-    if any(is_guard(node) and node.lineno <= line <= (node.end_lineno or line) for node in ast.walk(tree)):
+    def is_guard(node: ast.AST) -> bool:
+        if not isinstance(node, ast.If):
+            return False
+        # `__name__ == "__main__" and more`: the body runs only in the script itself, never in a
+        # worker importing it, so it is guarded. An `or` is not: its other side may hold in a worker.
+        if isinstance(node.test, ast.BoolOp) and isinstance(node.test.op, ast.And):
+            return any(is_main_test(operand) for operand in node.test.values)
+        return is_main_test(node.test)
+
+    # The guard's body only: its else branch runs in every worker too.
+    if any(is_guard(node) and node.body[0].lineno <= line <= (node.body[-1].end_lineno or line)  # type: ignore[attr-defined]
+           for node in ast.walk(tree)):
         return
     raise GenrifyError(f"{path}: line {line} starts genrify's worker processes from the script's top level, "
                        f"which each worker would run again: put it under `if __name__ == \"__main__\":` "

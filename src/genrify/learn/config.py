@@ -90,16 +90,40 @@ class TrainConfig:
             _refuse("lr", f"must be positive and finite, not {self.lr}")
         _one_of("device", self.device.split(":", 1)[0], DEVICES, unknown="device", shown=self.device)
         _one_of("group_by", self.group_by, GROUPINGS, unknown="grouping")
-        # The rule make_split applies, checked here so that a run of hours is not refused at its split.
-        if not (0 < self.valid < 1 and 0 < self.test < 1 and self.valid + self.test < 1):
-            _refuse("valid", f"and {{test}} must each be between 0 and 1, with a sum below 1; not {self.valid} and {self.test}")
-        if self.chunk_frames < 16:
-            _refuse("chunk_frames", f"must be at least 16, not {self.chunk_frames}")
+        # make_split's own rule, checked here so that a run of hours is not refused at its split.
+        check_split_fractions(self.valid, self.test)
+        # Written so that NaN fails (every comparison with it is False) and so does infinity.
+        if not 16 <= self.chunk_frames < float("inf"):
+            _refuse("chunk_frames", f"must be at least 16 and finite, not {self.chunk_frames}")
         if not self.hop_frames > 0:
             _refuse("hop_frames", f"must be positive, not {self.hop_frames}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_split_fractions(valid: float, test: float) -> None:
+    """Refuse validation and test fractions that cannot split songs: each must lie strictly between
+    0 and 1, and their sum below 1 (so that training keeps some songs).
+
+    The one rule of :func:`genrify.learn.splits.make_split` and :class:`TrainConfig`. It lives here,
+    not in :mod:`genrify.learn.splits`, because making the CLI's :data:`TRAIN_DEFAULTS` checks it at
+    import, and the splits module imports numpy and the store, which ``genrify --help`` must not wait for.
+
+    Parameters
+    ----------
+    valid, test
+        Fractions of each genre's songs (or artists) in the validation and test sets.
+
+    Raises
+    ------
+    ParameterError
+        With ``field="valid"`` and a problem naming ``{test}``, so that a front end names both its
+        settings in its own words (:meth:`~genrify.errors.ParameterError.said_of`).
+    """
+    # Written so that NaN fails: every comparison with it is False.
+    if not (0 < valid < 1 and 0 < test < 1 and valid + test < 1):
+        _refuse("valid", f"and {{test}} must each be between 0 and 1, with a sum below 1; not {valid} and {test}")
 
 
 def _refuse(field_name: str, problem: str) -> None:

@@ -170,9 +170,7 @@ def check_report_dir(folder: str | Path) -> None:
     folder = Path(folder)
     if not os.path.lexists(folder):
         return
-    if folder.is_symlink() or not folder.is_dir():
-        raise UsageError(f"{display_path(folder)}: exists and is not a genrify report folder; genrify writes the"
-                         " model's report there and never replaces what it did not write")
+    _refuse_unless_folder(folder)
     present = [folder / name for name in REPORT_FILES if os.path.lexists(folder / name)]
     for file in present:
         if file.is_symlink() or not file.is_file():
@@ -180,6 +178,76 @@ def check_report_dir(folder: str | Path) -> None:
     if present and not _is_report(folder / REPORT_FILES[0]):
         raise UsageError(f"{display_path(present[0])}: not part of a genrify report (no genrify report.json in"
                          f" {display_path(folder)}); genrify never replaces what it did not write")
+
+
+def check_report_destination(model_path: str | Path, folder: str | Path | None = None) -> None:
+    """Refuse writing a report of ``model_path`` into ``folder`` where that would replace, or write
+    through, something genrify did not write.
+
+    :func:`check_report_dir` for ``folder`` itself; where ``folder`` lies inside ``MODEL.report/``
+    (:func:`evaluation_dir`), the folders above it up to ``MODEL.report/`` too: each may be missing or
+    a folder, never a file (the report's ``mkdir`` would fail after all the work) nor a link (the
+    report would be written wherever it points).
+
+    Parameters
+    ----------
+    model_path
+        The model file the report is of.
+    folder
+        Where the report goes; default ``MODEL.report/`` (:func:`report_dir`).
+
+    Raises
+    ------
+    UsageError
+        A folder, or one of the report's files, is not genrify's (the message names it).
+    """
+    top = report_dir(model_path)
+    out = Path(folder) if folder is not None else top
+    for above in reversed(out.parents):  # outermost first: the message names the first thing wrong
+        if above == top or top in above.parents:
+            _refuse_unless_folder(above)
+    check_report_dir(out)
+
+
+def _refuse_unless_folder(folder: Path) -> None:
+    """Raise :class:`~genrify.errors.UsageError` where ``folder`` exists as anything but a folder
+    (a link to one included)."""
+    from genrify.collection.library import display_path
+    from genrify.errors import UsageError
+
+    if os.path.lexists(folder) and (folder.is_symlink() or not folder.is_dir()):
+        raise UsageError(f"{display_path(folder)}: exists and is not a genrify report folder; genrify writes the"
+                         " model's report there and never replaces what it did not write")
+
+
+def remove_stale_evaluation(model_path: str | Path) -> None:
+    """Remove ``MODEL.report/evaluation/`` (:func:`evaluation_dir`) where genrify wrote it: it
+    describes the network a new training replaced.
+
+    Only the :data:`REPORT_FILES` that :func:`check_report_dir` counts as genrify's go (plain files,
+    beside a genrify ``report.json``), then the folder if nothing else is left in it. A link, a file
+    named ``evaluation``, a folder without a genrify ``report.json`` and any other file are left as
+    they are: genrify never deletes what it did not write.
+
+    Raises
+    ------
+    OSError
+        A file of the stale report cannot be removed.
+    """
+    folder = evaluation_dir(model_path)
+    report = folder / REPORT_FILES[0]
+    if folder.is_symlink() or not folder.is_dir() or report.is_symlink() or not _is_report(report):
+        return
+    # The pictures before report.json: a removal cut short leaves a report.json, by which the next
+    # one still knows the rest as genrify's (pictures alone would count as a person's).
+    for name in (*REPORT_FILES[1:], REPORT_FILES[0]):
+        file = folder / name
+        if not file.is_symlink() and file.is_file():
+            file.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: what is left is not genrify's, and keeps its folder
+        pass
 
 
 def _is_report(file: Path) -> bool:
@@ -216,16 +284,23 @@ def write_report(
     extra
         More top-level entries for ``report.json``.
     folder
-        Where the report goes; default ``MODEL.report/`` (:func:`report_dir`). ``genrify evaluate``
-        writes into :func:`evaluation_dir`, so that the training report stays.
+        Where the report goes; default ``MODEL.report/`` (:func:`report_dir`), a new training's
+        report: a ``MODEL.report/evaluation/`` genrify wrote describes the network it replaced, and
+        is removed (:func:`remove_stale_evaluation`). ``genrify evaluate`` writes into
+        :func:`evaluation_dir`, so that the training report stays.
 
     Raises
     ------
     UsageError
-        The folder holds something genrify did not write (:func:`check_report_dir`).
+        The folder, or one above it inside ``MODEL.report/``, holds or is something genrify did not
+        write (:func:`check_report_destination`).
     """
     out = Path(folder) if folder is not None else report_dir(model_path)
-    check_report_dir(out)  # checked before any work by the commands; here again for every caller
+    # Checked before any work by the commands; here again for every caller.
+    check_report_destination(model_path, out)
+    if out == report_dir(model_path):
+        # Before the new report is written: the model file it describes is already replaced.
+        remove_stale_evaluation(model_path)
     out.mkdir(parents=True, exist_ok=True)
     report = {"model": str(Path(model_path).name), "genres": list(genres), "summary": summary, "runs": list(runs)}
     report.update(extra or {})

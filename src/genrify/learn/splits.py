@@ -22,7 +22,8 @@ from typing import Literal
 import numpy as np
 
 from genrify.audio.decode import AUDIO_EXTENSIONS
-from genrify.errors import ParameterError, SplitError
+from genrify.errors import SplitError
+from genrify.learn.config import check_split_fractions
 from genrify.store.store import StoredTrack
 
 SPLITS = ("train", "valid", "test")
@@ -94,10 +95,9 @@ def make_split(
     SplitError
         A genre has too few songs (artists) to give each split at least one.
     ParameterError
-        Fractions out of range.
+        Fractions out of range (:func:`genrify.learn.config.check_split_fractions`).
     """
-    if not (0 < valid < 1 and 0 < test < 1 and valid + test < 1):
-        raise ParameterError(f"need 0 < valid, test and valid + test < 1, not valid={valid}, test={test}")
+    check_split_fractions(valid, test)
     check_tracks(tracks)
     by_artist = group_by == "artist" or (group_by == "auto" and any(t.artist for t in tracks))
     groups: dict[str, list[StoredTrack]] = defaultdict(list)

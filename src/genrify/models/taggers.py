@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from genrify.audio.features import FeatureParams, log_mel
+from genrify.audio.features import FeatureParams, check_waveform, log_mel
 from genrify.core.extras import install_command
 from genrify.errors import DependencyError, ModelFileError, ParameterError
 
@@ -103,15 +103,14 @@ def preprocess(waveform: np.ndarray, sample_rate: int, *, hop_seconds: float | N
     Raises
     ------
     ParameterError
-        Not a 1-D waveform, a bad rate, or no samples.
+        A waveform :func:`genrify.audio.features.check_waveform` refuses (not 1-D, not
+        floating-point, empty, non-finite or absurdly loud samples), or a bad rate.
     """
-    y = np.asarray(waveform, dtype=np.float32)
-    if y.ndim != 1:
-        raise ParameterError(f"expected a 1-D mono waveform, got shape {y.shape}")
+    # The one rule log_mel applies, checked before resampling: a cast here would read integer PCM
+    # as floats tens of thousands of times too loud, and soxr would smear a NaN over its neighbours.
+    y = check_waveform(waveform)
     if sample_rate <= 0:
         raise ParameterError(f"sample rate must be positive, not {sample_rate}")
-    if y.size == 0:
-        raise ParameterError("the waveform has no samples: no frames to tag")
     hop = patch_hop(hop_seconds)
     target = MUSICNN_PARAMS.sample_rate
     if sample_rate != target:
