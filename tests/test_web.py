@@ -213,6 +213,9 @@ def test_display_names_and_extensions():
     assert display_name("../../etc/passwd.mp3") == "passwd.mp3"
     assert display_name("C:\\Music\\a.flac") == "a.flac"
     assert display_name("bad\x00name\n.wav") == "badname.wav"
+    # what a browser sends for a name holding quotes or a line break (HTML's form encoding)
+    assert display_name("%22quote%22 'ü'.flac") == "\"quote\" 'ü'.flac"
+    assert display_name("con.wav%0D%0AX: y") == "con.wavX: y"
     assert display_name("..") == display_name("") == display_name(None) == "upload"
     assert len(display_name("x" * 500 + ".mp3")) <= 200 and display_name("x" * 500 + ".mp3").endswith(".mp3")
     assert safe_extension("Song.MP3") == ".mp3"
@@ -865,3 +868,22 @@ def test_the_spectrogram_colours_are_matplotlibs():
     differ = np.abs(ours - theirs).max(axis=2) > 1e-6
     assert differ.mean() < 0.01
     assert np.abs(ours - theirs).max() < 0.05  # and then the neighbouring colour
+
+
+def test_a_song_over_the_servers_length_limit_is_said_to_be_too_long(model, songs, tmp_path):
+    short = create_app({"m": model}, max_duration=5.0, upload_dir=tmp_path)
+    with TestClient(short) as c:
+        response = post(c, songs["wav"])  # 8 s
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("song.wav: too long for this server: ") and "5 s" in detail, detail
+    assert "could not be read" not in detail and "--max-duration" not in detail  # fine audio; not a CLI
+
+
+def test_a_model_is_also_found_by_its_cards_name(client, app, songs):
+    cards = {name: entry.metadata["card"]["name"] for name, entry in app.state.models.items()}
+    assert cards["untrained"] != "untrained" and list(cards.values()).count(cards["untrained"]) == 1, cards
+    response = post(client, songs["wav"], data={"model": cards["untrained"]})
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "untrained"
+    assert post(client, songs["wav"], data={"model": "no-such-model"}).status_code == 422

@@ -12,6 +12,7 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 
 from genrify.errors import (
     AudioError,
+    AudioTooLongError,
     DependencyError,
     GenreMapError,
     GenrifyError,
@@ -31,6 +32,7 @@ from genrify.errors import (
 
 __all__ = [
     "AudioError",
+    "AudioTooLongError",
     "DependencyError",
     "GenreMapError",
     "GenrifyError",

@@ -89,6 +89,11 @@ class AudioError(GenrifyError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class AudioTooLongError(AudioError):
+    """An audio file is longer than the caller's limit (``max_duration``, ``--max-duration``): it
+    may be fine audio, refused for its length alone."""
+
+
 class PredictionError(GenrifyError):
     """A model cannot give a usable answer for one song (e.g. non-finite probabilities).
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from genrify import defaults
-from genrify.errors import AudioError, ParameterError
+from genrify.errors import AudioError, AudioTooLongError, ParameterError
 
 #: Extensions libsndfile decodes natively.
 SOUNDFILE_EXTENSIONS = frozenset(
@@ -146,7 +146,7 @@ def _check_rate(path: Path, rate: int) -> None:
 
 def _check_declared(path: Path, seconds: float, max_duration: float | None) -> None:
     if max_duration is not None and seconds > max_duration + _LIMIT_SLACK_S:
-        raise AudioError(path, f"declares {span(seconds)} of audio, over the {span(max_duration)} limit (--max-duration)")
+        raise AudioTooLongError(path, f"declares {span(seconds)} of audio, over the {span(max_duration)} limit (--max-duration)")
 
 
 def check_max_duration(max_duration: float | None) -> None:
@@ -334,7 +334,7 @@ def _bounded(
             _check_rate(path, rate)
         decoded += samples.size
         if max_duration is not None and offset + decoded / rate > max_duration + _LIMIT_SLACK_S:
-            raise AudioError(path, f"more than {span(max_duration)} of audio, over the limit (--max-duration)")
+            raise AudioTooLongError(path, f"more than {span(max_duration)} of audio, over the limit (--max-duration)")
         yield samples, rate
 
 

@@ -39,7 +39,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from genrify import __version__
 from genrify.audio.decode import check_max_duration
 from genrify.defaults import MAX_DURATION
-from genrify.errors import AudioError, GenrifyError, ParameterError
+from genrify.errors import AudioError, AudioTooLongError, GenrifyError, ParameterError
 from genrify.web.catalogue import ModelEntry, describe, entries_by_name
 from genrify.web.images import spectrogram_png
 from genrify.web.responses import ClientError, StrictJSONResponse, strict_json
@@ -134,6 +134,9 @@ def _classify_file(
         # The reason may quote the server's file name; the client only ever sees its own. It is
         # joined with a colon, not wrapped in brackets: reasons carry brackets of their own.
         reason = exc.reason.replace(str(path), name).replace(str(path.parent), "")
+        if isinstance(exc, AudioTooLongError):  # fine audio, refused for its length (not the CLI's option)
+            reason = reason.replace(" (--max-duration)", "")
+            raise ClientError.from_error(exc, f"{name}: too long for this server: {reason}") from None
         raise ClientError.from_error(exc, f"{name}: could not be read as audio: {reason}") from None
     except GenrifyError as exc:
         # Bad input is 422; a missing dependency 503, storage 507 (genrify.errors.STATUS).
@@ -436,8 +439,12 @@ def _options(values: Mapping[str, str | None], entries: Mapping[str, ModelEntry]
     elif name in entries:
         entry = entries[name]
     else:
-        known = ", ".join(repr(n) for n in entries)
-        raise ClientError(422, f"unknown model {name[:100]!r}; this server has {known}")
+        # The name its card (and the CLI) gives it works too: "genrify-musicnn" for "built-in (musicnn)".
+        named = [e for e in entries.values() if (e.metadata.get("card") or {}).get("name") == name]
+        if len(named) != 1:
+            known = ", ".join(repr(n) for n in entries)
+            raise ClientError(422, f"unknown model {name[:100]!r}; this server has {known}")
+        entry = named[0]
     return (
         entry,
         _parse_top_k(values.get("top_k")),

@@ -60,9 +60,12 @@ UPLOAD_DIR_PREFIX = "genrify-web-"
 def display_name(filename: str | None) -> str:
     """A client's file name made safe to show: its last component, printable, at most 200 characters.
 
-    Only ever displayed and returned; never used as a path.
+    Only ever displayed and returned; never used as a path. A browser writes ``"``, CR and LF in a
+    multipart file name as ``%22``, ``%0D`` and ``%0A`` (the HTML standard's form encoding): those
+    three are read back, so that the name shown is the one the user chose.
     """
-    name = re.split(r"[\\/]", filename or "")[-1]
+    name = re.sub("%22|%0D|%0A", lambda m: {"%22": '"', "%0D": "\r", "%0A": "\n"}[m.group()], filename or "")
+    name = re.split(r"[\\/]", name)[-1]
     name = "".join(c for c in unicodedata.normalize("NFC", name) if not unicodedata.category(c).startswith("C"))
     name = name.strip()
     if name.strip(".") == "":  # "." and ".." name nothing
