@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import select
 import selectors
@@ -411,3 +412,37 @@ def test_a_server_killed_mid_upload_leaves_nothing_past_the_next_start(model, tm
                 proc.wait()
             proc.stdout.close()
     assert _left_in(temp) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_an_upload_cut_short_by_the_server_stopping_is_told_so_in_json(model, tmp_path):
+    path = modelfile.save(model, tmp_path / "m.safetensors")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    proc, port = start_server(path, temp)
+    client = stalled_upload(port)
+    try:
+        deadline = time.monotonic() + 20
+        while not any(any(d.iterdir()) for d in temp.glob("genrify-web-*")):  # the upload is under way
+            assert time.monotonic() < deadline, "the upload never reached the disk"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # its grace period (5 s) runs out while the client stalls
+        answer = b""
+        try:
+            while chunk := client.recv(65536):
+                answer += chunk
+        except ConnectionResetError:  # the server may close before reading what the client sent
+            pass
+        proc.wait(60)
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = proc.stdout.read()
+    proc.stdout.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503"), (answer[:300], log)
+    assert "stopping" in json.loads(body)["detail"]
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log
+    assert list(temp.glob("genrify-web-*")) == []

@@ -15,6 +15,7 @@ removes it, once :func:`genrify.core.fsutil.remove_leftovers` finds that its mar
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
@@ -255,6 +256,11 @@ class Upload:
             raise ClientError(422, "the multipart body is malformed") from None
         except ClientDisconnect:
             raise ClientError(400, "the upload was interrupted") from None
+        except asyncio.CancelledError:
+            # The server is stopping and its grace period ran out mid-upload: the client is told so
+            # in JSON (uvicorn would answer a plain-text 500 and log a traceback); the partial file
+            # is removed as for any failed upload.
+            raise ClientError(503, "the server is stopping; send the file again once it is back") from None
         except OSError as exc:  # the disk is full, or the upload directory went away
             log.error("cannot store an upload: %s", exc)
             raise ClientError(http_status(GenrifyIOError), "the server has no room to store this upload now") from None
