@@ -145,3 +145,13 @@ def test_a_learned_genre_head_is_refused_with_where_its_report_is(tmp_path):
     # A head (genrify learn's kind of file; the packaged one is one) failed with an AttributeError.
     with pytest.raises(ModelFileError, match=r"genre head learned by genrify learn .*`genrify info "):
         evaluate_model(HEAD_PATH, tmp_path / "store")
+
+
+def test_a_stale_evaluation_is_never_removed_through_a_linked_report_folder(tmp_path):
+    from genrify.learn.evaluation import remove_stale_evaluation
+
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    _report(first, folder=evaluation_dir(first))  # a's own evaluation
+    report_dir(second).symlink_to(report_dir(first), target_is_directory=True)
+    remove_stale_evaluation(second)
+    assert (evaluation_dir(first) / "report.json").is_file(), "a's evaluation went through b's link"

@@ -287,11 +287,23 @@ def test_a_value_genrify_joined_with_any_separator_is_genrifys(separator):
 
 def test_a_separator_inside_a_genre_name_still_reads_genrifys_value():
     record = Provenance(genres=("R&B", "Soul"), model="m", version="1", separator="&")
-    assert human_genres(("R&B&Soul", "Soul&R&B"), record) == []
-    # genrify's R&B joined with a person's Funk (a merge): Funk is the person's, R&B genrify's
-    assert human_genres(("R&B&Funk",), record) == ["Funk"]
+    assert human_genres(("R&B&Soul",), record) == []
+    # a merge joined a person's Funk before genrify's genres: Funk is the person's
+    assert human_genres(("Funk&R&B&Soul",), record) == ["Funk"]
+    assert human_genres(("R&B&Funk",), record) == ["R&B&Funk"]  # not what genrify writes: the person's
     # a person's value holding the separator but none of genrify's genres is not split
     assert human_genres(("R&B",), Provenance(genres=("Soul",), model="m", version="1", separator="&")) == ["R&B"]
+
+
+def test_a_persons_value_holding_genrifys_separator_and_genre_stays_whole():
+    record = Provenance(genres=("Rock",), model="m", version="1", separator=" & ")
+    assert human_genres(("Rock & Roll",), record) == ["Rock & Roll"]
+    assert resolve(("Rock & Roll",), record, ("Blues",), "merge") == ("Rock & Roll", "Blues")
+    bass = Provenance(genres=("Electronic", "Bass"), model="m", version="1", separator=" & ")
+    assert human_genres(("Drum & Bass",), bass) == ["Drum & Bass"]
+    # the person's genres a merge joined before genrify's are given back one by one
+    swing = Provenance(genres=("Classical",), model="m", version="1", separator="|")
+    assert resolve(("Swing|Bebop|Classical",), swing, ("Blues",), "merge") == ("Swing", "Bebop", "Blues")
 
 
 def test_words_of_one_genre_are_never_taken_for_genrifys_joined_genres():

@@ -887,3 +887,12 @@ def test_a_model_is_also_found_by_its_cards_name(client, app, songs):
     assert response.status_code == 200, response.text
     assert response.json()["model"] == "untrained"
     assert post(client, songs["wav"], data={"model": "no-such-model"}).status_code == 422
+
+
+def test_a_card_name_two_models_share_names_neither(model, songs, tmp_path):
+    twins = create_app({"a": model, "b": model}, upload_dir=tmp_path)
+    card = twins.state.models["a"].metadata["card"]["name"]
+    with TestClient(twins) as c:
+        response = post(c, songs["wav"], data={"model": card})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(f"2 models are called {card!r}"), response.text

@@ -526,12 +526,12 @@ def _model_destination(model_file: Path, store: Path, split_file: Path | None) -
     """``train --out``: the :class:`genrify.models.modelfile.Destination`, or a usage error (exit 2)
     where writing the model or its report (``MODEL.report/`` beside the name given) would replace
     something that is not genrify's."""
-    from genrify.learn.evaluation import check_report_dir, report_dir
+    from genrify.learn.evaluation import check_report_destination
     from genrify.models.modelfile import check_destination
 
     try:
         destination = check_destination(model_file, store=store, inputs=[split_file] if split_file else [])
-        check_report_dir(report_dir(model_file))
+        check_report_destination(model_file)
         return destination
     except UsageError as exc:
         _usage(f"--out {exc}")

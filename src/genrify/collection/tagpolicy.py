@@ -234,10 +234,12 @@ def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[s
 
     - A value genrify joined for an old player (``"Rock; Pop"``: parts joined with ``;``, ``/`` or
       ``,``) is genrify's when each of its parts is.
-    - Where genrify's record names the separator it joined with (any, ``" | "`` too), a value
-      holding that separator and one of genrify's genres is a value genrify joined; merge may have
-      joined a person's genres into it, and those parts stay the person's, one by one
-      (``"Swing | Classical"`` gives ``"Swing"`` where genrify wrote ``Classical``).
+    - Where genrify's record names the separator it joined with (any, ``" | "`` too), genrify
+      wrote one value: its genres joined, after the person's genres a merge kept (joined the
+      same way). A value that is that, or ends with it, is genrify's, and the person's genres
+      before it stay theirs (``"Swing | Classical"`` gives ``"Swing"`` where genrify wrote
+      ``Classical``). Any other value is the person's whole: ``"Rock & Roll"`` stays, though
+      genrify once wrote ``Rock`` with ``" & "``.
     - A record from before separators were recorded: a value that is exactly genrify's genres,
       in its order, joined by one string of punctuation (``" | "``, ``" & "``) is genrify's.
 
@@ -253,10 +255,10 @@ def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[s
     ours = {genre_key(g) for g in previous.genres}
     out: list[str] = []
     for value in existing:
-        if previous.separator is not None and previous.separator in value:
-            parts = _split_joined(value, previous.separator, ours)
-            if len(parts) > 1 and any(genre_key(p) in ours for p in parts):
-                out += [p for p in parts if genre_key(p) not in ours and p.strip()]
+        if previous.separator is not None and previous.genres:
+            persons = _before_joined(value, previous.separator, previous.genres)
+            if persons is not None:
+                out += [p.strip() for p in persons.split(previous.separator) if p.strip()] if persons else []
                 continue
         parts = [p for p in _JOINS.split(value) if p.strip()] or [value]
         if all(genre_key(p) in ours for p in parts):
@@ -267,18 +269,14 @@ def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[s
     return out
 
 
-def _split_joined(value: str, separator: str, ours: set[str]) -> list[str]:
-    """``value`` split on ``separator``, except where the pieces spell one of genrify's genres
-    together (keys in ``ours``): a separator may be part of a name (``"&"`` in ``"R&B"``)."""
-    pieces = value.split(separator)
-    parts: list[str] = []
-    i = 0
-    while i < len(pieces):
-        # The longest run of pieces from here that spells one of genrify's genres, else one piece.
-        j = next((j for j in range(len(pieces), i + 1, -1) if genre_key(separator.join(pieces[i:j])) in ours), i + 1)
-        parts.append(separator.join(pieces[i:j]))
-        i = j
-    return parts
+def _before_joined(value: str, separator: str, genres: Sequence[str]) -> str | None:
+    """What comes before genrify's genres joined with ``separator`` at the end of ``value`` (``""``:
+    nothing, the value is theirs alone), ignoring case; ``None`` where the value does not end so."""
+    joined = separator.join(genres)
+    if value.casefold() == joined.casefold():
+        return ""
+    tail = separator + joined
+    return value[: -len(tail)] if len(value) > len(tail) and value[-len(tail):].casefold() == tail.casefold() else None
 
 
 def _joined_in_order(value: str, names: Sequence[str]) -> bool:

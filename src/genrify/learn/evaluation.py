@@ -236,7 +236,8 @@ def remove_stale_evaluation(model_path: str | Path) -> None:
     """
     folder = evaluation_dir(model_path)
     report = folder / REPORT_FILES[0]
-    if folder.is_symlink() or not folder.is_dir() or report.is_symlink() or not _is_report(report):
+    if (report_dir(model_path).is_symlink() or folder.is_symlink() or not folder.is_dir() or report.is_symlink()
+            or not _is_report(report)):  # through a link: another model's, or not genrify's
         return
     # The pictures before report.json: a removal cut short leaves a report.json, by which the next
     # one still knows the rest as genrify's (pictures alone would count as a person's).

@@ -439,10 +439,13 @@ def _options(values: Mapping[str, str | None], entries: Mapping[str, ModelEntry]
     elif name in entries:
         entry = entries[name]
     else:
-        # The name its card (and the CLI) gives it works too: "genrify-musicnn" for "built-in (musicnn)".
+        # The name its card gives it works too, where one model has it: "genrify-musicnn" (what
+        # `genrify info` and `classify` call the built-in model) for "built-in (musicnn)".
         named = [e for e in entries.values() if (e.metadata.get("card") or {}).get("name") == name]
-        if len(named) != 1:
-            known = ", ".join(repr(n) for n in entries)
+        known = ", ".join(repr(n) for n in entries)
+        if len(named) > 1:
+            raise ClientError(422, f"{len(named)} models are called {name[:100]!r} by their cards; name one of {known}")
+        if not named:
             raise ClientError(422, f"unknown model {name[:100]!r}; this server has {known}")
         entry = named[0]
     return (
