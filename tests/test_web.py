@@ -896,3 +896,11 @@ def test_a_card_name_two_models_share_names_neither(model, songs, tmp_path):
         response = post(c, songs["wav"], data={"model": card})
     assert response.status_code == 422
     assert response.json()["detail"].startswith(f"2 models are called {card!r}"), response.text
+
+
+def test_the_built_in_model_says_its_architecture_in_the_model_list():
+    from genrify.models.builtin import load_builtin
+    from genrify.web.catalogue import describe
+
+    facts = describe(load_builtin())
+    assert facts["architecture"] == "genrify-musicnn" and facts["card"]["kind"] == "built-in"

@@ -694,6 +694,12 @@ class BuiltinGenreModel:
     _network: Any = field(default=None, repr=False, compare=False)
 
     @property
+    def architecture(self) -> str:
+        """What it is, as a model file's ``architecture`` says it: :data:`NAME` (the taggers and a
+        genre head, packaged or learned), for the web page's model list."""
+        return NAME
+
+    @property
     def network(self) -> nn.Module:
         """The model as a :class:`torch.nn.Module` (``BuiltinGenreNetwork``), built (the taggers'
         torch networks loaded, torch imported) the first time it is asked for: only a GPU, or a

@@ -175,11 +175,13 @@ def _metadata_view(meta: Mapping[str, Any], name: str) -> _View:
 def _object_view(model: Any, name: str | None) -> _View:
     info = getattr(model, "info", None)
     info = info if isinstance(info, Mapping) else {}
+    from genrify.models.builtin import NAME as BUILTIN  # deferred: the card of a file needs none of it
+
     architecture = getattr(model, "architecture", None)
-    # The built-in model has no architecture attribute; its info names its taggers.
-    builtin = architecture is None and ("taggers" in info or "head" in info)
+    # The built-in model (packaged head or learned) is the taggers' architecture; its info names them.
+    builtin = architecture in (None, BUILTIN) and ("taggers" in info or "head" in info)
     shown = name or getattr(model, "name", None) or (str(architecture) if architecture else "model")
-    return _View(str(shown), [str(g) for g in model.genres], architecture, info, builtin=builtin)
+    return _View(str(shown), [str(g) for g in model.genres], None if builtin else architecture, info, builtin=builtin)
 
 
 # --- the three kinds ------------------------------------------------------------------------------
