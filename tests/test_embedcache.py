@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import signal
 import subprocess
@@ -118,6 +120,26 @@ def test_encoding_round_trips_and_damaged_rows_are_misses():
     assert decode(b"garbage") is None and decode(encode(song)[:-20]) is None
     nan = SongEmbedding("x", np.full((2, 200), np.nan, np.float32), song.taggrams, False)
     assert decode(encode(nan)) is None
+    assert back.not_music is None  # what a song embedded before the music check reads as
+    speech = dataclasses.replace(song, not_music="speech")
+    assert decode(encode(speech)).not_music == "speech"
+
+
+def test_the_embedding_carries_the_music_check_classify_makes(tmp_path):
+    """Silence is flagged as genrify classify flags it with the built-in model; a song is not."""
+    import soundfile as sf
+
+    from genrify.audio.synth import synthesize_song
+    from genrify.classify.predict import classify
+    from genrify.models.builtin import load_builtin
+
+    sf.write(tmp_path / "silence.wav", np.zeros(22050 * 10, np.float32), 22050)
+    sf.write(tmp_path / "song.wav", synthesize_song("jazz", 10.0, seed=2), 22050)
+    found = {Path(r.path).name: r for r in embed_songs([tmp_path / "silence.wav", tmp_path / "song.wav"], jobs=1)}
+    model = load_builtin()
+    for name in ("silence.wav", "song.wav"):
+        assert found[name].not_music == classify(tmp_path / name, model).not_music
+    assert found["silence.wav"].not_music is not None and found["song.wav"].not_music is None
 
 
 def test_a_damaged_cache_is_set_aside_and_another_kind_of_cache_is_refused(tmp_path):

@@ -79,6 +79,11 @@ def test_a_card_says_when_no_answer_was_flagged_unsure(head):
     u = info["report"]["unsure"]
     assert unsure_line() == (f"unsure: top probability under {u['threshold']:.2f} or top two within {u['margin']:.2f}; "
                              "it flagged none of the cross-validated answers (right 92% of the time)")
+    # Only the part of a rule that was chosen is said: never "under 0.00".
+    u.update(threshold=0.0, margin=0.11)
+    assert unsure_line().startswith("unsure: top two within 0.11; ") and "0.00" not in unsure_line()
+    u.update(threshold=0.4, margin=0.0)
+    assert unsure_line().startswith("unsure: top probability under 0.40; ") and "0.00" not in unsure_line()
     u.update(threshold=0.0, margin=0.0)
     assert unsure_line().startswith("unsure: no rule (") and unsure_line().endswith("right 92% of the time)")
 

@@ -236,6 +236,7 @@ def test_learn_suggest_prints_the_table_and_writes_the_playlist(tmp_path, librar
     assert result.exit_code == 0, result.output
     assert "2 songs to tag next" in result.output and "current guess" in result.output
     assert "tag them in any tagger, then learn again" in result.output
+    assert "GENRIFY field" not in result.output  # no song holds a guess of genrify's
     assert re.search(r"of the 6 readable songs without a genre, the model would tag about \d+% right now",
                      result.output.replace("\n", " "))
     lines = playlist.read_text(encoding="utf-8").splitlines()
@@ -304,3 +305,35 @@ def test_suggest_files_says_how_many_of_the_songs_without_a_genre_to_expect_righ
     assert [s.path for s in found.picks] == ["toss"]
     assert found.expectation() == f"of the 2 readable songs without a genre, the model would tag about {found.expected_accuracy:.0%} right now"
     assert Suggestions([], 0, None).expectation() == ""
+
+
+def test_songs_flagged_not_music_are_neither_suggested_nor_in_the_figure(monkeypatch):
+    import dataclasses
+
+    import genrify.learn.embedcache as embedcache
+    from genrify.learn.suggest import suggest_files
+
+    rng = np.random.default_rng(0)
+    songs = {"toss": song("toss", 0.0, (5, 1.0), rng), "sure": song("sure", 3.0, (5, -1.0), rng),
+             "talk": dataclasses.replace(song("talk", 0.0, (5, 1.0), rng), not_music="speech")}
+    monkeypatch.setattr(embedcache, "embed_songs", lambda paths, **kwargs: (songs[p] for p in paths))
+    found = suggest_files(head_on_dimension_zero(), ["talk", "toss", "sure"], 3)
+    assert [s.path for s in found.picks] == ["toss", "sure"] and found.candidates == 2 and found.not_music == 1
+    assert found.expectation().startswith("of the 2 readable songs without a genre (1 file not music left out), ")
+
+
+def test_learn_suggest_says_how_to_confirm_a_guess_genrify_wrote(tmp_path, library):
+    pytest.importorskip("genrify.learn.learner")
+    from genrify.collection.tagpolicy import Provenance
+    from genrify.collection.tags import write_genre
+
+    lib, untagged = library
+    copy = tmp_path / "lib"
+    shutil.copytree(lib, copy)
+    guessed = copy / untagged[0].relative_to(lib)
+    write_genre(guessed, ["Metal"], provenance=Provenance(genres=("Metal",), model="genrify-musicnn", version="0"))
+    result = run("learn", copy, "--out", tmp_path / "m.safetensors", "--no-cache", "--jobs", "1", "--min-songs", "3",
+                 "--suggest", "2")
+    assert result.exit_code == 0, result.output
+    assert ("1 of the songs without a genre hold genrify's guess: to confirm a guess as yours, delete the song's "
+            "GENRIFY field") in " ".join(result.output.split())

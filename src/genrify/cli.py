@@ -743,7 +743,7 @@ def learn(
     for line in summary.lines(min_songs):
         out.print(_say(line), highlight=False)
     if suggest is not None:
-        _print_suggestions(suggested, playlist, verbose)
+        _print_suggestions(suggested, playlist, verbose, holding_guesses=summary.labels.ours)
     import shlex
 
     model_arg = shlex.quote(display_path(model_out))
@@ -759,8 +759,9 @@ def learn(
                   highlight=False)
 
 
-def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool) -> None:
-    """``learn --suggest``'s table (path, current guess, probability) and its playlist."""
+def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool, *, holding_guesses: int = 0) -> None:
+    """``learn --suggest``'s table (path, current guess, probability) and its playlist;
+    ``holding_guesses``: songs without a genre of a person's that hold one genrify wrote."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -792,6 +793,10 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool) -> 
     if suggested.expected_accuracy is not None:
         out.print(f"{suggested.expectation()} (its mean confidence on them)", highlight=False)
     out.print("tag them in any tagger, then learn again", highlight=False)
+    if holding_guesses:
+        # A tagger keeps genrify's GENRIFY field: the same genre typed again still reads as genrify's.
+        out.print(f"{holding_guesses} of the songs without a genre hold genrify's guess: to confirm a guess as "
+                  "yours, delete the song's GENRIFY field", highlight=False)
 
 
 @app.command()

@@ -66,12 +66,17 @@ class SongEmbedding:
         ``{"MSD_musicnn": (segments, 50), "MTT_musicnn": (segments, 50)}`` float32 tag probabilities.
     short
         The song was shorter than one segment (filled by the short-audio rule).
+    not_music
+        Why the song is not music (:func:`genrify.classify.musicness.check_song` on the same
+        segments, as ``genrify classify`` judges it with the built-in model), or ``None``. A song
+        embedded by a genrify before this check counts as music.
     """
 
     path: str
     embedding: np.ndarray
     taggrams: dict[str, np.ndarray]
     short: bool
+    not_music: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,9 @@ def taggers_identity() -> str:
 def encode(song: SongEmbedding) -> bytes:
     """A song's arrays as bytes (an ``.npz`` archive: plain arrays, read back without pickle)."""
     buffer = io.BytesIO()
+    extra = {} if song.not_music is None else {"not_music": np.array(str(song.not_music))}
     np.savez(buffer, embedding=np.asarray(song.embedding, dtype=np.float32), short=np.array(bool(song.short)),
-             **{name: np.asarray(song.taggrams[name], dtype=np.float32) for name in TAGGERS})
+             **{name: np.asarray(song.taggrams[name], dtype=np.float32) for name in TAGGERS}, **extra)
     return buffer.getvalue()
 
 
@@ -130,13 +136,14 @@ def decode(data: bytes, path: str = "") -> SongEmbedding | None:
             embedding = archive["embedding"].astype(np.float32)
             taggrams = {name: archive[name].astype(np.float32) for name in TAGGERS}
             short = bool(archive["short"])
+            not_music = str(archive["not_music"]) if "not_music" in archive.files else None
     except Exception:  # noqa: BLE001 - a damaged row of any kind is simply not a cached embedding
         return None
     n = embedding.shape[0] if embedding.ndim == 2 else 0
     if (n == 0 or embedding.shape != (n, EMBEDDING_DIM) or any(t.shape != (n, TAGS) for t in taggrams.values())
             or not np.isfinite(embedding).all() or not all(np.isfinite(t).all() for t in taggrams.values())):
         return None
-    return SongEmbedding(path=path, embedding=embedding, taggrams=taggrams, short=short)
+    return SongEmbedding(path=path, embedding=embedding, taggrams=taggrams, short=short, not_music=not_music)
 
 
 class EmbeddingCache(ResultCache):
@@ -230,6 +237,7 @@ class Embedder:
         PredictionError
             The taggers give non-finite values.
         """
+        from genrify.classify import musicness
         from genrify.errors import PredictionError
         from genrify.models.builtin import EMBEDDING
 
@@ -245,7 +253,7 @@ class Embedder:
                     embeddings.append(np.asarray(outputs[name][EMBEDDING[1]], dtype=np.float32))
         result = SongEmbedding(path=path, embedding=np.concatenate(embeddings).astype(np.float32),
                                taggrams={n: np.concatenate(t).astype(np.float32) for n, t in taggrams.items()},
-                               short=bool(song.short))
+                               short=bool(song.short), not_music=musicness.check_song(song, self.model.params))
         if not np.isfinite(result.embedding).all() or not all(np.isfinite(t).all() for t in result.taggrams.values()):
             raise PredictionError(path, "the taggers gave non-finite values")
         return result

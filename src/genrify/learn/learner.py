@@ -227,13 +227,16 @@ class LearnReport:
         if u["threshold"] <= 0 and u["margin"] <= 0:
             out.append("unsure: no rule (no top probability or near tie under which the cross-validated answers "
                        f"were more often wrong than right; they were right {u['kept_top1']:.0%} of the time)")
-        elif u["flagged"] <= 0:  # "right 0% of the time" would describe no answer at all
-            out.append(f"unsure: top probability under {u['threshold']:.2f} or top two within {u['margin']:.2f}; it "
-                       f"flagged none of the cross-validated answers (right {u['kept_top1']:.0%} of the time)")
         else:
-            out.append(f"unsure: top probability under {u['threshold']:.2f} or top two within {u['margin']:.2f}; flagged "
-                       f"{u['flagged']:.0%} of the cross-validated answers (right {u['flagged_top1']:.0%} of the time, "
-                       f"the others {u['kept_top1']:.0%})")
+            # Only the parts of the rule that were chosen: "under 0.00" would read as a fault.
+            rule = " or ".join([*([f"top probability under {u['threshold']:.2f}"] if u["threshold"] > 0 else []),
+                                *([f"top two within {u['margin']:.2f}"] if u["margin"] > 0 else [])])
+            if u["flagged"] <= 0:  # "right 0% of the time" would describe no answer at all
+                out.append(f"unsure: {rule}; it flagged none of the cross-validated answers "
+                           f"(right {u['kept_top1']:.0%} of the time)")
+            else:
+                out.append(f"unsure: {rule}; flagged {u['flagged']:.0%} of the cross-validated answers "
+                           f"(right {u['flagged_top1']:.0%} of the time, the others {u['kept_top1']:.0%})")
         h = self.held_out
         if h is not None:
             out.append(f"genres it never heard (each learned genre the tags know, left out of training in turn): "

@@ -252,19 +252,26 @@ class Suggestions:
         a learned head's probabilities are calibrated by its cross-check). ``None`` without candidates.
     failed
         The candidates that could not be decoded (left out).
+    not_music
+        The candidates flagged not music (speech, silence, a tone...), as ``genrify classify``
+        flags them: neither suggested nor in :attr:`candidates` and the figure, since classify
+        leaves them untagged and a genre for them teaches nothing about music.
     """
 
     picks: list[Suggestion]
     candidates: int
     expected_accuracy: float | None
     failed: list[EmbedFailure] = field(default_factory=list)
+    not_music: int = 0
 
     def expectation(self, what: str = "songs") -> str:
         """:attr:`expected_accuracy` in words, e.g. ``"of the 90 readable songs without a genre, the
-        model would tag about 70% right now"``; empty without candidates."""
+        model would tag about 70% right now"``, with ``" (2 files not music left out)"`` after "genre"
+        where there are such; empty without candidates."""
         if self.expected_accuracy is None:
             return ""
-        return (f"of the {self.candidates} readable {what} without a genre, the model would tag about "
+        left = f" ({self.not_music} file{'s' if self.not_music != 1 else ''} not music left out)" if self.not_music else ""
+        return (f"of the {self.candidates} readable {what} without a genre{left}, the model would tag about "
                 f"{self.expected_accuracy:.0%} right now")
 
 
@@ -328,11 +335,14 @@ def suggest_files(
         else:
             found[result.path] = result
     # The order given, not the order decoded: the same library gives the same suggestions.
-    songs = [found[p] for p in map(str, paths) if p in found]
+    readable = [found[p] for p in map(str, paths) if p in found]
+    songs = [s for s in readable if s.not_music is None]
+    not_music = len(readable) - len(songs)
     if not songs:
-        return Suggestions([], 0, None, failed)
+        return Suggestions([], 0, None, failed, not_music)
     prob = predict_songs(head, songs)
-    return Suggestions(_picks(head, songs, prob, n, seed=seed), len(songs), expected_accuracy(prob.max(axis=1)), failed)
+    return Suggestions(_picks(head, songs, prob, n, seed=seed), len(songs), expected_accuracy(prob.max(axis=1)), failed,
+                       not_music)
 
 
 def suggest_from_model(
