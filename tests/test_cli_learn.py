@@ -61,6 +61,7 @@ def test_learn_then_classify_fills_exactly_the_songs_without_a_genre(tmp_path, l
         assert genre in result.output
     assert (f"next: genrify classify {work} --model {model} --write-tags gives the 6 songs without a genre one (and "
             "leaves yours alone)") in " ".join(result.output.split())
+    assert "answers only in its" not in result.output  # no genre was left out
 
     info = run("info", model)
     assert info.exit_code == 0 and "cross-validated" in info.output and "Hip-Hop" in info.output
@@ -195,3 +196,15 @@ def test_a_learned_head_file_is_taken_by_classify_info_and_the_web_page(tmp_path
     from genrify.models.modelfile import check_destination
 
     assert check_destination(model).replaces
+
+
+def test_learn_warns_that_songs_of_a_genre_left_out_get_a_learned_one(tmp_path, library):
+    pytest.importorskip("genrify.learn.learner")
+    lib, _, untagged = library
+    work = tmp_path / "lib"
+    shutil.copytree(lib, work)
+    tags.write_genre(work / untagged[0].relative_to(lib), ["Ska"])  # one song: under --min-songs
+    result = run("learn", work, "--out", tmp_path / "m.safetensors", "--no-cache", "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    assert ("note: it answers only in its 3 genres, so a song of a genre left out (Ska) gets one of them; try "
+            "--dry-run first") in " ".join(result.output.split())
