@@ -1263,9 +1263,7 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
     # leave (at most two fifths of the width) and the path is shortened in the middle, keeping
     # the file name; on a narrow terminal segments and duration go, and an unsure answer is
     # marked " ?" (explained under the table) rather than "? (why)" (JSON and CSV keep all).
-    wide = console.width >= 100
-
-    def mark(r: Prediction) -> str:
+    def mark(r: Prediction, wide: bool) -> str:
         # Why the answer is unsure, as JSON and CSV say it (a near tie, not music: noise, ...).
         if not r.low_confidence:
             return ""
@@ -1274,9 +1272,16 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
         why = f"not music: {r.not_music}" if r.not_music else r.unsure_reason
         return f"? ({why})" if why else "?"
 
-    genre_width = max((len(r.genre) + len(mark(r)) for r in good), default=5)
-    others = (genre_width + 3) + (5 + 3) + (20 + 3) + (2 * (8 + 3) if wide else 0) + 1
-    path_width = max(16, min(console.width * 2 // 5, console.width - others - 3))
+    def widths(wide: bool) -> tuple[int, int]:  # the genre column's, and the file column's at most
+        genre = max((len(r.genre) + len(mark(r, wide)) for r in good), default=5)
+        others = (genre + 3) + (5 + 3) + (20 + 3) + (2 * (8 + 3) if wide else 0) + 1
+        return genre, max(16, min(console.width * 2 // 5, console.width - others - 3))
+
+    # Wide where the reasons beside the genres still leave the file names their room (up to 30
+    # cells); else the reasons go under the table, as on a narrow terminal.
+    longest = max((cell_len(_shown_path(r.path, bases)) for r in results), default=4)
+    wide = console.width >= 100 and widths(True)[1] >= min(30, longest)
+    genre_width, path_width = widths(wide)
     # Where the reasons do not fit beside the genre, the caption names those that occur (80 columns at most).
     reasons = list(dict.fromkeys("not music" if r.not_music else str(r.unsure_reason) for r in good if r.low_confidence))
     caption = None
@@ -1308,7 +1313,7 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
         else:
             # Genres under half a percent add width, not information.
             others = ", ".join(f"{g} {p:.0%}" for g, p in r.top(top_k)[1:] if p >= 0.005)
-            genre = f"{escape(r.genre)}[yellow]{escape(mark(r))}[/]" if r.low_confidence else escape(r.genre)
+            genre = f"{escape(r.genre)}[yellow]{escape(mark(r, wide))}[/]" if r.low_confidence else escape(r.genre)
             table.add_row(shown, genre, f"{r.confidence:.0%}", *([escape(others)] if runners_up else []),
                           *([str(r.segments), f"{r.duration:.0f} s"] if wide else []))
     console.print(table)
