@@ -335,5 +335,5 @@ def test_learn_suggest_says_how_to_confirm_a_guess_genrify_wrote(tmp_path, libra
     result = run("learn", copy, "--out", tmp_path / "m.safetensors", "--no-cache", "--jobs", "1", "--min-songs", "3",
                  "--suggest", "2")
     assert result.exit_code == 0, result.output
-    assert ("1 of the songs without a genre hold genrify's guess: to confirm a guess as yours, delete the song's "
-            "GENRIFY field") in " ".join(result.output.split())
+    assert ("note: 1 song without a genre of yours holds one genrify wrote; to confirm it as yours, delete the "
+            "song's GENRIFY field") in " ".join(result.output.split())

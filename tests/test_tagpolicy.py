@@ -288,8 +288,9 @@ def test_a_value_genrify_joined_with_any_separator_is_genrifys(separator):
 def test_a_separator_inside_a_genre_name_still_reads_genrifys_value():
     record = Provenance(genres=("R&B", "Soul"), model="m", version="1", separator="&")
     assert human_genres(("R&B&Soul",), record) == []
-    # a merge joined a person's Funk before genrify's genres: Funk is the person's
-    assert human_genres(("Funk&R&B&Soul",), record) == ["Funk"]
+    # a merge joined a person's Funk before genrify's genres (the record keeps it): Funk is the person's
+    merged = Provenance(genres=("R&B", "Soul"), model="m", version="1", separator="&", kept=("Funk",))
+    assert human_genres(("Funk&R&B&Soul",), merged) == ["Funk"]
     assert human_genres(("R&B&Funk",), record) == ["R&B&Funk"]  # not what genrify writes: the person's
     # a person's value holding the separator but none of genrify's genres is not split
     assert human_genres(("R&B",), Provenance(genres=("Soul",), model="m", version="1", separator="&")) == ["R&B"]
@@ -302,8 +303,14 @@ def test_a_persons_value_holding_genrifys_separator_and_genre_stays_whole():
     bass = Provenance(genres=("Electronic", "Bass"), model="m", version="1", separator=" & ")
     assert human_genres(("Drum & Bass",), bass) == ["Drum & Bass"]
     # the person's genres a merge joined before genrify's are given back one by one
-    swing = Provenance(genres=("Classical",), model="m", version="1", separator="|")
+    swing = Provenance(genres=("Classical",), model="m", version="1", separator="|", kept=("Swing", "Bebop"))
     assert resolve(("Swing|Bebop|Classical",), swing, ("Blues",), "merge") == ("Swing", "Bebop", "Blues")
+    # the mirror: a value ending with genrify's genre, that genrify did not write so, is the person's
+    blues = Provenance(genres=("Blues",), model="m", version="1", separator=" & ")
+    assert human_genres(("Rhythm & Blues",), blues) == ["Rhythm & Blues"]
+    # a genre a person added after genrify's, in the same value: kept whole, nothing repeated
+    record = Provenance(genres=("Classical",), model="m", version="1", separator=" | ")
+    assert resolve(("Classical | Swing",), record, ("Classical", "Blues"), "merge") == ("Classical | Swing", "Blues")
 
 
 def test_words_of_one_genre_are_never_taken_for_genrifys_joined_genres():
@@ -320,7 +327,8 @@ def test_words_of_one_genre_are_never_taken_for_genrifys_joined_genres():
 
 def test_merge_repeats_no_genre_genrify_joined_into_a_persons_value():
     # A merge with " | " joined a person's "Swing" and genrify's "Classical" into one value.
-    record = Provenance(genres=("Classical",), model="m", version="1", separator=" | ")
+    record = Provenance(genres=("Classical",), model="m", version="1", separator=" | ", kept=("Swing",))
+    assert Provenance.from_text(record.to_text()) == record  # the kept genres are stored
     assert human_genres(("Swing | Classical",), record) == ["Swing"]
     assert resolve(("Swing | Classical",), record, ("Classical",), "merge") == ("Swing", "Classical")
     assert resolve(("Swing | Classical",), record, ("Classical",), "keep") is None

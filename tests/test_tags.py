@@ -918,3 +918,12 @@ def test_a_chunk_that_ends_like_an_id3v1_block_adds_nothing_to_a_chunk_id3_tag(s
     assert sorted(tagged.tags.keys()) == ["TCON", "TIT2", "TXXX:GENRIFY"]
     assert path.read_bytes().count(_V1_BLOCK) == 1 and read_genre(path) == ("Rock",)
     assert read_artist(path) is None  # nor the "artist" of that chunk
+
+
+def test_a_joined_v23_value_with_a_slash_in_a_genre_stays_genrifys(song):
+    # ID3v2.3 readers split "/" too: "Jazz | Hip-Hop/Rap" reads back as "Jazz | Hip-Hop" and "Rap".
+    path = song("mp3")
+    write_genre(path, ["Jazz", "Hip-Hop/Rap"], separator=" | ", id3v23=True, provenance=_record("Jazz", "Hip-Hop/Rap"))
+    assert read_genre(path) == ("Jazz | Hip-Hop", "Rap")
+    # a later merge without the separator knows all of it for genrify's: no earlier guess is kept
+    assert write_genre(path, ["Blues"], mode="merge", provenance=_record("Blues")).new == ("Blues",)

@@ -904,3 +904,37 @@ def test_the_built_in_model_says_its_architecture_in_the_model_list():
 
     facts = describe(load_builtin())
     assert facts["architecture"] == "genrify-musicnn" and facts["card"]["kind"] == "built-in"
+
+
+def test_a_cancellation_that_is_not_the_server_stopping_goes_on_and_leaves_no_upload(model, tmp_path):
+    """An outer deadline (a host app's, a middleware's) cancels the request: the upload's file goes,
+    and the cancellation is not turned into a "server is stopping" answer."""
+    import asyncio
+
+    app = create_app({"m": model}, upload_dir=tmp_path, uploads_per_client=None)
+    boundary = "b0undary"
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n").encode() + b"RIFF" * 100
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/classify", "raw_path": b"/api/classify", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", f"multipart/form-data; boundary={boundary}".encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    sent: list[dict] = []
+    bodies = iter([{"type": "http.request", "body": part, "more_body": True}])
+
+    async def receive():
+        message = next(bodies, None)
+        if message is None:
+            await asyncio.sleep(3600)  # the client stalls
+        return message
+
+    async def send(message):
+        sent.append(message)
+
+    async def outer_deadline():
+        await asyncio.wait_for(app(scope, receive, send), 0.5)
+
+    with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+        asyncio.run(outer_deadline())
+    assert not any(m.get("status") == 503 for m in sent)
+    assert list(app.state.upload_dir.iterdir()) == []

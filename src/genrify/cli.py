@@ -784,7 +784,8 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool, *, 
     table.add_column("prob.", justify="right")
     for s in suggestions:  # named as the classify table names files: from the working folder where shorter
         table.add_row(escape(_shown_path(s.path)), _say(s.guess), f"{s.probability:.0%}")
-    out.print(table)
+    if suggestions:
+        out.print(table)
     if playlist is not None and suggestions:
         from genrify.collection.library import display_path
         from genrify.errors import GenrifyIOError
@@ -797,11 +798,15 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool, *, 
         out.print(_say(f"playlist: {playlist}"), highlight=False)
     if suggested.expected_accuracy is not None:
         out.print(f"{suggested.expectation()} (its mean confidence on them)", highlight=False)
+    elif suggested.not_music:  # every readable one: nothing to suggest, and the table is empty
+        out.print(f"the {suggested.not_music} readable song(s) without a genre are not music (speech, silence, a "
+                  "tone): none to suggest", highlight=False)
     out.print("tag them in any tagger, then learn again", highlight=False)
     if holding_guesses:
         # A tagger keeps genrify's GENRIFY field: the same genre typed again still reads as genrify's.
-        out.print(f"{holding_guesses} of the songs without a genre hold genrify's guess: to confirm a guess as "
-                  "yours, delete the song's GENRIFY field", highlight=False)
+        n = holding_guesses
+        out.print(f"note: {n} song{'s' if n != 1 else ''} without a genre of yours {'hold' if n != 1 else 'holds'} "
+                  "one genrify wrote; to confirm it as yours, delete the song's GENRIFY field", highlight=False)
 
 
 @app.command()
@@ -1274,7 +1279,7 @@ def _render_results(results: list[Any], model_name: str, format: str, output: Pa
 
     def widths(wide: bool) -> tuple[int, int]:  # the genre column's, and the file column's at most
         genre = max((len(r.genre) + len(mark(r, wide)) for r in good), default=5)
-        others = (genre + 3) + (5 + 3) + (20 + 3) + (2 * (8 + 3) if wide else 0) + 1
+        others = (genre + 3) + (5 + 3) + (20 + 3 if top_k > 1 else 0) + (2 * (8 + 3) if wide else 0) + 1
         return genre, max(16, min(console.width * 2 // 5, console.width - others - 3))
 
     # Wide where the reasons beside the genres still leave the file names their room (up to 30

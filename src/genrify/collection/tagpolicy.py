@@ -93,6 +93,10 @@ class Provenance:
         it stored separate values. Stored (as ``"separator"``) only where set, so that a value
         joined with any separator, ``" | "`` too, is recognised as genrify's in a later run
         without that separator (:func:`human_genres`). Records without it still read.
+    kept
+        With a ``separator``: a person's genres that a merge joined into the same value, before
+        genrify's (stored as ``"kept"`` only where there are any), so that the value genrify wrote
+        can be told exactly from one a person edited later.
     """
 
     genres: tuple[str, ...]
@@ -100,12 +104,14 @@ class Provenance:
     version: str
     probabilities: dict[str, float] = field(default_factory=dict, hash=False)
     separator: str | None = None
+    kept: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Normalised here so that a record read back compares equal to the one written.
         object.__setattr__(self, "genres", tuple(str(g) for g in self.genres))
         if self.separator is not None:
             object.__setattr__(self, "separator", str(self.separator))
+        object.__setattr__(self, "kept", tuple(str(g) for g in self.kept))
         object.__setattr__(self, "probabilities", {
             str(g): round(float(p), _DIGITS) for g, p in dict(self.probabilities).items() if math.isfinite(float(p))
         })
@@ -116,6 +122,8 @@ class Provenance:
                                 "genres": list(self.genres), "probabilities": self.probabilities}
         if self.separator is not None:
             data["separator"] = self.separator
+        if self.kept:
+            data["kept"] = list(self.kept)
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
@@ -150,16 +158,18 @@ class Provenance:
         genres, model, version = data.get("genres"), data.get("model"), data.get("version")
         probabilities = data.get("probabilities", {})
         separator = data.get("separator")
+        kept = data.get("kept", [])
         if (
             not isinstance(genres, list) or not all(isinstance(g, str) for g in genres)
             or not isinstance(model, str) or not isinstance(version, str)
             or not isinstance(probabilities, dict)
             or not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in probabilities.values())
             or not (separator is None or (isinstance(separator, str) and separator))
+            or not isinstance(kept, list) or not all(isinstance(g, str) for g in kept)
         ):
             return None
         return cls(genres=tuple(genres), model=model, version=version, probabilities=probabilities,
-                   separator=separator)
+                   separator=separator, kept=tuple(kept))
 
     def with_genres(self, genres: Sequence[str]) -> Provenance:
         """The same record for the genre values actually stored (probabilities of the others dropped).
@@ -169,11 +179,17 @@ class Provenance:
         """
         kept = {g: p for g, p in self.probabilities.items() if g in genres}
         return Provenance(genres=tuple(genres), model=self.model, version=self.version, probabilities=kept,
-                          separator=self.separator)
+                          separator=self.separator, kept=self.kept)
 
-    def joined_with(self, separator: str | None) -> Provenance:
-        """The same record for genres stored joined with ``separator`` (``None``: separate values)."""
-        return dataclasses.replace(self, separator=separator)
+    def joined_with(self, separator: str | None, stored: Sequence[str] = ()) -> Provenance:
+        """The same record for genres stored joined with ``separator`` (``None``: separate values),
+        in one value with ``stored`` (all the genres joined, a person's kept ones first)."""
+        if separator is None:
+            return dataclasses.replace(self, separator=None, kept=())
+        stored = tuple(stored)
+        n = len(self.genres)
+        kept = stored[: len(stored) - n] if n and stored[len(stored) - n:] == self.genres else ()
+        return dataclasses.replace(self, separator=separator, kept=kept)
 
 
 def check_mode(mode: str) -> str:
@@ -225,7 +241,7 @@ def decide_genres(current: tuple[str, ...], previous: Provenance | None, propose
         return TagDecision(status, resolved)
     # A person's value, and every genre it names ("Jazz" in "Swing; Jazz"), stays a person's.
     persons = _persons(current, previous)
-    theirs = {genre_key(g) for g in persons} | _named(persons)
+    theirs = {genre_key(g) for g in persons} | _named(persons, previous)
     return TagDecision(status, resolved, record([g for g in resolved if genre_key(g) not in theirs]))
 
 
@@ -235,11 +251,12 @@ def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[s
     - A value genrify joined for an old player (``"Rock; Pop"``: parts joined with ``;``, ``/`` or
       ``,``) is genrify's when each of its parts is.
     - Where genrify's record names the separator it joined with (any, ``" | "`` too), genrify
-      wrote one value: its genres joined, after the person's genres a merge kept (joined the
-      same way). A value that is that, or ends with it, is genrify's, and the person's genres
-      before it stay theirs (``"Swing | Classical"`` gives ``"Swing"`` where genrify wrote
-      ``Classical``). Any other value is the person's whole: ``"Rock & Roll"`` stays, though
-      genrify once wrote ``Rock`` with ``" & "``.
+      wrote one value: its genres joined, after the person's genres a merge kept (the record's
+      ``kept``). A value that is exactly that is genrify's, and the kept genres stay the
+      person's (``"Swing | Classical"`` gives ``"Swing"`` where genrify wrote ``Classical``).
+      Another value is genrify's where every part between separators is one of its genres (an
+      ID3v2.3 reader splits names holding ``/``), else the person's whole: ``"Rock & Roll"``
+      stays, though genrify once wrote ``Rock`` with ``" & "``.
     - A record from before separators were recorded: a value that is exactly genrify's genres,
       in its order, joined by one string of punctuation (``" | "``, ``" & "``) is genrify's.
 
@@ -256,9 +273,11 @@ def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[s
     out: list[str] = []
     for value in existing:
         if previous.separator is not None and previous.genres:
-            persons = _before_joined(value, previous.separator, previous.genres)
-            if persons is not None:
-                out += [p.strip() for p in persons.split(previous.separator) if p.strip()] if persons else []
+            sep = previous.separator
+            if value.casefold() == sep.join((*previous.kept, *previous.genres)).casefold():
+                out += list(previous.kept)  # exactly what genrify wrote: the kept genres are the person's
+                continue
+            if all(genre_key(p) in ours for p in value.split(sep) if p.strip()):
                 continue
         parts = [p for p in _JOINS.split(value) if p.strip()] or [value]
         if all(genre_key(p) in ours for p in parts):
@@ -267,16 +286,6 @@ def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[s
             continue
         out.append(value)
     return out
-
-
-def _before_joined(value: str, separator: str, genres: Sequence[str]) -> str | None:
-    """What comes before genrify's genres joined with ``separator`` at the end of ``value`` (``""``:
-    nothing, the value is theirs alone), ignoring case; ``None`` where the value does not end so."""
-    joined = separator.join(genres)
-    if value.casefold() == joined.casefold():
-        return ""
-    tail = separator + joined
-    return value[: -len(tail)] if len(value) > len(tail) and value[-len(tail):].casefold() == tail.casefold() else None
 
 
 def _joined_in_order(value: str, names: Sequence[str]) -> bool:
@@ -302,9 +311,12 @@ def _persons(existing: Sequence[str], previous: Provenance | None) -> list[str]:
     return [v for v in human_genres(existing, previous) if names_a_genre(v)]
 
 
-def _named(values: Sequence[str]) -> set[str]:
-    """The genre keys of every genre the values name (:func:`tag_values`)."""
-    return {genre_key(n) for n in tag_values(values)}
+def _named(values: Sequence[str], previous: Provenance | None) -> set[str]:
+    """The genre keys of every genre the values name (:func:`tag_values`), and of their parts
+    between genrify's recorded separator: only to repeat no genre, never to split a person's value."""
+    separator = previous.separator if previous is not None else None
+    parts = [p for v in values for p in (v.split(separator) if separator else [v])]
+    return {genre_key(n) for n in tag_values([*values, *parts])}
 
 
 def names_a_genre(value: str) -> bool:
@@ -384,7 +396,7 @@ def resolve(
     out = list(human)  # each as the person wrote it, joined values and ID3v1 numbers too
     # Spellings that differ only in case, spaces or hyphens are one genre ("Hip Hop", "Hip-Hop"),
     # and a genre a person's value names counts as there ("Jazz" in "Swing; Jazz", "(8)").
-    seen = {genre_key(g) for g in out} | _named(out)
+    seen = {genre_key(g) for g in out} | _named(out, previous)
     for genre in new:
         if genre_key(genre) not in seen:
             seen.add(genre_key(genre))

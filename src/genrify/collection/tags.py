@@ -422,7 +422,7 @@ def update_genre(path: str | Path, decide: Decide, *, separator: str | None = No
         if record is not None:
             # The separator is recorded, so that a later run without it (or with another) still
             # knows the joined value for genrify's, whatever joined it (" | ", " & ").
-            record = record.joined_with(separator)
+            record = record.joined_with(separator, resolved)
         _rewrite(path, target, tagged, kind, _Plan(stored, None if record is None else record.to_text(), v23))
     notes += _info_note(path, info, old, current, resolved, dry_run=dry_run)
     return TagChange(path=path, old=old, new=new, changed=True, dry_run=dry_run, status="written", notes=notes)

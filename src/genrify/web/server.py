@@ -114,7 +114,11 @@ def make_server(
         limit_concurrency=limit_concurrency, timeout_keep_alive=keep_alive, timeout_graceful_shutdown=5,
         proxy_headers=False,
     )
-    return uvicorn.Server(config)
+    server = uvicorn.Server(config)
+    # The upload reader asks it whether a cancellation is the server stopping (said to the client
+    # in JSON) or another's, which must go on as a cancellation.
+    state.server = server
+    return server
 
 
 @contextmanager

@@ -257,6 +257,9 @@ class Upload:
         except ClientDisconnect:
             raise ClientError(400, "the upload was interrupted") from None
         except asyncio.CancelledError:
+            server = getattr(request.app.state, "server", None)
+            if server is None or not getattr(server, "should_exit", False):
+                raise  # not the server stopping: the cancellation goes on (the partial file goes below)
             # The server is stopping and its grace period ran out mid-upload: the client is told so
             # in JSON (uvicorn would answer a plain-text 500 and log a traceback); the partial file
             # is removed as for any failed upload.
