@@ -375,8 +375,8 @@ def test_a_file_that_cannot_be_written_is_a_change_not_written_and_said_so(libra
     assert done.stdout.rstrip().endswith(", 0 failed")
     said = [line for line in _error_lines(done) if "writ" in line]
     assert len(said) == 2 and said[0].startswith(f"error writing {library.music / locked}"), said  # beets' own line
-    assert said[1] == ("genrify: 1 file not written: the database holds the new genres, and `beet write` puts them "
-                       "in the file once it can be written")
+    assert said[1] == ("genrify: 1 file not written: the database holds the new genres; run `beet write` once it "
+                       "can be written")
     items, want = library.items(), expected(reference[locked])
     assert items[locked]["genres"] == want and items[locked]["genrify_model"] == ModelRef.builtin().name
     assert file_genres(library.music / locked) == []

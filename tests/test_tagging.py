@@ -321,14 +321,13 @@ def test_a_file_not_written_is_a_change_kept_in_the_database_counted_apart_and_n
     ok, locked, locked2 = _Record("ok"), _Record("locked"), _Record("locked2")
     lines: list[str] = []
     sink = _record_sink({"/a.mp3": [ok], "/b.mp3": [locked]}, lines, pretend=False, write=True,
-                        write_later="`beet write`")
+                        write_later="run `beet write`")
     for path in ("/a.mp3", "/b.mp3"):
         assert sink.write(_plan(path), dry_run=False).status == "written"
     assert locked.genres == ["Rock"] and locked.model == "m" and locked.stored == 1 and not locked.written
     assert [record for record, _ in sink.changed] == [ok, locked]
     sink.finish()
-    assert lines[-1] == ("1 file not written: the database holds the new genres, and `beet write` puts them "
-                         "in the file once it can be written")
+    assert lines[-1] == "1 file not written: the database holds the new genres; run `beet write` once it can be written"
     assert sink.line == "2 classified, 2 changed (1 written, 1 not written), 0 unchanged, 0 kept, 0 skipped, 0 failed"
     sink.finish()  # said once
     assert sum("not written:" in line for line in lines) == 1
@@ -340,8 +339,7 @@ def test_a_file_not_written_is_a_change_kept_in_the_database_counted_apart_and_n
     sink = _record_sink({}, later, pretend=False, write=False)
     sink.changed = [(locked, None), (locked2, None)]
     sink.write_changed(ClassifySettings.from_values(cache=False))
-    assert later == [("2 files not written: the database holds the new genres, and a later write puts them in "
-                      "the files once they can be written")]
+    assert later == ["2 files not written: the database holds the new genres; write them again once they can be written"]
 
 
 def test_a_records_path_that_is_a_folder_is_said_and_failed_never_searched(tmp_path, monkeypatch):

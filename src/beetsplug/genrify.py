@@ -37,8 +37,8 @@ GENRE_FIELD = "genres" if "genres" in Item._fields else "genre"
 PROVENANCE_JOIN = "; "
 #: Seconds between progress lines in a long run.
 PROGRESS_EVERY = 10.0
-#: The settings read as they are, and how confuse reads each: the TagPolicy fields, the segments' hop, the longest song.
-POLICY_KEYS = {"count": int, "min_confidence": confuse.Number(), "min_probability": confuse.Number(),
+#: The settings read as they are (the TagPolicy fields, the segments' hop, the longest song), and how confuse reads each.
+PLAIN_SETTINGS = {"count": int, "min_confidence": confuse.Number(), "min_probability": confuse.Number(),
                "skip_unsure": bool, "mode": str, "parents": bool, "album_mode": bool,
                **dict.fromkeys(("own_genre_above", "hop_seconds", "max_duration"), confuse.Optional(confuse.Number()))}
 
@@ -62,7 +62,7 @@ def genrify_errors() -> Iterator[None]:
 
 def _defaults() -> dict[str, Any]:
     """The configuration's defaults: the classify settings' and tag policy's own (in beets' names), and beets' keys."""
-    values = ClassifySettings.defaults(POLICY_KEYS)
+    values = ClassifySettings.defaults(PLAIN_SETTINGS)
     values["map"] = values.pop("genre_map")  # beets' name for it: `map:`
     return {"auto": False, **values, "separator": ", "}
 
@@ -92,7 +92,7 @@ class Settings(ClassifySettings):
                 model=named["model"], genres=view["genres"].as_str_seq() if view["genres"].get() else [],
                 max_segments=view["max_segments"].get(int), jobs=view["jobs"].get(confuse.Optional(int)),
                 cache=cache if cache is None or isinstance(cache, bool) else view["cache"].as_filename(),
-                genre_map=named["map"], **{key: view[key].get(template) for key, template in POLICY_KEYS.items()})
+                genre_map=named["map"], **{key: view[key].get(template) for key, template in PLAIN_SETTINGS.items()})
             return replace(settings, separator=separator)
 
 
@@ -131,12 +131,12 @@ class ItemFields(RecordFields):
 
 
 class ItemSink(ItemFields, RecordSink):
-    """Sets beets items' genres as a :class:`~genrify.classify.tagging.TagListener` decides
-    (a :class:`~genrify.classify.tagging.RecordSink` over beets' fields)."""
+    """Sets beets items' genres as a :class:`~genrify.classify.tagging.RecordSink` over beets' fields."""
 
     def __init__(self, said: dict[str, Any], settings: Settings, *, pretend: bool, write: bool) -> None:
-        RecordSink.__init__(self, settings.ref.name, pretend=pretend, write=write, write_later="`beet write`",
-                            **{**said, "say": ui.print_ if pretend else said["say"]}, info=said["say"])
+        RecordSink.__init__(self, settings.ref.name, pretend=pretend, write=write, write_later="run `beet write`",
+                            say=ui.print_ if pretend else said["say"], info=said["say"], warn=said["warn"],
+                            every=said["every"])
         ItemFields.__init__(self, settings.separator)
 
     def classified_before(self, record: Item) -> bool:

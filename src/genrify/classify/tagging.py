@@ -204,13 +204,13 @@ class RecordSink(Listener, RecordFields):
     every
         Seconds between progress lines.
     write_later
-        What puts a record's genres into its file once it can be written, said in the note on files not
-        written (beets: ```beet write```; by default ``"a later write"``).
+        What the user does to put a record's genres into its file once it can be written, said in the
+        note on files not written (beets: ``"run `beet write`"``; by default ``"write them again"``).
     """
 
     def __init__(self, model: str, *, pretend: bool, write: bool, say: Callable[[str], None],
                  info: Callable[[str], None], warn: Callable[[str], None], every: float = 10.0,
-                 write_later: str = "a later write") -> None:
+                 write_later: str = "write them again") -> None:
         self.records: dict[str, list[Any]] = {}  # the records of each file, by its path (tag fills it)
         self.model, self.pretend, self.write_files = model, pretend, write
         self.say, self.info, self.warn = say, info, warn
@@ -354,12 +354,11 @@ class RecordSink(Listener, RecordFields):
 
     def note_not_written(self) -> None:
         """Warn, once, of the changed records whose file could not be written (the subclass said why for
-        each): the database holds their genres, and :attr:`write_later` puts them in the files."""
+        each): the database holds their genres; :attr:`write_later` puts them in the files."""
         if n := len(self.not_written):
             files = "1 file" if n == 1 else f"{n} files"
-            self.warn(f"{files} not written: the database holds the new genres, and {self.write_later} "
-                      f"puts them in the {'file' if n == 1 else 'files'} once {'it' if n == 1 else 'they'} "
-                      "can be written")
+            self.warn(f"{files} not written: the database holds the new genres; {self.write_later} once "
+                      f"{'it' if n == 1 else 'they'} can be written")
         self.not_written.clear()
 
     def write_changed(self, settings: ClassifySettings) -> None:
