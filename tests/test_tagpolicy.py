@@ -193,6 +193,18 @@ def test_merge_treats_spellings_of_one_genre_as_one():
     assert resolve(("hiphop", "RnB"), None, ("Hip-Hop", "Jazz"), "merge") == ("hiphop", "RnB", "Jazz")
 
 
+def test_merge_adds_no_genre_a_persons_value_names_by_an_alias_of_the_genre_map():
+    # The default map spells "rap" Hip-Hop: a person's rap already says what genrify would add.
+    policy = TagPolicy(mode="merge", count=2, min_probability=0.0)
+    ranked = [("hip-hop", 0.7), ("soul/rnb", 0.2)]
+    decision = policy.decide(("rap",), None, ranked, model="m")
+    assert decision.genres == ("rap", "R&B")
+    assert decision.provenance is not None and decision.provenance.genres == ("R&B",)
+    assert policy.decide(("Rap; R&B",), None, ranked, model="m").status == "unchanged"
+    # Without the map (the plain function), an alias is another genre.
+    assert resolve(("rap",), None, ("Hip-Hop",), "merge") == ("rap", "Hip-Hop")
+
+
 def test_a_value_genrify_joined_stays_genrifys_when_the_join_is_dropped():
     from genrify.collection.tagpolicy import Provenance, human_genres, resolve
 

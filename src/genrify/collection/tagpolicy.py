@@ -224,7 +224,8 @@ def check_separator(separator: str | None) -> None:
 
 
 def decide_genres(current: tuple[str, ...], previous: Provenance | None, proposed: Sequence[str], mode: str,
-                  record: Callable[[list[str]], Provenance] | None = None) -> TagDecision:
+                  record: Callable[[list[str]], Provenance] | None = None,
+                  canonical: Callable[[str], str | None] | None = None) -> TagDecision:
     """What a genre field holding ``current`` (and genrify's ``previous`` record) becomes where genrify
     proposes ``proposed`` in ``mode``.
 
@@ -232,8 +233,9 @@ def decide_genres(current: tuple[str, ...], previous: Provenance | None, propose
     :func:`resolve` gives, ``"unchanged"`` where they are exactly the field's, ``"write"`` otherwise.
     ``record(ours)`` makes the provenance of the genres a person did not set (``None``: no record):
     a person's genre that merge keeps, or that genrify happened to propose too, stays a person's.
+    ``canonical`` is passed on to :func:`resolve`.
     """
-    resolved = resolve(current, previous, proposed, mode)
+    resolved = resolve(current, previous, proposed, mode, canonical=canonical)
     if resolved is None:
         return TagDecision("kept", current)
     status = "unchanged" if resolved == current else "write"
@@ -358,7 +360,8 @@ def tag_values(genres: Sequence[str]) -> list[str]:
 
 
 def resolve(
-    existing: Sequence[str], previous: Provenance | None, new: Sequence[str], mode: str
+    existing: Sequence[str], previous: Provenance | None, new: Sequence[str], mode: str, *,
+    canonical: Callable[[str], str | None] | None = None,
 ) -> tuple[str, ...] | None:
     """The genres a file should hold after a write, by tag mode (see the module docstring).
 
@@ -372,6 +375,9 @@ def resolve(
         The genres genrify proposes, most probable first.
     mode
         ``"replace"``, ``"merge"`` or ``"keep"``.
+    canonical
+        The genre map's spelling of a name (:meth:`GenreMap.name`), so that merge adds no genre a
+        person's value already names by an alias (``Hip-Hop`` beside a person's ``rap``).
 
     Returns
     -------
@@ -397,6 +403,8 @@ def resolve(
     # Spellings that differ only in case, spaces or hyphens are one genre ("Hip Hop", "Hip-Hop"),
     # and a genre a person's value names counts as there ("Jazz" in "Swing; Jazz", "(8)").
     seen = {genre_key(g) for g in out} | _named(out, previous)
+    if canonical is not None:
+        seen |= {genre_key(name) for name in map(canonical, tag_values(out)) if name is not None}
     for genre in new:
         if genre_key(genre) not in seen:
             seen.add(genre_key(genre))
@@ -585,7 +593,8 @@ class TagPolicy:
         if not proposed:
             return TagDecision("left_alone", current)
         return decide_genres(current, previous, proposed, self.mode,
-                             lambda ours: provenance_for(ours, self.probabilities_for(ranked), model=model))
+                             lambda ours: provenance_for(ours, self.probabilities_for(ranked), model=model),
+                             canonical=self.genre_map.name)
 
     def probabilities_for(self, ranked: Sequence[tuple[str, float]]) -> dict[str, float]:
         """Each canonical name's probability in ``ranked`` (the first name mapping to it), for
