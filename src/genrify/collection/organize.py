@@ -386,7 +386,7 @@ def write_playlists(
         title = " ".join(display_path(min(genre for _, genre in members)).split())  # one line, always UTF-8
         lines = ["#EXTM3U", PLAYLIST_MARK_LINE, f"#PLAYLIST:{title}"]
         for source in sorted({s for s, _ in members}, key=lambda p: os.path.abspath(p)):
-            entry, why = _playlist_entry(source, base)
+            entry, why = playlist_entry(source, base)
             if entry is None:
                 result.left_out.append((source, why))
                 continue
@@ -549,8 +549,10 @@ def _playlist_target(out: Path, name: str, taken: set[str]) -> Path:
     raise AssertionError("unreachable")
 
 
-def _playlist_entry(source: Path, base: str) -> tuple[str | None, str]:
-    """The playlist line for ``source``, or ``None`` and why it cannot be listed."""
+def playlist_entry(source: str | Path, base: str) -> tuple[str | None, str]:
+    """The playlist line for ``source``, relative to the playlist's folder ``base`` where it can
+    be (a leading ``#`` escaped), or ``None`` and why it cannot be listed: a line break in its
+    name, or a name that is not UTF-8."""
     absolute = os.path.abspath(source)
     if "\n" in absolute or "\r" in absolute:
         return None, "a line break in its name cannot be written in a playlist"

@@ -38,16 +38,13 @@ from genrify.classify.results import ResultCache, file_digest
 from genrify.core.runner import LocalRunner, Runner, failure_reason
 from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
 from genrify.errors import ParameterError
+from genrify.models.builtin import EMBEDDING, HEAD_FEATURES, TAGGER_NAMES
 
 #: ``PRAGMA application_id`` of a genrify embedding cache ("Gnre"): not a results cache's, so that
 #: neither kind of cache is ever taken for the other.
 APPLICATION_ID = 0x476E7265
 #: Changes whenever what is stored per song changes meaning (part of the cache key).
 EMBEDDING_VERSION = 1
-#: The taggers whose outputs a song's embedding holds, and the width of each output.
-TAGGERS = ("MSD_musicnn", "MTT_musicnn")
-EMBEDDING_DIM = 200
-TAGS = 50
 #: Segments per tagger call: the taggers' front ends hold about 15 MB per patch.
 _BATCH = 8
 
@@ -61,9 +58,11 @@ class SongEmbedding:
     path
         The file as given (display it with :func:`genrify.collection.library.display_path`).
     embedding
-        ``(segments, 200)`` float32: ``MSD_musicnn``'s penultimate layer per sampled segment.
+        ``(segments, 200)`` float32: ``MSD_musicnn``'s penultimate layer per sampled segment
+        (:data:`~genrify.models.builtin.EMBEDDING`).
     taggrams
-        ``{"MSD_musicnn": (segments, 50), "MTT_musicnn": (segments, 50)}`` float32 tag probabilities.
+        ``{"MSD_musicnn": (segments, 50), "MTT_musicnn": (segments, 50)}`` float32 tag probabilities,
+        one entry per tagger of :data:`~genrify.models.builtin.TAGGER_NAMES`.
     short
         The song was shorter than one segment (filled by the short-audio rule).
     not_music
@@ -116,7 +115,7 @@ def taggers_identity() -> str:
     """The taggers' identity in the cache key: the SHA-256 of each packaged weight file."""
     from genrify.models.taggers import weight_path
 
-    return ",".join(f"{name}:{file_digest(weight_path(name))[:16]}" for name in TAGGERS)
+    return ",".join(f"{name}:{file_digest(weight_path(name))[:16]}" for name in TAGGER_NAMES)
 
 
 def encode(song: SongEmbedding) -> bytes:
@@ -124,7 +123,7 @@ def encode(song: SongEmbedding) -> bytes:
     buffer = io.BytesIO()
     extra = {} if song.not_music is None else {"not_music": np.array(str(song.not_music))}
     np.savez(buffer, embedding=np.asarray(song.embedding, dtype=np.float32), short=np.array(bool(song.short)),
-             **{name: np.asarray(song.taggrams[name], dtype=np.float32) for name in TAGGERS}, **extra)
+             **{name: np.asarray(song.taggrams[name], dtype=np.float32) for name in TAGGER_NAMES}, **extra)
     return buffer.getvalue()
 
 
@@ -134,16 +133,22 @@ def decode(data: bytes, path: str = "") -> SongEmbedding | None:
     try:
         with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as archive:
             embedding = archive["embedding"].astype(np.float32)
-            taggrams = {name: archive[name].astype(np.float32) for name in TAGGERS}
+            taggrams = {name: archive[name].astype(np.float32) for name in TAGGER_NAMES}
             short = bool(archive["short"])
             not_music = str(archive["not_music"]) if "not_music" in archive.files else None
     except Exception:  # noqa: BLE001 - a damaged row of any kind is simply not a cached embedding
         return None
     n = embedding.shape[0] if embedding.ndim == 2 else 0
-    if (n == 0 or embedding.shape != (n, EMBEDDING_DIM) or any(t.shape != (n, TAGS) for t in taggrams.values())
-            or not np.isfinite(embedding).all() or not all(np.isfinite(t).all() for t in taggrams.values())):
+    if (n == 0 or embedding.shape != (n, HEAD_FEATURES["/".join(EMBEDDING)])
+            or any(t.shape != (n, HEAD_FEATURES[f"{name}/taggram"]) for name, t in taggrams.items())
+            or not _finite(embedding, taggrams)):
         return None
     return SongEmbedding(path=path, embedding=embedding, taggrams=taggrams, short=short, not_music=not_music)
+
+
+def _finite(embedding: np.ndarray, taggrams: dict[str, np.ndarray]) -> bool:
+    """Whether every value of a song's embedding and taggrams is finite."""
+    return bool(np.isfinite(embedding).all()) and all(np.isfinite(t).all() for t in taggrams.values())
 
 
 class EmbeddingCache(ResultCache):
@@ -200,7 +205,6 @@ class EmbeddingCache(ResultCache):
         super().put(path, result)  # type: ignore[arg-type]
 
 
-
 def open_cache(
     path: str | Path | None = None,
     *,
@@ -214,6 +218,7 @@ def open_cache(
     if not enabled:
         return contextlib.nullcontext()
     return EmbeddingCache(path, segment_plan(max_segments), notify=notify)
+
 
 class Embedder:
     """The taggers as the built-in model runs them, giving a song's :class:`SongEmbedding` from
@@ -239,22 +244,21 @@ class Embedder:
         """
         from genrify.classify import musicness
         from genrify.errors import PredictionError
-        from genrify.models.builtin import EMBEDDING
 
         embeddings: list[np.ndarray] = []
-        taggrams: dict[str, list[np.ndarray]] = {name: [] for name in TAGGERS}
+        taggrams: dict[str, list[np.ndarray]] = {name: [] for name in TAGGER_NAMES}
         for i in range(0, song.segments.shape[0], _BATCH):
             # (batch, frames, bands) float32, as the built-in network reads them
             patches = np.ascontiguousarray(song.segments[i : i + _BATCH].transpose(0, 2, 1), dtype=np.float32)
             outputs = self.model.tagger_outputs(patches)
-            for name in TAGGERS:
+            for name in TAGGER_NAMES:
                 taggrams[name].append(np.asarray(outputs[name]["taggram"], dtype=np.float32))
                 if name == EMBEDDING[0]:
                     embeddings.append(np.asarray(outputs[name][EMBEDDING[1]], dtype=np.float32))
-        result = SongEmbedding(path=path, embedding=np.concatenate(embeddings).astype(np.float32),
-                               taggrams={n: np.concatenate(t).astype(np.float32) for n, t in taggrams.items()},
+        result = SongEmbedding(path=path, embedding=np.concatenate(embeddings),
+                               taggrams={n: np.concatenate(t) for n, t in taggrams.items()},
                                short=bool(song.short), not_music=musicness.check_song(song, self.model.params))
-        if not np.isfinite(result.embedding).all() or not all(np.isfinite(t).all() for t in result.taggrams.values()):
+        if not _finite(result.embedding, result.taggrams):
             raise PredictionError(path, "the taggers gave non-finite values")
         return result
 

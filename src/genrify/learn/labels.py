@@ -39,7 +39,7 @@ from genrify.collection.genremap import GenreMap, genre_key
 from genrify.collection.library import display_path, find_audio
 from genrify.collection.tagpolicy import NOT_GENRES, tag_values
 from genrify.defaults import DEFAULT_MIN_SONGS
-from genrify.errors import LabelError, LibraryError, TagError
+from genrify.errors import LabelError, LibraryError, ParameterError, TagError
 
 #: Where the labels come from.
 SOURCES = ("tags", "folders")
@@ -50,12 +50,9 @@ SOURCES = ("tags", "folders")
 
 def check_min_songs(min_songs: int) -> None:
     """Refuse a ``min_songs`` below 1 (a :class:`~genrify.errors.ParameterError` naming the setting)."""
-    from genrify.errors import ParameterError
-
     if min_songs < 1:
         raise ParameterError(f"min_songs must be at least 1, not {min_songs}", field="min_songs",
                              problem=f"must be at least 1, not {min_songs}")
-
 
 
 @dataclass(frozen=True)
@@ -199,8 +196,6 @@ def read_labels(
         No file has a genre (in tags mode: one line saying how many files were read and how to
         learn from folders instead), or fewer than two genres are left to learn.
     """
-    from genrify.errors import ParameterError
-
     if source not in SOURCES:
         raise ParameterError(f"labels come from {' or '.join(SOURCES)}, not {source!r}")
     check_min_songs(min_songs)

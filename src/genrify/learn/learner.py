@@ -86,7 +86,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -199,20 +199,14 @@ class LearnReport:
     held_out: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-able data (without :attr:`answers`)."""
-        return {
-            "songs": self.songs, "artists": self.artists, "folds": self.folds, "genres": list(self.genres),
-            "learned": list(self.learned), "cv_top1": self.cv_top1, "cv_macro_recall": self.cv_macro_recall,
-            "per_genre": self.per_genre, "confusion": self.confusion, "unsure": self.unsure, "builtin": self.builtin,
-            "settings": self.settings, "fold_settings": self.fold_settings, "notes": list(self.notes),
-            "seconds": self.seconds, "held_out": self.held_out,
-        }
+        """The report as JSON-able data: every field but :attr:`answers`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "answers"}
 
     def lines(self) -> list[str]:
         """The report as text, a line each (what ``genrify learn`` prints)."""
         out = [
-            f"cross-validated on {self.songs} songs of {self.artists} artists ({self.folds} folds, no artist on both "
-            "sides; settings chosen without the songs they answer):",
+            (f"cross-validated on {self.songs} songs of {self.artists} artists ({self.folds} folds, no artist on both "
+             "sides; settings chosen without the songs they answer):"),
             f"  top-1 {self.cv_top1:.3f}, macro recall {self.cv_macro_recall:.3f}",
         ]
         width = max((len(g) for g in self.per_genre), default=5)
@@ -276,6 +270,14 @@ class _Data:
 
 
 def _features(song: SongEmbedding, features: Sequence[str]) -> np.ndarray:
+    """The head's input ``(segments, width)``: the song's tagger outputs named by ``features``
+    (keys of :data:`~genrify.models.builtin.HEAD_FEATURES`), side by side.
+
+    Raises
+    ------
+    ParameterError
+        The song's embedding does not hold one of them.
+    """
     parts = []
     for feature in features:
         tagger, output = feature.split("/")
@@ -288,7 +290,8 @@ def _features(song: SongEmbedding, features: Sequence[str]) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def _prepare(songs: Sequence[SongEmbedding], features: Sequence[str], tags: dict[str, list[str]] | None) -> tuple:
+def _prepare(songs: Sequence[SongEmbedding], features: Sequence[str],
+             tags: dict[str, list[str]] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(x, table, starts)`` for all songs' segments; ``table`` is constant without ``tags``."""
     xs, tables, starts = [], [], [0]
     for song in songs:
@@ -552,9 +555,9 @@ def _unsure_rules(prob: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     Margin: among answers whose genre is the first or the second most probable, the gap between
     the two under which the first is right no more often than the second (a coin toss between them).
     """
-    rows = np.arange(len(prob))
     if prob.shape[1] < 2:
         return 0.0, 0.0
+    rows = np.arange(len(prob))
     order = np.argsort(prob, axis=1)
     first, second = order[:, -1], order[:, -2]
     right = truth[rows, first]
@@ -565,6 +568,8 @@ def _unsure_rules(prob: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 
 def _flags(prob: np.ndarray, threshold: float, margin: float) -> np.ndarray:
+    """Which answers ``(songs, genres)`` are unsure: top probability under ``threshold``, or the top
+    two within ``margin``."""
     ordered = np.sort(prob, axis=1)
     gap = ordered[:, -1] - ordered[:, -2] if prob.shape[1] > 1 else np.ones(len(prob))
     return (ordered[:, -1] < threshold) | (gap < margin)
@@ -675,8 +680,8 @@ def _choose(data: _Data, songs: np.ndarray, raws: list[np.ndarray], learned: np.
         top = scores.max()
         near = scores >= top - np.sqrt(top * (1 - top) / len(songs)) - 1e-9
         kept_near = np.where(near, kept_all, -1.0)
-        finalists = kept_near > kept_near.max() - 1e-9
-        best = int(np.argmax(np.where(finalists, scores, -1.0) > np.where(finalists, scores, -1.0).max() - 1e-9))
+        finalist_scores = np.where(kept_near > kept_near.max() - 1e-9, scores, -1.0)
+        best = int(np.argmax(finalist_scores > finalist_scores.max() - 1e-9))
     chosen = tried[best][2]
     raw = raws[GRID_C.index(chosen["C"])]
     logits = _logits(raw, table, chosen["prior_weight"], chosen["cap"], 1.0, chosen["mobility"], unlearned)
@@ -817,11 +822,11 @@ def learn_head(
     learned = np.array([g in counts for g in vocabulary])
     weights = GRID_PRIOR_WEIGHT if tags is not None else (0.0,)
     strata = _strata(truth)
+    unlearned = ~learned
     everyone = np.arange(len(songs))
     # The leave-genres-out check: only where some genre is unlearned (the rule has something to keep),
     # over the learned genres the tags know (held out, they can still be answered right).
-    candidates = [j for j, p in enumerate(priors) if learned[j] and p is not None] if (~learned).any() else []
-    unlearned = ~learned
+    candidates = [j for j, p in enumerate(priors) if learned[j] and p is not None] if unlearned.any() else []
     # The nested check's answers, per held-out genre: right or not, by the head and by the tags alone.
     head_right: dict[int, list[np.ndarray]] = {j: [] for j in candidates}
     tags_right: dict[int, list[np.ndarray]] = {j: [] for j in candidates}
@@ -937,8 +942,15 @@ def _builtin_figures(builtin: GenreHead | bool | None, songs: Sequence[SongEmbed
     vocabulary it knows, as ``--genres`` would), beside the learned head's cross-validated ones."""
     reference = GenreHead.load() if builtin is True else (builtin or None)
     known = reference.genres if reference is not None else list(GENRES)
-    meant = {g: builtin_genre(g, genre_map) for g in vocabulary}
-    meant = {g: resolve_genres([m], known)[0][1] for g, m in meant.items() if m is not None and _knows(m, known)}
+    meant: dict[str, str] = {}  # each genre of the vocabulary the reference knows -> its genre there
+    for g in vocabulary:
+        builtin_name = builtin_genre(g, genre_map)
+        if builtin_name is None:
+            continue
+        try:
+            meant[g] = resolve_genres([builtin_name], known)[0][1]
+        except ParameterError:  # a built-in genre the reference does not answer with
+            continue
     columns = sorted(set(meant.values()), key=known.index)
     covered = [i for i, genres_of in enumerate(labels) if any(g in meant for g in genres_of)]
     if len(columns) < 2 or not covered:
@@ -971,14 +983,6 @@ def _builtin_figures(builtin: GenreHead | bool | None, songs: Sequence[SongEmbed
         "per_genre": {c: float(r) for c, r in zip(columns, b_recall, strict=True) if np.isfinite(r)},
         "learned_top1": l_top1, "learned_macro_recall": l_macro,
     }
-
-
-def _knows(genre: str, known: Sequence[str]) -> bool:
-    try:
-        resolve_genres([genre], known)
-    except ParameterError:
-        return False
-    return True
 
 
 def predict_songs(head: GenreHead, songs: Sequence[SongEmbedding]) -> np.ndarray:

@@ -29,8 +29,13 @@ from genrify.collection.genremap import GenreMap
 from genrify.collection.library import display_path
 from genrify.defaults import DEFAULT_MAX_SEGMENTS, DEFAULT_MIN_SONGS, MAX_DURATION
 from genrify.errors import LabelError, ModelFileError
-from genrify.learn.embedcache import EmbedFailure, EmbeddingCache, SongEmbedding, embed_songs
-from genrify.learn.labels import LibraryLabels, read_labels
+from genrify.learn.embedcache import (
+    EmbeddingCache,
+    EmbedFailure,
+    SongEmbedding,
+    embed_songs,
+)
+from genrify.learn.labels import LabelledSong, LibraryLabels, read_labels
 
 if TYPE_CHECKING:
     from genrify.collection.records import RecordFields
@@ -107,12 +112,12 @@ class LearnSummary:
                 + (f" · {len(self.labels.untagged)} without a genre" if self.labels.untagged else ""))
 
 
-def keep_embedded(labels: LibraryLabels, embedded: set[str], min_songs: int) -> tuple[list[Any], dict[str, int]]:
+def keep_embedded(labels: LibraryLabels, embedded: set[str], min_songs: int) -> tuple[list[LabelledSong], dict[str, int]]:
     """The labelled songs whose embedding exists, and the min-songs rule applied again to them.
 
     Returns
     -------
-    tuple
+    (list[LabelledSong], dict[str, int])
         The songs kept (each with only its kept genres), and genre -> songs for the genres left
         out now (with the earlier ones of ``labels.dropped``).
 
@@ -256,6 +261,7 @@ def learn_labels(
     ModelFileError
         The model file cannot be written.
     """
+    from genrify.learn.learner import learn_head
     from genrify.models.modelfile import check_destination
 
     started = time.monotonic()
@@ -274,6 +280,10 @@ def learn_labels(
     cached = (cache.hits - hits_before) if cache is not None else 0
     songs, dropped = keep_embedded(library, set(embeddings), min_songs)
 
+    if len({s.group for s in songs}) < 2:
+        raise LabelError(f"all {len(songs)} songs are of one artist (their album artist or artist tag, else their "
+                         "folder): the cross-check that chooses the settings and measures the model needs songs of at "
+                         "least two artists; tag the artists, or keep each artist's songs in a folder of their own")
     kinds = Counter(s.group.split(":", 1)[0] for s in songs)
     notes = []
     if kinds["song"]:
@@ -281,8 +291,6 @@ def learn_labels(
                      "(or in their genre folder): each counts as an artist of its own, so the cross-check may overrate "
                      "the model where one artist's songs sound alike; tag the artists, or keep each artist's songs in "
                      "a folder of their own")
-    from genrify.learn.learner import learn_head
-
     learned_from = {
         "labels": source, "inputs": list(inputs), "min_songs": min_songs,
         "files_read": library.files_read, "songs": len(songs), "dropped": dropped,
@@ -290,10 +298,6 @@ def learn_labels(
         "genre_map": genre_map.source if genre_map is not None else "default",
         "artists_from": {"tags": kinds["artist"], "folders": kinds["folder"], "none": kinds["song"]},
     }
-    if len({s.group for s in songs}) < 2:
-        raise LabelError(f"all {len(songs)} songs are of one artist (their album artist or artist tag, else their "
-                         "folder): the cross-check that chooses the settings and measures the model needs songs of at "
-                         "least two artists; tag the artists, or keep each artist's songs in a folder of their own")
     head, report = learn_head([embeddings[s.path] for s in songs], [s.genres for s in songs], [s.group for s in songs],
                               genre_map=genre_map, folds=folds, seed=seed, progress=say,
                               info={"learned_from": learned_from})
@@ -308,7 +312,8 @@ def learn_labels(
                         seconds=time.monotonic() - started, notes=notes)
 
 
-def _pct(value: Any) -> str:
+def _two_places(value: Any) -> str:
+    """A figure with two decimals, ``-`` where the report holds no number."""
     return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
 
 
@@ -345,19 +350,19 @@ def _figure_lines(report: dict[str, Any]) -> list[str]:
     how = ", ".join(x for x in (
         f"{songs} songs" if songs is not None else "", f"{artists} artists" if artists is not None else "",
         f"{folds} artist-grouped folds" if folds is not None else "") if x)
-    lines.append(f"cross-validated ({how}): top-1 {_pct(report.get('cv_top1'))}, "
-                 f"macro recall {_pct(report.get('cv_macro_recall'))}"
+    lines.append(f"cross-validated ({how}): top-1 {_two_places(report.get('cv_top1'))}, "
+                 f"macro recall {_two_places(report.get('cv_macro_recall'))}"
                  " (every song answered by a head that never heard its artist)")
     per = report.get("per_genre") or {}
     if isinstance(per, dict) and per:
         width = max(len(str(g)) for g in per)
         for genre, figures in per.items():
             figures = figures if isinstance(figures, dict) else {}
-            lines.append(f"  {str(genre):<{width}}  recall {_pct(figures.get('recall'))}  ({figures.get('songs', '?')} songs)")
+            lines.append(f"  {genre!s:<{width}}  recall {_two_places(figures.get('recall'))}  ({figures.get('songs', '?')} songs)")
     builtin = report.get("builtin")
     if isinstance(builtin, dict) and builtin:
         lines.append(f"built-in model on the {builtin.get('songs', '?')} songs its genres cover: "
-                     f"top-1 {_pct(builtin.get('top1'))}, macro recall {_pct(builtin.get('macro_recall'))}")
+                     f"top-1 {_two_places(builtin.get('top1'))}, macro recall {_two_places(builtin.get('macro_recall'))}")
     return lines
 
 

@@ -44,14 +44,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genrify.collection.library import display_path
-from genrify.defaults import DEFAULT_MAX_SEGMENTS
-from genrify.collection.organize import PLAYLIST_MARK, is_genrify_playlist
+from genrify.collection.organize import PLAYLIST_MARK, is_genrify_playlist, playlist_entry
 from genrify.core.fsutil import write_text_atomic
+from genrify.defaults import DEFAULT_MAX_SEGMENTS
 from genrify.errors import ParameterError, UsageError
 
 if TYPE_CHECKING:
     from genrify.collection.records import RecordFields
-    from genrify.learn.embedcache import EmbedFailure, EmbeddingCache, SongEmbedding
+    from genrify.learn.embedcache import EmbeddingCache, EmbedFailure, SongEmbedding
     from genrify.models.builtin import GenreHead
 
 #: The selection schemes :func:`suggest` knows (the benchmark compares them): ``"weighted-clusters"``
@@ -175,8 +175,8 @@ def choose(prob: np.ndarray, features: np.ndarray, n: int, *, method: str = DEFA
         kmeans = KMeans(n_clusters=n, n_init=_N_INIT, random_state=seed).fit(x, sample_weight=weight)
         labels = kmeans.labels_
     if method == "centroids":  # each cluster's most typical song: the nearest its (uncertainty-weighted) centre
-        distance = ((x - kmeans.cluster_centers_[labels]) ** 2).sum(axis=1)
-        pool, labels = pool[np.argsort(distance, kind="stable")], labels[np.argsort(distance, kind="stable")]
+        nearest = np.argsort(((x - kmeans.cluster_centers_[labels]) ** 2).sum(axis=1), kind="stable")
+        pool, labels = pool[nearest], labels[nearest]
     picked: list[int] = []
     taken: set[int] = set()
     for i, label in zip(pool, labels, strict=True):  # the first of each cluster: its smallest margin
@@ -362,7 +362,6 @@ def suggest_from_model(
     UsageError
         ``model`` is a network from ``genrify train``, not a head learned from a library.
     """
-    from genrify.collection.library import display_path
     from genrify.models.builtin import GenreHead
     from genrify.models.modelfile import is_head_file
 
@@ -402,15 +401,9 @@ def playlist_text(suggestions: Sequence[Suggestion], path: str | Path) -> str:
     base = os.path.dirname(os.path.abspath(path))
     lines = ["#EXTM3U", PLAYLIST_MARK_LINE, "#PLAYLIST:genrify: songs to tag next"]
     for s in suggestions:
-        absolute = os.path.abspath(s.path)
-        if "\n" in absolute or "\r" in absolute or not _utf8(absolute):
+        entry, _ = playlist_entry(s.path, base)
+        if entry is None:
             continue
-        try:
-            entry = os.path.relpath(absolute, base)
-        except ValueError:  # Windows: another drive has no relative path
-            entry = absolute
-        if entry.startswith("#"):  # would read as a comment line
-            entry = os.path.join(os.curdir, entry)
         title = " ".join(f"{Path(s.path).stem} (genrify guesses {s.guess}, {s.probability:.2f})".split())
         lines += [f"#EXTINF:-1,{title}", entry]
     return "\n".join(lines) + "\n"
@@ -430,14 +423,6 @@ def write_playlist(path: str | Path, suggestions: Sequence[Suggestion]) -> Path:
     check_playlist(path)
     write_text_atomic(path, playlist_text(suggestions, path))
     return Path(path)
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a name that is not UTF-8 has no M3U8 spelling
-        return False
-    return True
 
 
 def suggest_records(
