@@ -74,6 +74,7 @@ FEATURES: tuple[str, ...] = ("level", "level_spread", "change", "peak_share", "f
 
 # Frame energies this far under full scale count as nothing at all (below 16-bit dither).
 _FLOOR_DB = -120.0
+_FLOOR = 10.0 ** (_FLOOR_DB / 10.0)  # the same, as a power
 # A frame more than this under the segment's loudest is quiet (for clicks: the gaps between them).
 _QUIET_DB = 40.0
 
@@ -124,12 +125,17 @@ def segment_features(segments: np.ndarray, params: FeatureParams) -> np.ndarray:
           the bands' power, 0 to 1);
         - ``quiet_share``: share of frames more than 40 dB under the segment's loudest;
         - ``burst``: the loud frames' mean level minus their level three frames later (dB): an
-          impulse dies at once, a note or a drum rings on.
+          impulse dies at once, a note or a drum rings on;
+        - ``memory``: how well each band's level a window later follows it (autocorrelation of the
+          standardised band levels, weighted by the bands' energy): noise forgets, notes last;
+        - ``coherence``: how much the bands' levels move together: noise's bands are independent;
+        - ``low_share`` to ``flux_spread``: the measurements that tell speech, rumble and buzz
+          from music (see :func:`_shape_features`).
     """
     power = to_power(segments, params) / _full_scale(params)  # (n, bands, frames)
     n, bands, frames = power.shape
     frame_power = power.sum(axis=1)  # (n, frames)
-    floor = 10.0 ** (_FLOOR_DB / 10.0)
+    floor = _FLOOR
     frame_db = 10.0 * np.log10(frame_power + floor)
     out = np.zeros((n, len(FEATURES)))
     out[:, 0] = 10.0 * np.log10(frame_power.mean(axis=1) + floor)
@@ -188,7 +194,7 @@ def _shape_features(power: np.ndarray, frame_power: np.ndarray, loud: np.ndarray
     ``flux_spread`` in :func:`segment_features`), in physical units (hertz, seconds) so that they
     mean the same at every model's rate, hop and band count."""
     n, _, frames = power.shape
-    floor = 10.0 ** (_FLOOR_DB / 10.0)
+    floor = _FLOOR
     hz = _band_hz(params)
     fps = params.sample_rate / params.hop_length
     out = np.zeros((n, 6))
@@ -284,6 +290,7 @@ class SignalRules:
         return out
 
     def to_dict(self) -> dict[str, float]:
+        """The thresholds by name, as :meth:`MusicDensity.save` stores them."""
         return {k: float(v) for k, v in self.__dict__.items()}
 
 

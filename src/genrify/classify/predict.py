@@ -280,6 +280,7 @@ class Failure:
     error: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object of a file without an answer (``genrify classify --format json``)."""
         return {"path": self.path, "error": self.error}
 
 
@@ -301,7 +302,8 @@ def predict_segments(
     model
         The classifier.
     batch_size
-        Segments per forward pass (default: the model's ``batch_size``, else 64): bounds memory.
+        Segments per forward pass of the torch network (default: the model's ``batch_size``, else
+        64): bounds memory. A model answering in numpy batches itself.
     path
         Recorded in the prediction.
     music_check
@@ -316,19 +318,20 @@ def predict_segments(
     PredictionError
         The model gives non-finite probabilities (for this song).
     """
-    batch_size = batch_size or int(getattr(model, "batch_size", 64))
     n = song.segments.shape[0]
     numpy_probabilities = getattr(model, "probabilities", None) if device is None else None
     asked_share = None
-    if numpy_probabilities is not None and getattr(model, "restricted", False):
-        # Asked for some of its genres: how much of its belief they hold says whether the song is one of them.
-        answer, share = model.asked_probabilities(np.ascontiguousarray(song.segments, dtype=np.float32))  # type: ignore[attr-defined]
-        probabilities, asked_share = np.asarray(answer, dtype=np.float32), float(np.mean(share))
-    elif numpy_probabilities is not None:
+    if numpy_probabilities is not None:
         # The model batches itself (the built-in model by its batch_size); numpy in, numpy out.
-        probabilities = np.asarray(numpy_probabilities(np.ascontiguousarray(song.segments, dtype=np.float32)),
-                                   dtype=np.float32)
+        segments = np.ascontiguousarray(song.segments, dtype=np.float32)
+        if getattr(model, "restricted", False):
+            # Asked for some of its genres: how much of its belief they hold says whether the song is one of them.
+            answer, share = model.asked_probabilities(segments)  # type: ignore[attr-defined]
+            probabilities, asked_share = np.asarray(answer, dtype=np.float32), float(np.mean(share))
+        else:
+            probabilities = np.asarray(numpy_probabilities(segments), dtype=np.float32)
     else:
+        batch_size = batch_size or int(getattr(model, "batch_size", 64))
         probabilities, asked_share = _network_probabilities(song.segments, model, batch_size)
     if not np.isfinite(probabilities).all() or (asked_share is not None and not np.isfinite(asked_share)):
         # NaN would pass for an answer (argmax picks the first genre) and could end up in tags.
@@ -365,6 +368,7 @@ def _network_probabilities(segments: np.ndarray, model: Classifier, batch_size: 
     import torch
 
     from genrify.core.devices import autocast, module_device
+    from genrify.models.builtin import split_asked
 
     network = model.network.eval()
     device = module_device(network)
@@ -381,8 +385,6 @@ def _network_probabilities(segments: np.ndarray, model: Classifier, batch_size: 
                 else:
                     logits = network(batch.to(device))
             if restricted:
-                from genrify.models.builtin import split_asked
-
                 answer, share = split_asked(logits.float().cpu().numpy(), network.chosen.tolist())
                 probabilities[i : i + batch.shape[0]], shares[i : i + batch.shape[0]] = answer, share
             else:
@@ -504,7 +506,7 @@ def classify(
     if isinstance(source, np.ndarray):
         if sample_rate is None or sample_rate <= 0:
             raise ParameterError("a waveform needs its sample_rate")
-        from genrify.audio.features import check_waveform
+        from genrify.audio.features import check_waveform, log_mel_stream
 
         # One rule with log_mel's and decoded files' (genrify.audio.decode.sample_problem): float
         # samples, finite, some at all; a 2-D array only where its channel axis is unambiguous.
@@ -513,8 +515,6 @@ def classify(
             import soxr
 
             waveform = soxr.resample(waveform, sample_rate, params.sample_rate, quality="HQ").astype(np.float32)
-        from genrify.audio.features import log_mel_stream
-
         features = log_mel_stream([waveform], params, dtype=feature_dtype(params))
         return predict_features(features, model, duration=waveform.size / params.sample_rate, hop_frames=hop_frames,
                                 max_segments=max_segments)
@@ -567,6 +567,7 @@ class SegmentPlan:
     def for_model(cls, model: Classifier, hop_seconds: float | None = None,
                   max_segments: int | None = DEFAULT_MAX_SEGMENTS,
                   max_duration: float | None = MAX_DURATION) -> SegmentPlan:
+        """The plan of ``model``'s input, with the hop in seconds (see :func:`segment_hop`)."""
         return cls(model.params, model.chunk_frames, segment_hop(hop_seconds, model.params), max_segments,
                    max_duration)
 

@@ -59,13 +59,10 @@ def default_cache_path() -> Path:
     return Path(base) / "genrify" / "results.sqlite"
 
 
-def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
+def file_digest(path: str | Path) -> str:
     """SHA-256 of a file's bytes (the identity of a model file)."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class _NotOurs(Exception):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,15 @@ from typing import TYPE_CHECKING, Any
 from genrify.classify import outputs, predict
 from genrify.classify.listener import Listener
 from genrify.classify.modelref import ModelRef
-from genrify.classify.predict import SEGMENTER, Failure, Prediction, SegmentPlan, beside_workers, expectation_words, expected_accuracy
+from genrify.classify.predict import (
+    SEGMENTER,
+    Failure,
+    Prediction,
+    SegmentPlan,
+    beside_workers,
+    expectation_words,
+    expected_accuracy,
+)
 from genrify.collection.library import AudioSearch, display_path, find_audio
 from genrify.core.runner import LocalRunner, Processor, Runner
 from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
@@ -164,9 +173,9 @@ def finite(prediction: Prediction) -> Prediction:
 # --- many files: decoding in workers, the model here or in them -----------------------------------
 
 
-def _load_model(ref: ModelRef, hop_frames: int | None, max_segments: int | None,
-                max_duration: float | None = MAX_DURATION) -> None:
-    # Setup, outside the per-file failure records: a model a worker cannot load fails the task.
+def _load_model(ref: ModelRef, *_plan: Any) -> None:
+    # Setup (given the task's arguments), outside the per-file failure records: a model a worker
+    # cannot load fails the task.
     from genrify.core.devices import set_threads
 
     set_threads(1)  # one worker process per core: threads inside would only contend
@@ -207,7 +216,7 @@ def _classify_in_workers(todo: list[str], ref: ModelRef, runner: Runner, options
     for result in runner.run(FILE_CLASSIFIER, todo, ref, hop_frames, options.max_segments, options.max_duration):
         path = shown.get(result.path, result.path)  # type: ignore[arg-type]
         if isinstance(result, Failure):
-            yield Failure(path, result.error) if path != result.path else result
+            yield Failure(path, result.error)
         else:
             result.path = path
             yield result
@@ -451,17 +460,14 @@ def classify_library(
         if cache is not None:
             cache.commit()
     results = [done[p] for p in found.files] + [Failure(raw, reason) for raw, reason in found.missing]
-    counts: dict[str, int] = {}
-    for r in results:
-        if isinstance(r, Prediction):
-            counts[r.genre] = counts.get(r.genre, 0) + 1
-    good = sum(isinstance(r, Prediction) for r in results)
+    answers = [r for r in results if isinstance(r, Prediction)]
     summary = RunSummary(
-        classified=good, from_cache=from_cache, failed=len(results) - good, passed_over=len(found.passed_over),
-        seconds=time.perf_counter() - started,
-        genres=dict(sorted(counts.items(), key=lambda kv: -kv[1])), skipped=skipped,
+        classified=len(answers), from_cache=from_cache, failed=len(results) - len(answers),
+        passed_over=len(found.passed_over), seconds=time.perf_counter() - started,
+        # Most frequent first; ties in the order first answered.
+        genres=dict(Counter(r.genre for r in answers).most_common()), skipped=skipped,
         # What is not music has no right genre: the estimate is of the answers for music.
-        expected_accuracy=expected_accuracy(r.confidence for r in results if isinstance(r, Prediction) and not r.not_music)
+        expected_accuracy=expected_accuracy(r.confidence for r in answers if not r.not_music)
         if ref.calibrated else None,
     )
     run = LibraryRun(results, summary, found)

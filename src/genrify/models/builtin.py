@@ -443,7 +443,7 @@ def _array(value: np.ndarray, what: str) -> np.ndarray:
 def tagger_tags() -> dict[str, list[str]]:
     """Each tagger of :data:`TAGGER_NAMES`'s 50 tag names, in output order (read from the packaged
     weights' metadata, without loading them)."""
-    return {name: list(tags) for name, tags in _tagger_tags().items()}
+    return {name: list(meta[0]) for name, meta in _tagger_meta().items()}
 
 
 def tagger_params() -> FeatureParams:
@@ -460,10 +460,6 @@ def tagger_params() -> FeatureParams:
     if any(p != first for p in found.values()):
         raise ModelFileError(f"the taggers {', '.join(found)} ask for different input; reinstall genrify")
     return first
-
-
-def _tagger_tags() -> dict[str, tuple[str, ...]]:
-    return {name: meta[0] for name, meta in _tagger_meta().items()}
 
 
 @functools.cache
@@ -525,9 +521,7 @@ def keep_unlearned_mass(combined: Any, prior: Any, unlearned: Any, mobility: flo
             return combined
 
         def lse(v: np.ndarray, keep: np.ndarray) -> np.ndarray:
-            v = np.where(keep, v, -np.inf)
-            top = v.max(axis=1)
-            return top + np.log(np.exp(v - top[:, None]).sum(axis=1))
+            return logsumexp(np.where(keep, v, -np.inf), axis=1)
 
         log_sigmoid = lambda v: -np.logaddexp(0.0, -v)
         log, log1p, exp, where = np.log, np.log1p, np.exp, np.where
@@ -740,13 +734,18 @@ class BuiltinGenreModel:
     def _vocabulary(self) -> list[str]:
         return list(self.head.genres) if self.head is not None else list(GENRES)
 
+    @property
+    def _chosen_columns(self) -> list[int]:
+        """The columns of :attr:`chosen` among :attr:`_vocabulary`'s."""
+        vocabulary = self._vocabulary
+        return [vocabulary.index(g) for g in self.chosen]
+
     def logits(self, segments: np.ndarray) -> np.ndarray:
         """The logits ``(n, genres)`` of segments ``(n, 96, 187)`` (bands, frames), as
         :attr:`network` gives them, computed in numpy (float64): :func:`tag_scores`,
         :meth:`GenreHead.evidence` and :func:`combine`. Never imports torch where the taggers run on
         ONNX Runtime; the segments go through :attr:`onnx_batch_size` (on PyTorch :attr:`batch_size`) at a time."""
-        vocabulary = self._vocabulary
-        return self._all_logits(segments)[:, [vocabulary.index(g) for g in self.chosen]]
+        return self._all_logits(segments)[:, self._chosen_columns]
 
     def _all_logits(self, segments: np.ndarray) -> np.ndarray:
         """:meth:`logits` over every genre of the vocabulary, asked for or not."""
@@ -773,8 +772,7 @@ class BuiltinGenreModel:
         """:meth:`probabilities`, and the share of each segment's probability over every genre of
         the vocabulary that the genres asked for hold ``(n,)`` (1 where all are asked for): a song
         whose share is small is most likely none of them, whatever the answer among them says."""
-        vocabulary = self._vocabulary
-        return split_asked(self._all_logits(segments), [vocabulary.index(g) for g in self.chosen])
+        return split_asked(self._all_logits(segments), self._chosen_columns)
 
 
 def load_builtin(
@@ -815,8 +813,9 @@ def load_builtin(
         head = GenreHead.load(head)
     genre_head = GenreHead.load() if head is True else (head or None)
     chosen = resolve_genres(genres, genre_head.genres if genre_head is not None else GENRES)
-    use_onnx = runtime == "onnx" or (runtime == "auto" and all(onnx.available(n) for n in TAGGER_NAMES))
-    if use_onnx and not all(onnx.available(n) for n in TAGGER_NAMES):
+    onnx_ready = all(onnx.available(n) for n in TAGGER_NAMES)
+    use_onnx = runtime == "onnx" or (runtime == "auto" and onnx_ready)
+    if use_onnx and not onnx_ready:
         raise DependencyError("ONNX Runtime is not installed (pip install onnxruntime) or the taggers' graphs are missing")
     params = tagger_params()  # also checks that the weights are there and readable
     info: dict[str, Any] = {
