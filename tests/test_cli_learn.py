@@ -59,8 +59,8 @@ def test_learn_then_classify_fills_exactly_the_songs_without_a_genre(tmp_path, l
     assert "learned 3 genres from 15 songs" in result.output and "15 embedded, 0 from cache" in result.output
     for genre in ("Hip-Hop", "Classical", "Metal"):
         assert genre in result.output
-    assert (f"next: genrify classify {work} --model {model} --write-tags gives the 6 songs without a genre one (and "
-            "leaves yours alone)") in " ".join(result.output.split())
+    assert (f"next: genrify classify {work} --model {model} --write-tags gives the 6 songs without a genre one where "
+            "its answer is not unsure (--tag-unsure writes those too), and leaves yours alone") in " ".join(result.output.split())
     assert "answers only in its" not in result.output  # no genre was left out
 
     info = run("info", model)

@@ -141,7 +141,7 @@ def test_other_unknown_and_empty_values_are_no_genres(tmp_path, templates):
     labels = read_labels([lib], min_songs=1)
     assert sorted(Path(p).name for p in labels.untagged) == ["a.mp3", "b.mp3", "c.flac"]
     assert genres_of(labels, keep[0]) == ("Jazz",)
-    assert labels.ignored["Other"] == 4
+    assert labels.ignored == {} and labels.refused == []  # placeholders are no one's genre, not refused ones
 
 
 def test_joined_values_in_one_field_are_split(tmp_path, templates):
@@ -176,6 +176,21 @@ def test_spellings_of_one_genre_count_as_one_through_the_genre_map(tmp_path, tem
     vorbis(copy(templates, lib / "x.flac", "flac"), ["Polka"])
     labels = read_labels([lib], genre_map=mine, min_songs=1)
     assert labels.genres == ["Jazz", "Urban"] and labels.ignored == {"Polka": 1}
+    # A person's genre the whitelist refuses is still theirs: not a song without a genre to suggest.
+    assert [Path(p).name for p in labels.refused] == ["x.flac"] and labels.untagged == []
+
+
+def test_a_compilations_songs_are_grouped_by_their_own_artists(tmp_path, templates):
+    lib = tmp_path / "lib" / "Hits of 1999"
+    first = id3(copy(templates, lib / "1.mp3", "mp3"), ["Pop"], artist="Britney Spears", album_artist="Various Artists")
+    second = id3(copy(templates, lib / "2.mp3", "mp3"), ["Pop"], artist="Cher", album_artist="VA")
+    third = vorbis(copy(templates, lib / "3.flac", "flac"), ["Rock"], artist="Freddie Mercury", albumartist="Queen")
+    lone = id3(copy(templates, lib / "4.mp3", "mp3"), ["Rock"], album_artist="Various Artists")
+    labels = read_labels([tmp_path / "lib"], min_songs=1)
+    group = {s.path: s.group for s in labels.songs}
+    assert group[str(first)] == "artist:britney spears" and group[str(second)] == "artist:cher"
+    assert group[str(third)] == "artist:queen"  # an album artist that is one artist still groups
+    assert group[str(lone)] == f"folder:{lib}"  # no artist of its own: its folder
 
 
 def test_a_genre_with_too_few_songs_is_left_out_and_reported(tmp_path, templates):
@@ -243,11 +258,17 @@ def test_unreadable_files_are_counted_and_the_run_goes_on(tmp_path, templates):
         vorbis(copy(templates, lib / f"r{i}.flac", "flac"), ["Rock"])
     (lib / "broken.mp3").write_bytes(b"\x00not audio" * 50)
     (lib / "gone.flac").symlink_to(lib / "nowhere.flac")
+    outside = tmp_path / "elsewhere"
+    vorbis(copy(templates, outside / "x.flac", "flac"), ["Jazz"])
+    (lib / "linked").symlink_to(outside)  # a link to a folder, not followed without follow_links
     labels = read_labels([lib, tmp_path / "missing"], min_songs=1)
     reasons = dict(labels.unreadable)
-    assert str(lib / "broken.mp3") in reasons and str(lib / "gone.flac") in reasons
-    assert str(tmp_path / "missing") in reasons
+    assert str(lib / "broken.mp3") in reasons and str(tmp_path / "missing") in reasons
+    # Links are passed over, as classify counts them, never unreadable or dropped in silence.
+    assert sorted(Path(p).name for p, _ in labels.passed_over) == ["gone.flac", "linked"]
+    assert str(lib / "gone.flac") not in reasons
     assert labels.files_read == 4 and len(labels.songs) == 4
+    assert len(read_labels([lib], min_songs=1, follow_links=True).songs) == 5
 
 
 def test_nothing_to_read_is_a_library_error(tmp_path):

@@ -134,3 +134,12 @@ def test_suggest_records_offers_records_holding_only_placeholders(tmp_path: Path
                         lambda model, candidates, n, **kwargs: asked.append(candidates) or Suggestions([], 2, None))
     untagged, _found, _picks = suggest_records(None, records, DictFields(), 1, cache=False, say=lambda _: None)
     assert untagged == 2 and asked == [[records[0]["path"], records[1]["path"]]]
+
+
+def test_a_compilations_album_artist_groups_no_one():
+    from genrify.collection.records import grouping_artist
+
+    assert grouping_artist("Various Artists", "Cher") == "Cher"
+    assert grouping_artist("  v.a. ", "Cher") == "Cher"
+    assert grouping_artist("Queen", "Freddie Mercury") == "Queen"
+    assert grouping_artist(None, "Cher") == "Cher" and grouping_artist("Various", None) == ""

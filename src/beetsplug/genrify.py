@@ -21,7 +21,7 @@ from beets.plugins import BeetsPlugin
 
 from genrify.classify.settings import ClassifySettings
 from genrify.classify.tagging import RecordSink
-from genrify.collection.records import RecordFields
+from genrify.collection.records import RecordFields, grouping_artist
 
 if TYPE_CHECKING:
     from optparse import Values
@@ -127,7 +127,7 @@ class ItemFields(RecordFields):
         return Provenance(genres=genres, model=str(item.get("genrify_model") or ""), version="")
 
     def artist_of(self, item: Item) -> str:
-        return str(item.get("albumartist") or item.get("artist") or "")
+        return grouping_artist(item.get("albumartist"), item.get("artist"))
 
 
 class ItemSink(ItemFields, RecordSink):

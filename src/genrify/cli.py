@@ -740,10 +740,16 @@ def learn(
         err.print(f"[yellow]unreadable[/] {escape(_shown_path(path))}: {escape(reason)}", highlight=False)
     if bad and not verbose:
         err.print(f"{len(bad)} file(s) could not be read and were left out (-v lists them)", highlight=False)
+    for path, reason in summary.labels.passed_over if verbose else []:
+        err.print(f"[yellow]passed over[/] {escape(_shown_path(path))}: {escape(reason)}", highlight=False)
+    if summary.labels.passed_over and not verbose:
+        err.print(f"{len(summary.labels.passed_over)} passed over (broken or looping links, links to folders, unreadable "
+                  "folders; -v lists them)", highlight=False)
     for line in summary.lines(min_songs):
         out.print(_say(line), highlight=False)
     if suggest is not None:
-        _print_suggestions(suggested, playlist, verbose, holding_guesses=summary.labels.ours)
+        _print_suggestions(suggested, playlist, verbose, holding_guesses=summary.labels.ours,
+                           folders=labels == "folders")
     import shlex
 
     model_arg = shlex.quote(display_path(model_out))
@@ -754,8 +760,10 @@ def learn(
                        "folders: a song in them without a genre tag would be tagged too)"), highlight=False)
     elif summary.labels.untagged:
         where = " ".join(shlex.quote(display_path(p)) for p in paths)
-        out.print(_say(f"next: genrify classify {where} --model {model_arg} --write-tags gives the "
-                       f"{len(summary.labels.untagged)} songs without a genre one (and leaves yours alone)"),
+        n = len(summary.labels.untagged)
+        out.print(_say(f"next: genrify classify {where} --model {model_arg} --write-tags gives "
+                       + (f"the {n} songs without a genre one" if n != 1 else "the song without a genre one")
+                       + " where its answer is not unsure (--tag-unsure writes those too), and leaves yours alone"),
                   highlight=False)
         if summary.dropped:
             # The model answers only in the genres it learned: a song of a genre left out gets one of them.
@@ -764,9 +772,11 @@ def learn(
                       highlight=False)
 
 
-def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool, *, holding_guesses: int = 0) -> None:
+def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool, *, holding_guesses: int = 0,
+                       folders: bool = False) -> None:
     """``learn --suggest``'s table (path, current guess, probability) and its playlist;
-    ``holding_guesses``: songs without a genre of a person's that hold one genrify wrote."""
+    ``holding_guesses``: songs without a genre of a person's that hold one genrify wrote;
+    ``folders``: the genres came from genre folders, so a song is labelled by moving it there."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -801,7 +811,8 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool, *, 
     elif suggested.not_music:  # every readable one: nothing to suggest, and the table is empty
         out.print(f"the {suggested.not_music} readable song(s) without a genre are not music (speech, silence, a "
                   "tone): none to suggest", highlight=False)
-    out.print("tag them in any tagger, then learn again", highlight=False)
+    out.print("move them into their genre's folder, then learn again" if folders
+              else "tag them in any tagger, then learn again", highlight=False)
     if holding_guesses:
         # A tagger keeps genrify's GENRIFY field: the same genre typed again still reads as genrify's.
         n = holding_guesses

@@ -132,8 +132,9 @@ class ModelRef(abc.ABC):
     @property
     def calibrated(self) -> bool:
         """Whether the model's probabilities were calibrated on songs it never heard: a learned genre
-        head (the built-in model's, answering among all its genres, or a file from ``genrify learn``),
-        whose temperature the learner chose by artist-grouped cross-validation. Then the mean of the
+        head (the built-in model's, answering among all its genres, or a file from ``genrify learn``
+        learned from songs of enough artists), whose temperature the learner chose by
+        artist-grouped cross-validation. Then the mean of the
         answers' top probabilities estimates the share of them that are right
         (:func:`genrify.classify.predict.expected_accuracy`). A network from ``genrify train`` was not
         calibrated; neither is the built-in model asked for some of its genres only (a song of
@@ -242,9 +243,9 @@ class ModelFile(ModelRef):
 
     @property
     def calibrated(self) -> bool:
-        from genrify.models.modelfile import is_head_file
+        from genrify.models.modelfile import is_calibrated_head
 
-        return is_head_file(self.path)
+        return is_calibrated_head(self.path)
 
     def for_workers(self) -> ModelFile:
         """This reference with an absolute path: workers run elsewhere, in other folders."""

@@ -18,6 +18,25 @@ from genrify.collection.tagpolicy import Provenance, human_genres, names_a_genre
 #: searched for the record's audio, which would be some other song's.
 FOLDER = "a folder, not an audio file"
 
+#: Album artists that name no one artist: a compilation's (``"Various Artists"``, beets' default
+#: ``va_name``). Its songs are grouped by their own artist, not all as one.
+VARIOUS_ARTISTS = frozenset({"various artists", "various artist", "various", "va", "v.a.", "v/a", "v. a.",
+                             "multiple artists", "verschiedene interpreten", "artistes divers", "varios artistas"})
+
+
+def grouping_artist(album_artist: str | None, artist: str | None) -> str:
+    """The artist a song counts as for learning's artist groups: its album artist, unless that is
+    a compilation's (:data:`VARIOUS_ARTISTS`), else its artist (``""``: none).
+
+    Songs of one artist sound alike, so the cross-check keeps an artist's songs on one side; a
+    compilation's songs are by many artists, and grouping them as one would hide a genre whose
+    songs come mostly from compilations from every fold but one.
+    """
+    album_artist, artist = (album_artist or "").strip(), (artist or "").strip()
+    if album_artist and album_artist.casefold() not in VARIOUS_ARTISTS:
+        return album_artist
+    return artist
+
 
 class RecordFields:
     """How a database keeps a song: a subclass supplies :meth:`path_of`, :meth:`genres_of`,
@@ -36,7 +55,8 @@ class RecordFields:
         raise NotImplementedError
 
     def artist_of(self, record: Any) -> str:
-        """The record's album artist, else its artist (``""``: none)."""
+        """The record's artist for learning's groups: :func:`grouping_artist` of its album artist and
+        artist (``""``: none)."""
         raise NotImplementedError
 
     def labels_of(self, record: Any) -> list[str]:

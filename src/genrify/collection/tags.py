@@ -185,6 +185,13 @@ def read_album(path: str | Path) -> tuple[str | None, str | None]:
     return album_artist or artist, album
 
 
+def read_artists(path: str | Path) -> tuple[str | None, str | None]:
+    """The file's album artist and artist, each ``None`` where missing or blank; never raises (as
+    :func:`read_album`)."""
+    album_artist, artist, _album = _names(path)
+    return album_artist, artist
+
+
 def _names(path: str | Path) -> tuple[str | None, str | None, str | None]:
     """``(album artist, artist, album)`` from the file's tags, each ``None`` where missing or blank.
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from genrify.collection.genremap import GenreMap, genre_key
 from genrify.collection.library import display_path, find_audio
+from genrify.collection.records import grouping_artist
 from genrify.collection.tagpolicy import NOT_GENRES, tag_values
 from genrify.defaults import DEFAULT_MIN_SONGS
 from genrify.errors import LabelError, LibraryError, ParameterError, TagError
@@ -84,18 +85,24 @@ class LibraryLabels:
     songs
         Labelled songs, after the min-songs rule.
     untagged
-        Readable audio files with no usable genre (candidates for suggestions).
+        Readable audio files without a genre (candidates for suggestions): no genre value, or only
+        values that name none (``Other``, ``Unknown``) or that genrify wrote.
     genres
         Kept genres, most songs first (ties by name).
     dropped
         Genre -> songs, left out by the min-songs rule.
     unreadable
         ``(path, reason)`` for files whose tags cannot be read, and inputs that cannot be used.
+    passed_over
+        ``(path, reason)`` for what the search of the folders passed over (broken or looping links,
+        links to folders not followed, unreadable folders), as ``genrify classify`` counts them.
     files_read
         Audio files whose tags were read (or whose folder was looked at).
     ignored
-        Values found in genre tags that name no genre, or that the genre map's whitelist refuses,
-        with how many songs had each.
+        Genres found in tags that the genre map's whitelist refuses, with how many songs had each.
+    refused
+        Songs whose genres a person set are all refused by the genre map's whitelist: neither
+        labelled nor without a genre (``classify``'s keep mode keeps their genre too).
     ours
         Songs whose only genres are ones genrify wrote (never labels).
     """
@@ -108,6 +115,8 @@ class LibraryLabels:
     files_read: int
     ignored: dict[str, int] = field(default_factory=dict)
     ours: int = 0
+    refused: list[str] = field(default_factory=list)
+    passed_over: list[tuple[str, str]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Songs per kept genre, most first (a song of two genres counts for each)."""
@@ -116,14 +125,16 @@ class LibraryLabels:
 
 
 def song_group(path: str, flat: str | None = None) -> str:
-    """The artist group of a file: ``artist:NAME`` (its album artist tag, else its artist tag),
-    else ``folder:FOLDER`` (the folder holding it, most libraries' ``Artist/Album/`` layout), else
-    ``song:PATH`` where the file lies directly in ``flat`` (a folder given, or a genre folder): there
-    the folder says nothing about the artist, and the song counts as an artist of its own.
+    """The artist group of a file: ``artist:NAME`` (its album artist tag, unless that is a
+    compilation's such as "Various Artists", else its artist tag:
+    :func:`~genrify.collection.records.grouping_artist`), else ``folder:FOLDER`` (the folder holding
+    it, most libraries' ``Artist/Album/`` layout), else ``song:PATH`` where the file lies directly in
+    ``flat`` (a folder given, or a genre folder): there the folder says nothing about the artist,
+    and the song counts as an artist of its own.
     """
-    from genrify.collection.tags import read_album
+    from genrify.collection.tags import read_artists
 
-    artist, _album = read_album(path)  # the album artist where set, else the artist
+    artist = grouping_artist(*read_artists(path))
     folder = os.path.dirname(path)
     if not artist and flat is not None and os.path.normpath(folder) == os.path.normpath(flat):
         return f"song:{path}"
@@ -200,12 +211,13 @@ def read_labels(
         raise ParameterError(f"labels come from {' or '.join(SOURCES)}, not {source!r}")
     check_min_songs(min_songs)
     genre_map = genre_map if genre_map is not None else GenreMap.default()
-    files, tops, roots, unreadable = _find(inputs, follow_links=follow_links)
+    files, tops, roots, unreadable, passed_over = _find(inputs, follow_links=follow_links)
 
     found: dict[str, list[str]] = {}  # path -> genre keys, in order
     spellings: dict[str, Counter[str]] = {}  # genre key -> canonical spellings seen
     ignored: Counter[str] = Counter()
     untagged: list[str] = []
+    refused: list[str] = []
     groups: dict[str, str] = {}
     ours = failed = 0
     for done, path in enumerate(files, 1):
@@ -221,7 +233,9 @@ def read_labels(
         else:
             names, dropped_ours = ([tops[path]] if tops.get(path) else []), False
         keys = _genre_keys(names, genre_map, spellings, ignored)
-        if keys:
+        if not keys and any(genre_key(n) not in NOT_GENRES for n in names):
+            refused.append(path)  # a person's genre, which the whitelist leaves out: not one to suggest
+        elif keys:
             found[path] = keys
             root = roots.get(path)
             flat = None if root is None else os.path.join(root, tops[path]) if source == "folders" else root
@@ -238,7 +252,8 @@ def read_labels(
         raise LabelError(_no_genre(source, inputs, files_read, len(unreadable)))
     songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
     return LibraryLabels(songs=songs, untagged=untagged, genres=genres, dropped=dropped,
-                         unreadable=unreadable, files_read=files_read, ignored=dict(ignored.most_common()), ours=ours)
+                         unreadable=unreadable, files_read=files_read, ignored=dict(ignored.most_common()), ours=ours,
+                         refused=refused, passed_over=passed_over)
 
 
 def _genre_keys(names: Sequence[str], genre_map: GenreMap, spellings: dict[str, Counter[str]],
@@ -246,11 +261,14 @@ def _genre_keys(names: Sequence[str], genre_map: GenreMap, spellings: dict[str, 
     """The genre keys one song's ``names`` map to, in order and without repeats.
 
     Each canonical spelling is counted in ``spellings`` (genre key -> spellings seen) and each
-    name that is no genre, or that the genre map leaves out, in ``ignored``.
+    name that the genre map leaves out in ``ignored``; names that are no genre (:data:`NOT_GENRES`)
+    are passed over.
     """
     keys: list[str] = []
     for name in names:
-        canonical = None if genre_key(name) in NOT_GENRES else genre_map.name(name)
+        if genre_key(name) in NOT_GENRES:
+            continue
+        canonical = genre_map.name(name)
         if canonical is None or genre_key(canonical) in NOT_GENRES:
             ignored[name] += 1
             continue
@@ -284,10 +302,10 @@ def _keep_genres(found: dict[str, list[str]], groups: dict[str, str], spellings:
 
 
 def _find(inputs: Sequence[str | Path], *, follow_links: bool) -> tuple[
-        list[str], dict[str, str], dict[str, str], list[tuple[str, str]]]:
+        list[str], dict[str, str], dict[str, str], list[tuple[str, str]], list[tuple[str, str]]]:
     """The audio files under ``inputs``, each file's top folder under the folder given that holds
-    it (none for a file named directly or lying in that folder itself), that folder, and the
-    inputs and entries that cannot be used.
+    it (none for a file named directly or lying in that folder itself), that folder, the inputs
+    that cannot be used, and what the search passed over.
 
     Raises
     ------
@@ -301,10 +319,11 @@ def _find(inputs: Sequence[str | Path], *, follow_links: bool) -> tuple[
     tops: dict[str, str] = {}
     roots: dict[str, str] = {}
     unreadable: list[tuple[str, str]] = []
+    passed_over: list[tuple[str, str]] = []
     for raw in inputs:
         search = find_audio([raw], follow_links=follow_links)
         unreadable.extend(search.missing)
-        unreadable.extend((p, r) for p, r in search.passed_over if "not followed" not in r)
+        passed_over.extend(search.passed_over)
         root = os.path.abspath(os.fspath(raw)) if os.path.isdir(raw) else None
         for path in search.files:
             if path in seen:
@@ -320,7 +339,7 @@ def _find(inputs: Sequence[str | Path], *, follow_links: bool) -> tuple[
         problems = [f"{display_path(raw)}: {reason}" for raw, reason in unreadable[:3]]
         shown = ", ".join(display_path(p) for p in inputs)
         raise LibraryError("; ".join(problems) if problems and len(problems) == len(inputs) else f"no audio files in {shown}")
-    return files, tops, roots, unreadable
+    return files, tops, roots, unreadable, passed_over
 
 
 def _no_genre(source: str, inputs: Sequence[str | Path], files_read: int, unreadable: int) -> str:
@@ -389,14 +408,18 @@ def labels_from_values(
     spellings: dict[str, Counter[str]] = {}
     ignored: Counter[str] = Counter()
     untagged: list[str] = []
+    refused: list[str] = []
     for path, values, group in entries:
-        keys = _genre_keys(tag_values(list(values)), genre_map, spellings, ignored)
+        names = tag_values(list(values))
+        keys = _genre_keys(names, genre_map, spellings, ignored)
         if keys:
             found[path], groups[path] = keys, group
+        elif any(genre_key(n) not in NOT_GENRES for n in names):
+            refused.append(path)
         else:
             untagged.append(path)
     if not found:
         raise LabelError(f"{source}: none of the {len(entries)} has a genre (genrify's own guesses do not count)")
     songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
     return LibraryLabels(songs=songs, untagged=untagged, genres=genres, dropped=dropped,
-                         unreadable=[], files_read=len(entries), ignored=dict(ignored.most_common()))
+                         unreadable=[], files_read=len(entries), ignored=dict(ignored.most_common()), refused=refused)

@@ -65,10 +65,10 @@ How each setting is chosen, on held-out answers only:
 - near-tie margin: the largest gap between the two most probable genres under which the answers are
   right at most half the time (a near-tie is a coin toss).
 
-A song's answer counts as right when it is any of its genres. Per-genre recall is the share of the
-genre's songs answered right; the confusion matrix has a row per genre of each song (the answer's
-column, or the genre's own where the answer is another of the song's genres), so each row sums to
-the genre's song count.
+A song's answer counts as right (top-1) when it is any of its genres. A genre's recall is the share
+of its songs answered with it, so a sub-genre always tagged beside its parent ("Classical;
+Baroque") earns no recall from answers of the parent. The confusion matrix has a row per genre of
+each song and a column per answer, so each row sums to the genre's song count.
 
 The report's leave-genres-out figure (:attr:`LearnReport.held_out`) is nested as the others: in
 each outer fold, the heads fitted without each genre on the other folds answer the fold's songs of
@@ -129,6 +129,11 @@ INNER_FOLDS = 3
 FIT_SEGMENTS = 4
 #: Fewest answers on which the unsure threshold or the near-tie margin may be decided.
 MIN_RULE_SONGS = 5
+#: Fewest artists whose cross-checked answers can calibrate the head's probabilities: with fewer,
+#: the temperature and the unsure rules rest on a handful of held-out artists, so the head says
+#: so (:attr:`LearnReport.calibrated`) and ``classify`` does not turn its confidence into a share
+#: of answers to expect right. Two artists for each of the five outer folds.
+MIN_CALIBRATION_ARTISTS = 10
 #: The settings used where too few artists leave nothing to cross-validate on (the unlearned genres'
 #: mass kept whole: nothing shows the head knows them).
 FALLBACK = {"C": 0.03, "prior_weight": 1.0, "cap": 2.0, "mobility": 0.0, "temperature": 1.0, "threshold": 0.0,
@@ -171,6 +176,9 @@ class LearnReport:
     answers
         Each song's cross-validated logits ``(segments, genres)`` (not stored in files; for the
         benchmarks).
+    calibrated
+        Whether the songs are of enough artists (:data:`MIN_CALIBRATION_ARTISTS`) for the
+        cross-checked temperature to make the probabilities say how often answers are right.
     held_out
         The leave-genres-out check, nested like the rest (``None`` where every genre is learned):
         each learned genre the tags know, left out of the training of each outer fold's head (which
@@ -197,6 +205,7 @@ class LearnReport:
     seconds: float = 0.0
     answers: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
     held_out: dict[str, Any] | None = None
+    calibrated: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-able data: every field but :attr:`answers`."""
@@ -517,10 +526,15 @@ def song_probabilities(logits: np.ndarray, starts: np.ndarray | None = None) -> 
 
 
 def _scores(prob: np.ndarray, truth: np.ndarray, learned: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """``(top-1, macro recall, per-genre recall)``: right where the answer is one of the song's genres."""
-    right = truth[np.arange(len(prob)), prob.argmax(axis=1)]
+    """``(top-1, macro recall, per-genre recall)``: top-1 right where the answer is one of the song's
+    genres; a genre's recall, the share of its songs answered with it (so a song tagged "Classical;
+    Baroque" and answered Classical counts for Classical, not for Baroque: a sub-genre always tagged
+    beside its parent earns no recall from its parent's answers)."""
+    answer = prob.argmax(axis=1)
+    right = truth[np.arange(len(prob)), answer]
     counts = truth.sum(axis=0)
-    recall = np.where(counts > 0, (truth & right[:, None]).sum(axis=0) / np.maximum(counts, 1), np.nan)
+    named = truth & (np.arange(truth.shape[1]) == answer[:, None])
+    recall = np.where(counts > 0, named.sum(axis=0) / np.maximum(counts, 1), np.nan)
     macro = float(np.nanmean(recall[learned])) if np.isfinite(recall[learned]).any() else 0.0
     return float(right.mean()), macro, recall
 
@@ -716,12 +730,11 @@ def _strata(truth: np.ndarray) -> np.ndarray:
 
 
 def _confusion(prob: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Rows the songs' genres (a song counts in each of its genres' rows), columns the answers."""
     k = truth.shape[1]
     matrix = np.zeros((k, k), dtype=np.int64)
-    answer = prob.argmax(axis=1)
-    for row, a in zip(truth, answer, strict=True):
-        for g in np.flatnonzero(row):
-            matrix[g, g if row[a] else a] += 1
+    for row, a in zip(truth, prob.argmax(axis=1), strict=True):
+        matrix[np.flatnonzero(row), a] += 1
     return matrix
 
 
@@ -883,6 +896,12 @@ def learn_head(
             # Held out, the genre is unlearned: only a tag prior can still name it.
             fate = "what recall it has comes from the tags alone" if prior is not None else "recall 0 expected"
             notes.append(f"every song of {g} is by one artist: held out, it is never heard in training ({fate})")
+    calibrated = len(group_names) >= MIN_CALIBRATION_ARTISTS
+    if not calibrated:
+        notes.append(f"only {len(group_names)} artists: too few to choose the settings or measure the model well, so "
+                     "take these figures as rough and its probabilities as no promise of how often it is right "
+                     f"(classify will not say how many answers to expect right); tag songs of at least "
+                     f"{MIN_CALIBRATION_ARTISTS} artists")
     held_out = None
     if any(head_right.values()):
         each = {}
@@ -907,6 +926,7 @@ def learn_head(
         notes=notes,
         answers=[nested[starts[i] : starts[i + 1]] for i in range(len(songs))],
         held_out=held_out,
+        calibrated=calibrated,
     )
     report.seconds = round(time.perf_counter() - started, 2)
     head = GenreHead(

@@ -105,11 +105,13 @@ class LearnSummary:
         """One line: what was learned, from how much, how good, in how long."""
         top1 = self.report.get("cv_top1")
         figure = f", cross-validated top-1 {top1:.2f}" if isinstance(top1, (int, float)) else ""
-        bad = len(self.unreadable)
+        bad, over, refused = len(self.unreadable), len(self.labels.passed_over), len(self.labels.refused)
         return (f"learned {len(self.genres)} genres from {self.songs} songs{figure} -> {display_path(self.out)} "
                 f"in {self.seconds:.1f} s · {self.embedded} embedded, {self.cached} from cache"
                 + (f", {bad} unreadable" if bad else "")
-                + (f" · {len(self.labels.untagged)} without a genre" if self.labels.untagged else ""))
+                + (f", {over} passed over" if over else "")
+                + (f" · {len(self.labels.untagged)} without a genre" if self.labels.untagged else "")
+                + (f" · {refused} with genres the genre map leaves out" if refused else ""))
 
 
 def keep_embedded(labels: LibraryLabels, embedded: set[str], min_songs: int) -> tuple[list[LabelledSong], dict[str, int]]:
@@ -291,6 +293,11 @@ def learn_labels(
                      "(or in their genre folder): each counts as an artist of its own, so the cross-check may overrate "
                      "the model where one artist's songs sound alike; tag the artists, or keep each artist's songs in "
                      "a folder of their own")
+    if library.refused:
+        left = ", ".join(f"{g} ({n})" for g, n in list(library.ignored.items())[:8])
+        notes.append(f"{len(library.refused)} songs hold only genres the genre map's whitelist leaves out ({left}): "
+                     "they are neither learned from nor counted without a genre, and tagging in keep mode leaves "
+                     "their genres alone")
     learned_from = {
         "labels": source, "inputs": list(inputs), "min_songs": min_songs,
         "files_read": library.files_read, "songs": len(songs), "dropped": dropped,

@@ -250,8 +250,8 @@ def graph_difference(model: GenreModel, graph: OnnxGenreGraph, *, segments: int 
 _MAX_HEADER_BYTES = 100_000_000
 
 
-def _file_format(path: str | Path) -> str | None:
-    """The ``format`` of the genrify document in a safetensors file's header, or ``None``."""
+def _file_document(path: str | Path) -> dict[str, Any] | None:
+    """The genrify document in a safetensors file's header (only the header is read), or ``None``."""
     if not Path(path).is_file():  # a pipe would block the read below
         return None
     try:
@@ -264,7 +264,13 @@ def _file_format(path: str | Path) -> str | None:
         meta = json.loads(header["__metadata__"]["genrify"])
     except (OSError, ValueError, KeyError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
-    return meta.get("format") if isinstance(meta, dict) and isinstance(meta.get("format"), str) else None
+    return meta if isinstance(meta, dict) else None
+
+
+def _file_format(path: str | Path) -> str | None:
+    """The ``format`` of the genrify document in a safetensors file's header, or ``None``."""
+    meta = _file_document(path)
+    return meta.get("format") if meta is not None and isinstance(meta.get("format"), str) else None
 
 
 # The first bytes of files people give as a model by mistake, to say what the file is instead.
@@ -352,6 +358,19 @@ def is_head_file(path: str | Path) -> bool:
     from genrify.models.builtin import HEAD_FORMAT
 
     return _file_format(path) == HEAD_FORMAT
+
+
+def is_calibrated_head(path: str | Path) -> bool:
+    """Whether ``path`` is a genre head (:func:`is_head_file`) whose learner could calibrate its
+    probabilities: its report does not say otherwise (a head learned from too few artists does,
+    :attr:`genrify.learn.learner.LearnReport.calibrated`). Only the header is read."""
+    from genrify.models.builtin import HEAD_FORMAT
+
+    meta = _file_document(path)
+    if meta is None or meta.get("format") != HEAD_FORMAT:
+        return False
+    report = (meta.get("info") or {}).get("report") if isinstance(meta.get("info"), dict) else None
+    return not (isinstance(report, dict) and report.get("calibrated") is False)
 
 
 @dataclass(frozen=True)
