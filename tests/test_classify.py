@@ -337,6 +337,13 @@ def test_tags_organize_and_playlists_consume_the_results(model_file, music, tmp_
     assert all(read_provenance(p.path).model == "m" for p in chosen)
     again = tag_results(chosen, policy, model="m")
     assert again.count("unchanged") == len(chosen) and again.count("written") == 0
+    # Keep mode keeps a person's genre whatever the answer: counted kept, not unsure.
+    from genrify.collection.tags import write_genre
+
+    write_genre(chosen[0].path, ["Shoegaze"])
+    kept = tag_results(chosen, TagPolicy(), model="m")
+    assert (kept.count("kept"), kept.left_alone, kept.count("written")) == (1, len(chosen) - 1, 0)
+    assert read_genre(chosen[0].path) == ("Shoegaze",)
 
     dest = tmp_path / "sorted"
     planned = organize_results(chosen, dest, dry_run=True, sources=[music])

@@ -153,16 +153,32 @@ class FileSink:
         self.cache = cache
 
     def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange | None:
-        """Tag one file; a file whose answer is not sure enough is not opened at all."""
+        """Tag one file; a file whose answer is not sure enough is not written (in keep mode its tags
+        are read, to count a person's genre as kept rather than the answer as unsure)."""
         from genrify.collection.tags import update_genre
 
         if plan.leaves_alone:
-            return None
+            return self._kept(plan, dry_run=dry_run) if plan.policy.mode == "keep" else None
         change = update_genre(plan.path, plan.decide, separator=plan.policy.separator, id3v23=plan.policy.id3v23,
                               dry_run=dry_run)
         if change.written:
             keep_answer(self.cache, plan.prediction)
         return change
+
+    @staticmethod
+    def _kept(plan: TagPlan, *, dry_run: bool) -> TagChange | None:
+        """Keep mode, an answer too unsure to set: the file's change as ``"kept"`` where it holds a
+        person's genre (kept whatever the answer), else ``None`` (left alone for the answer)."""
+        from genrify.collection.tags import TagChange, read_genre, read_provenance
+
+        try:
+            current = read_genre(plan.path)
+            decision = plan.decide(current, read_provenance(plan.path))
+        except GenrifyError:  # tags that cannot be read: left alone for the answer, as before
+            return None
+        if decision.status != "kept":
+            return None
+        return TagChange(Path(plan.path), tuple(current), tuple(current), False, dry_run, "kept")
 
     def group_done(self, paths: Sequence[str]) -> None:
         """Nothing to do: each file was written whole."""

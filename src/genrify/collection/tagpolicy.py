@@ -583,15 +583,17 @@ class TagPolicy:
         Returns
         -------
         TagDecision
-            ``"left_alone"`` where :meth:`genres_for` proposes nothing, ``"kept"`` where the mode
-            keeps a person's genre (both with the field as it is), else the genres :func:`resolve`
+            ``"kept"`` where the mode keeps a person's genre (whatever the answer), else
+            ``"left_alone"`` where :meth:`genres_for` proposes nothing (both with the field as it is), else the genres :func:`resolve`
             gives, ``"unchanged"`` where they are exactly the field's, and the provenance naming
             only those that a person did not set.
         """
         current = tuple(current)
         proposed = self.genres_for(ranked, unsure=unsure)
         if not proposed:
-            return TagDecision("left_alone", current)
+            # Keep mode keeps a person's genre whatever the answer: counted as kept, not as unsure.
+            kept = self.mode == "keep" and _persons(current, previous)
+            return TagDecision("kept" if kept else "left_alone", current)
         return decide_genres(current, previous, proposed, self.mode,
                              lambda ours: provenance_for(ours, self.probabilities_for(ranked), model=model),
                              canonical=self.genre_map.name)
