@@ -26,7 +26,7 @@ def test_train_evaluate_info(store, tmp_path):
     model = tmp_path / "m.safetensors"
     result = runner.invoke(app, ["train", str(store), "--out", str(model), "--epochs", "2", "--runs", "2"])
     assert result.exit_code == 0, result.output
-    assert "song accuracy" in result.output and "over 2 run(s)" in result.output
+    assert "song accuracy" in result.output and "over 2 runs (mean ± standard deviation)" in result.output
     report = json.loads((tmp_path / "m.safetensors.report" / "report.json").read_text())
     assert len(report["runs"]) == 2 and report["summary"]["runs"] == 2
     shown = runner.invoke(app, ["info", str(model)])
@@ -39,6 +39,11 @@ def test_train_evaluate_info(store, tmp_path):
     assert (tmp_path / "m.safetensors.report" / "evaluation" / "confusion.png").is_file()
     kept = json.loads((tmp_path / "m.safetensors.report" / "report.json").read_text())
     assert kept == report, "the training report stays as training wrote it"
+    # Its own store: the songs it trained on are counted, and the figures said to overrate it.
+    own = runner.invoke(app, ["evaluate", str(model), str(store)])
+    assert own.exit_code == 0 and "(the model's test songs)" in own.output and "overrate" not in own.output
+    songs = int(re.search(r"on (\d+) songs \(the model's test songs\)", own.output).group(1))
+    assert f"{15 - songs} of these 15 songs are of the model's own store" in " ".join(evaluated.output.split())
 
 
 def _error_line(args: list[str]) -> str:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from helpers import SHARED
 
 from genrify.errors import ParameterError, SplitError
-from genrify.learn.splits import make_split, read_split_file, split_from_file
+from genrify.learn.splits import make_split, read_split_file, song_keys, split_from_file
 from genrify.store.store import StoredTrack
 
 
@@ -52,6 +54,16 @@ def test_artists_never_cross_splits():
     sides = [{artist_of[p] for p in split[name]} for name in ("train", "valid", "test")]
     assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
     assert all(sides)
+
+
+def test_group_by_artist_without_any_artist_tag_is_refused_and_untagged_songs_are_counted():
+    with pytest.raises(SplitError, match="none of the 60 songs has an artist tag"):
+        make_split(library(), group_by="artist")
+    tracks = library(per_genre=24, artists=6)
+    tracks[:5] = [track(t.genre, 100 + i) for i, t in enumerate(tracks[:5])]  # five without an artist
+    split = make_split(tracks, group_by="artist")
+    assert split.method == "artist" and split.alone == 5
+    assert make_split(library(per_genre=24, artists=6), group_by="artist").alone == 0
 
 
 def test_group_by_song_ignores_artists():
@@ -113,3 +125,15 @@ def test_gtzan_fault_filtered_lists_work_as_they_are():
     assert stratified.sizes() == {"train": 500, "valid": 250, "test": 250}
     # GTZAN's filtered split keeps each artist on one side; here it must at least keep songs apart.
     assert not set(split.train) & set(split.test)
+
+
+def test_song_keys_tell_apart_songs_that_share_a_file_name():
+    tracks = [StoredTrack(f"/m/{g}/{a}/01.mp3", g, a, 30.0, 1, 1, 1, "done", None, "x", ())
+              for g in ("rock", "jazz") for a in ("Queen", "Ella")]
+    keys = song_keys(tracks)
+    assert sorted(keys.values()) == ["jazz/Ella/01.mp3", "jazz/Queen/01.mp3", "rock/Ella/01.mp3", "rock/Queen/01.mp3"]
+    # The same library elsewhere gives the same keys; a flat genre folder gives genre/file name.
+    moved = [dataclasses.replace(t, path=t.path.replace("/m/", "/elsewhere/music/")) for t in tracks]
+    assert sorted(song_keys(moved).values()) == sorted(keys.values())
+    assert song_keys([track("rock", 1), track("jazz", 2)]) == {
+        "/m/rock/rock.00001.wav": "rock/rock.00001.wav", "/m/jazz/jazz.00002.wav": "jazz/jazz.00002.wav"}

@@ -152,3 +152,18 @@ def test_trains_parameters_section_holds_parameters_only():
     for entry in entries:
         assert {n.strip() for n in entry.split(",")} <= names, entry
     assert "torchrun" in doc.split("\nNotes\n-----\n", 1)[1]
+
+
+def test_the_spread_over_runs_is_the_samples_and_one_run_has_none():
+    from types import SimpleNamespace
+
+    from genrify.learn.training import summarize
+
+    def run(accuracy: float) -> SimpleNamespace:
+        figures = {"song_accuracy": accuracy, "chunk_accuracy": accuracy, "vote_accuracy": accuracy, "macro_f1": accuracy}
+        return SimpleNamespace(evaluation=SimpleNamespace(summary=lambda: figures))
+
+    two = summarize([run(0.269), run(0.125)])
+    assert two["song_accuracy_mean"] == pytest.approx(0.197)
+    assert two["song_accuracy_std"] == pytest.approx(0.10182, abs=1e-4)  # ddof=1; the population's would be 0.072
+    assert summarize([run(0.5)])["song_accuracy_std"] == 0.0

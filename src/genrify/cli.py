@@ -476,6 +476,8 @@ def train(
             current["run"] = r
             sizes = split.sizes()
             extra = f", {len(split.unmatched)} split-file entries not in the store" if split.unmatched else ""
+            if split.alone:  # an untagged song cannot be kept with its artist's other songs
+                extra += f" ({split.alone} without an artist tag, each on its own)"
             progress.console.print(
                 f"run {r + 1}/{runs}: split by {split.method}: {sizes['train']} train, {sizes['valid']} validation,"
                 f" {sizes['test']} test songs{extra}",
@@ -501,10 +503,15 @@ def train(
     destination = _model_destination(model_file, store, split_file)  # again: something may have appeared meanwhile
     if destination.replaces:
         err.print(f"replacing model {_say(destination.path)}", highlight=False)
-    modelfile.save(result.model, destination.path, warn=_warn)  # with its ONNX graph: classifies without torch
     summary = result.summary()
-    report = write_report(model_file, genres=result.model.genres, summary=summary, runs=result.model.info["runs"],
-                          extra={"config": config.to_dict(), "kept_run": result.model.info["kept_run"]})
+    from genrify.core.fsutil import deferred_signals
+
+    # Ctrl-C waits for the model and its report together (a few seconds of plots): never a new
+    # model beside the old one's report.
+    with deferred_signals():
+        modelfile.save(result.model, destination.path, warn=_warn)  # with its ONNX graph: classifies without torch
+        report = write_report(model_file, genres=result.model.genres, summary=summary, runs=result.model.info["runs"],
+                              extra={"config": config.to_dict(), "kept_run": result.model.info["kept_run"]})
     table = Table(title=f"{arch} on {store}")
     for column in ("run", "seed", "epochs", "best", "chunk acc", "song acc", "vote acc", "macro F1"):
         table.add_column(column, justify="right")
@@ -513,10 +520,15 @@ def train(
         table.add_row(str(i + 1), str(r.seed), str(len(r.history)), str(r.best_epoch), f"{ev.chunk_accuracy:.3f}",
                       f"{ev.song_accuracy:.3f}", f"{ev.vote_accuracy:.3f}", f"{ev.macro_f1:.3f}")
     out.print(table)
+    several = len(result.runs) > 1  # one run measures no spread: no "± 0.000"
+
+    def spread(key: str) -> str:
+        return f" ± {summary[key + '_std']:.3f}" if several else ""
+
     out.print(
-        f"[bold]song accuracy {summary['song_accuracy_mean']:.3f} ± {summary['song_accuracy_std']:.3f}[/]"
-        f" · chunk accuracy {summary['chunk_accuracy_mean']:.3f} ± {summary['chunk_accuracy_std']:.3f}"
-        f" over {len(result.runs)} run(s)",
+        f"[bold]song accuracy {summary['song_accuracy_mean']:.3f}{spread('song_accuracy')}[/]"
+        f" · chunk accuracy {summary['chunk_accuracy_mean']:.3f}{spread('chunk_accuracy')}"
+        + (f" over {len(result.runs)} runs (mean ± standard deviation)" if several else " over 1 run"),
         highlight=False,
     )
     out.print(f"model: {model_file} (run {result.model.info['kept_run'] + 1}, lowest validation loss) · report: {report}", highlight=False)
@@ -578,6 +590,10 @@ def evaluate(
         f"vote accuracy {ev.vote_accuracy:.3f} · macro F1 {ev.macro_f1:.3f} · report: {report}",
         highlight=False,
     )
+    if result.heard:
+        err.print(f"[yellow]warning:[/] {result.heard} of these {result.songs} songs are of the model's own store and "
+                  "not among its test songs: it was trained or validated on them, so these figures overrate it "
+                  "(without --all or --split-file, evaluate takes its test songs only)", highlight=False)
 
 
 @app.command()

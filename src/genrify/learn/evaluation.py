@@ -386,6 +386,9 @@ class ModelEvaluation:
     songs: int
     skipped: int  #: tracks asked for that the store lacks or whose genre the model does not know
     history: list[dict[str, Any]]  #: the kept training run's epochs, for the curves
+    #: songs evaluated that the model was trained or validated on (``--all`` or a split file on its
+    #: own store): its figures overrate it
+    heard: int = 0
 
     def summary(self) -> dict[str, Any]:
         ev = self.evaluation
@@ -400,7 +403,8 @@ class ModelEvaluation:
         }
 
     def run_entry(self) -> dict[str, Any]:
-        return {"selection": self.selection, **self.evaluation.summary(), "history": self.history}
+        return {"selection": self.selection, **self.evaluation.summary(), "heard": self.heard,
+                "history": self.history}
 
 
 def evaluate_model(
@@ -413,7 +417,10 @@ def evaluate_model(
     """Evaluate a saved model on the tracks of a feature store.
 
     Songs: the test list of ``split_file``; else every track with ``all_tracks``; else the model's
-    own test songs (recorded at training, matched by ``genre/file name``) that the store holds.
+    own test songs (recorded at training by their path from the library's folder,
+    :func:`genrify.learn.splits.song_keys`) that the store holds. On the model's own store, the
+    songs of a split file or ``all_tracks`` that it was trained or validated on are counted
+    (:attr:`ModelEvaluation.heard`).
 
     Raises
     ------
@@ -456,11 +463,8 @@ def evaluate_model(
             wanted = {t.path for t in tracks}
             selection = "all tracks"
         else:
-            keys = set(model.info.get("test_tracks", []))
-            wanted = {t.path for t in tracks if f"{t.genre}/{os.path.basename(t.path)}" in keys}
+            wanted = _test_songs(model_path, model.info, tracks)
             selection = "the model's test songs"
-            if not keys:
-                raise SplitError(f"{model_path}: records no test songs; pass --split-file or --all")
         known = set(model.genres)
         paths = sorted(t.path for t in tracks if t.path in wanted and t.genre in known)
         if not paths:
@@ -473,9 +477,53 @@ def evaluate_model(
     skipped = (len(wanted) - len(paths)) if not all_tracks else len(tracks) - len(paths)
     runs = model.info.get("runs") or [{}]
     history = runs[min(int(model.info.get("kept_run", 0)), len(runs) - 1)].get("history", [])
+    heard = 0
+    if selection != "the model's test songs" and _same_store(model.info.get("store"), store_dir):
+        # Its own store: every song of it but its test songs was trained or validated on.
+        heard = len(set(paths) - _test_songs(model_path, model.info, tracks, required=False))
     return ModelEvaluation(
-        evaluation=evaluation, selection=selection, songs=len(paths), skipped=max(skipped, 0), history=history
+        evaluation=evaluation, selection=selection, songs=len(paths), skipped=max(skipped, 0), history=history,
+        heard=heard,
     )
+
+
+def _same_store(recorded: Any, store_dir: str | Path) -> bool:
+    """Whether ``store_dir`` is the store a model recorded as its training store."""
+    try:
+        return isinstance(recorded, str) and os.path.samefile(recorded, store_dir)
+    except OSError:
+        return False
+
+
+def _test_songs(model_path: str | Path, info: dict[str, Any], tracks: Sequence[Any], *,
+                required: bool = True) -> set[str]:
+    """The paths of the tracks that are the model's recorded test songs
+    (:func:`genrify.learn.splits.song_keys`; a model from before them recorded ``genre/file name``).
+
+    Raises
+    ------
+    SplitError
+        ``required`` and the model records none, or records them by file name only and the store
+        holds several songs of one such name (``Artist/Album/01.mp3`` layouts): the songs trained
+        on could not be told from those held out.
+    """
+    from genrify.errors import SplitError
+    from genrify.learn.splits import song_keys
+
+    keys = set(info.get("test_tracks", []))
+    if not keys:
+        if required:
+            raise SplitError(f"{model_path}: records no test songs; pass --split-file or --all")
+        return set()
+    wanted = {path for path, key in song_keys(tracks).items() if key in keys}
+    if wanted:
+        return wanted
+    by_name = [t.path for t in tracks if f"{t.genre}/{os.path.basename(t.path)}" in keys]
+    if len(by_name) > len(keys) and required:
+        raise SplitError(f"{model_path}: records its test songs by genre and file name only (an older genrify), and "
+                         f"{len(by_name)} songs of this store match its {len(keys)} names, some trained on; "
+                         "pass --split-file, or train the model again")
+    return set(by_name) if len(by_name) <= len(keys) else set()
 
 
 def _evaluate_from_audio(model: Any, paths: Sequence[str], genre_of: dict[str, str]) -> Evaluation:

@@ -41,6 +41,8 @@ class Split:
     seed: int | None = None
     #: split-file entries that matched no track of the store
     unmatched: tuple[str, ...] = field(default=(), compare=False)
+    #: split by artist: songs without an artist tag, each a group of its own
+    alone: int = field(default=0, compare=False)
 
     def __getitem__(self, name: str) -> tuple[str, ...]:
         if name not in SPLITS:
@@ -68,6 +70,20 @@ def check_tracks(tracks: Sequence[StoredTrack], store_name: str = "the store") -
     return genres
 
 
+def song_keys(tracks: Sequence[StoredTrack]) -> dict[str, str]:
+    """Each track's key, by which a model records its test songs: its path from the tracks' common
+    folder (``MUSIC_DIR`` where the store holds two genres or more), with ``/`` between folders:
+    ``rock/Queen/News of the World/01.mp3``. The same in a copy of the library elsewhere, and never
+    the same for two tracks, where ``genre/file name`` repeats in ``Artist/Album/01.mp3`` layouts."""
+    paths = [t.path for t in tracks]
+    if not paths:
+        return {}
+    root = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0])
+    if root in paths:  # one track: its own folder
+        root = os.path.dirname(root)
+    return {p: Path(os.path.relpath(p, root)).as_posix() for p in paths}
+
+
 def make_split(
     tracks: Sequence[StoredTrack],
     *,
@@ -88,17 +104,23 @@ def make_split(
         Random seed; the same seed and tracks give the same split.
     group_by
         ``"artist"``: songs of one artist stay together (songs with no artist tag are their own
-        group); ``"song"``: every song on its own; ``"auto"``: by artist when any track has one.
+        group, counted in :attr:`Split.alone`); ``"song"``: every song on its own; ``"auto"``: by
+        artist when any track has one.
 
     Raises
     ------
     SplitError
-        A genre has too few songs (artists) to give each split at least one.
+        A genre has too few songs (artists) to give each split at least one; ``"artist"`` where no
+        track has an artist tag (the split could keep no artist apart).
     ParameterError
         Fractions out of range (:func:`genrify.learn.config.check_split_fractions`).
     """
     check_split_fractions(valid, test)
     check_tracks(tracks)
+    if group_by == "artist" and not any(t.artist for t in tracks):
+        raise SplitError(f"--group-by artist: none of the {len(tracks)} songs has an artist tag (album artist or "
+                         "artist), so no artist can be kept apart; tag the artists and extract again, or "
+                         "--group-by song")
     by_artist = group_by == "artist" or (group_by == "auto" and any(t.artist for t in tracks))
     groups: dict[str, list[StoredTrack]] = defaultdict(list)
     for t in tracks:
@@ -135,6 +157,7 @@ def make_split(
         test=tuple(sorted(chosen["test"])),
         method="artist" if by_artist else "song",
         seed=seed,
+        alone=sum(not t.artist for t in tracks) if by_artist else 0,
     )
 
 

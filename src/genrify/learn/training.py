@@ -41,7 +41,7 @@ from genrify.learn.data import Batches, ChunkDataset
 from genrify.learn.ddp import DistInfo
 from genrify.learn.embeddings import EmbeddingSet, ShuffledBatches, ensure_embeddings
 from genrify.learn.evaluation import Evaluation, evaluate_dataset, evaluate_probabilities
-from genrify.learn.splits import Split, check_tracks, make_split, split_from_file
+from genrify.learn.splits import Split, check_tracks, make_split, song_keys, split_from_file
 from genrify.models import CHUNKS, EMBEDDINGS
 from genrify.models.modelfile import GenreModel
 from genrify.models.normalization import Normalization
@@ -86,7 +86,8 @@ class RunResult:
         """JSON-ready figures of this run (for the report and the model file)."""
         return {
             "seed": self.seed,
-            "split": {"method": self.split.method, **self.split.sizes(), "unmatched": len(self.split.unmatched)},
+            "split": {"method": self.split.method, **self.split.sizes(), "unmatched": len(self.split.unmatched),
+                      "without_artist": self.split.alone},
             "epochs": len(self.history),
             "best_epoch": self.best_epoch,
             "best_valid_loss": self.best_valid_loss,
@@ -507,12 +508,16 @@ TRAINERS: dict[str, type[ChunkTrainer | EmbeddingTrainer]] = {CHUNKS: ChunkTrain
 
 
 def summarize(runs: Sequence[RunResult]) -> dict[str, Any]:
-    """Mean and standard deviation over runs of the headline figures."""
+    """Mean and standard deviation over runs of the headline figures.
+
+    The standard deviation is the sample's (``ddof=1``: a few runs are a sample of the runs the
+    seed could give); 0 for a single run, where no spread is measured.
+    """
     out: dict[str, Any] = {"runs": len(runs)}
     for key in ("song_accuracy", "chunk_accuracy", "vote_accuracy", "macro_f1"):
         values = np.array([r.evaluation.summary()[key] for r in runs], dtype=float)
         out[f"{key}_mean"] = float(values.mean())
-        out[f"{key}_std"] = float(values.std())
+        out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     return out
 
 
@@ -621,7 +626,7 @@ def _train(
     with FeatureStore.open(store_dir) as store:
         tracks = store.tracks()
         genres = check_tracks(tracks, str(store_dir))
-        genre_of = {t.path: t.genre for t in tracks}
+        keys = song_keys(tracks)
         fixed = split_from_file(tracks, split_file) if split_file is not None else None
         trainer = trainer_type(store, tracks, genres, config, dist=dist, jobs=jobs, on_prepare=on_prepare)
         for r in range(runs):
@@ -649,7 +654,7 @@ def _train(
             "summary": summarize(results),
             "kept_run": results.index(best),
             "runs": [r.summary() for r in results],
-            "test_tracks": [f"{genre_of[p]}/{Path(p).name}" for p in best.split.test],
+            "test_tracks": [keys[p] for p in best.split.test],
             "store": str(Path(store_dir).resolve()),
             **_distributed_info(config, dist),
         },
