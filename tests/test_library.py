@@ -51,6 +51,16 @@ def test_folder_without_genre_sub_folders(make_library, tmp_path):
         scan(tmp_path / "flat")
 
 
+def test_genre_folders_that_are_links_elsewhere_are_named_with_the_option_that_follows_them(tmp_path):
+    (tmp_path / "elsewhere" / "blues").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "blues" / "a.wav").write_bytes(b"RIFF")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "blues").symlink_to(tmp_path / "elsewhere" / "blues", target_is_directory=True)
+    with pytest.raises(LibraryError, match=r"no genre sub-folders \(1 link to a folder passed over: add --follow-links"):
+        scan(tmp_path / "lib")
+    assert [t.genre for t in scan(tmp_path / "lib", follow_links=True).tracks] == ["blues"]
+
+
 def test_genre_folders_without_audio(tmp_path):
     (tmp_path / "lib" / "blues").mkdir(parents=True)
     (tmp_path / "lib" / "blues" / "readme.txt").write_text("hi")

@@ -118,8 +118,12 @@ def scan(music_dir: str | Path, *, follow_links: bool = False) -> Library:
         elif is_audio_file(entry.name):
             skipped.append((entry.path, NOT_IN_GENRE))
     if not genre_dirs:
+        # Genre folders that are links to folders elsewhere, not followed: say so, not "none".
+        links = sum(1 for e in entries if not e.name.startswith(".") and e.is_symlink() and e.is_dir())
+        said = "1 link to a folder" if links == 1 else f"{links} links to folders"
+        hint = f" ({said} passed over: add --follow-links to follow them)" if links else ""
         raise LibraryError(
-            f"{root}: no genre sub-folders; lay the music out as {root}/<genre>/<audio files>"
+            f"{root}: no genre sub-folders{hint}; lay the music out as {root}/<genre>/<audio files>"
         )
     for genre_dir in genre_dirs:
         for path, st in walker.walk(genre_dir.path, note_other=True):

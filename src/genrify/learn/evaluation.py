@@ -350,7 +350,10 @@ def _plot_curves(runs: Sequence[dict[str, Any]], path: Path) -> None:
             ax_loss.axvline(best, color=color, alpha=0.3, linewidth=1)
     ax_acc.set(title="Chunk accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
     ax_loss.set(title="Loss (line: best epoch)", xlabel="epoch", ylabel="cross-entropy")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_acc, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 1.5
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
@@ -365,12 +368,13 @@ def _plot_confusion(confusion: np.ndarray, genres: list[str], path: Path, title:
     fig, ax = plt.subplots(figsize=(size, size * 0.9), dpi=110)
     image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(genres)), genres, rotation=45, ha="right")
-    ax.set_yticks(range(len(genres)), genres)
-    ax.set(xlabel="predicted genre", ylabel="true genre", title=title)
+    # Each row says how many songs its shares rest on: "1.00" of one song is not "1.00" of forty.
+    ax.set_yticks(range(len(genres)), [f"{g} ({int(n)})" for g, n in zip(genres, totals[:, 0], strict=True)])
+    ax.set(xlabel="predicted genre", ylabel="true genre (songs)", title=title)
     for i in range(len(genres)):
         for j in range(len(genres)):
             if confusion[i, j]:
-                ax.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, f"{normalised[i, j]:.2f}\n{int(confusion[i, j])}", ha="center", va="center", fontsize=7,
                         color="white" if normalised[i, j] > 0.6 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true genre's songs")
     fig.tight_layout()
