@@ -573,3 +573,9 @@ def test_a_file_flagged_not_music_is_neither_sorted_nor_listed(model_file, music
     flagged = sum(bool(o["not_music"]) for o in answers.values())
     assert len(list(dest.rglob("*.wav"))) == len(answers) - flagged  # every song of music is placed
     assert f"{flagged} not music not placed" in result.stderr
+
+
+def test_a_cache_file_with_no_cache_is_a_usage_error(model_file, music, tmp_path):
+    result = classify(music / "metal", "--model", model_file, "--no-cache", "--cache-file", tmp_path / "r.sqlite")
+    assert result.exit_code == 2 and "--cache-file goes without --no-cache" in result.output
+    assert not (tmp_path / "r.sqlite").exists() and "classified" not in result.output

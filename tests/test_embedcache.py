@@ -163,9 +163,16 @@ def test_a_damaged_cache_is_set_aside_and_another_kind_of_cache_is_refused(tmp_p
     with ResultCache(results, "m", {}) as r:
         r.put(song, {"genre": "rock"})
     before = results.read_bytes()
-    with pytest.raises(ParameterError, match="not a genrify embedding cache"):
+    with pytest.raises(ParameterError, match="genrify's results cache, not a genrify embedding cache"):
         EmbeddingCache(results)
     assert results.read_bytes() == before
+    fresh = tmp_path / "fresh.sqlite"
+    with EmbeddingCache(fresh) as cache:
+        cache.put(song, stored)
+    with pytest.raises(ParameterError, match="genrify's embedding cache, not a genrify results cache"):
+        ResultCache(fresh, "m", {})
+    with pytest.raises(ParameterError, match=r"a folder, not a genrify embedding cache; give a file name such as .*/embeddings\.sqlite$"):
+        EmbeddingCache(tmp_path)
 
 
 _KILLED_RUN = textwrap.dedent("""

@@ -119,14 +119,19 @@ def test_a_read_only_cache_location_is_said_at_once_and_left_as_it_is(tmp_path, 
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if "kept" in str(p) or "ro" in Path(p).parts
                         else real(p, mode, **kw))
-    for path, why in [(kept, "the file is read-only"),
-                      (tmp_path / "ro" / "new" / "c.sqlite", f"its folder {tmp_path / 'ro'} is not writable")]:
-        (tmp_path / "ro").mkdir(exist_ok=True)
-        lines: list[str] = []
-        with ResultCache(path, "m", {}, notify=lines.append) as cache:
-            assert not cache.enabled and not cache.writable and cache.get(song) is None
-            cache.put(song, {"genre": "jazz"})
-        assert lines == [f"cannot write the results cache {path} ({why}); running without it"]
+    # A read-only cache is still read: what it holds saves the work, and nothing new is stored.
+    lines: list[str] = []
+    with ResultCache(kept, "m", {}, notify=lines.append) as cache:
+        assert cache.enabled and not cache.writable and cache.get(song) == {"genre": "rock"}
+        cache.put(tmp_path / "song.wav", {"genre": "jazz"})
+    assert lines == [f"cannot write the results cache {kept} (the file is read-only); reading it, storing nothing new"]
+    new = tmp_path / "ro" / "new" / "c.sqlite"
+    (tmp_path / "ro").mkdir()
+    lines = []
+    with ResultCache(new, "m", {}, notify=lines.append) as cache:
+        assert not cache.enabled and not cache.writable and cache.get(song) is None
+        cache.put(song, {"genre": "jazz"})
+    assert lines == [f"cannot write the results cache {new} (its folder {tmp_path / 'ro'} is not writable); running without it"]
     assert {k: v for k, v in _tree(tmp_path).items() if not k.startswith("ro")} == before
 
 

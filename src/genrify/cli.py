@@ -720,6 +720,8 @@ def learn(
         if suggest is None:
             _usage("--playlist goes with --suggest N")
         check_playlist(playlist)  # before an hour of work, not after it
+    if cache_file is not None and not cache:
+        _usage("--cache-file goes without --no-cache (which keeps no cache at all)")
     mapping = GenreMap.load(genre_map) if genre_map is not None else None
     cache_path = (cache_file or default_cache_path()) if cache else None
     cache_id = file_identity(cache_path) if cache_path is not None else None
@@ -984,6 +986,8 @@ def classify(
                "skip_unsure": not tag_unsure, "id3v23": id3v23, "genre_map": genre_map, "parents": parent_genres,
                "album_mode": album_mode}
     _only_with_write_tags(write_tags, tagging)
+    if cache_file is not None and not cache:
+        _usage("--cache-file goes without --no-cache (which keeps no cache at all)")
     settings = ClassifySettings.from_values(
         model=model, genres=genres.split(",") if genres else (), max_segments=max_segments, hop_seconds=segment_hop,
         max_duration=_max_duration(max_duration), jobs=jobs, cache=(cache_file or True) if cache else False,

@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS results (
 def default_cache_path() -> Path:
     """``$XDG_CACHE_HOME/genrify/results.sqlite`` (``~/.cache`` by default)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "genrify" / "results.sqlite"
+    return Path(base) / "genrify" / ResultCache.FILE_NAME
 
 
 def file_digest(path: str | Path) -> str:
@@ -66,7 +66,16 @@ def file_digest(path: str | Path) -> str:
 
 
 class _NotOurs(Exception):
-    """A healthy SQLite database that genrify did not make."""
+    """A healthy SQLite database that is not this kind of genrify cache (``app_id``: its
+    application id, where it has one)."""
+
+    def __init__(self, message: str, *, app_id: int | None = None) -> None:
+        super().__init__(message)
+        self.app_id = app_id
+
+
+#: Application id -> what each kind of genrify cache is, so that one given for another is named.
+_GENRIFY_CACHES: dict[int, str] = {APPLICATION_ID: "results cache"}
 
 
 def _busy(exc: sqlite3.DatabaseError) -> bool:
@@ -74,12 +83,13 @@ def _busy(exc: sqlite3.DatabaseError) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
-def _recognise(path: Path, app_id: int = APPLICATION_ID, what: str = "results cache") -> bool | None:
+def _recognise(path: Path, app_id: int = APPLICATION_ID, what: str = "results cache",
+               file_name: str = "results.sqlite") -> bool | None:
     """Whether an existing cache file is genrify's by its header.
 
     Returns ``None`` where there is nothing yet (or an empty file), ``True`` where the header
     carries ``app_id``, ``False`` for another SQLite file (decided by its tables later).
-    ``what`` names the kind of cache in messages.
+    ``what`` names the kind of cache in messages, and ``file_name`` its usual file name.
 
     Raises
     ------
@@ -102,7 +112,7 @@ def _recognise(path: Path, app_id: int = APPLICATION_ID, what: str = "results ca
         raise
     if stat.S_ISDIR(st.st_mode):
         raise ParameterError(f"{shown}: a folder, not a genrify {what}; give a file name such as "
-                             f"{display_path(path / (what.split()[0] + '.sqlite'))}")
+                             f"{display_path(path / file_name)}")
     if not stat.S_ISREG(st.st_mode):
         raise ParameterError(f"{shown}: not a regular file, not a genrify {what}; {leave}")
     if st.st_size == 0:
@@ -193,6 +203,8 @@ class ResultCache:
     APPLICATION_ID: int = APPLICATION_ID
     #: What messages call this kind of cache.
     WHAT: str = "results cache"
+    #: The file's name where none is given (:func:`default_cache_path`), suggested for a folder.
+    FILE_NAME: str = "results.sqlite"
     #: Stored rows are committed at least this often (seconds); 0 commits every row at once.
     COMMIT_SECONDS: float = 1.0
 
@@ -215,19 +227,26 @@ class ResultCache:
         self._last_commit = time.monotonic()
         shown = display_path(self.path)
         try:
-            ours = _recognise(self.path, self.APPLICATION_ID, self.WHAT)
+            ours = _recognise(self.path, self.APPLICATION_ID, self.WHAT, self.FILE_NAME)
         except OSError as exc:  # e.g. no permission to read it: the run goes on without a cache
             self._notify(f"cannot read the {self.WHAT} {shown} ({exc.strerror or exc}); running without it")
             return
         why = _unwritable(self.path)
         if why is not None:  # said now, before the work, not after it at the first store
-            self._notify(f"cannot write the {self.WHAT} {shown} ({why}); running without it")
+            self._db = self._open_read_only() if ours else None
+            if self._db is not None:  # what it holds still saves the work: read, store nothing new
+                self._writable = False
+                self._notify(f"cannot write the {self.WHAT} {shown} ({why}); reading it, storing nothing new")
+            else:
+                self._notify(f"cannot write the {self.WHAT} {shown} ({why}); running without it")
             return
         try:
             self._db = self._connect()
         except _NotOurs as exc:
+            other = _GENRIFY_CACHES.get(exc.app_id) if exc.app_id is not None else None
+            whose = f"genrify's {other}" if other else f"a SQLite database of another program ({exc})"
             raise ParameterError(
-                f"{shown}: a SQLite database of another program ({exc}), not a genrify {self.WHAT}; "
+                f"{shown}: {whose}, not a genrify {self.WHAT}; "
                 "genrify leaves it alone: choose another --cache-file"
             ) from None
         except sqlite3.DatabaseError as exc:
@@ -264,6 +283,32 @@ class ResultCache:
         self._notify(f"the {self.WHAT} {shown} was damaged ({exc}); set it aside as {display_path(aside)} "
                      "and started a new one")
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _GENRIFY_CACHES[cls.APPLICATION_ID] = cls.WHAT
+
+    def _open_read_only(self) -> sqlite3.Connection | None:
+        """The cache opened only to read, or ``None`` where it cannot be read or is of another version.
+
+        Opened as immutable: SQLite then reads the database file alone and makes no ``-shm`` or
+        ``-wal`` file beside it (a read-only folder could not hold them, and a writable one should
+        not be left with them). Rows still in another writer's log are missed, and each row is
+        checked against its file's size and time, so a missed row costs work, never a wrong answer.
+        """
+        db = None
+        try:
+            db = sqlite3.connect(f"{Path(os.path.abspath(self.path)).as_uri()}?immutable=1", uri=True,
+                                 isolation_level=None)
+            ids = (db.execute("PRAGMA application_id").fetchone()[0], db.execute("PRAGMA user_version").fetchone()[0])
+            db.execute("SELECT 1 FROM results LIMIT 1").fetchall()
+        except sqlite3.Error:
+            ids = None
+        if ids == (self.APPLICATION_ID, _SCHEMA_VERSION):
+            return db
+        if db is not None:
+            db.close()
+        return None
+
     def _connect(self) -> sqlite3.Connection:
         """Open (or make) the cache, checking first that an existing database is ours."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +323,7 @@ class ResultCache:
                 columns = [row[1] for row in db.execute("PRAGMA table_info(results)")] if "results" in tables else []
                 if app_id != 0 or not tables <= {"results"} or (tables and columns != _COLUMNS):
                     raise _NotOurs(f"tables: {', '.join(sorted(tables)) or 'none'}" if app_id == 0
-                                   else f"application id {app_id:#x}")
+                                   else f"application id {app_id:#x}", app_id=app_id or None)
             if tables and version < _SCHEMA_VERSION:
                 db.execute("DROP TABLE IF EXISTS results")  # keys of version 1 were text: start afresh
             db.execute("PRAGMA journal_mode=WAL")

@@ -89,7 +89,7 @@ class EmbedFailure:
 def default_cache_path() -> Path:
     """``$XDG_CACHE_HOME/genrify/embeddings.sqlite`` (``~/.cache`` by default): beside the results cache."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "genrify" / "embeddings.sqlite"
+    return Path(base) / "genrify" / EmbeddingCache.FILE_NAME
 
 
 def segment_plan(max_segments: int | None = DEFAULT_MAX_SEGMENTS, max_duration: float | None = MAX_DURATION) -> SegmentPlan:
@@ -177,6 +177,7 @@ class EmbeddingCache(ResultCache):
 
     APPLICATION_ID = APPLICATION_ID
     WHAT = "embedding cache"
+    FILE_NAME = "embeddings.sqlite"
     COMMIT_SECONDS = 0.0
 
     def __init__(self, path: str | Path | None = None, plan: SegmentPlan | None = None, *,

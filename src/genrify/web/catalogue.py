@@ -102,8 +102,8 @@ class ModelEntry:
 
 
 def describe(model: Classifier) -> dict[str, Any]:
-    """The facts about a model that the page shows: its model card, architecture, genres, training
-    accuracy, features."""
+    """The facts about a model that the page shows: its model card, architecture, genres, the mean
+    test song accuracy over its training runs (the card gives the run the file holds), features."""
     from genrify.models.modelcard import model_card
 
     info = getattr(model, "info", None) or {}
