@@ -158,3 +158,19 @@ def test_info_on_a_model_file_shows_its_card_then_how_it_is_built(model_file):
     card = model_card(model_file).lines()
     assert lines[: len(card)] == card and card[0].startswith(f"{model_file.name}: a ")
     assert "architecture" in result.output and "features" in result.output and "chunk" in result.output
+
+
+def test_ctrl_c_says_it_was_interrupted_and_exits_130(monkeypatch, capsys):
+    import typer
+
+    import genrify.cli as cli
+
+    def interrupted() -> None:
+        # What Typer makes of a KeyboardInterrupt: a silent exit 130.
+        raise SystemExit(typer.Exit(130).exit_code)
+
+    monkeypatch.setattr(cli, "app", interrupted)
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 130
+    assert capsys.readouterr().err.strip() == cli.INTERRUPTED

@@ -108,6 +108,11 @@ def test_write_tags_changes_only_the_genre(model_file, tagged_mp3s, tmp_path):
     for path, wave in zip(tagged_mp3s, before, strict=True):
         assert read_genre(path) == (GenreMap.default().name(answers[str(path)]),)
         np.testing.assert_array_equal(audio.load(path), wave)
+    # -v says each file as it is written (during the run, above the bar), once.
+    again = classify(tagged_mp3s[0].parent, "--model", model_file, "--write-tags", "--tag-unsure", "--tag-mode",
+                     "replace", "--tag-genres", "2", "--min-probability", "0", "-v", cache=tmp_path / "c.sqlite")
+    assert again.exit_code == 0 and again.output.count("tagged ") == 3, again.output
+    assert all(f"tagged {p}: " in again.output for p in tagged_mp3s)
 
 
 def test_a_read_only_file_is_reported_and_the_others_are_tagged(model_file, tagged_mp3s):
@@ -484,7 +489,7 @@ def test_a_wide_table_says_why_an_answer_is_unsure_where_the_file_names_keep_the
                _answer(path[2], [0.25, 0.25, 0.25, 0.25]),
                _answer(path[3], [0.7, 0.1, 0.1, 0.1], not_music="noise"),
                _answer(path[4], [0.7, 0.1, 0.1, 0.1], short=True),
-               Failure(path[5], "not a recognised audio format (cannot decode)")]
+               Failure(path[5], "not a recognised audio format, or damaged (cannot decode)")]
 
     def answered(found, ref, **kwargs):  # the answers above, as a run of the built-in model would give them
         summary = service.RunSummary(5, 0, 1, 0, 1.0, {"jazz": 4, "classical": 1})
@@ -515,14 +520,14 @@ def test_a_file_that_is_not_audio_is_one_error_line_not_a_table(model_file, tmp_
     notes.write_text("# my notes\n")
     result = classify(notes, "--model", model_file)
     assert result.exit_code == 1, result.output
-    assert result.output.strip().splitlines() == [f"error: {notes}: not a recognised audio format (cannot decode)"]
+    assert result.output.strip().splitlines() == [f"error: {notes}: not a recognised audio format, or damaged (cannot decode)"]
     other = tmp_path / "todo.txt"
     other.write_text("buy milk\n")
     both = classify(notes, other, "--model", model_file)
     assert both.exit_code == 1, both.output
     lines = both.output.strip().splitlines()
-    assert sorted(lines[:2]) == [f"failed {notes}: not a recognised audio format (cannot decode)",
-                                 f"failed {other}: not a recognised audio format (cannot decode)"]
+    assert sorted(lines[:2]) == [f"failed {notes}: not a recognised audio format, or damaged (cannot decode)",
+                                 f"failed {other}: not a recognised audio format, or damaged (cannot decode)"]
     assert lines[2:] == ["error: none of the 2 files could be classified"]
 
 

@@ -109,6 +109,25 @@ def test_outside_album_mode_each_answer_is_tagged_as_it_arrives():
     assert _written(sink) == ["a"] and listener.report.total == 1
 
 
+def test_each_change_is_told_as_soon_as_it_is_written():
+    from pathlib import Path
+
+    from genrify.collection.tags import TagChange
+
+    class ChangingSink(FakeSink):
+        def write(self, plan: TagPlan, *, dry_run: bool) -> TagChange:
+            super().write(plan, dry_run=dry_run)
+            return TagChange(Path(plan.path), (), ("Rock",), True, dry_run, "written")
+
+    told: list[str] = []
+    listener = TagListener(TagPolicy(skip_unsure=False), ChangingSink(), on_change=lambda c: told.append(str(c.path)))
+    listener.on_start(AudioSearch(["a", "b"], [], []))
+    listener.on_result(_pred([0.9, 0.05, 0.05], "a"), False)
+    assert told == ["a"]  # before the next answer, not at the end of the run
+    listener.on_result(_pred([0.1, 0.85, 0.05], "b"), False)
+    assert told == ["a", "b"]
+
+
 def test_an_album_is_decided_only_when_its_last_track_has_its_outcome():
     sink = FakeSink()
     policy = TagPolicy(skip_unsure=False, album_mode=True)

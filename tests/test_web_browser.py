@@ -193,7 +193,7 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
         page.set_input_files("#file-input", str(junk))
         page.wait_for_selector("#error:not([hidden])")
         assert page.inner_text("#error").splitlines() == [
-            "Could not classify not a song.mp3.", "Could not be read as audio: not a recognised audio format (cannot decode)"]
+            "Could not classify not a song.mp3.", "Could not be read as audio: not a recognised audio format, or damaged (cannot decode)"]
         assert "((" not in page.inner_text("#error")
         assert "failed" in page.inner_text("#results tbody tr:last-child")
         page.close()

@@ -95,6 +95,7 @@ def _user_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _WARNED.clear()  # each command says each warning once (one process may run several: tests)
         try:
             return func(*args, **kwargs)
         except GenrifyError as exc:
@@ -976,7 +977,6 @@ def classify(
     from genrify.classify.placing import confident
     from genrify.classify.service import classify_library, require_audio
     from genrify.classify.settings import ClassifySettings
-    from genrify.classify.tagging import FileSink, TagListener
     from genrify.collection.library import find_audio
 
     # Every option is checked before any work: a usage mistake costs nothing and exits 2. The
@@ -1011,7 +1011,7 @@ def classify(
             shower = _show_progress(progress, progress.add_task("classifying", total=len(found.files)))
             # Tags are written as answers arrive (an interrupted run has tagged all it classified);
             # in album mode, as each album's last answer arrives.
-            tagger = TagListener(settings.policy, FileSink(store), model=settings.ref.name, dry_run=dry_run) if write_tags else None
+            tagger = _tag_listener(settings, store, dry_run, progress.console if verbose else None) if write_tags else None
             run = classify_library(found, settings.ref, options=settings.options, runner=runner, cache=store,
                                    listeners=[shower, *([tagger] if tagger else [])], device=torch_device,
                                    since=since_time, since_whole_folders=settings.policy.album_mode)
@@ -1019,7 +1019,7 @@ def classify(
             _nothing_classified(run, shower, settings.ref.name, format, output, top_k, timeline)
         _render_results(run.results, settings.ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
         chosen = confident(run.results, min_confidence)
-        notes: list[str] = _show_tagging(tagger.report, settings.policy, dry_run, verbose) if tagger is not None else []
+        notes: list[str] = _show_tagging(tagger.report, settings.policy, dry_run) if tagger is not None else []
     finally:
         if store is not None:
             store.close()
@@ -1100,7 +1100,15 @@ def _check_destinations(found: Any, paths: list[Path], settings: Any, output: Pa
 
 
 def _warn(line: str) -> None:
+    """Say a warning once: the same line from two places of one run (a journal a dry run would
+    finish, found before the run and again at the file) is said the first time only."""
+    if line in _WARNED:
+        return
+    _WARNED.add(line)
     err.print(f"[yellow]warning:[/] {_say(line)}", highlight=False)
+
+
+_WARNED: set[str] = set()
 
 
 def _say_plain(text: str) -> str:
@@ -1172,26 +1180,48 @@ def _nothing_classified(run: Any, shower: Any, model_name: str, format: str, out
     raise typer.Exit(1)
 
 
-def _show_tagging(tagged: Any, policy: Any, dry_run: bool, verbose: bool) -> list[str]:
-    """Say what the tag writer did (failures, warnings; each change with -v or --dry-run); its notes."""
+def _tag_change_line(change: Any, dry_run: bool) -> str | None:
+    """The line that says one file's tag change (``None`` where nothing is said of it)."""
     from rich.markup import escape
 
     from genrify.classify import outputs
+
+    # A value may be megabytes long: each is cut to a readable length, its size noted.
+    before = _say(outputs.shown_values(change.old) or "(none)")
+    shown = escape(_shown_path(str(change.path)))
+    if change.status == "kept":
+        return f"kept {shown}: {before} (set by a person; --tag-mode merge or replace to change it)"
+    if change.status == "written":
+        return f"{'would tag' if dry_run else 'tagged'} {shown}: {before} -> {_say(outputs.shown_values(change.new))}"
+    return None
+
+
+def _tag_listener(settings: Any, store: Any, dry_run: bool, console: Any) -> Any:
+    """The run's tag writer; with a ``console`` (``-v``), each change of a real run is said there
+    as it is written, above the progress bar (a dry run's are said once it is over)."""
+    from genrify.classify.tagging import FileSink, TagListener
+
+    def say(change: Any) -> None:
+        line = _tag_change_line(change, dry_run)
+        if line is not None:
+            console.print(line, highlight=False)
+
+    return TagListener(settings.policy, FileSink(store), model=settings.ref.name, dry_run=dry_run,
+                       on_change=say if console is not None and not dry_run else None)
+
+
+def _show_tagging(tagged: Any, policy: Any, dry_run: bool) -> list[str]:
+    """Say what the tag writer did (failures, warnings; a dry run's changes, said once the run is
+    over: a real run's are said as written, with -v); its notes."""
+    from rich.markup import escape
 
     for path, why in tagged.failures:
         err.print(f"[red]tag not written[/] {escape(_shown_path(path))}: {_say(why)}", highlight=False)
     for note in (note for change in tagged.changes for note in change.notes):
         _warn(note)
-    for change in tagged.changes if dry_run or verbose else []:
-        # A value may be megabytes long: each is cut to a readable length, its size noted.
-        before = _say(outputs.shown_values(change.old) or "(none)")
-        after = _say(outputs.shown_values(change.new))
-        shown = escape(_shown_path(str(change.path)))
-        if change.status == "kept":
-            err.print(f"kept {shown}: {before} (set by a person; --tag-mode merge or replace to change it)",
-                      highlight=False)
-        elif change.status == "written":
-            err.print(f"{'would tag' if dry_run else 'tagged'} {shown}: {before} -> {after}", highlight=False)
+    for line in (_tag_change_line(c, dry_run) for c in (tagged.changes if dry_run else [])):
+        if line is not None:
+            err.print(line, highlight=False)
     albums = [f"{tagged.albums} album{'s' if tagged.albums != 1 else ''}"] if policy.album_mode else []
     return [*albums, tagged.line]
 
@@ -1541,8 +1571,17 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err.print("interrupted")
+        err.print(INTERRUPTED)
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # Typer turns Ctrl-C into a silent exit 130: say what it means
+            err.print(INTERRUPTED)
+        raise
+
+
+#: What Ctrl-C ends with: every command keeps the work it finished (stored features, cached answers
+#: and embeddings, tags written, a model only once whole), and a run started again reuses it.
+INTERRUPTED = "interrupted: what was already finished is kept"
 
 
 if __name__ == "__main__":  # pragma: no cover

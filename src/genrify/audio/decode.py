@@ -571,7 +571,7 @@ def _open_av(path: Path):
     except av.error.PermissionError:
         raise AudioError(path, "cannot read: permission denied") from None
     except (av.error.InvalidDataError, av.error.EOFError):
-        raise AudioError(path, "not a recognised audio format (cannot decode)") from None
+        raise AudioError(path, "not a recognised audio format, or damaged (cannot decode)") from None
     except av.FFmpegError as exc:
         raise AudioError(path, f"cannot decode: {_av_reason(exc)}") from None
     if not container.streams.audio:

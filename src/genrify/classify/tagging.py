@@ -508,6 +508,9 @@ class TagListener(Listener):
     groups
         Album mode: the albums, as lists of paths (e.g. beets albums). Default: the run's files
         grouped by their album tags, else their folder (:func:`genrify.classify.albums.group_albums`).
+    on_change
+        Called with each file's change as soon as it is written (or, in a dry run, decided): a
+        front end can say it while the run goes on, so an interrupted run has said what it wrote.
 
     Attributes
     ----------
@@ -516,8 +519,10 @@ class TagListener(Listener):
     """
 
     def __init__(self, policy: TagPolicy, sink: TagSink, *, model: str = "", dry_run: bool = False,
-                 groups: Iterable[Sequence[str]] | None = None) -> None:
+                 groups: Iterable[Sequence[str]] | None = None,
+                 on_change: Callable[[TagChange], None] | None = None) -> None:
         self.policy, self.sink, self.model = policy, sink, model
+        self.on_change = on_change
         self.report = TagReport(dry_run=dry_run)
         self._given = None if groups is None else [tuple(str(p) for p in g) for g in groups]
         self._albums: list[Album] = []
@@ -601,6 +606,8 @@ class TagListener(Listener):
             self.report.changes.append(change)
             if change.status == "written":
                 self.report.written_chances.append(plan.chance_right)
+            if self.on_change is not None:
+                self.on_change(change)
 
 
 def tag_results(predictions: Sequence[Prediction], policy: TagPolicy | None = None, *, model: str = "",

@@ -329,7 +329,7 @@ def create_app(
             408: _error_doc("the upload stalled: nothing arrived for 30 s"),
             413: _error_doc("the file is larger than this server accepts (100 MB)"),
             415: _error_doc("send the song as multipart/form-data, in the field 'file'"),
-            422: _error_doc("song.mp3: could not be read as audio: not a recognised audio format (cannot decode)"),
+            422: _error_doc("song.mp3: could not be read as audio: not a recognised audio format, or damaged (cannot decode)"),
             429: _error_doc("this client is already sending 4 uploads; send the next when one has arrived"),
             500: _error_doc("internal server error"),
             503: _error_doc("the server is busy; try again shortly"),
