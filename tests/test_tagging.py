@@ -45,6 +45,16 @@ def test_decide_keeps_a_persons_genre_and_leaves_unsure_answers_alone():
     assert not keep.decide(("Shoegaze",), None, SURE_ROCK).sets
 
 
+def test_a_genre_only_spelled_otherwise_is_left_as_written():
+    # A person retyped genrify's "Metal" as "metal": the same genre, so the file is not rewritten.
+    ours = Provenance(genres=("Metal",), model="m", version="0")
+    ranked = [("metal", 0.9), ("rock", 0.05), ("pop", 0.05)]
+    for mode in ("keep", "replace", "merge"):
+        decision = TagPolicy(mode=mode).decide(("metal",), ours, ranked, model="m")
+        assert decision.status == "unchanged" and decision.genres == ("metal",), mode
+    assert TagPolicy(mode="replace").decide(("Rock",), ours, ranked).genres == ("Metal",)
+
+
 def test_decide_says_unchanged_where_the_field_already_holds_the_genres():
     decision = TagPolicy(mode="replace").decide(("Rock",), None, SURE_ROCK)
     assert decision.status == "unchanged" and decision.genres == ("Rock",) and decision.sets

@@ -238,6 +238,8 @@ def decide_genres(current: tuple[str, ...], previous: Provenance | None, propose
     resolved = resolve(current, previous, proposed, mode, canonical=canonical)
     if resolved is None:
         return TagDecision("kept", current)
+    if [genre_key(g) for g in resolved] == [genre_key(g) for g in current]:
+        resolved = tuple(current)  # the same genres spelled otherwise ("heavy metal" retyped): as written
     status = "unchanged" if resolved == current else "write"
     if record is None:
         return TagDecision(status, resolved)
