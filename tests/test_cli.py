@@ -31,6 +31,18 @@ def test_extract_then_inspect(make_library, tmp_path):
     shown = runner.invoke(app, ["inspect", str(store), "--failed"])
     assert shown.exit_code == 0
     assert "blues" in shown.output and "3 tracks stored, 1 failed" in shown.output
+    assert "one genre folder only" not in result.output
+
+
+def test_extract_of_a_folder_above_the_genre_folders_says_so_before_the_work(make_library, tmp_path):
+    music = make_library({"blues": ["a.wav"], "rock": ["b.wav"]}, seconds=1.0)
+    wrapper = tmp_path / "wrap"
+    wrapper.mkdir()
+    music.rename(wrapper / "gtzan")
+    result = runner.invoke(app, ["extract", str(wrapper), "--store", str(tmp_path / "store"), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "2 tracks in 1 genre: gtzan 2" in result.output
+    assert f"one genre folder only (gtzan): training needs two or more; if gtzan holds the genre folders, extract {wrapper / 'gtzan'} instead" in " ".join(result.output.split())
 
 
 def _one_line_error(args: list[str]) -> str:

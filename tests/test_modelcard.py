@@ -102,6 +102,8 @@ def test_a_trained_models_card_shows_its_test_figures():
     assert card.headline == "71% test song accuracy"
     assert card.learned_from == "70 training, 15 validation and 15 test songs; from the feature store 'gtzan-store'"
     assert "/srv/private" not in str(card.to_dict())  # a server shows no paths
+    model.info["distributed"] = {"world_size": 2, "backend": "gloo", "chunks_per_step": 64}
+    assert model_card(model, name="genres").learned_from.endswith("; under torchrun on 2 processes (64 chunks a step)")
 
 
 def test_the_card_as_data_and_as_text():

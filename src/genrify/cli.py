@@ -301,10 +301,14 @@ def extract(
     FeatureStore.create(store, params).close()  # a store made with other parameters fails here, before any work
     counts = library.counts()
     err.print(
-        f"{len(library.tracks)} tracks in {len(counts)} genres: "
+        f"{len(library.tracks)} tracks in {len(counts)} genre{'s' if len(counts) != 1 else ''}: "
         + ", ".join(f"{shown(g)} {n}" for g, n in counts.items()),
         highlight=False,
     )
+    if len(counts) == 1:  # a folder above the genre folders (MUSIC_DIR/gtzan/<genre>/): said before the work
+        (only,) = counts
+        _warn(f"one genre folder only ({only}): training needs two or more; if {only} holds the genre folders, "
+              f"extract {Path(music_dir) / only} instead")
     # Workers even with --jobs 1: a decoder crash must cost one file, not the run.
     with _runner(scheduler, jobs, in_process=False) as runner, _progress() as progress:
         task = progress.add_task("extracting", total=None)

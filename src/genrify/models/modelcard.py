@@ -264,6 +264,10 @@ def _trained_card(view: _View) -> ModelCard:
     if isinstance(store, str) and store:
         # Only the store's folder name: a server must not show its paths to the page.
         parts.append(f"from the feature store {Path(store).name!r}")
+    dist = info.get("distributed")
+    if isinstance(dist, Mapping) and _count(dist.get("world_size")) and _count(dist.get("chunks_per_step")):
+        # Under torchrun each step sees every process's batch: its figures are not a single run's.
+        parts.append(f"under torchrun on {dist['world_size']} processes ({dist['chunks_per_step']} chunks a step)")
     figures: list[tuple[str, str]] = []
     notes: list[str] = []
     own_accuracy = None
