@@ -602,8 +602,7 @@ def test_genrify_learn_learns_from_the_databases_genres_and_suggests(tmp_path, l
     listed = library.beet("genrify", "--suggest", "2").stdout
     rows = [line.split(" | ") for line in listed.splitlines() if " | " in line]
     assert len(rows) == 2, listed
-    assert re.search(r"genrify: of the 4 readable items without a genre, the model would tag about \d+% right now",
-                     listed), listed
+    assert "right now" not in listed, listed  # a head of so few artists promises no share right
     untagged = {"metal4", "metal5", "classical4", "classical5"}
     assert all(Path(path).stem in untagged and guess in ("Metal", "Classical") and 0 < float(p) <= 1
                for _item, path, guess, p in rows)

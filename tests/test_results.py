@@ -185,3 +185,18 @@ def test_a_cache_that_stops_taking_writes_says_so_once_and_still_answers(tmp_pat
                      "the answers of the rest of this run are not stored"]
     with ResultCache(tmp_path / "c.sqlite", "m", {}) as cache:
         assert [cache.get(song) for song in songs] == [{"genre": "rock"}, None, None]
+
+
+def test_the_embedding_cache_given_as_a_results_cache_is_named_without_importing_learn(tmp_path):
+    import sqlite3 as db
+
+    from genrify.classify.results import EMBEDDING_APPLICATION_ID
+
+    path = tmp_path / "embeddings.sqlite"
+    con = db.connect(path)
+    con.execute(f"PRAGMA application_id = {EMBEDDING_APPLICATION_ID}")
+    con.execute("CREATE TABLE results (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(ParameterError, match="genrify's embedding cache, not a genrify results cache"):
+        ResultCache(path, "m", {})

@@ -53,6 +53,9 @@ def test_a_genre_only_spelled_otherwise_is_left_as_written():
         decision = TagPolicy(mode=mode).decide(("metal",), ours, ranked, model="m")
         assert decision.status == "unchanged" and decision.genres == ("metal",), mode
     assert TagPolicy(mode="replace").decide(("Rock",), ours, ranked).genres == ("Metal",)
+    # What genrify wrote itself is re-spelled when its genre map spells the genre otherwise now.
+    assert TagPolicy(mode="replace").decide(("metal",), Provenance(genres=("metal",), model="m", version="0"),
+                                            ranked).genres == ("Metal",)
 
 
 def test_decide_says_unchanged_where_the_field_already_holds_the_genres():

@@ -831,7 +831,7 @@ def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool, *, 
         out.print(_say(f"playlist: {playlist}"), highlight=False)
     if suggested.expected_accuracy is not None:
         out.print(f"{suggested.expectation()} (its mean confidence on them)", highlight=False)
-    elif suggested.not_music:  # every readable one: nothing to suggest, and the table is empty
+    elif suggested.not_music and not suggestions:  # every readable one: nothing to suggest, and the table is empty
         out.print(f"the {suggested.not_music} readable song(s) without a genre are not music (speech, silence, a "
                   "tone): none to suggest", highlight=False)
     out.print("move them into their genre's folder, then learn again" if folders

@@ -74,8 +74,10 @@ class _NotOurs(Exception):
         self.app_id = app_id
 
 
+#: ``PRAGMA application_id`` of genrify's embedding cache ("Gnre", :mod:`genrify.learn.embedcache`).
+EMBEDDING_APPLICATION_ID = 0x476E7265
 #: Application id -> what each kind of genrify cache is, so that one given for another is named.
-_GENRIFY_CACHES: dict[int, str] = {APPLICATION_ID: "results cache"}
+_GENRIFY_CACHES: dict[int, str] = {APPLICATION_ID: "results cache", EMBEDDING_APPLICATION_ID: "embedding cache"}
 
 
 def _busy(exc: sqlite3.DatabaseError) -> bool:
@@ -282,10 +284,6 @@ class ResultCache:
             return
         self._notify(f"the {self.WHAT} {shown} was damaged ({exc}); set it aside as {display_path(aside)} "
                      "and started a new one")
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _GENRIFY_CACHES[cls.APPLICATION_ID] = cls.WHAT
 
     def _open_read_only(self) -> sqlite3.Connection | None:
         """The cache opened only to read, or ``None`` where it cannot be read or is of another version.

@@ -238,8 +238,11 @@ def decide_genres(current: tuple[str, ...], previous: Provenance | None, propose
     resolved = resolve(current, previous, proposed, mode, canonical=canonical)
     if resolved is None:
         return TagDecision("kept", current)
-    if [genre_key(g) for g in resolved] == [genre_key(g) for g in current]:
-        resolved = tuple(current)  # the same genres spelled otherwise ("heavy metal" retyped): as written
+    ours = tuple(previous.genres) if previous is not None else ()
+    if tuple(current) != ours and [genre_key(g) for g in resolved] == [genre_key(g) for g in current]:
+        # The same genres spelled otherwise by a person ("heavy metal" retyped): as written. What
+        # genrify itself wrote is still re-spelled when the genre map changes.
+        resolved = tuple(current)
     status = "unchanged" if resolved == current else "write"
     if record is None:
         return TagDecision(status, resolved)

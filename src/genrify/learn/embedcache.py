@@ -34,7 +34,7 @@ import numpy as np
 
 from genrify.audio.segments import SongSegments
 from genrify.classify.predict import SEGMENTER, SegmentPlan, beside_workers
-from genrify.classify.results import ResultCache, file_digest
+from genrify.classify.results import EMBEDDING_APPLICATION_ID, ResultCache, file_digest
 from genrify.core.runner import LocalRunner, Runner, failure_reason
 from genrify.defaults import DEFAULT_MAX_SEGMENTS, MAX_DURATION
 from genrify.errors import ParameterError
@@ -42,7 +42,7 @@ from genrify.models.builtin import EMBEDDING, HEAD_FEATURES, TAGGER_NAMES
 
 #: ``PRAGMA application_id`` of a genrify embedding cache ("Gnre"): not a results cache's, so that
 #: neither kind of cache is ever taken for the other.
-APPLICATION_ID = 0x476E7265
+APPLICATION_ID = EMBEDDING_APPLICATION_ID
 #: Changes whenever what is stored per song changes meaning (part of the cache key).
 EMBEDDING_VERSION = 1
 #: Segments per tagger call: the taggers' front ends hold about 15 MB per patch.

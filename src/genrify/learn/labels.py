@@ -233,7 +233,7 @@ def read_labels(
         else:
             names, dropped_ours = ([tops[path]] if tops.get(path) else []), False
         keys = _genre_keys(names, genre_map, spellings, ignored)
-        if not keys and any(genre_key(n) not in NOT_GENRES for n in names):
+        if not keys and source == "tags" and any(genre_key(n) not in NOT_GENRES for n in names):
             refused.append(path)  # a person's genre, which the whitelist leaves out: not one to suggest
         elif keys:
             found[path] = keys
@@ -336,7 +336,7 @@ def _find(inputs: Sequence[str | Path], *, follow_links: bool) -> tuple[
                 if len(parts) > 1:
                     tops[path] = parts[0]
     if not files:
-        problems = [f"{display_path(raw)}: {reason}" for raw, reason in unreadable[:3]]
+        problems = [f"{display_path(raw)}: {reason}" for raw, reason in [*unreadable, *passed_over][:3]]
         shown = ", ".join(display_path(p) for p in inputs)
         raise LibraryError("; ".join(problems) if problems and len(problems) == len(inputs) else f"no audio files in {shown}")
     return files, tops, roots, unreadable, passed_over

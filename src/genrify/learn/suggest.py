@@ -341,8 +341,11 @@ def suggest_files(
     if not songs:
         return Suggestions([], 0, None, failed, not_music)
     prob = predict_songs(head, songs)
-    return Suggestions(_picks(head, songs, prob, n, seed=seed), len(songs), expected_accuracy(prob.max(axis=1)), failed,
-                       not_music)
+    # A head learned from too few artists was not calibrated: its confidence promises no share right.
+    report = (head.info or {}).get("report") if isinstance(head.info, dict) else None
+    calibrated = not (isinstance(report, dict) and report.get("calibrated") is False)
+    expected = expected_accuracy(prob.max(axis=1)) if calibrated else None
+    return Suggestions(_picks(head, songs, prob, n, seed=seed), len(songs), expected, failed, not_music)
 
 
 def suggest_from_model(
