@@ -582,5 +582,5 @@ def test_a_file_flagged_not_music_is_neither_sorted_nor_listed(model_file, music
 
 def test_a_cache_file_with_no_cache_is_a_usage_error(model_file, music, tmp_path):
     result = classify(music / "metal", "--model", model_file, "--no-cache", "--cache-file", tmp_path / "r.sqlite")
-    assert result.exit_code == 2 and "--cache-file goes without --no-cache" in result.output
+    assert result.exit_code == 2 and "--cache-file cannot be used with --no-cache" in result.output
     assert not (tmp_path / "r.sqlite").exists() and "classified" not in result.output

@@ -138,7 +138,7 @@ def test_bad_options_and_a_song_as_output_are_refused_before_any_work(tmp_path, 
     assert run("learn", lib, "--out", tmp_path / "m.safetensors", "--labels", "moods").exit_code == 2
     assert run("learn", lib, "--out", tmp_path / "m.safetensors", "--min-songs", "0").exit_code == 2
     both = run("learn", lib, "--out", tmp_path / "m.safetensors", "--no-cache", "--cache-file", tmp_path / "e.sqlite")
-    assert both.exit_code == 2 and "--cache-file goes without --no-cache" in both.output
+    assert both.exit_code == 2 and "--cache-file cannot be used with --no-cache" in both.output
     assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "e.sqlite").exists()
     song = tmp_path / "keep.mp3"
     shutil.copyfile(next(p for p in tagged if p.suffix == ".mp3"), song)

@@ -726,7 +726,7 @@ def learn(
             _usage("--playlist goes with --suggest N")
         check_playlist(playlist)  # before an hour of work, not after it
     if cache_file is not None and not cache:
-        _usage("--cache-file goes without --no-cache (which keeps no cache at all)")
+        _usage("--cache-file cannot be used with --no-cache (which keeps no cache at all)")
     mapping = GenreMap.load(genre_map) if genre_map is not None else None
     cache_path = (cache_file or default_cache_path()) if cache else None
     cache_id = file_identity(cache_path) if cache_path is not None else None
@@ -991,7 +991,7 @@ def classify(
                "album_mode": album_mode}
     _only_with_write_tags(write_tags, tagging)
     if cache_file is not None and not cache:
-        _usage("--cache-file goes without --no-cache (which keeps no cache at all)")
+        _usage("--cache-file cannot be used with --no-cache (which keeps no cache at all)")
     settings = ClassifySettings.from_values(
         model=model, genres=genres.split(",") if genres else (), max_segments=max_segments, hop_seconds=segment_hop,
         max_duration=_max_duration(max_duration), jobs=jobs, cache=(cache_file or True) if cache else False,

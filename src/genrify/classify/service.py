@@ -375,10 +375,11 @@ def classify_library(
 ) -> LibraryRun:
     """Classify the audio under ``paths``, reusing cached answers; results in input order.
 
-    The one entry for many files. With a local runner, decoding runs in its workers and the model
-    (:meth:`~genrify.classify.modelref.ModelRef.load`) here; with a remote runner
-    (:class:`~genrify.core.distributed.DaskRunner`) each worker loads the model from ``ref`` once
-    and classifies whole files, and only the answers travel back. A file that cannot be read, or
+    The one entry for many files. With a remote runner (:class:`~genrify.core.distributed.DaskRunner`),
+    or a local pool and a model that answers in numpy on the CPU (the built-in model, a model file's
+    ONNX graph), each worker loads the model from ``ref`` once and classifies whole files, and only
+    the answers travel back; otherwise decoding runs in the workers and the model
+    (:meth:`~genrify.classify.modelref.ModelRef.load`) here. A file that cannot be read, or
     whose answer is not finite, becomes a :class:`~genrify.classify.predict.Failure` and the run
     goes on; a file whose decoder crashes its worker fails alone.
 
