@@ -120,6 +120,15 @@ def test_truncated_mp3(write_audio):
     assert "truncated" in _error(path)
 
 
+def test_truncated_flac_says_so_in_words(write_audio):
+    path = write_audio("cut.flac", seconds=6.0, sr=44100, channels=2)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    reason = _error(path)
+    # libsndfile's own "Error : ..." is trimmed into the sentence, not pasted raw.
+    assert reason.startswith("corrupt audio data: ") and "Error :" not in reason, reason
+
+
 def test_missing_file(tmp_path):
     assert "not found" in _error(tmp_path / "nope.wav")
 

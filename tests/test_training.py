@@ -99,6 +99,17 @@ def test_a_genre_with_too_few_songs(tmp_path):
         train(tmp_path / "store", FAST)
 
 
+def test_a_split_that_cannot_be_made_is_refused_before_any_embedding(small_store, monkeypatch):
+    # The synthetic store has no artist tags: an artist split is refused before the transfer
+    # trainer embeds every song (minutes on a real library), not after.
+    def embeds(*args, **kwargs):
+        raise AssertionError("embedded before the split was checked")
+
+    monkeypatch.setattr("genrify.learn.training.ensure_embeddings", embeds)
+    with pytest.raises(SplitError, match="--group-by artist: none of the 18 songs has an artist tag"):
+        train(small_store, TrainConfig(arch="musicnn-transfer", group_by="artist"))
+
+
 def test_bad_settings():
     with pytest.raises(ParameterError, match="unknown optimiser 'rmsprop'"):
         TrainConfig(optimizer="rmsprop")

@@ -511,7 +511,7 @@ def _soundfile_blocks(
                 with decoder_output(path):
                     data = f.read(n, dtype="float32", always_2d=True)
             except sf.LibsndfileError as exc:
-                raise AudioError(path, f"corrupt audio data: {exc}") from None
+                raise AudioError(path, f"corrupt audio data: {_sndfile_reason(exc)}") from None
             if data.shape[0] == 0:
                 break
             read += data.shape[0]
@@ -578,6 +578,13 @@ def _open_av(path: Path):
         container.close()
         raise AudioError(path, "no audio stream in this file")
     return container
+
+
+def _sndfile_reason(exc: sf.LibsndfileError) -> str:
+    """libsndfile's reason without its ``"Error : "`` prefix and closing full stop."""
+    text = str(exc.error_string or exc).strip()
+    text = text.removeprefix("Error :").strip().rstrip(".")
+    return text or "the decoder failed"
 
 
 def _av_reason(exc: Exception) -> str:

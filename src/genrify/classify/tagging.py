@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -169,16 +169,14 @@ class FileSink:
     def _kept(plan: TagPlan, *, dry_run: bool) -> TagChange | None:
         """Keep mode, an answer too unsure to set: the file's change as ``"kept"`` where it holds a
         person's genre (kept whatever the answer), else ``None`` (left alone for the answer)."""
-        from genrify.collection.tags import TagChange, read_genre, read_provenance
+        from genrify.collection.tags import update_genre
 
         try:
-            current = read_genre(plan.path)
-            decision = plan.decide(current, read_provenance(plan.path))
+            # Never a write: with no genre proposed, the decision keeps the field or leaves it alone.
+            change = update_genre(plan.path, plan.decide, separator=plan.policy.separator, dry_run=True)
         except GenrifyError:  # tags that cannot be read: left alone for the answer, as before
             return None
-        if decision.status != "kept":
-            return None
-        return TagChange(Path(plan.path), tuple(current), tuple(current), False, dry_run, "kept")
+        return replace(change, dry_run=dry_run, notes=()) if change.status == "kept" else None
 
     def group_done(self, paths: Sequence[str]) -> None:
         """Nothing to do: each file was written whole."""

@@ -627,14 +627,16 @@ def _train(
         tracks = store.tracks()
         genres = check_tracks(tracks, str(store_dir))
         keys = song_keys(tracks)
-        fixed = split_from_file(tracks, split_file) if split_file is not None else None
+        # Every run's split is made before the trainer prepares its data (a transfer trainer embeds
+        # every song first): a split that cannot be made is refused before that work, not after.
+        if split_file is not None:
+            splits = [split_from_file(tracks, split_file)] * runs
+        else:
+            splits = [make_split(tracks, valid=config.valid, test=config.test, seed=config.seed + r,
+                                 group_by=config.group_by) for r in range(runs)]  # type: ignore[arg-type]
         trainer = trainer_type(store, tracks, genres, config, dist=dist, jobs=jobs, on_prepare=on_prepare)
-        for r in range(runs):
+        for r, split in enumerate(splits):
             seed = config.seed + r
-            if fixed is not None:
-                split = fixed
-            else:
-                split = make_split(tracks, valid=config.valid, test=config.test, seed=seed, group_by=config.group_by)  # type: ignore[arg-type]
             if on_run:
                 on_run(r, split)
             seed_everything(seed)
