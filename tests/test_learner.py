@@ -94,6 +94,26 @@ def test_the_report_adds_up_and_is_stored_in_the_head(learned):
     assert "top-1" in text and "alpha" in text and "no artist on both sides" in text
 
 
+def test_a_head_says_which_genrify_made_it(learned, tmp_path):
+    from dataclasses import replace
+
+    from genrify import __version__
+    from genrify.models.builtin import load_builtin
+    from genrify.models.modelfile import read_metadata
+
+    head, _, _ = learned
+    assert head.info["genrify_version"] == __version__
+    mine = replace(head, info={**head.info, "learned_from": {"labels": "tags"}, "genrify_version": "0.0.9"})
+    assert load_builtin(head=mine).genrify_version == "0.0.9"
+    assert read_metadata(mine.save(tmp_path / "mine.safetensors"))["genrify_version"] == "0.0.9"
+    # A head learned before the version was recorded says it is not known, not this genrify's.
+    older = replace(mine, info={k: v for k, v in mine.info.items() if k != "genrify_version"})
+    assert load_builtin(head=older).genrify_version is None
+    assert read_metadata(older.save(tmp_path / "older.safetensors"))["genrify_version"] == "?"
+    # The packaged head ships with this genrify; the tags alone have no head to date.
+    assert load_builtin().genrify_version == __version__ and load_builtin(head=False).genrify_version is None
+
+
 def test_folds_never_share_an_artist_and_settings_never_see_the_songs_they_answer(monkeypatch):
     calls = []
     real = learner.group_folds

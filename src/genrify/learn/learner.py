@@ -91,6 +91,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genrify import __version__
 from genrify.core.numeric import softmax
 from genrify.errors import ParameterError
 from genrify.models.builtin import (
@@ -934,7 +935,8 @@ def learn_head(
         prior_logit=fit.prior_logit, features=list(features), learned=list(report.learned),
         prior_weight=final["prior_weight"], cap=final["cap"], temperature=final["temperature"],
         threshold=final["threshold"], margin=final["margin"], mobility=final["mobility"],
-        info={**(info or {}), "songs": len(songs), "artists": len(group_names), "report": report.to_dict()},
+        info={**(info or {}), "songs": len(songs), "artists": len(group_names), "report": report.to_dict(),
+              "genrify_version": __version__},
     )
     return head, report
 

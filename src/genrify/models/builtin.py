@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genrify import __version__
 from genrify.audio.features import FeatureParams
 from genrify.collection.genremap import GenreMap, genre_key
 from genrify.core.devices import module_device
@@ -686,6 +687,17 @@ class BuiltinGenreModel:
     onnx: dict[str, Any] = field(default_factory=dict)
     # The torch network, made by :attr:`network` when first asked for.
     _network: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def genrify_version(self) -> str | None:
+        """The genrify that made its head: this one for the packaged head (it ships with it), the
+        version a learned head records (``None`` where it records none), ``None`` for the tags alone."""
+        if self.head is None:
+            return None
+        version = self.head.info.get("genrify_version")
+        if version is None and "learned_from" not in self.head.info:  # the packaged head (a learned one says whence)
+            return __version__
+        return str(version) if version is not None else None
 
     @property
     def architecture(self) -> str:

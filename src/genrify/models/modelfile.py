@@ -501,7 +501,7 @@ def _head_metadata(path: Path) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "genrify_version": str(info.get("genrify_version", __version__)),
+        "genrify_version": str(info.get("genrify_version", "?")),  # "?": learned before genrify recorded it
         "genres": list(head.genres),
         "features": MUSICNN_PARAMS.to_dict(),
         "architecture": NAME,
