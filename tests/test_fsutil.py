@@ -230,6 +230,19 @@ def test_recover_in_place_finishes_a_dead_writers_journal(tmp_path, dead_pid):
     assert sorted(os.listdir(tmp_path)) == ["link.flac", "song.flac"]
 
 
+def test_a_name_holding_a_newline_has_its_journal_and_temporaries_known(tmp_path, dead_pid):
+    # Such names are legal on Linux; a journal not known for one would leave its file half-written.
+    target = tmp_path / "new\nline.flac"
+    target.write_bytes(b"half new, half old")
+    os.link(target, tmp_path / "link.flac")
+    _journal(tmp_path, target, b"the whole new file" * 100, dead_pid)
+
+    (done,) = fsutil.recover_in_place(tmp_path)
+
+    assert done.finished and done.target == target and target.read_bytes() == b"the whole new file" * 100
+    assert fsutil.is_temp_name(fsutil.temp_name(target.name))
+
+
 def test_recover_in_place_leaves_journals_it_must_not_or_cannot_use(tmp_path, dead_pid):
     live = tmp_path / "live.flac"
     live.write_bytes(b"being written")

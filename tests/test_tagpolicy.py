@@ -108,6 +108,16 @@ def test_human_genres_are_the_ones_genrify_did_not_write():
     assert human_genres([], OURS) == []
 
 
+@pytest.mark.parametrize("name", ["Folk, World, & Country", "Soul/Funk", "Rock; Pop"])
+def test_genrifys_own_genre_with_a_comma_or_slash_in_its_name_is_genrifys(name):
+    # A genre map's (or a trained model's) name holding a join mark: its parts are not genrify's
+    # genres, but the whole value is, so keep and merge still treat it as genrify's guess.
+    ours = Provenance(genres=(name,), model="m", version="0.1.0", probabilities={name: 0.6})
+    assert human_genres([name], ours) == []
+    assert resolve((name,), ours, ("Jazz",), "keep") == ("Jazz",)
+    assert resolve((name,), ours, ("Jazz",), "merge") == ("Jazz",)
+
+
 def test_resolve_refuses_an_unknown_mode():
     with pytest.raises(ParameterError, match="tag mode must be one of replace, merge, keep"):
         resolve((), None, ("Rock",), "overwrite")

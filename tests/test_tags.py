@@ -543,6 +543,29 @@ def test_id3v23_converts_a_v24_tag_and_its_dates(song):
     assert read_genre(path) == ("Jazz",)
 
 
+def test_a_v23_tag_keeps_the_frames_v24_has_no_place_for(song):
+    # mutagen's reading translation to v2.4 drops RVAD, TSIZ, TRDA, a year it cannot parse and a
+    # TIME of a whole hour: a v2.3 tag written as v2.3 keeps every frame as it was stored.
+    from mutagen.id3 import ID3, RVAD, TDAT, TIME, TRDA, TSIZ, TYER
+
+    path = song("mp3")
+    tag = ID3()
+    tag.add(TYER(encoding=0, text=["199x"]))
+    tag.add(TDAT(encoding=0, text=["0302"]))
+    tag.add(TIME(encoding=0, text=["1500"]))
+    tag.add(TSIZ(encoding=0, text=["123456"]))
+    tag.add(TRDA(encoding=0, text=["12 June 1999"]))
+    tag.add(RVAD(adjustments=[1, 1], peaks=[0, 0]))
+    tag.save(path, v1=0, v2_version=3)
+    before = {k: v for k, v in ID3(path, translate=False).items()}
+    assert {"TYER", "TDAT", "TIME", "TSIZ", "TRDA", "RVAD"} <= set(before)
+    write_genre(path, ["Jazz"], mode="merge")
+    after = ID3(path, translate=False)
+    assert after.version[:2] == (2, 3) and read_genre(path) == ("Jazz",)
+    for key, frame in before.items():
+        assert after[key] == frame, key
+
+
 def test_id3v23_does_not_touch_other_formats(song):
     path = song("flac")
     assert write_genre(path, ["Rock", "Pop"], id3v23=True).new == ("Rock", "Pop")

@@ -176,6 +176,16 @@ def test_replace_mode_writes_id3_and_says_the_riff_info_genre_stays(info_wav):
     assert again.status == "unchanged" and not again.notes
 
 
+@pytest.mark.parametrize("mode", ["replace", "merge"])
+def test_the_riff_info_genre_genrify_answers_too_goes_into_id3(info_wav, mode):
+    # The INFO genre is no ID3 genre: beets and other ID3 readers see none until it is written.
+    change = write_genre(info_wav, ["Polka"], mode=mode, provenance=_record("Polka"))
+    assert change.status == "written" and change.new == ("Polka",)
+    assert mutagen.File(info_wav).tags["TCON"].text == ["Polka"]
+    assert read_provenance(info_wav).genres == ()  # the person's genre (from INFO) stays theirs
+    assert write_genre(info_wav, ["Polka"], mode=mode, provenance=_record("Polka")).status == "unchanged"
+
+
 def test_an_id3_genre_is_read_before_the_riff_info_one(info_wav):
     write_genre(info_wav, ["Jazz"])
     assert read_genre(info_wav) == ("Jazz",)

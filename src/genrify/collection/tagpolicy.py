@@ -279,6 +279,8 @@ def human_genres(existing: Sequence[str], previous: Provenance | None) -> list[s
     ours = {genre_key(g) for g in previous.genres}
     out: list[str] = []
     for value in existing:
+        if genre_key(value) in ours:  # one of its genres whole, though its name holds "," or "/" ("Soul/Funk")
+            continue
         if previous.separator is not None and previous.genres:
             sep = previous.separator
             if value.casefold() == sep.join((*previous.kept, *previous.genres)).casefold():

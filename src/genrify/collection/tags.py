@@ -415,8 +415,9 @@ def update_genre(path: str | Path, decide: Decide, *, separator: str | None = No
     v23 = kind == _ID3 and (id3v23 or tags.version[:2] == (2, 3))
     stored = _stored(resolved, separator, v23)
     new = _split(stored, ID3V23_SEPARATOR) if v23 else stored
-    if new == old:
-        # The genres a reader sees stay the same: no rewrite, even for a newer provenance.
+    if new == (old if not info else _display(kind, tags)):
+        # The genres a reader sees stay the same: no rewrite, even for a newer provenance. (A wav's
+        # INFO genre is no ID3 genre: an ID3 reader such as beets' sees none until it is written.)
         return TagChange(path=path, old=old, new=old, changed=False, dry_run=dry_run, status="unchanged",
                          notes=notes)
     # Only a file that must change needs to be writable (a read-only library already tagged is
@@ -980,14 +981,18 @@ def _tagged_copy(path: Path, target: Path, tmp: Path, tagged: Any, kind: str, pl
         shutil.copyfileobj(src, out, 1 << 20)
     file_type = type(tagged)
     load = _load_options(kind)
-    copy = file_type(str(tmp), **load)
+    # A v2.3 tag saved as v2.3 is loaded as it is stored: mutagen's translation to v2.4 frames on
+    # reading drops the frames v2.4 lacks (RVAD, TSIZ, TRDA, EQUA) and dates it cannot parse
+    # ("199x"), and translating back would not restore them.
+    as_stored = plan.v23 and tagged.tags is not None and tagged.tags.version[:2] == (2, 3)
+    copy = file_type(str(tmp), **load, **({"translate": False} if as_stored else {}))
     if copy.tags is None:
         copy.add_tags()
-    if plan.v23:
-        # mutagen holds every ID3 tag as v2.4 frames in memory (a v2.3 file's are translated on
-        # reading); saving v2.3 needs them translated back (dates to TYER/TDAT), as mutagen
-        # documents, keeping the v2.4-only frames mutagen would drop (_to_v23). Before _set, so
-        # that the genre values go in exactly as planned.
+    if plan.v23 and not as_stored:
+        # mutagen holds every ID3 tag as v2.4 frames in memory (a v2.4 file's); saving v2.3 needs
+        # them translated back (dates to TYER/TDAT), as mutagen documents, keeping the v2.4-only
+        # frames mutagen would drop (_to_v23). Before _set, so that the genre values go in exactly
+        # as planned.
         _to_v23(copy.tags)
     _set(kind, copy.tags, plan.values, plan.provenance)
     v1 = None

@@ -59,14 +59,15 @@ _LEGACY_MIN_AGE_S = 3600.0
 
 #: A temporary name made by :func:`atomic_write` / :func:`atomic_path` (matched on the whole name).
 TEMP_PATTERN = re.compile(
-    r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]{1,64})\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX)
+    r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]{1,64})\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX),
+    re.DOTALL,  # a file's name may hold a newline: its temporaries must still be known for ours
 )
 # Older genrify temporaries: tempfile.mkstemp's ".NAME.XXXXXXXX.genrify-tmp|part" (tags, organize)
 # and write_text_atomic's ".NAME.PID.HEX8.genrify-part".
 # The one with a pid comes first: its names match the mkstemp pattern too.
 _LEGACY_PATTERNS = (
-    re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}\.genrify-part"),
-    re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?:\.genrify-tmp|\.genrify-part)"),
+    re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}\.genrify-part", re.DOTALL),
+    re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?:\.genrify-tmp|\.genrify-part)", re.DOTALL),
 )
 
 
@@ -426,7 +427,8 @@ _JOURNAL_NAME_BYTES = 80
 JOURNAL_PATTERN = re.compile(
     r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]{1,64})\.(?P<pid>[0-9]{1,10})"
     r"\.(?P<dev>[0-9]{1,20})-(?P<ino>[0-9]{1,20})\.(?P<size>[0-9]{1,20})\.(?P<digest>[0-9a-f]{16})"
-    + re.escape(JOURNAL_SUFFIX)
+    + re.escape(JOURNAL_SUFFIX),
+    re.DOTALL,  # as TEMP_PATTERN: a name holding a newline
 )
 #: The signals whose default action ends the process, held back while a file is rewritten in place.
 DEFERRED_SIGNALS: tuple[int, ...] = tuple(
