@@ -277,6 +277,44 @@ def test_a_song_of_none_of_the_genres_asked_for_is_flagged_not_renamed(builtin):
     assert cells["unsure_reason"] == "other genre"
 
 
+def _learned_head(genres: list[str], **info) -> GenreHead:
+    """A head as `genrify learn` writes one (its weights zero: the tags answer), of these genres."""
+    dim, k = 200, len(genres)
+    return GenreHead(genres=genres, priors=[g if g in GENRE_TAGS else None for g in genres], mean=np.zeros(dim),
+                     std=np.ones(dim), weight=np.zeros((dim, k)), bias=np.zeros(k), prior_logit=np.zeros(k),
+                     learned=list(genres), prior_weight=1.0, cap=2.0, temperature=1.0,
+                     info={"learned_from": {"labels": "tags"}, **info})
+
+
+def test_a_learned_head_flags_a_song_of_a_genre_the_library_never_taught():
+    """A library that taught only Metal and Hip-Hop: Brahms gets one of the two, but the packaged
+    head's belief in them is small, so the answer is flagged ``other genre``, as with ``--genres``."""
+    brahms = EXAMPLES / "hungarian-dance-5.ogg"
+    never = load_builtin(head=_learned_head(["Metal", "Hip Hop"]))
+    assert never.reference is not None and never.restricted
+    wrong = classify(brahms, never)
+    packaged = classify(brahms, load_builtin(["metal", "hip-hop"]))
+    assert wrong.genre in ("Metal", "Hip Hop") and wrong.unsure_reason == "other genre"
+    assert wrong.asked_share == pytest.approx(packaged.asked_share, abs=1e-5)
+    # The torch network (a GPU's route; here on the CPU) gives the same share.
+    from genrify.audio.segments import song_segments
+    from genrify.classify.predict import predict_segments
+
+    song = song_segments(str(brahms), never.params, never.chunk_frames)
+    never.network.to("cpu")
+    on_torch = predict_segments(song, never, device=torch.device("cpu"))
+    assert on_torch.asked_share == pytest.approx(wrong.asked_share, abs=1e-4) and on_torch.other_genre
+    taught = classify(brahms, load_builtin(head=_learned_head(["Classical", "Jazz"])))
+    assert taught.genre == "Classical" and taught.asked_share > 0.5 and taught.unsure_reason is None
+    # What a genre means is the head's own record (its genre map's), before its name.
+    mine = load_builtin(head=_learned_head(["Klassik", "Jazz"], builtin_genres={"Klassik": "classical"}))
+    assert mine.reference is not None and not classify(brahms, mine).other_genre
+    # A genre the packaged head does not know ("Shoegaze"), or every genre it knows: no share, no flag.
+    assert load_builtin(head=_learned_head(["Shoegaze", "Jazz"])).reference is None
+    assert load_builtin(head=_learned_head(list(GENRES))).reference is None
+    assert load_builtin().reference is None  # the packaged head itself
+
+
 def test_songs_of_none_of_the_genres_asked_for_are_not_sorted_into_their_folders(tmp_path):
     from genrify.classify.placing import confident
 

@@ -156,9 +156,9 @@ def test_a_model_asked_for_some_genres_says_what_share_of_its_belief_they_hold()
     np.testing.assert_allclose(every().asked_probabilities(segments)[1], 1.0, rtol=1e-12)
     # A share far below float64's smallest number still gives a finite answer among the genres asked.
     model = few()
-    tiny = model._all_logits(segments)
+    tiny, _ = model._all_logits(segments)
     tiny[:, columns] -= 2000.0
-    model._all_logits = lambda _segments: tiny.copy()  # type: ignore[method-assign]
+    model._all_logits = lambda _segments: (tiny.copy(), None)  # type: ignore[method-assign]
     probabilities, share = model.asked_probabilities(segments)
     assert np.isfinite(probabilities).all() and np.allclose(probabilities.sum(axis=1), 1) and (share == 0).all()
 

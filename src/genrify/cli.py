@@ -788,11 +788,6 @@ def learn(
                        + (f"the {n} songs without a genre one" if n != 1 else "the song without a genre one")
                        + " where its answer is not unsure (--tag-unsure writes those too), and leaves yours alone"),
                   highlight=False)
-        if summary.dropped:
-            # The model answers only in the genres it learned: a song of a genre left out gets one of them.
-            out.print(_say(f"note: it answers only in its {len(summary.genres)} genres, so a song of a genre left "
-                           f"out ({', '.join(sorted(summary.dropped))}) gets one of them; try --dry-run first"),
-                      highlight=False)
 
 
 def _print_suggestions(suggested: Any, playlist: Path | None, verbose: bool, *, holding_guesses: int = 0,

@@ -379,13 +379,16 @@ def _network_probabilities(segments: np.ndarray, model: Classifier, batch_size: 
     with torch.inference_mode():
         for i in range(0, n, batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(segments[i : i + batch_size]))
+            reference = None
             with autocast(device):
                 if restricted:  # every genre's logits: the share of the genres asked for needs them all
-                    logits = network.forward_all(batch.to(device))[0]
+                    logits, reference = network.forward_with_reference(batch.to(device))
                 else:
                     logits = network(batch.to(device))
             if restricted:
                 answer, share = split_asked(logits.float().cpu().numpy(), network.chosen.tolist())
+                if reference is not None:  # a learned head: the packaged head's belief in its genres too
+                    share = share * split_asked(reference.float().cpu().numpy(), network.reference_columns)[1]
                 probabilities[i : i + batch.shape[0]], shares[i : i + batch.shape[0]] = answer, share
             else:
                 probabilities[i : i + batch.shape[0]] = torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -936,7 +936,9 @@ def learn_head(
         prior_weight=final["prior_weight"], cap=final["cap"], temperature=final["temperature"],
         threshold=final["threshold"], margin=final["margin"], mobility=final["mobility"],
         info={**(info or {}), "songs": len(songs), "artists": len(group_names), "report": report.to_dict(),
-              "genrify_version": __version__},
+              "genrify_version": __version__,
+              # What each genre means to the built-in model, through the genre map it was learned with.
+              "builtin_genres": {g: b for g in vocabulary if (b := builtin_genre(g, genre_map)) is not None}},
     )
     return head, report
 

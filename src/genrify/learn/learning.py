@@ -308,6 +308,15 @@ def learn_labels(
     head, report = learn_head([embeddings[s.path] for s in songs], [s.genres for s in songs], [s.group for s in songs],
                               genre_map=genre_map, folds=folds, seed=seed, progress=say,
                               info={"learned_from": learned_from})
+    if dropped:
+        from genrify.models.builtin import reference_head
+
+        notes.append(f"it answers only in its {len(head.genres)} genres, so a song of a genre left out gets one of them; "
+                     + ("where the built-in model finds such a song of none of them, the answer is flagged unsure "
+                        "(other genre), and tagging leaves it alone unless told to tag unsure answers"
+                        if reference_head(head)[0] is not None else
+                        "nothing flags such a song, since the built-in model does not know every genre learned: "
+                        "try a dry run first"))
     report_dict = report.to_dict()
     try:
         destination.path.parent.mkdir(parents=True, exist_ok=True)

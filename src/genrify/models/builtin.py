@@ -582,7 +582,8 @@ def _network_class() -> type:
         """
 
         def __init__(self, taggers: dict[str, nn.Module], tags: dict[str, list[str]], head: GenreHead | None,
-                     genres: Sequence[str], onnx: dict[str, Any] | None = None) -> None:
+                     genres: Sequence[str], onnx: dict[str, Any] | None = None, reference: GenreHead | None = None,
+                     reference_columns: Sequence[int] = ()) -> None:
             super().__init__()
             self.taggers = nn.ModuleDict(taggers)
             # The same taggers on ONNX Runtime (about twice as fast on a CPU), used for input on the CPU.
@@ -593,10 +594,18 @@ def _network_class() -> type:
             self.register_buffer("chosen", torch.tensor([vocabulary.index(g) for g in genres]), persistent=False)
             columns = head.prior_columns() if head is not None else _TAG_ONLY_COLUMNS
             self.register_buffer("prior_columns", torch.tensor(columns), persistent=False)
-            if head is not None:
-                for key in _HEAD_TENSORS:
-                    self.register_buffer(f"head_{key}", torch.from_numpy(getattr(head, key)).float(), persistent=False)
-                self.register_buffer("head_unlearned", torch.from_numpy(head.unlearned()), persistent=False)
+            for prefix, one in (("head", head), ("ref", reference)):
+                if one is not None:
+                    for key in _HEAD_TENSORS:
+                        self.register_buffer(f"{prefix}_{key}", torch.from_numpy(getattr(one, key)).float(),
+                                             persistent=False)
+                    self.register_buffer(f"{prefix}_unlearned", torch.from_numpy(one.unlearned()), persistent=False)
+            # BuiltinGenreModel.reference: the packaged head, whose belief in a learned head's genres
+            # (these columns) flags a song of none of them.
+            self.reference = reference
+            self.reference_columns = list(reference_columns)
+            if reference is not None:
+                self.register_buffer("ref_prior_columns", torch.tensor(reference.prior_columns()), persistent=False)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.forward_with_embedding(x)[0]
@@ -610,6 +619,16 @@ def _network_class() -> type:
         def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """:meth:`forward_with_embedding` with the logits of every genre of the vocabulary, asked
             for or not (at :attr:`chosen`: the genres asked for)."""
+            logits, embedding, _ = self._forward(x, reference=False)
+            return logits, embedding
+
+        def forward_with_reference(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            """The logits of every genre of the vocabulary, and the :attr:`reference` head's (``None``:
+            none), from the same tagger outputs: :meth:`BuiltinGenreModel.asked_probabilities` in torch."""
+            logits, _, ref = self._forward(x, reference=True)
+            return logits, ref
+
+        def _forward(self, x: torch.Tensor, *, reference: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
             patches = x.transpose(1, 2).float()  # (batch, frames, bands), the taggers' layout
             if self.onnx and x.device.type == "cpu":
                 outputs = {name: self.onnx[name](patches) for name in self.taggers}
@@ -617,16 +636,25 @@ def _network_class() -> type:
                 outputs = {name: tagger(patches) for name, tagger in self.taggers.items()}
             scores = tag_scores({n: o["taggram"] for n, o in outputs.items()}, self.tags).to(x.device)
             even = torch.full((x.shape[0], 1), EVEN_SHARE, device=x.device)
-            logits = torch.log(torch.cat([scores, even], dim=1).clamp(min=_SCORE_FLOOR))[:, self.prior_columns]
-            if self.head is not None:
-                parts = [outputs[f.split("/")[0]][f.split("/")[1]].float() for f in self.head.features]
-                z = (torch.cat(parts, dim=1) - self.head_mean) / self.head_std
-                evidence = z @ self.head_weight + self.head_bias - self.head_prior_logit
-                evidence = self.head.cap * torch.tanh(evidence / self.head.cap)
-                prior = self.head.prior_weight * logits
-                logits = keep_unlearned_mass(prior + evidence, prior, self.head_unlearned, self.head.mobility)
-                logits = logits / self.head.temperature
-            return logits, outputs[EMBEDDING[0]][EMBEDDING[1]]
+            tag_logits = torch.log(torch.cat([scores, even], dim=1).clamp(min=_SCORE_FLOOR))
+            logits = self._head_logits("head", self.head, tag_logits[:, self.prior_columns], outputs)
+            ref = None
+            if reference and self.reference is not None:
+                ref = self._head_logits("ref", self.reference, tag_logits[:, self.ref_prior_columns], outputs)
+            return logits, outputs[EMBEDDING[0]][EMBEDDING[1]], ref
+
+        def _head_logits(self, prefix: str, head: GenreHead | None, logits: torch.Tensor,
+                         outputs: dict[str, Any]) -> torch.Tensor:
+            """:func:`combine` in torch: a head (its buffers under ``prefix``) on the tags' logits."""
+            if head is None:
+                return logits
+            weights = {key: getattr(self, f"{prefix}_{key}") for key in (*_HEAD_TENSORS, "unlearned")}
+            parts = [outputs[f.split("/")[0]][f.split("/")[1]].float() for f in head.features]
+            z = (torch.cat(parts, dim=1) - weights["mean"]) / weights["std"]
+            evidence = z @ weights["weight"] + weights["bias"] - weights["prior_logit"]
+            evidence = head.cap * torch.tanh(evidence / head.cap)
+            prior = head.prior_weight * logits
+            return keep_unlearned_mass(prior + evidence, prior, weights["unlearned"], head.mobility) / head.temperature
 
     # Found by pickle (and documentation) under this module's name, through __getattr__ below.
     BuiltinGenreNetwork.__module__ = __name__
@@ -685,6 +713,12 @@ class BuiltinGenreModel:
     chosen: list[str] = field(default_factory=list)
     #: The taggers on ONNX Runtime (:class:`genrify.models.onnx.TaggerGraph`), by name; empty: PyTorch.
     onnx: dict[str, Any] = field(default_factory=dict)
+    #: For a head learned from a library whose every genre the packaged head knows: the packaged
+    #: head, whose share of belief in those genres flags a song of none of them (``other genre``,
+    #: as ``--genres`` does); ``None`` otherwise.
+    reference: GenreHead | None = None
+    #: The learned genres' columns among :attr:`reference`'s genres.
+    reference_columns: list[int] = field(default_factory=list)
     # The torch network, made by :attr:`network` when first asked for.
     _network: Any = field(default=None, repr=False, compare=False)
 
@@ -720,7 +754,8 @@ class BuiltinGenreModel:
             taggers = {name: load_tagger(name) for name in TAGGER_NAMES}
             self._network = _network_class()(
                 {n: t.network for n, t in taggers.items()}, {n: t.tags for n, t in taggers.items()}, self.head,
-                self.chosen, onnx=self.onnx or None,
+                self.chosen, onnx=self.onnx or None, reference=self.reference,
+                reference_columns=self.reference_columns,
             ).eval()
         return self._network
 
@@ -739,8 +774,10 @@ class BuiltinGenreModel:
 
     @property
     def restricted(self) -> bool:
-        """The model answers among some of its genres only (``--genres``)."""
-        return len(self.chosen) < len(self._vocabulary)
+        """The model answers among some genres only: some of its own (``--genres``), or a learned
+        head's, which are some of the packaged head's (:attr:`reference`). Its answers then carry
+        the share of belief those genres hold (:meth:`asked_probabilities`)."""
+        return len(self.chosen) < len(self._vocabulary) or self.reference is not None
 
     @property
     def _vocabulary(self) -> list[str]:
@@ -757,15 +794,18 @@ class BuiltinGenreModel:
         :attr:`network` gives them, computed in numpy (float64): :func:`tag_scores`,
         :meth:`GenreHead.evidence` and :func:`combine`. Never imports torch where the taggers run on
         ONNX Runtime; the segments go through :attr:`onnx_batch_size` (on PyTorch :attr:`batch_size`) at a time."""
-        return self._all_logits(segments)[:, self._chosen_columns]
+        return self._all_logits(segments)[0][:, self._chosen_columns]
 
-    def _all_logits(self, segments: np.ndarray) -> np.ndarray:
-        """:meth:`logits` over every genre of the vocabulary, asked for or not."""
+    def _all_logits(self, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`logits` over every genre of the vocabulary, asked for or not; and the
+        :attr:`reference` head's over its genres, from the same tagger outputs (``None``: none)."""
         segments = np.asarray(segments)
         if segments.ndim != 3 or segments.shape[1:] != (self.params.n_mels, self.chunk_frames):
             raise ParameterError(f"expected segments of shape (n, {self.params.n_mels}, {self.chunk_frames}), "
                                  f"got {segments.shape}")
         out = np.empty((segments.shape[0], len(self._vocabulary)), dtype=np.float64)
+        ref = self.reference
+        ref_out = np.empty((segments.shape[0], len(ref.genres)), dtype=np.float64) if ref is not None else None
         step = max(1, self.onnx_batch_size if self.onnx else self.batch_size)
         for start in range(0, segments.shape[0], step):
             batch = segments[start : start + step]
@@ -774,7 +814,9 @@ class BuiltinGenreModel:
             scores = tag_scores({n: np.asarray(o["taggram"], dtype=np.float64) for n, o in outputs.items()}, self.tags)
             evidence = self.head.evidence(self.head.inputs(outputs)) if self.head is not None else None
             out[start : start + batch.shape[0]] = combine(scores, evidence, self.head)
-        return out
+            if ref is not None and ref_out is not None:
+                ref_out[start : start + batch.shape[0]] = combine(scores, ref.evidence(ref.inputs(outputs)), ref)
+        return out, ref_out
 
     def probabilities(self, segments: np.ndarray) -> np.ndarray:
         """Each segment's genre probabilities ``(n, genres)``: the softmax of :meth:`logits`."""
@@ -783,8 +825,17 @@ class BuiltinGenreModel:
     def asked_probabilities(self, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`probabilities`, and the share of each segment's probability over every genre of
         the vocabulary that the genres asked for hold ``(n,)`` (1 where all are asked for): a song
-        whose share is small is most likely none of them, whatever the answer among them says."""
-        return split_asked(self._all_logits(segments), self._chosen_columns)
+        whose share is small is most likely none of them, whatever the answer among them says.
+
+        For a learned head with a :attr:`reference`, the share is also the packaged head's belief in
+        the learned genres (times the share of those asked for among them): a song of a genre the
+        library never taught is then flagged as the built-in model flags one outside ``--genres``.
+        """
+        full, ref = self._all_logits(segments)
+        answer, share = split_asked(full, self._chosen_columns)
+        if ref is not None:
+            share = share * split_asked(ref, self.reference_columns)[1]
+        return answer, share
 
 
 def load_builtin(
@@ -839,6 +890,7 @@ def load_builtin(
     }
     if genre_head is not None:
         info["head"] = genre_head.info
+    reference, reference_columns = reference_head(genre_head)
     model = BuiltinGenreModel(
         genres=[shown for shown, _ in chosen],
         params=params,
@@ -850,7 +902,30 @@ def load_builtin(
         tags=tagger_tags(),
         chosen=[g for _, g in chosen],
         onnx={n: onnx.tagger_graph(n) for n in TAGGER_NAMES} if use_onnx else {},
+        reference=reference,
+        reference_columns=reference_columns,
     )
     if not use_onnx:
         model.build_network()  # the torch taggers are the only runtime: load them (and fail) now
     return model
+
+
+def reference_head(head: GenreHead | None) -> tuple[GenreHead | None, list[int]]:
+    """The packaged head and the columns of a learned head's genres among its genres, where every
+    genre the head learned is one the packaged head knows (the head's record of what each genre
+    means, made with the genre map it was learned with; else its name); else ``(None, [])``: a
+    genre of the library's own ("shoegaze") has no share the packaged head could give."""
+    if head is None or "learned_from" not in head.info:  # the packaged head, or the tags alone
+        return None, []
+    recorded = head.info.get("builtin_genres")
+    meant = recorded if isinstance(recorded, dict) else {}
+    reference = GenreHead.load()
+    columns: set[int] = set()
+    for genre in head.genres:
+        name = meant.get(genre) or builtin_genre(genre)
+        if name not in reference.genres:
+            return None, []
+        columns.add(reference.genres.index(name))
+    if len(columns) == len(reference.genres):  # every genre it knows: no song is of another
+        return None, []
+    return reference, sorted(columns)
