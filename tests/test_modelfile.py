@@ -51,6 +51,8 @@ def test_safetensors_without_genrify_metadata(tmp_path):
 def test_missing_model_file(tmp_path):
     with pytest.raises(ModelFileError, match="model file not found"):
         modelfile.load(tmp_path / "nope.safetensors")
+    with pytest.raises(ModelFileError, match="a folder, not a model file"):
+        modelfile.load(tmp_path)
 
 
 def test_save_leaves_no_temporary_file(saved_model):

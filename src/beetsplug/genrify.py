@@ -42,21 +42,21 @@ PLAIN_SETTINGS = {"count": int, "min_confidence": confuse.Number(), "min_probabi
                "skip_unsure": bool, "mode": str, "parents": bool, "album_mode": bool,
                **dict.fromkeys(("own_genre_above", "hop_seconds", "max_duration"), confuse.Optional(confuse.Number()))}
 
-#: The command options that give a setting, by its name (a :class:`~genrify.errors.ParameterError`'s field).
-OPTIONS = {"suggest": "--suggest", "min_songs": "--min-songs"}
+#: How a setting refused by name (a :class:`~genrify.errors.ParameterError`'s field) is called where it is not
+#: its key in the genrify section: the genre map's key, and the command options that give a setting.
+SAID_AS = {"genre_map": "map", "suggest": "--suggest", "min_songs": "--min-songs"}
 
 
 @contextlib.contextmanager
 def genrify_errors() -> Iterator[None]:
-    """A genrify or confuse error as beets' one-line error; the one place a setting refused by name
-    (a :class:`~genrify.errors.ParameterError`) is said in the option's name where an option gave it."""
+    """A genrify or confuse error as beets' one-line error; a setting refused by name (a
+    :class:`~genrify.errors.ParameterError`) is called by its key or option (:data:`SAID_AS`)."""
     from genrify.errors import GenrifyError, ParameterError
 
     try:
         yield
     except (confuse.ConfigError, GenrifyError) as exc:
-        options = isinstance(exc, ParameterError) and exc.field in OPTIONS
-        said = exc.said_of(lambda name: OPTIONS.get(name, name)) if options else exc  # type: ignore[union-attr]
+        said = exc.said_of(lambda name: SAID_AS.get(name, name)) if isinstance(exc, ParameterError) else exc
         raise ui.UserError(f"genrify: {said}") from None
 
 
@@ -247,8 +247,8 @@ class GenrifyPlugin(BeetsPlugin):
                 genre_map=settings.policy.genre_map, cache=settings.cache is not None, jobs=settings.jobs,
                 max_segments=settings.options.max_segments, source="beets", inputs=[" ".join(args) or "(every item)"],
                 **self._said())
-        ui.print_("\n".join([*report, f"genrify: {line}", f"genrify: set `model: {opts.out}` in the genrify section "
-                                                             "of beets' config to classify with it"]))
+        ui.print_("\n".join([*report, f"genrify: {line}", f"genrify: set `model: {os.path.abspath(opts.out)}` in the "
+                                                             "genrify section of beets' config to classify with it"]))
 
     def suggest_command(self, lib: Library, n: int, args: list[str]) -> None:
         """``beet genrify --suggest N``: the items without a genre that would teach the model most."""

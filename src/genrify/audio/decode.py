@@ -152,7 +152,8 @@ def _check_declared(path: Path, seconds: float, max_duration: float | None) -> N
 def check_max_duration(max_duration: float | None) -> None:
     """Raise :class:`ParameterError` unless ``max_duration`` is ``None`` or a positive, finite number of seconds."""
     if max_duration is not None and not (max_duration > 0 and math.isfinite(max_duration)):
-        raise ParameterError(f"max_duration must be a positive number of seconds (or None), not {max_duration}")
+        problem = f"must be a positive number of seconds (none: no limit), not {max_duration}"
+        raise ParameterError(f"max_duration {problem}", field="max_duration", problem=problem)
 
 
 def is_audio_file(path: str | Path) -> bool:

@@ -453,6 +453,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: a folder, not a model file")
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     # Said in genrify's words (an .ogg given as --model is "an Ogg audio file"), never the
