@@ -552,10 +552,14 @@ class TagPolicy:
         list of str
             Canonical names: the ranking mapped through the genre map (names the whitelist
             refuses dropped, names that map to one genre counted once at the first one's place),
-            the first kept only if it reaches ``min_confidence``, then up to ``count - 1`` more
+            none where the first is refused, the first kept only if it reaches ``min_confidence``, then up to ``count - 1`` more
             that reach ``min_probability``, then (with ``parents``) their parent genres.
         """
         if unsure and self.skip_unsure:
+            return []
+        if not ranked or self.genre_map.name(ranked[0][0]) is None:
+            # The answer is a genre the whitelist refuses: the file is left alone, never handed to a
+            # less likely genre (a song 90 % jazz is not tagged with its 3 % of Electronic).
             return []
         mapped: list[tuple[str, float]] = []
         seen: set[str] = set()
@@ -565,8 +569,7 @@ class TagPolicy:
                 continue
             seen.add(name.casefold())
             mapped.append((name, float(probability)))
-        # A refused top genre does not hand the file to a less likely one without the same test.
-        if not mapped or not mapped[0][1] >= self.min_confidence:
+        if not mapped[0][1] >= self.min_confidence:
             return []
         chosen = [mapped[0][0]] + [g for g, p in mapped[1:self.count] if p >= self.min_probability]
         return self.genre_map.names(chosen, parents=self.parents)
