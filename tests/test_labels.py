@@ -231,6 +231,22 @@ def test_folders_mode_takes_the_top_folder_under_the_root(tmp_path, templates):
     assert labels.untagged == [str(lib / "loose.flac")]
 
 
+def test_folders_named_after_the_songs_artists_are_refused_as_genres(tmp_path, templates):
+    # ~/Music laid out Artist/Album/: the top folders are artists, whatever --labels folders says.
+    lib = tmp_path / "music"
+    for artist in ("Bob Marley", "John Lee Hooker", "JS Bach"):
+        for i in range(3):
+            vorbis(copy(templates, lib / artist / "Album" / f"{i}.flac", "flac"), [], ARTIST=artist)
+    with pytest.raises(LabelError, match=r"the top folders name the songs' artists, not genres: 9 of the 9 songs "
+                                         r"lie in a folder named after their artist \(such as 'Bob Marley'\)"):
+        read_labels([lib], source="folders", min_songs=1)
+    # Genre folders holding the same artists' songs are genre folders.
+    genres = tmp_path / "genres"
+    for artist, genre in (("Bob Marley", "reggae"), ("JS Bach", "classical")):
+        shutil.move(lib / artist, genres / genre / artist)
+    assert read_labels([genres], source="folders", min_songs=1).counts() == {"Classical": 3, "Reggae": 3}
+
+
 def test_no_genre_at_all_is_one_line_naming_folders_mode(tmp_path, templates):
     lib = tmp_path / "lib"
     for i in range(3):

@@ -250,10 +250,23 @@ def read_labels(
 
     if not found:
         raise LabelError(_no_genre(source, inputs, files_read, len(unreadable)))
+    if source == "folders":
+        _refuse_artist_folders(found, tops, groups)
     songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
     return LibraryLabels(songs=songs, untagged=untagged, genres=genres, dropped=dropped,
                          unreadable=unreadable, files_read=files_read, ignored=dict(ignored.most_common()), ours=ours,
                          refused=refused, passed_over=passed_over)
+
+
+def _refuse_artist_folders(found: dict[str, list[str]], tops: dict[str, str], groups: dict[str, str]) -> None:
+    """Refuse folder labels that are artists' names: most libraries are laid out ``Artist/Album/``,
+    and such a run would learn artists for genres (with a cross-validated figure near chance)."""
+    named = [p for p in found if groups[p].startswith("artist:") and genre_key(groups[p][len("artist:"):]) == genre_key(tops[p])]
+    if named and 2 * len(named) >= len(found):
+        raise LabelError(f"the top folders name the songs' artists, not genres: {len(named)} of the {len(found)} songs lie "
+                         f"in a folder named after their artist (such as {tops[named[0]]!r}); --labels folders takes "
+                         "MUSIC_DIR/<genre>/...: learn from the genre tags instead (without --labels folders), or "
+                         "give a folder of genre folders")
 
 
 def _genre_keys(names: Sequence[str], genre_map: GenreMap, spellings: dict[str, Counter[str]],
