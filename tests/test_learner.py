@@ -341,6 +341,17 @@ def test_genres_the_built_in_model_knows_take_the_tags_as_prior_and_are_compared
     assert 0 <= b["top1"] <= 1 and 0 <= b["learned_top1"] <= 1
 
 
+@pytest.mark.parametrize(("builtin_top1", "noted"), [(0.9, True), (0.62, False)])
+def test_a_built_in_model_well_ahead_on_the_songs_it_covers_is_said_in_a_note(monkeypatch, builtin_top1, noted):
+    figures = {"model": "tags and packaged head", "songs": 24, "genres": ["rock", "jazz"], "top1": builtin_top1,
+               "macro_recall": builtin_top1, "per_genre": {}, "learned_top1": 0.6, "learned_macro_recall": 0.6}
+    monkeypatch.setattr(learner, "_builtin_figures", lambda *args: figures)
+    where = centres(["Rock", "Jazz"], seed=7)
+    _, report = learn_head(*library(where, songs=12, artists=4, seed=7), builtin=False)
+    said = [n for n in report.notes if "it named more right than this head (top-1 0.90 against 0.60)" in n]
+    assert bool(said) == noted, report.notes
+
+
 def test_a_head_file_without_mobility_answers_as_before(learned, tmp_path):
     head, _, _ = learned
     old = _rewrite(head.save(tmp_path / "new.safetensors"), tmp_path / "old.safetensors", meta=lambda m: m.pop("mobility"))
