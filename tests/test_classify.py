@@ -183,6 +183,10 @@ def test_only_a_calibrated_model_says_how_many_answers_to_expect_right(model_fil
     music_answers = [p.confidence for p in run.predictions if not p.not_music]
     assert run.summary.expected_accuracy == pytest.approx(np.mean(music_answers))
     assert run.summary.line.endswith(f" · expect about {np.mean(music_answers):.0%} right")
+    # Nor is it counted in any genre: the summary counts it apart.
+    flagged = sum(bool(p.not_music) for p in run.predictions)
+    assert run.summary.not_music == flagged and sum(run.summary.genres.values()) == len(run.predictions) - flagged
+    assert f" · {flagged} not music · expect" in run.summary.line
     assert predict.expected_accuracy([]) is None
 
     # Tags: the share of the genres written (not of every answer) to expect right, from a calibrated run only.

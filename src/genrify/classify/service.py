@@ -261,7 +261,10 @@ class RunSummary:
     seconds
         Wall time of the run.
     genres
-        Files per top genre, most frequent first.
+        Files of music per top genre, most frequent first (an answer flagged not music has no
+        genre to count: :attr:`not_music` counts those).
+    not_music
+        Files whose answer is flagged not music (speech, silence, a tone...).
     expected_accuracy
         Where the model is calibrated (:attr:`~genrify.classify.modelref.ModelRef.calibrated`), the
         share of its answers for music expected to be right
@@ -276,6 +279,7 @@ class RunSummary:
     genres: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
     expected_accuracy: float | None = None
+    not_music: int = 0
 
     def spread(self, n: int = 6) -> str:
         """Every genre answered, with its count, most frequent first; past ``n`` of them, the
@@ -300,8 +304,9 @@ class RunSummary:
         spread = self.spread()
         skipped = f", {self.skipped} not modified since then skipped" if self.skipped else ""
         expected = f" · {expectation_words(self.expected_accuracy)}" if self.expected_accuracy is not None else ""
+        not_music = f" · {self.not_music} not music" if self.not_music else ""
         return (f"{self.classified} classified ({self.from_cache} from cache), {self.failed} failed{skipped} in "
-                f"{self.seconds:.1f} s" + (f" · {spread}" if spread else "") + expected)
+                f"{self.seconds:.1f} s" + (f" · {spread}" if spread else "") + not_music + expected)
 
 
 @dataclass
@@ -466,7 +471,8 @@ def classify_library(
         classified=len(answers), from_cache=from_cache, failed=len(results) - len(answers),
         passed_over=len(found.passed_over), seconds=time.perf_counter() - started,
         # Most frequent first; ties in the order first answered.
-        genres=dict(Counter(r.genre for r in answers).most_common()), skipped=skipped,
+        genres=dict(Counter(r.genre for r in answers if not r.not_music).most_common()), skipped=skipped,
+        not_music=sum(bool(r.not_music) for r in answers),
         # What is not music has no right genre: the estimate is of the answers for music.
         expected_accuracy=expected_accuracy(r.confidence for r in answers if not r.not_music)
         if ref.calibrated else None,
