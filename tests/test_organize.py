@@ -103,6 +103,21 @@ def test_move_renames_and_leaves_nothing_behind(tmp_path, library):
         assert not r.source.exists() and r.target.read_bytes() == contents[r.source]
 
 
+@pytest.mark.parametrize("mode", ["link", "move"])
+def test_a_song_reached_through_a_relative_symbolic_link_is_still_reached_from_its_genre(tmp_path, mode):
+    # music/links/song.mp3 -> ../real/song.mp3: linked or moved as it is, the link would dangle.
+    real = _file(tmp_path / "music" / "real" / "song.mp3", "the song")
+    link = tmp_path / "music" / "links" / "song-link.mp3"
+    link.parent.mkdir()
+    link.symlink_to(Path("..") / "real" / "song.mp3")
+    (result,) = organize({link: "jazz"}, tmp_path / "sorted", mode=mode, sources=[tmp_path / "music"])
+    assert result.status == "done" and result.target.read_bytes() == b"the song"
+    assert result.target.resolve() == real.resolve() or result.target.stat().st_ino == real.stat().st_ino
+    assert real.read_bytes() == b"the song"  # the song itself stays where it was
+    if mode == "move":
+        assert not os.path.lexists(link) and result.target.is_symlink()
+
+
 def test_move_across_filesystems_copies_then_removes(tmp_path, library, monkeypatch):
     real_replace = os.replace
 

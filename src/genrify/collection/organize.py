@@ -491,7 +491,9 @@ def _copy_into_place(source: Path, target: Path) -> None:
 
 def _link(source: Path, target: Path) -> tuple[Method, str]:
     try:
-        os.link(source, target)  # fails rather than overwrite
+        # To the song itself: a hard link to a symbolic link (os.link does not follow one on Linux)
+        # would keep a relative target that dangles from the new folder.
+        os.link(os.path.realpath(source), target)  # fails rather than overwrite
     except OSError as exc:
         if exc.errno not in _NO_HARDLINK:
             raise
@@ -501,6 +503,13 @@ def _link(source: Path, target: Path) -> tuple[Method, str]:
 
 
 def _move(source: Path, target: Path) -> tuple[Method, str]:
+    if source.is_symlink():
+        # A link stays a link to the same song; renamed as it is, a relative target would dangle.
+        pointed = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(source)), os.readlink(source)))
+        os.symlink(pointed, target)  # fails rather than overwrite
+        source.unlink()
+        fsync_dir(target.parent)
+        return "symlink", "a symbolic link: moved as a link to the same file"
     try:
         _rename_no_replace(source, target)
     except OSError as exc:
