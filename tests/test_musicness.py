@@ -254,3 +254,17 @@ def test_music_check_can_be_left_out(model_file: Path, tmp_path: Path) -> None:
     song = song_segments(_noise_mp3(tmp_path / "n.mp3"), model.params, model.chunk_frames)
     assert predict.predict_segments(song, model).not_music == "noise"
     assert predict.predict_segments(song, model, music_check=False).not_music is None
+
+
+def test_segments_are_measured_a_few_at_a_time_with_the_same_figures(monkeypatch):
+    # An hour-long song with every segment read must not hold float64 copies of all its segments.
+    rng = np.random.default_rng(3)
+    segments = (rng.standard_normal((40, MUSICNN_PARAMS.n_mels, PATCH_FRAMES)) * 2 - 4).astype(np.float32)
+    monkeypatch.setattr(musicness, "_SEGMENTS_AT_ONCE", 1000)
+    whole = musicness.segment_features(segments, MUSICNN_PARAMS)
+    monkeypatch.setattr(musicness, "_SEGMENTS_AT_ONCE", 7)
+    calls = []
+    real = musicness._segment_features
+    monkeypatch.setattr(musicness, "_segment_features", lambda s, p: calls.append(len(s)) or real(s, p))
+    np.testing.assert_allclose(musicness.segment_features(segments, MUSICNN_PARAMS), whole, rtol=1e-12)
+    assert max(calls) == 7 and sum(calls) == 40
