@@ -265,6 +265,12 @@ def test_one_genre_only_is_a_clear_error(tmp_path, templates):
     vorbis(copy(templates, lib / "r.flac", "flac"), ["Rock"])
     with pytest.raises(LabelError, match=r"only one genre to learn: Jazz \(6 songs\).*Rock \(1\)"):
         read_labels([lib])
+    # Files whose genres could not be read may hold the genre missing: the error says so.
+    (lib / "r.flac").unlink()
+    (lib / "x.flac").write_bytes(b"not audio at all" * 40)
+    with pytest.raises(LabelError, match=r"only one genre to learn: Jazz.*; 1 file\(s\) could not be read, such as "
+                                         r".*x\.flac \("):
+        read_labels([lib])
 
 
 def test_unreadable_files_are_counted_and_the_run_goes_on(tmp_path, templates):

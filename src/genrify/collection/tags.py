@@ -563,7 +563,8 @@ def _kind(path: Path, tagged: Any) -> str:
             raise TagError(path, f"{type(tagged).__name__} files cannot hold a genre tag (supported: {SUPPORTED_FORMATS})") from None
     kind = _tag_family(tagged.tags)
     if kind is None:
-        raise TagError(path, f"writing genres to {type(tagged).__name__} files is not supported (supported: {SUPPORTED_FORMATS})")
+        raise TagError(path, f"genre tags of {type(tagged).__name__} files are neither read nor written by genrify "
+                             f"(supported: {SUPPORTED_FORMATS})")
     return kind
 
 

@@ -252,7 +252,14 @@ def read_labels(
         raise LabelError(_no_genre(source, inputs, files_read, len(unreadable)))
     if source == "folders":
         _refuse_artist_folders(found, tops, groups)
-    songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
+    try:
+        songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
+    except LabelError as exc:
+        if not unreadable:
+            raise
+        # Their genres may be the ones missing: say so, with one of them.
+        first, why = unreadable[0]
+        raise LabelError(f"{exc}; {len(unreadable)} file(s) could not be read, such as {display_path(first)} ({why})") from None
     return LibraryLabels(songs=songs, untagged=untagged, genres=genres, dropped=dropped,
                          unreadable=unreadable, files_read=files_read, ignored=dict(ignored.most_common()), ours=ours,
                          refused=refused, passed_over=passed_over)
@@ -433,6 +440,13 @@ def labels_from_values(
             untagged.append(path)
     if not found:
         raise LabelError(f"{source}: none of the {len(entries)} has a genre (genrify's own guesses do not count)")
-    songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
+    try:
+        songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
+    except LabelError as exc:
+        if not unreadable:
+            raise
+        # Their genres may be the ones missing: say so, with one of them.
+        first, why = unreadable[0]
+        raise LabelError(f"{exc}; {len(unreadable)} file(s) could not be read, such as {display_path(first)} ({why})") from None
     return LibraryLabels(songs=songs, untagged=untagged, genres=genres, dropped=dropped,
                          unreadable=[], files_read=len(entries), ignored=dict(ignored.most_common()), refused=refused)
