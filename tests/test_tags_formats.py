@@ -1,7 +1,9 @@
-"""Format details of :mod:`genrify.collection.tags`: converting to ID3v2.3 without losing v2.4-only frames, and a
-wav file's RIFF INFO genre (``IGNR``)."""
+"""Format details of :mod:`genrify.collection.tags`: converting to ID3v2.3 without losing v2.4-only frames, a
+wav file's RIFF INFO genre (``IGNR``) and an mp3's APEv2 genre."""
 
 from __future__ import annotations
+
+import shutil
 
 import mutagen
 import pytest
@@ -239,3 +241,37 @@ def test_a_damaged_riff_info_chunk_costs_nothing_and_raises_nothing(tmp_path, li
     raw[at : at + 4] = b"\xff\xff\xff\x7f"
     path.write_bytes(bytes(raw))
     assert read_genre(path) == ()
+
+
+# --- an mp3's APEv2 genre (foobar2000, Winamp, Mp3tag) ---------------------------------------------
+
+
+@pytest.fixture
+def ape_mp3(tmp_path):
+    """An mp3 without ID3 whose only genre is ``Bebop`` in an APEv2 tag, as foobar2000 leaves one."""
+    from mutagen.apev2 import APEv2
+
+    path = tmp_path / "foobar.mp3"
+    write_with_av(path, tone(1.0, SR), SR)
+    mutagen.File(path).delete()  # whatever ID3 the encoder wrote: the APE tag alone
+    ape = APEv2()
+    ape["Artist"], ape["Genre"] = "Someone", "Bebop"
+    ape.save(path)
+    return path
+
+
+def test_an_ape_genre_is_a_persons_genre_in_every_mode(ape_mp3, tmp_path):
+    from mutagen.apev2 import APEv2
+
+    assert read_genre(ape_mp3) == ("Bebop",)
+    kept = write_genre(ape_mp3, ["Jazz"], mode="keep", provenance=_record("Jazz"))
+    assert kept.status == "kept" and mutagen.File(ape_mp3).tags is None
+    merged = tmp_path / "merged.mp3"
+    shutil.copy(ape_mp3, merged)
+    assert write_genre(merged, ["Jazz"], mode="merge", provenance=_record("Jazz")).new == ("Bebop", "Jazz")
+    assert read_provenance(merged).genres == ("Jazz",)
+    replaced = write_genre(ape_mp3, ["Jazz"], mode="replace", provenance=_record("Jazz"))
+    (note,) = replaced.notes
+    assert "its APEv2 genre 'Bebop' stays in the file" in note and read_genre(ape_mp3) == ("Jazz",)
+    for path in (ape_mp3, merged):  # the APE tag itself is never touched
+        assert str(APEv2(path)["Genre"]) == "Bebop" and str(APEv2(path)["Artist"]) == "Someone"

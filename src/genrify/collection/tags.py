@@ -432,7 +432,7 @@ def update_genre(path: str | Path, decide: Decide, *, separator: str | None = No
             # knows the joined value for genrify's, whatever joined it (" | ", " & ").
             record = record.joined_with(separator, resolved)
         _rewrite(path, target, tagged, kind, _Plan(stored, None if record is None else record.to_text(), v23))
-    notes += _info_note(path, info, old, current, resolved, dry_run=dry_run)
+    notes += _info_note(path, info, old, current, resolved, dry_run=dry_run, source=_info_source(tagged))
     return TagChange(path=path, old=old, new=new, changed=True, dry_run=dry_run, status="written", notes=notes)
 
 
@@ -648,8 +648,11 @@ def _info_genres(tagged: Any) -> tuple[str, ...]:
     character or U+FFFD, counts as none: it would be copied into the ID3 tag as garbage. Other
     formats have no INFO chunk: ``()``.
     """
+    from mutagen.mp3 import MP3
     from mutagen.wave import WAVE
 
+    if isinstance(tagged, MP3):
+        return _ape_genres(tagged.filename)
     if not isinstance(tagged, WAVE):
         return ()
     try:
@@ -659,6 +662,29 @@ def _info_genres(tagged: Any) -> tuple[str, ...]:
         return ()
     genre = _info_text(raw) if raw is not None else None
     return (genre,) if genre else ()
+
+
+def _ape_genres(filename: str) -> tuple[str, ...]:
+    """The genre values of an mp3's APEv2 tag (foobar2000, Winamp and Mp3tag may have set it there
+    alone), or none. genrify writes no APEv2 tag: like a wav's RIFF INFO genre, it is the file's
+    genre where the ID3 tag has none, set by a person."""
+    from mutagen.apev2 import TEXT, APEv2
+    from mutagen.apev2 import error as APEError
+
+    try:
+        value = APEv2(filename).get("Genre")  # APEv2 keys are case-insensitive
+    except (APEError, OSError):
+        return ()
+    if value is None or value.kind != TEXT:
+        return ()
+    return tuple(v.strip() for v in value if v.strip())
+
+
+def _info_source(tagged: Any) -> str:
+    """Which other tag :func:`_info_genres` read: ``"APEv2"`` for an mp3, else ``"RIFF INFO"``."""
+    from mutagen.mp3 import MP3
+
+    return "APEv2" if isinstance(tagged, MP3) else "RIFF INFO"
 
 
 # Bounds of the walk through a wav file's chunks: a damaged or hostile file (a chunk size pointing
@@ -735,12 +761,14 @@ def _info_note(
     resolved: tuple[str, ...],
     *,
     dry_run: bool,
+    source: str = "RIFF INFO",
 ) -> tuple[str, ...]:
-    """A warning where a written ID3 genre leaves out the RIFF INFO genre the file had (replace mode).
+    """A warning where a written ID3 genre leaves out the RIFF INFO (or an mp3's APEv2) genre the
+    file had (replace mode).
 
-    genrify writes no RIFF INFO (mutagen cannot), so that genre stays in the file; from then on
-    genrify reads the ID3 genre, as beets and Picard do, but a player that reads only INFO still
-    shows the old one. Keep and merge never leave it out, so they never warn.
+    genrify writes neither, so that genre stays in the file; from then on genrify reads the ID3
+    genre, as beets and Picard do, but a player that reads only the other tag still shows the old
+    one. Keep and merge never leave it out, so they never warn.
     """
     if not info or old != info:
         return ()  # the ID3 tag held the genres: INFO was not what the file's genre was read from
@@ -748,7 +776,7 @@ def _info_note(
     if all(g.casefold() in ours for g in current):
         return ()
     verb = "would stay" if dry_run else "stays"
-    return (f"{path}: its RIFF INFO genre {info[0]!r} {verb} in the file beside the new ID3 genre "
+    return (f"{path}: its {source} genre {info[0]!r} {verb} in the file beside the new ID3 genre "
             "(genrify writes only ID3, which it, beets and Picard read first)",)
 
 
