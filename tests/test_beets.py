@@ -283,6 +283,12 @@ def test_beet_genrify_sets_genres_in_the_library_and_the_files(library, referenc
         assert items[rel]["genrify_model"] == ModelRef.builtin().name
         assert float(items[rel]["genrify_confidence"]) == pytest.approx(prediction.confidence, abs=2e-3)
         assert file_genres(library.music / rel) == want  # import.write: yes
+        # The file carries genrify's record too (beets writes it as a media field), so genrify's own
+        # commands know these genres for genrify's guesses, not a person's.
+        from genrify.collection.tags import read_provenance
+
+        record = read_provenance(library.music / rel)
+        assert record is not None and list(record.genres) == want and record.model == ModelRef.builtin().name
     # What a user sees: beet ls with the multi-valued field and the flexible attributes.
     listed = library.beet("ls", "-f", "$path|$genres|$genrify_model", "genrify_model:genrify").stdout.splitlines()
     assert sorted(listed) == sorted(

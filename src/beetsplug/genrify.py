@@ -1,8 +1,7 @@
 """genrify for beets: genres from the audio itself, set through beets' own fields.
 
-``docs/beets.md`` is the reference (commands, import stage, settings). beets chooses the items; genrify's
-settings, service, tag listener and learning services, shared with the CLI, do the rest: :class:`ItemFields`
-says how an item keeps a song, :class:`ItemSink` puts each decision into the item's fields.
+``docs/beets.md`` is the reference. beets chooses the items; genrify's settings and services, shared with the CLI, do
+the rest: :class:`ItemFields` says how an item keeps a song, :class:`ItemSink` puts each decision into its fields.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from beets.plugins import BeetsPlugin
 
 from genrify.classify.settings import ClassifySettings
 from genrify.classify.tagging import RecordSink
-from genrify.collection.records import RecordFields, grouping_artist
+from genrify.collection.records import RecordFields, grouping_artist, provenance_media_field
+from genrify.collection.tagpolicy import Provenance
 
 if TYPE_CHECKING:
     from optparse import Values
@@ -29,12 +29,12 @@ if TYPE_CHECKING:
     from beets.importer import ImportSession, ImportTask
     from beets.library import Library
 
-    from genrify.collection.tagpolicy import Provenance
-
 #: The item field genres go into: beets 2.x has the multi-valued ``genres``; older ones ``genre``.
 GENRE_FIELD = "genres" if "genres" in Item._fields else "genre"
 #: How ``genrify_genres`` joins the genres genrify set (beets' own display delimiter for lists).
 PROVENANCE_JOIN = "; "
+#: The item field holding genrify's whole record, synchronised with the files' GENRIFY tag field.
+RECORD_FIELD = "genrify_provenance"
 #: Seconds between progress lines in a long run.
 PROGRESS_EVERY = 10.0
 #: The settings read as they are (the TagPolicy fields, the segments' hop, the longest song), and how confuse reads each.
@@ -42,8 +42,7 @@ PLAIN_SETTINGS = {"count": int, "min_confidence": confuse.Number(), "min_probabi
                "skip_unsure": bool, "mode": str, "parents": bool, "album_mode": bool,
                **dict.fromkeys(("own_genre_above", "hop_seconds", "max_duration"), confuse.Optional(confuse.Number()))}
 
-#: How a setting refused by name (a :class:`~genrify.errors.ParameterError`'s field) is called where it is not
-#: its key in the genrify section: the genre map's key, and the command options that give a setting.
+#: How a setting refused by name (a ParameterError's field) is called, where not by its key: `map:`, and options.
 SAID_AS = {"genre_map": "map", "suggest": "--suggest", "min_songs": "--min-songs"}
 
 
@@ -119,9 +118,9 @@ class ItemFields(RecordFields):
         item[GENRE_FIELD] = list(genres) if GENRE_FIELD == "genres" else self.separator.join(genres)
 
     def provenance_of(self, item: Item) -> Provenance | None:
-        from genrify.collection.tagpolicy import Provenance
-
-        if "genrify_genres" not in item:
+        if (whole := Provenance.from_text(str(item.get(RECORD_FIELD) or ""))) is not None:
+            return whole  # the record as genrify wrote it, into the database or (read by beets) into the file
+        if "genrify_genres" not in item:  # before the whole record was kept: the genres alone
             return None
         genres = tuple(g for g in str(item.get("genrify_genres") or "").split(PROVENANCE_JOIN) if g)
         return Provenance(genres=genres, model=str(item.get("genrify_model") or ""), version="")
@@ -147,7 +146,7 @@ class ItemSink(ItemFields, RecordSink):
 
     def set_genres(self, record: Item, genres: Sequence[str], provenance: Provenance) -> None:
         self.set_field(record, genres)
-        record["genrify_genres"] = PROVENANCE_JOIN.join(provenance.genres)
+        record["genrify_genres"], record[RECORD_FIELD] = PROVENANCE_JOIN.join(provenance.genres), provenance.to_text()
 
     def mark(self, record: Item, model: str, confidence: float) -> None:
         record["genrify_model"], record["genrify_confidence"] = model, confidence
@@ -176,6 +175,7 @@ class GenrifyPlugin(BeetsPlugin):
 
     def __init__(self, name: str | None = "genrify") -> None:
         super().__init__(name)
+        self.add_media_field(RECORD_FIELD, provenance_media_field())  # `beet write` writes genrify's record too
         self.config.add(_defaults())
         self._settings: Settings | None = None
         # Import task -> the items whose genres the import stage changed, written once beets has

@@ -134,14 +134,14 @@ def segment_features(segments: np.ndarray, params: FeatureParams) -> np.ndarray:
     """
     # A few segments at a time: the measurements hold several float64 copies of the segments, which
     # for every segment of an hour-long song (--max-segments 0) would be hundreds of MB.
-    step = _SEGMENTS_AT_ONCE
+    step = SEGMENTS_AT_ONCE
     if len(segments) <= step:
         return _segment_features(segments, params)
     return np.concatenate([_segment_features(segments[i : i + step], params) for i in range(0, len(segments), step)])
 
 
 #: Segments measured at once by :func:`segment_features` (each segment's measurements are its own).
-_SEGMENTS_AT_ONCE = 16
+SEGMENTS_AT_ONCE = 16
 
 
 def _segment_features(segments: np.ndarray, params: FeatureParams) -> np.ndarray:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from genrify.collection.tagpolicy import Provenance, human_genres, names_a_genre
+from genrify.collection.tagpolicy import MP4_PROVENANCE_KEY, PROVENANCE_FIELD, Provenance, human_genres, names_a_genre
 
 #: Why a record whose path is a folder (its file replaced by one) is passed over: a folder is never
 #: searched for the record's audio, which would be some other song's.
@@ -79,3 +79,14 @@ class RecordFields:
             else:
                 warn(f"{path}: {FOLDER if os.path.isdir(path) else 'the file is missing'}, left out")
         return out
+
+
+def provenance_media_field() -> Any:
+    """genrify's record as a :class:`mediafile.MediaField`, stored where :mod:`genrify.collection.tags`
+    stores it (``TXXX:GENRIFY``, Vorbis ``GENRIFY``, MP4 ``----:com.apple.iTunes:GENRIFY``): given to
+    beets' ``add_media_field``, the files beets writes carry the record of the genres genrify set in
+    its database, and the files it imports or updates bring theirs in. Needs mediafile (beets')."""
+    from mediafile import MediaField, MP3DescStorageStyle, MP4StorageStyle, StorageStyle
+
+    return MediaField(MP3DescStorageStyle(PROVENANCE_FIELD), MP4StorageStyle(MP4_PROVENANCE_KEY),
+                      StorageStyle(PROVENANCE_FIELD))

@@ -51,6 +51,10 @@ from genrify.errors import ParameterError
 TAG_MODES = ("replace", "merge", "keep")
 #: Marks a provenance record as genrify's (the ``by`` member of its JSON).
 PROVENANCE_MARK = "genrify"
+#: The tag field a file keeps the record in: ``TXXX:GENRIFY`` (ID3), ``GENRIFY`` (Vorbis comment),
+#: and :data:`MP4_PROVENANCE_KEY` (MP4).
+PROVENANCE_FIELD = "GENRIFY"
+MP4_PROVENANCE_KEY = "----:com.apple.iTunes:" + PROVENANCE_FIELD
 #: Values that are in genre tags but name no genre (compared by :func:`genrify.collection.genremap.genre_key`):
 #: a file holding only these has no genre, for tagging and for learning alike. ``Remix`` and
 #: ``Cover`` are what ID3's ``(RX)`` and ``(CR)`` references stand for.

@@ -83,17 +83,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genrify.collection.tagpolicy import Provenance, TagDecision, check_mode, check_separator, decide_genres
+from genrify.collection.tagpolicy import (
+    MP4_PROVENANCE_KEY,
+    PROVENANCE_FIELD,
+    Provenance,
+    TagDecision,
+    check_mode,
+    check_separator,
+    decide_genres,
+)
 from genrify.core.fsutil import Recovery, recover_in_place, remove_leftovers, replace_with, scratch_path, write_in_place
 from genrify.errors import GenrifyIOError, ParameterError, TagError
 
 #: Joins several genres in an ID3v2.3 tag when the caller gives no ``separator`` (v2.3 has no
 #: multi-valued frames; ``/`` is mutagen's and the taggers' convention).
 ID3V23_SEPARATOR = "/"
-#: The provenance field's name: ``TXXX:GENRIFY`` (ID3), ``GENRIFY`` (Vorbis comment), and
-#: :data:`MP4_PROVENANCE_KEY` (MP4).
-PROVENANCE_FIELD = "GENRIFY"
-MP4_PROVENANCE_KEY = "----:com.apple.iTunes:" + PROVENANCE_FIELD
 #: What :attr:`TagChange.status` can be.
 TAG_STATUSES = ("written", "unchanged", "kept")
 
