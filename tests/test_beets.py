@@ -295,6 +295,13 @@ def test_beet_genrify_sets_genres_in_the_library_and_the_files(library, referenc
         f"{library.music / rel}|{'; '.join(expected(p))}|{ModelRef.builtin().name}" for rel, p in reference.items())
     # The flexible confidence is typed: a numeric query works.
     assert len(library.beet("ls", "genrify_confidence:0..1").stdout.splitlines()) == n
+    # An album whose tracks now share their genres has them too (beets keeps genres by album: its
+    # `update` gives every track the album's); one whose tracks differ keeps its own (none).
+    by_album: dict[str, set[tuple[str, ...]]] = {}
+    for folder, name, _, _ in SONGS:
+        by_album.setdefault(folder, set()).add(tuple(items[f"{folder}/{name}"]["genres"]))
+    albums = dict(line.split("|") for line in library.beet("ls", "-a", "-f", "$album|$genres").stdout.splitlines())
+    assert albums == {a: "; ".join(next(iter(g))) if len(g) == 1 else "" for a, g in by_album.items()}
 
     # A second run passes over what is done; -f redoes it (same answers: nothing changes).
     again = library.beet("genrify").stdout

@@ -374,6 +374,24 @@ def test_a_file_not_written_is_a_change_kept_in_the_database_counted_apart_and_n
     assert later == ["2 files not written: the database holds the new genres; write them again once they can be written"]
 
 
+def test_a_run_by_track_gives_the_albums_of_the_records_changed_to_sync_group_once():
+    # beets keeps genres by album (its `update` gives every track the album's): a run by track too
+    # gives each album the genres its tracks now share, through sync_group.
+    a, b, kept = _Record("a"), _Record("b"), _Record("kept", ["Shoegaze"])
+    synced: list[list[_Record]] = []
+    sink = _record_sink({"/a.mp3": [a], "/b.mp3": [b], "/kept.mp3": [kept]}, [], pretend=False)
+    sink.sync_group = synced.append  # type: ignore[method-assign]
+    for path in ("/a.mp3", "/b.mp3", "/kept.mp3"):
+        sink.write(_plan(path), dry_run=False)
+    sink.finish()
+    assert synced == [[a, b]]
+    pretending = _record_sink({"/a.mp3": [_Record("a")]}, [], pretend=True)
+    pretending.sync_group = synced.append  # type: ignore[method-assign]
+    pretending.write(_plan("/a.mp3"), dry_run=True)
+    pretending.finish()
+    assert synced == [[a, b]]  # a pretend run stores nothing
+
+
 def test_a_records_path_that_is_a_folder_is_said_and_failed_never_searched(tmp_path, monkeypatch):
     # A record's file replaced by a folder: find_audio searched it, classified what it held (no record's
     # file) and the record vanished from the counts; a missing file was said and failed all along.

@@ -264,7 +264,8 @@ class RecordSink(Listener, RecordFields):
         raise NotImplementedError
 
     def sync_group(self, records: Sequence[Any]) -> None:
-        """Album mode: one album's records were stored (e.g. give a beets album its tracks' genres)."""
+        """Records of albums were stored: one album's (album mode), or every record changed (at the
+        end of a run by track), e.g. to give a beets album the genres its tracks now share."""
 
     # The rest: the same for every database.
     def tag(self, records: Iterable[Any], settings: ClassifySettings, *, force: bool = False) -> TagReport:
@@ -398,7 +399,10 @@ class RecordSink(Listener, RecordFields):
             self.sync_group([record for path in paths for record in self.records.get(path, [])])
 
     def finish(self) -> None:
-        """Commit the answers stored again after writes; note the files not written."""
+        """Give the albums of the records changed the genres their tracks now share (by track as by
+        album); commit the answers stored again after writes; note the files not written."""
+        if not self.pretend and self.changed:
+            self.sync_group([record for record, _ in self.changed])
         if self.cache is not None:
             self.cache.commit()
         self.note_not_written()
