@@ -186,3 +186,11 @@ def test_ctrl_c_says_it_was_interrupted_and_exits_130(monkeypatch, capsys):
         cli.main()
     assert ended.value.code == 130
     assert capsys.readouterr().err.strip() == cli.INTERRUPTED
+
+
+def test_the_version_as_a_command_and_as_an_option():
+    from genrify import __version__
+
+    for args in (["version"], ["--version"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and result.output.strip() == f"genrify {__version__}", (args, result.output)

@@ -168,7 +168,7 @@ def test_destination_inside_the_source_is_refused(model_file, music):
         (["--tag-separator", ";\x00", "--write-tags"], "--tag-separator must not contain control characters", 2),
         (["--since", "2026-02-30"], "not a date", 2),
         (["--jobs", "0"], "--jobs must be at least 1", 2),
-        (["--genres", "rock"], "--genres choose among the built-in model's genres", 2),
+        (["--genres", "rock"], "--genres is for the built-in model's genres: a model file answers with its own", 2),
         (["--segment-hop", "inf"], "--segment-hop must be a positive", 2),
     ],
 )

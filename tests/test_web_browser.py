@@ -196,6 +196,7 @@ def test_the_page_classifies_songs_compares_models_and_shows_errors(browser, mod
             "Could not classify not a song.mp3.", "Could not be read as audio: not a recognised audio format, or damaged (cannot decode)"]
         assert "((" not in page.inner_text("#error")
         assert "failed" in page.inner_text("#results tbody tr:last-child")
+        assert page.is_hidden("#result")  # the error stands alone, not above the last song's answer
         page.close()
 
         # A phone.

@@ -79,6 +79,22 @@ app = typer.Typer(
     # paragraphs, so that help reads well at any terminal width.
     rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"genrify {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print genrify's version and exit.")] = False,
+) -> None:
+    """Sort music into genres with deep learning."""
+
+
 # soft_wrap: a long path stays on one line, so an error is one line whatever the terminal's width.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

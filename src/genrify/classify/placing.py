@@ -103,7 +103,8 @@ class PlaylistReport:
     def summary(self, *, left_out_hint: str = "") -> str:
         """:attr:`line`, with ``left_out_hint`` (e.g. ``"; -v lists them"``) after the count of
         files left out, where there are any."""
-        head = f"{'would write ' if self.dry_run else ''}{len(self.playlists)} playlists in {display_path(self.folder)}"
+        n = len(self.playlists)
+        head = f"{'would write ' if self.dry_run else ''}{n} playlist{'s' if n != 1 else ''} in {display_path(self.folder)}"
         notes = []
         if self.left_out:
             count = len(self.left_out)

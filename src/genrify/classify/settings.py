@@ -99,7 +99,7 @@ class ClassifySettings:
         options = ClassifyOptions(hop_seconds=hop_seconds, max_segments=max_segments, max_duration=max_duration)
         policy_ = TagPolicy(**policy, genre_map=GenreMap.load(genre_map) if genre_map else GenreMap.default())
         if model and genres:
-            said = "choose among the built-in model's genres; a model file answers with its own"
+            said = "is for the built-in model's genres: a model file answers with its own"
             raise ParameterError(f"genres {said}", field="genres", problem=said)
         # Every genre: BuiltinModel(), which imports nothing; a model file or chosen genres are checked now.
         try:

@@ -333,6 +333,7 @@
       // The server's line starts with the file's name, which the title already gives.
       const reason = answer.error.startsWith(`${file.name}: `) ? capital(answer.error.slice(file.name.length + 2)) : answer.error;
       record(file, model, null, reason);
+      hideResult();  // the error stands alone: not above another song's answer, as if it were this one's
       showError(`Could not classify ${file.name}.`, reason);
       setStatus(`${label}${file.name}: failed.`);
       return false;
@@ -351,6 +352,14 @@
   function urlOf(file) {
     if (!state.urls.has(file)) state.urls.set(file, URL.createObjectURL(file));
     return state.urls.get(file);
+  }
+
+  function hideResult() {
+    if (!state.current) return;
+    el.player.pause();
+    state.current = null;
+    el.result.hidden = true;
+    markShownRow();
   }
 
   function show(file, data) {
@@ -387,7 +396,7 @@
     el.bars.replaceChildren(...rows);
     const winner = Object.entries(data.votes).sort((a, b) => b[1] - a[1])[0];
     el.votesNote.textContent = winner
-      ? `${data.genre === winner[0] ? "The" : "By vote, the"} most common top genre among the ${data.segments} segments: ${winner[0]} (${pct(winner[1], 0)}).`
+      ? `${data.genre === winner[0] ? "The" : "By vote, the"} most common top genre among the ${data.segments} segment${data.segments === 1 ? "" : "s"}: ${winner[0]} (${pct(winner[1], 0)}).`
       : "";
   }
 
