@@ -292,3 +292,6 @@ def test_info_says_which_run_a_model_of_several_runs_holds(store, tmp_path):
     assert shown.exit_code == 0, shown.output
     assert f"run this file holds: run {kept + 1} of 2, the one with the lowest validation loss" in shown.output
     assert f"test song accuracy: {100 * own:.0f}% for the run this file holds; " in shown.output
+    # The training row gives the seed the kept run trained with (run r: the seed + r), not the first's.
+    seed = info["config"]["seed"] + kept
+    assert f"seed={seed} (run {kept + 1} of 2, kept)" in " ".join(shown.output.split())

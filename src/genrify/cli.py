@@ -650,8 +650,15 @@ def info(model: Annotated[Path | None, typer.Argument(help="Model file (made by 
     table.add_row("chunk", f"{meta['chunk_frames']} frames")
     config = meta.get("info", {}).get("config")
     if config:
-        keys = ("optimizer", "lr", "batch_size", "epochs", "patience", "seed")
-        table.add_row("training", ", ".join(f"{k}={config[k]}" for k in keys if k in config))
+        keys = ("optimizer", "lr", "batch_size", "epochs", "patience")
+        settings = [f"{k}={config[k]}" for k in keys if k in config]
+        kept, runs = meta["info"].get("kept_run"), meta["info"].get("runs") or []
+        if isinstance(config.get("seed"), int) and isinstance(kept, int) and len(runs) > 1:
+            # Run r trains with seed + r: the file holds the kept run's network.
+            settings.append(f"seed={config['seed'] + kept} (run {kept + 1} of {len(runs)}, kept)")
+        elif "seed" in config:
+            settings.append(f"seed={config['seed']}")
+        table.add_row("training", ", ".join(settings))
     table.add_row("genrify", _say(str(meta.get("genrify_version"))))
     out.print(table)
     learned = meta.get("info", {}).get("learned")
