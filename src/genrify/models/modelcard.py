@@ -341,7 +341,8 @@ def _report_figures(report: Mapping[str, Any], *, unit: str, genres: Sequence[st
     notes: list[str] = []
     unheard = [g for g in genres if learned and g not in learned]
     if unheard:
-        notes.append(f"{', '.join(unheard)}: not among the songs it learned from; answered from the taggers' tags alone")
+        notes.append(f"{', '.join(unheard)}: not among the songs it learned from; their share of an answer is the "
+                     "taggers' tags', which the head moves only as far as its cross-check allowed (mobility)")
     notes.extend(str(n) for n in report.get("notes") or [] if n)
     return figures, notes
 
