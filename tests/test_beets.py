@@ -645,7 +645,8 @@ def test_genrify_learn_refuses_bad_options_and_too_few_genres_in_one_line(librar
     library.import_songs()  # no item has a genre
     for args, says in [((), "needs --out MODEL"),
                        (("--out", "m.safetensors", "--min-songs", "0"), "--min-songs must be at least 1"),
-                       (("--out", "m.safetensors"), "none of the 5 has a genre")]:
+                       (("--out", "m.safetensors"), "none of the 5 has a genre"),
+                       (("artist:nobody", "--out", "m.safetensors"), "no beets item with a file to learn from (none matched")]:
         done = library.beet("genrify-learn", *args, ok=False)
         assert done.returncode == 1
         lines = _error_lines(done)

@@ -251,6 +251,16 @@ def test_learn_suggest_prints_the_table_and_writes_the_playlist(tmp_path, librar
     assert again.exit_code == 0, again.output
     assert "6 songs to tag next" in again.output  # all six untagged songs: fewer than asked
     assert len([line for line in playlist.read_text().splitlines() if not line.startswith("#")]) == 6
+    # Silence without a genre: neither suggested nor promised a genre by the next step.
+    import soundfile as sf
+
+    sf.write(lib / "silence.wav", np.zeros(22050 * 4, dtype=np.float32), 22050)
+    third = run("learn", lib, "--out", model, "--cache-file", cache, "--jobs", "1", "--min-songs", "3",
+                "--suggest", "10")
+    assert third.exit_code == 0, third.output
+    said = " ".join(third.output.split())
+    assert "6 songs to tag next" in said and "gives the 6 songs without a genre one (1 not music left alone)" in said
+    (lib / "silence.wav").unlink()
 
 
 def test_learn_refuses_a_playlist_genrify_did_not_write_before_any_work(tmp_path, library):

@@ -806,9 +806,12 @@ def learn(
                        "folders: a song in them without a genre tag would be tagged too)"), highlight=False)
     elif summary.labels.untagged:
         where = " ".join(shlex.quote(display_path(p)) for p in paths)
-        n = len(summary.labels.untagged)
+        # What --suggest found not music (speech, silence) is never tagged: not counted among those to tag.
+        not_music = suggested.not_music if suggested is not None else 0
+        n = len(summary.labels.untagged) - not_music
         out.print(_say(f"next: genrify classify {where} --model {model_arg} --write-tags gives "
                        + (f"the {n} songs without a genre one" if n != 1 else "the song without a genre one")
+                       + (f" ({not_music} not music left alone)" if not_music else "")
                        + " where its answer is not unsure (--tag-unsure writes those too), and leaves yours alone"),
                   highlight=False)
 

@@ -224,7 +224,8 @@ class LearnReport:
         ]
         width = max((len(g) for g in self.per_genre), default=5)
         for genre, row in sorted(self.per_genre.items(), key=lambda kv: (-kv[1]["songs"], kv[0])):
-            out.append(f"  {genre:{width}s}  recall {row['recall']:.2f}  ({int(row['songs'])} songs)")
+            n = int(row["songs"])
+            out.append(f"  {genre:{width}s}  recall {row['recall']:.2f}  ({n} song{'s' if n != 1 else ''})")
         b = self.builtin
         if b is not None:
             out.append(f"built-in model ({b['model']}) on the {b['songs']} songs its genres cover: top-1 {b['top1']:.3f}, "

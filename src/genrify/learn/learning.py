@@ -432,6 +432,8 @@ def learn_records(
     warn = warn or say
     entries = [(path, fields.labels_of(record), artist_group(fields.artist_of(record), os.path.dirname(path)))
                for path, record in fields.files(records, warn).items()]
+    if not entries:
+        raise LabelError(f"no {what} with a file to learn from (none matched, or their files are missing)")
     with open_cache(enabled=cache, max_segments=max_segments, notify=warn) as store:
         labels = labels_from_values(entries, genre_map=genre_map, min_songs=min_songs,
                                     source=f"the {len(entries)} {what}(s) with a file")
