@@ -584,3 +584,29 @@ def test_a_cache_file_with_no_cache_is_a_usage_error(model_file, music, tmp_path
     result = classify(music / "metal", "--model", model_file, "--no-cache", "--cache-file", tmp_path / "r.sqlite")
     assert result.exit_code == 2 and "--cache-file cannot be used with --no-cache" in result.output
     assert not (tmp_path / "r.sqlite").exists() and "classified" not in result.output
+
+
+def test_ctrl_c_while_writing_tags_says_what_the_files_hold_by_then(model_file, music, monkeypatch):
+    # The tags written before the interruption stay: the run says how many, not only "interrupted".
+    import genrify.classify.service as service
+
+    real = service.classify_library
+
+    def interrupted_after_the_first(found, ref, *, listeners, **kwargs):
+        class Stop:
+            seen = 0
+
+            def on_result(self, result, cached):
+                Stop.seen += 1
+                if Stop.seen == 2:
+                    raise KeyboardInterrupt
+
+            def __getattr__(self, name):
+                return lambda *a, **k: None
+
+        return real(found, ref, listeners=[*listeners, Stop()], **kwargs)
+
+    monkeypatch.setattr(service, "classify_library", interrupted_after_the_first)
+    result = classify(music, "--model", model_file, "--write-tags", "--tag-unsure", "--jobs", "1")
+    said = " ".join(result.output.split())
+    assert "before the interruption, genre tags: written 2, " in said, result.output  # the tagger heard both first

@@ -1037,9 +1037,14 @@ def classify(
             # Tags are written as answers arrive (an interrupted run has tagged all it classified);
             # in album mode, as each album's last answer arrives.
             tagger = _tag_listener(settings, store, dry_run, progress.console if verbose else None) if write_tags else None
-            run = classify_library(found, settings.ref, options=settings.options, runner=runner, cache=store,
-                                   listeners=[shower, *([tagger] if tagger else [])], device=torch_device,
-                                   since=since_time, since_whole_folders=settings.policy.album_mode)
+            try:
+                run = classify_library(found, settings.ref, options=settings.options, runner=runner, cache=store,
+                                       listeners=[shower, *([tagger] if tagger else [])], device=torch_device,
+                                       since=since_time, since_whole_folders=settings.policy.album_mode)
+            except KeyboardInterrupt:
+                if tagger is not None and not dry_run:  # what the files now hold, before the run ends
+                    err.print(f"before the interruption, {_say(tagger.report.line)}", highlight=False)
+                raise
         if not run.predictions and run.summary.failed and not run.summary.skipped:
             _nothing_classified(run, shower, settings.ref.name, format, output, top_k, timeline)
         _render_results(run.results, settings.ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
