@@ -453,3 +453,16 @@ def test_a_persons_file_at_genrifys_other_name_is_passed_over_too(tmp_path, libr
     done = write_playlists(library, lists)
     assert (lists / "rock.m3u8", lists / "rock (genrify 3).m3u8") in done.sidestepped
     assert {name: (lists / name).read_bytes() for name in mine} == mine
+
+
+def test_a_genre_spelled_in_another_case_goes_where_an_earlier_run_put_it(tmp_path, library):
+    # The built-in model says "jazz", a learned one "Jazz": one folder and one playlist, not two.
+    organize({p: g for p, g in library.items()}, tmp_path / "sorted", mode="copy")
+    write_playlists({p: g for p, g in library.items()}, tmp_path / "lists")
+    again = {p: g.capitalize() for p, g in library.items()}
+    moves = plan_moves(again, tmp_path / "sorted", mode="copy")
+    assert {m.target.parent.name for m in moves} == {"jazz", "rock"}
+    assert all(m.skip for m in moves)  # the same files are there already
+    written = write_playlists(again, tmp_path / "lists").written
+    assert sorted(p.name for p in written) == ["jazz.m3u8", "rock.m3u8"]
+    assert sorted(os.listdir(tmp_path / "lists")) == ["jazz.m3u8", "rock.m3u8"]

@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -200,7 +200,10 @@ def plan_moves(
     check_destination(dest, sources)
     if dest.exists() and not dest.is_dir():
         raise OrganizeError(f"{dest}: the destination exists and is not a folder")
-    entries = sorted(((sanitize_genre(genre), Path(source), genre) for source, genre in assignments.items()), key=_order)
+    # One genre, one folder, whichever model named it ("Jazz" goes where an earlier run's "jazz" is).
+    folders = {f: _as_spelled_there(dest, f, os.path.isdir) for f in {sanitize_genre(g) for g in assignments.values()}}
+    entries = sorted(((folders[sanitize_genre(genre)], Path(source), genre) for source, genre in assignments.items()),
+                     key=_order)
     taken: set[tuple[str, str]] = set()  # (folder, name) casefolded: safe on case-insensitive disks
     moves: list[Move] = []
     for folder, source, genre in entries:
@@ -377,8 +380,12 @@ def write_playlists(
         out.mkdir(parents=True, exist_ok=True)
     base = os.path.abspath(out)
     by_name: dict[str, list[tuple[Path, str]]] = {}
+    spelled: dict[str, str] = {}
     for source, genre in assignments.items():
-        by_name.setdefault(sanitize_genre(genre), []).append((Path(source), genre))
+        name = sanitize_genre(genre)
+        if name not in spelled:  # one genre, one playlist: an earlier run's "jazz.m3u8" for "Jazz"
+            spelled[name] = _as_spelled_there(out, name, is_genrify_playlist, suffix=".m3u8")
+        by_name.setdefault(spelled[name], []).append((Path(source), genre))
     seconds = {Path(k): v for k, v in (durations or {}).items()}
     result = PlaylistResult(dry_run=dry_run)
     taken: set[str] = set()  # names used by this run, casefolded: safe on case-insensitive disks
@@ -411,6 +418,21 @@ def write_playlists(
 
 
 # --- planning --------------------------------------------------------------------------------
+
+
+def _as_spelled_there(parent: Path, name: str, fits: Callable[[str], bool], *, suffix: str = "") -> str:
+    """``name``, or the spelling in another case that an entry of ``parent`` for which ``fits``
+    holds already gives it (a folder, genrify's playlist): a model that spells a genre "Jazz" then
+    adds to the "jazz" an earlier run made, rather than a second one beside it."""
+    try:
+        entries = sorted(os.listdir(parent))
+    except OSError:
+        return name
+    wanted = (name + suffix).casefold()
+    for entry in entries:
+        if entry != name + suffix and entry.casefold() == wanted and fits(os.path.join(parent, entry)):
+            return entry[: len(entry) - len(suffix)] if suffix else entry
+    return name
 
 
 def _order(entry: tuple[str, Path, str]) -> tuple[str, str]:
