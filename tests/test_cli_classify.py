@@ -586,13 +586,16 @@ def test_a_cache_file_with_no_cache_is_a_usage_error(model_file, music, tmp_path
     assert not (tmp_path / "r.sqlite").exists() and "classified" not in result.output
 
 
-def test_ctrl_c_while_writing_tags_says_what_the_files_hold_by_then(model_file, music, monkeypatch):
+def test_ctrl_c_while_writing_tags_says_what_the_files_hold_by_then(model_file, music, monkeypatch, capsys):
     # The tags written before the interruption stay: the run says how many, not only "interrupted".
+    import sys
+
     import genrify.classify.service as service
+    import genrify.cli as cli
 
     real = service.classify_library
 
-    def interrupted_after_the_first(found, ref, *, listeners, **kwargs):
+    def interrupted_after_two(found, ref, *, listeners, **kwargs):
         class Stop:
             seen = 0
 
@@ -606,7 +609,13 @@ def test_ctrl_c_while_writing_tags_says_what_the_files_hold_by_then(model_file, 
 
         return real(found, ref, listeners=[*listeners, Stop()], **kwargs)
 
-    monkeypatch.setattr(service, "classify_library", interrupted_after_the_first)
-    result = classify(music, "--model", model_file, "--write-tags", "--tag-unsure", "--jobs", "1")
-    said = " ".join(result.output.split())
-    assert "before the interruption, genre tags: written 2, " in said, result.output  # the tagger heard both first
+    monkeypatch.setattr(service, "classify_library", interrupted_after_two)
+    monkeypatch.setattr(cli, "_SAID_IF_INTERRUPTED", [])
+    monkeypatch.setattr(sys, "argv", ["genrify", "classify", str(music), "--model", str(model_file), "--write-tags",
+                                      "--tag-unsure", "--jobs", "1", "--no-cache"])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 130
+    said = " ".join(capsys.readouterr().err.split())
+    # The tagger heard both answers before the listener after it stopped the run.
+    assert f"before the interruption, genre tags: written 2, " in said and said.endswith(cli.INTERRUPTED), said

@@ -6,6 +6,7 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import song, write_wav_with_info_genre, write_with_av
 from typer.testing import CliRunner
@@ -240,3 +241,43 @@ def test_a_wavs_riff_info_genre_is_a_persons_genre(model_file, tmp_path):
     assert read_genre(person) != ("Polka",)
     with sf.SoundFile(person) as f:
         assert f.genre == "Polka"
+
+
+def _wma(path: Path, seconds: float = 4.0, sr: int = 44100) -> Path:
+    """A Windows Media Audio file (ASF): a format genrify classifies but writes no genre tag into."""
+    import av
+
+    try:
+        container = av.open(str(path), "w", format="asf")
+        stream = container.add_stream("wmav2", rate=sr)
+    except Exception as exc:  # noqa: BLE001 - an ffmpeg build without the encoder
+        pytest.skip(f"no wmav2 encoder ({exc})")
+    with container:
+        stream.layout, stream.bit_rate = "mono", 64000
+        t = np.arange(int(seconds * sr)) / sr
+        tone_ = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(2 * np.pi * 2 * t))).astype(np.float32)
+        for start in range(0, tone_.size, 2048):
+            frame = av.AudioFrame.from_ndarray(tone_[None, start : start + 2048].copy(), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = sr, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def test_files_in_formats_without_genre_tags_are_counted_apart_not_as_failures(model_file, tmp_path):
+    folder = tmp_path / "music"
+    folder.mkdir()
+    _wma(folder / "a.wma")
+    _wma(folder / "b.wma")
+    result = runner.invoke(app, ["classify", str(folder), "--model", str(model_file), "--write-tags", "--tag-unsure",
+                                 "--no-cache", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "0 failed, 2 in formats without genre tags" in said
+    assert "2 file(s) in formats without genre tags genrify writes left as they are (wma 2; -v lists them)" in said
+    assert "tag not written" not in said
+    verbose = runner.invoke(app, ["classify", str(folder), "--model", str(model_file), "--write-tags", "--tag-unsure",
+                                  "--no-cache", "--jobs", "1", "-v"])
+    assert " ".join(verbose.output.split()).count("no genre tag ") == 2

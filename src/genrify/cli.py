@@ -1037,19 +1037,14 @@ def classify(
             # Tags are written as answers arrive (an interrupted run has tagged all it classified);
             # in album mode, as each album's last answer arrives.
             tagger = _tag_listener(settings, store, dry_run, progress.console if verbose else None) if write_tags else None
-            try:
-                run = classify_library(found, settings.ref, options=settings.options, runner=runner, cache=store,
-                                       listeners=[shower, *([tagger] if tagger else [])], device=torch_device,
-                                       since=since_time, since_whole_folders=settings.policy.album_mode)
-            except KeyboardInterrupt:
-                if tagger is not None and not dry_run:  # what the files now hold, before the run ends
-                    err.print(f"before the interruption, {_say(tagger.report.line)}", highlight=False)
-                raise
+            run = classify_library(found, settings.ref, options=settings.options, runner=runner, cache=store,
+                                   listeners=[shower, *([tagger] if tagger else [])], device=torch_device,
+                                   since=since_time, since_whole_folders=settings.policy.album_mode)
         if not run.predictions and run.summary.failed and not run.summary.skipped:
             _nothing_classified(run, shower, settings.ref.name, format, output, top_k, timeline)
         _render_results(run.results, settings.ref.name, format, output, top_k, timeline, [p for p in paths if p.is_dir()])
         chosen = confident(run.results, min_confidence)
-        notes: list[str] = _show_tagging(tagger.report, settings.policy, dry_run) if tagger is not None else []
+        notes: list[str] = _show_tagging(tagger.report, settings.policy, dry_run, verbose) if tagger is not None else []
     finally:
         if store is not None:
             store.close()
@@ -1236,17 +1231,28 @@ def _tag_listener(settings: Any, store: Any, dry_run: bool, console: Any) -> Any
         if line is not None:
             console.print(line, highlight=False)
 
-    return TagListener(settings.policy, FileSink(store), model=settings.ref.name, dry_run=dry_run,
-                       on_change=say if console is not None and not dry_run else None)
+    listener = TagListener(settings.policy, FileSink(store), model=settings.ref.name, dry_run=dry_run,
+                           on_change=say if console is not None and not dry_run else None)
+    if not dry_run:  # Ctrl-C: what the files hold by then
+        _SAID_IF_INTERRUPTED.append(lambda: f"before the interruption, {listener.report.line}")
+    return listener
 
 
-def _show_tagging(tagged: Any, policy: Any, dry_run: bool) -> list[str]:
+def _show_tagging(tagged: Any, policy: Any, dry_run: bool, verbose: bool = False) -> list[str]:
     """Say what the tag writer did (failures, warnings; a dry run's changes, said once the run is
     over: a real run's are said as written, with -v); its notes."""
+    from collections import Counter
+
     from rich.markup import escape
 
     for path, why in tagged.failures:
         err.print(f"[red]tag not written[/] {escape(_shown_path(path))}: {_say(why)}", highlight=False)
+    for path, why in tagged.untaggable if verbose else []:
+        err.print(f"[yellow]no genre tag[/] {escape(_shown_path(path))}: {_say(why)}", highlight=False)
+    if tagged.untaggable and not verbose:  # the same on every run: one line, not one per file
+        kinds = Counter(Path(path).suffix.lower().lstrip(".") or "no extension" for path, _ in tagged.untaggable)
+        err.print(f"{len(tagged.untaggable)} file(s) in formats without genre tags genrify writes left as they are "
+                  f"({', '.join(f'{k} {n}' for k, n in kinds.most_common())}; -v lists them)", highlight=False)
     for note in (note for change in tagged.changes for note in change.notes):
         _warn(note)
     for line in (_tag_change_line(c, dry_run) for c in (tagged.changes if dry_run else [])):
@@ -1601,12 +1607,23 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err.print(INTERRUPTED)
+        _say_interrupted()
         sys.exit(130)
     except SystemExit as exc:
         if exc.code == 130:  # Typer turns Ctrl-C into a silent exit 130: say what it means
-            err.print(INTERRUPTED)
+            _say_interrupted()
         raise
+
+
+def _say_interrupted() -> None:
+    for line in (said() for said in _SAID_IF_INTERRUPTED):
+        err.print(_say(line), highlight=False)
+    err.print(INTERRUPTED)
+
+
+#: What a command had done when Ctrl-C stopped it, said by :func:`main` before :data:`INTERRUPTED`
+#: (the tags written so far).
+_SAID_IF_INTERRUPTED: list[Callable[[], str]] = []
 
 
 #: What Ctrl-C ends with: every command keeps the work it finished (stored features, cached answers

@@ -140,6 +140,11 @@ class TagError(GenrifyError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class UntaggableError(TagError):
+    """A file whose format holds no genre tag genrify reads or writes (wma, aac, ac3...): its
+    answer stands, its tags are left alone, and runs count it apart from failures."""
+
+
 class GenreMapError(ParameterError):
     """A genre map file (TOML) cannot be used: missing, unreadable, bad TOML, an unknown section or
     key, a name that is not a string, an alias claimed by two genres, a cycle of parent genres.

@@ -34,7 +34,7 @@ from genrify.classify.listener import Listener
 from genrify.collection.records import FOLDER, RecordFields
 from genrify.collection.tagpolicy import Provenance, TagDecision, TagPolicy
 from genrify.core.runner import progress_lines
-from genrify.errors import GenrifyError
+from genrify.errors import GenrifyError, UntaggableError
 
 # The answers' types, the albums and the tag formats are imported where they are used: the beets
 # plugin defines its sink on this module at every `beet` command, which must not load numpy.
@@ -438,6 +438,9 @@ class TagReport:
         tag mode keeps).
     failures
         ``(path, why)`` of files whose tag could not be written.
+    untaggable
+        ``(path, why)`` of files in a format that holds no genre tag genrify writes (wma, aac...):
+        left as they are on every run, so counted apart from the failures.
     left_alone
         Answers not written because they are unsure or below the policy's confidence.
     left_with_album
@@ -459,6 +462,7 @@ class TagReport:
 
     changes: list[TagChange] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    untaggable: list[tuple[str, str]] = field(default_factory=list)
     left_alone: int = 0
     left_with_album: int = 0
     total: int = 0
@@ -491,7 +495,8 @@ class TagReport:
         return (f"genre tags: {verb} {self.count('written')}{right}, unchanged {self.count('unchanged')}, "
                 f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence"
                 + (f" ({self.left_with_album} with an album the model is unsure of as a whole)" if self.left_with_album else "")
-                + f", {len(self.failures)} failed")
+                + f", {len(self.failures)} failed"
+                + (f", {len(self.untaggable)} in formats without genre tags" if self.untaggable else ""))
 
 
 class TagListener(Listener):
@@ -597,6 +602,9 @@ class TagListener(Listener):
         plan = TagPlan(prediction, tuple(ranked), unsure, confidence, self.policy, self.model)
         try:
             change = self.sink.write(plan, dry_run=self.report.dry_run)
+        except UntaggableError as exc:
+            self.report.untaggable.append((plan.path, exc.reason))
+            return
         except GenrifyError as exc:
             # The reason alone where the error has one: the caller shows the path its own way.
             self.report.failures.append((plan.path, getattr(exc, "reason", None) or str(exc)))

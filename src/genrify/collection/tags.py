@@ -93,7 +93,7 @@ from genrify.collection.tagpolicy import (
     decide_genres,
 )
 from genrify.core.fsutil import Recovery, recover_in_place, remove_leftovers, replace_with, scratch_path, write_in_place
-from genrify.errors import GenrifyIOError, ParameterError, TagError
+from genrify.errors import GenrifyIOError, ParameterError, TagError, UntaggableError
 
 #: Joins several genres in an ID3v2.3 tag when the caller gives no ``separator`` (v2.3 has no
 #: multi-valued frames; ``/`` is mutagen's and the taggers' convention).
@@ -542,7 +542,7 @@ def _open(path: Path, target: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - mutagen raises many types for damaged files
         raise TagError(path, f"damaged or unsupported file, cannot read its tags ({_describe(exc)})") from None
     if tagged is None:
-        raise TagError(path, f"unrecognised audio format for tagging (supported: {SUPPORTED_FORMATS})")
+        raise UntaggableError(path, f"unrecognised audio format for tagging (supported: {SUPPORTED_FORMATS})")
     return tagged
 
 
@@ -564,10 +564,10 @@ def _kind(path: Path, tagged: Any) -> str:
         try:
             tagged.add_tags()
         except Exception:  # noqa: BLE001 - formats without tag support refuse in various ways
-            raise TagError(path, f"{type(tagged).__name__} files cannot hold a genre tag (supported: {SUPPORTED_FORMATS})") from None
+            raise UntaggableError(path, f"{type(tagged).__name__} files cannot hold a genre tag (supported: {SUPPORTED_FORMATS})") from None
     kind = _tag_family(tagged.tags)
     if kind is None:
-        raise TagError(path, f"genre tags of {type(tagged).__name__} files are neither read nor written by genrify "
+        raise UntaggableError(path, f"genre tags of {type(tagged).__name__} files are neither read nor written by genrify "
                              f"(supported: {SUPPORTED_FORMATS})")
     return kind
 
