@@ -27,6 +27,7 @@ from genrify.errors import (
     StoreError,
     TagError,
     TrainingError,
+    UntaggableError,
     UsageError,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "StoreError",
     "TagError",
     "TrainingError",
+    "UntaggableError",
     "UsageError",
     "__version__",
 ]
