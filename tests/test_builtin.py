@@ -315,6 +315,16 @@ def test_a_learned_head_flags_a_song_of_a_genre_the_library_never_taught():
     assert load_builtin().reference is None  # the packaged head itself
 
 
+def test_answers_cached_before_the_other_genre_flag_are_not_reused_for_a_head_that_flags(tmp_path):
+    from genrify.classify.modelref import ModelRef
+    from genrify.classify.results import file_digest
+
+    flags = _learned_head(["Metal", "Hip Hop"]).save(tmp_path / "flags.safetensors")
+    none = _learned_head(["Shoegaze", "Jazz"]).save(tmp_path / "none.safetensors")
+    assert ModelRef.file(flags).cache_key == file_digest(flags) + ":other-genre"
+    assert ModelRef.file(none).cache_key == file_digest(none)  # the key earlier versions wrote
+
+
 def test_songs_of_none_of_the_genres_asked_for_are_not_sorted_into_their_folders(tmp_path):
     from genrify.classify.placing import confident
 

@@ -311,3 +311,12 @@ def test_a_song_without_artist_tags_directly_in_the_folder_given_is_an_artist_of
     copy(templates, music / "rock" / "Band" / "2.flac", "flac")
     labels = read_labels([music], source="folders", min_songs=1)
     assert sorted(s.group.split(":")[0] for s in labels.songs) == ["folder", "song"]
+
+
+def test_labels_from_a_databases_values_with_one_genre_only_is_one_line():
+    # beets' genres: values, not files; too few genres is the same one-line error as for files.
+    from genrify.learn.labels import labels_from_values
+
+    entries = [(f"/m/{i}.flac", ["Rock"], f"artist:a{i}") for i in range(8)]
+    with pytest.raises(LabelError, match=r"only one genre to learn: Rock \(8 songs\)"):
+        labels_from_values(entries, source="the 8 beets item(s) with a file")

@@ -115,7 +115,24 @@ def test_a_song_reached_through_a_relative_symbolic_link_is_still_reached_from_i
     assert result.target.resolve() == real.resolve() or result.target.stat().st_ino == real.stat().st_ino
     assert real.read_bytes() == b"the song"  # the song itself stays where it was
     if mode == "move":
-        assert not os.path.lexists(link) and result.target.is_symlink()
+        assert not os.path.lexists(link) and result.target.is_symlink() and result.method == "relinked"
+        from genrify.classify.placing import OrganizeReport
+
+        line = OrganizeReport(dest=tmp_path / "sorted", moves=[result], dry_run=False).line
+        assert line.endswith("(0 failed)"), line  # no hard link was tried: none said impossible
+
+
+def test_a_link_in_a_folder_reached_through_a_link_is_moved_to_the_song_itself(tmp_path):
+    # music/links -> store/links, holding song-link.mp3 -> ../real/song.mp3: ".." is from store/.
+    real = _file(tmp_path / "store" / "real" / "song.mp3", "the song")
+    (tmp_path / "store" / "links").mkdir()
+    (tmp_path / "store" / "links" / "song-link.mp3").symlink_to(Path("..") / "real" / "song.mp3")
+    (tmp_path / "music").mkdir()
+    (tmp_path / "music" / "links").symlink_to(tmp_path / "store" / "links")
+    link = tmp_path / "music" / "links" / "song-link.mp3"
+    (result,) = organize({link: "jazz"}, tmp_path / "sorted", mode="move")
+    assert result.status == "done" and result.target.read_bytes() == b"the song"
+    assert result.target.resolve() == real.resolve()
 
 
 def test_move_across_filesystems_copies_then_removes(tmp_path, library, monkeypatch):

@@ -275,3 +275,13 @@ def test_an_ape_genre_is_a_persons_genre_in_every_mode(ape_mp3, tmp_path):
     assert "its APEv2 genre 'Bebop' stays in the file" in note and read_genre(ape_mp3) == ("Jazz",)
     for path in (ape_mp3, merged):  # the APE tag itself is never touched
         assert str(APEv2(path)["Genre"]) == "Bebop" and str(APEv2(path)["Artist"]) == "Someone"
+
+
+def test_a_damaged_ape_tag_is_no_genre_and_never_stops_a_write(ape_mp3):
+    # A footer whose size points anywhere: mutagen raises ValueError, which must not escape.
+    data = bytearray(ape_mp3.read_bytes())
+    footer = data.rfind(b"APETAGEX")
+    data[footer + 12 : footer + 16] = (8).to_bytes(4, "little")  # the tag's size, under its own footer's
+    ape_mp3.write_bytes(bytes(data))
+    assert read_genre(ape_mp3) in ((), ("Bebop",))
+    assert write_genre(ape_mp3, ["Jazz"], mode="merge", provenance=_record("Jazz")).status == "written"

@@ -1604,6 +1604,7 @@ def version() -> None:
 
 def main() -> None:
     """Entry point of the ``genrify`` console script."""
+    _SAID_IF_INTERRUPTED.clear()  # one run's: a caller running main again in one process starts afresh
     try:
         app()
     except KeyboardInterrupt:

@@ -227,7 +227,9 @@ class ModelFile(ModelRef):
 
     @property
     def cache_key(self) -> str:
-        """The file's SHA-256 (the key earlier versions wrote: their caches stay valid).
+        """The file's SHA-256 (the key earlier versions wrote: their caches stay valid); a learned
+        head that flags songs of other genres (:func:`genrify.models.builtin.other_genre_check`)
+        adds ``:other-genre``, since answers cached before carried no share to flag them by.
 
         Raises
         ------
@@ -235,11 +237,14 @@ class ModelFile(ModelRef):
             The file cannot be read.
         """
         from genrify.classify.results import file_digest
+        from genrify.models.builtin import other_genre_check
 
         try:
-            return file_digest(self.path)
+            digest = file_digest(self.path)
         except OSError as exc:
             raise ModelFileError(f"{self.path}: model file cannot be read ({exc.strerror or exc})") from None
+        flags = other_genre_check(self.metadata["genres"], self.metadata.get("info"))
+        return digest + (":other-genre" if flags is not None else "")
 
     @property
     def calibrated(self) -> bool:

@@ -174,6 +174,8 @@ class FileSink:
         try:
             # Never a write: with no genre proposed, the decision keeps the field or leaves it alone.
             change = update_genre(plan.path, plan.decide, separator=plan.policy.separator, dry_run=True)
+        except UntaggableError:  # counted apart, however sure the answer
+            raise
         except GenrifyError:  # tags that cannot be read: left alone for the answer, as before
             return None
         return replace(change, dry_run=dry_run, notes=()) if change.status == "kept" else None

@@ -40,7 +40,7 @@ from genrify.errors import OrganizeError, ParameterError
 
 Mode = Literal["copy", "link", "move"]
 Status = Literal["done", "planned", "skipped", "failed"]
-Method = Literal["copy", "hardlink", "symlink", "rename", "copy+delete"]
+Method = Literal["copy", "hardlink", "symlink", "rename", "copy+delete", "relinked"]
 
 #: Folder name for a genre that sanitises to nothing (``""``, ``".."``, ``"///"``).
 UNNAMED_GENRE = "unknown"
@@ -519,7 +519,7 @@ def _link(source: Path, target: Path) -> tuple[Method, str]:
     except OSError as exc:
         if exc.errno not in _NO_HARDLINK:
             raise
-        os.symlink(os.path.abspath(source), target)
+        os.symlink(os.path.realpath(source), target)
         return "symlink", f"hard link impossible ({exc.strerror or exc}), made a symbolic link"
     return "hardlink", ""
 
@@ -527,11 +527,13 @@ def _link(source: Path, target: Path) -> tuple[Method, str]:
 def _move(source: Path, target: Path) -> tuple[Method, str]:
     if source.is_symlink():
         # A link stays a link to the same song; renamed as it is, a relative target would dangle.
-        pointed = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(source)), os.readlink(source)))
-        os.symlink(pointed, target)  # fails rather than overwrite
+        os.symlink(os.path.realpath(source), target)  # fails rather than overwrite
+        if not os.path.exists(target):  # a link to nothing: leave the one there was
+            target.unlink()
+            raise FileNotFoundError(errno.ENOENT, "the link leads to no file", str(source))
         source.unlink()
         fsync_dir(target.parent)
-        return "symlink", "a symbolic link: moved as a link to the same file"
+        return "relinked", "a symbolic link: moved as a link to the same file"
     try:
         _rename_no_replace(source, target)
     except OSError as exc:

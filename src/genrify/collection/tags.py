@@ -224,8 +224,8 @@ def read_genre(path: str | Path) -> tuple[str, ...]:
     ID3 genre references such as ``(17)`` are translated to their names (``Rock``). In ID3 tags
     older than v2.4 a ``/``-joined value is split (``"Rock/Pop"`` -> ``("Rock", "Pop")``): see the
     module docstring for why, and for what mutagen and mediafile read instead. A wav file whose
-    ID3 tag holds no genre gives the genre of its RIFF INFO chunk (``IGNR``), where a person may
-    have set it with another program.
+    ID3 tag holds no genre gives the genre of its RIFF INFO chunk (``IGNR``), an mp3's that of its
+    APEv2 tag, where a person may have set it with another program.
 
     Raises
     ------
@@ -405,7 +405,7 @@ def update_genre(path: str | Path, decide: Decide, *, separator: str | None = No
     tagged = _open(path, target)
     kind = _kind(path, tagged)
     tags = tagged.tags
-    info = _info_genres(tagged)  # a wav's RIFF INFO genre: the file's genre where ID3 holds none
+    info = _info_genres(tagged)  # a wav's RIFF INFO or an mp3's APEv2 genre: the file's where ID3 holds none
     old = _display(kind, tags, info)
     previous = Provenance.from_text(_provenance_text(kind, tags))
     # With a separator, one stored value holds several genres: the decision sees them genre by
@@ -642,7 +642,8 @@ def _display(kind: str, tags: Any, info_genres: tuple[str, ...] = ()) -> tuple[s
 
 
 def _info_genres(tagged: Any) -> tuple[str, ...]:
-    """The genre in a wav file's RIFF ``LIST``/``INFO`` chunk (``IGNR``), or none.
+    """The genre in a wav file's RIFF ``LIST``/``INFO`` chunk (``IGNR``), or an mp3's APEv2 genre
+    (:func:`_ape_genres`), or none: a genre a person may have set in a tag genrify does not write.
 
     mutagen reads only the ID3 chunk of a wav file; the INFO chunk is what Windows, Audacity,
     Adobe Audition and libsndfile write, so a person's genre may be there alone. The chunk is found
@@ -650,7 +651,7 @@ def _info_genres(tagged: Any) -> tuple[str, ...]:
     text has no declared encoding: UTF-8 where it decodes as such, else Windows-1252 (what Windows
     and older editors write, a superset of Latin-1). A value that is neither, or holds a control
     character or U+FFFD, counts as none: it would be copied into the ID3 tag as garbage. Other
-    formats have no INFO chunk: ``()``.
+    formats have neither: ``()``.
     """
     from mutagen.mp3 import MP3
     from mutagen.wave import WAVE
@@ -673,11 +674,10 @@ def _ape_genres(filename: str) -> tuple[str, ...]:
     alone), or none. genrify writes no APEv2 tag: like a wav's RIFF INFO genre, it is the file's
     genre where the ID3 tag has none, set by a person."""
     from mutagen.apev2 import TEXT, APEv2
-    from mutagen.apev2 import error as APEError
 
     try:
         value = APEv2(filename).get("Genre")  # APEv2 keys are case-insensitive
-    except (APEError, OSError):
+    except Exception:  # noqa: BLE001 - no tag (APEError), or a damaged one (mutagen raises ValueError too)
         return ()
     if value is None or value.kind != TEXT:
         return ()

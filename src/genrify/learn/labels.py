@@ -440,13 +440,6 @@ def labels_from_values(
             untagged.append(path)
     if not found:
         raise LabelError(f"{source}: none of the {len(entries)} has a genre (genrify's own guesses do not count)")
-    try:
-        songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
-    except LabelError as exc:
-        if not unreadable:
-            raise
-        # Their genres may be the ones missing: say so, with one of them.
-        first, why = unreadable[0]
-        raise LabelError(f"{exc}; {len(unreadable)} file(s) could not be read, such as {display_path(first)} ({why})") from None
+    songs, genres, dropped = _keep_genres(found, groups, spellings, min_songs)
     return LibraryLabels(songs=songs, untagged=untagged, genres=genres, dropped=dropped,
                          unreadable=[], files_read=len(entries), ignored=dict(ignored.most_common()), refused=refused)

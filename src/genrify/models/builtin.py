@@ -910,22 +910,28 @@ def load_builtin(
     return model
 
 
-def reference_head(head: GenreHead | None) -> tuple[GenreHead | None, list[int]]:
-    """The packaged head and the columns of a learned head's genres among its genres, where every
-    genre the head learned is one the packaged head knows (the head's record of what each genre
-    means, made with the genre map it was learned with; else its name); else ``(None, [])``: a
-    genre of the library's own ("shoegaze") has no share the packaged head could give."""
-    if head is None or "learned_from" not in head.info:  # the packaged head, or the tags alone
-        return None, []
-    recorded = head.info.get("builtin_genres")
+def other_genre_check(genres: Sequence[str], info: Any) -> list[str] | None:
+    """What each genre of a learned head means among :data:`GENRES`, where the built-in model's
+    belief can flag a song of none of them (``other genre``): every genre it learned is one the
+    packaged head knows (the head's own record, ``info["builtin_genres"]``, made with the genre map
+    it was learned with; else its name) and they are not all of them. ``None`` otherwise, and for
+    the packaged head (whose ``info`` names no library it was learned from)."""
+    if not isinstance(info, dict) or "learned_from" not in info:
+        return None
+    recorded = info.get("builtin_genres")
     meant = recorded if isinstance(recorded, dict) else {}
-    reference = GenreHead.load()
-    columns: set[int] = set()
-    for genre in head.genres:
-        name = meant.get(genre) or builtin_genre(genre)
-        if name not in reference.genres:
-            return None, []
-        columns.add(reference.genres.index(name))
-    if len(columns) == len(reference.genres):  # every genre it knows: no song is of another
+    names = [meant.get(genre) or builtin_genre(genre) for genre in genres]
+    if any(name not in GENRES for name in names) or set(names) == set(GENRES):
+        return None
+    return [str(name) for name in names]
+
+
+def reference_head(head: GenreHead | None) -> tuple[GenreHead | None, list[int]]:
+    """The packaged head and the columns of a learned head's genres among its genres, where
+    :func:`other_genre_check` finds a check; else ``(None, [])``: a genre of the library's own
+    ("shoegaze") has no share the packaged head could give."""
+    meant = other_genre_check(head.genres, head.info) if head is not None else None
+    if meant is None:
         return None, []
-    return reference, sorted(columns)
+    reference = GenreHead.load()
+    return reference, sorted({reference.genres.index(name) for name in meant})
