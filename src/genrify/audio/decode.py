@@ -581,9 +581,9 @@ def _open_av(path: Path):
     return container
 
 
-def _sndfile_reason(exc: sf.LibsndfileError) -> str:
+def _sndfile_reason(exc: Exception) -> str:
     """libsndfile's reason without its ``"Error : "`` prefix and closing full stop."""
-    text = str(exc.error_string or exc).strip()
+    text = str(getattr(exc, "error_string", None) or exc).strip()
     text = text.removeprefix("Error :").strip().rstrip(".")
     return text or "the decoder failed"
 
