@@ -315,6 +315,28 @@ def test_a_learned_head_flags_a_song_of_a_genre_the_library_never_taught():
     assert load_builtin().reference is None  # the packaged head itself
 
 
+def test_a_runs_summary_counts_answers_of_other_genres_apart_and_expects_nothing_of_them(tmp_path):
+    from genrify.classify.modelref import ModelRef
+    from genrify.classify.service import classify_library
+    from genrify.classify.tagging import TagPlan
+    from genrify.collection.tagpolicy import TagPolicy
+    from genrify.core.runner import LocalRunner
+
+    path = _learned_head(["Metal", "Hip Hop"]).save(tmp_path / "never.safetensors")
+    run = classify_library([EXAMPLES], ModelRef.file(path), runner=LocalRunner(1))
+    other = [p for p in run.predictions if p.other_genre]
+    assert other and run.summary.other_genre == len(other)  # Brahms at least is none of the two
+    assert sum(run.summary.genres.values()) == len(run.predictions) - len(other)
+    assert f" · {len(other)} of other genres" in run.summary.line
+    kept = [p.confidence for p in run.predictions if not p.other_genre]
+    assert run.summary.expected_accuracy == (pytest.approx(np.mean(kept)) if kept else None)
+    # Written anyway (--tag-unsure), its chance of being right is its share among the two times
+    # the share of belief those two hold.
+    flagged = other[0]
+    plan = TagPlan(flagged, tuple(flagged.top(2)), True, flagged.confidence, TagPolicy(skip_unsure=False), "m")
+    assert plan.chance_right == pytest.approx(flagged.confidence * flagged.asked_share)
+
+
 def test_answers_cached_before_the_other_genre_flag_are_not_reused_for_a_head_that_flags(tmp_path):
     from genrify.classify.modelref import ModelRef
     from genrify.classify.results import file_digest

@@ -261,13 +261,16 @@ class RunSummary:
     seconds
         Wall time of the run.
     genres
-        Files of music per top genre, most frequent first (an answer flagged not music has no
-        genre to count: :attr:`not_music` counts those).
+        Files of music per top genre, most frequent first (an answer flagged not music or of
+        another genre has no genre to count: :attr:`not_music` and :attr:`other_genre` count those).
     not_music
         Files whose answer is flagged not music (speech, silence, a tone...).
+    other_genre
+        Files of music flagged as of none of the genres the model answers with (``--genres``, or a
+        learned head's): :attr:`~genrify.classify.predict.Prediction.other_genre`.
     expected_accuracy
         Where the model is calibrated (:attr:`~genrify.classify.modelref.ModelRef.calibrated`), the
-        share of its answers for music expected to be right
+        share of its answers for music (not flagged of another genre) expected to be right
         (:func:`~genrify.classify.predict.expected_accuracy`); else ``None``.
     """
 
@@ -280,6 +283,7 @@ class RunSummary:
     skipped: int = 0
     expected_accuracy: float | None = None
     not_music: int = 0
+    other_genre: int = 0
 
     def spread(self, n: int = 6) -> str:
         """Every genre answered, with its count, most frequent first; past ``n`` of them, the
@@ -304,7 +308,8 @@ class RunSummary:
         spread = self.spread()
         skipped = f", {self.skipped} not modified since then skipped" if self.skipped else ""
         expected = f" · {expectation_words(self.expected_accuracy)}" if self.expected_accuracy is not None else ""
-        not_music = f" · {self.not_music} not music" if self.not_music else ""
+        not_music = (f" · {self.not_music} not music" if self.not_music else "") + (
+            f" · {self.other_genre} of other genres" if self.other_genre else "")
         return (f"{self.classified} classified ({self.from_cache} from cache), {self.failed} failed{skipped} in "
                 f"{self.seconds:.1f} s" + (f" · {spread}" if spread else "") + not_music + expected)
 
@@ -471,10 +476,12 @@ def classify_library(
         classified=len(answers), from_cache=from_cache, failed=len(results) - len(answers),
         passed_over=len(found.passed_over), seconds=time.perf_counter() - started,
         # Most frequent first; ties in the order first answered.
-        genres=dict(Counter(r.genre for r in answers if not r.not_music).most_common()), skipped=skipped,
-        not_music=sum(bool(r.not_music) for r in answers),
+        genres=dict(Counter(r.genre for r in answers if not r.not_music and not r.other_genre).most_common()),
+        skipped=skipped, not_music=sum(bool(r.not_music) for r in answers),
+        other_genre=sum(r.other_genre and not r.not_music for r in answers),
         # What is not music has no right genre: the estimate is of the answers for music.
-        expected_accuracy=expected_accuracy(r.confidence for r in answers if not r.not_music)
+        # Nor is an answer flagged of another genre: its confidence is among genres it is likely none of.
+        expected_accuracy=expected_accuracy(r.confidence for r in answers if not r.not_music and not r.other_genre)
         if ref.calibrated else None,
     )
     run = LibraryRun(results, summary, found)

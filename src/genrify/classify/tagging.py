@@ -114,7 +114,10 @@ class TagPlan:
             return 0.0
         first, spell = proposed[0].casefold(), self.policy.genre_map.name
         p = self.prediction
-        return float(sum(q for g, q in zip(p.genres, p.probabilities, strict=True) if (spell(g) or "").casefold() == first))
+        chance = float(sum(q for g, q in zip(p.genres, p.probabilities, strict=True) if (spell(g) or "").casefold() == first))
+        # Written though flagged of another genre (--tag-unsure): its probability is a share among
+        # genres that hold only asked_share of the belief.
+        return chance * p.asked_share if p.other_genre and p.asked_share is not None else chance
 
     def decide(self, current: Sequence[str], previous: Provenance | None) -> TagDecision:
         """The field's new genres from the genres and the provenance it holds now
