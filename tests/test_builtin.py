@@ -337,6 +337,19 @@ def test_a_runs_summary_counts_answers_of_other_genres_apart_and_expects_nothing
     assert plan.chance_right == pytest.approx(flagged.confidence * flagged.asked_share)
 
 
+def test_the_share_from_a_songs_cached_embedding_is_the_share_classify_gives():
+    # learn --suggest judges songs from their embeddings, classify from their audio: the same share.
+    from genrify.learn.embedcache import embed_songs
+    from genrify.learn.learner import other_genre_shares
+
+    brahms = EXAMPLES / "hungarian-dance-5.ogg"
+    head = _learned_head(["Metal", "Hip Hop"])
+    (embedding,) = embed_songs([str(brahms)], jobs=1)
+    (share,) = other_genre_shares(head, [embedding])
+    assert share == pytest.approx(classify(brahms, load_builtin(head=head)).asked_share, abs=1e-4)
+    assert other_genre_shares(_learned_head(["Shoegaze", "Jazz"]), [embedding]) is None
+
+
 def test_answers_cached_before_the_other_genre_flag_are_not_reused_for_a_head_that_flags(tmp_path):
     from genrify.classify.modelref import ModelRef
     from genrify.classify.results import file_digest

@@ -1019,6 +1019,25 @@ def _builtin_figures(builtin: GenreHead | bool | None, songs: Sequence[SongEmbed
     }
 
 
+def other_genre_shares(head: GenreHead, songs: Sequence[SongEmbedding]) -> np.ndarray | None:
+    """Each song's share of the packaged head's belief that the head's genres hold, from its
+    embedding: the :attr:`~genrify.classify.predict.Prediction.asked_share` classifying it with
+    the head gives (the mean over its segments), without decoding it again. ``None`` where the head
+    has no such check (:func:`~genrify.models.builtin.reference_head`)."""
+    from genrify.models.builtin import reference_head, split_asked
+
+    reference, columns = reference_head(head)
+    if reference is None:
+        return None
+    tags = tagger_tags()
+    shares = np.empty(len(songs))
+    for i, song in enumerate(songs):
+        scores = tag_scores({n: np.asarray(song.taggrams[n], dtype=np.float64) for n in tags}, tags)
+        logits = combine(scores, reference.evidence(_features(song, reference.features)), reference)
+        shares[i] = float(split_asked(logits, columns)[1].mean())
+    return shares
+
+
 def predict_songs(head: GenreHead, songs: Sequence[SongEmbedding]) -> np.ndarray:
     """Each song's answer ``(songs, genres)`` from its embedding: the mean of its segments' softmax
     (what classification answers with the head, without decoding or running the taggers again)."""

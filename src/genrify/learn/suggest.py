@@ -256,6 +256,10 @@ class Suggestions:
         The candidates flagged not music (speech, silence, a tone...), as ``genrify classify``
         flags them: neither suggested nor in :attr:`candidates` and the figure, since classify
         leaves them untagged and a genre for them teaches nothing about music.
+    other_genre
+        Of the candidates, those the built-in model finds of none of the head's genres (classify
+        flags them ``other genre`` and leaves them untagged): out of :attr:`expected_accuracy`,
+        which is of the songs it would tag.
     """
 
     picks: list[Suggestion]
@@ -263,14 +267,22 @@ class Suggestions:
     expected_accuracy: float | None
     failed: list[EmbedFailure] = field(default_factory=list)
     not_music: int = 0
+    other_genre: int = 0
 
     def expectation(self, what: str = "songs") -> str:
         """:attr:`expected_accuracy` in words, e.g. ``"of the 90 readable songs without a genre, the
         model would tag about 70% right now"``, with ``" (2 files not music left out)"`` after "genre"
-        where there are such; empty without candidates."""
+        where there are such, and the songs of other genres said apart; empty without candidates."""
+        left = f" ({self.not_music} file{'s' if self.not_music != 1 else ''} not music left out)" if self.not_music else ""
+        if self.other_genre and self.other_genre == self.candidates:
+            return (f"of the {self.candidates} readable {what} without a genre{left}, the built-in model finds every "
+                    "one of other genres: the model would leave them untagged")
         if self.expected_accuracy is None:
             return ""
-        left = f" ({self.not_music} file{'s' if self.not_music != 1 else ''} not music left out)" if self.not_music else ""
+        if self.other_genre:
+            return (f"of the {self.candidates} readable {what} without a genre{left}, {self.other_genre} are of other "
+                    f"genres by the built-in model's check (left untagged); the model would tag the other "
+                    f"{self.candidates - self.other_genre} about {self.expected_accuracy:.0%} right now")
         return (f"of the {self.candidates} readable {what} without a genre{left}, the model would tag about "
                 f"{self.expected_accuracy:.0%} right now")
 
@@ -322,9 +334,9 @@ def suggest_files(
     ParameterError
         ``n`` below 1.
     """
-    from genrify.classify.predict import expected_accuracy
+    from genrify.classify.predict import ASKED_SHARE_MIN, expected_accuracy
     from genrify.learn.embedcache import EmbedFailure, embed_songs
-    from genrify.learn.learner import predict_songs
+    from genrify.learn.learner import other_genre_shares, predict_songs
 
     check_count(n)
     found: dict[str, SongEmbedding] = {}
@@ -344,8 +356,12 @@ def suggest_files(
     # A head learned from too few artists was not calibrated: its confidence promises no share right.
     report = (head.info or {}).get("report") if isinstance(head.info, dict) else None
     calibrated = not (isinstance(report, dict) and report.get("calibrated") is False)
-    expected = expected_accuracy(prob.max(axis=1)) if calibrated else None
-    return Suggestions(_picks(head, songs, prob, n, seed=seed), len(songs), expected, failed, not_music)
+    # Songs the built-in model finds of none of its genres are left untagged, as classify flags them.
+    shares = other_genre_shares(head, songs)
+    other = shares < ASKED_SHARE_MIN if shares is not None else np.zeros(len(songs), dtype=bool)
+    expected = expected_accuracy(prob.max(axis=1)[~other]) if calibrated else None
+    return Suggestions(_picks(head, songs, prob, n, seed=seed), len(songs), expected, failed, not_music,
+                       other_genre=int(other.sum()))
 
 
 def suggest_from_model(
