@@ -61,7 +61,16 @@ def test_learn_then_classify_fills_exactly_the_songs_without_a_genre(tmp_path, l
         assert genre in result.output
     assert (f"next: genrify classify {work} --model {model} --write-tags gives the 6 songs without a genre one where "
             "its answer is not unsure (--tag-unsure writes those too), and leaves yours alone") in " ".join(result.output.split())
-    assert "answers only in its" not in result.output  # no genre was left out
+    said = " ".join(result.output.split())
+    # Songs without a genre may be of genres nobody tagged: how they are flagged, and how often the
+    # same check flags the songs tagged (synthetic songs: often; the figure is the run's own).
+    assert ("note: it answers only in its 3 genres; where the built-in model finds a song of none of them, the answer "
+            "is flagged unsure (other genre)") in said
+    import re
+
+    found = re.search(r"that check also finds (\d+) of the 15 songs you tagged of none of these genres \(their "
+                      r"cross-checked answers right (\d+)% of the time\)", said)
+    assert found is None or 0 < int(found.group(1)) <= 15
 
     info = run("info", model)
     assert info.exit_code == 0 and "cross-validated" in info.output and "Hip-Hop" in info.output
@@ -210,6 +219,6 @@ def test_learn_warns_that_songs_of_a_genre_left_out_get_a_learned_one(tmp_path, 
     result = run("learn", work, "--out", tmp_path / "m.safetensors", "--no-cache", "--jobs", "1")
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert "note: it answers only in its 3 genres, so a song of a genre left out gets one of them; " in said
     # The three genres are the built-in model's too: its belief in them flags a song of another.
-    assert "flagged unsure (other genre), and tagging leaves it alone unless told to tag unsure answers" in said
+    assert ("note: it answers only in its 3 genres; where the built-in model finds a song of none of them, the "
+            "answer is flagged unsure (other genre) and tagging leaves it alone unless told to tag unsure answers") in said

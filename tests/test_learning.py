@@ -26,3 +26,20 @@ def test_seed_cnn_learns_ten_synthetic_genres(tmp_path: Path):
     assert run.evaluation.song_accuracy >= 0.9, run.evaluation.summary()
     # chance is 10 %: the chunk level, without the song's other chunks to help, is well above it too
     assert run.evaluation.chunk_accuracy >= 0.7
+
+
+def test_a_head_whose_genres_the_built_in_model_does_not_all_know_says_nothing_flags_other_genres():
+    import numpy as np
+
+    from genrify.learn.learning import other_genre_notes
+    from genrify.models.builtin import GenreHead
+
+    dim = 200
+    head = GenreHead(genres=["Shoegaze", "Jazz"], priors=[None, "jazz"], mean=np.zeros(dim), std=np.ones(dim),
+                     weight=np.zeros((dim, 2)), bias=np.zeros(2), prior_logit=np.zeros(2), learned=["Shoegaze", "Jazz"],
+                     prior_weight=1.0, cap=2.0, temperature=1.0, info={"learned_from": {}})
+    (note,) = other_genre_notes(head, None, [], [], others=True)  # type: ignore[arg-type]
+    assert note == ("it answers only in its 2 genres, and nothing flags a song of another (left out, or one nobody "
+                    "tagged) since the built-in model does not know Shoegaze: such a song gets one of its genres; try "
+                    "a dry run first")
+    assert other_genre_notes(head, None, [], [], others=False) == []  # type: ignore[arg-type]

@@ -39,6 +39,8 @@ from genrify.learn.labels import LabelledSong, LibraryLabels, read_labels
 
 if TYPE_CHECKING:
     from genrify.collection.records import RecordFields
+    from genrify.learn.learner import LearnReport
+    from genrify.models.builtin import GenreHead
 
 #: ``progress(stage, done, total)``: stages are ``"reading tags"`` and ``"embedding"``.
 Progress = Callable[[str, int, int], None]
@@ -308,15 +310,8 @@ def learn_labels(
     head, report = learn_head([embeddings[s.path] for s in songs], [s.genres for s in songs], [s.group for s in songs],
                               genre_map=genre_map, folds=folds, seed=seed, progress=say,
                               info={"learned_from": learned_from})
-    if dropped:
-        from genrify.models.builtin import reference_head
-
-        notes.append(f"it answers only in its {len(head.genres)} genres, so a song of a genre left out gets one of them; "
-                     + ("where the built-in model finds such a song of none of them, the answer is flagged unsure "
-                        "(other genre), and tagging leaves it alone unless told to tag unsure answers"
-                        if reference_head(head)[0] is not None else
-                        "nothing flags such a song, since the built-in model does not know every genre learned: "
-                        "try a dry run first"))
+    notes += other_genre_notes(head, report, [embeddings[s.path] for s in songs], [s.genres for s in songs],
+                               others=bool(dropped or library.untagged))
     report_dict = report.to_dict()
     try:
         destination.path.parent.mkdir(parents=True, exist_ok=True)
@@ -326,6 +321,40 @@ def learn_labels(
     return LearnSummary(out=Path(out), labels=library, report=report_dict, genres=list(head.genres), songs=len(songs),
                         embedded=len(embeddings) - cached, cached=cached, failed=failed, dropped=dropped,
                         seconds=time.monotonic() - started, notes=notes)
+
+
+def other_genre_notes(head: GenreHead, report: LearnReport, songs: Sequence[SongEmbedding],
+                      labels: Sequence[tuple[str, ...]], *, others: bool) -> list[str]:
+    """What the run says of songs of genres the head did not learn: whether the built-in model's
+    check flags them (``other genre``), and how often it flags the songs a person tagged;
+    ``others``: the library holds songs of genres not learned (left out, or without a genre)."""
+    import numpy as np
+
+    from genrify.classify.predict import ASKED_SHARE_MIN
+    from genrify.learn.learner import other_genre_shares, song_probabilities
+    from genrify.models.builtin import GENRES, builtin_genre
+
+    shares = other_genre_shares(head, songs)
+    notes = []
+    if shares is None and others:
+        recorded = head.info.get("builtin_genres") or {}
+        unknown = [g for g in head.genres if (recorded.get(g) or builtin_genre(g)) not in GENRES]
+        what = f"the built-in model does not know {', '.join(unknown[:4])}" if unknown else "it learned every genre the built-in model knows"
+        notes.append(f"it answers only in its {len(head.genres)} genres, and nothing flags a song of another "
+                     f"(left out, or one nobody tagged) since {what}: such a song gets one of its genres; try a dry run first")
+    elif shares is not None:
+        if others:
+            notes.append(f"it answers only in its {len(head.genres)} genres; where the built-in model finds a song of "
+                         "none of them, the answer is flagged unsure (other genre) and tagging leaves it alone unless "
+                         "told to tag unsure answers")
+        flagged = shares < ASKED_SHARE_MIN
+        if flagged.any():
+            answered = [head.genres[int(song_probabilities(a)[0].argmax())] for a in report.answers]
+            right = np.mean([answered[i] in labels[i] for i in np.flatnonzero(flagged)])
+            notes.append(f"that check also finds {int(flagged.sum())} of the {len(songs)} songs you tagged of none of "
+                         f"these genres (their cross-checked answers right {right:.0%} of the time): songs like them "
+                         "would be left untagged")
+    return notes
 
 
 def _two_places(value: Any) -> str:
