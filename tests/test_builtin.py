@@ -322,9 +322,13 @@ def test_a_runs_summary_counts_answers_of_other_genres_apart_and_expects_nothing
     from genrify.collection.tagpolicy import TagPolicy
     from genrify.core.runner import LocalRunner
 
+    from genrify.classify.tagging import FileSink, TagListener
+
     path = _learned_head(["Metal", "Hip Hop"]).save(tmp_path / "never.safetensors")
-    run = classify_library([EXAMPLES], ModelRef.file(path), runner=LocalRunner(1))
+    tagger = TagListener(TagPolicy(), FileSink(), model="never", dry_run=True)  # left alone: no file is read
+    run = classify_library([EXAMPLES], ModelRef.file(path), runner=LocalRunner(1), listeners=[tagger])
     other = [p for p in run.predictions if p.other_genre]
+    assert f"({len(other)} of other genres)" in tagger.report.line
     assert other and run.summary.other_genre == len(other)  # Brahms at least is none of the two
     assert sum(run.summary.genres.values()) == len(run.predictions) - len(other)
     assert f" · {len(other)} of other genres" in run.summary.line
@@ -368,7 +372,7 @@ def test_songs_of_none_of_the_genres_asked_for_are_not_sorted_into_their_folders
                                  str(sorted_to), "--dry-run", "--jobs", "1"])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert "would place 0 files" in said and "4 of none of the genres asked for not placed" in said
+    assert "would place 0 files" in said and "4 of other genres not placed" in said
     answer = classify(EXAMPLES / "hungarian-dance-5.ogg", load_builtin(["rock", "metal"]))
     assert answer.other_genre and confident([answer]) == []
     assert confident([classify(EXAMPLES / "hungarian-dance-5.ogg", load_builtin(["classical", "jazz"]))])

@@ -1278,7 +1278,7 @@ def _show_placing(chosen: list[Any], paths: list[Path], organize: Path | None, m
     if organize or playlists:
         notes += [f"{below} below confidence {min_confidence:g} not placed"] if min_confidence > 0 else []
         notes += [f"{not_music} not music not placed"] if not_music else []
-        notes += [f"{other} of none of the genres asked for not placed"] if other else []
+        notes += [f"{other} of other genres not placed"] if other else []
     placed: dict[str, str] = {}
     if organize is not None:
         moved = organize_results(chosen, organize, mode=mode, sources=[p for p in paths if p.is_dir()],

@@ -451,6 +451,8 @@ class TagReport:
     left_with_album
         Album mode: of those, tracks left alone because their album's pooled answer is unsure
         (its tracks disagree, or none is sure), whatever their own answer.
+    left_other
+        Of those, answers flagged of none of the model's genres (``other genre``).
     total
         Files considered.
     albums
@@ -470,6 +472,7 @@ class TagReport:
     untaggable: list[tuple[str, str]] = field(default_factory=list)
     left_alone: int = 0
     left_with_album: int = 0
+    left_other: int = 0
     total: int = 0
     albums: int = 0
     dry_run: bool = False
@@ -499,6 +502,7 @@ class TagReport:
         right = f" ({expectation_words(self.expected_accuracy)})" if self.expected_accuracy is not None else ""
         return (f"genre tags: {verb} {self.count('written')}{right}, unchanged {self.count('unchanged')}, "
                 f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence"
+                + (f" ({self.left_other} of other genres)" if self.left_other else "")
                 + (f" ({self.left_with_album} with an album the model is unsure of as a whole)" if self.left_with_album else "")
                 + f", {len(self.failures)} failed"
                 + (f", {len(self.untaggable)} in formats without genre tags" if self.untaggable else ""))
@@ -617,6 +621,7 @@ class TagListener(Listener):
         if change is None:
             self.report.left_alone += 1
             self.report.left_with_album += album is not None and unsure and not prediction.not_music
+            self.report.left_other += bool(prediction.other_genre and not prediction.not_music)
         else:
             self.report.changes.append(change)
             if change.status == "written":
