@@ -355,6 +355,8 @@ def test_tags_organize_and_playlists_consume_the_results(model_file, music, tmp_
     placed = organize_results(chosen, dest, sources=[music])
     assert placed.line == f"placed {len(chosen)} files in {dest} (0 failed)"
     assert sorted(placed.placed) == sorted(p.path for p in chosen)
+    again = organize_results(chosen, dest, sources=[music])  # the same files are there already
+    assert again.line == f"placed 0 files in {dest} ({len(chosen)} already there, 0 failed)"
     assert all(Path(t).parent.name == next(p.genre for p in chosen if p.path == s) for s, t in placed.placed.items())
 
     lists = tmp_path / "lists"

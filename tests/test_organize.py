@@ -483,3 +483,19 @@ def test_a_genre_spelled_in_another_case_goes_where_an_earlier_run_put_it(tmp_pa
     written = write_playlists(again, tmp_path / "lists").written
     assert sorted(p.name for p in written) == ["jazz.m3u8", "rock.m3u8"]
     assert sorted(os.listdir(tmp_path / "lists")) == ["jazz.m3u8", "rock.m3u8"]
+
+
+def test_links_to_songs_the_same_move_moves_follow_them(tmp_path):
+    # a_alias -> z.mp3 and z_alias -> a.mp3 in one folder; all four moved in one run, in any order.
+    lib = tmp_path / "lib"
+    a, z = _file(lib / "a.mp3", "song a"), _file(lib / "z.mp3", "song z")
+    (lib / "a_alias.mp3").symlink_to("z.mp3")
+    (lib / "z_alias.mp3").symlink_to("a.mp3")
+    assignments = {a: "jazz", z: "metal", lib / "a_alias.mp3": "metal", lib / "z_alias.mp3": "jazz"}
+    results = organize(assignments, tmp_path / "sorted", mode="move")
+    assert [r.status for r in results] == ["done"] * 4
+    for r in results:
+        assert r.target.read_bytes() in (b"song a", b"song z"), r
+    by_name = {r.target.name: r.target for r in results}
+    assert by_name["a_alias.mp3"].read_bytes() == b"song z" and by_name["z_alias.mp3"].read_bytes() == b"song a"
+    assert not any(os.path.lexists(p) for p in assignments)

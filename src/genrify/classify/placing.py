@@ -47,12 +47,16 @@ class OrganizeReport:
     def line(self) -> str:
         """E.g. ``"placed 18 files in sorted (0 failed)"``."""
         failed = sum(not m.ok for m in self.moves)
+        there = sum(m.status == "skipped" for m in self.moves)
+        already = f"{there} already there, " if there else ""
         if self.dry_run:
-            return f"would place {sum(m.status == 'planned' for m in self.moves)} files in {display_path(self.dest)} ({failed} failed)"
+            n = sum(m.status == "planned" for m in self.moves)
+            return f"would place {n} file{'s' if n != 1 else ''} in {display_path(self.dest)} ({already}{failed} failed)"
         linked = sum(m.method == "symlink" for m in self.moves)
         symbolic = f"; {linked} as symbolic links, a hard link being impossible" if linked else ""
-        return (f"placed {sum(m.status == 'done' for m in self.moves)} files in {display_path(self.dest)} "
-                f"({failed} failed{symbolic})")
+        n = sum(m.status == "done" for m in self.moves)
+        return (f"placed {n} file{'s' if n != 1 else ''} in {display_path(self.dest)} "
+                f"({already}{failed} failed{symbolic})")
 
 
 def organize_results(predictions: Sequence[Prediction], dest: str | Path, *, mode: str = "copy",

@@ -219,20 +219,28 @@ def apply(moves: Iterable[Move], *, dry_run: bool = False) -> list[MoveResult]:
     With ``dry_run`` nothing is created, not even folders; every move is reported ``planned``
     (or ``skipped``).
     """
-    results = []
+    moves = list(moves)
+    results: list[MoveResult | None] = [None] * len(moves)
     cleaned: set[Path] = set()
-    for move in moves:
+    moved: dict[str, Path] = {}  # move mode: each song's real path -> where this run put it
+    # Links are moved after the files: a link to a song this run moves then follows it there.
+    order = sorted(range(len(moves)), key=lambda i: moves[i].mode == "move" and moves[i].source.is_symlink())
+    for i in order:
+        move = moves[i]
         if not dry_run and move.target.parent not in cleaned:
             # Copies that a killed run left half-made in this folder (only dead writers' ones).
             cleaned.add(move.target.parent)
             remove_leftovers(move.target.parent)
         if move.skip:
-            results.append(MoveResult(move.source, move.target, move.genre, "skipped", detail="identical file already there"))
+            results[i] = MoveResult(move.source, move.target, move.genre, "skipped", detail="identical file already there")
         elif dry_run:
-            results.append(MoveResult(move.source, move.target, move.genre, "planned"))
+            results[i] = MoveResult(move.source, move.target, move.genre, "planned")
         else:
-            results.append(_apply_one(move))
-    return results
+            real = os.path.realpath(move.source)
+            results[i] = _apply_one(move, moved)
+            if move.mode == "move" and results[i].status == "done" and results[i].method != "relinked":
+                moved[real] = results[i].target
+    return [r for r in results if r is not None]
 
 
 def organize(
@@ -473,9 +481,14 @@ def _same_content(source: Path, target: Path) -> bool:
 # --- applying --------------------------------------------------------------------------------
 
 
-def _apply_one(move: Move) -> MoveResult:
+def _apply_one(move: Move, moved: Mapping[str, Path]) -> MoveResult:
     source, target = move.source, move.target
     try:
+        if move.mode == "move" and source.is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target = _still_free(target)
+            song = os.path.realpath(source)
+            return MoveResult(source, target, move.genre, "done", *_relink(source, target, moved.get(song, Path(song))))
         if not source.is_file():
             raise FileNotFoundError(errno.ENOENT, "source file not found" if not source.exists() else "not a regular file")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -524,16 +537,18 @@ def _link(source: Path, target: Path) -> tuple[Method, str]:
     return "hardlink", ""
 
 
+def _relink(source: Path, target: Path, song: Path) -> tuple[Method, str]:
+    """Move mode, a symbolic link: a link to the song itself (where this run may have moved it) at
+    ``target``, then the old link goes. Renamed as it is, a relative link would dangle."""
+    if not song.is_file():
+        raise FileNotFoundError(errno.ENOENT, "the link leads to no file", str(source))
+    os.symlink(song, target)  # fails rather than overwrite
+    source.unlink()
+    fsync_dir(target.parent)
+    return "relinked", "a symbolic link: moved as a link to the same file"
+
+
 def _move(source: Path, target: Path) -> tuple[Method, str]:
-    if source.is_symlink():
-        # A link stays a link to the same song; renamed as it is, a relative target would dangle.
-        os.symlink(os.path.realpath(source), target)  # fails rather than overwrite
-        if not os.path.exists(target):  # a link to nothing: leave the one there was
-            target.unlink()
-            raise FileNotFoundError(errno.ENOENT, "the link leads to no file", str(source))
-        source.unlink()
-        fsync_dir(target.parent)
-        return "relinked", "a symbolic link: moved as a link to the same file"
     try:
         _rename_no_replace(source, target)
     except OSError as exc:
