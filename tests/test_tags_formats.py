@@ -285,3 +285,21 @@ def test_a_damaged_ape_tag_is_no_genre_and_never_stops_a_write(ape_mp3):
     ape_mp3.write_bytes(bytes(data))
     assert read_genre(ape_mp3) in ((), ("Bebop",))
     assert write_genre(ape_mp3, ["Jazz"], mode="merge", provenance=_record("Jazz")).status == "written"
+
+
+@pytest.mark.parametrize("id3", ["Other", "v1 Pop"])
+def test_an_ape_genre_beside_a_placeholder_or_an_id3v1_number_is_the_persons(ape_mp3, id3):
+    # foobar2000 writes APEv2 with an ID3v1 block (its genre byte a lossy copy); "Other" names no genre.
+    if id3 == "Other":
+        from mutagen.id3 import ID3, TCON
+
+        tag = ID3()
+        tag.add(TCON(encoding=3, text=["Other"]))
+        tag.save(ape_mp3)
+    else:
+        with open(ape_mp3, "ab") as f:  # after the APE tag, as foobar2000 leaves them
+            f.write(b"TAG" + b"T".ljust(30, b"\0") + b"A".ljust(30, b"\0") + b"B".ljust(30, b"\0") + b"1999"
+                    + b"c".ljust(30, b"\0") + bytes([13]))
+    assert read_genre(ape_mp3) == ("Bebop",)
+    assert write_genre(ape_mp3, ["Jazz"], mode="keep", provenance=_record("Jazz")).status == "kept"
+    assert write_genre(ape_mp3, ["Jazz"], mode="merge", provenance=_record("Jazz")).new == ("Bebop", "Jazz")

@@ -85,6 +85,7 @@ from typing import Any
 
 from genrify.collection.tagpolicy import (
     MP4_PROVENANCE_KEY,
+    names_a_genre,
     PROVENANCE_FIELD,
     Provenance,
     TagDecision,
@@ -629,14 +630,18 @@ def _display(kind: str, tags: Any, info_genres: tuple[str, ...] = ()) -> tuple[s
     kind, tags
         The tag family and the tag block.
     info_genres
-        The genre of a wav file's RIFF INFO chunk (:func:`_info_genres`): the file's genre where
-        its ID3 tag holds none.
+        The genre of a wav file's RIFF INFO chunk or an mp3's APEv2 tag (:func:`_info_genres`): the
+        file's genre where its ID3 tag holds none a person could mean: none at all, placeholders
+        only ("Other", "Unknown"), or an ID3v1 number alone (foobar2000 writes APEv2 beside ID3v1,
+        whose genre byte is a lossy copy).
     """
     if kind == _ID3:
         frame = tags.get("TCON")
         genres = tuple(frame.genres) if frame is not None else ()
-        if not genres:
+        if info_genres and (not genres or not any(names_a_genre(g) for g in genres) or tags.version[0] < 2):
             return info_genres
+        if not genres:
+            return ()
         return _split(genres, ID3V23_SEPARATOR) if tags.version[:2] < (2, 4) else genres
     return _raw(kind, tags)
 
@@ -780,7 +785,7 @@ def _info_note(
     if all(g.casefold() in ours for g in current):
         return ()
     verb = "would stay" if dry_run else "stays"
-    return (f"{path}: its {source} genre {info[0]!r} {verb} in the file beside the new ID3 genre "
+    return (f"{path}: its {source} genre {'; '.join(info)!r} {verb} in the file beside the new ID3 genre "
             "(genrify writes only ID3, which it, beets and Picard read first)",)
 
 
