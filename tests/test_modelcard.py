@@ -84,6 +84,12 @@ def test_a_card_says_when_no_answer_was_flagged_unsure(head):
     assert unsure_line().startswith("unsure: top two within 0.11; ") and "0.00" not in unsure_line()
     u.update(threshold=0.4, margin=0.0)
     assert unsure_line().startswith("unsure: top probability under 0.40; ") and "0.00" not in unsure_line()
+    # Every answer flagged: there are no others to say a share right of.
+    u.update(flagged=1.0, flagged_top1=0.32)
+    assert unsure_line().endswith("flagged 100% of the cross-validated answers (right 32% of the time)")
+    figures = dict(model_card({"genres": list(head.genres), "architecture": "genrify-musicnn", "head": True,
+                               "info": info}).figures)
+    assert figures["flagged unsure"] == "100% of the answers (right 32% of the time)"
     u.update(threshold=0.0, margin=0.0)
     assert unsure_line().startswith("unsure: no rule (") and unsure_line().endswith("right 92% of the time)")
 

@@ -243,8 +243,10 @@ class LearnReport:
                 out.append(f"unsure: {rule}; it flagged none of the cross-validated answers "
                            f"(right {u['kept_top1']:.0%} of the time)")
             else:
+                # Every answer flagged leaves no others whose share right could be said.
+                others = f", the others {u['kept_top1']:.0%}" if u["flagged"] < 1 else ""
                 out.append(f"unsure: {rule}; flagged {u['flagged']:.0%} of the cross-validated answers "
-                           f"(right {u['flagged_top1']:.0%} of the time, the others {u['kept_top1']:.0%})")
+                           f"(right {u['flagged_top1']:.0%} of the time{others})")
         h = self.held_out
         if h is not None:
             out.append(f"genres it never heard (each learned genre the tags know, left out of training in turn): "

@@ -334,8 +334,9 @@ def _report_figures(report: Mapping[str, Any], *, unit: str, genres: Sequence[st
         figures.append((label, f"top-1 {_pct(builtin['top1'])}, macro recall {_pct(builtin.get('macro_recall'))}"))
     unsure = report.get("unsure")
     if isinstance(unsure, Mapping) and _finite(unsure.get("flagged")) is not None:
+        others = f"; the others {_pct(unsure.get('kept_top1'))}" if unsure["flagged"] < 1 else ""
         flagged = (f"{_pct(unsure['flagged'])} of the answers (right {_pct(unsure.get('flagged_top1'))} "
-                   f"of the time; the others {_pct(unsure.get('kept_top1'))})" if unsure["flagged"] > 0
+                   f"of the time{others})" if unsure["flagged"] > 0
                    else f"none of the answers (right {_pct(unsure.get('kept_top1'))} of the time)")
         figures.append(("flagged unsure", flagged))
     notes: list[str] = []
