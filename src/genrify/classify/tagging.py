@@ -453,6 +453,8 @@ class TagReport:
         (its tracks disagree, or none is sure), whatever their own answer.
     left_other
         Of those, answers flagged of none of the model's genres (``other genre``).
+    left_refused
+        Of those, answers whose genre the genre map's whitelist refuses (sure or not).
     total
         Files considered.
     albums
@@ -473,6 +475,7 @@ class TagReport:
     left_alone: int = 0
     left_with_album: int = 0
     left_other: int = 0
+    left_refused: int = 0
     total: int = 0
     albums: int = 0
     dry_run: bool = False
@@ -503,6 +506,7 @@ class TagReport:
         return (f"genre tags: {verb} {self.count('written')}{right}, unchanged {self.count('unchanged')}, "
                 f"kept {self.count('kept')} (set by a person), {self.left_alone} unsure or below confidence"
                 + (f" ({self.left_other} of other genres)" if self.left_other else "")
+                + (f" ({self.left_refused} outside the genre map's whitelist)" if self.left_refused else "")
                 + (f" ({self.left_with_album} with an album the model is unsure of as a whole)" if self.left_with_album else "")
                 + f", {len(self.failures)} failed"
                 + (f", {len(self.untaggable)} in formats without genre tags" if self.untaggable else ""))
@@ -622,6 +626,7 @@ class TagListener(Listener):
             self.report.left_alone += 1
             self.report.left_with_album += album is not None and unsure and not prediction.not_music
             self.report.left_other += bool(prediction.other_genre and not prediction.not_music)
+            self.report.left_refused += bool(ranked) and self.policy.genre_map.name(ranked[0][0]) is None
         else:
             self.report.changes.append(change)
             if change.status == "written":
