@@ -499,3 +499,14 @@ def test_links_to_songs_the_same_move_moves_follow_them(tmp_path):
     by_name = {r.target.name: r.target for r in results}
     assert by_name["a_alias.mp3"].read_bytes() == b"song z" and by_name["z_alias.mp3"].read_bytes() == b"song a"
     assert not any(os.path.lexists(p) for p in assignments)
+
+
+def test_a_genre_in_another_case_reuses_genrifys_playlist_beside_a_persons(tmp_path, library):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "jazz.m3u8").write_text("#EXTM3U\nmine.mp3\n")  # a person's
+    write_playlists(dict(library.items()), lists)
+    assert (lists / "jazz (genrify).m3u8").is_file()
+    write_playlists({p: g.capitalize() for p, g in library.items()}, lists)
+    assert sorted(os.listdir(lists)) == ["jazz (genrify).m3u8", "jazz.m3u8", "rock.m3u8"]
+    assert (lists / "jazz.m3u8").read_text() == "#EXTM3U\nmine.mp3\n"

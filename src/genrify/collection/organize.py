@@ -393,6 +393,8 @@ def write_playlists(
         name = sanitize_genre(genre)
         if name not in spelled:  # one genre, one playlist: an earlier run's "jazz.m3u8" for "Jazz"
             spelled[name] = _as_spelled_there(out, name, is_genrify_playlist, suffix=".m3u8")
+            if spelled[name] == name:  # or its "jazz (genrify).m3u8", beside a person's "jazz.m3u8"
+                spelled[name] = _as_spelled_there(out, name, is_genrify_playlist, suffix=" (genrify).m3u8")
         by_name.setdefault(spelled[name], []).append((Path(source), genre))
     seconds = {Path(k): v for k, v in (durations or {}).items()}
     result = PlaylistResult(dry_run=dry_run)
