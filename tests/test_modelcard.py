@@ -139,3 +139,15 @@ def test_a_card_says_which_run_the_file_holds_and_its_own_figure():
     model.info = {**model.info, "kept_run": 1}
     held = model_card(model).figures
     assert held[0][1].startswith("run 2 of 2") and held[1][1].startswith("50% for the run this file holds")
+
+
+def test_a_learned_card_says_whether_songs_of_other_genres_are_flagged(head):
+    info = copy.deepcopy(head.info)
+    info["learned_from"] = {"labels": "tags", "songs": 40}
+
+    def notes(genres: list[str]) -> str:
+        return " ".join(model_card({"genres": genres, "architecture": "genrify-musicnn", "head": True,
+                                    "info": info}).notes)
+
+    assert "flagged unsure (other genre) where the built-in model finds it of none of them" in notes(["Jazz", "Metal"])
+    assert "nothing flags it (the built-in model does not know every one of its genres)" in notes(["Jazz", "Shoegaze"])
