@@ -182,9 +182,20 @@ def test_ctrl_c_says_it_was_interrupted_and_exits_130(monkeypatch, capsys):
         raise SystemExit(typer.Exit(130).exit_code)
 
     monkeypatch.setattr(cli, "app", interrupted)
+    # A pool's workers left waiting (a second Ctrl-C during its shutdown) are stopped: the exit
+    # would otherwise wait for them forever.
+    import multiprocessing
+
+    class Worker:
+        stopped = False
+
+        def terminate(self) -> None:
+            Worker.stopped = True
+
+    monkeypatch.setattr(multiprocessing, "active_children", lambda: [Worker()])
     with pytest.raises(SystemExit) as ended:
         cli.main()
-    assert ended.value.code == 130
+    assert ended.value.code == 130 and Worker.stopped
     assert capsys.readouterr().err.strip() == cli.INTERRUPTED
 
 

@@ -1608,18 +1608,26 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        _say_interrupted()
-        sys.exit(130)
+        _exit_interrupted()
     except SystemExit as exc:
         if exc.code == 130:  # Typer turns Ctrl-C into a silent exit 130: say what it means
-            _say_interrupted()
+            _exit_interrupted()
         raise
 
 
-def _say_interrupted() -> None:
+def _exit_interrupted() -> NoReturn:
+    """Say what the interrupted run had done, and exit 130. Its own clean-up ran on the way here
+    (with-blocks, finally clauses: caches closed, temporaries gone). The process pool's workers are
+    stopped first: a second Ctrl-C during the pool's shutdown leaves them waiting for work forever,
+    and the interpreter's exit would wait for them."""
+    import multiprocessing
+
     for line in (said() for said in _SAID_IF_INTERRUPTED):
         err.print(_say(line), highlight=False)
     err.print(INTERRUPTED)
+    for worker in multiprocessing.active_children():
+        worker.terminate()
+    sys.exit(130)
 
 
 #: What a command had done when Ctrl-C stopped it, said by :func:`main` before :data:`INTERRUPTED`
