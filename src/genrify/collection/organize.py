@@ -236,9 +236,9 @@ def apply(moves: Iterable[Move], *, dry_run: bool = False) -> list[MoveResult]:
         elif dry_run:
             results[i] = MoveResult(move.source, move.target, move.genre, "planned")
         else:
-            real = os.path.realpath(move.source)
+            real = os.path.realpath(move.source) if move.mode == "move" else ""
             results[i] = _apply_one(move, moved)
-            if move.mode == "move" and results[i].status == "done" and results[i].method != "relinked":
+            if real and results[i].status == "done" and results[i].method != "relinked":
                 moved[real] = results[i].target
     return [r for r in results if r is not None]
 

@@ -995,16 +995,10 @@ def _builtin_figures(builtin: GenreHead | bool | None, songs: Sequence[SongEmbed
     answers = np.zeros((len(covered), len(columns)))
     tags = tagger_tags()
     for row, i in enumerate(covered):
-        song = songs[i]
-        scores = tag_scores({n: np.asarray(song.taggrams[n], dtype=np.float64) for n in tags}, tags)
-        if reference is None:
-            logits = combine(scores, None, None)
-        else:
-            try:
-                x = _features(song, reference.features)
-            except ParameterError:  # the head reads what the songs' embeddings do not hold
-                return None
-            logits = combine(scores, reference.evidence(x), reference)
+        try:
+            logits = _segment_logits(songs[i], reference, tags)
+        except ParameterError:  # the head reads what the songs' embeddings do not hold
+            return None
         answers[row] = song_probabilities(logits[:, [known.index(c) for c in columns]])[0]
     own = np.zeros((len(covered), len(columns)), dtype=bool)
     for row, i in enumerate(covered):
@@ -1032,12 +1026,15 @@ def other_genre_shares(head: GenreHead, songs: Sequence[SongEmbedding]) -> np.nd
     if reference is None:
         return None
     tags = tagger_tags()
-    shares = np.empty(len(songs))
-    for i, song in enumerate(songs):
-        scores = tag_scores({n: np.asarray(song.taggrams[n], dtype=np.float64) for n in tags}, tags)
-        logits = combine(scores, reference.evidence(_features(song, reference.features)), reference)
-        shares[i] = float(split_asked(logits, columns)[1].mean())
-    return shares
+    return np.array([split_asked(_segment_logits(song, reference, tags), columns)[1].mean() for song in songs])
+
+
+def _segment_logits(song: SongEmbedding, head: GenreHead | None, tags: dict[str, list[str]]) -> np.ndarray:
+    """A head's logits for each of a song's segments from its embedding (the tags alone where
+    ``head`` is ``None``), as :meth:`~genrify.models.builtin.BuiltinGenreModel.logits` gives them
+    from the audio. Raises :class:`ParameterError` where the embedding lacks what the head reads."""
+    scores = tag_scores({n: np.asarray(song.taggrams[n], dtype=np.float64) for n in tags}, tags)
+    return combine(scores, head.evidence(_features(song, head.features)) if head is not None else None, head)
 
 
 def predict_songs(head: GenreHead, songs: Sequence[SongEmbedding]) -> np.ndarray:

@@ -332,13 +332,12 @@ def other_genre_notes(head: GenreHead, report: LearnReport, songs: Sequence[Song
 
     from genrify.classify.predict import ASKED_SHARE_MIN
     from genrify.learn.learner import other_genre_shares, song_probabilities
-    from genrify.models.builtin import GENRES, builtin_genre
+    from genrify.models.builtin import unknown_genres
 
     shares = other_genre_shares(head, songs)
     notes = []
     if shares is None and others:
-        recorded = head.info.get("builtin_genres") or {}
-        unknown = [g for g in head.genres if (recorded.get(g) or builtin_genre(g)) not in GENRES]
+        unknown = unknown_genres(head.genres, head.info)
         what = f"the built-in model does not know {', '.join(unknown[:4])}" if unknown else "it learned every genre the built-in model knows"
         notes.append(f"it answers only in its {len(head.genres)} genres, and nothing flags a song of another "
                      f"(left out, or one nobody tagged) since {what}: such a song gets one of its genres; try a dry run first")

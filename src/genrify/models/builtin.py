@@ -918,12 +918,23 @@ def other_genre_check(genres: Sequence[str], info: Any) -> list[str] | None:
     the packaged head (whose ``info`` names no library it was learned from)."""
     if not isinstance(info, dict) or "learned_from" not in info:
         return None
-    recorded = info.get("builtin_genres")
-    meant = recorded if isinstance(recorded, dict) else {}
-    names = [meant.get(genre) or builtin_genre(genre) for genre in genres]
-    if any(name not in GENRES for name in names) or set(names) == set(GENRES):
+    names = [_meant(genre, info) for genre in genres]
+    if any(name is None for name in names) or set(names) == set(GENRES):
         return None
     return [str(name) for name in names]
+
+
+def unknown_genres(genres: Sequence[str], info: Any) -> list[str]:
+    """The genres of a learned head that mean none of :data:`GENRES` (as :func:`other_genre_check`
+    reads them): while there are any, nothing flags a song of a genre the head did not learn."""
+    return [genre for genre in genres if _meant(genre, info if isinstance(info, dict) else {}) is None]
+
+
+def _meant(genre: str, info: dict[str, Any]) -> str | None:
+    """What a learned head's genre means among :data:`GENRES`: its own record, else its name."""
+    recorded = info.get("builtin_genres")
+    name = (recorded.get(genre) if isinstance(recorded, dict) else None) or builtin_genre(genre)
+    return name if name in GENRES else None
 
 
 def reference_head(head: GenreHead | None) -> tuple[GenreHead | None, list[int]]:

@@ -239,14 +239,15 @@ def _learned_card(view: _View) -> ModelCard:
     if isinstance(dropped, Mapping) and dropped:
         rule = f" (fewer than {source['min_songs']} songs)" if _count(source.get("min_songs")) else ""
         notes.append(f"left out{rule}: " + ", ".join(f"{g} ({n})" for g, n in dropped.items()))
-    from genrify.models.builtin import other_genre_check
+    from genrify.models.builtin import other_genre_check, unknown_genres
 
-    if other_genre_check(view.genres, dict(head or info)) is not None:
+    head_info = dict(head or info)
+    if other_genre_check(view.genres, head_info) is not None:
         notes.append("a song of none of its genres gets one of them, flagged unsure (other genre) where the built-in "
                      "model finds it of none of them")
-    else:
+    elif unknown := unknown_genres(view.genres, head_info):
         notes.append("a song of none of its genres gets one of them, and nothing flags it (the built-in model does not "
-                     "know every one of its genres)")
+                     f"know {', '.join(unknown[:4])})")
     licence = "musicnn weights: ISC, Jordi Pons and Xavier Serra (see NOTICE); the genre head: learned from your music"
     return ModelCard(view.name, "learned", what, view.genres, learned_from, figures, licence, notes,
                      _cv_headline(report))
